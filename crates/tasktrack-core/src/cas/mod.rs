@@ -1,0 +1,113 @@
+//! The generic compare-and-swap adapter: a whole [`Store`] from a small [`Documents`] trait.
+//!
+//! A document backend (memory, file, S3, DynamoDB, MongoDB) only knows how to read a record with
+//! its revision, write it back *if the revision is unchanged*, and find claimable tasks. Every
+//! operation here is the same loop:
+//!
+//! 1. load the task and its revision,
+//! 2. apply the pure rule from [`crate::lifecycle`],
+//! 3. write the result conditionally on the revision,
+//! 4. on conflict (someone else wrote first) start again from 1, up to [`MAX_CAS_ATTEMPTS`] times.
+//!
+//! The functions are public so that a native backend can use them for its rarely-used paths and
+//! restate only its hot paths (claim, succeed, counts) natively.
+
+mod ops;
+
+pub use ops::*;
+
+use crate::error::Result;
+use crate::model::{Job, JobName, JobState, Status, Task, TaskKey, TaskPage, TaskQuery};
+use crate::time::Timestamp;
+use async_trait::async_trait;
+use std::fmt;
+
+/// How many times an operation re-reads and retries after a conflicting write before giving up
+/// with [`crate::Error::Contention`].
+pub const MAX_CAS_ATTEMPTS: u32 = 64;
+
+/// A record with the revision it was read at. The revision is opaque to the adapter: a version
+/// number, an ETag, ... whatever the backend's conditional write compares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    /// The record.
+    pub value: T,
+    /// The backend's revision of it.
+    pub revision: String,
+}
+
+impl<T> Versioned<T> {
+    /// Wraps a record read at `revision`.
+    pub fn new(value: T, revision: impl Into<String>) -> Self {
+        Versioned { value, revision: revision.into() }
+    }
+}
+
+/// Versioned documents with a claimable index: what a document backend implements.
+///
+/// Conditional writes return `Ok(false)` on a revision mismatch (or an existing key, for
+/// inserts); errors are for everything else. Backends that keep an index or counters beside the
+/// documents update them in the same atomic step (they get both the old and the new record).
+#[async_trait]
+pub trait Documents: fmt::Debug + Send + Sync + 'static {
+    /// The backend's name.
+    fn backend(&self) -> &'static str;
+
+    /// Creates whatever storage is needed (idempotent).
+    async fn init(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// A task and its revision, or `None`.
+    async fn get_task(&self, key: &TaskKey) -> Result<Option<Versioned<Task>>>;
+
+    /// Inserts `task` unless its key exists; `false` if it existed.
+    async fn insert_task(&self, task: &Task) -> Result<bool>;
+
+    /// Inserts many tasks; one flag per task, as [`Documents::insert_task`]. Override to batch.
+    async fn insert_tasks(&self, tasks: &[Task]) -> Result<Vec<bool>> {
+        let mut inserted = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            inserted.push(self.insert_task(t).await?);
+        }
+        Ok(inserted)
+    }
+
+    /// Replaces `old` by `new` if it is still at `old.revision`; `false` on conflict.
+    async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool>;
+
+    /// Deletes `old` if it is still at `old.revision`; `false` on conflict.
+    async fn delete_task(&self, old: &Versioned<Task>) -> Result<bool>;
+
+    /// Up to `limit` tasks of `job` (at `stage`, if given) that may be claimable at `now`, in
+    /// claim order: priority descending, then [`Task::claimable_at`], then id. The list may be
+    /// stale; the adapter re-checks every candidate and writes conditionally.
+    async fn claimable(
+        &self,
+        job: &JobName,
+        stage: Option<&str>,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Versioned<Task>>>;
+
+    /// A page of tasks ([`TaskQuery::paginate`] does the work for stores without a native query).
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage>;
+
+    /// Number of tasks of `job` per `(stage, status)`.
+    async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>>;
+
+    /// A job record and its revision, or `None`.
+    async fn get_job(&self, job: &JobName) -> Result<Option<Versioned<Job>>>;
+
+    /// Inserts a job record unless it exists; `false` if it existed.
+    async fn insert_job(&self, job: &Job) -> Result<bool>;
+
+    /// Replaces a job record if unchanged since read; `false` on conflict.
+    async fn replace_job(&self, old: &Versioned<Job>, new: &Job) -> Result<bool>;
+
+    /// Deletes a job record if unchanged since read; `false` on conflict.
+    async fn delete_job(&self, old: &Versioned<Job>) -> Result<bool>;
+
+    /// Job records, only those in `state` if given, ordered by name.
+    async fn list_jobs(&self, state: Option<JobState>) -> Result<Vec<Job>>;
+}

@@ -1,0 +1,504 @@
+//! The operations of the adapter, generic over [`Documents`], and [`CasStore`] which wires them
+//! into a [`Store`].
+
+use super::{Documents, MAX_CAS_ATTEMPTS};
+use crate::error::{Error, Refusal, Result};
+use crate::lifecycle::{self, ClaimDecision};
+use crate::model::*;
+use crate::store::*;
+use crate::time::Timestamp;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::time::Duration;
+
+/// What a rule decided for one loaded task.
+pub enum Step<R> {
+    /// Write this task (conditionally), then return the result.
+    Write(Task, Result<R>),
+    /// Write nothing; return the result.
+    Keep(Result<R>),
+}
+
+impl Step<Task> {
+    /// The usual case: a rule's new task is both written and returned.
+    pub fn from_rule(result: Result<Task>) -> Self {
+        match result {
+            Ok(t) => Step::Write(t.clone(), Ok(t)),
+            Err(e) => Step::Keep(Err(e)),
+        }
+    }
+}
+
+/// The compare-and-swap loop: load `key`, apply `rule`, write conditionally, retry on conflict.
+pub async fn update_task<D, R, F>(docs: &D, key: &TaskKey, mut rule: F) -> Result<R>
+where
+    D: Documents + ?Sized,
+    F: FnMut(&Task) -> Step<R> + Send,
+    R: Send,
+{
+    for attempt in 0..MAX_CAS_ATTEMPTS {
+        let Some(current) = docs.get_task(key).await? else {
+            return Err(Error::NotFound(format!("task {key}")));
+        };
+        match rule(&current.value) {
+            Step::Keep(result) => return result,
+            Step::Write(new, result) => {
+                if docs.replace_task(&current, &new).await? {
+                    return result;
+                }
+            }
+        }
+        conflict_pause(attempt).await;
+    }
+    Err(Error::Contention(format!("task {key}: too many conflicting writes")))
+}
+
+/// A short, growing, jittered pause after a lost race, so that racing writers spread out.
+async fn conflict_pause(attempt: u32) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let cap_us = 100u64 << attempt.min(6);
+    tokio::time::sleep(Duration::from_micros(u64::from(nanos) % cap_us)).await;
+}
+
+/// The job record, created with defaults if missing.
+pub async fn ensure_job<D: Documents + ?Sized>(docs: &D, name: &JobName, now: Timestamp) -> Result<Job> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        if let Some(existing) = docs.get_job(name).await? {
+            return Ok(existing.value);
+        }
+        let job = Job::new(name.clone(), now);
+        if docs.insert_job(&job).await? {
+            return Ok(job);
+        }
+    }
+    Err(Error::Contention(format!("job {name}: too many conflicting writes")))
+}
+
+/// Applies a rule to a job record, creating it first when `create` allows.
+async fn update_job<D, F>(docs: &D, name: &JobName, rule: F) -> Result<Job>
+where
+    D: Documents + ?Sized,
+    F: Fn(Option<&Job>) -> Result<Job> + Send,
+{
+    for attempt in 0..MAX_CAS_ATTEMPTS {
+        let written = match docs.get_job(name).await? {
+            Some(current) => {
+                let new = rule(Some(&current.value))?;
+                docs.replace_job(&current, &new).await?.then_some(new)
+            }
+            None => {
+                let new = rule(None)?;
+                docs.insert_job(&new).await?.then_some(new)
+            }
+        };
+        if let Some(job) = written {
+            return Ok(job);
+        }
+        conflict_pause(attempt).await;
+    }
+    Err(Error::Contention(format!("job {name}: too many conflicting writes")))
+}
+
+/// [`Store::put_job`].
+pub async fn put_job<D: Documents + ?Sized>(docs: &D, name: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
+    update_job(docs, name, |existing| lifecycle::apply_job_spec(existing, name, spec, now)).await
+}
+
+/// [`Store::get_job`].
+pub async fn get_job<D: Documents + ?Sized>(docs: &D, name: &JobName) -> Result<Job> {
+    match docs.get_job(name).await? {
+        Some(j) => Ok(j.value),
+        None => Err(Error::NotFound(format!("job {name}"))),
+    }
+}
+
+/// [`Store::set_job_state`].
+pub async fn set_job_state<D: Documents + ?Sized>(
+    docs: &D,
+    name: &JobName,
+    change: JobStateChange,
+    now: Timestamp,
+) -> Result<Job> {
+    update_job(docs, name, |existing| match existing {
+        Some(job) => lifecycle::move_job_state(job, change, now),
+        None => Err(Error::NotFound(format!("job {name}"))),
+    })
+    .await
+}
+
+/// [`Store::create`].
+pub async fn create<D: Documents + ?Sized>(
+    docs: &D,
+    name: &JobName,
+    tasks: &[NewTask],
+    mode: CreateMode,
+    now: Timestamp,
+) -> Result<Created> {
+    let job = ensure_job(docs, name, now).await?;
+    let fresh = tasks.iter().map(|n| lifecycle::create_task(&job, n, now)).collect::<Result<Vec<_>>>()?;
+    let mut created = Created::default();
+    for (news, chunk) in tasks.chunks(500).zip(fresh.chunks(500)) {
+        let inserted = docs.insert_tasks(chunk).await?;
+        for ((new, task), was_inserted) in news.iter().zip(chunk).zip(inserted) {
+            if was_inserted {
+                created.created += 1;
+            } else if mode == CreateMode::Replace {
+                update_task(docs, &task.key(), |old| Step::from_rule(lifecycle::replace_task(old, &job, new, now)))
+                    .await?;
+                created.replaced += 1;
+            } else {
+                created.existing += 1;
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// [`Store::claim`].
+pub async fn claim<D: Documents + ?Sized>(docs: &D, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
+    update_task(docs, key, |task| match lifecycle::claim(task, req, now) {
+        Err(e) => Step::Keep(Err(e)),
+        Ok(ClaimDecision::Granted(c)) => Step::Write(c.task.clone(), Ok(c)),
+        Ok(ClaimDecision::Refused(reason)) => Step::Keep(Err(Error::Refused { key: key.to_string(), reason })),
+        Ok(ClaimDecision::Exhausted(t)) => {
+            Step::Write(t, Err(Error::Refused { key: key.to_string(), reason: Refusal::Exhausted }))
+        }
+    })
+    .await
+}
+
+/// [`Store::claim_next`]: takes candidates from the index in claim order and claims each with a
+/// conditional write. A candidate that changed meanwhile (another worker took it) is skipped.
+pub async fn claim_next<D: Documents + ?Sized>(
+    docs: &D,
+    job: &JobName,
+    req: &ClaimNext,
+    now: Timestamp,
+) -> Result<Vec<Claimed>> {
+    check_claim_next(req)?;
+    let claim = Claim { owner: req.owner.clone(), lease_for: req.lease_for, force: false };
+    let mut won = Vec::new();
+    for _round in 0..MAX_CAS_ATTEMPTS {
+        let want = req.limit - won.len();
+        let candidates = docs.claimable(job, req.stage.as_deref(), now, want).await?;
+        if candidates.is_empty() {
+            break;
+        }
+        let mut lost_any = false;
+        for candidate in &candidates {
+            if !candidate.value.is_claimable(now) {
+                continue;
+            }
+            let write = match lifecycle::claim(&candidate.value, &claim, now)? {
+                ClaimDecision::Granted(c) => Some((c.task.clone(), Some(c))),
+                ClaimDecision::Exhausted(t) => Some((t, None)),
+                ClaimDecision::Refused(_) => None,
+            };
+            let Some((task, claimed)) = write else { continue };
+            if docs.replace_task(candidate, &task).await? {
+                won.extend(claimed);
+            } else {
+                lost_any = true;
+            }
+            if won.len() == req.limit {
+                return Ok(won);
+            }
+        }
+        if !lost_any && candidates.len() < want {
+            break;
+        }
+    }
+    Ok(won)
+}
+
+/// Rejects a claim_next that can never succeed.
+pub fn check_claim_next(req: &ClaimNext) -> Result<()> {
+    validate_key("worker id", &req.owner)?;
+    if req.limit == 0 {
+        return Err(Error::invalid("claim limit must be at least 1"));
+    }
+    if req.lease_for.as_millis() == 0 {
+        return Err(Error::invalid("lease length must be at least 1ms"));
+    }
+    Ok(())
+}
+
+/// [`Store::heartbeat`].
+pub async fn heartbeat<D: Documents + ?Sized>(docs: &D, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
+    update_task(docs, &lease.key, |task| match lifecycle::heartbeat(task, lease, lease_for, now) {
+        Ok((t, l)) => Step::Write(t, Ok(l)),
+        Err(e) => Step::Keep(Err(e)),
+    })
+    .await
+}
+
+/// Maps a task that vanished under a lease to [`Error::StaleLease`].
+async fn fenced<D, F>(docs: &D, lease: &Lease, rule: F) -> Result<Task>
+where
+    D: Documents + ?Sized,
+    F: Fn(&Task) -> Result<Task> + Send + Sync,
+{
+    match update_task(docs, &lease.key, |task| Step::from_rule(rule(task))).await {
+        Err(Error::NotFound(_)) => Err(Error::StaleLease { key: lease.key.to_string(), token: lease.token }),
+        other => other,
+    }
+}
+
+/// [`Store::patch_data`].
+pub async fn patch_data<D: Documents + ?Sized>(docs: &D, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+    fenced(docs, lease, |t| lifecycle::patch_data(t, lease, patch, now)).await
+}
+
+/// [`Store::succeed`].
+pub async fn succeed<D: Documents + ?Sized>(docs: &D, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+    fenced(docs, lease, |t| lifecycle::succeed(t, lease, output.clone(), now)).await
+}
+
+/// [`Store::fail`].
+pub async fn fail<D: Documents + ?Sized>(docs: &D, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+    fenced(docs, lease, |t| lifecycle::fail(t, lease, req, now)).await
+}
+
+/// [`Store::release`].
+pub async fn release<D: Documents + ?Sized>(docs: &D, lease: &Lease, now: Timestamp) -> Result<Task> {
+    fenced(docs, lease, |t| lifecycle::release(t, lease, now)).await
+}
+
+/// [`Store::ignore`].
+pub async fn ignore<D: Documents + ?Sized>(docs: &D, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
+    update_task(docs, key, |t| Step::from_rule(lifecycle::ignore(t, req, now))).await
+}
+
+/// [`Store::retry`].
+pub async fn retry<D: Documents + ?Sized>(docs: &D, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
+    update_task(docs, key, |t| Step::from_rule(lifecycle::retry(t, req, now))).await
+}
+
+/// [`Store::report`].
+pub async fn report<D: Documents + ?Sized>(docs: &D, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
+    for attempt in 0..MAX_CAS_ATTEMPTS {
+        let written = match docs.get_task(key).await? {
+            Some(current) => {
+                let new = lifecycle::report(Some(&current.value), &Job::new(key.job.clone(), now), key, req, now)?;
+                if new == current.value {
+                    return Ok(new);
+                }
+                docs.replace_task(&current, &new).await?.then_some(new)
+            }
+            None => {
+                let job = ensure_job(docs, &key.job, now).await?;
+                let new = lifecycle::report(None, &job, key, req, now)?;
+                docs.insert_task(&new).await?.then_some(new)
+            }
+        };
+        if let Some(task) = written {
+            return Ok(task);
+        }
+        conflict_pause(attempt).await;
+    }
+    Err(Error::Contention(format!("task {key}: too many conflicting writes")))
+}
+
+/// [`Store::delete`].
+pub async fn delete<D: Documents + ?Sized>(docs: &D, key: &TaskKey, now: Timestamp) -> Result<()> {
+    for attempt in 0..MAX_CAS_ATTEMPTS {
+        let Some(current) = docs.get_task(key).await? else {
+            return Err(Error::NotFound(format!("task {key}")));
+        };
+        lifecycle::check_delete(&current.value, now)?;
+        if docs.delete_task(&current).await? {
+            return Ok(());
+        }
+        conflict_pause(attempt).await;
+    }
+    Err(Error::Contention(format!("task {key}: too many conflicting writes")))
+}
+
+/// Visits every task of `job` matching `query`'s filters, a page at a time.
+async fn for_each_page<D, F>(docs: &D, mut query: TaskQuery, mut visit: F) -> Result<()>
+where
+    D: Documents + ?Sized,
+    F: FnMut(Vec<Task>) + Send,
+{
+    query.limit = 500;
+    loop {
+        let page = docs.list_tasks(&query).await?;
+        visit(page.tasks);
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Deletes the given tasks unless held by a live lease; returns (deleted, kept).
+async fn delete_unleased<D: Documents + ?Sized>(docs: &D, tasks: Vec<Task>, now: Timestamp) -> Result<(u64, u64)> {
+    let (mut deleted, mut kept) = (0, 0);
+    for task in tasks {
+        match delete(docs, &task.key(), now).await {
+            Ok(()) => deleted += 1,
+            Err(Error::Refused { .. }) => kept += 1,
+            Err(Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((deleted, kept))
+}
+
+/// [`Store::delete_job`].
+pub async fn delete_job<D: Documents + ?Sized>(docs: &D, name: &JobName, now: Timestamp) -> Result<Deleted> {
+    let record = docs.get_job(name).await?;
+    let mut all = Vec::new();
+    for_each_page(docs, TaskQuery::new(name.clone()), |page| all.extend(page)).await?;
+    if record.is_none() && all.is_empty() {
+        return Err(Error::NotFound(format!("job {name}")));
+    }
+    let (tasks, kept_leased) = delete_unleased(docs, all, now).await?;
+    let mut job_removed = false;
+    if kept_leased == 0
+        && let Some(record) = docs.get_job(name).await?
+    {
+        job_removed = docs.delete_job(&record).await?;
+    }
+    Ok(Deleted { tasks, kept_leased, job_removed })
+}
+
+/// [`Store::purge`]: finished tasks only, re-checked at delete time.
+pub async fn purge<D: Documents + ?Sized>(docs: &D, req: &Purge) -> Result<u64> {
+    req.validate()?;
+    let jobs = match &req.job {
+        Some(j) => vec![j.clone()],
+        None => docs.list_jobs(None).await?.into_iter().map(|j| j.name).collect(),
+    };
+    let mut purged = 0;
+    for job in jobs {
+        let mut query = TaskQuery::new(job).with_statuses(req.statuses.iter().copied());
+        query.updated_before = Some(req.older_than);
+        let mut doomed = Vec::new();
+        for_each_page(docs, query, |page| doomed.extend(page)).await?;
+        for task in doomed {
+            if let Some(current) = docs.get_task(&task.key()).await?
+                && req.statuses.contains(&current.value.status)
+                && current.value.updated_at < req.older_than
+                && docs.delete_task(&current).await?
+            {
+                purged += 1;
+            }
+        }
+    }
+    Ok(purged)
+}
+
+/// [`Store::get`].
+pub async fn get<D: Documents + ?Sized>(docs: &D, key: &TaskKey) -> Result<Task> {
+    match docs.get_task(key).await? {
+        Some(t) => Ok(t.value),
+        None => Err(Error::NotFound(format!("task {key}"))),
+    }
+}
+
+/// [`Store::list`].
+pub async fn list<D: Documents + ?Sized>(docs: &D, query: &TaskQuery) -> Result<TaskPage> {
+    query.validate()?;
+    docs.list_tasks(query).await
+}
+
+/// [`Store::counts`].
+pub async fn counts<D: Documents + ?Sized>(docs: &D, job: &JobName) -> Result<Counts> {
+    let record = docs.get_job(job).await?;
+    let rows = docs.count_tasks(job).await?;
+    Ok(Counts::from_raw(job.clone(), record.as_ref().map(|r| &r.value), rows))
+}
+
+/// A whole [`Store`] over any [`Documents`].
+#[derive(Debug)]
+pub struct CasStore<D> {
+    docs: D,
+}
+
+impl<D: Documents> CasStore<D> {
+    /// Wraps a document backend.
+    pub fn new(docs: D) -> Self {
+        CasStore { docs }
+    }
+
+    /// The document backend.
+    pub fn documents(&self) -> &D {
+        &self.docs
+    }
+}
+
+#[async_trait]
+impl<D: Documents> Store for CasStore<D> {
+    fn backend(&self) -> &'static str {
+        self.docs.backend()
+    }
+    async fn init(&self) -> Result<()> {
+        self.docs.init().await
+    }
+    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
+        put_job(&self.docs, job, spec, now).await
+    }
+    async fn get_job(&self, job: &JobName) -> Result<Job> {
+        get_job(&self.docs, job).await
+    }
+    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+        self.docs.list_jobs(state).await
+    }
+    async fn set_job_state(&self, job: &JobName, change: JobStateChange, now: Timestamp) -> Result<Job> {
+        set_job_state(&self.docs, job, change, now).await
+    }
+    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
+        delete_job(&self.docs, job, now).await
+    }
+    async fn create(&self, job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Result<Created> {
+        create(&self.docs, job, tasks, mode, now).await
+    }
+    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
+        claim(&self.docs, key, req, now).await
+    }
+    async fn claim_next(&self, job: &JobName, req: &ClaimNext, now: Timestamp) -> Result<Vec<Claimed>> {
+        claim_next(&self.docs, job, req, now).await
+    }
+    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
+        heartbeat(&self.docs, lease, lease_for, now).await
+    }
+    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+        patch_data(&self.docs, lease, patch, now).await
+    }
+    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+        succeed(&self.docs, lease, output, now).await
+    }
+    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+        fail(&self.docs, lease, req, now).await
+    }
+    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
+        release(&self.docs, lease, now).await
+    }
+    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
+        ignore(&self.docs, key, req, now).await
+    }
+    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
+        retry(&self.docs, key, req, now).await
+    }
+    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
+        report(&self.docs, key, req, now).await
+    }
+    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
+        delete(&self.docs, key, now).await
+    }
+    async fn purge(&self, req: &Purge) -> Result<u64> {
+        purge(&self.docs, req).await
+    }
+    async fn get(&self, key: &TaskKey) -> Result<Task> {
+        get(&self.docs, key).await
+    }
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
+        list(&self.docs, query).await
+    }
+    async fn counts(&self, job: &JobName) -> Result<Counts> {
+        counts(&self.docs, job).await
+    }
+}

@@ -1,0 +1,102 @@
+//! The lifecycle: every status transition, as pure functions `(task, request, now) -> new task | refusal`.
+//!
+//! This module is the only place that decides whether a transition is allowed. Document
+//! backends load a task, call one of these functions and write the result back conditionally
+//! (see [`crate::cas`]); native backends that restate a rule in SQL or Lua name the rule here
+//! and are pinned to it by the conformance suite.
+//!
+//! ```text
+//!                 create                        claim / claim_next
+//!   (none) ─────────────────▶ pending ───────────────────────────────▶ in_progress
+//!                              ▲  ▲  ▲                                    │  │  │
+//!              release ────────┘  │  └──── retry (from failed, exhausted, │  │  │
+//!   (attempt not counted)         │        ignored; succeeded by force)   │  │  │
+//!                                 │                                       │  │  │ succeed at a
+//!                  next pipeline stage ◀──────────────────────────────────┘  │  │ non-final stage
+//!                                                                            │  │
+//!     failed ◀── fail, attempts left ──────────────────────────────────────┘  │
+//!       │  (claimable again after backoff)                                    │ succeed
+//!       └── claim ──▶ in_progress                                             ▼
+//!   exhausted ◀── fail at max_attempts / not retryable / lease expired at max   succeeded
+//!   ignored   ◀── ignore (any status but a live lease, unless forced)           (final unless forced)
+//! ```
+//!
+//! # Guarantees
+//! - **Exactly-once completion.** Every claim increments the task's fencing token. `succeed`,
+//!   `fail`, `release`, `heartbeat` and `patch_data` are accepted only while the task is
+//!   `in_progress` with the presented token; anything else is [`Error::StaleLease`]. A worker whose
+//!   lease expired and was taken over can never overwrite the new holder's result, and nothing
+//!   leaves `succeeded` without `force`.
+//! - **At-least-once execution.** A worker that dies keeps its lease until it expires; the next
+//!   claim then records the dead attempt (`lease_expired`) and hands the task out again. The work
+//!   itself may therefore run more than once; its recorded completion happens once.
+//! - **Lease length.** Leases compare instants from different machines: a lease must be much
+//!   longer than the clock skew between them plus the longest pause a worker may suffer, and
+//!   heartbeats must come well within it (the [`crate::Tracker`] renews at a third of the lease).
+
+mod admin;
+mod backoff;
+mod claim;
+mod finish;
+mod jobs;
+
+pub use admin::{check_delete, create_task, ignore, replace_task, report, retry};
+pub use claim::{ClaimDecision, claim, expire};
+pub use finish::{fail, heartbeat, patch_data, release, succeed};
+pub use jobs::{apply_job_spec, move_job_state};
+
+use crate::error::{Error, Result};
+use crate::model::{Attempt, Failure, HISTORY_LIMIT, Lease, Outcome, Status, Task};
+use crate::time::Timestamp;
+use std::time::Duration;
+
+/// Every write bumps the version and `updated_at`.
+fn touch(task: &mut Task, now: Timestamp) {
+    task.version += 1;
+    task.updated_at = now;
+}
+
+/// A lease of zero length is rejected before anything runs.
+fn check_lease_length(lease_for: Duration) -> Result<()> {
+    if lease_for.as_millis() == 0 {
+        return Err(Error::invalid("lease length must be at least 1ms"));
+    }
+    Ok(())
+}
+
+/// The fencing rule: only the holder of the current token may act on an `in_progress` task.
+pub fn check_fence(task: &Task, lease: &Lease) -> Result<()> {
+    let holds = task.job == lease.key.job
+        && task.id == lease.key.id
+        && task.status == Status::InProgress
+        && task.lease.as_ref().is_some_and(|l| l.token == lease.token);
+    if holds {
+        Ok(())
+    } else {
+        Err(Error::StaleLease { key: lease.key.to_string(), token: lease.token })
+    }
+}
+
+/// Appends a history record, keeping the newest [`HISTORY_LIMIT`].
+fn record(task: &mut Task, outcome: Outcome, error: Option<Failure>, now: Timestamp) {
+    let (worker, started) = match &task.lease {
+        Some(l) => (l.owner.clone(), l.acquired_at),
+        None => ("admin".to_string(), now),
+    };
+    task.history.push(Attempt {
+        attempt: task.attempts,
+        stage: task.stage.clone(),
+        worker,
+        started,
+        finished: now,
+        outcome,
+        error,
+    });
+    if task.history.len() > HISTORY_LIMIT {
+        let excess = task.history.len() - HISTORY_LIMIT;
+        task.history.drain(..excess);
+    }
+}
+
+#[cfg(test)]
+mod tests;

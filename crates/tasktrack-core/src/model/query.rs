@@ -1,0 +1,286 @@
+//! Queries: [`TaskQuery`] with keyset pagination ([`Cursor`]), and progress [`Counts`].
+
+use super::job::Job;
+use super::key::{JobName, TaskId};
+use super::status::Status;
+use super::task::Task;
+use crate::error::{Error, Result};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The default page size of [`TaskQuery`].
+pub const DEFAULT_LIMIT: usize = 100;
+/// The largest page a store returns.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// A filter over one job's tasks, ordered by `updated_at` then `id` (oldest first unless
+/// `newest_first`), one page at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskQuery {
+    /// The job.
+    pub job: JobName,
+    /// Only these statuses (empty: all).
+    #[serde(default)]
+    pub statuses: Vec<Status>,
+    /// Only this stage.
+    #[serde(default)]
+    pub stage: Option<String>,
+    /// Only ids starting with this.
+    #[serde(default)]
+    pub id_prefix: Option<String>,
+    /// Only tasks updated at or after this instant.
+    #[serde(default)]
+    pub updated_after: Option<Timestamp>,
+    /// Only tasks updated strictly before this instant.
+    #[serde(default)]
+    pub updated_before: Option<Timestamp>,
+    /// Page size (1 ..= [`MAX_LIMIT`]).
+    pub limit: usize,
+    /// Continue after this position (from the previous page's `next`).
+    #[serde(default)]
+    pub after: Option<Cursor>,
+    /// Newest first instead of oldest first.
+    #[serde(default)]
+    pub newest_first: bool,
+}
+
+impl TaskQuery {
+    /// All tasks of `job`, first page.
+    pub fn new(job: JobName) -> Self {
+        TaskQuery {
+            job,
+            statuses: Vec::new(),
+            stage: None,
+            id_prefix: None,
+            updated_after: None,
+            updated_before: None,
+            limit: DEFAULT_LIMIT,
+            after: None,
+            newest_first: false,
+        }
+    }
+
+    /// Restricts to these statuses.
+    pub fn with_statuses(mut self, statuses: impl IntoIterator<Item = Status>) -> Self {
+        self.statuses = statuses.into_iter().collect();
+        self
+    }
+
+    /// Sets the page size.
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Rejects a limit of zero or above [`MAX_LIMIT`].
+    pub fn validate(&self) -> Result<()> {
+        if self.limit == 0 || self.limit > MAX_LIMIT {
+            return Err(Error::invalid(format!(
+                "limit must be between 1 and {MAX_LIMIT}, got {}",
+                self.limit
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether `task` passes the filters (not the cursor).
+    pub fn matches(&self, task: &Task) -> bool {
+        task.job == self.job
+            && (self.statuses.is_empty() || self.statuses.contains(&task.status))
+            && self.stage.as_ref().is_none_or(|s| task.stage.as_ref() == Some(s))
+            && self.id_prefix.as_ref().is_none_or(|p| task.id.as_str().starts_with(p.as_str()))
+            && self.updated_after.is_none_or(|t| task.updated_at >= t)
+            && self.updated_before.is_none_or(|t| task.updated_at < t)
+    }
+
+    /// Whether `task` comes after the cursor in this query's order.
+    pub fn is_after_cursor(&self, task: &Task) -> bool {
+        match &self.after {
+            None => true,
+            Some(c) => {
+                let pos = (task.updated_at, task.id.as_str());
+                let cur = (c.updated_at, c.id.as_str());
+                if self.newest_first { pos < cur } else { pos > cur }
+            }
+        }
+    }
+
+    /// Filters, orders and pages an unordered set of tasks: for stores that cannot do it natively.
+    pub fn paginate(&self, tasks: impl IntoIterator<Item = Task>) -> TaskPage {
+        let mut hits: Vec<Task> =
+            tasks.into_iter().filter(|t| self.matches(t) && self.is_after_cursor(t)).collect();
+        hits.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
+        if self.newest_first {
+            hits.reverse();
+        }
+        TaskPage::from_sorted(hits, self.limit)
+    }
+}
+
+/// A position in a listing: the `(updated_at, id)` of the last task of a page.
+///
+/// Shown to users as an opaque string (`<millis>:<id>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// `updated_at` of the last task seen.
+    pub updated_at: Timestamp,
+    /// `id` of the last task seen.
+    pub id: TaskId,
+}
+
+impl Cursor {
+    /// The cursor pointing just after `task`.
+    pub fn after(task: &Task) -> Self {
+        Cursor { updated_at: task.updated_at, id: task.id.clone() }
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.updated_at.as_millis(), self.id)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::invalid(format!("bad cursor {s:?}"));
+        let (ms, id) = s.split_once(':').ok_or_else(bad)?;
+        let ms: i64 = ms.parse().map_err(|_| bad())?;
+        Ok(Cursor { updated_at: Timestamp::from_millis(ms), id: TaskId::new(id).map_err(|_| bad())? })
+    }
+}
+
+impl Serialize for Cursor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cursor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One page of tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskPage {
+    /// The tasks, in query order.
+    pub tasks: Vec<Task>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+impl TaskPage {
+    /// Cuts an already ordered list at `limit`; `next` is set only when more remain.
+    pub fn from_sorted(mut tasks: Vec<Task>, limit: usize) -> Self {
+        let more = tasks.len() > limit;
+        tasks.truncate(limit);
+        let next = if more { tasks.last().map(Cursor::after) } else { None };
+        TaskPage { tasks, next }
+    }
+}
+
+/// Number of tasks per status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct StatusCounts {
+    pub pending: u64,
+    pub in_progress: u64,
+    pub failed: u64,
+    pub exhausted: u64,
+    pub succeeded: u64,
+    pub ignored: u64,
+}
+
+impl StatusCounts {
+    /// The count for `status`.
+    pub fn get(&self, status: Status) -> u64 {
+        match status {
+            Status::Pending => self.pending,
+            Status::InProgress => self.in_progress,
+            Status::Failed => self.failed,
+            Status::Exhausted => self.exhausted,
+            Status::Succeeded => self.succeeded,
+            Status::Ignored => self.ignored,
+        }
+    }
+
+    /// Adds `n` to the count for `status`.
+    pub fn add(&mut self, status: Status, n: u64) {
+        let slot = match status {
+            Status::Pending => &mut self.pending,
+            Status::InProgress => &mut self.in_progress,
+            Status::Failed => &mut self.failed,
+            Status::Exhausted => &mut self.exhausted,
+            Status::Succeeded => &mut self.succeeded,
+            Status::Ignored => &mut self.ignored,
+        };
+        *slot = slot.saturating_add(n);
+    }
+
+    /// The sum over all statuses.
+    pub fn total(&self) -> u64 {
+        Status::ALL.iter().map(|s| self.get(*s)).sum()
+    }
+}
+
+/// A job's progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    /// The job.
+    pub job: JobName,
+    /// Whether the job has a record (an unknown job counts all zeros).
+    pub exists: bool,
+    /// The job's expected amount, if set.
+    pub amount: Option<u64>,
+    /// Tasks that exist.
+    pub known: u64,
+    /// Per status; `pending` includes `amount − known` when the amount is larger.
+    pub by_status: StatusCounts,
+    /// Per stage and status (pipelines only).
+    pub by_stage: BTreeMap<String, StatusCounts>,
+}
+
+impl Counts {
+    /// Builds the counts from raw `(stage, status, n)` rows and the job record, applying the
+    /// rule: `pending = max(0, amount − known) + tasks pending`.
+    pub fn from_raw(
+        job: JobName,
+        record: Option<&Job>,
+        rows: impl IntoIterator<Item = (Option<String>, Status, u64)>,
+    ) -> Counts {
+        let mut by_status = StatusCounts::default();
+        let mut by_stage: BTreeMap<String, StatusCounts> = BTreeMap::new();
+        for (stage, status, n) in rows {
+            by_status.add(status, n);
+            if let Some(stage) = stage {
+                by_stage.entry(stage).or_default().add(status, n);
+            }
+        }
+        let known = by_status.total();
+        let amount = record.and_then(|j| j.amount);
+        if let Some(amount) = amount {
+            by_status.add(Status::Pending, amount.saturating_sub(known));
+        }
+        Counts { job, exists: record.is_some(), amount, known, by_status, by_stage }
+    }
+
+    /// Tasks in a terminal status.
+    pub fn finished(&self) -> u64 {
+        self.by_status.succeeded + self.by_status.exhausted + self.by_status.ignored
+    }
+
+    /// Whether every task (and every expected one) is terminal.
+    pub fn all_terminal(&self) -> bool {
+        self.finished() == self.by_status.total()
+    }
+
+    /// Whether any task failed (waiting for a retry) or exhausted its attempts.
+    pub fn has_failures(&self) -> bool {
+        self.by_status.failed + self.by_status.exhausted > 0
+    }
+}

@@ -1,0 +1,236 @@
+//! The [`Store`] trait: the contract every backend implements, and its request types.
+//!
+//! Verbs follow the lifecycle (`create`, `claim`, `claim_next`, `heartbeat`, `succeed`, `fail`,
+//! `release`, `ignore`, `retry`); queries are nouns (`get`, `list`, `counts`, `jobs`). Every
+//! request that depends on time carries `now`: a store never reads a clock.
+//!
+//! The rules themselves live in [`crate::lifecycle`]; a store only loads, applies, and writes
+//! atomically (or restates a rule natively, pinned by the conformance suite).
+
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::time::Timestamp;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::time::Duration;
+
+/// What `create` does with a task that already exists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreateMode {
+    /// Leave it as it is (idempotent bulk import). The default.
+    #[default]
+    SkipExisting,
+    /// Start it afresh as `pending` with the new data; the token is bumped so a current holder is fenced out.
+    Replace,
+}
+
+/// What `create` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Created {
+    /// New tasks.
+    pub created: u64,
+    /// Tasks that existed and were left alone.
+    pub existing: u64,
+    /// Tasks that existed and were replaced.
+    pub replaced: u64,
+}
+
+/// A claim of one task by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The worker claiming.
+    pub owner: String,
+    /// Lease length (> 0).
+    pub lease_for: Duration,
+    /// Claim whatever the status, fencing out any holder.
+    pub force: bool,
+}
+
+impl Claim {
+    /// A plain claim.
+    pub fn new(owner: impl Into<String>, lease_for: Duration) -> Self {
+        Claim { owner: owner.into(), lease_for, force: false }
+    }
+}
+
+/// A claim of the next claimable tasks of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimNext {
+    /// The worker claiming.
+    pub owner: String,
+    /// Lease length (> 0).
+    pub lease_for: Duration,
+    /// How many tasks at most (≥ 1).
+    pub limit: usize,
+    /// Only tasks at this pipeline stage; `None`: any stage.
+    pub stage: Option<String>,
+}
+
+impl ClaimNext {
+    /// Claim one task at any stage.
+    pub fn new(owner: impl Into<String>, lease_for: Duration) -> Self {
+        ClaimNext { owner: owner.into(), lease_for, limit: 1, stage: None }
+    }
+
+    /// Sets the batch size.
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Only this stage.
+    pub fn at_stage(mut self, stage: impl Into<String>) -> Self {
+        self.stage = Some(stage.into());
+        self
+    }
+}
+
+/// A failure reported by the lease holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fail {
+    /// What went wrong.
+    pub error: Failure,
+    /// `false`: exhausted at once, whatever attempts are left.
+    pub retryable: bool,
+    /// Delay before the next claim.
+    pub backoff: Backoff,
+}
+
+impl Fail {
+    /// A retryable failure with the default backoff.
+    pub fn new(error: Failure) -> Self {
+        Fail { error, retryable: true, backoff: Backoff::default() }
+    }
+}
+
+/// A person's decision to skip a task.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ignore {
+    /// Why (recorded in history).
+    pub reason: Option<String>,
+    /// Also take it from a live holder, or out of `succeeded`.
+    pub force: bool,
+}
+
+/// A person's decision to run a task again from scratch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    /// Also from `succeeded`, or from a live holder.
+    pub force: bool,
+}
+
+/// An outcome recorded without a claim (producers that only count).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Success or failure.
+    pub success: bool,
+    /// A note: the output's `detail` on success, the error message on failure.
+    pub detail: Option<String>,
+}
+
+/// Removal of finished tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purge {
+    /// One job, or all jobs.
+    pub job: Option<JobName>,
+    /// Which terminal statuses (succeeded / ignored / exhausted); never a live one.
+    pub statuses: Vec<Status>,
+    /// Only tasks last updated before this instant.
+    pub older_than: Timestamp,
+}
+
+impl Purge {
+    /// Rejects non-terminal statuses: purge never touches live or claimable work.
+    pub fn validate(&self) -> Result<()> {
+        if self.statuses.is_empty() {
+            return Err(Error::invalid("purge needs at least one status"));
+        }
+        match self.statuses.iter().find(|s| !s.is_terminal()) {
+            Some(s) => Err(Error::invalid(format!(
+                "purge only removes finished tasks (succeeded, exhausted, ignored), not {s}"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What a job deletion did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    /// Tasks removed.
+    pub tasks: u64,
+    /// Tasks left because a worker holds a live lease on them.
+    pub kept_leased: u64,
+    /// Whether the job record was removed (only when no task was kept).
+    pub job_removed: bool,
+}
+
+/// The storage contract. Object-safe: use it as `Arc<dyn Store>`.
+///
+/// Every implementation must pass the conformance suite (`tasktrack_core::testkit`, feature
+/// `testkit`). Errors are the portable [`Error`]; a refused transition is
+/// [`Error::Refused`], a fenced-out lease [`Error::StaleLease`].
+#[async_trait]
+pub trait Store: fmt::Debug + Send + Sync + 'static {
+    /// The backend's name (`memory`, `sqlite`, `postgres`, ...).
+    fn backend(&self) -> &'static str;
+
+    /// Creates tables, indexes, buckets (idempotent). `open()` calls it.
+    async fn init(&self) -> Result<()> {
+        Ok(())
+    }
+
+    // ---- jobs ----
+
+    /// Creates the job or updates the fields `spec` sets.
+    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job>;
+    /// The job's record; [`Error::NotFound`] if none.
+    async fn get_job(&self, job: &JobName) -> Result<Job>;
+    /// Jobs, optionally only those in `state` (an indexed query), ordered by name.
+    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>>;
+    /// Moves the job's state atomically (compare-and-set when `expected` is given).
+    async fn set_job_state(&self, job: &JobName, change: JobStateChange, now: Timestamp) -> Result<Job>;
+    /// Deletes the job and its tasks, except tasks held by a live lease.
+    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted>;
+
+    // ---- the lifecycle ----
+
+    /// Creates tasks as `pending` (the job record is created with defaults if missing).
+    async fn create(&self, job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Result<Created>;
+    /// Claims one task by id; a refusal says why.
+    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed>;
+    /// Claims up to `req.limit` claimable tasks, highest priority then earliest first.
+    async fn claim_next(&self, job: &JobName, req: &ClaimNext, now: Timestamp) -> Result<Vec<Claimed>>;
+    /// Extends a lease to `now + lease_for`.
+    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease>;
+    /// Applies a JSON merge patch (RFC 7386) to `data`, fenced by the lease.
+    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task>;
+    /// Records success (or advances to the next pipeline stage).
+    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task>;
+    /// Records a failure: `failed` with backoff, or `exhausted`.
+    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task>;
+    /// Gives the task back as `pending` without counting the attempt.
+    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task>;
+    /// Marks a task `ignored`.
+    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task>;
+    /// Resets a task to `pending` with zero attempts.
+    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task>;
+    /// Records an outcome without a claim, creating the task if needed.
+    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task>;
+    /// Deletes one task (refused while a live lease holds it).
+    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()>;
+    /// Deletes finished tasks older than a cut-off; returns how many.
+    async fn purge(&self, req: &Purge) -> Result<u64>;
+
+    // ---- queries ----
+
+    /// One task; [`Error::NotFound`] if it does not exist.
+    async fn get(&self, key: &TaskKey) -> Result<Task>;
+    /// A page of tasks.
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage>;
+    /// Progress of a job, without scanning its tasks.
+    async fn counts(&self, job: &JobName) -> Result<Counts>;
+}

@@ -1,0 +1,264 @@
+//! [`Tracker`]: run a closure under a lease, with heartbeats, and record how it ended.
+//!
+//! `run` / `run_next` claim a task, renew its lease in the background (every third of the lease)
+//! while the closure runs, then record the closure's output on `Ok`, its error on `Err` (message
+//! and full chain as detail), or its panic. If the returned future is dropped before it finishes
+//! (cancellation, shutdown), the lease is released so the task is immediately claimable again.
+//! Every transition is logged with `tracing` (claim, heartbeat trouble, succeeded / failed).
+
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::store::{Claim, ClaimNext, Fail, Store};
+use crate::time::{Clock, SystemClock};
+use futures::FutureExt;
+use serde::Serialize;
+use serde_json::Value;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tracing::{Instrument, info, info_span, warn};
+
+/// Wrap an error in this to fail the task at once (`exhausted`), whatever attempts are left.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct NonRetryable(pub anyhow::Error);
+
+/// What the closure gets: the claimed task, its lease, and a way to checkpoint `data`.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    /// The task as claimed.
+    pub task: Task,
+    /// The lease held while the closure runs.
+    pub lease: Lease,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl TaskContext {
+    /// Merges `patch` into the task's `data`; kept whatever the outcome (a checkpoint).
+    pub async fn checkpoint(&self, patch: Value) -> Result<Task> {
+        self.store.patch_data(&self.lease, &patch, self.clock.now()).await
+    }
+}
+
+/// Runs work under leases for one job (and optionally one pipeline stage).
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    store: Arc<dyn Store>,
+    job: JobName,
+    owner: String,
+    lease_for: Duration,
+    backoff: Backoff,
+    stage: Option<String>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Tracker {
+    /// A tracker with the default lease (5 min), backoff and a unique worker id.
+    pub fn new(store: Arc<dyn Store>, job: JobName) -> Self {
+        Tracker {
+            store,
+            job,
+            owner: default_worker_id(),
+            lease_for: DEFAULT_LEASE,
+            backoff: Backoff::default(),
+            stage: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// A tracker using the job record's lease and backoff (the job must exist).
+    pub async fn for_job(store: Arc<dyn Store>, job: JobName) -> Result<Self> {
+        let record = store.get_job(&job).await?;
+        Ok(Tracker::new(store, job).with_lease(record.lease()).with_backoff(record.backoff))
+    }
+
+    /// Sets the worker id recorded in leases and history.
+    pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+
+    /// Sets the lease length.
+    pub fn with_lease(mut self, lease_for: Duration) -> Self {
+        self.lease_for = lease_for;
+        self
+    }
+
+    /// Sets the retry backoff.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Only claim tasks at this pipeline stage.
+    pub fn at_stage(mut self, stage: impl Into<String>) -> Self {
+        self.stage = Some(stage.into());
+        self
+    }
+
+    /// Uses another clock (a [`crate::ManualClock`] in tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The worker id.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Claims the task `id`, runs `f`, records the outcome; returns the task as recorded.
+    /// A refusal (locked, succeeded, ...) is an [`Error::Refused`] and runs nothing.
+    pub async fn run<F, Fut, T, E>(&self, id: &TaskId, f: F) -> Result<Task>
+    where
+        F: FnOnce(TaskContext) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        T: Serialize,
+        E: Into<anyhow::Error>,
+    {
+        let key = TaskKey::new(self.job.clone(), id.clone());
+        let claim = Claim { owner: self.owner.clone(), lease_for: self.lease_for, force: false };
+        let claimed = self.store.claim(&key, &claim, self.clock.now()).await?;
+        self.execute(claimed, f).await
+    }
+
+    /// Claims the next claimable task and runs `f` on it; `None` when nothing is claimable now.
+    pub async fn run_next<F, Fut, T, E>(&self, f: F) -> Result<Option<Task>>
+    where
+        F: FnOnce(TaskContext) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        T: Serialize,
+        E: Into<anyhow::Error>,
+    {
+        let req = ClaimNext {
+            owner: self.owner.clone(),
+            lease_for: self.lease_for,
+            limit: 1,
+            stage: self.stage.clone(),
+        };
+        let claimed = self.store.claim_next(&self.job, &req, self.clock.now()).await?;
+        match claimed.into_iter().next() {
+            Some(c) => self.execute(c, f).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn execute<F, Fut, T, E>(&self, claimed: Claimed, f: F) -> Result<Task>
+    where
+        F: FnOnce(TaskContext) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        T: Serialize,
+        E: Into<anyhow::Error>,
+    {
+        let lease = claimed.lease.clone();
+        let span = info_span!("task", job = %lease.key.job, id = %lease.key.id, attempt = lease.attempt, worker = %self.owner);
+        async move {
+            info!(token = lease.token, expires_at = %lease.expires_at, "claimed");
+            let mut release_guard = ReleaseOnDrop::new(self, &lease);
+            let heartbeat = tokio::spawn(keep_alive(self.store.clone(), self.clock.clone(), lease.clone(), self.lease_for));
+            let ctx = TaskContext { task: claimed.task, lease: lease.clone(), store: self.store.clone(), clock: self.clock.clone() };
+            let result = AssertUnwindSafe(async move { f(ctx).await }).catch_unwind().await;
+            heartbeat.abort();
+            let recorded = self.record(&lease, result).await;
+            release_guard.disarm();
+            match &recorded {
+                Ok(task) => info!(status = %task.status, "recorded"),
+                Err(e) => warn!(error = %e, "could not record the outcome"),
+            }
+            recorded
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn record<T: Serialize, E: Into<anyhow::Error>>(
+        &self,
+        lease: &Lease,
+        result: std::thread::Result<std::result::Result<T, E>>,
+    ) -> Result<Task> {
+        let now = self.clock.now();
+        let failure = match result {
+            Ok(Ok(output)) => match serde_json::to_value(output) {
+                Ok(output) => return self.store.succeed(lease, output, now).await,
+                Err(e) => (Failure::new("output", format!("output is not JSON: {e}")), false),
+            },
+            Ok(Err(e)) => {
+                let e: anyhow::Error = e.into();
+                let retryable = e.downcast_ref::<NonRetryable>().is_none();
+                (Failure::new("error", format!("{e:#}")).with_detail(format!("{e:?}")), retryable)
+            }
+            Err(panic) => (Failure::new("panic", panic_message(&panic)), true),
+        };
+        let (error, retryable) = failure;
+        self.store.fail(lease, &Fail { error, retryable, backoff: self.backoff }, now).await
+    }
+}
+
+/// Renews the lease every third of its length until aborted or fenced out.
+async fn keep_alive(store: Arc<dyn Store>, clock: Arc<dyn Clock>, lease: Lease, lease_for: Duration) {
+    let every = (lease_for / 3).max(Duration::from_millis(1));
+    loop {
+        tokio::time::sleep(every).await;
+        match store.heartbeat(&lease, lease_for, clock.now()).await {
+            Ok(_) => {}
+            Err(e @ Error::StaleLease { .. }) => {
+                warn!(error = %e, "lease lost; the result will be rejected");
+                return;
+            }
+            Err(e) => warn!(error = %e, "heartbeat failed; will retry"),
+        }
+    }
+}
+
+/// Releases the lease if the run is dropped before it recorded an outcome.
+struct ReleaseOnDrop {
+    pending: Option<(Arc<dyn Store>, Arc<dyn Clock>, Lease)>,
+}
+
+impl ReleaseOnDrop {
+    fn new(tracker: &Tracker, lease: &Lease) -> Self {
+        ReleaseOnDrop { pending: Some((tracker.store.clone(), tracker.clock.clone(), lease.clone())) }
+    }
+
+    fn disarm(&mut self) {
+        self.pending = None;
+    }
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        let Some((store, clock, lease)) = self.pending.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            match store.release(&lease, clock.now()).await {
+                Ok(_) => info!(key = %lease.key, "cancelled; lease released"),
+                Err(e) => warn!(key = %lease.key, error = %e, "cancelled; could not release the lease"),
+            }
+        });
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
+    }
+}
+
+/// `host:pid:n`, unique per tracker in a process.
+pub fn default_worker_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{host}:{}:{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
