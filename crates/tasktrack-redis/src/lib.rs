@@ -1,1 +1,8 @@
-//! placeholder
+//! tasktrack redis backend (being built; see its issue).
+
+use tasktrack_core::{Error, MemoryStore, Result};
+
+/// Opens the store named by `url` (not implemented yet).
+pub async fn open(_url: &str) -> Result<MemoryStore> {
+    Err(Error::Unsupported { backend: "redis", what: "not implemented yet".into() })
+}

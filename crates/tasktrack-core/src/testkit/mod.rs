@@ -35,7 +35,7 @@ pub mod list;
 pub mod model_check;
 pub mod pipeline;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::model::*;
 use crate::store::*;
 use crate::time::{Clock, ManualClock, Timestamp};
