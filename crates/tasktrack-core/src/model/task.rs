@@ -78,11 +78,12 @@ impl Task {
     /// When this task becomes claimable, or `None` if it never will without a person.
     ///
     /// Backends index tasks by this instant (with priority) so that a claim never scans
-    /// finished tasks: `pending`/`failed` at `not_before` (or creation), `in_progress` at
+    /// finished tasks, and claim in its order (oldest first within a priority):
+    /// `pending`/`failed` at `not_before`, or at creation when it has none; `in_progress` at
     /// its lease expiry.
     pub fn claimable_at(&self) -> Option<Timestamp> {
         match self.status {
-            Status::Pending | Status::Failed => Some(self.not_before.unwrap_or(Timestamp::EPOCH)),
+            Status::Pending | Status::Failed => Some(self.not_before.unwrap_or(self.created_at)),
             Status::InProgress => Some(self.lease.as_ref().map_or(Timestamp::EPOCH, |l| l.expires_at)),
             Status::Exhausted | Status::Succeeded | Status::Ignored => None,
         }
