@@ -1,0 +1,88 @@
+# moto: one local AWS emulator (S3 and DynamoDB) for the s3:// and dynamodb:// backend tests.
+#
+# Installs `moto[server]` into the shared virtual environment ($TASKTRACK_VENV), starts it on a
+# free port of 127.0.0.1 and exports:
+#   TASKTRACK_TEST_MOTO_ENDPOINT=http://127.0.0.1:PORT
+#   AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 (moto accepts any;
+#   each is kept when already set) and AWS_DEFAULT_REGION (for boto3)
+#
+# Why not `moto_server`: its stock server is multi-threaded (werkzeug `threaded=True`), and moto's
+# conditional writes (DynamoDB condition expressions, S3 If-Match / If-None-Match) are a read then
+# a write in Python with no lock, so two concurrent requests can both pass the same condition. AWS
+# serializes them. We therefore run moto's WSGI app with `run_simple(..., threaded=False)`: one
+# request at a time, so every conditional write is atomic as it is on AWS. (Single-threaded
+# werkzeug also speaks HTTP/1.0, closing each connection, so no client can hold the server.)
+# The cost: the emulator uses one CPU core at most, which is the ceiling in the benchmarks.
+#
+# Set TASKTRACK_TEST_MOTO_ENDPOINT yourself to use a moto (or real S3-compatible) server you
+# started; the script then only checks that it answers.
+#
+# Under CI=true a failure to install or start moto fails the run (service_unavailable).
+
+# One PID file per shell that sourced this, so that parallel runs never stop each other's moto.
+MOTO_PID_FILE="$TASKTRACK_CACHE/moto.$$.pid"
+MOTO_LOG="$TASKTRACK_CACHE/moto.log"
+
+# The launcher: moto's WSGI dispatcher (all services, routed by the request) served by werkzeug
+# in ONE thread. `moto.server` exports DomainDispatcherApplication, create_backend_app and
+# MotoRequestHandler since moto 5; request logging is off because it costs the single core time.
+MOTO_LAUNCHER='
+import logging, sys
+from werkzeug.serving import run_simple
+from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+app = DomainDispatcherApplication(create_backend_app)
+run_simple(sys.argv[1], int(sys.argv[2]), app, threaded=False, processes=1,
+           request_handler=MotoRequestHandler)
+'
+
+# True when something answers HTTP at $1 (moto answers GET / with an S3 bucket listing).
+moto_answers() {
+  curl -s -o /dev/null --max-time 2 "$1/" 2>/dev/null
+}
+
+start_moto() {
+  export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"
+  export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
+  export AWS_REGION="${AWS_REGION:-us-east-1}"
+  export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-$AWS_REGION}"  # the name boto3 reads
+  local how='bash -c "source scripts/services/common.sh; source scripts/services/moto.sh; start_moto" (needs python3-venv and PyPI)'
+
+  if [ -n "${TASKTRACK_TEST_MOTO_ENDPOINT:-}" ]; then
+    moto_answers "$TASKTRACK_TEST_MOTO_ENDPOINT" || service_unavailable moto "$how"
+    return 0
+  fi
+
+  mkdir -p "$TASKTRACK_CACHE"
+  if ! ensure_venv >>"$MOTO_LOG" 2>&1; then
+    service_unavailable moto "$how"
+    return 0
+  fi
+  if ! "$TASKTRACK_VENV/bin/python" -c 'import moto.server, werkzeug' >/dev/null 2>&1; then
+    echo "installing moto[server] into $TASKTRACK_VENV"
+    if ! "$TASKTRACK_VENV/bin/pip" install --quiet "moto[server]>=5,<6" >>"$MOTO_LOG" 2>&1; then
+      service_unavailable moto "$how"
+      return 0
+    fi
+  fi
+
+  local port; port="$(free_port)"
+  "$TASKTRACK_VENV/bin/python" -c "$MOTO_LAUNCHER" 127.0.0.1 "$port" >>"$MOTO_LOG" 2>&1 &
+  echo $! >"$MOTO_PID_FILE"
+  local endpoint="http://127.0.0.1:$port"
+  if wait_for "moto_answers $endpoint" 60; then
+    export TASKTRACK_TEST_MOTO_ENDPOINT="$endpoint"
+    echo "moto (single-threaded) at $endpoint, PID $(cat "$MOTO_PID_FILE"), log $MOTO_LOG"
+  else
+    tail -n 20 "$MOTO_LOG" >&2 || true
+    stop_moto
+    service_unavailable moto "$how"
+  fi
+}
+
+stop_moto() {
+  if [ -f "$MOTO_PID_FILE" ]; then
+    kill "$(cat "$MOTO_PID_FILE")" 2>/dev/null || true
+    rm -f "$MOTO_PID_FILE"
+  fi
+}
