@@ -43,7 +43,8 @@ struct JobTasks {
 
 impl JobTasks {
     fn claim_key(task: &Task) -> Option<ClaimKey> {
-        task.claimable_at().map(|at| (Reverse(task.priority), at, task.id.clone()))
+        task.claimable_at()
+            .map(|at| (Reverse(task.priority), at, task.id.clone()))
     }
 
     fn put(&mut self, task: Task) {
@@ -115,7 +116,9 @@ impl Documents for MemoryDocuments {
 
     async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {
         let mut state = self.lock();
-        let Some(job) = state.tasks.get_mut(&new.job) else { return Ok(false) };
+        let Some(job) = state.tasks.get_mut(&new.job) else {
+            return Ok(false);
+        };
         match job.tasks.get(&new.id) {
             Some(current) if current.version.to_string() == old.revision => {
                 job.put(new.clone());
@@ -127,7 +130,9 @@ impl Documents for MemoryDocuments {
 
     async fn delete_task(&self, old: &Versioned<Task>) -> Result<bool> {
         let mut state = self.lock();
-        let Some(job) = state.tasks.get_mut(&old.value.job) else { return Ok(false) };
+        let Some(job) = state.tasks.get_mut(&old.value.job) else {
+            return Ok(false);
+        };
         match job.tasks.get(&old.value.id) {
             Some(current) if current.version.to_string() == old.revision => {
                 job.remove(&old.value.id);
@@ -145,7 +150,9 @@ impl Documents for MemoryDocuments {
         limit: usize,
     ) -> Result<Vec<Versioned<Task>>> {
         let state = self.lock();
-        let Some(tasks) = state.tasks.get(job) else { return Ok(Vec::new()) };
+        let Some(tasks) = state.tasks.get(job) else {
+            return Ok(Vec::new());
+        };
         let found = tasks
             .claimable
             .iter()
@@ -160,17 +167,28 @@ impl Documents for MemoryDocuments {
 
     async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
         let state = self.lock();
-        let tasks = state.tasks.get(&query.job).map(|j| j.tasks.values().cloned().collect::<Vec<_>>());
+        let tasks = state
+            .tasks
+            .get(&query.job)
+            .map(|j| j.tasks.values().cloned().collect::<Vec<_>>());
         Ok(query.paginate(tasks.unwrap_or_default()))
     }
 
     async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {
         let state = self.lock();
         let mut counts: BTreeMap<(Option<String>, Status), u64> = BTreeMap::new();
-        for t in state.tasks.get(job).into_iter().flat_map(|j| j.tasks.values()) {
+        for t in state
+            .tasks
+            .get(job)
+            .into_iter()
+            .flat_map(|j| j.tasks.values())
+        {
             *counts.entry((t.stage.clone(), t.status)).or_default() += 1;
         }
-        Ok(counts.into_iter().map(|((stage, status), n)| (stage, status, n)).collect())
+        Ok(counts
+            .into_iter()
+            .map(|((stage, status), n)| (stage, status, n))
+            .collect())
     }
 
     async fn get_job(&self, job: &JobName) -> Result<Option<Versioned<Job>>> {
@@ -211,6 +229,11 @@ impl Documents for MemoryDocuments {
 
     async fn list_jobs(&self, state_filter: Option<JobState>) -> Result<Vec<Job>> {
         let state = self.lock();
-        Ok(state.jobs.values().filter(|j| state_filter.is_none_or(|s| j.state == s)).cloned().collect())
+        Ok(state
+            .jobs
+            .values()
+            .filter(|j| state_filter.is_none_or(|s| j.state == s))
+            .cloned()
+            .collect())
     }
 }

@@ -52,7 +52,11 @@ pub struct Claim {
 impl Claim {
     /// A plain claim.
     pub fn new(owner: impl Into<String>, lease_for: Duration) -> Self {
-        Claim { owner: owner.into(), lease_for, force: false }
+        Claim {
+            owner: owner.into(),
+            lease_for,
+            force: false,
+        }
     }
 }
 
@@ -72,7 +76,12 @@ pub struct ClaimNext {
 impl ClaimNext {
     /// Claim one task at any stage.
     pub fn new(owner: impl Into<String>, lease_for: Duration) -> Self {
-        ClaimNext { owner: owner.into(), lease_for, limit: 1, stage: None }
+        ClaimNext {
+            owner: owner.into(),
+            lease_for,
+            limit: 1,
+            stage: None,
+        }
     }
 
     /// Sets the batch size.
@@ -102,7 +111,11 @@ pub struct Fail {
 impl Fail {
     /// A retryable failure with the default backoff.
     pub fn new(error: Failure) -> Self {
-        Fail { error, retryable: true, backoff: Backoff::default() }
+        Fail {
+            error,
+            retryable: true,
+            backoff: Backoff::default(),
+        }
     }
 }
 
@@ -192,18 +205,34 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// Jobs, optionally only those in `state` (an indexed query), ordered by name.
     async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>>;
     /// Moves the job's state atomically (compare-and-set when `expected` is given).
-    async fn set_job_state(&self, job: &JobName, change: JobStateChange, now: Timestamp) -> Result<Job>;
+    async fn set_job_state(
+        &self,
+        job: &JobName,
+        change: JobStateChange,
+        now: Timestamp,
+    ) -> Result<Job>;
     /// Deletes the job and its tasks, except tasks held by a live lease.
     async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted>;
 
     // ---- the lifecycle ----
 
     /// Creates tasks as `pending` (the job record is created with defaults if missing).
-    async fn create(&self, job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Result<Created>;
+    async fn create(
+        &self,
+        job: &JobName,
+        tasks: &[NewTask],
+        mode: CreateMode,
+        now: Timestamp,
+    ) -> Result<Created>;
     /// Claims one task by id; a refusal says why.
     async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed>;
     /// Claims up to `req.limit` claimable tasks, highest priority then earliest first.
-    async fn claim_next(&self, job: &JobName, req: &ClaimNext, now: Timestamp) -> Result<Vec<Claimed>>;
+    async fn claim_next(
+        &self,
+        job: &JobName,
+        req: &ClaimNext,
+        now: Timestamp,
+    ) -> Result<Vec<Claimed>>;
     /// Extends a lease to `now + lease_for`.
     async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease>;
     /// Applies a JSON merge patch (RFC 7386) to `data`, fenced by the lease.

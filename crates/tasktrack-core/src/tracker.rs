@@ -39,7 +39,9 @@ pub struct TaskContext {
 impl TaskContext {
     /// Merges `patch` into the task's `data`; kept whatever the outcome (a checkpoint).
     pub async fn checkpoint(&self, patch: Value) -> Result<Task> {
-        self.store.patch_data(&self.lease, &patch, self.clock.now()).await
+        self.store
+            .patch_data(&self.lease, &patch, self.clock.now())
+            .await
     }
 }
 
@@ -72,7 +74,9 @@ impl Tracker {
     /// A tracker using the job record's lease and backoff (the job must exist).
     pub async fn for_job(store: Arc<dyn Store>, job: JobName) -> Result<Self> {
         let record = store.get_job(&job).await?;
-        Ok(Tracker::new(store, job).with_lease(record.lease()).with_backoff(record.backoff))
+        Ok(Tracker::new(store, job)
+            .with_lease(record.lease())
+            .with_backoff(record.backoff))
     }
 
     /// Sets the worker id recorded in leases and history.
@@ -120,7 +124,11 @@ impl Tracker {
         E: Into<anyhow::Error>,
     {
         let key = TaskKey::new(self.job.clone(), id.clone());
-        let claim = Claim { owner: self.owner.clone(), lease_for: self.lease_for, force: false };
+        let claim = Claim {
+            owner: self.owner.clone(),
+            lease_for: self.lease_for,
+            force: false,
+        };
         let claimed = self.store.claim(&key, &claim, self.clock.now()).await?;
         self.execute(claimed, f).await
     }
@@ -139,7 +147,10 @@ impl Tracker {
             limit: 1,
             stage: self.stage.clone(),
         };
-        let claimed = self.store.claim_next(&self.job, &req, self.clock.now()).await?;
+        let claimed = self
+            .store
+            .claim_next(&self.job, &req, self.clock.now())
+            .await?;
         match claimed.into_iter().next() {
             Some(c) => self.execute(c, f).await.map(Some),
             None => Ok(None),
@@ -158,9 +169,21 @@ impl Tracker {
         async move {
             info!(token = lease.token, expires_at = %lease.expires_at, "claimed");
             let mut release_guard = ReleaseOnDrop::new(self, &lease);
-            let heartbeat = tokio::spawn(keep_alive(self.store.clone(), self.clock.clone(), lease.clone(), self.lease_for));
-            let ctx = TaskContext { task: claimed.task, lease: lease.clone(), store: self.store.clone(), clock: self.clock.clone() };
-            let result = AssertUnwindSafe(async move { f(ctx).await }).catch_unwind().await;
+            let heartbeat = tokio::spawn(keep_alive(
+                self.store.clone(),
+                self.clock.clone(),
+                lease.clone(),
+                self.lease_for,
+            ));
+            let ctx = TaskContext {
+                task: claimed.task,
+                lease: lease.clone(),
+                store: self.store.clone(),
+                clock: self.clock.clone(),
+            };
+            let result = AssertUnwindSafe(async move { f(ctx).await })
+                .catch_unwind()
+                .await;
             heartbeat.abort();
             let recorded = self.record(&lease, result).await;
             release_guard.disarm();
@@ -183,22 +206,43 @@ impl Tracker {
         let failure = match result {
             Ok(Ok(output)) => match serde_json::to_value(output) {
                 Ok(output) => return self.store.succeed(lease, output, now).await,
-                Err(e) => (Failure::new("output", format!("output is not JSON: {e}")), false),
+                Err(e) => (
+                    Failure::new("output", format!("output is not JSON: {e}")),
+                    false,
+                ),
             },
             Ok(Err(e)) => {
                 let e: anyhow::Error = e.into();
                 let retryable = e.downcast_ref::<NonRetryable>().is_none();
-                (Failure::new("error", format!("{e:#}")).with_detail(format!("{e:?}")), retryable)
+                (
+                    Failure::new("error", format!("{e:#}")).with_detail(format!("{e:?}")),
+                    retryable,
+                )
             }
             Err(panic) => (Failure::new("panic", panic_message(&panic)), true),
         };
         let (error, retryable) = failure;
-        self.store.fail(lease, &Fail { error, retryable, backoff: self.backoff }, now).await
+        self.store
+            .fail(
+                lease,
+                &Fail {
+                    error,
+                    retryable,
+                    backoff: self.backoff,
+                },
+                now,
+            )
+            .await
     }
 }
 
 /// Renews the lease every third of its length until aborted or fenced out.
-async fn keep_alive(store: Arc<dyn Store>, clock: Arc<dyn Clock>, lease: Lease, lease_for: Duration) {
+async fn keep_alive(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    lease: Lease,
+    lease_for: Duration,
+) {
     let every = (lease_for / 3).max(Duration::from_millis(1));
     loop {
         tokio::time::sleep(every).await;
@@ -215,12 +259,21 @@ async fn keep_alive(store: Arc<dyn Store>, clock: Arc<dyn Clock>, lease: Lease, 
 
 /// Releases the lease if the run is dropped before it recorded an outcome.
 struct ReleaseOnDrop {
-    pending: Option<(Arc<dyn Store>, Arc<dyn Clock>, Lease)>,
+    pending: Option<PendingRelease>,
+}
+
+/// What a release needs.
+struct PendingRelease {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    lease: Lease,
 }
 
 impl ReleaseOnDrop {
     fn new(tracker: &Tracker, lease: &Lease) -> Self {
-        ReleaseOnDrop { pending: Some((tracker.store.clone(), tracker.clock.clone(), lease.clone())) }
+        ReleaseOnDrop {
+            pending: Some((tracker.store.clone(), tracker.clock.clone(), lease.clone())),
+        }
     }
 
     fn disarm(&mut self) {
@@ -230,12 +283,18 @@ impl ReleaseOnDrop {
 
 impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
-        let Some((store, clock, lease)) = self.pending.take() else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let Some((store, clock, lease)) = self.pending.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         runtime.spawn(async move {
             match store.release(&lease, clock.now()).await {
                 Ok(_) => info!(key = %lease.key, "cancelled; lease released"),
-                Err(e) => warn!(key = %lease.key, error = %e, "cancelled; could not release the lease"),
+                Err(e) => {
+                    warn!(key = %lease.key, error = %e, "cancelled; could not release the lease")
+                }
             }
         });
     }
@@ -260,5 +319,9 @@ pub fn default_worker_id() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_string());
-    format!("{host}:{}:{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{host}:{}:{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

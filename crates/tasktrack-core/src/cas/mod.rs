@@ -39,7 +39,10 @@ pub struct Versioned<T> {
 impl<T> Versioned<T> {
     /// Wraps a record read at `revision`.
     pub fn new(value: T, revision: impl Into<String>) -> Self {
-        Versioned { value, revision: revision.into() }
+        Versioned {
+            value,
+            revision: revision.into(),
+        }
     }
 }
 

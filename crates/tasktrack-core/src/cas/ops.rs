@@ -12,6 +12,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// What a rule decided for one loaded task.
+#[allow(clippy::large_enum_variant)] // short-lived, never stored
 pub enum Step<R> {
     /// Write this task (conditionally), then return the result.
     Write(Task, Result<R>),
@@ -50,7 +51,9 @@ where
         }
         conflict_pause(attempt).await;
     }
-    Err(Error::Contention(format!("task {key}: too many conflicting writes")))
+    Err(Error::Contention(format!(
+        "task {key}: too many conflicting writes"
+    )))
 }
 
 /// A short, growing, jittered pause after a lost race, so that racing writers spread out.
@@ -63,7 +66,11 @@ async fn conflict_pause(attempt: u32) {
 }
 
 /// The job record, created with defaults if missing.
-pub async fn ensure_job<D: Documents + ?Sized>(docs: &D, name: &JobName, now: Timestamp) -> Result<Job> {
+pub async fn ensure_job<D: Documents + ?Sized>(
+    docs: &D,
+    name: &JobName,
+    now: Timestamp,
+) -> Result<Job> {
     for _ in 0..MAX_CAS_ATTEMPTS {
         if let Some(existing) = docs.get_job(name).await? {
             return Ok(existing.value);
@@ -73,7 +80,9 @@ pub async fn ensure_job<D: Documents + ?Sized>(docs: &D, name: &JobName, now: Ti
             return Ok(job);
         }
     }
-    Err(Error::Contention(format!("job {name}: too many conflicting writes")))
+    Err(Error::Contention(format!(
+        "job {name}: too many conflicting writes"
+    )))
 }
 
 /// Applies a rule to a job record, creating it first when `create` allows.
@@ -98,12 +107,22 @@ where
         }
         conflict_pause(attempt).await;
     }
-    Err(Error::Contention(format!("job {name}: too many conflicting writes")))
+    Err(Error::Contention(format!(
+        "job {name}: too many conflicting writes"
+    )))
 }
 
 /// [`Store::put_job`].
-pub async fn put_job<D: Documents + ?Sized>(docs: &D, name: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
-    update_job(docs, name, |existing| lifecycle::apply_job_spec(existing, name, spec, now)).await
+pub async fn put_job<D: Documents + ?Sized>(
+    docs: &D,
+    name: &JobName,
+    spec: &JobSpec,
+    now: Timestamp,
+) -> Result<Job> {
+    update_job(docs, name, |existing| {
+        lifecycle::apply_job_spec(existing, name, spec, now)
+    })
+    .await
 }
 
 /// [`Store::get_job`].
@@ -137,7 +156,10 @@ pub async fn create<D: Documents + ?Sized>(
     now: Timestamp,
 ) -> Result<Created> {
     let job = ensure_job(docs, name, now).await?;
-    let fresh = tasks.iter().map(|n| lifecycle::create_task(&job, n, now)).collect::<Result<Vec<_>>>()?;
+    let fresh = tasks
+        .iter()
+        .map(|n| lifecycle::create_task(&job, n, now))
+        .collect::<Result<Vec<_>>>()?;
     let mut created = Created::default();
     for (news, chunk) in tasks.chunks(500).zip(fresh.chunks(500)) {
         let inserted = docs.insert_tasks(chunk).await?;
@@ -145,8 +167,10 @@ pub async fn create<D: Documents + ?Sized>(
             if was_inserted {
                 created.created += 1;
             } else if mode == CreateMode::Replace {
-                update_task(docs, &task.key(), |old| Step::from_rule(lifecycle::replace_task(old, &job, new, now)))
-                    .await?;
+                update_task(docs, &task.key(), |old| {
+                    Step::from_rule(lifecycle::replace_task(old, &job, new, now))
+                })
+                .await?;
                 created.replaced += 1;
             } else {
                 created.existing += 1;
@@ -157,14 +181,26 @@ pub async fn create<D: Documents + ?Sized>(
 }
 
 /// [`Store::claim`].
-pub async fn claim<D: Documents + ?Sized>(docs: &D, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
+pub async fn claim<D: Documents + ?Sized>(
+    docs: &D,
+    key: &TaskKey,
+    req: &Claim,
+    now: Timestamp,
+) -> Result<Claimed> {
     update_task(docs, key, |task| match lifecycle::claim(task, req, now) {
         Err(e) => Step::Keep(Err(e)),
         Ok(ClaimDecision::Granted(c)) => Step::Write(c.task.clone(), Ok(c)),
-        Ok(ClaimDecision::Refused(reason)) => Step::Keep(Err(Error::Refused { key: key.to_string(), reason })),
-        Ok(ClaimDecision::Exhausted(t)) => {
-            Step::Write(t, Err(Error::Refused { key: key.to_string(), reason: Refusal::Exhausted }))
-        }
+        Ok(ClaimDecision::Refused(reason)) => Step::Keep(Err(Error::Refused {
+            key: key.to_string(),
+            reason,
+        })),
+        Ok(ClaimDecision::Exhausted(t)) => Step::Write(
+            t,
+            Err(Error::Refused {
+                key: key.to_string(),
+                reason: Refusal::Exhausted,
+            }),
+        ),
     })
     .await
 }
@@ -178,7 +214,11 @@ pub async fn claim_next<D: Documents + ?Sized>(
     now: Timestamp,
 ) -> Result<Vec<Claimed>> {
     check_claim_next(req)?;
-    let claim = Claim { owner: req.owner.clone(), lease_for: req.lease_for, force: false };
+    let claim = Claim {
+        owner: req.owner.clone(),
+        lease_for: req.lease_for,
+        force: false,
+    };
     let mut won = Vec::new();
     for _round in 0..MAX_CAS_ATTEMPTS {
         let want = req.limit - won.len();
@@ -196,7 +236,9 @@ pub async fn claim_next<D: Documents + ?Sized>(
                 ClaimDecision::Exhausted(t) => Some((t, None)),
                 ClaimDecision::Refused(_) => None,
             };
-            let Some((task, claimed)) = write else { continue };
+            let Some((task, claimed)) = write else {
+                continue;
+            };
             if docs.replace_task(candidate, &task).await? {
                 won.extend(claimed);
             } else {
@@ -226,10 +268,17 @@ pub fn check_claim_next(req: &ClaimNext) -> Result<()> {
 }
 
 /// [`Store::heartbeat`].
-pub async fn heartbeat<D: Documents + ?Sized>(docs: &D, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
-    update_task(docs, &lease.key, |task| match lifecycle::heartbeat(task, lease, lease_for, now) {
-        Ok((t, l)) => Step::Write(t, Ok(l)),
-        Err(e) => Step::Keep(Err(e)),
+pub async fn heartbeat<D: Documents + ?Sized>(
+    docs: &D,
+    lease: &Lease,
+    lease_for: Duration,
+    now: Timestamp,
+) -> Result<Lease> {
+    update_task(docs, &lease.key, |task| {
+        match lifecycle::heartbeat(task, lease, lease_for, now) {
+            Ok((t, l)) => Step::Write(t, Ok(l)),
+            Err(e) => Step::Keep(Err(e)),
+        }
     })
     .await
 }
@@ -241,47 +290,99 @@ where
     F: Fn(&Task) -> Result<Task> + Send + Sync,
 {
     match update_task(docs, &lease.key, |task| Step::from_rule(rule(task))).await {
-        Err(Error::NotFound(_)) => Err(Error::StaleLease { key: lease.key.to_string(), token: lease.token }),
+        Err(Error::NotFound(_)) => Err(Error::StaleLease {
+            key: lease.key.to_string(),
+            token: lease.token,
+        }),
         other => other,
     }
 }
 
 /// [`Store::patch_data`].
-pub async fn patch_data<D: Documents + ?Sized>(docs: &D, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+pub async fn patch_data<D: Documents + ?Sized>(
+    docs: &D,
+    lease: &Lease,
+    patch: &Value,
+    now: Timestamp,
+) -> Result<Task> {
     fenced(docs, lease, |t| lifecycle::patch_data(t, lease, patch, now)).await
 }
 
 /// [`Store::succeed`].
-pub async fn succeed<D: Documents + ?Sized>(docs: &D, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
-    fenced(docs, lease, |t| lifecycle::succeed(t, lease, output.clone(), now)).await
+pub async fn succeed<D: Documents + ?Sized>(
+    docs: &D,
+    lease: &Lease,
+    output: Value,
+    now: Timestamp,
+) -> Result<Task> {
+    fenced(docs, lease, |t| {
+        lifecycle::succeed(t, lease, output.clone(), now)
+    })
+    .await
 }
 
 /// [`Store::fail`].
-pub async fn fail<D: Documents + ?Sized>(docs: &D, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+pub async fn fail<D: Documents + ?Sized>(
+    docs: &D,
+    lease: &Lease,
+    req: &Fail,
+    now: Timestamp,
+) -> Result<Task> {
     fenced(docs, lease, |t| lifecycle::fail(t, lease, req, now)).await
 }
 
 /// [`Store::release`].
-pub async fn release<D: Documents + ?Sized>(docs: &D, lease: &Lease, now: Timestamp) -> Result<Task> {
+pub async fn release<D: Documents + ?Sized>(
+    docs: &D,
+    lease: &Lease,
+    now: Timestamp,
+) -> Result<Task> {
     fenced(docs, lease, |t| lifecycle::release(t, lease, now)).await
 }
 
 /// [`Store::ignore`].
-pub async fn ignore<D: Documents + ?Sized>(docs: &D, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
-    update_task(docs, key, |t| Step::from_rule(lifecycle::ignore(t, req, now))).await
+pub async fn ignore<D: Documents + ?Sized>(
+    docs: &D,
+    key: &TaskKey,
+    req: &Ignore,
+    now: Timestamp,
+) -> Result<Task> {
+    update_task(docs, key, |t| {
+        Step::from_rule(lifecycle::ignore(t, req, now))
+    })
+    .await
 }
 
 /// [`Store::retry`].
-pub async fn retry<D: Documents + ?Sized>(docs: &D, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
-    update_task(docs, key, |t| Step::from_rule(lifecycle::retry(t, req, now))).await
+pub async fn retry<D: Documents + ?Sized>(
+    docs: &D,
+    key: &TaskKey,
+    req: &Retry,
+    now: Timestamp,
+) -> Result<Task> {
+    update_task(docs, key, |t| {
+        Step::from_rule(lifecycle::retry(t, req, now))
+    })
+    .await
 }
 
 /// [`Store::report`].
-pub async fn report<D: Documents + ?Sized>(docs: &D, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
+pub async fn report<D: Documents + ?Sized>(
+    docs: &D,
+    key: &TaskKey,
+    req: &Report,
+    now: Timestamp,
+) -> Result<Task> {
     for attempt in 0..MAX_CAS_ATTEMPTS {
         let written = match docs.get_task(key).await? {
             Some(current) => {
-                let new = lifecycle::report(Some(&current.value), &Job::new(key.job.clone(), now), key, req, now)?;
+                let new = lifecycle::report(
+                    Some(&current.value),
+                    &Job::new(key.job.clone(), now),
+                    key,
+                    req,
+                    now,
+                )?;
                 if new == current.value {
                     return Ok(new);
                 }
@@ -298,7 +399,9 @@ pub async fn report<D: Documents + ?Sized>(docs: &D, key: &TaskKey, req: &Report
         }
         conflict_pause(attempt).await;
     }
-    Err(Error::Contention(format!("task {key}: too many conflicting writes")))
+    Err(Error::Contention(format!(
+        "task {key}: too many conflicting writes"
+    )))
 }
 
 /// [`Store::delete`].
@@ -313,7 +416,9 @@ pub async fn delete<D: Documents + ?Sized>(docs: &D, key: &TaskKey, now: Timesta
         }
         conflict_pause(attempt).await;
     }
-    Err(Error::Contention(format!("task {key}: too many conflicting writes")))
+    Err(Error::Contention(format!(
+        "task {key}: too many conflicting writes"
+    )))
 }
 
 /// Visits every task of `job` matching `query`'s filters, a page at a time.
@@ -334,7 +439,11 @@ where
 }
 
 /// Deletes the given tasks unless held by a live lease; returns (deleted, kept).
-async fn delete_unleased<D: Documents + ?Sized>(docs: &D, tasks: Vec<Task>, now: Timestamp) -> Result<(u64, u64)> {
+async fn delete_unleased<D: Documents + ?Sized>(
+    docs: &D,
+    tasks: Vec<Task>,
+    now: Timestamp,
+) -> Result<(u64, u64)> {
     let (mut deleted, mut kept) = (0, 0);
     for task in tasks {
         match delete(docs, &task.key(), now).await {
@@ -348,7 +457,11 @@ async fn delete_unleased<D: Documents + ?Sized>(docs: &D, tasks: Vec<Task>, now:
 }
 
 /// [`Store::delete_job`].
-pub async fn delete_job<D: Documents + ?Sized>(docs: &D, name: &JobName, now: Timestamp) -> Result<Deleted> {
+pub async fn delete_job<D: Documents + ?Sized>(
+    docs: &D,
+    name: &JobName,
+    now: Timestamp,
+) -> Result<Deleted> {
     let record = docs.get_job(name).await?;
     let mut all = Vec::new();
     for_each_page(docs, TaskQuery::new(name.clone()), |page| all.extend(page)).await?;
@@ -362,7 +475,11 @@ pub async fn delete_job<D: Documents + ?Sized>(docs: &D, name: &JobName, now: Ti
     {
         job_removed = docs.delete_job(&record).await?;
     }
-    Ok(Deleted { tasks, kept_leased, job_removed })
+    Ok(Deleted {
+        tasks,
+        kept_leased,
+        job_removed,
+    })
 }
 
 /// [`Store::purge`]: finished tasks only, re-checked at delete time.
@@ -370,7 +487,12 @@ pub async fn purge<D: Documents + ?Sized>(docs: &D, req: &Purge) -> Result<u64> 
     req.validate()?;
     let jobs = match &req.job {
         Some(j) => vec![j.clone()],
-        None => docs.list_jobs(None).await?.into_iter().map(|j| j.name).collect(),
+        None => docs
+            .list_jobs(None)
+            .await?
+            .into_iter()
+            .map(|j| j.name)
+            .collect(),
     };
     let mut purged = 0;
     for job in jobs {
@@ -409,7 +531,11 @@ pub async fn list<D: Documents + ?Sized>(docs: &D, query: &TaskQuery) -> Result<
 pub async fn counts<D: Documents + ?Sized>(docs: &D, job: &JobName) -> Result<Counts> {
     let record = docs.get_job(job).await?;
     let rows = docs.count_tasks(job).await?;
-    Ok(Counts::from_raw(job.clone(), record.as_ref().map(|r| &r.value), rows))
+    Ok(Counts::from_raw(
+        job.clone(),
+        record.as_ref().map(|r| &r.value),
+        rows,
+    ))
 }
 
 /// A whole [`Store`] over any [`Documents`].
@@ -447,19 +573,35 @@ impl<D: Documents> Store for CasStore<D> {
     async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
         self.docs.list_jobs(state).await
     }
-    async fn set_job_state(&self, job: &JobName, change: JobStateChange, now: Timestamp) -> Result<Job> {
+    async fn set_job_state(
+        &self,
+        job: &JobName,
+        change: JobStateChange,
+        now: Timestamp,
+    ) -> Result<Job> {
         set_job_state(&self.docs, job, change, now).await
     }
     async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
         delete_job(&self.docs, job, now).await
     }
-    async fn create(&self, job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Result<Created> {
+    async fn create(
+        &self,
+        job: &JobName,
+        tasks: &[NewTask],
+        mode: CreateMode,
+        now: Timestamp,
+    ) -> Result<Created> {
         create(&self.docs, job, tasks, mode, now).await
     }
     async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
         claim(&self.docs, key, req, now).await
     }
-    async fn claim_next(&self, job: &JobName, req: &ClaimNext, now: Timestamp) -> Result<Vec<Claimed>> {
+    async fn claim_next(
+        &self,
+        job: &JobName,
+        req: &ClaimNext,
+        now: Timestamp,
+    ) -> Result<Vec<Claimed>> {
         claim_next(&self.docs, job, req, now).await
     }
     async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {

@@ -15,7 +15,10 @@ use std::time::Duration;
 pub fn create_task(job: &Job, new: &NewTask, now: Timestamp) -> Result<Task> {
     let max_attempts = new.max_attempts.unwrap_or(job.max_attempts);
     if max_attempts == 0 {
-        return Err(Error::invalid(format!("{}/{}: max_attempts must be at least 1", job.name, new.id)));
+        return Err(Error::invalid(format!(
+            "{}/{}: max_attempts must be at least 1",
+            job.name, new.id
+        )));
     }
     Ok(Task {
         job: job.name.clone(),
@@ -61,7 +64,10 @@ pub fn ignore(task: &Task, req: &Ignore, now: Timestamp) -> Result<Task> {
     check_admin_move(task, req.force, now)?;
     let mut t = task.clone();
     take_from_holder(&mut t, now);
-    let note = req.reason.as_ref().map(|r| Failure::new("ignored", r.clone()));
+    let note = req
+        .reason
+        .as_ref()
+        .map(|r| Failure::new("ignored", r.clone()));
     record(&mut t, Outcome::Ignored, note, now);
     t.status = Status::Ignored;
     t.finished_at = Some(now);
@@ -91,7 +97,13 @@ pub fn retry(task: &Task, req: &Retry, now: Timestamp) -> Result<Task> {
 /// Records an outcome without a claim: an implicit claim (attempt counted, token bumped) followed
 /// by success or a failure with no backoff. The task is created first if `existing` is `None`.
 /// Reporting success for a task that already succeeded changes nothing.
-pub fn report(existing: Option<&Task>, job: &Job, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
+pub fn report(
+    existing: Option<&Task>,
+    job: &Job,
+    key: &TaskKey,
+    req: &Report,
+    now: Timestamp,
+) -> Result<Task> {
     let task = match existing {
         Some(t) => t.clone(),
         None => create_task(job, &NewTask::new(key.id.clone()), now)?,
@@ -104,7 +116,10 @@ pub fn report(existing: Option<&Task>, job: &Job, key: &TaskKey, req: &Report, n
         _ => live_holder(&task, now),
     };
     if let Some(reason) = refusal {
-        return Err(Error::Refused { key: key.to_string(), reason });
+        return Err(Error::Refused {
+            key: key.to_string(),
+            reason,
+        });
     }
     let mut t = task;
     take_from_holder(&mut t, now);
@@ -113,8 +128,15 @@ pub fn report(existing: Option<&Task>, job: &Job, key: &TaskKey, req: &Report, n
         let output = json!({ "detail": req.detail });
         succeed(&claimed.task, &claimed.lease, output, now)
     } else {
-        let message = req.detail.clone().unwrap_or_else(|| "reported failure".to_string());
-        let failure = Fail { error: Failure::new("reported", message), retryable: true, backoff: Backoff::NONE };
+        let message = req
+            .detail
+            .clone()
+            .unwrap_or_else(|| "reported failure".to_string());
+        let failure = Fail {
+            error: Failure::new("reported", message),
+            retryable: true,
+            backoff: Backoff::NONE,
+        };
         fail(&claimed.task, &claimed.lease, &failure, now)
     }
 }
@@ -122,7 +144,10 @@ pub fn report(existing: Option<&Task>, job: &Job, key: &TaskKey, req: &Report, n
 /// A task held by a live lease cannot be deleted.
 pub fn check_delete(task: &Task, now: Timestamp) -> Result<()> {
     match live_holder(task, now) {
-        Some(reason) => Err(Error::Refused { key: task.key().to_string(), reason }),
+        Some(reason) => Err(Error::Refused {
+            key: task.key().to_string(),
+            reason,
+        }),
         None => Ok(()),
     }
 }
@@ -137,14 +162,20 @@ fn check_admin_move(task: &Task, force: bool, now: Timestamp) -> Result<()> {
         _ => live_holder(task, now),
     };
     match refusal {
-        Some(reason) => Err(Error::Refused { key: task.key().to_string(), reason }),
+        Some(reason) => Err(Error::Refused {
+            key: task.key().to_string(),
+            reason,
+        }),
         None => Ok(()),
     }
 }
 
 fn live_holder(task: &Task, now: Timestamp) -> Option<Refusal> {
     match &task.lease {
-        Some(l) if task.has_live_lease(now) => Some(Refusal::Locked { owner: l.owner.clone(), expires_at: l.expires_at }),
+        Some(l) if task.has_live_lease(now) => Some(Refusal::Locked {
+            owner: l.owner.clone(),
+            expires_at: l.expires_at,
+        }),
         _ => None,
     }
 }

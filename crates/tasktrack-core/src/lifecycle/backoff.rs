@@ -11,7 +11,10 @@ impl Backoff {
     /// the same instant while retries of many tasks still spread out.
     pub fn delay(&self, key: &TaskKey, attempt: u32) -> Duration {
         let exponent = attempt.saturating_sub(1).min(40);
-        let full = self.initial_ms.saturating_mul(1u64 << exponent).min(self.max_ms.max(self.initial_ms));
+        let full = self
+            .initial_ms
+            .saturating_mul(1u64 << exponent)
+            .min(self.max_ms.max(self.initial_ms));
         if !self.jitter || full < 2 {
             return Duration::from_millis(full);
         }
@@ -22,8 +25,16 @@ impl Backoff {
 
 /// FNV-1a over the key and attempt: stable across runs, platforms and Rust versions.
 fn spread(key: &TaskKey, attempt: u32) -> u64 {
-    let bytes = key.job.as_str().bytes().chain([0]).chain(key.id.as_str().bytes()).chain(attempt.to_le_bytes());
-    bytes.fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    let bytes = key
+        .job
+        .as_str()
+        .bytes()
+        .chain([0])
+        .chain(key.id.as_str().bytes())
+        .chain(attempt.to_le_bytes());
+    bytes.fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -33,10 +44,17 @@ mod tests {
     #[test]
     fn doubles_up_to_the_cap_and_jitters_within_half() {
         let key = TaskKey::parse("j", "t").unwrap();
-        let exact = Backoff { initial_ms: 1000, max_ms: 5000, jitter: false };
+        let exact = Backoff {
+            initial_ms: 1000,
+            max_ms: 5000,
+            jitter: false,
+        };
         let ms: Vec<u128> = (1..=5).map(|a| exact.delay(&key, a).as_millis()).collect();
         assert_eq!(ms, [1000, 2000, 4000, 5000, 5000]);
-        let jittered = Backoff { jitter: true, ..exact };
+        let jittered = Backoff {
+            jitter: true,
+            ..exact
+        };
         for a in 1..=5 {
             let d = jittered.delay(&key, a);
             assert!(d <= exact.delay(&key, a) && d >= exact.delay(&key, a) / 2);

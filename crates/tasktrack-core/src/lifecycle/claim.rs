@@ -45,9 +45,10 @@ pub fn claim(task: &Task, req: &Claim, now: Timestamp) -> Result<ClaimDecision> 
             Some(l) if now < l.expires_at && l.owner == req.owner => {
                 ClaimDecision::Granted(renew(task.clone(), req, now))
             }
-            Some(l) if now < l.expires_at => {
-                ClaimDecision::Refused(Refusal::Locked { owner: l.owner.clone(), expires_at: l.expires_at })
-            }
+            Some(l) if now < l.expires_at => ClaimDecision::Refused(Refusal::Locked {
+                owner: l.owner.clone(),
+                expires_at: l.expires_at,
+            }),
             _ => {
                 let t = expire(task, now);
                 if t.status == Status::Exhausted {
@@ -81,7 +82,10 @@ pub fn expire(task: &Task, now: Timestamp) -> Task {
 /// Records the dead attempt of an expired lease and drops the lease.
 fn end_expired_lease(t: &mut Task, now: Timestamp) {
     let failure = match &t.lease {
-        Some(l) => Failure::new("lease_expired", format!("lease of {} expired at {}", l.owner, l.expires_at)),
+        Some(l) => Failure::new(
+            "lease_expired",
+            format!("lease of {} expired at {}", l.owner, l.expires_at),
+        ),
         None => Failure::new("lease_expired", "lease expired"),
     };
     record(t, Outcome::LeaseExpired, Some(failure.clone()), now);
@@ -141,5 +145,12 @@ pub(super) fn lease_of(task: &Task) -> Lease {
         Some(l) => (l.owner.clone(), l.token, l.acquired_at, l.expires_at),
         None => (String::new(), task.token, task.updated_at, task.updated_at),
     };
-    Lease { key: task.key(), owner, token, attempt: task.attempts, acquired_at, expires_at }
+    Lease {
+        key: task.key(),
+        owner,
+        token,
+        attempt: task.attempts,
+        acquired_at,
+        expires_at,
+    }
 }

@@ -10,7 +10,12 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// Extends the lease to `now + lease_for`.
-pub fn heartbeat(task: &Task, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<(Task, Lease)> {
+pub fn heartbeat(
+    task: &Task,
+    lease: &Lease,
+    lease_for: Duration,
+    now: Timestamp,
+) -> Result<(Task, Lease)> {
     check_lease_length(lease_for)?;
     check_fence(task, lease)?;
     let mut t = task.clone();

@@ -6,7 +6,12 @@ use crate::model::{Job, JobName, JobSpec, JobStateChange, validate_key};
 use crate::time::Timestamp;
 
 /// Creates a job (from defaults) or updates the fields `spec` sets.
-pub fn apply_job_spec(existing: Option<&Job>, name: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
+pub fn apply_job_spec(
+    existing: Option<&Job>,
+    name: &JobName,
+    spec: &JobSpec,
+    now: Timestamp,
+) -> Result<Job> {
     let mut job = match existing {
         Some(j) => {
             let mut j = j.clone();
@@ -36,7 +41,9 @@ pub fn apply_job_spec(existing: Option<&Job>, name: &JobName, spec: &JobSpec, no
     }
     if let Some(b) = spec.backoff {
         if b.max_ms < b.initial_ms {
-            return Err(Error::invalid("backoff maximum must not be below its initial delay"));
+            return Err(Error::invalid(
+                "backoff maximum must not be below its initial delay",
+            ));
         }
         job.backoff = b;
     }

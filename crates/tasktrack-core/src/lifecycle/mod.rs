@@ -73,7 +73,10 @@ pub fn check_fence(task: &Task, lease: &Lease) -> Result<()> {
     if holds {
         Ok(())
     } else {
-        Err(Error::StaleLease { key: lease.key.to_string(), token: lease.token })
+        Err(Error::StaleLease {
+            key: lease.key.to_string(),
+            token: lease.token,
+        })
     }
 }
 
@@ -97,6 +100,3 @@ fn record(task: &mut Task, outcome: Outcome, error: Option<Failure>, now: Timest
         task.history.drain(..excess);
     }
 }
-
-#[cfg(test)]
-mod tests;

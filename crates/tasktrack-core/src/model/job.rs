@@ -100,17 +100,29 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { initial_ms: 1_000, max_ms: 300_000, jitter: true }
+        Backoff {
+            initial_ms: 1_000,
+            max_ms: 300_000,
+            jitter: true,
+        }
     }
 }
 
 impl Backoff {
     /// No delay at all: retry at once.
-    pub const NONE: Backoff = Backoff { initial_ms: 0, max_ms: 0, jitter: false };
+    pub const NONE: Backoff = Backoff {
+        initial_ms: 0,
+        max_ms: 0,
+        jitter: false,
+    };
 
     /// A backoff from `initial` to `max`, with jitter.
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Backoff { initial_ms: duration_ms(initial), max_ms: duration_ms(max), jitter: true }
+        Backoff {
+            initial_ms: duration_ms(initial),
+            max_ms: duration_ms(max),
+            jitter: true,
+        }
     }
 }
 

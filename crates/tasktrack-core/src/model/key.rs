@@ -161,6 +161,9 @@ mod tests {
     #[test]
     fn deserializing_validates() {
         assert!(serde_json::from_str::<JobName>("\"\"").is_err());
-        assert_eq!(serde_json::from_str::<JobName>("\"j\"").unwrap().as_str(), "j");
+        assert_eq!(
+            serde_json::from_str::<JobName>("\"j\"").unwrap().as_str(),
+            "j"
+        );
     }
 }

@@ -9,9 +9,13 @@ mod query;
 mod status;
 mod task;
 
-pub use job::{Backoff, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, Job, JobSpec, JobState, JobStateChange};
 pub(crate) use job::duration_ms;
+pub use job::{
+    Backoff, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, Job, JobSpec, JobState, JobStateChange,
+};
 pub use key::{JobName, MAX_KEY_BYTES, TaskId, TaskKey, validate_key};
 pub use query::{Counts, Cursor, DEFAULT_LIMIT, MAX_LIMIT, StatusCounts, TaskPage, TaskQuery};
 pub use status::Status;
-pub use task::{Attempt, Claimed, Failure, HISTORY_LIMIT, Lease, LeaseState, NewTask, Outcome, Task};
+pub use task::{
+    Attempt, Claimed, Failure, HISTORY_LIMIT, Lease, LeaseState, NewTask, Outcome, Task,
+};

@@ -89,8 +89,14 @@ impl TaskQuery {
     pub fn matches(&self, task: &Task) -> bool {
         task.job == self.job
             && (self.statuses.is_empty() || self.statuses.contains(&task.status))
-            && self.stage.as_ref().is_none_or(|s| task.stage.as_ref() == Some(s))
-            && self.id_prefix.as_ref().is_none_or(|p| task.id.as_str().starts_with(p.as_str()))
+            && self
+                .stage
+                .as_ref()
+                .is_none_or(|s| task.stage.as_ref() == Some(s))
+            && self
+                .id_prefix
+                .as_ref()
+                .is_none_or(|p| task.id.as_str().starts_with(p.as_str()))
             && self.updated_after.is_none_or(|t| task.updated_at >= t)
             && self.updated_before.is_none_or(|t| task.updated_at < t)
     }
@@ -102,15 +108,21 @@ impl TaskQuery {
             Some(c) => {
                 let pos = (task.updated_at, task.id.as_str());
                 let cur = (c.updated_at, c.id.as_str());
-                if self.newest_first { pos < cur } else { pos > cur }
+                if self.newest_first {
+                    pos < cur
+                } else {
+                    pos > cur
+                }
             }
         }
     }
 
     /// Filters, orders and pages an unordered set of tasks: for stores that cannot do it natively.
     pub fn paginate(&self, tasks: impl IntoIterator<Item = Task>) -> TaskPage {
-        let mut hits: Vec<Task> =
-            tasks.into_iter().filter(|t| self.matches(t) && self.is_after_cursor(t)).collect();
+        let mut hits: Vec<Task> = tasks
+            .into_iter()
+            .filter(|t| self.matches(t) && self.is_after_cursor(t))
+            .collect();
         hits.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
         if self.newest_first {
             hits.reverse();
@@ -133,7 +145,10 @@ pub struct Cursor {
 impl Cursor {
     /// The cursor pointing just after `task`.
     pub fn after(task: &Task) -> Self {
-        Cursor { updated_at: task.updated_at, id: task.id.clone() }
+        Cursor {
+            updated_at: task.updated_at,
+            id: task.id.clone(),
+        }
     }
 }
 
@@ -149,7 +164,10 @@ impl std::str::FromStr for Cursor {
         let bad = || Error::invalid(format!("bad cursor {s:?}"));
         let (ms, id) = s.split_once(':').ok_or_else(bad)?;
         let ms: i64 = ms.parse().map_err(|_| bad())?;
-        Ok(Cursor { updated_at: Timestamp::from_millis(ms), id: TaskId::new(id).map_err(|_| bad())? })
+        Ok(Cursor {
+            updated_at: Timestamp::from_millis(ms),
+            id: TaskId::new(id).map_err(|_| bad())?,
+        })
     }
 }
 
@@ -161,7 +179,9 @@ impl Serialize for Cursor {
 
 impl<'de> Deserialize<'de> for Cursor {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -179,7 +199,11 @@ impl TaskPage {
     pub fn from_sorted(mut tasks: Vec<Task>, limit: usize) -> Self {
         let more = tasks.len() > limit;
         tasks.truncate(limit);
-        let next = if more { tasks.last().map(Cursor::after) } else { None };
+        let next = if more {
+            tasks.last().map(Cursor::after)
+        } else {
+            None
+        };
         TaskPage { tasks, next }
     }
 }
@@ -266,7 +290,14 @@ impl Counts {
         if let Some(amount) = amount {
             by_status.add(Status::Pending, amount.saturating_sub(known));
         }
-        Counts { job, exists: record.is_some(), amount, known, by_status, by_stage }
+        Counts {
+            job,
+            exists: record.is_some(),
+            amount,
+            known,
+            by_status,
+            by_stage,
+        }
     }
 
     /// Tasks in a terminal status.

@@ -73,7 +73,10 @@ impl Status {
 
     /// Terminal statuses are never claimed again without a person (retry) or force.
     pub const fn is_terminal(self) -> bool {
-        matches!(self, Status::Exhausted | Status::Succeeded | Status::Ignored)
+        matches!(
+            self,
+            Status::Exhausted | Status::Succeeded | Status::Ignored
+        )
     }
 
     /// Parses a comma-separated list (`failed,exhausted`).
@@ -94,7 +97,10 @@ impl std::str::FromStr for Status {
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = Status::ALL.iter().map(|s| s.as_str()).collect();
-                Error::invalid(format!("unknown status {s:?}; expected one of {}", names.join(", ")))
+                Error::invalid(format!(
+                    "unknown status {s:?}; expected one of {}",
+                    names.join(", ")
+                ))
             })
     }
 }

@@ -84,7 +84,11 @@ impl Task {
     pub fn claimable_at(&self) -> Option<Timestamp> {
         match self.status {
             Status::Pending | Status::Failed => Some(self.not_before.unwrap_or(self.created_at)),
-            Status::InProgress => Some(self.lease.as_ref().map_or(Timestamp::EPOCH, |l| l.expires_at)),
+            Status::InProgress => Some(
+                self.lease
+                    .as_ref()
+                    .map_or(Timestamp::EPOCH, |l| l.expires_at),
+            ),
             Status::Exhausted | Status::Succeeded | Status::Ignored => None,
         }
     }
@@ -148,7 +152,11 @@ pub struct Failure {
 impl Failure {
     /// A failure with no detail.
     pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
-        Failure { kind: kind.into(), message: message.into(), detail: None }
+        Failure {
+            kind: kind.into(),
+            message: message.into(),
+            detail: None,
+        }
     }
 
     /// Adds a detail.
@@ -217,7 +225,13 @@ pub struct NewTask {
 impl NewTask {
     /// A task with no data and default settings.
     pub fn new(id: TaskId) -> Self {
-        NewTask { id, data: Value::Null, priority: 0, max_attempts: None, not_before: None }
+        NewTask {
+            id,
+            data: Value::Null,
+            priority: 0,
+            max_attempts: None,
+            not_before: None,
+        }
     }
 
     /// Sets the data.
@@ -256,7 +270,11 @@ mod status_json {
     }
 
     pub fn serialize<S: Serializer>(status: &Status, s: S) -> Result<S::Ok, S::Error> {
-        Out { status: *status, status_code: status.code() }.serialize(s)
+        Out {
+            status: *status,
+            status_code: status.code(),
+        }
+        .serialize(s)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Status, D::Error> {

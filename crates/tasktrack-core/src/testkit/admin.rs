@@ -1,1 +1,262 @@
-//! Conformance cases: admin.
+//! Conformance cases: ignore, retry, report, delete and purge.
+
+use super::*;
+use serde_json::json;
+
+/// Ignore is refused while someone holds a live lease, unless forced (which fences the holder).
+pub async fn ignore_is_refused_on_a_live_lease_unless_forced(h: Harness) -> Result<()> {
+    h.add(&["a", "b"]).await?;
+    let c = h.claim("a", "w").await?;
+    let plain = Ignore {
+        reason: Some("bad file".into()),
+        force: false,
+    };
+    assert_refused(
+        h.store.ignore(&h.key("a"), &plain, h.now()).await,
+        &Refusal::Locked {
+            owner: String::new(),
+            expires_at: h.now(),
+        },
+    );
+    assert_eq!(h.get("a").await?, c.task);
+    let t = h
+        .store
+        .ignore(
+            &h.key("a"),
+            &Ignore {
+                force: true,
+                ..plain.clone()
+            },
+            h.now(),
+        )
+        .await?;
+    assert_eq!((t.status, &t.lease), (Status::Ignored, &None));
+    assert_eq!(
+        t.history
+            .last()
+            .and_then(|a| a.error.as_ref())
+            .map(|e| e.message.as_str()),
+        Some("bad file")
+    );
+    assert_stale(h.store.succeed(&c.lease, json!(1), h.now()).await);
+    let b = h.store.ignore(&h.key("b"), &plain, h.now()).await?;
+    assert_eq!(b.status, Status::Ignored);
+    assert!(h.claim_next("w", 5).await?.is_empty());
+    Ok(())
+}
+
+/// Retry resets to pending with zero attempts from failed, exhausted and ignored.
+pub async fn retry_resets_attempts_from_failed_exhausted_and_ignored(h: Harness) -> Result<()> {
+    h.add(&["failed", "exhausted", "ignored"]).await?;
+    let c = h.claim("failed", "w").await?;
+    h.store
+        .fail(&c.lease, &Fail::new(Failure::new("x", "once")), h.now())
+        .await?;
+    let c = h.claim("exhausted", "w").await?;
+    h.store
+        .fail(
+            &c.lease,
+            &Fail {
+                retryable: false,
+                ..Fail::new(Failure::new("x", "fatal"))
+            },
+            h.now(),
+        )
+        .await?;
+    h.store
+        .ignore(&h.key("ignored"), &Ignore::default(), h.now())
+        .await?;
+    for id in ["failed", "exhausted", "ignored"] {
+        let t = h
+            .store
+            .retry(&h.key(id), &Retry::default(), h.now())
+            .await?;
+        assert_eq!(
+            (t.status, t.attempts, t.not_before, t.finished_at),
+            (Status::Pending, 0, None, None),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        h.claim_next("w", 10).await?.len(),
+        3,
+        "all claimable at once"
+    );
+    Ok(())
+}
+
+/// Nothing leaves `succeeded` without force: not a claim, ignore, retry, report or release.
+pub async fn nothing_leaves_succeeded_without_force(h: Harness) -> Result<()> {
+    h.add(&["a"]).await?;
+    let c = h.claim("a", "w").await?;
+    let done = h.store.succeed(&c.lease, json!("out"), h.now()).await?;
+    assert_refused(h.claim("a", "w").await, &Refusal::Succeeded);
+    assert_refused(
+        h.store
+            .ignore(&h.key("a"), &Ignore::default(), h.now())
+            .await,
+        &Refusal::Succeeded,
+    );
+    assert_refused(
+        h.store.retry(&h.key("a"), &Retry::default(), h.now()).await,
+        &Refusal::Succeeded,
+    );
+    let fail = Report {
+        success: false,
+        detail: None,
+    };
+    assert_refused(
+        h.store.report(&h.key("a"), &fail, h.now()).await,
+        &Refusal::Succeeded,
+    );
+    assert_stale(h.store.release(&c.lease, h.now()).await);
+    assert_eq!(h.get("a").await?, done, "still exactly as it succeeded");
+    let t = h
+        .store
+        .retry(&h.key("a"), &Retry { force: true }, h.now())
+        .await?;
+    assert_eq!((t.status, t.attempts), (Status::Pending, 0));
+    Ok(())
+}
+
+/// Deleting a task is refused while a live lease holds it; afterwards it is gone.
+pub async fn delete_is_refused_on_a_live_lease(h: Harness) -> Result<()> {
+    h.add(&["a"]).await?;
+    h.claim("a", "w").await?;
+    assert_refused(
+        h.store.delete(&h.key("a"), h.now()).await,
+        &Refusal::Locked {
+            owner: String::new(),
+            expires_at: h.now(),
+        },
+    );
+    h.advance(LEASE);
+    h.store.delete(&h.key("a"), h.now()).await?;
+    assert!(matches!(h.get("a").await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        h.store.delete(&h.key("a"), h.now()).await,
+        Err(Error::NotFound(_))
+    ));
+    Ok(())
+}
+
+/// `report` records outcomes without a claim (creating the task if needed), and the tallies and
+/// the ids per outcome are queryable.
+pub async fn report_records_outcomes_without_a_claim(h: Harness) -> Result<()> {
+    let ok = Report {
+        success: true,
+        detail: Some("fine".into()),
+    };
+    let bad = Report {
+        success: false,
+        detail: Some("broken".into()),
+    };
+    let t = h.store.report(&h.key("new-ok"), &ok, h.now()).await?;
+    assert_eq!(
+        (t.status, t.attempts, &t.output),
+        (Status::Succeeded, 1, &Some(json!({"detail": "fine"})))
+    );
+    let t = h.store.report(&h.key("new-bad"), &bad, h.now()).await?;
+    assert_eq!((t.status, t.attempts), (Status::Failed, 1));
+    assert_eq!(t.error.map(|e| e.message), Some("broken".to_string()));
+    let again = h.store.report(&h.key("new-ok"), &ok, h.now()).await?;
+    assert_eq!(
+        again.status,
+        Status::Succeeded,
+        "reporting success twice is harmless"
+    );
+    h.add(&["locked"]).await?;
+    h.claim("locked", "w").await?;
+    assert_refused(
+        h.store.report(&h.key("locked"), &ok, h.now()).await,
+        &Refusal::Locked {
+            owner: String::new(),
+            expires_at: h.now(),
+        },
+    );
+    let counts = h.store.counts(&h.job).await?;
+    assert_eq!(
+        (counts.by_status.succeeded, counts.by_status.failed),
+        (1, 1)
+    );
+    let failed = h
+        .store
+        .list(&TaskQuery::new(h.job.clone()).with_statuses([Status::Failed]))
+        .await?;
+    assert_eq!(
+        failed
+            .tasks
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect::<Vec<_>>(),
+        ["new-bad"]
+    );
+    Ok(())
+}
+
+/// Purge removes finished tasks older than the cut-off and nothing else; it refuses live statuses.
+pub async fn purge_removes_only_old_finished_tasks(h: Harness) -> Result<()> {
+    h.add(&[
+        "old-done",
+        "old-ignored",
+        "old-failed",
+        "new-done",
+        "running",
+    ])
+    .await?;
+    let c = h.claim("old-done", "w").await?;
+    h.store.succeed(&c.lease, json!(1), h.now()).await?;
+    h.store
+        .ignore(&h.key("old-ignored"), &Ignore::default(), h.now())
+        .await?;
+    let c = h.claim("old-failed", "w").await?;
+    h.fail_now(&c.lease, "x").await?;
+    h.advance(Duration::from_secs(3600));
+    let cutoff = h.now();
+    let c = h.claim("new-done", "w").await?;
+    h.store.succeed(&c.lease, json!(1), h.now()).await?;
+    h.claim("running", "w").await?;
+    let req = Purge {
+        job: Some(h.job.clone()),
+        statuses: vec![Status::Succeeded, Status::Ignored],
+        older_than: cutoff,
+    };
+    assert_eq!(h.store.purge(&req).await?, 2);
+    for gone in ["old-done", "old-ignored"] {
+        assert!(
+            matches!(h.get(gone).await, Err(Error::NotFound(_))),
+            "{gone}"
+        );
+    }
+    for kept in ["old-failed", "new-done", "running"] {
+        h.get(kept).await?;
+    }
+    assert_eq!(h.store.counts(&h.job).await?.known, 3);
+    let live = Purge {
+        statuses: vec![Status::InProgress],
+        ..req
+    };
+    assert!(matches!(
+        h.store.purge(&live).await,
+        Err(Error::InvalidInput(_))
+    ));
+    Ok(())
+}
+
+/// Deleting a job removes its tasks and record, but never a task under a live lease.
+pub async fn delete_job_keeps_tasks_with_live_leases(h: Harness) -> Result<()> {
+    h.add(&["a", "b", "c"]).await?;
+    h.claim("a", "w").await?;
+    let d = h.store.delete_job(&h.job, h.now()).await?;
+    assert_eq!((d.tasks, d.kept_leased, d.job_removed), (2, 1, false));
+    h.get("a").await?;
+    h.advance(LEASE);
+    let d = h.store.delete_job(&h.job, h.now()).await?;
+    assert_eq!((d.tasks, d.kept_leased, d.job_removed), (1, 0, true));
+    assert!(matches!(
+        h.store.get_job(&h.job).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(!h.store.counts(&h.job).await?.exists);
+    Ok(())
+}

@@ -1,1 +1,247 @@
-//! Conformance cases: claim.
+//! Conformance cases: claiming by id and claiming the next tasks.
+
+use super::*;
+use serde_json::json;
+
+/// A claim sets `in_progress`, counts an attempt, bumps the token and returns a matching lease.
+pub async fn claim_grants_a_lease_and_counts_an_attempt(h: Harness) -> Result<()> {
+    h.add(&["a"]).await?;
+    let c = h.claim("a", "w1").await?;
+    assert_eq!(
+        (c.task.status, c.task.attempts, c.task.token),
+        (Status::InProgress, 1, 1)
+    );
+    assert_eq!(c.lease.key, h.key("a"));
+    assert_eq!(
+        (c.lease.owner.as_str(), c.lease.token, c.lease.attempt),
+        ("w1", 1, 1)
+    );
+    assert_eq!(
+        (c.lease.acquired_at, c.lease.expires_at),
+        (h.now(), h.now().plus(LEASE))
+    );
+    assert_eq!(c.task.started_at, Some(h.now()));
+    assert_eq!(
+        h.get("a").await?,
+        c.task,
+        "the returned task is what was stored"
+    );
+    Ok(())
+}
+
+/// A claim refused because of someone else's live lease changes nothing on the task.
+pub async fn claim_refused_by_live_lease_counts_no_attempt(h: Harness) -> Result<()> {
+    h.add(&["a"]).await?;
+    let c = h.claim("a", "w1").await?;
+    h.advance(Duration::from_secs(5));
+    match h.claim("a", "w2").await {
+        Err(Error::Refused {
+            reason: Refusal::Locked { owner, expires_at },
+            ..
+        }) => {
+            assert_eq!((owner.as_str(), expires_at), ("w1", c.lease.expires_at));
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    assert_eq!(h.get("a").await?, c.task, "a refused claim writes nothing");
+    Ok(())
+}
+
+/// The holder claiming again gets the same token back, a later expiry, and no extra attempt.
+pub async fn own_live_lease_is_reentrant_with_the_same_token(h: Harness) -> Result<()> {
+    h.add(&["a"]).await?;
+    let first = h.claim("a", "w1").await?;
+    h.advance(Duration::from_secs(10));
+    let again = h.claim("a", "w1").await?;
+    assert_eq!(
+        (again.lease.token, again.task.attempts),
+        (first.lease.token, 1)
+    );
+    assert_eq!(again.lease.expires_at, h.now().plus(LEASE));
+    h.store.succeed(&first.lease, json!("ok"), h.now()).await?;
+    Ok(())
+}
+
+/// Claims of finished or missing tasks are typed refusals saying why.
+pub async fn claim_of_finished_or_missing_task_says_why(h: Harness) -> Result<()> {
+    h.add(&["done", "dead", "skip"]).await?;
+    let c = h.claim("done", "w").await?;
+    h.store.succeed(&c.lease, json!(1), h.now()).await?;
+    let c = h.claim("dead", "w").await?;
+    let req = Fail {
+        error: Failure::new("x", "boom"),
+        retryable: false,
+        backoff: Backoff::NONE,
+    };
+    h.store.fail(&c.lease, &req, h.now()).await?;
+    h.store
+        .ignore(&h.key("skip"), &Ignore::default(), h.now())
+        .await?;
+    assert_refused(h.claim("done", "w2").await, &Refusal::Succeeded);
+    assert_refused(h.claim("dead", "w2").await, &Refusal::Exhausted);
+    assert_refused(h.claim("skip", "w2").await, &Refusal::Ignored);
+    let missing = h.claim("missing", "w2").await;
+    assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
+    Ok(())
+}
+
+/// A lease of zero length is rejected before anything runs (and an invalid worker id too).
+pub async fn claim_with_zero_lease_is_rejected(h: Harness) -> Result<()> {
+    h.add(&["a"]).await?;
+    let zero = h
+        .store
+        .claim(&h.key("a"), &Claim::new("w", Duration::ZERO), h.now())
+        .await;
+    assert!(matches!(zero, Err(Error::InvalidInput(_))), "{zero:?}");
+    let zero_next = h
+        .store
+        .claim_next(&h.job, &ClaimNext::new("w", Duration::ZERO), h.now())
+        .await;
+    assert!(
+        matches!(zero_next, Err(Error::InvalidInput(_))),
+        "{zero_next:?}"
+    );
+    let bad_owner = h
+        .store
+        .claim(&h.key("a"), &Claim::new("", LEASE), h.now())
+        .await;
+    assert!(
+        matches!(bad_owner, Err(Error::InvalidInput(_))),
+        "{bad_owner:?}"
+    );
+    assert_eq!(h.get("a").await?.status, Status::Pending);
+    Ok(())
+}
+
+/// `force` takes a task from a live holder (or out of succeeded) with a new token; the old
+/// holder's result is rejected.
+pub async fn force_claim_bumps_the_token_and_fences_the_holder(h: Harness) -> Result<()> {
+    h.add(&["a", "b"]).await?;
+    let old = h.claim("a", "w1").await?;
+    let forced = Claim {
+        force: true,
+        ..Claim::new("w2", LEASE)
+    };
+    let new = h.store.claim(&h.key("a"), &forced, h.now()).await?;
+    assert!(new.lease.token > old.lease.token);
+    assert_eq!((new.task.attempts, new.lease.owner.as_str()), (2, "w2"));
+    assert_stale(h.store.succeed(&old.lease, json!("late"), h.now()).await);
+    h.store.succeed(&new.lease, json!("mine"), h.now()).await?;
+    assert_eq!(h.get("a").await?.output, Some(json!("mine")));
+    let b = h.claim("b", "w1").await?;
+    h.store.succeed(&b.lease, json!(1), h.now()).await?;
+    let again = h.store.claim(&h.key("b"), &forced, h.now()).await?;
+    assert_eq!(
+        again.task.status,
+        Status::InProgress,
+        "force moves even a succeeded task"
+    );
+    Ok(())
+}
+
+/// claim_next hands out higher priority first, then the task claimable earliest, then by id.
+pub async fn claim_next_takes_higher_priority_then_older_first(h: Harness) -> Result<()> {
+    let t0 = h.now();
+    let tasks = [
+        NewTask {
+            not_before: Some(t0.minus(Duration::from_secs(1))),
+            ..NewTask::new(tid("low-old"))
+        },
+        NewTask::new(tid("low-new")).with_priority(0),
+        NewTask::new(tid("high")).with_priority(5),
+        NewTask {
+            not_before: Some(t0.minus(Duration::from_secs(9))),
+            ..NewTask::new(tid("low-oldest"))
+        },
+    ];
+    h.store
+        .create(&h.job, &tasks, CreateMode::SkipExisting, t0)
+        .await?;
+    let mut order = Vec::new();
+    while let Some(c) = h.claim_next("w", 1).await?.pop() {
+        order.push(c.task.id.to_string());
+    }
+    assert_eq!(order, ["high", "low-oldest", "low-old", "low-new"]);
+    Ok(())
+}
+
+/// A batch claim returns distinct tasks, each with its own lease, up to the limit.
+pub async fn claim_next_batch_returns_distinct_tasks(h: Harness) -> Result<()> {
+    let ids: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+    h.add(&ids.iter().map(String::as_str).collect::<Vec<_>>())
+        .await?;
+    let first = h.claim_next("w1", 4).await?;
+    let second = h.claim_next("w2", 100).await?;
+    assert_eq!((first.len(), second.len()), (4, 6));
+    let mut seen: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .map(|c| c.task.id.to_string())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 10);
+    assert!(
+        first
+            .iter()
+            .all(|c| c.lease.owner == "w1" && c.task.status == Status::InProgress)
+    );
+    assert!(
+        h.claim_next("w3", 5).await?.is_empty(),
+        "nothing left while leases are live"
+    );
+    let zero = h
+        .store
+        .claim_next(&h.job, &ClaimNext::new("w", LEASE).with_limit(0), h.now())
+        .await;
+    assert!(matches!(zero, Err(Error::InvalidInput(_))), "{zero:?}");
+    Ok(())
+}
+
+/// claim_next never hands out a task waiting for its backoff, a finished one, or a live one.
+pub async fn claim_next_skips_backoff_finished_and_live_tasks(h: Harness) -> Result<()> {
+    h.add(&["backoff", "done", "live", "free"]).await?;
+    let c = h.claim("backoff", "w").await?;
+    let wait = Fail {
+        error: Failure::new("x", "later"),
+        retryable: true,
+        backoff: Backoff::new(Duration::from_secs(20), Duration::from_secs(20)),
+    };
+    let failed = h
+        .store
+        .fail(
+            &c.lease,
+            &Fail {
+                backoff: Backoff {
+                    jitter: false,
+                    ..wait.backoff
+                },
+                ..wait
+            },
+            h.now(),
+        )
+        .await?;
+    assert_eq!(
+        failed.not_before,
+        Some(h.now().plus(Duration::from_secs(20)))
+    );
+    let c = h.claim("done", "w").await?;
+    h.store.succeed(&c.lease, json!(1), h.now()).await?;
+    h.claim("live", "w").await?;
+    let got = h.claim_next("w2", 10).await?;
+    assert_eq!(
+        got.iter().map(|c| c.task.id.as_str()).collect::<Vec<_>>(),
+        ["free"]
+    );
+    assert_refused(
+        h.claim("backoff", "w2").await,
+        &Refusal::NotYet { until: h.now() },
+    );
+    h.advance(Duration::from_secs(20)); // backoff over; the leases (30 s) are still live
+    let got = h.claim_next("w2", 10).await?;
+    assert_eq!(
+        got.iter().map(|c| c.task.id.as_str()).collect::<Vec<_>>(),
+        ["backoff"]
+    );
+    Ok(())
+}

@@ -1,1 +1,84 @@
-//! Conformance cases: concurrency.
+//! Conformance cases: many workers at once.
+
+use super::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// Eight concurrent workers draining a job: each task is claimed exactly once while leases are
+/// live, and every task ends succeeded.
+pub async fn many_workers_claim_each_task_once(h: Harness) -> Result<()> {
+    let n = h.scaled(400);
+    let tasks: Vec<NewTask> = (0..n)
+        .map(|i| NewTask::new(tid(&format!("t{i:05}"))))
+        .collect();
+    h.store
+        .create(&h.job, &tasks, CreateMode::SkipExisting, h.now())
+        .await?;
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let h = h.clone();
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = h.claim_next(&format!("w{w}"), 1 + w % 3).await?;
+                if batch.is_empty() {
+                    return Ok::<_, Error>(mine);
+                }
+                for c in batch {
+                    h.store.succeed(&c.lease, json!(w), h.now()).await?;
+                    mine.push(c.task.id.to_string());
+                }
+            }
+        }));
+    }
+    let mut claims: BTreeMap<String, usize> = BTreeMap::new();
+    for w in workers {
+        for id in w.await.map_err(Error::backend)?? {
+            *claims.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(claims.len(), n, "every task was claimed");
+    assert!(
+        claims.values().all(|&c| c == 1),
+        "no task was claimed twice: {claims:?}"
+    );
+    let counts = h.store.counts(&h.job).await?;
+    assert_eq!(counts.by_status.succeeded, n as u64);
+    Ok(())
+}
+
+/// Two workers race for the same fresh task, round after round: exactly one wins each round, the
+/// other is told it is locked.
+pub async fn two_workers_race_for_one_task_and_exactly_one_wins(h: Harness) -> Result<()> {
+    let rounds = h.scaled(1000);
+    for round in 0..rounds {
+        let id = format!("r{round}");
+        h.add(&[id.as_str()]).await?;
+        let race = |owner: &'static str| {
+            let h = h.clone();
+            let id = id.clone();
+            tokio::spawn(async move { h.claim(&id, owner).await })
+        };
+        let (a, b) = (race("w1"), race("w2"));
+        let results = [
+            a.await.map_err(Error::backend)?,
+            b.await.map_err(Error::backend)?,
+        ];
+        let winners = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(winners, 1, "round {round}: {results:?}");
+        for r in &results {
+            if let Err(e) = r {
+                assert!(
+                    matches!(e.refusal(), Some(Refusal::Locked { .. })),
+                    "round {round}: loser got {e:?}"
+                );
+            }
+        }
+        assert_eq!(
+            h.get(&id).await?.attempts,
+            1,
+            "round {round}: only the winner's attempt counts"
+        );
+    }
+    Ok(())
+}

@@ -1,1 +1,141 @@
-//! Conformance cases: create.
+//! Conformance cases: creating tasks and reading them back.
+
+use super::*;
+use serde_json::json;
+
+/// A new task is `pending` with zero attempts and the job's default attempt limit.
+pub async fn create_then_get_returns_pending_with_job_defaults(h: Harness) -> Result<()> {
+    h.set_job(JobSpec {
+        max_attempts: Some(5),
+        ..Default::default()
+    })
+    .await?;
+    let tasks = [
+        NewTask::new(tid("a"))
+            .with_data(json!({"file": "a.png"}))
+            .with_priority(7),
+        NewTask::new(tid("b")).with_max_attempts(2),
+    ];
+    let created = h
+        .store
+        .create(&h.job, &tasks, CreateMode::SkipExisting, h.now())
+        .await?;
+    assert_eq!(
+        created,
+        Created {
+            created: 2,
+            existing: 0,
+            replaced: 0
+        }
+    );
+    let a = h.get("a").await?;
+    assert_eq!(
+        (a.status, a.attempts, a.max_attempts, a.priority),
+        (Status::Pending, 0, 5, 7)
+    );
+    assert_eq!(a.data, json!({"file": "a.png"}));
+    assert_eq!((a.created_at, a.updated_at), (h.now(), h.now()));
+    assert_eq!(
+        (&a.lease, &a.output, &a.error, a.history.len()),
+        (&None, &None, &None, 0)
+    );
+    assert_eq!(h.get("b").await?.max_attempts, 2);
+    Ok(())
+}
+
+/// Creating an existing task is a no-op: its status, attempts and data stay as they are.
+pub async fn create_is_idempotent_and_leaves_existing_tasks_alone(h: Harness) -> Result<()> {
+    h.add(&["a"]).await?;
+    let c = h.claim("a", "w1").await?;
+    h.advance(Duration::from_secs(1));
+    let again = [
+        NewTask::new(tid("a")).with_data(json!(1)),
+        NewTask::new(tid("b")),
+    ];
+    let created = h
+        .store
+        .create(&h.job, &again, CreateMode::SkipExisting, h.now())
+        .await?;
+    assert_eq!(
+        created,
+        Created {
+            created: 1,
+            existing: 1,
+            replaced: 0
+        }
+    );
+    let a = h.get("a").await?;
+    assert_eq!(
+        (a.status, a.attempts, a.token, &a.data),
+        (Status::InProgress, 1, c.lease.token, &json!(null))
+    );
+    Ok(())
+}
+
+/// `replace` starts the task afresh as pending with the new data, and its old holder is fenced out.
+pub async fn create_replace_starts_afresh_and_fences_the_holder(h: Harness) -> Result<()> {
+    h.add(&["a"]).await?;
+    let c = h.claim("a", "w1").await?;
+    let new = [NewTask::new(tid("a")).with_data(json!({"v": 2}))];
+    let created = h
+        .store
+        .create(&h.job, &new, CreateMode::Replace, h.now())
+        .await?;
+    assert_eq!(created.replaced, 1);
+    let a = h.get("a").await?;
+    assert_eq!(
+        (a.status, a.attempts, &a.data, &a.lease),
+        (Status::Pending, 0, &json!({"v": 2}), &None)
+    );
+    assert_stale(h.store.succeed(&c.lease, json!(1), h.now()).await);
+    let again = h.claim("a", "w2").await?;
+    assert!(again.lease.token > c.lease.token, "tokens are never reused");
+    Ok(())
+}
+
+/// A task with a limit of zero attempts could never run: rejected, nothing written.
+pub async fn create_with_zero_max_attempts_is_rejected(h: Harness) -> Result<()> {
+    let bad = [
+        NewTask::new(tid("ok")),
+        NewTask::new(tid("zero")).with_max_attempts(0),
+    ];
+    let result = h
+        .store
+        .create(&h.job, &bad, CreateMode::SkipExisting, h.now())
+        .await;
+    assert!(matches!(result, Err(Error::InvalidInput(_))), "{result:?}");
+    assert!(
+        matches!(h.get("ok").await, Err(Error::NotFound(_))),
+        "nothing of a rejected batch is written"
+    );
+    Ok(())
+}
+
+/// Getting a task that does not exist is `NotFound`.
+pub async fn get_of_a_missing_task_is_not_found(h: Harness) -> Result<()> {
+    let result = h.get("nope").await;
+    assert!(matches!(result, Err(Error::NotFound(_))), "{result:?}");
+    Ok(())
+}
+
+/// The JSON form of a stored task carries the status name and its stable numeric code, and
+/// round-trips.
+pub async fn stored_task_serializes_with_stable_status_codes(h: Harness) -> Result<()> {
+    h.add(&["p", "r"]).await?;
+    let c = h.claim("r", "w").await?;
+    let running = serde_json::to_value(&c.task).map_err(Error::backend)?;
+    assert_eq!(
+        (&running["status"], &running["status_code"]),
+        (&json!("in_progress"), &json!(10))
+    );
+    let pending = h.get("p").await?;
+    let value = serde_json::to_value(&pending).map_err(Error::backend)?;
+    assert_eq!(
+        (&value["status"], &value["status_code"]),
+        (&json!("pending"), &json!(0))
+    );
+    assert_eq!(value["created_at"], json!(h.now().to_rfc3339()));
+    let back: Task = serde_json::from_value(value).map_err(Error::backend)?;
+    assert_eq!(back, pending);
+    Ok(())
+}

@@ -1,1 +1,189 @@
-//! Conformance cases: finish.
+//! Conformance cases: succeed, fail, release, data patches and history.
+
+use super::*;
+use serde_json::json;
+
+/// Success stores the output, clears the last error (kept in history) and finishes the task.
+pub async fn succeed_records_output_and_clears_the_error(h: Harness) -> Result<()> {
+    h.add(&["a"]).await?;
+    let c = h.claim("a", "w").await?;
+    h.fail_now(&c.lease, "first try").await?;
+    h.advance(Duration::from_secs(1));
+    let c = h.claim("a", "w").await?;
+    h.advance(Duration::from_secs(2));
+    let t = h
+        .store
+        .succeed(&c.lease, json!({"rows": 3}), h.now())
+        .await?;
+    assert_eq!(
+        (t.status, t.attempts, &t.output, &t.error, &t.lease),
+        (
+            Status::Succeeded,
+            2,
+            &Some(json!({"rows": 3})),
+            &None,
+            &None
+        )
+    );
+    assert_eq!(t.finished_at, Some(h.now()));
+    let outcomes: Vec<Outcome> = t.history.iter().map(|a| a.outcome).collect();
+    assert_eq!(outcomes, [Outcome::Failed, Outcome::Succeeded]);
+    assert_eq!(
+        t.history[0].error.as_ref().map(|e| e.message.as_str()),
+        Some("first try")
+    );
+    assert_eq!(
+        (t.history[1].started, t.history[1].finished),
+        (c.lease.acquired_at, h.now())
+    );
+    assert_eq!(h.get("a").await?, t);
+    assert_stale(h.store.succeed(&c.lease, json!("twice"), h.now()).await);
+    Ok(())
+}
+
+/// A failure with attempts left is `failed` until `now + backoff(attempts)`; the last allowed one
+/// is `exhausted`.
+pub async fn fail_waits_for_backoff_then_exhausts_at_max_attempts(h: Harness) -> Result<()> {
+    h.store
+        .create(
+            &h.job,
+            &[NewTask::new(tid("a")).with_max_attempts(2)],
+            CreateMode::SkipExisting,
+            h.now(),
+        )
+        .await?;
+    let backoff = Backoff {
+        initial_ms: 10_000,
+        max_ms: 60_000,
+        jitter: true,
+    };
+    let c = h.claim("a", "w").await?;
+    let error = Failure::new("exit", "exit code 1").with_detail("Traceback: ...");
+    let t = h
+        .store
+        .fail(
+            &c.lease,
+            &Fail {
+                error: error.clone(),
+                retryable: true,
+                backoff,
+            },
+            h.now(),
+        )
+        .await?;
+    let delay = backoff.delay(&h.key("a"), 1);
+    assert!(delay >= Duration::from_secs(5) && delay <= Duration::from_secs(10));
+    assert_eq!(
+        (t.status, t.not_before, &t.error),
+        (Status::Failed, Some(h.now().plus(delay)), &Some(error))
+    );
+    assert_refused(h.claim("a", "w").await, &Refusal::NotYet { until: h.now() });
+    h.advance(delay);
+    let c = h.claim("a", "w").await?;
+    assert_eq!(c.task.attempts, 2);
+    let t = h
+        .store
+        .fail(
+            &c.lease,
+            &Fail {
+                error: Failure::new("exit", "again"),
+                retryable: true,
+                backoff,
+            },
+            h.now(),
+        )
+        .await?;
+    assert_eq!(
+        (t.status, t.attempts, t.finished_at),
+        (Status::Exhausted, 2, Some(h.now()))
+    );
+    assert_eq!(t.error.map(|e| e.message), Some("again".to_string()));
+    Ok(())
+}
+
+/// A non-retryable failure exhausts the task at once, attempts left or not.
+pub async fn non_retryable_failure_exhausts_at_once(h: Harness) -> Result<()> {
+    h.add(&["a"]).await?;
+    let c = h.claim("a", "w").await?;
+    let req = Fail {
+        error: Failure::new("bad_input", "cannot parse"),
+        retryable: false,
+        backoff: Backoff::default(),
+    };
+    let t = h.store.fail(&c.lease, &req, h.now()).await?;
+    assert_eq!(
+        (t.status, t.attempts, t.max_attempts),
+        (Status::Exhausted, 1, 3)
+    );
+    Ok(())
+}
+
+/// Release gives the task back as pending without counting the attempt.
+pub async fn release_returns_to_pending_without_counting_the_attempt(h: Harness) -> Result<()> {
+    h.add(&["a"]).await?;
+    let c = h.claim("a", "w").await?;
+    let t = h.store.release(&c.lease, h.now()).await?;
+    assert_eq!(
+        (t.status, t.attempts, &t.lease),
+        (Status::Pending, 0, &None)
+    );
+    assert_eq!(t.history.last().map(|a| a.outcome), Some(Outcome::Released));
+    let again = h.claim_next("w2", 1).await?;
+    assert_eq!(again.len(), 1, "claimable at once");
+    assert_eq!(again[0].task.attempts, 1);
+    assert_stale(h.store.release(&c.lease, h.now()).await);
+    Ok(())
+}
+
+/// Data patches by the holder are merge patches fenced by its token, and they persist whatever
+/// the outcome (a checkpoint survives a failure).
+pub async fn data_patches_by_the_holder_survive_a_failure(h: Harness) -> Result<()> {
+    let new = NewTask::new(tid("a")).with_data(json!({"input": "x", "progress": 0, "tmp": true}));
+    h.store
+        .create(&h.job, &[new], CreateMode::SkipExisting, h.now())
+        .await?;
+    let c = h.claim("a", "w").await?;
+    let t = h
+        .store
+        .patch_data(&c.lease, &json!({"progress": 50, "tmp": null}), h.now())
+        .await?;
+    assert_eq!(t.data, json!({"input": "x", "progress": 50}));
+    h.fail_now(&c.lease, "crash after checkpoint").await?;
+    let t = h.get("a").await?;
+    assert_eq!(
+        (t.status, &t.data, &t.output),
+        (
+            Status::Failed,
+            &json!({"input": "x", "progress": 50}),
+            &None
+        )
+    );
+    Ok(())
+}
+
+/// History keeps the newest twenty records.
+pub async fn history_keeps_the_last_twenty_attempts(h: Harness) -> Result<()> {
+    h.store
+        .create(
+            &h.job,
+            &[NewTask::new(tid("a")).with_max_attempts(100)],
+            CreateMode::SkipExisting,
+            h.now(),
+        )
+        .await?;
+    for i in 1..=25 {
+        let c = h.claim("a", "w").await?;
+        h.fail_now(&c.lease, &format!("failure {i}")).await?;
+    }
+    let t = h.get("a").await?;
+    assert_eq!((t.attempts, t.history.len()), (25, HISTORY_LIMIT));
+    assert_eq!(t.history.first().map(|a| a.attempt), Some(6));
+    assert_eq!(
+        t.history
+            .last()
+            .and_then(|a| a.error.as_ref())
+            .map(|e| e.message.as_str()),
+        Some("failure 25")
+    );
+    Ok(())
+}
