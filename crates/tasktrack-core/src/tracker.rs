@@ -272,7 +272,11 @@ struct PendingRelease {
 impl ReleaseOnDrop {
     fn new(tracker: &Tracker, lease: &Lease) -> Self {
         ReleaseOnDrop {
-            pending: Some((tracker.store.clone(), tracker.clock.clone(), lease.clone())),
+            pending: Some(PendingRelease {
+                store: tracker.store.clone(),
+                clock: tracker.clock.clone(),
+                lease: lease.clone(),
+            }),
         }
     }
 
@@ -283,7 +287,12 @@ impl ReleaseOnDrop {
 
 impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
-        let Some((store, clock, lease)) = self.pending.take() else {
+        let Some(PendingRelease {
+            store,
+            clock,
+            lease,
+        }) = self.pending.take()
+        else {
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
