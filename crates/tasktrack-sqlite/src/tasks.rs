@@ -1,0 +1,381 @@
+//! The lifecycle operations: each one `BEGIN IMMEDIATE` transaction that loads the row(s),
+//! applies the pure rule from [`tasktrack_core::lifecycle`] in Rust, and writes the row(s) back.
+//!
+//! SQLite runs in this process, so a round trip costs nothing and the write lock makes
+//! load-apply-write atomic: no rule is restated in SQL except where noted (bulk deletes), each
+//! next to the rule it restates.
+
+use crate::db::Db;
+use crate::rows::{
+    TASK_COLUMNS, ensure_job, insert_task, load_job, load_task, task_from_row, update_task,
+};
+use rusqlite::{Transaction, params};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+use tasktrack_core::cas::{Step, check_claim_next};
+use tasktrack_core::lifecycle::{self, ClaimDecision};
+use tasktrack_core::*;
+
+/// Rows per transaction for bulk writes (create, purge, delete_job): long enough to amortise a
+/// commit, short enough that other processes' writers wait milliseconds, not seconds.
+const CHUNK: usize = 1_000;
+
+/// Loads `key`, applies `rule`, writes what it decides; all in one transaction.
+pub(crate) async fn update<R, F>(db: &Arc<Db>, key: &TaskKey, rule: F) -> Result<R>
+where
+    R: Send + 'static,
+    F: FnOnce(&Task) -> Step<R> + Send + 'static,
+{
+    let key = key.clone();
+    db.write(move |db, tx| {
+        let Some(task) = load_task(db, tx, &key)? else {
+            return Ok(Err(Error::NotFound(format!("task {key}"))));
+        };
+        Ok(match rule(&task) {
+            Step::Keep(result) => result,
+            Step::Write(new, result) => {
+                update_task(db, tx, &new)?;
+                result
+            }
+        })
+    })
+    .await?
+}
+
+/// Like [`update`] for the lease holder's operations: a task that vanished under its lease is
+/// [`Error::StaleLease`] (as [`lifecycle::check_fence`] would say of a changed task).
+pub(crate) async fn fenced<F>(db: &Arc<Db>, lease: &Lease, rule: F) -> Result<Task>
+where
+    F: FnOnce(&Task) -> Result<Task> + Send + 'static,
+{
+    match update(db, &lease.key, move |t| Step::from_rule(rule(t))).await {
+        Err(Error::NotFound(_)) => Err(Error::StaleLease {
+            key: lease.key.to_string(),
+            token: lease.token,
+        }),
+        other => other,
+    }
+}
+
+/// [`Store::create`]: the job record is created if missing, then the tasks are inserted
+/// [`CHUNK`] at a time, each chunk one transaction.
+pub(crate) async fn create(
+    db: &Arc<Db>,
+    job: &JobName,
+    tasks: &[NewTask],
+    mode: CreateMode,
+    now: Timestamp,
+) -> Result<Created> {
+    let mut total = Created::default();
+    for chunk in tasks.chunks(CHUNK) {
+        let (job, chunk) = (job.clone(), chunk.to_vec());
+        let created = db
+            .write(move |db, tx| {
+                let record = ensure_job(db, tx, &job, now)?;
+                let mut created = Created::default();
+                for new in &chunk {
+                    let task = lifecycle::create_task(&record, new, now)?;
+                    if insert_task(db, tx, &task)? {
+                        created.created += 1;
+                    } else if mode == CreateMode::Replace {
+                        let Some(old) = load_task(db, tx, &task.key())? else {
+                            continue;
+                        };
+                        update_task(db, tx, &lifecycle::replace_task(&old, &record, new, now)?)?;
+                        created.replaced += 1;
+                    } else {
+                        created.existing += 1;
+                    }
+                }
+                Ok(created)
+            })
+            .await?;
+        total.created += created.created;
+        total.existing += created.existing;
+        total.replaced += created.replaced;
+    }
+    Ok(total)
+}
+
+/// Applies [`lifecycle::claim`] to one loaded task: what to write and what to answer.
+fn decide_claim(task: &Task, req: &Claim, now: Timestamp) -> Result<Step<Claimed>> {
+    let key = task.key().to_string();
+    Ok(match lifecycle::claim(task, req, now)? {
+        ClaimDecision::Granted(c) => Step::Write(c.task.clone(), Ok(c)),
+        ClaimDecision::Refused(reason) => Step::Keep(Err(Error::Refused { key, reason })),
+        // The previous holder's lease expired on its last attempt: write `exhausted`, then say so.
+        ClaimDecision::Exhausted(t) => Step::Write(
+            t,
+            Err(Error::Refused {
+                key,
+                reason: Refusal::Exhausted,
+            }),
+        ),
+    })
+}
+
+/// [`Store::claim`].
+pub(crate) async fn claim(
+    db: &Arc<Db>,
+    key: &TaskKey,
+    req: &Claim,
+    now: Timestamp,
+) -> Result<Claimed> {
+    let req = req.clone();
+    update(db, key, move |task| match decide_claim(task, &req, now) {
+        Ok(step) => step,
+        Err(e) => Step::Keep(Err(e)),
+    })
+    .await
+}
+
+/// Candidates in claim order, from the partial index that holds only claimable tasks:
+/// `claimable_at <= now` is [`Task::is_claimable`], `(priority DESC, claimable_at, id)` is the
+/// claim order of [`Store::claim_next`].
+static CANDIDATES: LazyLock<[String; 2]> = LazyLock::new(|| {
+    let base = format!(
+        "SELECT {TASK_COLUMNS} FROM tasktrack_task INDEXED BY tasktrack_task_claim \
+         WHERE job = ?1 AND claimable_at IS NOT NULL AND claimable_at <= ?2"
+    );
+    let order = "ORDER BY priority DESC, claimable_at, id LIMIT ?3";
+    [
+        format!("{base} {order}"),
+        format!("{base} AND stage = ?4 {order}"),
+    ]
+});
+
+/// [`Store::claim_next`]: one transaction selects candidates from the claim index and applies
+/// [`lifecycle::claim`] to each. Under the write lock nobody else can take them meanwhile; a
+/// candidate whose expired lease was its last attempt becomes `exhausted` and the next one is
+/// tried.
+pub(crate) async fn claim_next(
+    db: &Arc<Db>,
+    job: &JobName,
+    req: &ClaimNext,
+    now: Timestamp,
+) -> Result<Vec<Claimed>> {
+    check_claim_next(req)?;
+    let (job, req) = (job.clone(), req.clone());
+    db.write(move |db, tx| {
+        let claim = Claim {
+            owner: req.owner.clone(),
+            lease_for: req.lease_for,
+            force: false,
+        };
+        let mut won = Vec::with_capacity(req.limit.min(1_000));
+        loop {
+            let want = req.limit - won.len();
+            let candidates = candidates(db, tx, &job, req.stage.as_deref(), now, want)?;
+            let mut wrote = false;
+            for task in &candidates {
+                match lifecycle::claim(task, &claim, now)? {
+                    ClaimDecision::Granted(c) => {
+                        update_task(db, tx, &c.task)?;
+                        won.push(c);
+                        wrote = true;
+                    }
+                    ClaimDecision::Exhausted(t) => {
+                        update_task(db, tx, &t)?;
+                        wrote = true;
+                    }
+                    ClaimDecision::Refused(_) => {}
+                }
+            }
+            // Done when the batch is full, the index ran dry, or a round changed nothing (a
+            // guard: a claimable-by-index task is never refused by the rule).
+            if won.len() >= req.limit || candidates.len() < want || !wrote {
+                return Ok(won);
+            }
+        }
+    })
+    .await
+}
+
+fn candidates(
+    db: &Db,
+    tx: &Transaction<'_>,
+    job: &JobName,
+    stage: Option<&str>,
+    now: Timestamp,
+    limit: usize,
+) -> Result<Vec<Task>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let sql = &CANDIDATES[usize::from(stage.is_some())];
+    let mut stmt = tx.prepare_cached(sql).map_err(|e| db.err(e))?;
+    let mut rows = match stage {
+        Some(s) => stmt.query(params![job.as_str(), now.as_millis(), limit, s]),
+        None => stmt.query(params![job.as_str(), now.as_millis(), limit]),
+    }
+    .map_err(|e| db.err(e))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(|e| db.err(e))? {
+        out.push(task_from_row(db, row)?);
+    }
+    Ok(out)
+}
+
+/// [`Store::heartbeat`].
+pub(crate) async fn heartbeat(
+    db: &Arc<Db>,
+    lease: &Lease,
+    lease_for: Duration,
+    now: Timestamp,
+) -> Result<Lease> {
+    let l = lease.clone();
+    let renewed = update(db, &lease.key, move |task| {
+        match lifecycle::heartbeat(task, &l, lease_for, now) {
+            Ok((t, renewed)) => Step::Write(t, Ok(renewed)),
+            Err(e) => Step::Keep(Err(e)),
+        }
+    })
+    .await;
+    match renewed {
+        Err(Error::NotFound(_)) => Err(Error::StaleLease {
+            key: lease.key.to_string(),
+            token: lease.token,
+        }),
+        other => other,
+    }
+}
+
+/// [`Store::report`]: creates the task (and job) if needed, then [`lifecycle::report`].
+pub(crate) async fn report(
+    db: &Arc<Db>,
+    key: &TaskKey,
+    req: &Report,
+    now: Timestamp,
+) -> Result<Task> {
+    let (key, req) = (key.clone(), req.clone());
+    db.write(move |db, tx| match load_task(db, tx, &key)? {
+        Some(existing) => {
+            let job = load_job(db, tx, &key.job)?.unwrap_or_else(|| Job::new(key.job.clone(), now));
+            let new = lifecycle::report(Some(&existing), &job, &key, &req, now)?;
+            if new != existing {
+                update_task(db, tx, &new)?;
+            }
+            Ok(new)
+        }
+        None => {
+            let job = ensure_job(db, tx, &key.job, now)?;
+            let new = lifecycle::report(None, &job, &key, &req, now)?;
+            insert_task(db, tx, &new)?;
+            Ok(new)
+        }
+    })
+    .await
+}
+
+/// [`Store::delete`]: [`lifecycle::check_delete`], then the row goes.
+pub(crate) async fn delete(db: &Arc<Db>, key: &TaskKey, now: Timestamp) -> Result<()> {
+    let key = key.clone();
+    db.write(move |db, tx| {
+        let Some(task) = load_task(db, tx, &key)? else {
+            return Err(Error::NotFound(format!("task {key}")));
+        };
+        lifecycle::check_delete(&task, now)?;
+        tx.execute(
+            "DELETE FROM tasktrack_task WHERE job = ?1 AND id = ?2",
+            [key.job.as_str(), key.id.as_str()],
+        )
+        .map_err(|e| db.err(e))?;
+        Ok(())
+    })
+    .await
+}
+
+/// [`Store::purge`]: terminal tasks only ([`Purge::validate`]); a terminal task never holds a
+/// lease, so deleting them in bulk cannot take work from a worker.
+pub(crate) async fn purge(db: &Arc<Db>, req: &Purge) -> Result<u64> {
+    req.validate()?;
+    let jobs: Vec<JobName> = match &req.job {
+        Some(j) => vec![j.clone()],
+        None => crate::queries::job_names(db).await?,
+    };
+    let statuses: Vec<&'static str> = req.statuses.iter().map(|s| s.as_str()).collect();
+    let status_list = statuses
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "DELETE FROM tasktrack_task WHERE rowid IN (SELECT rowid FROM tasktrack_task \
+         WHERE job = ?1 AND status IN ({status_list}) AND updated_at < ?2 LIMIT {CHUNK})"
+    );
+    let mut purged = 0u64;
+    for job in jobs {
+        loop {
+            let (sql, job, before) = (sql.clone(), job.clone(), req.older_than.as_millis());
+            let n = db
+                .write(move |db, tx| {
+                    tx.execute(&sql, params![job.as_str(), before])
+                        .map_err(|e| db.err(e))
+                })
+                .await?;
+            purged += n as u64;
+            if n < CHUNK {
+                break;
+            }
+        }
+    }
+    Ok(purged)
+}
+
+/// [`Store::delete_job`]: deletes the job's tasks [`CHUNK`] at a time, except those held by a
+/// live lease, then the job record if nothing was kept.
+pub(crate) async fn delete_job(db: &Arc<Db>, job: &JobName, now: Timestamp) -> Result<Deleted> {
+    // Restates Task::has_live_lease (used by lifecycle::check_delete): in_progress with
+    // now < lease_expires_at.
+    const UNLEASED: &str =
+        "job = ?1 AND NOT (status = 'in_progress' AND coalesce(lease_expires_at, 0) > ?2)";
+    let mut deleted = Deleted::default();
+    let mut seen_any = false;
+    loop {
+        let job = job.clone();
+        let sql = format!(
+            "DELETE FROM tasktrack_task WHERE rowid IN (SELECT rowid FROM tasktrack_task WHERE {UNLEASED} LIMIT {CHUNK})"
+        );
+        let n = db
+            .write(move |db, tx| {
+                tx.execute(&sql, params![job.as_str(), now.as_millis()])
+                    .map_err(|e| db.err(e))
+            })
+            .await?;
+        deleted.tasks += n as u64;
+        seen_any |= n > 0;
+        if n < CHUNK {
+            break;
+        }
+    }
+    let name = job.clone();
+    let (kept, removed, exists) = db
+        .write(move |db, tx| {
+            let kept: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM tasktrack_task WHERE job = ?1",
+                    [name.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(|e| db.err(e))?;
+            let exists = load_job(db, tx, &name)?.is_some();
+            let mut removed = false;
+            if kept == 0 {
+                removed = tx
+                    .execute("DELETE FROM tasktrack_job WHERE name = ?1", [name.as_str()])
+                    .map_err(|e| db.err(e))?
+                    > 0;
+                tx.execute(
+                    "DELETE FROM tasktrack_count WHERE job = ?1",
+                    [name.as_str()],
+                )
+                .map_err(|e| db.err(e))?;
+            }
+            Ok((kept as u64, removed, exists))
+        })
+        .await?;
+    if !exists && !seen_any && kept == 0 {
+        return Err(Error::NotFound(format!("job {job}")));
+    }
+    deleted.kept_leased = kept;
+    deleted.job_removed = removed;
+    Ok(deleted)
+}
