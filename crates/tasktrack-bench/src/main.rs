@@ -1,1 +1,200 @@
-fn main() {}
+//! The tasktrack benchmark: claim+succeed throughput of a store, beside the raw ceiling of the
+//! same backend measured in the same run.
+//!
+//! ```text
+//! cargo run --release -p tasktrack-bench -- --store sqlite:///tmp/bench.db --tasks 100000 --workers 4
+//! ```
+//!
+//! 1. bulk-creates `--tasks` no-op tasks in a fresh job;
+//! 2. `--workers` concurrent workers `claim_next(--batch)` and `succeed` until the job is drained;
+//! 3. times `counts(job)` on the full job;
+//! 4. measures the backend's raw ceiling (see `ceiling/`): the cheapest single-row write loop the
+//!    same server can do with the same number of connections;
+//! 5. prints tasks/s, the ceiling in ops/s, and their ratio (a table, or `--json`).
+
+mod ceiling;
+mod report;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tasktrack::{ClaimNext, CreateMode, JobName, NewTask, Store, TaskId, Timestamp};
+
+/// Command-line options.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Throughput of claim+succeed against the backend's raw ceiling"
+)]
+struct Args {
+    /// The store URL (as for `tasktrack --store`).
+    #[arg(long)]
+    store: String,
+    /// How many tasks to create and drain.
+    #[arg(long, default_value_t = 10_000)]
+    tasks: usize,
+    /// Concurrent workers.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Tasks per claim_next call.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Operations for the ceiling loop (default: as many as tasks, at most 20,000).
+    #[arg(long)]
+    ceiling_ops: Option<usize>,
+    /// Skip the ceiling measurement.
+    #[arg(long)]
+    no_ceiling: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Delete the benchmark job afterwards.
+    #[arg(long)]
+    cleanup: bool,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.tasks == 0 || args.workers == 0 || args.batch == 0 {
+        bail!("--tasks, --workers and --batch must be at least 1");
+    }
+    let store = tasktrack::open(&args.store)
+        .await
+        .with_context(|| format!("opening {}", args.store))?;
+    let job = JobName::new(format!("bench-{}", Timestamp::now().as_millis()))?;
+
+    let create = bulk_create(&store, &job, args.tasks).await?;
+    let drain = drain(&store, &job, args.workers, args.batch).await?;
+    let counts_ms = time_counts(&store, &job).await?;
+    let ceiling = if args.no_ceiling {
+        None
+    } else {
+        let ops = args.ceiling_ops.unwrap_or(args.tasks.min(20_000));
+        Some(ceiling::measure(&args.store, args.workers, ops).await?)
+    };
+    if args.cleanup {
+        store.delete_job(&job, Timestamp::now()).await?;
+    }
+    let result = report::Report::new(
+        &args.store,
+        store.backend(),
+        &args,
+        create,
+        drain,
+        counts_ms,
+        ceiling,
+    );
+    result.print(args.json)
+}
+
+/// Creates `n` tasks in chunks; returns tasks/s.
+async fn bulk_create(store: &Arc<dyn Store>, job: &JobName, n: usize) -> Result<f64> {
+    let started = Instant::now();
+    for chunk_start in (0..n).step_by(5_000) {
+        let tasks = (chunk_start..n.min(chunk_start + 5_000))
+            .map(|i| Ok(NewTask::new(TaskId::new(format!("task-{i:08}"))?)))
+            .collect::<tasktrack::Result<Vec<_>>>()?;
+        store
+            .create(job, &tasks, CreateMode::SkipExisting, Timestamp::now())
+            .await?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// What draining the job measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Drain {
+    /// Tasks completed.
+    pub tasks: usize,
+    /// Wall time.
+    pub seconds: f64,
+    /// Mean latency of one claim_next call, in milliseconds.
+    pub claim_ms: f64,
+    /// Mean latency of one succeed call, in milliseconds.
+    pub succeed_ms: f64,
+}
+
+/// Runs `workers` claim+succeed loops until the job is drained.
+async fn drain(
+    store: &Arc<dyn Store>,
+    job: &JobName,
+    workers: usize,
+    batch: usize,
+) -> Result<Drain> {
+    let started = Instant::now();
+    let handles: Vec<_> = (0..workers)
+        .map(|w| {
+            let store = store.clone();
+            let job = job.clone();
+            tokio::spawn(async move { worker(store, job, format!("bench-{w}"), batch).await })
+        })
+        .collect();
+    let (mut tasks, mut claim_time, mut claims, mut succeed_time) =
+        (0, Duration::ZERO, 0u32, Duration::ZERO);
+    for h in handles {
+        let w = h.await??;
+        tasks += w.tasks;
+        claims += w.claims;
+        claim_time += w.claim_time;
+        succeed_time += w.succeed_time;
+    }
+    Ok(Drain {
+        tasks,
+        seconds: started.elapsed().as_secs_f64(),
+        claim_ms: claim_time.as_secs_f64() * 1e3 / f64::from(claims.max(1)),
+        succeed_ms: succeed_time.as_secs_f64() * 1e3 / tasks.max(1) as f64,
+    })
+}
+
+struct WorkerStats {
+    tasks: usize,
+    claims: u32,
+    claim_time: Duration,
+    succeed_time: Duration,
+}
+
+async fn worker(
+    store: Arc<dyn Store>,
+    job: JobName,
+    owner: String,
+    batch: usize,
+) -> Result<WorkerStats> {
+    let req = ClaimNext::new(owner, Duration::from_secs(300)).with_limit(batch);
+    let mut stats = WorkerStats {
+        tasks: 0,
+        claims: 0,
+        claim_time: Duration::ZERO,
+        succeed_time: Duration::ZERO,
+    };
+    loop {
+        let t = Instant::now();
+        let claimed = store.claim_next(&job, &req, Timestamp::now()).await?;
+        stats.claim_time += t.elapsed();
+        stats.claims += 1;
+        if claimed.is_empty() {
+            return Ok(stats);
+        }
+        let t = Instant::now();
+        for c in claimed {
+            store
+                .succeed(&c.lease, serde_json::Value::Null, Timestamp::now())
+                .await?;
+            stats.tasks += 1;
+        }
+        stats.succeed_time += t.elapsed();
+    }
+}
+
+/// Median time of `counts(job)` over 21 calls, in milliseconds.
+async fn time_counts(store: &Arc<dyn Store>, job: &JobName) -> Result<f64> {
+    let mut samples = Vec::new();
+    for _ in 0..21 {
+        let t = Instant::now();
+        store.counts(job).await?;
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
+}

@@ -1,0 +1,8 @@
+//! Raw ceiling for dynamodb: not written yet (the dynamodb backend's engineer adds it).
+
+use anyhow::{Result, bail};
+
+/// Not measured yet: fails rather than inventing a number.
+pub async fn measure(_url: &str, _workers: usize, _ops: usize) -> Result<f64> {
+    bail!("the dynamodb ceiling is not implemented yet; run with --no-ceiling")
+}

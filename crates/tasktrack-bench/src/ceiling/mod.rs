@@ -1,0 +1,32 @@
+//! Raw ceilings: the cheapest write loop each backend's server can do, measured in the same run
+//! with the same number of connections, so that a figure is read as a ratio to what the
+//! hardware and server allow rather than as an absolute.
+//!
+//! Each backend module exposes `measure(url, workers, ops) -> ops/s`.
+
+mod dynamodb;
+mod file;
+mod mongodb;
+mod mysql;
+mod postgres;
+mod redis;
+mod s3;
+mod sqlite;
+
+use anyhow::{Result, bail};
+
+/// The raw ceiling of the backend `url` names, in operations per second.
+pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
+    let scheme = url.split_once("://").map_or("", |(s, _)| s);
+    match scheme {
+        "sqlite" => sqlite::measure(url, workers, ops).await,
+        "file" => file::measure(url, workers, ops).await,
+        "postgres" | "postgresql" => postgres::measure(url, workers, ops).await,
+        "mysql" | "mariadb" => mysql::measure(url, workers, ops).await,
+        "redis" | "rediss" => redis::measure(url, workers, ops).await,
+        "s3" => s3::measure(url, workers, ops).await,
+        "dynamodb" => dynamodb::measure(url, workers, ops).await,
+        "mongodb" => mongodb::measure(url, workers, ops).await,
+        other => bail!("no raw ceiling is defined for {other}:// (use --no-ceiling)"),
+    }
+}

@@ -1,0 +1,101 @@
+//! The benchmark's output: a table for people, JSON for scripts.
+
+use crate::{Args, Drain};
+use anyhow::Result;
+use comfy_table::Table;
+use serde::Serialize;
+
+/// Everything one run measured (`--json` prints this).
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The store URL.
+    pub store: String,
+    /// Backend name.
+    pub backend: &'static str,
+    /// Tasks created and drained.
+    pub tasks: usize,
+    /// Concurrent workers.
+    pub workers: usize,
+    /// Tasks per claim.
+    pub batch: usize,
+    /// Bulk create rate, tasks/s.
+    pub create_per_sec: f64,
+    /// Claim+succeed rate, tasks/s.
+    pub tasks_per_sec: f64,
+    /// Drain details.
+    pub drain: Drain,
+    /// Median counts(job) latency on the full job, ms.
+    pub counts_ms: f64,
+    /// The backend's raw ceiling, ops/s (same workers, same run).
+    pub ceiling_per_sec: Option<f64>,
+    /// tasks_per_sec / ceiling_per_sec.
+    pub ratio: Option<f64>,
+}
+
+impl Report {
+    /// Assembles the report.
+    pub fn new(
+        url: &str,
+        backend: &'static str,
+        args: &Args,
+        create_per_sec: f64,
+        drain: Drain,
+        counts_ms: f64,
+        ceiling: Option<f64>,
+    ) -> Self {
+        let tasks_per_sec = drain.tasks as f64 / drain.seconds;
+        Report {
+            store: url.to_string(),
+            backend,
+            tasks: args.tasks,
+            workers: args.workers,
+            batch: args.batch,
+            create_per_sec,
+            tasks_per_sec,
+            drain,
+            counts_ms,
+            ceiling_per_sec: ceiling,
+            ratio: ceiling.map(|c| tasks_per_sec / c),
+        }
+    }
+
+    /// Prints the report.
+    pub fn print(&self, json: bool) -> Result<()> {
+        if json {
+            println!("{}", serde_json::to_string_pretty(self)?);
+            return Ok(());
+        }
+        let mut table = Table::new();
+        table.set_header([
+            "backend",
+            "tasks",
+            "workers",
+            "batch",
+            "create/s",
+            "claim+succeed/s",
+            "claim ms",
+            "succeed ms",
+            "counts ms",
+            "ceiling ops/s",
+            "ratio",
+        ]);
+        let opt = |v: Option<f64>, digits: usize| {
+            v.map_or("n/a".to_string(), |v| format!("{v:.digits$}"))
+        };
+        table.add_row([
+            self.backend.to_string(),
+            self.tasks.to_string(),
+            self.workers.to_string(),
+            self.batch.to_string(),
+            format!("{:.0}", self.create_per_sec),
+            format!("{:.0}", self.tasks_per_sec),
+            format!("{:.3}", self.drain.claim_ms),
+            format!("{:.3}", self.drain.succeed_ms),
+            format!("{:.3}", self.counts_ms),
+            opt(self.ceiling_per_sec, 0),
+            opt(self.ratio, 2),
+        ]);
+        println!("{table}");
+        Ok(())
+    }
+}
