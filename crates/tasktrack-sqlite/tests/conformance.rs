@@ -9,7 +9,9 @@ async fn store() -> Option<Arc<dyn Store>> {
     let dir = tempfile::tempdir().ok()?.keep();
     let url = format!("sqlite://{}", dir.join("conformance.db").display());
     tasktrack_core::testkit::connect_or_skip("sqlite", "nothing to start (embedded)", async move {
-        tasktrack_sqlite::open(&url).await.map(|s| Arc::new(s) as Arc<dyn Store>)
+        tasktrack_sqlite::open(&url)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
     })
     .await
 }

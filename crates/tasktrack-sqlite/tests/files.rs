@@ -1,0 +1,197 @@
+//! Bad files and foreign writers: every one a typed, readable error, never a panic.
+
+use std::time::Duration;
+use tasktrack_core::*;
+
+fn url(path: &std::path::Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+#[tokio::test]
+async fn a_directory_is_invalid_input_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = tasktrack_sqlite::open(&url(dir.path())).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("directory"), "{err}");
+}
+
+#[tokio::test]
+async fn a_corrupt_file_is_corrupt_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.db");
+    std::fs::write(
+        &path,
+        (0..4096u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let err = tasktrack_sqlite::open(&url(&path)).await.unwrap_err();
+    match &err {
+        Error::Corrupt { location, .. } => assert!(location.contains("garbage.db"), "{err}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_text_file_is_corrupt_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db");
+    std::fs::write(&path, "these are my notes, not a database\n".repeat(50)).unwrap();
+    let err = tasktrack_sqlite::open(&url(&path)).await.unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_missing_directory_is_unavailable_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no/such/dir/t.db");
+    let err = tasktrack_sqlite::open(&url(&path)).await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("no/such/dir/t.db"), "{err}");
+}
+
+#[tokio::test]
+async fn a_schema_newer_than_the_code_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("future.db");
+    drop(tasktrack_sqlite::open(&url(&path)).await.unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", tasktrack_sqlite::SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(conn);
+    let err = tasktrack_sqlite::open(&url(&path)).await.unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+#[tokio::test]
+async fn reopening_keeps_the_data_and_migrates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let job = JobName::new("j").unwrap();
+    let now = Timestamp::from_millis(1_000);
+    {
+        let store = tasktrack_sqlite::open(&url(&path)).await.unwrap();
+        store
+            .create(
+                &job,
+                &[NewTask::new(TaskId::new("a").unwrap())],
+                CreateMode::SkipExisting,
+                now,
+            )
+            .await
+            .unwrap();
+    }
+    let store = tasktrack_sqlite::open(&url(&path)).await.unwrap();
+    store.init().await.unwrap();
+    assert_eq!(store.counts(&job).await.unwrap().by_status.pending, 1);
+}
+
+#[tokio::test]
+async fn a_corrupt_row_is_corrupt_naming_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = tasktrack_sqlite::open(&url(&path)).await.unwrap();
+    let job = JobName::new("j").unwrap();
+    let now = Timestamp::from_millis(1_000);
+    store
+        .create(
+            &job,
+            &[NewTask::new(TaskId::new("a").unwrap())],
+            CreateMode::SkipExisting,
+            now,
+        )
+        .await
+        .unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE tasktrack_task SET data = '{not json' WHERE id = 'a'",
+        [],
+    )
+    .unwrap();
+    let err = store
+        .get(&TaskKey::parse("j", "a").unwrap())
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Corrupt { location, .. } => assert!(
+            location.contains("t.db") && location.contains("j/a"),
+            "{err}"
+        ),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // A claim that meets the bad row fails the same way instead of skipping or panicking.
+    let err = store
+        .claim_next(&job, &ClaimNext::new("w", Duration::from_secs(5)), now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_writer_held_past_the_busy_timeout_is_transient_contention() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = tasktrack_sqlite::open(&format!("{}?busy_timeout=100ms", url(&path)))
+        .await
+        .unwrap();
+    let job = JobName::new("j").unwrap();
+    let now = Timestamp::from_millis(1_000);
+    // Another process holds the write lock.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let err = store
+        .create(
+            &job,
+            &[NewTask::new(TaskId::new("a").unwrap())],
+            CreateMode::SkipExisting,
+            now,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Contention(_)), "{err:?}");
+    assert!(err.is_transient());
+    // Reads are served from the WAL snapshot meanwhile.
+    assert!(!store.counts(&job).await.unwrap().exists);
+    other.execute_batch("COMMIT").unwrap();
+    store
+        .create(
+            &job,
+            &[NewTask::new(TaskId::new("a").unwrap())],
+            CreateMode::SkipExisting,
+            now,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_view_shows_stable_columns_with_readable_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = tasktrack_sqlite::open(&url(&path)).await.unwrap();
+    let job = JobName::new("j").unwrap();
+    let now = Timestamp::parse("2026-11-23T10:00:00.250Z").unwrap();
+    store
+        .create(
+            &job,
+            &[NewTask::new(TaskId::new("a").unwrap())],
+            CreateMode::SkipExisting,
+            now,
+        )
+        .await
+        .unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let (status, code, created): (String, i64, String) = conn
+        .query_row("SELECT status, status_code, created_at FROM tasktrack_tasks WHERE job = 'j' AND id = 'a'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!((status.as_str(), code), ("pending", 0));
+    assert_eq!(created, "2026-11-23T10:00:00.250Z");
+}
