@@ -1,5 +1,7 @@
 //! Bad files and foreign writers: every one a typed, readable error, never a panic.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::time::Duration;
 use tasktrack_core::*;
 

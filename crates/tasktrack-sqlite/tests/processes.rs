@@ -1,6 +1,8 @@
 //! Several stores, and several processes, on one file: every task claimed once, no lost update,
 //! and the counter table always agrees with the tasks.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::sync::Arc;
 use std::time::Duration;
 use tasktrack_core::*;
