@@ -1,0 +1,201 @@
+//! The library face: `Tracker::run` / `run_next` record outputs, errors and panics, keep the
+//! lease alive while the work runs, and release it when the run is cancelled.
+//!
+//! Time: the store sees a `ManualClock`; heartbeat pacing uses tokio's paused (virtual) time.
+
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tasktrack_core::tracker::NonRetryable;
+use tasktrack_core::*;
+
+fn setup() -> (Arc<dyn Store>, ManualClock, JobName) {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::in_memory());
+    (
+        store,
+        ManualClock::new(Timestamp::from_millis(1_800_000_000_000)),
+        JobName::new("tracked").unwrap(),
+    )
+}
+
+async fn add(store: &Arc<dyn Store>, job: &JobName, clock: &ManualClock, ids: &[&str]) {
+    let tasks: Vec<NewTask> = ids
+        .iter()
+        .map(|id| NewTask::new(TaskId::new(*id).unwrap()))
+        .collect();
+    store
+        .create(job, &tasks, CreateMode::SkipExisting, clock.now())
+        .await
+        .unwrap();
+}
+
+fn tracker(store: &Arc<dyn Store>, job: &JobName, clock: &ManualClock) -> Tracker {
+    Tracker::new(store.clone(), job.clone())
+        .with_owner("worker-1")
+        .with_lease(Duration::from_secs(30))
+        .with_backoff(Backoff::NONE)
+        .with_clock(Arc::new(clock.clone()))
+}
+
+#[tokio::test]
+async fn run_records_the_output_on_success() {
+    let (store, clock, job) = setup();
+    add(&store, &job, &clock, &["a"]).await;
+    let t = tracker(&store, &job, &clock)
+        .run(&TaskId::new("a").unwrap(), |ctx| async move {
+            assert_eq!(ctx.lease.attempt, 1);
+            Ok::<_, std::io::Error>(json!({ "id": ctx.task.id.as_str() }))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (t.status, t.output),
+        (Status::Succeeded, Some(json!({ "id": "a" })))
+    );
+}
+
+#[tokio::test]
+async fn run_records_the_error_chain_and_retries_later() {
+    let (store, clock, job) = setup();
+    add(&store, &job, &clock, &["a"]).await;
+    let t = tracker(&store, &job, &clock)
+        .run(&TaskId::new("a").unwrap(), |_| async {
+            let inner = std::io::Error::other("disk full");
+            Err::<(), _>(anyhow::Error::new(inner).context("writing output"))
+        })
+        .await
+        .unwrap();
+    assert_eq!(t.status, Status::Failed);
+    let error = t.error.unwrap();
+    assert_eq!(
+        (error.kind.as_str(), error.message.as_str()),
+        ("error", "writing output: disk full")
+    );
+    assert!(error.detail.unwrap().contains("disk full"));
+}
+
+#[tokio::test]
+async fn non_retryable_errors_exhaust_at_once() {
+    let (store, clock, job) = setup();
+    add(&store, &job, &clock, &["a"]).await;
+    let t = tracker(&store, &job, &clock)
+        .run(&TaskId::new("a").unwrap(), |_| async {
+            Err::<(), _>(NonRetryable(anyhow::anyhow!("bad input")))
+        })
+        .await
+        .unwrap();
+    assert_eq!((t.status, t.attempts), (Status::Exhausted, 1));
+}
+
+#[tokio::test]
+async fn a_panic_is_recorded_as_a_failure() {
+    let (store, clock, job) = setup();
+    add(&store, &job, &clock, &["a"]).await;
+    let t = tracker(&store, &job, &clock)
+        .run(&TaskId::new("a").unwrap(), |_| async {
+            if true {
+                panic!("index out of bounds");
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(t.status, Status::Failed);
+    let error = t.error.unwrap();
+    assert_eq!(
+        (error.kind.as_str(), error.message.as_str()),
+        ("panic", "panicked: index out of bounds")
+    );
+}
+
+#[tokio::test]
+async fn run_of_a_locked_task_is_refused_and_runs_nothing() {
+    let (store, clock, job) = setup();
+    add(&store, &job, &clock, &["a"]).await;
+    let key = TaskKey::parse("tracked", "a").unwrap();
+    store
+        .claim(
+            &key,
+            &Claim::new("someone-else", Duration::from_secs(30)),
+            clock.now(),
+        )
+        .await
+        .unwrap();
+    let result = tracker(&store, &job, &clock)
+        .run(&key.id, |_| async {
+            panic!("must not run") as Result<(), std::io::Error>
+        })
+        .await;
+    assert!(matches!(
+        result.unwrap_err().refusal(),
+        Some(Refusal::Locked { .. })
+    ));
+}
+
+#[tokio::test]
+async fn run_next_drains_the_job_then_returns_none() {
+    let (store, clock, job) = setup();
+    add(&store, &job, &clock, &["a", "b", "c"]).await;
+    let tracker = tracker(&store, &job, &clock);
+    let mut done = 0;
+    while let Some(t) = tracker
+        .run_next(|_| async { Ok::<_, std::io::Error>(1) })
+        .await
+        .unwrap()
+    {
+        assert_eq!(t.status, Status::Succeeded);
+        done += 1;
+    }
+    assert_eq!(done, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeats_keep_the_lease_alive_while_work_runs() {
+    let (store, clock, job) = setup();
+    add(&store, &job, &clock, &["a"]).await;
+    let key = TaskKey::parse("tracked", "a").unwrap();
+    let (store2, clock2, key2) = (store.clone(), clock.clone(), key.clone());
+    let t = tracker(&store, &job, &clock)
+        .run(&key.id, |_| async move {
+            // Two minutes of work against a 30 s lease, in 5 s steps of both clocks.
+            for _ in 0..24 {
+                clock2.advance(Duration::from_secs(5));
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let other = store2
+                    .claim(
+                        &key2,
+                        &Claim::new("thief", Duration::from_secs(30)),
+                        clock2.now(),
+                    )
+                    .await;
+                assert!(
+                    matches!(other.unwrap_err().refusal(), Some(Refusal::Locked { .. })),
+                    "lease kept alive"
+                );
+            }
+            Ok::<_, std::io::Error>("done")
+        })
+        .await
+        .unwrap();
+    assert_eq!((t.status, t.attempts), (Status::Succeeded, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_run_releases_its_lease() {
+    let (store, clock, job) = setup();
+    add(&store, &job, &clock, &["a"]).await;
+    let tracker = tracker(&store, &job, &clock);
+    let id = TaskId::new("a").unwrap();
+    let run = tracker.run(&id, |_| async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok::<_, std::io::Error>(())
+    });
+    let timed_out = tokio::time::timeout(Duration::from_secs(1), run).await;
+    assert!(timed_out.is_err(), "the run was cancelled");
+    tokio::time::sleep(Duration::from_millis(10)).await; // let the release task run
+    let t = store
+        .get(&TaskKey::parse("tracked", "a").unwrap())
+        .await
+        .unwrap();
+    assert_eq!((t.status, t.attempts, t.lease), (Status::Pending, 0, None));
+}
