@@ -1,0 +1,393 @@
+//! [`MongoDocuments`]: the versioned-documents contract of the compare-and-swap adapter over two
+//! collections. Every conditional write puts the `version` it read into the filter, so
+//! `replace_one({_id, version}, new)` matches nothing when someone else wrote first.
+
+use crate::codec::{self, int, task_id};
+use crate::config::Config;
+use crate::error::{duplicate_positions, is_duplicate_key, map};
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::options::IndexOptions;
+use mongodb::{Client, Collection, IndexModel};
+use tasktrack_core::cas::{Documents, Versioned};
+use tasktrack_core::{
+    Error, Job, JobName, JobState, Result, Status, Task, TaskKey, TaskPage, TaskQuery, Timestamp,
+};
+
+/// Tasks and jobs in two collections of one database (see the crate docs, `# Layout`).
+#[derive(Debug, Clone)]
+pub struct MongoDocuments {
+    pub(crate) tasks: Collection<Document>,
+    pub(crate) jobs: Collection<Document>,
+    pub(crate) config: Config,
+}
+
+impl MongoDocuments {
+    /// The collections named by `config`, over a connected client.
+    pub fn new(client: &Client, config: Config) -> Self {
+        let db = client.database(&config.database);
+        MongoDocuments {
+            tasks: db.collection(&config.tasks_collection()),
+            jobs: db.collection(&config.jobs_collection()),
+            config,
+        }
+    }
+
+    /// The driver's error as a portable one.
+    pub(crate) fn err(&self, e: mongodb::error::Error) -> Error {
+        map(e, &self.config.hosts)
+    }
+
+    /// `database.collection`, for corruption reports.
+    pub(crate) fn tasks_location(&self) -> String {
+        format!(
+            "mongodb {}.{}",
+            self.config.database,
+            self.config.tasks_collection()
+        )
+    }
+
+    fn jobs_location(&self) -> String {
+        format!(
+            "mongodb {}.{}",
+            self.config.database,
+            self.config.jobs_collection()
+        )
+    }
+
+    pub(crate) fn versioned_task(&self, doc: Document) -> Result<Versioned<Task>> {
+        let task = codec::task_from_doc(doc, &self.tasks_location())?;
+        let revision = task.version.to_string();
+        Ok(Versioned::new(task, revision))
+    }
+
+    async fn find_tasks(
+        &self,
+        filter: Document,
+        sort: Document,
+        limit: usize,
+    ) -> Result<Vec<Task>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let cursor = self
+            .tasks
+            .find(filter)
+            .sort(sort)
+            .limit(limit)
+            .await
+            .map_err(|e| self.err(e))?;
+        let docs: Vec<Document> = cursor.try_collect().await.map_err(|e| self.err(e))?;
+        let location = self.tasks_location();
+        docs.into_iter()
+            .map(|d| codec::task_from_doc(d, &location))
+            .collect()
+    }
+}
+
+/// The revision as the stored `version` number.
+fn revision(old: &str) -> Result<i64> {
+    old.parse::<u64>()
+        .map(int)
+        .map_err(|_| Error::backend(format!("mongodb revision {old:?} is not a version")))
+}
+
+/// A `^`-anchored regular expression matching strings that start with `prefix` literally.
+fn prefix_regex(prefix: &str) -> String {
+    let mut re = String::from("^");
+    for c in prefix.chars() {
+        if c.is_ascii() && !c.is_ascii_alphanumeric() {
+            re.push('\\');
+        }
+        re.push(c);
+    }
+    re
+}
+
+/// The indexes `init` creates (see the crate docs, `# Layout`).
+fn task_indexes() -> Vec<IndexModel> {
+    let claimable = doc! {"claim_at": {"$exists": true}};
+    let index = |name: &str, keys: Document, partial: Option<Document>| {
+        let options = IndexOptions::builder()
+            .name(name.to_string())
+            .partial_filter_expression(partial)
+            .build();
+        IndexModel::builder().keys(keys).options(options).build()
+    };
+    vec![
+        // claim_next: the claimable tasks of a job in claim order; finished tasks have no
+        // `claim_at`, so they are not in this index at all.
+        index(
+            "claim",
+            doc! {"job": 1, "priority": -1, "claim_at": 1, "id": 1},
+            Some(claimable.clone()),
+        ),
+        index(
+            "claim_by_stage",
+            doc! {"job": 1, "stage": 1, "priority": -1, "claim_at": 1, "id": 1},
+            Some(claimable),
+        ),
+        // list (by status), purge and counts.
+        index("list", doc! {"job": 1, "updated_at": 1, "id": 1}, None),
+        index(
+            "list_by_status",
+            doc! {"job": 1, "status": 1, "updated_at": 1, "id": 1},
+            None,
+        ),
+        index("counts", doc! {"job": 1, "stage": 1, "status": 1}, None),
+    ]
+}
+
+#[async_trait]
+impl Documents for MongoDocuments {
+    fn backend(&self) -> &'static str {
+        "mongodb"
+    }
+
+    async fn init(&self) -> Result<()> {
+        self.tasks
+            .create_indexes(task_indexes())
+            .await
+            .map_err(|e| self.err(e))?;
+        let by_state = IndexModel::builder()
+            .keys(doc! {"state": 1, "_id": 1})
+            .options(IndexOptions::builder().name("by_state".to_string()).build())
+            .build();
+        self.jobs
+            .create_index(by_state)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn get_task(&self, key: &TaskKey) -> Result<Option<Versioned<Task>>> {
+        let found = self
+            .tasks
+            .find_one(doc! {"_id": task_id(&key.job, &key.id)})
+            .await
+            .map_err(|e| self.err(e))?;
+        found.map(|d| self.versioned_task(d)).transpose()
+    }
+
+    async fn insert_task(&self, task: &Task) -> Result<bool> {
+        match self.tasks.insert_one(codec::task_to_doc(task)?).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// One unordered `insertMany` per chunk: a duplicate `_id` refuses that task only.
+    async fn insert_tasks(&self, tasks: &[Task]) -> Result<Vec<bool>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let docs = tasks
+            .iter()
+            .map(codec::task_to_doc)
+            .collect::<Result<Vec<_>>>()?;
+        let mut inserted = vec![true; tasks.len()];
+        if let Err(e) = self.tasks.insert_many(docs).ordered(false).await {
+            let duplicates = duplicate_positions(&e).ok_or_else(|| self.err(e))?;
+            for i in duplicates {
+                if let Some(flag) = inserted.get_mut(i) {
+                    *flag = false;
+                }
+            }
+        }
+        Ok(inserted)
+    }
+
+    async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {
+        let filter = doc! {"_id": task_id(&old.value.job, &old.value.id), "version": revision(&old.revision)?};
+        let result = self
+            .tasks
+            .replace_one(filter, codec::task_to_doc(new)?)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(result.matched_count == 1)
+    }
+
+    async fn delete_task(&self, old: &Versioned<Task>) -> Result<bool> {
+        let filter = doc! {"_id": task_id(&old.value.job, &old.value.id), "version": revision(&old.revision)?};
+        let result = self
+            .tasks
+            .delete_one(filter)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(result.deleted_count == 1)
+    }
+
+    async fn claimable(
+        &self,
+        job: &JobName,
+        stage: Option<&str>,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Versioned<Task>>> {
+        let mut filter = doc! {"job": job.as_str(), "claim_at": {"$lte": now.as_millis()}};
+        if let Some(stage) = stage {
+            filter.insert("stage", stage);
+        }
+        let tasks = self
+            .find_tasks(filter, doc! {"priority": -1, "claim_at": 1, "id": 1}, limit)
+            .await?;
+        Ok(tasks
+            .into_iter()
+            .map(|t| Versioned::new(t.clone(), t.version.to_string()))
+            .collect())
+    }
+
+    /// Filters, order and cursor all in the query, on the `list` / `list_by_status` indexes.
+    /// `updated_at` is stored as fixed-width RFC 3339 text, so text order is time order.
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
+        let mut filter = doc! {"job": query.job.as_str()};
+        if !query.statuses.is_empty() {
+            let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
+            filter.insert("status", doc! {"$in": statuses});
+        }
+        if let Some(stage) = &query.stage {
+            filter.insert("stage", stage.as_str());
+        }
+        if let Some(prefix) = &query.id_prefix {
+            filter.insert("id", doc! {"$regex": prefix_regex(prefix)});
+        }
+        let mut updated = Document::new();
+        if let Some(t) = query.updated_after {
+            updated.insert("$gte", t.to_rfc3339());
+        }
+        if let Some(t) = query.updated_before {
+            updated.insert("$lt", t.to_rfc3339());
+        }
+        if !updated.is_empty() {
+            filter.insert("updated_at", updated);
+        }
+        let (op, dir) = if query.newest_first {
+            ("$lt", -1)
+        } else {
+            ("$gt", 1)
+        };
+        if let Some(c) = &query.after {
+            let at = c.updated_at.to_rfc3339();
+            filter.insert(
+                "$or",
+                vec![
+                    doc! {"updated_at": {op: at.clone()}},
+                    doc! {"updated_at": at, "id": {op: c.id.as_str()}},
+                ],
+            );
+        }
+        let tasks = self
+            .find_tasks(filter, doc! {"updated_at": dir, "id": dir}, query.limit + 1)
+            .await?;
+        Ok(TaskPage::from_sorted(tasks, query.limit))
+    }
+
+    /// One aggregation over the `counts` index: `$group` by stage and status.
+    async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {
+        let pipeline = vec![
+            doc! {"$match": {"job": job.as_str()}},
+            doc! {"$group": {"_id": {"stage": "$stage", "status": "$status"}, "n": {"$sum": 1}}},
+        ];
+        let cursor = self
+            .tasks
+            .aggregate(pipeline)
+            .await
+            .map_err(|e| self.err(e))?;
+        let rows: Vec<Document> = cursor.try_collect().await.map_err(|e| self.err(e))?;
+        let bad = |row: &Document| {
+            Error::corrupt(self.tasks_location(), format!("unreadable count row {row}"))
+        };
+        rows.iter()
+            .map(|row| {
+                let group = row.get_document("_id").map_err(|_| bad(row))?;
+                let stage = match group.get("stage") {
+                    Some(Bson::String(s)) => Some(s.clone()),
+                    _ => None,
+                };
+                let status: Status = group
+                    .get_str("status")
+                    .map_err(|_| bad(row))?
+                    .parse()
+                    .map_err(|_| bad(row))?;
+                let n = match row.get("n") {
+                    Some(Bson::Int32(n)) => u64::try_from(*n).map_err(|_| bad(row))?,
+                    Some(Bson::Int64(n)) => u64::try_from(*n).map_err(|_| bad(row))?,
+                    _ => return Err(bad(row)),
+                };
+                Ok((stage, status, n))
+            })
+            .collect()
+    }
+
+    async fn get_job(&self, job: &JobName) -> Result<Option<Versioned<Job>>> {
+        let found = self
+            .jobs
+            .find_one(doc! {"_id": job.as_str()})
+            .await
+            .map_err(|e| self.err(e))?;
+        found
+            .map(|d| {
+                let job = codec::job_from_doc(d, &self.jobs_location())?;
+                let revision = job.version.to_string();
+                Ok(Versioned::new(job, revision))
+            })
+            .transpose()
+    }
+
+    async fn insert_job(&self, job: &Job) -> Result<bool> {
+        match self.jobs.insert_one(codec::job_to_doc(job)?).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    async fn replace_job(&self, old: &Versioned<Job>, new: &Job) -> Result<bool> {
+        let filter = doc! {"_id": old.value.name.as_str(), "version": revision(&old.revision)?};
+        let result = self
+            .jobs
+            .replace_one(filter, codec::job_to_doc(new)?)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(result.matched_count == 1)
+    }
+
+    async fn delete_job(&self, old: &Versioned<Job>) -> Result<bool> {
+        let filter = doc! {"_id": old.value.name.as_str(), "version": revision(&old.revision)?};
+        let result = self
+            .jobs
+            .delete_one(filter)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(result.deleted_count == 1)
+    }
+
+    async fn list_jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+        let filter = match state {
+            Some(s) => doc! {"state": s.as_str()},
+            None => Document::new(),
+        };
+        let cursor = self
+            .jobs
+            .find(filter)
+            .sort(doc! {"_id": 1})
+            .await
+            .map_err(|e| self.err(e))?;
+        let docs: Vec<Document> = cursor.try_collect().await.map_err(|e| self.err(e))?;
+        let location = self.jobs_location();
+        docs.into_iter()
+            .map(|d| codec::job_from_doc(d, &location))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_regex;
+
+    #[test]
+    fn prefix_regex_escapes_every_metacharacter() {
+        assert_eq!(prefix_regex("a.b*(c)"), r"^a\.b\*\(c\)");
+        assert_eq!(prefix_regex("é/$"), r"^é\/\$");
+    }
+}
