@@ -1,8 +1,271 @@
-//! tasktrack redis backend (being built; see its issue).
+//! # tasktrack-redis
+//!
+//! `redis://host:port/db?prefix=tt` (and `rediss://` for TLS): a tasktrack store in Redis, where
+//! every state change is one Lua script, claims are O(log n) pops from a sorted set, and a job's
+//! progress is read from counters.
+//!
+//! ```no_run
+//! # async fn demo() -> tasktrack_core::Result<()> {
+//! use tasktrack_core::Store;
+//! let store = tasktrack_redis::open("redis://127.0.0.1:6379/0?prefix=tt").await?;
+//! store.init().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Atomicity
+//! Redis runs a Lua script alone: nothing else reads or writes while it runs. Every write of a
+//! task is one script that changes the task's hash, its queue entry, its listing entry and the
+//! job's counters together, so a client that dies between two calls cannot leave a task counted
+//! twice or lost between two sets.
+//!
+//! - **Native, one round trip** (a script restating the rule, named in the script):
+//!   `claim_next` (`lua/claim_next.lua`: promotes due entries, reclaims expired leases, claims up
+//!   to `limit` tasks), `heartbeat`, `succeed`, `fail` (the backoff instant is computed in Rust
+//!   and passed in), and `create` (`lua/insert.lua`, 500 tasks per call, several calls in flight).
+//! - **Read + compare-and-set, two round trips**: everything else (`claim` of one id, `release`,
+//!   `patch_data`, `ignore`, `retry`, `report`, `delete`, replace-on-create, job records). The
+//!   pure rule of [`tasktrack_core::lifecycle`] runs in Rust on the task just read, and
+//!   `lua/replace.lua` writes the result only if the task's `version` is unchanged, moving its
+//!   indexes and counters in the same script; on a conflict the adapter reads again
+//!   ([`tasktrack_core::cas`]).
+//!
+//! # Layout
+//! All keys start with `<prefix>:`. A job's keys share the hash tag `{<job>}` (with `%`, `{`, `}`
+//! percent-encoded), so on Redis Cluster they live in one slot and every script touches one slot:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P:{job}:t:<id>` | hash | one task (fields in `codec.rs`); user JSON kept as its exact text |
+//! | `P:{job}:r`, `P:{job}:r:<stage>` | zset, score 0 | tasks claimable now; member `<priority desc><claimable_at><id>`, so lex order is claim order |
+//! | `P:{job}:d`, `P:{job}:d:<stage>` | zset | tasks claimable later, scored by the instant: retry backoff, `not_before`, and every live lease by its expiry |
+//! | `P:{job}:s:<status>` | zset, score 0 | member `<updated_at><id>`: the listing order, for keyset pagination |
+//! | `P:{job}:c` | hash | counters per `status` or `status:stage` |
+//! | `P:{%jobs}:rec`, `:ver`, `:state` | hash | job records (JSON), their versions, their states |
+//! | `P:{%jobs}:all`, `P:{%jobs}:st:<state>` | zset, score 0 | job names, all and per state |
+//!
+//! Cross-job operations (`jobs`, `purge` of all jobs, `counts` which reads the job record and the
+//! job's counters) touch the `{%jobs}` slot plus one slot per job: on a cluster that is one
+//! request per slot, never a multi-slot script. This crate connects to a single Redis server or
+//! a primary; the layout is ready for Cluster, the cluster client is not wired in yet.
+//!
+//! # Limits
+//! - `claim_next` is O(log n) in the job's claimable tasks; it promotes at most 1000 due entries
+//!   per call (the oldest first), so after a mass expiry a higher-priority task may wait a call.
+//! - `counts` is two reads (HGET + HGETALL), whatever the job's size. `list` reads the per-status
+//!   sets in order; stage and id-prefix filters are applied to the tasks read.
+//! - Durability is Redis's: with `appendonly yes` and `appendfsync always` an acknowledged write
+//!   survives a crash; with `everysec` (the usual setting) up to a second of writes can be lost;
+//!   with persistence off (this repository's test server) a restart loses everything. A replica
+//!   promoted after a failover may miss the last writes (replication is asynchronous).
+//! - `rediss://` needs the `redis` crate's TLS feature, which this build does not enable: such a
+//!   URL is refused with a clear error.
+//! - Times are millisecond integers from the caller's clock; leases must be much longer than the
+//!   clock skew between workers. The server's clock (`TIME`) is never read.
+//!
+//! # Testing
+//! `bash scripts/test -p tasktrack-redis` starts Redis on 127.0.0.1:6379 if it is down, then
+//! runs the conformance suite (`tests/conformance.rs`) and this crate's own tests. Tests use
+//! `TASKTRACK_TEST_REDIS_URL` (default `redis://127.0.0.1:6379/0`), each under its own key
+//! prefix, removed afterwards. Without a server they print `SKIPPED`; under `CI=true` they fail.
 
-use tasktrack_core::{Error, MemoryStore, Result};
+mod codec;
+mod config;
+mod docs;
+mod error;
+mod keys;
+mod list;
+mod native;
+mod scripts;
 
-/// Opens the store named by `url` (not implemented yet).
-pub async fn open(_url: &str) -> Result<MemoryStore> {
-    Err(Error::Unsupported { backend: "redis", what: "not implemented yet".into() })
+pub use config::DEFAULT_PREFIX;
+
+use async_trait::async_trait;
+use docs::RedisDocs;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tasktrack_core::cas;
+use tasktrack_core::*;
+
+/// The Redis store. Cheap to clone: clones share one multiplexed connection that reconnects by
+/// itself (the `redis` crate's `ConnectionManager`).
+#[derive(Debug, Clone)]
+pub struct RedisStore {
+    docs: RedisDocs,
+}
+
+/// Connects to the server a `redis://host:port/db?prefix=tt` URL names.
+///
+/// Fails with [`Error::Unavailable`] (naming `host:port`) when the server cannot be reached, and
+/// [`Error::InvalidInput`] for a malformed URL or prefix.
+pub async fn open(url: &str) -> Result<RedisStore> {
+    let config = config::Config::parse(url)?;
+    if url.starts_with("rediss://") {
+        return Err(Error::invalid(
+            "rediss:// (TLS) is not compiled into this build; use redis:// or a TLS tunnel",
+        ));
+    }
+    let client = redis::Client::open(config.connect.as_str())
+        .map_err(|e| Error::invalid(format!("bad redis URL: {e}")))?;
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(30)))
+        .set_number_of_retries(2);
+    let conn = ConnectionManager::new_with_config(client, manager_config)
+        .await
+        .map_err(|e| error::map(&config.address, e))?;
+    let docs = RedisDocs {
+        conn,
+        keys: keys::Keys::new(&config.prefix),
+        scripts: Arc::new(scripts::Scripts::new()),
+        address: config.address,
+    };
+    Ok(RedisStore { docs })
+}
+
+impl RedisStore {
+    /// The key prefix (every key of this store starts with `<prefix>:`).
+    pub fn prefix(&self) -> &str {
+        self.docs.keys.name()
+    }
+
+    /// Deletes every key under this store's prefix (test teardown, or starting over); returns
+    /// how many. Never use it on a prefix another application shares.
+    pub async fn remove_all(&self) -> Result<u64> {
+        let pattern = glob_under(&self.docs.keys.prefix());
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .docs
+                .query(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000),
+                )
+                .await?;
+            if !keys.is_empty() {
+                removed += self
+                    .docs
+                    .query::<u64>(redis::cmd("UNLINK").arg(&keys))
+                    .await?;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// `prefix*` with the glob characters of the prefix escaped.
+fn glob_under(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('*');
+    out
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn init(&self) -> Result<()> {
+        // Nothing to create; one round trip proves the server answers.
+        self.docs
+            .query::<String>(&redis::cmd("PING"))
+            .await
+            .map(|_| ())
+    }
+
+    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
+        cas::put_job(&self.docs, job, spec, now).await
+    }
+    async fn get_job(&self, job: &JobName) -> Result<Job> {
+        cas::get_job(&self.docs, job).await
+    }
+    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+        cas::Documents::list_jobs(&self.docs, state).await
+    }
+    async fn set_job_state(
+        &self,
+        job: &JobName,
+        change: JobStateChange,
+        now: Timestamp,
+    ) -> Result<Job> {
+        cas::set_job_state(&self.docs, job, change, now).await
+    }
+    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
+        cas::delete_job(&self.docs, job, now).await
+    }
+    async fn create(
+        &self,
+        job: &JobName,
+        tasks: &[NewTask],
+        mode: CreateMode,
+        now: Timestamp,
+    ) -> Result<Created> {
+        self.docs.create(job, tasks, mode, now).await
+    }
+    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
+        cas::claim(&self.docs, key, req, now).await
+    }
+    async fn claim_next(
+        &self,
+        job: &JobName,
+        req: &ClaimNext,
+        now: Timestamp,
+    ) -> Result<Vec<Claimed>> {
+        self.docs.claim_next(job, req, now).await
+    }
+    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
+        self.docs.heartbeat(lease, lease_for, now).await
+    }
+    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+        cas::patch_data(&self.docs, lease, patch, now).await
+    }
+    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+        self.docs.succeed(lease, &output, now).await
+    }
+    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+        self.docs.fail(lease, req, now).await
+    }
+    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
+        cas::release(&self.docs, lease, now).await
+    }
+    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
+        cas::ignore(&self.docs, key, req, now).await
+    }
+    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
+        cas::retry(&self.docs, key, req, now).await
+    }
+    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
+        cas::report(&self.docs, key, req, now).await
+    }
+    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
+        cas::delete(&self.docs, key, now).await
+    }
+    async fn purge(&self, req: &Purge) -> Result<u64> {
+        cas::purge(&self.docs, req).await
+    }
+    async fn get(&self, key: &TaskKey) -> Result<Task> {
+        cas::get(&self.docs, key).await
+    }
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
+        cas::list(&self.docs, query).await
+    }
+    async fn counts(&self, job: &JobName) -> Result<Counts> {
+        self.docs.counts(job).await
+    }
 }

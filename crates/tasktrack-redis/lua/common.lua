@@ -1,0 +1,158 @@
+-- Shared prelude, prepended to every operation script (see src/scripts.rs).
+--
+-- KEYS[1] is the job's key base `<prefix>:{<job>}:`. Every key a script touches is derived from
+-- it, so all of them carry the job's hash tag and live in one Redis Cluster slot.
+--
+-- A task is a hash (`<base>t:<id>`) of plain fields; user JSON (data, output, error, stages) is
+-- stored as opaque strings that no script ever re-encodes, so numbers in user data keep their
+-- exact text. Timestamps are integer milliseconds.
+local B = KEYS[1]
+
+local function tkey(id) return B .. 't:' .. id end
+
+-- HGETALL as a table; nil when the hash does not exist.
+local function load(id)
+  local flat = redis.call('HGETALL', tkey(id))
+  if #flat == 0 then return nil end
+  local f = {}
+  for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
+  return f
+end
+
+-- Task::claimable_at: pending/failed at not_before (or creation), in_progress at lease expiry,
+-- finished tasks never.
+local function claimable_at(f)
+  local s = f.status
+  if s == 'pending' or s == 'failed' then return tonumber(f.nb or f.created) end
+  if s == 'in_progress' then return tonumber(f.exp or 0) end
+  return nil
+end
+
+local function hex12(ms)
+  if ms < 0 then ms = 0 end
+  if ms > 281474976710655 then ms = 281474976710655 end
+  return string.format('%012x', ms)
+end
+
+-- Claim-queue member: priority descending, then claimable_at, then id. All members of the ready
+-- set share score 0, so Redis orders them by these bytes (that is the claim order).
+local function qmember(f, id, at)
+  return string.format('%08x', 2147483647 - tonumber(f.priority)) .. hex12(at) .. id
+end
+
+-- Listing member: updated_at then id (TaskQuery order), in a lex-ordered set per status.
+local function lmember(f, id) return hex12(tonumber(f.updated)) .. id end
+
+local function ctr(f)
+  if f.stage then return f.status .. ':' .. f.stage end
+  return f.status
+end
+
+-- Removes a task (as it was) from every index and counter.
+local function unindex(id, f)
+  redis.call('HINCRBY', B .. 'c', ctr(f), -1)
+  redis.call('ZREM', B .. 's:' .. f.status, lmember(f, id))
+  if f.qm then
+    redis.call('ZREM', B .. 'r', f.qm)
+    redis.call('ZREM', B .. 'd', f.qm)
+    if f.stage then
+      redis.call('ZREM', B .. 'r:' .. f.stage, f.qm)
+      redis.call('ZREM', B .. 'd:' .. f.stage, f.qm)
+    end
+  end
+end
+
+-- Adds a task (as it is now) to its indexes and counter; sets f.qm (the caller writes it).
+-- Claimable tasks go to the ready set if claimable at `now` (its updated_at: every write is
+-- stamped with the request's `now`), else to the delayed set scored by claimable_at.
+local function index(id, f)
+  redis.call('HINCRBY', B .. 'c', ctr(f), 1)
+  redis.call('ZADD', B .. 's:' .. f.status, 0, lmember(f, id))
+  local at = claimable_at(f)
+  if at == nil then
+    f.qm = nil
+    return
+  end
+  f.qm = qmember(f, id, at)
+  if at <= tonumber(f.updated) then
+    redis.call('ZADD', B .. 'r', 0, f.qm)
+    if f.stage then redis.call('ZADD', B .. 'r:' .. f.stage, 0, f.qm) end
+  else
+    redis.call('ZADD', B .. 'd', at, f.qm)
+    if f.stage then redis.call('ZADD', B .. 'd:' .. f.stage, at, f.qm) end
+  end
+end
+
+-- Writes the whole hash from a table (fields absent from the table are removed).
+local function store(id, f)
+  local k = tkey(id)
+  redis.call('DEL', k)
+  local args = {}
+  for name, value in pairs(f) do
+    args[#args + 1] = name
+    args[#args + 1] = value
+  end
+  redis.call('HSET', k, unpack(args))
+end
+
+local function flatten(f)
+  local out = {}
+  for name, value in pairs(f) do
+    out[#out + 1] = name
+    out[#out + 1] = value
+  end
+  return out
+end
+
+-- Timestamp's Display: RFC 3339 UTC with milliseconds (days-from-civil, inverted).
+local function iso(ms)
+  ms = tonumber(ms)
+  local secs = math.floor(ms / 1000)
+  local milli = ms - secs * 1000
+  local days = math.floor(secs / 86400)
+  local rem = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp + 3
+  if m > 12 then m = m - 12 end
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d,
+    math.floor(rem / 3600), math.floor((rem % 3600) / 60), rem % 60, milli)
+end
+
+-- lifecycle::record: appends an Attempt (serde JSON of model::Attempt) and keeps the newest 20
+-- (HISTORY_LIMIT). History is stored as one JSON document per line.
+local function record(f, outcome, error_json, now)
+  local worker, started = 'admin', now
+  if f.owner then worker, started = f.owner, f.acq end
+  local stage = 'null'
+  if f.stage then stage = cjson.encode(f.stage) end
+  local entry = '{"attempt":' .. f.attempts .. ',"stage":' .. stage .. ',"worker":' .. cjson.encode(worker)
+    .. ',"started":"' .. iso(started) .. '","finished":"' .. iso(now) .. '","outcome":"' .. outcome
+    .. '","error":' .. (error_json or 'null') .. '}'
+  local h = f.history
+  if h and h ~= '' then h = h .. '\n' .. entry else h = entry end
+  local n = 1
+  for _ in string.gmatch(h, '\n') do n = n + 1 end
+  while n > 20 do
+    h = string.sub(h, string.find(h, '\n', 1, true) + 1)
+    n = n - 1
+  end
+  f.history = h
+end
+
+-- lifecycle::touch: every write bumps the version and updated_at.
+local function touch(f, now)
+  f.version = tostring(tonumber(f.version) + 1)
+  f.updated = tostring(now)
+end
+
+local function drop_lease(f)
+  f.owner, f.ltoken, f.acq, f.exp = nil, nil, nil, nil
+end

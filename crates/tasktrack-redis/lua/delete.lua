@@ -1,0 +1,8 @@
+-- Documents::delete_task: deletes the task if still at the expected version (the caller checked
+-- lifecycle::check_delete on that version). ARGV: id, expected version. Returns 1, or 0.
+local id = ARGV[1]
+local old = load(id)
+if old == nil or old.version ~= ARGV[2] then return 0 end
+unindex(id, old)
+redis.call('DEL', tkey(id))
+return 1

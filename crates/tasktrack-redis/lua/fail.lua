@@ -1,0 +1,26 @@
+-- Store::fail, natively: lifecycle::check_fence then lifecycle::fail. The retry instant
+-- (now + Backoff::delay(key, attempts)) is computed in Rust from the lease's attempt number and
+-- passed in; if the task's attempts differ from it the script answers -1 and the caller takes
+-- the compare-and-set path instead.
+-- ARGV: id, token, attempt, error JSON, retryable (1/0), retry instant, now.
+-- Returns the new fields, 0 for a stale lease, -1 for "use the slow path".
+local id, now = ARGV[1], tonumber(ARGV[7])
+local f = load(id)
+if f == nil or f.status ~= 'in_progress' or f.ltoken ~= ARGV[2] then return 0 end
+if f.attempts ~= ARGV[3] then return -1 end
+local old = { status = f.status, stage = f.stage, updated = f.updated, qm = f.qm }
+record(f, 'failed', ARGV[4], now)
+drop_lease(f)
+f.error = ARGV[4]
+if ARGV[5] == '1' and tonumber(f.attempts) < tonumber(f.max_attempts) then
+  f.status = 'failed'
+  f.nb = ARGV[6]
+else
+  f.status = 'exhausted'
+  f.finished = tostring(now)
+end
+touch(f, now)
+unindex(id, old)
+index(id, f)
+store(id, f)
+return flatten(f)

@@ -1,0 +1,13 @@
+-- Store::heartbeat, natively: lifecycle::check_fence then lifecycle::heartbeat (expiry moves to
+-- now + lease; the lease's entry in the delayed queue moves with it).
+-- ARGV: id, token, lease ms, now. Returns the new fields, or 0 for a stale lease.
+local id, now = ARGV[1], tonumber(ARGV[4])
+local f = load(id)
+if f == nil or f.status ~= 'in_progress' or f.ltoken ~= ARGV[2] then return 0 end
+local old = { status = f.status, stage = f.stage, updated = f.updated, qm = f.qm }
+f.exp = tostring(now + tonumber(ARGV[3]))
+touch(f, now)
+unindex(id, old)
+index(id, f)
+store(id, f)
+return flatten(f)

@@ -1,0 +1,13 @@
+-- Documents::replace_task: the compare-and-set write behind every slow path. The new record was
+-- computed in Rust by the pure lifecycle rule; it is written only if the stored version is still
+-- the one the rule read, and its indexes and counters move in the same step.
+-- ARGV: id, expected version, then field/value pairs. Returns 1, or 0 on conflict.
+local id = ARGV[1]
+local old = load(id)
+if old == nil or old.version ~= ARGV[2] then return 0 end
+local f = {}
+for i = 3, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
+unindex(id, old)
+index(id, f)
+store(id, f)
+return 1

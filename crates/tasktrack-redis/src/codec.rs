@@ -1,0 +1,230 @@
+//! Tasks as Redis hashes, and back.
+//!
+//! Fields (all strings): `status`, `stage`, `stages` (JSON), `attempts`, `max_attempts`,
+//! `priority`, `nb` (not_before), `token`, `version`, `owner`/`ltoken`/`acq`/`exp` (the lease),
+//! `data`, `output`, `error` (JSON), `history` (one `Attempt` JSON per line), `created`,
+//! `updated`, `started`, `finished`, and `qm` (the task's claim-queue member, kept by the Lua
+//! scripts). Timestamps are integer milliseconds; an absent field is `None`. User JSON is stored
+//! as its text and never re-encoded by a script.
+
+use std::collections::HashMap;
+use tasktrack_core::{
+    Attempt, Error, JobName, LeaseState, Result, Status, Task, TaskId, TaskKey, Timestamp,
+};
+
+/// The hash fields of `task` (without `qm`, which the scripts derive).
+pub(crate) fn encode(task: &Task) -> Result<Vec<(&'static str, String)>> {
+    let mut f: Vec<(&'static str, String)> = vec![
+        ("status", task.status.as_str().to_string()),
+        ("stages", to_json(&task.stages)?),
+        ("attempts", task.attempts.to_string()),
+        ("max_attempts", task.max_attempts.to_string()),
+        ("priority", task.priority.to_string()),
+        ("token", task.token.to_string()),
+        ("version", task.version.to_string()),
+        ("data", to_json(&task.data)?),
+        ("created", task.created_at.as_millis().to_string()),
+        ("updated", task.updated_at.as_millis().to_string()),
+    ];
+    if let Some(s) = &task.stage {
+        f.push(("stage", s.clone()));
+    }
+    if let Some(t) = task.not_before {
+        f.push(("nb", t.as_millis().to_string()));
+    }
+    if let Some(l) = &task.lease {
+        f.push(("owner", l.owner.clone()));
+        f.push(("ltoken", l.token.to_string()));
+        f.push(("acq", l.acquired_at.as_millis().to_string()));
+        f.push(("exp", l.expires_at.as_millis().to_string()));
+    }
+    if let Some(o) = &task.output {
+        f.push(("output", to_json(o)?));
+    }
+    if let Some(e) = &task.error {
+        f.push(("error", to_json(e)?));
+    }
+    if !task.history.is_empty() {
+        let lines = task
+            .history
+            .iter()
+            .map(to_json)
+            .collect::<Result<Vec<_>>>()?;
+        f.push(("history", lines.join("\n")));
+    }
+    if let Some(t) = task.started_at {
+        f.push(("started", t.as_millis().to_string()));
+    }
+    if let Some(t) = task.finished_at {
+        f.push(("finished", t.as_millis().to_string()));
+    }
+    Ok(f)
+}
+
+/// Flattens [`encode`]'s fields into script arguments.
+pub(crate) fn encode_args(task: &Task) -> Result<Vec<String>> {
+    Ok(encode(task)?
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_string(), v])
+        .collect())
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::backend(format!("cannot encode a task field: {e}")))
+}
+
+/// A task from its hash fields; `location` (the key) names it in a [`Error::Corrupt`].
+pub(crate) fn decode(
+    job: &JobName,
+    id: &str,
+    fields: &HashMap<String, String>,
+    location: &str,
+) -> Result<Task> {
+    let bad = |what: &str| Error::corrupt(location, what);
+    let text = |name: &str| {
+        fields
+            .get(name)
+            .ok_or_else(|| bad(&format!("field {name} is missing")))
+    };
+    let num = |name: &str| -> Result<Option<i64>> {
+        fields
+            .get(name)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| bad(&format!("field {name} is not an integer: {v:?}")))
+            })
+            .transpose()
+    };
+    let req = |name: &str| num(name)?.ok_or_else(|| bad(&format!("field {name} is missing")));
+    let time =
+        |name: &str| -> Result<Option<Timestamp>> { Ok(num(name)?.map(Timestamp::from_millis)) };
+    let int = |name: &str| -> Result<u64> {
+        u64::try_from(req(name)?).map_err(|_| bad(&format!("field {name} is negative")))
+    };
+    let small = |name: &str| -> Result<u32> {
+        u32::try_from(req(name)?).map_err(|_| bad(&format!("field {name} is out of range")))
+    };
+    let json = |name: &str| -> Result<Option<serde_json::Value>> {
+        fields
+            .get(name)
+            .map(|v| {
+                serde_json::from_str(v).map_err(|e| bad(&format!("field {name} is not JSON: {e}")))
+            })
+            .transpose()
+    };
+    let status: Status = text("status")?.parse().map_err(|_| bad("unknown status"))?;
+    let lease = match fields.get("owner") {
+        Some(owner) => Some(LeaseState {
+            owner: owner.clone(),
+            token: int("ltoken")?,
+            acquired_at: Timestamp::from_millis(req("acq")?),
+            expires_at: Timestamp::from_millis(req("exp")?),
+        }),
+        None => None,
+    };
+    let history = match fields.get("history") {
+        Some(h) if !h.is_empty() => h
+            .split('\n')
+            .map(|line| {
+                serde_json::from_str::<Attempt>(line)
+                    .map_err(|e| bad(&format!("bad history entry: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?,
+        _ => Vec::new(),
+    };
+    let stages = match json("stages")? {
+        Some(v) => serde_json::from_value(v).map_err(|e| bad(&format!("bad stages: {e}")))?,
+        None => Vec::new(),
+    };
+    let error = match json("error")? {
+        Some(v) => Some(serde_json::from_value(v).map_err(|e| bad(&format!("bad error: {e}")))?),
+        None => None,
+    };
+    Ok(Task {
+        job: job.clone(),
+        id: TaskId::new(id).map_err(|e| bad(&e.to_string()))?,
+        status,
+        stage: fields.get("stage").cloned(),
+        stages,
+        attempts: small("attempts")?,
+        max_attempts: small("max_attempts")?,
+        priority: i32::try_from(req("priority")?).map_err(|_| bad("priority out of range"))?,
+        not_before: time("nb")?,
+        lease,
+        token: int("token")?,
+        version: int("version")?,
+        data: json("data")?.unwrap_or(serde_json::Value::Null),
+        output: json("output")?,
+        error,
+        history,
+        created_at: Timestamp::from_millis(req("created")?),
+        updated_at: Timestamp::from_millis(req("updated")?),
+        started_at: time("started")?,
+        finished_at: time("finished")?,
+    })
+}
+
+/// A task from a flat `[field, value, ...]` reply (what the scripts return).
+pub(crate) fn decode_flat(key: &TaskKey, flat: Vec<String>, location: &str) -> Result<Task> {
+    let mut fields = HashMap::with_capacity(flat.len() / 2);
+    let mut it = flat.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        fields.insert(k, v);
+    }
+    decode(&key.job, key.id.as_str(), &fields, location)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tasktrack_core::{Failure, Outcome};
+
+    #[test]
+    fn a_task_round_trips_through_its_hash_fields() {
+        let now = Timestamp::from_millis(1_800_000_000_123);
+        let mut t = Task {
+            job: JobName::new("j").unwrap(),
+            id: TaskId::new("a\u{e9}/../%").unwrap(),
+            status: Status::InProgress,
+            stage: Some("load".into()),
+            stages: vec!["extract".into(), "load".into()],
+            attempts: 2,
+            max_attempts: 3,
+            priority: -4,
+            not_before: None,
+            lease: Some(LeaseState {
+                owner: "w".into(),
+                token: 7,
+                acquired_at: now,
+                expires_at: now,
+            }),
+            token: 7,
+            version: 9,
+            data: serde_json::json!({"x": 0.123_456_789_012_345_68, "big": 12345678901234567890u64}),
+            output: Some(serde_json::Value::Null),
+            error: Some(Failure::new("k", "m").with_detail("d")),
+            history: vec![],
+            created_at: now,
+            updated_at: now,
+            started_at: Some(now),
+            finished_at: None,
+        };
+        for i in 0..2 {
+            t.history.push(Attempt {
+                attempt: i,
+                stage: None,
+                worker: "w\n".into(),
+                started: now,
+                finished: now,
+                outcome: Outcome::Failed,
+                error: None,
+            });
+        }
+        let fields: HashMap<String, String> = encode(&t)
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(decode(&t.job, t.id.as_str(), &fields, "k").unwrap(), t);
+    }
+}

@@ -1,0 +1,86 @@
+//! The store URL: `redis://[user:password@]host:port/db?prefix=tt` (and `rediss://` for TLS).
+
+use tasktrack_core::{Error, Result};
+
+/// The key prefix used when the URL names none.
+pub const DEFAULT_PREFIX: &str = "tasktrack";
+
+/// What `open` needs from a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Config {
+    /// The URL handed to the `redis` crate (our own parameters removed).
+    pub connect: String,
+    /// `host:port`, for error messages (never the password).
+    pub address: String,
+    /// The key prefix; every key of this store starts with `<prefix>:`.
+    pub prefix: String,
+}
+
+impl Config {
+    /// Parses and validates a store URL.
+    pub fn parse(raw: &str) -> Result<Config> {
+        let mut url =
+            url::Url::parse(raw).map_err(|e| Error::invalid(format!("bad redis URL: {e}")))?;
+        if !matches!(url.scheme(), "redis" | "rediss") {
+            return Err(Error::invalid(format!(
+                "not a redis URL (scheme {:?})",
+                url.scheme()
+            )));
+        }
+        let host = url.host_str().unwrap_or("127.0.0.1").to_string();
+        let address = format!("{host}:{}", url.port().unwrap_or(6379));
+        let mut prefix = DEFAULT_PREFIX.to_string();
+        let mut kept = Vec::new();
+        for (k, v) in url.query_pairs() {
+            if k == "prefix" {
+                prefix = v.into_owned();
+            } else {
+                kept.push((k.into_owned(), v.into_owned()));
+            }
+        }
+        check_prefix(&prefix)?;
+        if kept.is_empty() {
+            url.set_query(None);
+        } else {
+            url.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        Ok(Config {
+            connect: url.to_string(),
+            address,
+            prefix,
+        })
+    }
+}
+
+/// A prefix must not contain braces: they would move the Redis Cluster hash tag off the job.
+fn check_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() || prefix.contains(['{', '}']) || prefix.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "redis key prefix {prefix:?} must be non-empty, without braces or control characters"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_parameter_is_taken_out_of_the_url() {
+        let c = Config::parse("redis://127.0.0.1:6380/2?prefix=tt").unwrap();
+        assert_eq!(c.prefix, "tt");
+        assert_eq!(c.address, "127.0.0.1:6380");
+        assert_eq!(c.connect, "redis://127.0.0.1:6380/2");
+        let c = Config::parse("redis://localhost/0").unwrap();
+        assert_eq!(c.prefix, DEFAULT_PREFIX);
+        assert_eq!(c.address, "localhost:6379");
+    }
+
+    #[test]
+    fn bad_urls_and_prefixes_are_rejected() {
+        assert!(Config::parse("http://x").is_err());
+        assert!(Config::parse("redis://x/0?prefix=a{b}").is_err());
+        assert!(Config::parse("redis://x/0?prefix=").is_err());
+    }
+}

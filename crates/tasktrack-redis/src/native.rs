@@ -1,0 +1,208 @@
+//! The hot paths as single Lua scripts: claim_next, heartbeat, succeed, fail, and bulk create.
+//! Each restates a rule of [`tasktrack_core::lifecycle`] (named in the script) and is pinned to
+//! it by the conformance suite.
+
+use crate::codec;
+use crate::docs::RedisDocs;
+use redis::Value;
+use serde_json::Value as Json;
+use std::time::Duration;
+use tasktrack_core::cas::{self, Documents};
+use tasktrack_core::{
+    ClaimNext, Claimed, CreateMode, Created, Error, Fail, JobName, Lease, NewTask, Result, Task,
+    TaskKey, Timestamp, lifecycle,
+};
+
+/// Tasks per insert script call, and how many such calls are in flight at once.
+const CREATE_CHUNK: usize = 500;
+const CREATE_IN_FLIGHT: usize = 8;
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The lease an `in_progress` task's holder presents.
+fn lease_of(task: &Task) -> Result<Lease> {
+    let l = task.lease.as_ref().ok_or_else(|| {
+        Error::backend(format!("task {} was claimed without a lease", task.key()))
+    })?;
+    Ok(Lease {
+        key: task.key(),
+        owner: l.owner.clone(),
+        token: l.token,
+        attempt: task.attempts,
+        acquired_at: l.acquired_at,
+        expires_at: l.expires_at,
+    })
+}
+
+/// A fenced script's answer: the task's new fields, or 0 for a stale lease (-1: slow path).
+enum Fenced {
+    Written(Box<Task>),
+    Stale,
+    SlowPath,
+}
+
+impl RedisDocs {
+    fn fenced(&self, key: &TaskKey, reply: Value) -> Result<Fenced> {
+        match reply {
+            Value::Int(0) => Ok(Fenced::Stale),
+            Value::Int(-1) => Ok(Fenced::SlowPath),
+            other => {
+                let flat: Vec<String> = redis::from_redis_value(other).map_err(|e| {
+                    Error::backend(format!("unexpected script reply for {key}: {e}"))
+                })?;
+                Ok(Fenced::Written(Box::new(codec::decode_flat(
+                    key,
+                    flat,
+                    &self.keys.task(key),
+                )?)))
+            }
+        }
+    }
+
+    /// `claim_next.lua`: promotes due entries, then claims up to `limit` from the queue head.
+    pub async fn claim_next(
+        &self,
+        job: &JobName,
+        req: &ClaimNext,
+        now: Timestamp,
+    ) -> Result<Vec<Claimed>> {
+        cas::check_claim_next(req)?;
+        let mut inv = self.scripts.claim_next.prepare_invoke();
+        inv.key(self.keys.job_base(job))
+            .arg(&req.owner)
+            .arg(millis(req.lease_for))
+            .arg(req.limit)
+            .arg(now.as_millis())
+            .arg(req.stage.as_deref().unwrap_or(""));
+        let rows: Vec<(String, Vec<String>)> = self.eval(&inv).await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for (id, flat) in rows {
+            let key = TaskKey::parse(job.as_str(), &id)?;
+            let task = codec::decode_flat(&key, flat, &self.keys.task(&key))?;
+            let lease = lease_of(&task)?;
+            claimed.push(Claimed { task, lease });
+        }
+        Ok(claimed)
+    }
+
+    /// `heartbeat.lua`.
+    pub async fn heartbeat(
+        &self,
+        lease: &Lease,
+        lease_for: Duration,
+        now: Timestamp,
+    ) -> Result<Lease> {
+        if lease_for.as_millis() == 0 {
+            return Err(Error::invalid("lease length must be at least 1ms"));
+        }
+        let mut inv = self.scripts.heartbeat.prepare_invoke();
+        inv.key(self.keys.job_base(&lease.key.job))
+            .arg(lease.key.id.as_str())
+            .arg(lease.token)
+            .arg(millis(lease_for))
+            .arg(now.as_millis());
+        match self.fenced(&lease.key, self.eval(&inv).await?)? {
+            Fenced::Written(t) => lease_of(&t),
+            _ => Err(stale(lease)),
+        }
+    }
+
+    /// `succeed.lua`.
+    pub async fn succeed(&self, lease: &Lease, output: &Json, now: Timestamp) -> Result<Task> {
+        let output = serde_json::to_string(output)
+            .map_err(|e| Error::invalid(format!("output is not JSON: {e}")))?;
+        let mut inv = self.scripts.succeed.prepare_invoke();
+        inv.key(self.keys.job_base(&lease.key.job))
+            .arg(lease.key.id.as_str())
+            .arg(lease.token)
+            .arg(output)
+            .arg(now.as_millis());
+        match self.fenced(&lease.key, self.eval(&inv).await?)? {
+            Fenced::Written(t) => Ok(*t),
+            _ => Err(stale(lease)),
+        }
+    }
+
+    /// `fail.lua`, with the retry instant computed here by [`tasktrack_core::Backoff::delay`];
+    /// falls back to the compare-and-set path if the lease's attempt number is not the task's.
+    pub async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+        let error = serde_json::to_string(&req.error)
+            .map_err(|e| Error::invalid(format!("bad error: {e}")))?;
+        let retry_at = now.plus(req.backoff.delay(&lease.key, lease.attempt));
+        let mut inv = self.scripts.fail.prepare_invoke();
+        inv.key(self.keys.job_base(&lease.key.job))
+            .arg(lease.key.id.as_str())
+            .arg(lease.token)
+            .arg(lease.attempt)
+            .arg(error)
+            .arg(if req.retryable { "1" } else { "0" })
+            .arg(retry_at.as_millis())
+            .arg(now.as_millis());
+        match self.fenced(&lease.key, self.eval(&inv).await?)? {
+            Fenced::Written(t) => Ok(*t),
+            Fenced::Stale => Err(stale(lease)),
+            Fenced::SlowPath => cas::fail(self, lease, req, now).await,
+        }
+    }
+
+    /// Bulk create: the job record first, then `insert.lua` over chunks of
+    /// [`CREATE_CHUNK`] tasks with several calls in flight on the multiplexed connection
+    /// (pipelined). Existing tasks are replaced through the compare-and-set path when asked.
+    pub async fn create(
+        &self,
+        job: &JobName,
+        tasks: &[NewTask],
+        mode: CreateMode,
+        now: Timestamp,
+    ) -> Result<Created> {
+        let record = cas::ensure_job(self, job, now).await?;
+        let fresh = tasks
+            .iter()
+            .map(|n| lifecycle::create_task(&record, n, now))
+            .collect::<Result<Vec<_>>>()?;
+        let mut flags = Vec::with_capacity(fresh.len());
+        for wave in fresh.chunks(CREATE_CHUNK * CREATE_IN_FLIGHT) {
+            let calls = wave
+                .chunks(CREATE_CHUNK)
+                .map(|chunk| self.insert_batch(job, chunk));
+            for chunk_flags in futures::future::try_join_all(calls).await? {
+                flags.extend(chunk_flags);
+            }
+        }
+        let mut created = Created::default();
+        for ((new, task), inserted) in tasks.iter().zip(&fresh).zip(flags) {
+            if inserted {
+                created.created += 1;
+            } else if mode == CreateMode::Replace {
+                cas::update_task(self, &task.key(), |old| {
+                    cas::Step::from_rule(lifecycle::replace_task(old, &record, new, now))
+                })
+                .await?;
+                created.replaced += 1;
+            } else {
+                created.existing += 1;
+            }
+        }
+        Ok(created)
+    }
+
+    /// Progress from the counters hash and the job record: two reads, whatever the job's size.
+    pub async fn counts(&self, job: &JobName) -> Result<tasktrack_core::Counts> {
+        let record = Documents::get_job(self, job).await?;
+        let rows = self.count_tasks(job).await?;
+        Ok(tasktrack_core::Counts::from_raw(
+            job.clone(),
+            record.as_ref().map(|r| &r.value),
+            rows,
+        ))
+    }
+}
+
+fn stale(lease: &Lease) -> Error {
+    Error::StaleLease {
+        key: lease.key.to_string(),
+        token: lease.token,
+    }
+}
