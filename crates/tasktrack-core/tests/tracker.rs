@@ -3,6 +3,8 @@
 //!
 //! Time: the store sees a `ManualClock`; heartbeat pacing uses tokio's paused (virtual) time.
 
+#![allow(clippy::unwrap_used)] // test helpers
+
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
