@@ -32,7 +32,9 @@ pub const DEFAULT_STORE_URL: &str = "sqlite://./tasktrack.db";
 /// An unknown scheme, or one whose cargo feature is off, is [`Error::InvalidInput`] naming it.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     let scheme = url.split_once("://").map(|(s, _)| s).ok_or_else(|| {
-        Error::invalid(format!("store URL {url:?} has no scheme; expected e.g. {DEFAULT_STORE_URL}"))
+        Error::invalid(format!(
+            "store URL {url:?} has no scheme; expected e.g. {DEFAULT_STORE_URL}"
+        ))
     })?;
     let store: Arc<dyn Store> = match scheme {
         "memory" => Arc::new(MemoryStore::in_memory()),
@@ -51,8 +53,8 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
         #[cfg(feature = "mongodb")]
         "mongodb" | "mongodb+srv" => Arc::new(tasktrack_mongodb::open(url).await?),
         #[allow(unreachable_patterns)]
-        known @ ("sqlite" | "file" | "postgres" | "postgresql" | "mysql" | "mariadb" | "redis" | "rediss" | "s3"
-        | "dynamodb" | "mongodb" | "mongodb+srv") => {
+        known @ ("sqlite" | "file" | "postgres" | "postgresql" | "mysql" | "mariadb" | "redis"
+        | "rediss" | "s3" | "dynamodb" | "mongodb" | "mongodb+srv") => {
             return Err(Error::invalid(format!(
                 "the {known}:// backend is not compiled in; enable the tasktrack cargo feature for it"
             )));
@@ -73,9 +75,17 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_scheme_is_a_clear_error() {
-        let err = open("ftp://x").await.err().map(|e| e.to_string()).unwrap_or_default();
+        let err = open("ftp://x")
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("unknown store scheme \"ftp\""), "{err}");
-        let err = open("no-scheme").await.err().map(|e| e.to_string()).unwrap_or_default();
+        let err = open("no-scheme")
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("has no scheme"), "{err}");
     }
 
