@@ -1,0 +1,389 @@
+//! [`FileDocuments`]: the [`Documents`] of the generic compare-and-swap adapter, on files.
+
+use crate::fsio::{self, Durability, corrupt, io_error};
+use crate::journal::{Access, Change, JobPaths, Session, Slot};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tasktrack_core::cas::{Documents, Versioned};
+use tasktrack_core::{
+    Error, Job, JobName, JobState, Result, Status, Task, TaskKey, TaskPage, TaskQuery, Timestamp,
+};
+
+/// The marker file that says a directory is a tasktrack store, and in which layout version.
+const MARKER: &str = "tasktrack-file.json";
+
+/// The task and job records of a `file://` store, one JSON file each, with a per-job journal
+/// index. Cheap to clone (shared state behind an `Arc`).
+#[derive(Clone)]
+pub struct FileDocuments {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    jobs_dir: PathBuf,
+    durability: Durability,
+    slots: Mutex<HashMap<JobName, Arc<Slot>>>,
+}
+
+impl fmt::Debug for FileDocuments {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileDocuments")
+            .field("root", &self.inner.root)
+            .field("durability", &self.inner.durability)
+            .finish()
+    }
+}
+
+impl FileDocuments {
+    /// The store rooted at `root` (nothing is touched until [`Documents::init`]).
+    pub fn new(root: impl Into<PathBuf>, durability: Durability) -> Self {
+        let root = root.into();
+        FileDocuments {
+            inner: Arc::new(Inner {
+                jobs_dir: root.join("jobs"),
+                root,
+                durability,
+                slots: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The durability setting.
+    pub fn durability(&self) -> Durability {
+        self.inner.durability
+    }
+
+    /// Runs blocking file I/O on tokio's blocking pool.
+    async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| Error::backend(format!("file I/O task failed: {e}")))?
+    }
+
+    /// Runs `f` on `job` under its lock (see [`Slot::with_lock`]), on the blocking pool.
+    pub(crate) async fn locked<T, F>(
+        &self,
+        job: &JobName,
+        access: Access,
+        f: F,
+    ) -> Result<Option<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Session<'_>) -> Result<T> + Send + 'static,
+    {
+        let job = job.clone();
+        self.run(move |inner| inner.slot(&job).with_lock(access, inner.durability, f))
+            .await
+    }
+}
+
+impl Inner {
+    fn slot(&self, job: &JobName) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .entry(job.clone())
+            .or_insert_with(|| Arc::new(Slot::new(JobPaths::new(&self.jobs_dir, job))))
+            .clone()
+    }
+
+    fn paths(&self, job: &JobName) -> JobPaths {
+        JobPaths::new(&self.jobs_dir, job)
+    }
+
+    /// Creates the root and checks (or writes) the layout marker.
+    fn init(&self) -> Result<()> {
+        fsio::create_dir(&self.jobs_dir)?;
+        let path = self.root.join(MARKER);
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Marker {
+            format: String,
+        }
+        match fsio::read_optional(&path)? {
+            Some(bytes) => {
+                let marker: Marker = fsio::from_document(&path, &bytes)?;
+                if marker.format != "tasktrack-file" {
+                    return Err(corrupt(
+                        &path,
+                        format!("format {:?} is not tasktrack-file", marker.format),
+                    ));
+                }
+                Ok(())
+            }
+            None => {
+                let bytes = fsio::to_document(
+                    &path,
+                    &Marker {
+                        format: "tasktrack-file".into(),
+                    },
+                )?;
+                let scratch = self
+                    .root
+                    .join(format!(".{MARKER}.{}.tmp", std::process::id()));
+                fs::write(&scratch, bytes).map_err(|e| io_error("writing", &scratch, e))?;
+                fsio::rename(&scratch, &path)?;
+                fsio::sync_dir(&self.root, self.durability)
+            }
+        }
+    }
+
+    fn list_jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+        let entries = match fs::read_dir(&self.jobs_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("listing", &self.jobs_dir, e)),
+        };
+        let mut jobs = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("listing", &self.jobs_dir, e))?;
+            let path = entry.path().join("job.json");
+            let Some(bytes) = fsio::read_optional(&path)? else {
+                continue;
+            };
+            let job: Job = fsio::from_document(&path, &bytes)?;
+            if state.is_none_or(|s| job.state == s) {
+                jobs.push(job);
+            }
+        }
+        jobs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(jobs)
+    }
+}
+
+fn versioned<T>(value: T, version: u64) -> Versioned<T> {
+    Versioned::new(value, version.to_string())
+}
+
+/// Whether the file's current record is still at the revision the caller read.
+fn unchanged(current: Option<u64>, revision: &str) -> bool {
+    current.is_some_and(|v| v.to_string() == revision)
+}
+
+#[async_trait]
+impl Documents for FileDocuments {
+    fn backend(&self) -> &'static str {
+        "file"
+    }
+
+    async fn init(&self) -> Result<()> {
+        self.run(Inner::init).await
+    }
+
+    async fn get_task(&self, key: &TaskKey) -> Result<Option<Versioned<Task>>> {
+        // No lock: a task file is only ever replaced by a rename, so a read sees a whole file.
+        let key = key.clone();
+        self.run(move |inner| {
+            let task = inner.paths(&key.job).read_task(&key.id)?;
+            Ok(task.map(|t| {
+                let v = t.version;
+                versioned(t, v)
+            }))
+        })
+        .await
+    }
+
+    async fn insert_task(&self, task: &Task) -> Result<bool> {
+        let inserted = self.insert_tasks(std::slice::from_ref(task)).await?;
+        Ok(inserted.first().copied().unwrap_or(false))
+    }
+
+    async fn insert_tasks(&self, tasks: &[Task]) -> Result<Vec<bool>> {
+        let mut inserted = vec![false; tasks.len()];
+        let mut by_job: HashMap<JobName, Vec<usize>> = HashMap::new();
+        for (i, t) in tasks.iter().enumerate() {
+            by_job.entry(t.job.clone()).or_default().push(i);
+        }
+        for (job, positions) in by_job {
+            let batch: Vec<(usize, Task)> = positions
+                .into_iter()
+                .map(|i| (i, tasks[i].clone()))
+                .collect();
+            let flags = self
+                .locked(&job, Access::Create, move |s| {
+                    let mut seen = std::collections::HashSet::new();
+                    let mut changes = Vec::new();
+                    let mut flags = Vec::new();
+                    for (i, task) in batch {
+                        // `read_task` also refuses a file holding another id (a long-id hash
+                        // collision): an error, never an overwrite.
+                        let exists =
+                            !seen.insert(task.id.clone()) || s.paths.read_task(&task.id)?.is_some();
+                        flags.push((i, !exists));
+                        if !exists {
+                            changes.push(Change::Put(task));
+                        }
+                    }
+                    s.commit(changes)?;
+                    Ok(flags)
+                })
+                .await?
+                .unwrap_or_default();
+            for (i, flag) in flags {
+                inserted[i] = flag;
+            }
+        }
+        Ok(inserted)
+    }
+
+    async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {
+        let (revision, new) = (old.revision.clone(), new.clone());
+        let done = self
+            .locked(&new.job.clone(), Access::Existing, move |s| {
+                let current = s.paths.read_task(&new.id)?;
+                if !unchanged(current.map(|t| t.version), &revision) {
+                    return Ok(false);
+                }
+                s.commit(vec![Change::Put(new)])?;
+                Ok(true)
+            })
+            .await?;
+        Ok(done.unwrap_or(false))
+    }
+
+    async fn delete_task(&self, old: &Versioned<Task>) -> Result<bool> {
+        let (revision, key) = (old.revision.clone(), old.value.key());
+        let done = self
+            .locked(&key.job, Access::Existing, move |s| {
+                let current = s.paths.read_task(&key.id)?;
+                if !unchanged(current.map(|t| t.version), &revision) {
+                    return Ok(false);
+                }
+                s.commit(vec![Change::Delete(key.id)])?;
+                Ok(true)
+            })
+            .await?;
+        Ok(done.unwrap_or(false))
+    }
+
+    async fn claimable(
+        &self,
+        job: &JobName,
+        stage: Option<&str>,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Versioned<Task>>> {
+        let stage = stage.map(str::to_owned);
+        let found = self
+            .locked(job, Access::Existing, move |s| {
+                let ids: Vec<_> = s
+                    .index
+                    .claimable(stage.as_deref(), now)
+                    .take(limit)
+                    .cloned()
+                    .collect();
+                let mut found = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if let Some(t) = s.paths.read_task(&id)? {
+                        let v = t.version;
+                        found.push(versioned(t, v));
+                    }
+                }
+                Ok(found)
+            })
+            .await?;
+        Ok(found.unwrap_or_default())
+    }
+
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
+        let query = query.clone();
+        let page = self
+            .locked(&query.job.clone(), Access::Existing, move |s| {
+                // The index picks the page (limit + 1, to know whether more follow); only those
+                // files are read.
+                let ids = s.index.list(&query, query.limit.saturating_add(1));
+                let mut tasks = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if let Some(t) = s.paths.read_task(&id)? {
+                        tasks.push(t);
+                    }
+                }
+                Ok(TaskPage::from_sorted(tasks, query.limit))
+            })
+            .await?;
+        Ok(page.unwrap_or(TaskPage {
+            tasks: Vec::new(),
+            next: None,
+        }))
+    }
+
+    async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {
+        let counts = self
+            .locked(job, Access::Existing, |s| Ok(s.index.counts()))
+            .await?;
+        Ok(counts.unwrap_or_default())
+    }
+
+    async fn get_job(&self, job: &JobName) -> Result<Option<Versioned<Job>>> {
+        let job = job.clone();
+        self.run(move |inner| {
+            Ok(inner.paths(&job).read_job()?.map(|j| {
+                let v = j.version;
+                versioned(j, v)
+            }))
+        })
+        .await
+    }
+
+    async fn insert_job(&self, job: &Job) -> Result<bool> {
+        let job = job.clone();
+        let done = self
+            .locked(&job.name.clone(), Access::Create, move |s| {
+                if s.paths.read_job()?.is_some() {
+                    return Ok(false);
+                }
+                s.commit(vec![Change::PutJob(job)])?;
+                Ok(true)
+            })
+            .await?;
+        Ok(done.unwrap_or(false))
+    }
+
+    async fn replace_job(&self, old: &Versioned<Job>, new: &Job) -> Result<bool> {
+        let (revision, new) = (old.revision.clone(), new.clone());
+        let done = self
+            .locked(&new.name.clone(), Access::Existing, move |s| {
+                if !unchanged(s.paths.read_job()?.map(|j| j.version), &revision) {
+                    return Ok(false);
+                }
+                s.commit(vec![Change::PutJob(new)])?;
+                Ok(true)
+            })
+            .await?;
+        Ok(done.unwrap_or(false))
+    }
+
+    async fn delete_job(&self, old: &Versioned<Job>) -> Result<bool> {
+        let revision = old.revision.clone();
+        let done = self
+            .locked(&old.value.name, Access::Existing, move |s| {
+                if !unchanged(s.paths.read_job()?.map(|j| j.version), &revision) {
+                    return Ok(false);
+                }
+                // The directory, its lock file and journal stay: another process may be waiting
+                // on that very lock file, and a fresh one would not exclude it.
+                s.commit(vec![Change::DeleteJob])?;
+                Ok(true)
+            })
+            .await?;
+        Ok(done.unwrap_or(false))
+    }
+
+    async fn list_jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+        self.run(move |inner| inner.list_jobs(state)).await
+    }
+}

@@ -1,0 +1,156 @@
+//! File primitives: the one place native I/O errors become [`Error`]s, crash-safe replacement of
+//! a file, and reading a versioned JSON document.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tasktrack_core::{Error, Result};
+
+/// The schema version written into every task and job document (`"schema": 1`). A reader that
+/// finds another version refuses the file rather than guessing.
+pub const SCHEMA: u64 = 1;
+
+/// Maps an I/O error on `path` onto the portable error: the ONE place this backend does so.
+///
+/// A local file system has no connection to lose, so everything is [`Error::Backend`] naming the
+/// operation and the path (disk full, permission denied, ...). Unreadable *contents* are
+/// [`Error::Corrupt`], raised by [`corrupt`].
+pub fn io_error(what: &str, path: &Path, e: io::Error) -> Error {
+    Error::backend(format!("{what} {}: {e}", path.display()))
+}
+
+/// A record at `path` that cannot be understood.
+pub fn corrupt(path: &Path, message: impl std::fmt::Display) -> Error {
+    Error::corrupt(path.display(), message)
+}
+
+/// Whether to fsync. Only [`Durability::Relaxed`] skips it; both survive SIGKILL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync every file and directory before a change counts as done: survives power loss.
+    Full,
+    /// No fsync: survives a killed process (the page cache outlives it) but not a power loss or
+    /// kernel crash, after which recent changes may be lost or the index may need a rebuild.
+    Relaxed,
+}
+
+/// Reads `path`, `None` if it does not exist.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("reading", path, e)),
+    }
+}
+
+/// Parses a document written by [`to_document`]: checks its `schema` first, so an unknown
+/// version is reported as such rather than as a confusing missing field.
+pub fn from_document<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| corrupt(path, format!("invalid JSON: {e}")))?;
+    match value.get("schema").and_then(serde_json::Value::as_u64) {
+        Some(SCHEMA) => {}
+        Some(other) => {
+            return Err(corrupt(
+                path,
+                format!("unknown schema version {other} (this build reads {SCHEMA})"),
+            ));
+        }
+        None => {
+            return Err(corrupt(
+                path,
+                "no \"schema\" field: not a tasktrack document",
+            ));
+        }
+    }
+    serde_json::from_value(value).map_err(|e| corrupt(path, format!("not a valid record: {e}")))
+}
+
+/// A record with `"schema": 1` added, pretty-printed for `cat` and `jq`.
+pub fn to_document<T: Serialize>(path: &Path, record: &T) -> Result<Vec<u8>> {
+    #[derive(Serialize)]
+    struct Doc<'a, T> {
+        schema: u64,
+        #[serde(flatten)]
+        record: &'a T,
+    }
+    let mut bytes = serde_json::to_vec_pretty(&Doc {
+        schema: SCHEMA,
+        record,
+    })
+    .map_err(|e| Error::backend(format!("serializing {}: {e}", path.display())))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Writes `bytes` to a fresh file in `scratch` (fsynced under [`Durability::Full`]) and returns
+/// its path, ready to be renamed over the real one. Renaming is atomic, so readers see the old
+/// or the new file, never a part of one, even if this process is killed at any point.
+pub fn write_scratch(scratch: &Path, bytes: &[u8], durability: Durability) -> Result<PathBuf> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        "{}-{}.tmp",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    let path = scratch.join(name);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| io_error("creating", &path, e))?;
+    file.write_all(bytes)
+        .map_err(|e| io_error("writing", &path, e))?;
+    if durability == Durability::Full {
+        file.sync_all().map_err(|e| io_error("syncing", &path, e))?;
+    }
+    Ok(path)
+}
+
+/// Renames a scratch file over `target`.
+pub fn rename(from: &Path, target: &Path) -> Result<()> {
+    fs::rename(from, target).map_err(|e| io_error("renaming onto", target, e))
+}
+
+/// Removes `path`; a missing file is fine (the change is already there).
+pub fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("removing", path, e)),
+    }
+}
+
+/// Makes renames and removals in `dir` durable (a rename lives in the directory, not the file).
+pub fn sync_dir(dir: &Path, durability: Durability) -> Result<()> {
+    if durability == Durability::Relaxed || cfg!(windows) {
+        return Ok(());
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error("syncing directory", dir, e))
+}
+
+/// Creates `dir` and its parents.
+pub fn create_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| io_error("creating directory", dir, e))
+}
+
+/// Removes every scratch file in `scratch`: called only under the job lock after a writer died,
+/// when no live writer can own one.
+pub fn clear_scratch(scratch: &Path) -> Result<()> {
+    let entries = match fs::read_dir(scratch) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error("listing", scratch, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("listing", scratch, e))?;
+        remove(&entry.path())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! The in-memory view of one job's index: what each task's file says about claim order and
+//! counts, kept in step with the journal (see [`crate::journal`]).
+//!
+//! Every process rebuilds this view from the journal it shares with the other processes, then
+//! follows the journal's tail: claims and counts never open a task file they do not need.
+
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use tasktrack_core::{Status, Task, TaskId, TaskQuery, Timestamp};
+
+/// What the index knows of one task: the fields claims, counts and listings order and filter by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The task id.
+    pub id: TaskId,
+    /// The task's version when this entry was written.
+    pub version: u64,
+    /// Its status.
+    pub status: Status,
+    /// Its pipeline stage.
+    pub stage: Option<String>,
+    /// Its priority.
+    pub priority: i32,
+    /// [`Task::claimable_at`].
+    pub claimable_at: Option<Timestamp>,
+    /// Its `updated_at` (listing order).
+    pub updated_at: Timestamp,
+}
+
+impl Entry {
+    /// The entry describing `task`.
+    pub fn of(task: &Task) -> Self {
+        Entry {
+            id: task.id.clone(),
+            version: task.version,
+            status: task.status,
+            stage: task.stage.clone(),
+            priority: task.priority,
+            claimable_at: task.claimable_at(),
+            updated_at: task.updated_at,
+        }
+    }
+
+    fn claim_key(&self) -> Option<ClaimKey> {
+        self.claimable_at
+            .map(|at| (Reverse(self.priority), at, self.id.clone()))
+    }
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Record {
+    /// The task file now says this (or is about to: until the next `commit`, an intent).
+    Put(Entry),
+    /// The task file is gone (or about to be).
+    Delete {
+        /// The task id.
+        id: TaskId,
+    },
+    /// The job record is being written (an intent, so a crash's scratch files get cleaned).
+    Job,
+    /// Every record since the previous `commit` is on disk in the task files.
+    Commit,
+}
+
+/// Claim order: priority descending, then claimable instant, then id.
+type ClaimKey = (Reverse<i32>, Timestamp, TaskId);
+
+/// The index of one job, as of some position in its journal.
+#[derive(Debug, Default)]
+pub struct JobIndex {
+    /// The journal generation this view was read from (changes when the journal is rewritten).
+    pub generation: String,
+    /// Bytes of the journal consumed.
+    pub offset: u64,
+    /// Lines of the journal consumed (for error messages and the compaction threshold).
+    pub lines: u64,
+    /// Ids written by records after the last `commit`: an unfinished transaction.
+    pub uncommitted: Vec<TaskId>,
+    /// Whether any record follows the last `commit`.
+    pub open: bool,
+    entries: HashMap<TaskId, Entry>,
+    claimable: BTreeSet<ClaimKey>,
+    claimable_by_stage: HashMap<String, BTreeSet<ClaimKey>>,
+    counts: BTreeMap<(Option<String>, Status), u64>,
+}
+
+impl JobIndex {
+    /// An empty view of journal `generation`.
+    pub fn new(generation: String) -> Self {
+        JobIndex {
+            generation,
+            ..JobIndex::default()
+        }
+    }
+
+    /// Applies one journal record.
+    pub fn apply(&mut self, record: Record) {
+        self.lines += 1;
+        match record {
+            Record::Put(entry) => {
+                self.open = true;
+                self.uncommitted.push(entry.id.clone());
+                self.remove(&entry.id);
+                self.insert(entry);
+            }
+            Record::Delete { id } => {
+                self.open = true;
+                self.uncommitted.push(id.clone());
+                self.remove(&id);
+            }
+            Record::Job => self.open = true,
+            Record::Commit => {
+                self.open = false;
+                self.uncommitted.clear();
+            }
+        }
+    }
+
+    fn insert(&mut self, entry: Entry) {
+        if let Some(key) = entry.claim_key() {
+            if let Some(stage) = &entry.stage {
+                self.claimable_by_stage
+                    .entry(stage.clone())
+                    .or_default()
+                    .insert(key.clone());
+            }
+            self.claimable.insert(key);
+        }
+        *self
+            .counts
+            .entry((entry.stage.clone(), entry.status))
+            .or_default() += 1;
+        self.entries.insert(entry.id.clone(), entry);
+    }
+
+    fn remove(&mut self, id: &TaskId) {
+        let Some(old) = self.entries.remove(id) else {
+            return;
+        };
+        if let Some(key) = old.claim_key() {
+            self.claimable.remove(&key);
+            if let Some(stage) = &old.stage
+                && let Some(set) = self.claimable_by_stage.get_mut(stage)
+            {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.claimable_by_stage.remove(stage);
+                }
+            }
+        }
+        let slot = (old.stage, old.status);
+        if let Some(n) = self.counts.get_mut(&slot) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.counts.remove(&slot);
+            }
+        }
+    }
+
+    /// Number of tasks known.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Every entry, ordered by id (for snapshots).
+    pub fn entries_by_id(&self) -> Vec<&Entry> {
+        let mut all: Vec<&Entry> = self.entries.values().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// Ids of tasks claimable at `now` (at `stage`, if given), in claim order, skipping `skip`.
+    pub fn claimable(
+        &self,
+        stage: Option<&str>,
+        now: Timestamp,
+    ) -> impl Iterator<Item = &TaskId> + '_ {
+        let set = match stage {
+            None => Some(&self.claimable),
+            Some(s) => self.claimable_by_stage.get(s),
+        };
+        set.into_iter()
+            .flatten()
+            .filter(move |(_, at, _)| *at <= now)
+            .map(|(_, _, id)| id)
+    }
+
+    /// `(stage, status, n)` rows for [`tasktrack_core::Counts::from_raw`].
+    pub fn counts(&self) -> Vec<(Option<String>, Status, u64)> {
+        self.counts
+            .iter()
+            .map(|((stage, status), n)| (stage.clone(), *status, *n))
+            .collect()
+    }
+
+    /// Up to `limit` ids matching `query`'s filters and cursor, in the query's order, decided
+    /// from the index alone (the caller reads only those files).
+    pub fn list(&self, query: &TaskQuery, limit: usize) -> Vec<TaskId> {
+        let mut hits: Vec<&Entry> = self
+            .entries
+            .values()
+            .filter(|e| {
+                (query.statuses.is_empty() || query.statuses.contains(&e.status))
+                    && query
+                        .stage
+                        .as_ref()
+                        .is_none_or(|s| e.stage.as_ref() == Some(s))
+                    && query
+                        .id_prefix
+                        .as_ref()
+                        .is_none_or(|p| e.id.as_str().starts_with(p.as_str()))
+                    && query.updated_after.is_none_or(|t| e.updated_at >= t)
+                    && query.updated_before.is_none_or(|t| e.updated_at < t)
+                    && query.after.as_ref().is_none_or(|c| {
+                        let (pos, cur) =
+                            ((e.updated_at, e.id.as_str()), (c.updated_at, c.id.as_str()));
+                        if query.newest_first {
+                            pos < cur
+                        } else {
+                            pos > cur
+                        }
+                    })
+            })
+            .collect();
+        let newest_first = query.newest_first;
+        let order = move |a: &&Entry, b: &&Entry| {
+            let ord = (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id));
+            if newest_first { ord.reverse() } else { ord }
+        };
+        // Only the first `limit` need sorting: select them in O(n), then sort those.
+        if hits.len() > limit {
+            hits.select_nth_unstable_by(limit, order);
+            hits.truncate(limit);
+        }
+        hits.sort_by(order);
+        hits.into_iter().take(limit).map(|e| e.id.clone()).collect()
+    }
+}

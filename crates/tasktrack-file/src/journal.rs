@@ -1,0 +1,548 @@
+//! One job's directory under its lock: the journal that keeps the index in step with the task
+//! files across processes, and the transaction that changes both.
+//!
+//! # The protocol
+//! Every change happens under the job's advisory lock (`lock`, an `flock`), in four steps:
+//!
+//! 1. append the new index records to `index.log` (an *intent*; fsynced under full durability),
+//! 2. write each task file to `scratch/` (fsynced) and rename it over the real one,
+//! 3. fsync the directory, so the renames are durable,
+//! 4. append a `commit` line.
+//!
+//! A process killed anywhere in this sequence leaves records after the last `commit`. The lock
+//! dies with the process, so the next holder sees that unfinished tail, re-reads the task files
+//! it names (each is wholly old or wholly new, thanks to the rename), appends what they really
+//! say, commits, and empties `scratch/`. A line torn by the kill is cut off first. The index can
+//! therefore never disagree with the files for longer than one lock hold.
+//!
+//! Each process keeps the index in memory and, on taking the lock, reads only the journal lines
+//! appended since it last looked. When the journal grows past twice the number of tasks, the
+//! holder rewrites it as a snapshot (one line per task) under a new generation id, which tells the
+//! other processes to re-read it from the top. A missing `index.log` is rebuilt from the task files.
+
+use crate::fsio::{self, Durability, corrupt, io_error};
+use crate::index::{Entry, JobIndex, Record};
+use crate::keys::encode;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use tasktrack_core::{Error, Job, JobName, Result, Task, TaskId};
+
+/// A journal longer than `2 × tasks + COMPACT_SLACK` lines is rewritten as a snapshot.
+const COMPACT_SLACK: u64 = 10_000;
+
+/// Where one job's files live.
+#[derive(Debug, Clone)]
+pub struct JobPaths {
+    /// The job.
+    pub job: JobName,
+    /// `jobs/<encoded job>/`.
+    pub dir: PathBuf,
+    /// `tasks/`: one `<encoded id>.json` per task.
+    pub tasks: PathBuf,
+    /// `scratch/`: files being written, renamed into place when complete.
+    pub scratch: PathBuf,
+    /// `lock`: the advisory lock every change holds.
+    pub lock: PathBuf,
+    /// `index.log`: the journal.
+    pub journal: PathBuf,
+    /// `job.json`: the job record.
+    pub job_file: PathBuf,
+}
+
+impl JobPaths {
+    /// The paths of `job` under the store's `jobs/` directory.
+    pub fn new(jobs_dir: &Path, job: &JobName) -> Self {
+        let dir = jobs_dir.join(encode(job.as_str()));
+        JobPaths {
+            job: job.clone(),
+            tasks: dir.join("tasks"),
+            scratch: dir.join("scratch"),
+            lock: dir.join("lock"),
+            journal: dir.join("index.log"),
+            job_file: dir.join("job.json"),
+            dir,
+        }
+    }
+
+    /// The file of task `id`.
+    pub fn task(&self, id: &TaskId) -> PathBuf {
+        self.tasks.join(format!("{}.json", encode(id.as_str())))
+    }
+
+    /// Reads task `id`: `None` if absent, [`Error::Corrupt`] naming the file if unreadable or if
+    /// it holds another task (a hand-moved file, or a hash collision of two long ids).
+    pub fn read_task(&self, id: &TaskId) -> Result<Option<Task>> {
+        let path = self.task(id);
+        let Some(bytes) = fsio::read_optional(&path)? else {
+            return Ok(None);
+        };
+        let task: Task = fsio::from_document(&path, &bytes)?;
+        if task.job != self.job || &task.id != id {
+            return Err(corrupt(
+                &path,
+                format!("holds task {}, expected {}/{}", task.key(), self.job, id),
+            ));
+        }
+        Ok(Some(task))
+    }
+
+    /// Reads the job record.
+    pub fn read_job(&self) -> Result<Option<Job>> {
+        let Some(bytes) = fsio::read_optional(&self.job_file)? else {
+            return Ok(None);
+        };
+        let job: Job = fsio::from_document(&self.job_file, &bytes)?;
+        if job.name != self.job {
+            return Err(corrupt(
+                &self.job_file,
+                format!("holds job {}, expected {}", job.name, self.job),
+            ));
+        }
+        Ok(Some(job))
+    }
+}
+
+/// A change to make in one transaction (short-lived, so the size of `Put` does not matter).
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+pub enum Change {
+    /// Write this task's file.
+    Put(Task),
+    /// Remove this task's file.
+    Delete(TaskId),
+    /// Write the job record.
+    PutJob(Job),
+    /// Remove the job record.
+    DeleteJob,
+}
+
+/// Whether an operation may create the job's directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads and conditional writes of existing records: a missing job is simply empty.
+    Existing,
+    /// Inserts: creates the job's directory if needed.
+    Create,
+}
+
+/// One job as this process sees it: its paths, its lock file and its in-memory index.
+#[derive(Debug)]
+pub struct Slot {
+    paths: JobPaths,
+    state: Mutex<SlotState>,
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    lock_file: Option<File>,
+    index: JobIndex,
+}
+
+/// Releases the advisory lock when the session ends (a killed process releases it too).
+struct Unlock<'a>(&'a File);
+
+impl Drop for Unlock<'_> {
+    fn drop(&mut self) {
+        let _ = fs4::FileExt::unlock(self.0);
+    }
+}
+
+impl Slot {
+    /// The slot of the job at `paths`.
+    pub fn new(paths: JobPaths) -> Self {
+        Slot {
+            paths,
+            state: Mutex::new(SlotState::default()),
+        }
+    }
+
+    /// The job's paths.
+    pub fn paths(&self) -> &JobPaths {
+        &self.paths
+    }
+
+    /// Runs `f` holding the job's lock (this process's mutex, then the cross-process `flock`),
+    /// with the index caught up. `None` if the job has no directory and `access` is
+    /// [`Access::Existing`]. Blocking: call from `spawn_blocking`.
+    pub fn with_lock<T>(
+        &self,
+        access: Access,
+        durability: Durability,
+        f: impl FnOnce(&mut Session<'_>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let mut state = match self.state.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => {
+                // A panic mid-session may have left the in-memory index half-updated: forget it
+                // and re-read the journal (the files themselves are always consistent).
+                let mut guard = poisoned.into_inner();
+                guard.index = JobIndex::default();
+                self.state.clear_poison();
+                guard
+            }
+        };
+        let SlotState { lock_file, index } = &mut *state;
+        if lock_file.is_none() {
+            if access == Access::Existing && !self.paths.dir.exists() {
+                return Ok(None);
+            }
+            fsio::create_dir(&self.paths.tasks)?;
+            fsio::create_dir(&self.paths.scratch)?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&self.paths.lock)
+                .map_err(|e| io_error("opening lock file", &self.paths.lock, e))?;
+            *lock_file = Some(file);
+        }
+        let Some(lock_file) = lock_file.as_ref() else {
+            return Err(Error::backend(format!(
+                "{} is not open",
+                self.paths.lock.display()
+            )));
+        };
+        fs4::FileExt::lock(lock_file).map_err(|e| io_error("locking", &self.paths.lock, e))?;
+        let _unlock = Unlock(lock_file);
+        let journal = catch_up(&self.paths, index, durability)?;
+        let mut session = Session {
+            paths: &self.paths,
+            index,
+            journal,
+            durability,
+        };
+        f(&mut session).map(Some)
+    }
+}
+
+/// A job under its lock.
+pub struct Session<'a> {
+    /// The job's paths.
+    pub paths: &'a JobPaths,
+    /// The index, current as of this lock.
+    pub index: &'a mut JobIndex,
+    journal: File,
+    durability: Durability,
+}
+
+impl Session<'_> {
+    /// Makes `changes` in one transaction (see the module docs).
+    pub fn commit(&mut self, changes: Vec<Change>) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let full = self.durability == Durability::Full;
+        // Serialize first: nothing may fail between the intent and the renames but I/O.
+        let mut writes = Vec::with_capacity(changes.len());
+        let mut intents = Vec::with_capacity(changes.len());
+        for change in changes {
+            match change {
+                Change::Put(task) => {
+                    let path = self.paths.task(&task.id);
+                    intents.push(Record::Put(Entry::of(&task)));
+                    writes.push((path.clone(), Some(fsio::to_document(&path, &task)?)));
+                }
+                Change::Delete(id) => {
+                    writes.push((self.paths.task(&id), None));
+                    intents.push(Record::Delete { id });
+                }
+                Change::PutJob(job) => {
+                    let path = self.paths.job_file.clone();
+                    writes.push((path.clone(), Some(fsio::to_document(&path, &job)?)));
+                    intents.push(Record::Job);
+                }
+                Change::DeleteJob => {
+                    writes.push((self.paths.job_file.clone(), None));
+                    intents.push(Record::Job);
+                }
+            }
+        }
+        append(
+            &self.paths.journal,
+            &mut self.journal,
+            self.index,
+            intents,
+            full,
+        )?;
+        let (mut tasks_dir, mut job_dir) = (false, false);
+        for (path, bytes) in &writes {
+            match bytes {
+                Some(bytes) => {
+                    let scratch = fsio::write_scratch(&self.paths.scratch, bytes, self.durability)?;
+                    fsio::rename(&scratch, path)?;
+                }
+                None => fsio::remove(path)?,
+            }
+            if path.parent() == Some(self.paths.tasks.as_path()) {
+                tasks_dir = true;
+            } else {
+                job_dir = true;
+            }
+        }
+        if tasks_dir {
+            fsio::sync_dir(&self.paths.tasks, self.durability)?;
+        }
+        if job_dir {
+            fsio::sync_dir(&self.paths.dir, self.durability)?;
+        }
+        // The commit line needs no fsync: if it is lost, the next holder re-reads those few
+        // files and finds them already written.
+        append(
+            &self.paths.journal,
+            &mut self.journal,
+            self.index,
+            vec![Record::Commit],
+            false,
+        )?;
+        if self.index.lines > 2 * self.index.len() as u64 + COMPACT_SLACK {
+            snapshot(self.paths, self.index, self.durability)?;
+        }
+        Ok(())
+    }
+}
+
+/// The first line of `index.log`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    format: String,
+    schema: u64,
+    generation: String,
+}
+
+const FORMAT: &str = "tasktrack-file-index";
+
+fn open_journal(path: &Path) -> Result<Option<File>> {
+    match OpenOptions::new().read(true).append(true).open(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("opening", path, e)),
+    }
+}
+
+/// Reads the header line: `(generation, bytes)`. `None` if it is not a header at all.
+fn read_header(path: &Path, file: &mut File) -> Result<Option<(String, u64)>> {
+    let mut head = Vec::with_capacity(256);
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| io_error("reading", path, e))?;
+    Read::by_ref(file)
+        .take(512)
+        .read_to_end(&mut head)
+        .map_err(|e| io_error("reading", path, e))?;
+    let Some(end) = head.iter().position(|b| *b == b'\n') else {
+        return Ok(None);
+    };
+    let Ok(header) = serde_json::from_slice::<Header>(&head[..end]) else {
+        return Ok(None);
+    };
+    if header.format != FORMAT {
+        return Ok(None);
+    }
+    if header.schema != fsio::SCHEMA {
+        return Err(corrupt(
+            path,
+            format!(
+                "unknown index schema version {} (this build reads {})",
+                header.schema,
+                fsio::SCHEMA
+            ),
+        ));
+    }
+    Ok(Some((header.generation, end as u64 + 1)))
+}
+
+/// Brings `index` up to the end of the journal, repairing what a dead writer left behind, and
+/// returns the journal open for appending.
+fn catch_up(paths: &JobPaths, index: &mut JobIndex, durability: Durability) -> Result<File> {
+    let path = &paths.journal;
+    let mut file = match open_journal(path)? {
+        Some(file) => file,
+        None => return rebuild(paths, index, durability, "index.log is missing"),
+    };
+    let Some((generation, header_len)) = read_header(path, &mut file)? else {
+        return rebuild(paths, index, durability, "index.log has no valid header");
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| io_error("reading", path, e))?
+        .len();
+    if generation != index.generation || len < index.offset {
+        *index = JobIndex::new(generation);
+        index.offset = header_len;
+        index.lines = 1;
+    }
+    if len > index.offset {
+        let mut tail = Vec::new();
+        file.seek(SeekFrom::Start(index.offset))
+            .map_err(|e| io_error("reading", path, e))?;
+        Read::by_ref(&mut file)
+            .take(len - index.offset)
+            .read_to_end(&mut tail)
+            .map_err(|e| io_error("reading", path, e))?;
+        let complete = tail.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        for line in tail[..complete]
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
+            match serde_json::from_slice::<Record>(line) {
+                Ok(record) => index.apply(record),
+                Err(e) => {
+                    let why = format!("line {} of index.log is unreadable ({e})", index.lines + 1);
+                    return rebuild(paths, index, durability, &why);
+                }
+            }
+        }
+        index.offset += complete as u64;
+        if complete < tail.len() {
+            // A writer died mid-line (it held the lock we hold now): cut the torn bytes off.
+            file.set_len(index.offset)
+                .map_err(|e| io_error("truncating", path, e))?;
+        }
+    }
+    if index.open {
+        recover(paths, index, &mut file, durability)?;
+    }
+    Ok(file)
+}
+
+/// Finishes the transaction of a writer that died holding the lock: the records after the last
+/// commit are replaced by what the task files actually say.
+fn recover(
+    paths: &JobPaths,
+    index: &mut JobIndex,
+    file: &mut File,
+    durability: Durability,
+) -> Result<()> {
+    let mut ids = std::mem::take(&mut index.uncommitted);
+    ids.sort();
+    ids.dedup();
+    tracing::warn!(job = %paths.job, tasks = ids.len(), "finishing the transaction of a writer that died");
+    let mut records = Vec::with_capacity(ids.len() + 1);
+    for id in ids {
+        records.push(match paths.read_task(&id)? {
+            Some(task) => Record::Put(Entry::of(&task)),
+            None => Record::Delete { id },
+        });
+    }
+    records.push(Record::Commit);
+    fsio::clear_scratch(&paths.scratch)?;
+    append(
+        &paths.journal,
+        file,
+        index,
+        records,
+        durability == Durability::Full,
+    )
+}
+
+/// Appends records (one JSON object per line) and applies them to `index`.
+fn append(
+    path: &Path,
+    file: &mut File,
+    index: &mut JobIndex,
+    records: Vec<Record>,
+    sync: bool,
+) -> Result<()> {
+    let mut buf = Vec::with_capacity(records.len() * 160);
+    for record in &records {
+        serde_json::to_writer(&mut buf, record)
+            .map_err(|e| Error::backend(format!("serializing index: {e}")))?;
+        buf.push(b'\n');
+    }
+    file.write_all(&buf)
+        .map_err(|e| io_error("appending to", path, e))?;
+    if sync {
+        file.sync_data().map_err(|e| io_error("syncing", path, e))?;
+    }
+    index.offset += buf.len() as u64;
+    for record in records {
+        index.apply(record);
+    }
+    Ok(())
+}
+
+/// Rebuilds the index from the task files (a missing or damaged journal) and returns the new
+/// journal. An unreadable task file stops the rebuild with an error naming it.
+fn rebuild(
+    paths: &JobPaths,
+    index: &mut JobIndex,
+    durability: Durability,
+    why: &str,
+) -> Result<File> {
+    tracing::warn!(job = %paths.job, "rebuilding the index from the task files: {why}");
+    fsio::clear_scratch(&paths.scratch)?;
+    let mut fresh = JobIndex::default();
+    let entries = match fs::read_dir(&paths.tasks) {
+        Ok(entries) => Some(entries),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_error("listing", &paths.tasks, e)),
+    };
+    for entry in entries.into_iter().flatten() {
+        let entry = entry.map_err(|e| io_error("listing", &paths.tasks, e))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || !name.ends_with(".json") {
+            continue;
+        }
+        let bytes = fsio::read_optional(&path)?.unwrap_or_default();
+        let task: Task = fsio::from_document(&path, &bytes)?;
+        if task.job != paths.job || paths.task(&task.id) != path {
+            return Err(corrupt(
+                &path,
+                format!(
+                    "holds task {}, which does not belong at this path",
+                    task.key()
+                ),
+            ));
+        }
+        fresh.apply(Record::Put(Entry::of(&task)));
+    }
+    fresh.apply(Record::Commit);
+    snapshot(paths, &mut fresh, durability)?;
+    *index = fresh;
+    open_journal(&paths.journal)?
+        .ok_or_else(|| Error::backend(format!("{} vanished", paths.journal.display())))
+}
+
+/// Rewrites the journal as one line per task under a new generation.
+fn snapshot(paths: &JobPaths, index: &mut JobIndex, durability: Durability) -> Result<()> {
+    let generation = unique_generation();
+    let header = Header {
+        format: FORMAT.into(),
+        schema: fsio::SCHEMA,
+        generation: generation.clone(),
+    };
+    let to_json = |e: serde_json::Error| Error::backend(format!("serializing index: {e}"));
+    let mut buf = serde_json::to_vec(&header).map_err(to_json)?;
+    buf.push(b'\n');
+    let entries = index.entries_by_id();
+    for entry in &entries {
+        serde_json::to_writer(&mut buf, &Record::Put((*entry).clone())).map_err(to_json)?;
+        buf.push(b'\n');
+    }
+    serde_json::to_writer(&mut buf, &Record::Commit).map_err(to_json)?;
+    buf.push(b'\n');
+    let lines = entries.len() as u64 + 2;
+    let scratch = fsio::write_scratch(&paths.scratch, &buf, durability)?;
+    fsio::rename(&scratch, &paths.journal)?;
+    fsio::sync_dir(&paths.dir, durability)?;
+    index.generation = generation;
+    index.offset = buf.len() as u64;
+    index.lines = lines;
+    index.open = false;
+    index.uncommitted.clear();
+    Ok(())
+}
+
+/// An id no earlier journal of this job had: the writer's pid and the wall-clock nanoseconds.
+/// (Only a label that tells readers the journal was replaced; no rule depends on it.)
+fn unique_generation() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}-{:x}", std::process::id())
+}

@@ -1,0 +1,191 @@
+//! [`FileStore`]: the compare-and-swap adapter over [`FileDocuments`], with `claim_next` done
+//! natively under the job lock.
+//!
+//! Through the generic adapter, every worker would read the same best candidate, all but one
+//! would lose the conditional write and start over. Under the job lock the holder can instead
+//! take the candidates in claim order and write them in one transaction: no lost races, one
+//! fsync of the journal and of the directory per batch. The rule applied is still the pure one
+//! (`lifecycle::claim`); only the choice of candidates is native.
+
+use crate::documents::FileDocuments;
+use crate::journal::{Access, Change, Session};
+use async_trait::async_trait;
+use serde_json::Value;
+use std::time::Duration;
+use tasktrack_core::cas::{self, CasStore};
+use tasktrack_core::lifecycle::{self, ClaimDecision};
+use tasktrack_core::*;
+
+/// The `file://` store. Open it with [`crate::open`].
+#[derive(Debug)]
+pub struct FileStore {
+    cas: CasStore<FileDocuments>,
+}
+
+impl FileStore {
+    /// A store over `docs` (call [`Store::init`] before use).
+    pub fn new(docs: FileDocuments) -> Self {
+        FileStore {
+            cas: CasStore::new(docs),
+        }
+    }
+
+    /// The documents underneath (root directory, durability).
+    pub fn documents(&self) -> &FileDocuments {
+        self.cas.documents()
+    }
+}
+
+/// How many candidates to read per pass over the index.
+const CANDIDATES_PER_PASS: usize = 32;
+
+/// Claims up to `req.limit` tasks of the locked job, in claim order, in one transaction.
+fn claim_next_locked(s: &mut Session<'_>, req: &ClaimNext, now: Timestamp) -> Result<Vec<Claimed>> {
+    let claim = Claim {
+        owner: req.owner.clone(),
+        lease_for: req.lease_for,
+        force: false,
+    };
+    let (mut won, mut changes) = (Vec::new(), Vec::new());
+    let mut seen = 0;
+    'passes: loop {
+        let ids: Vec<TaskId> = s
+            .index
+            .claimable(req.stage.as_deref(), now)
+            .skip(seen)
+            .take(req.limit + CANDIDATES_PER_PASS)
+            .cloned()
+            .collect();
+        if ids.is_empty() {
+            break;
+        }
+        seen += ids.len();
+        for id in ids {
+            let task = match s.paths.read_task(&id) {
+                Ok(Some(task)) => task,
+                Ok(None) => continue,
+                Err(e @ Error::Corrupt { .. }) => {
+                    // One unreadable file must not stop the whole job: it is reported (and
+                    // `get` names it) while the others are handed out.
+                    tracing::error!(error = %e, "skipping an unreadable task in claim_next");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            // The index is only a guide; the file decides (as the adapter's claim_next does).
+            if !task.is_claimable(now) {
+                continue;
+            }
+            match lifecycle::claim(&task, &claim, now)? {
+                ClaimDecision::Granted(c) => {
+                    changes.push(Change::Put(c.task.clone()));
+                    won.push(c);
+                }
+                ClaimDecision::Exhausted(t) => changes.push(Change::Put(t)),
+                ClaimDecision::Refused(_) => {}
+            }
+            if won.len() == req.limit {
+                break 'passes;
+            }
+        }
+    }
+    s.commit(changes)?;
+    Ok(won)
+}
+
+#[async_trait]
+impl Store for FileStore {
+    fn backend(&self) -> &'static str {
+        "file"
+    }
+    async fn init(&self) -> Result<()> {
+        self.cas.init().await
+    }
+    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
+        self.cas.put_job(job, spec, now).await
+    }
+    async fn get_job(&self, job: &JobName) -> Result<Job> {
+        self.cas.get_job(job).await
+    }
+    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+        self.cas.jobs(state).await
+    }
+    async fn set_job_state(
+        &self,
+        job: &JobName,
+        change: JobStateChange,
+        now: Timestamp,
+    ) -> Result<Job> {
+        self.cas.set_job_state(job, change, now).await
+    }
+    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
+        self.cas.delete_job(job, now).await
+    }
+    async fn create(
+        &self,
+        job: &JobName,
+        tasks: &[NewTask],
+        mode: CreateMode,
+        now: Timestamp,
+    ) -> Result<Created> {
+        self.cas.create(job, tasks, mode, now).await
+    }
+    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
+        self.cas.claim(key, req, now).await
+    }
+    async fn claim_next(
+        &self,
+        job: &JobName,
+        req: &ClaimNext,
+        now: Timestamp,
+    ) -> Result<Vec<Claimed>> {
+        cas::check_claim_next(req)?;
+        let req = req.clone();
+        let won = self
+            .documents()
+            .locked(job, Access::Existing, move |s| {
+                claim_next_locked(s, &req, now)
+            })
+            .await?;
+        Ok(won.unwrap_or_default())
+    }
+    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
+        self.cas.heartbeat(lease, lease_for, now).await
+    }
+    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+        self.cas.patch_data(lease, patch, now).await
+    }
+    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+        self.cas.succeed(lease, output, now).await
+    }
+    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+        self.cas.fail(lease, req, now).await
+    }
+    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
+        self.cas.release(lease, now).await
+    }
+    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
+        self.cas.ignore(key, req, now).await
+    }
+    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
+        self.cas.retry(key, req, now).await
+    }
+    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
+        self.cas.report(key, req, now).await
+    }
+    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
+        self.cas.delete(key, now).await
+    }
+    async fn purge(&self, req: &Purge) -> Result<u64> {
+        self.cas.purge(req).await
+    }
+    async fn get(&self, key: &TaskKey) -> Result<Task> {
+        self.cas.get(key).await
+    }
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
+        self.cas.list(query).await
+    }
+    async fn counts(&self, job: &JobName) -> Result<Counts> {
+        self.cas.counts(job).await
+    }
+}
