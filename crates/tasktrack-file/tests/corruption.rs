@@ -1,0 +1,232 @@
+//! Damaged records: an error naming the file, every other task still readable, nothing dropped
+//! or overwritten; a damaged or missing index is rebuilt from the task files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tasktrack_core::*;
+use tasktrack_file::FileStore;
+
+async fn open(dir: &Path) -> FileStore {
+    tasktrack_file::open(&format!("file://{}", dir.display()))
+        .await
+        .unwrap()
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(1_800_000_000_000)
+}
+
+fn task_file(dir: &Path, job: &str, id: &str) -> PathBuf {
+    dir.join("jobs")
+        .join(job)
+        .join("tasks")
+        .join(format!("{id}.json"))
+}
+
+async fn setup(dir: &Path, n: usize) -> (FileStore, JobName) {
+    let store = open(dir).await;
+    let job = JobName::new("j").unwrap();
+    let tasks: Vec<NewTask> = (0..n)
+        .map(|i| NewTask::new(TaskId::new(format!("t{i}")).unwrap()))
+        .collect();
+    store
+        .create(&job, &tasks, CreateMode::SkipExisting, now())
+        .await
+        .unwrap();
+    (store, job)
+}
+
+fn key(job: &JobName, id: &str) -> TaskKey {
+    TaskKey::new(job.clone(), TaskId::new(id).unwrap())
+}
+
+fn assert_corrupt_naming<T: std::fmt::Debug>(result: Result<T>, path: &Path, needle: &str) {
+    match result {
+        Err(Error::Corrupt { location, message }) => {
+            assert_eq!(location, path.display().to_string());
+            assert!(message.contains(needle), "{message}");
+        }
+        other => panic!("expected Corrupt at {}, got {other:?}", path.display()),
+    }
+}
+
+#[tokio::test]
+async fn truncated_invalid_and_unknown_version_files_are_named_and_the_rest_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, job) = setup(dir.path(), 5).await;
+    let (t0, t1, t2) = (
+        task_file(dir.path(), "j", "t0"),
+        task_file(dir.path(), "j", "t1"),
+        task_file(dir.path(), "j", "t2"),
+    );
+    let full = std::fs::read(&t0).unwrap();
+    std::fs::write(&t0, &full[..full.len() / 2]).unwrap();
+    std::fs::write(&t1, b"{ this is not json").unwrap();
+    let v2 = String::from_utf8(std::fs::read(&t2).unwrap())
+        .unwrap()
+        .replace("\"schema\": 1", "\"schema\": 99");
+    std::fs::write(&t2, &v2).unwrap();
+
+    assert_corrupt_naming(store.get(&key(&job, "t0")).await, &t0, "invalid JSON");
+    assert_corrupt_naming(store.get(&key(&job, "t1")).await, &t1, "invalid JSON");
+    assert_corrupt_naming(
+        store.get(&key(&job, "t2")).await,
+        &t2,
+        "unknown schema version 99",
+    );
+    assert_eq!(
+        store.get(&key(&job, "t3")).await.unwrap().status,
+        Status::Pending
+    );
+
+    // Nothing is overwritten: creating, claiming or ignoring a damaged task is an error.
+    let err = store
+        .create(
+            &job,
+            &[NewTask::new(TaskId::new("t0").unwrap())],
+            CreateMode::SkipExisting,
+            now(),
+        )
+        .await;
+    assert_eq!(err.unwrap_err().kind(), ErrorKind::Corrupt);
+    let err = store
+        .claim(
+            &key(&job, "t1"),
+            &Claim::new("w", Duration::from_secs(30)),
+            now(),
+        )
+        .await;
+    assert_eq!(err.unwrap_err().kind(), ErrorKind::Corrupt);
+    assert_eq!(std::fs::read(&t0).unwrap(), &full[..full.len() / 2]);
+    assert_eq!(std::fs::read_to_string(&t2).unwrap(), v2);
+
+    // Counts still see five tasks; claim_next hands out the two readable ones and skips the rest.
+    assert_eq!(store.counts(&job).await.unwrap().known, 5);
+    let claimed = store
+        .claim_next(
+            &job,
+            &ClaimNext::new("w", Duration::from_secs(30)).with_limit(10),
+            now(),
+        )
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = claimed.iter().map(|c| c.task.id.to_string()).collect();
+    ids.sort();
+    assert_eq!(ids, ["t3", "t4"]);
+    for c in &claimed {
+        store
+            .succeed(&c.lease, serde_json::json!(1), now())
+            .await
+            .unwrap();
+    }
+    // Reopening (a new process's view, which replays the journal) changes nothing.
+    let again = open(dir.path()).await;
+    assert_eq!(again.counts(&job).await.unwrap().by_status.succeeded, 2);
+    assert_corrupt_naming(again.get(&key(&job, "t0")).await, &t0, "invalid JSON");
+}
+
+#[tokio::test]
+async fn a_missing_or_damaged_index_is_rebuilt_from_the_task_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, job) = setup(dir.path(), 20).await;
+    let claimed = store
+        .claim_next(
+            &job,
+            &ClaimNext::new("w", Duration::from_secs(30)).with_limit(5),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 5);
+    let journal = dir.path().join("jobs/j/index.log");
+
+    // Deleted: a new view rebuilds it.
+    std::fs::remove_file(&journal).unwrap();
+    let fresh = open(dir.path()).await;
+    let counts = fresh.counts(&job).await.unwrap();
+    assert_eq!(
+        (counts.by_status.pending, counts.by_status.in_progress),
+        (15, 5)
+    );
+    assert!(journal.exists());
+
+    // A garbage line in the middle: rebuilt too.
+    let mut text = std::fs::read_to_string(&journal).unwrap();
+    text.insert_str(text.find('\n').unwrap() + 1, "garbage\n");
+    std::fs::write(&journal, text).unwrap();
+    let fresh = open(dir.path()).await;
+    assert_eq!(fresh.counts(&job).await.unwrap().by_status.in_progress, 5);
+
+    // The old view notices the rewritten journal (new generation) and agrees.
+    store
+        .succeed(&claimed[0].lease, serde_json::json!(1), now())
+        .await
+        .unwrap();
+    assert_eq!(fresh.counts(&job).await.unwrap().by_status.succeeded, 1);
+    assert_eq!(store.counts(&job).await.unwrap().by_status.succeeded, 1);
+}
+
+#[tokio::test]
+async fn a_torn_tail_or_unfinished_transaction_left_by_a_dead_writer_is_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, job) = setup(dir.path(), 3).await;
+    let journal = dir.path().join("jobs/j/index.log");
+    let append = |bytes: &str| {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .unwrap()
+            .write_all(bytes.as_bytes())
+            .unwrap();
+    };
+    // An intent saying t0 succeeded (its file was never renamed), then half a line.
+    let intent = r#"{"put":{"id":"t0","version":9,"status":"succeeded","stage":null,"priority":0,"claimable_at":null,"updated_at":"2027-01-15T08:00:00.000Z"}}"#;
+    append(&format!("{intent}\n{{\"put\":{{\"id\":\"t1"));
+    std::fs::write(dir.path().join("jobs/j/scratch/123-0.tmp"), b"half a task").unwrap();
+
+    let other = open(dir.path()).await;
+    let counts = other.counts(&job).await.unwrap();
+    assert_eq!(
+        (counts.by_status.pending, counts.by_status.succeeded),
+        (3, 0),
+        "the files are the truth"
+    );
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        text.ends_with("\"commit\"\n"),
+        "the transaction was closed: {text}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("jobs/j/scratch"))
+            .unwrap()
+            .count(),
+        0,
+        "scratch emptied"
+    );
+    // The first view catches up with the repair too.
+    let claimed = store
+        .claim_next(
+            &job,
+            &ClaimNext::new("w", Duration::from_secs(30)).with_limit(3),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+}
+
+#[tokio::test]
+async fn an_unknown_store_layout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tasktrack-file.json"),
+        br#"{"schema": 7, "format": "tasktrack-file"}"#,
+    )
+    .unwrap();
+    let err = tasktrack_file::open(&format!("file://{}", dir.path().display()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("tasktrack-file.json"), "{err}");
+}
