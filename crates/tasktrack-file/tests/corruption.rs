@@ -1,6 +1,8 @@
 //! Damaged records: an error naming the file, every other task still readable, nothing dropped
 //! or overwritten; a damaged or missing index is rebuilt from the task files.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tasktrack_core::*;

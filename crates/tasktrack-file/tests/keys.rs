@@ -1,6 +1,8 @@
 //! Keys that look like paths, differ only in case or normalisation, or exceed a file name: each
 //! is stored under its own file inside the store's directory and round-trips unchanged.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
+
 use std::path::Path;
 use tasktrack_core::*;
 use tasktrack_file::FileStore;
