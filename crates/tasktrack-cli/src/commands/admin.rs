@@ -1,0 +1,182 @@
+//! What people do to tasks: `retry`, `ignore`, `delete`, `purge`.
+//!
+//! Ids are all validated first (exit 2, nothing written). Then each task is handled on its own:
+//! a task that is missing or refused (a live lease holds it, it already succeeded) is reported on
+//! stderr and in the JSON document, the others proceed, and the exit code says the worst (4 or 5).
+//! A store failure stops at once (exit 1).
+
+use super::Ctx;
+use super::list::fetch;
+use crate::args::{DeleteArgs, IgnoreArgs, PurgeArgs, RetryArgs};
+use crate::exit;
+use crate::parse;
+use serde_json::{Value, json};
+use std::future::Future;
+use tasktrack::{
+    Error, ErrorKind, Ignore, JobName, Purge, Result, Retry, Status, TaskId, TaskKey, TaskQuery,
+};
+
+/// `retry JOB [ID...] [--failed] [--exhausted] [--ignored]`.
+pub async fn retry(ctx: &Ctx, args: RetryArgs) -> Result<u8> {
+    let job = parse::job(&args.job)?;
+    let mut ids = parse::ids(&args.ids)?;
+    let mut statuses = Vec::new();
+    if args.failed {
+        statuses.extend([Status::Failed, Status::Exhausted]);
+    }
+    if args.exhausted && !statuses.contains(&Status::Exhausted) {
+        statuses.push(Status::Exhausted);
+    }
+    if args.ignored {
+        statuses.push(Status::Ignored);
+    }
+    if ids.is_empty() && statuses.is_empty() {
+        return Err(Error::invalid(
+            "say which tasks: ids, --failed, --exhausted or --ignored",
+        ));
+    }
+    if !statuses.is_empty() {
+        // Collect first, then write: retried tasks leave the filter while we page.
+        let (tasks, _) = fetch(
+            ctx.store.as_ref(),
+            TaskQuery::new(job.clone()).with_statuses(statuses),
+            None,
+        )
+        .await?;
+        ids.extend(tasks.into_iter().map(|t| t.id));
+    }
+    let req = Retry { force: args.force };
+    let result = each(ctx, &job, ids, |key| async move {
+        ctx.store.retry(&key, &req, ctx.now()).await.map(|_| ())
+    })
+    .await?;
+    finish(ctx, &job, "retried", result)
+}
+
+/// `ignore JOB ID... [--reason TEXT]`.
+pub async fn ignore(ctx: &Ctx, args: IgnoreArgs) -> Result<u8> {
+    let job = parse::job(&args.job)?;
+    let ids = parse::ids(&args.ids)?;
+    let req = Ignore {
+        reason: args.reason.clone(),
+        force: args.force,
+    };
+    let req = &req;
+    let result = each(ctx, &job, ids, |key| async move {
+        ctx.store.ignore(&key, req, ctx.now()).await.map(|_| ())
+    })
+    .await?;
+    finish(ctx, &job, "ignored", result)
+}
+
+/// `delete JOB ID...` or `delete JOB --all`.
+pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<u8> {
+    let job = parse::job(&args.job)?;
+    if args.all {
+        let deleted = ctx.store.delete_job(&job, ctx.now()).await?;
+        let doc = json!({ "job": job, "deleted": deleted.tasks, "kept_leased": deleted.kept_leased, "job_removed": deleted.job_removed });
+        ctx.out.emit(&doc, || {
+            let mut s = format!("{job}: {} tasks deleted", deleted.tasks);
+            if deleted.kept_leased > 0 {
+                s.push_str(&format!(
+                    "; {} kept because a worker holds them (job record kept)",
+                    deleted.kept_leased
+                ));
+            }
+            s
+        })?;
+        return Ok(if deleted.kept_leased > 0 {
+            exit::REFUSED
+        } else {
+            exit::OK
+        });
+    }
+    let ids = parse::ids(&args.ids)?;
+    if ids.is_empty() {
+        return Err(Error::invalid(
+            "say which tasks: ids, or --all for the whole job",
+        ));
+    }
+    let result = each(ctx, &job, ids, |key| async move {
+        ctx.store.delete(&key, ctx.now()).await
+    })
+    .await?;
+    finish(ctx, &job, "deleted", result)
+}
+
+/// `purge [JOB] --older-than D [--status S,..]`.
+pub async fn purge(ctx: &Ctx, args: PurgeArgs) -> Result<u8> {
+    let job = args.job.as_deref().map(parse::job).transpose()?;
+    let age = parse::duration("older-than", &args.older_than)?;
+    let req = Purge {
+        job: job.clone(),
+        statuses: parse::statuses(&args.status)?,
+        older_than: ctx.now().minus(age),
+    };
+    req.validate()?;
+    let n = ctx.store.purge(&req).await?;
+    let doc =
+        json!({ "job": job, "purged": n, "older_than": req.older_than, "statuses": req.statuses });
+    let scope = job.map_or("all jobs".to_string(), |j| j.to_string());
+    ctx.out
+        .emit(&doc, || format!("{scope}: {n} finished tasks purged"))?;
+    Ok(exit::OK)
+}
+
+/// What happened to each task of a bulk action.
+struct Each {
+    done: Vec<TaskId>,
+    refused: Vec<(TaskId, Error)>,
+}
+
+/// Applies `op` to each id; missing or refused tasks are collected, store failures stop.
+async fn each<F, Fut>(_ctx: &Ctx, job: &JobName, ids: Vec<TaskId>, op: F) -> Result<Each>
+where
+    F: Fn(TaskKey) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let mut result = Each {
+        done: Vec::new(),
+        refused: Vec::new(),
+    };
+    for id in ids {
+        match op(TaskKey::new(job.clone(), id.clone())).await {
+            Ok(()) => result.done.push(id),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::NotFound | ErrorKind::Refused | ErrorKind::StaleLease
+                ) =>
+            {
+                result.refused.push((id, e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(result)
+}
+
+fn finish(ctx: &Ctx, job: &JobName, verb: &str, result: Each) -> Result<u8> {
+    let code = result
+        .refused
+        .iter()
+        .fold(exit::OK, |c, (_, e)| exit::worst(c, exit::code(e)));
+    for (_, e) in &result.refused {
+        ctx.out.warn(e.to_string());
+    }
+    let refused: Vec<Value> = result
+        .refused
+        .iter()
+        .map(|(id, e)| json!({ "id": id, "kind": exit::kind_name(e), "message": e.to_string() }))
+        .collect();
+    let doc =
+        json!({ "job": job, verb: result.done.len(), "ids": result.done, "refused": refused });
+    ctx.out.emit(&doc, || {
+        let mut s = format!("{job}: {} {verb}", result.done.len());
+        if !refused.is_empty() {
+            s.push_str(&format!(", {} refused", refused.len()));
+        }
+        s
+    })?;
+    Ok(code)
+}

@@ -1,0 +1,24 @@
+//! `init`: the store is created or migrated by opening it; say where it is.
+
+use super::Ctx;
+use serde_json::json;
+use tasktrack::Result;
+
+/// Prints the store's URL and backend.
+pub async fn init(ctx: &Ctx) -> Result<u8> {
+    let location = match ctx.url.split_once("://") {
+        Some(("sqlite", path)) => std::path::absolute(path.split('?').next().unwrap_or(path))
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| path.to_string()),
+        _ => ctx.url.clone(),
+    };
+    let doc = json!({ "store": ctx.url, "backend": ctx.store.backend(), "location": location });
+    ctx.out.emit(&doc, || {
+        format!(
+            "store ready: {} ({} backend) at {location}",
+            ctx.url,
+            ctx.store.backend()
+        )
+    })?;
+    Ok(crate::exit::OK)
+}

@@ -1,0 +1,77 @@
+//! `list JOB`: a job's tasks, oldest update first, with keyset pagination.
+
+use super::Ctx;
+use crate::args::ListArgs;
+use crate::output::{clip, table, when};
+use crate::parse;
+use tasktrack::{Cursor, MAX_LIMIT, Result, Store, Task, TaskQuery};
+
+/// Prints up to `--limit` tasks (a JSON array under `--json`); when more match, the cursor to
+/// continue from is printed on stderr.
+pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<u8> {
+    let mut query = TaskQuery::new(parse::job(&args.job)?);
+    if let Some(s) = &args.status {
+        query.statuses = parse::statuses(s)?;
+    }
+    query.stage = args.stage.clone();
+    query.id_prefix = args.prefix.clone();
+    query.newest_first = args.newest_first;
+    query.after = args
+        .after
+        .as_deref()
+        .map(str::parse::<Cursor>)
+        .transpose()?;
+    let limit = if args.all { None } else { Some(args.limit) };
+    if limit == Some(0) {
+        return Err(tasktrack::Error::invalid(
+            "--limit must be at least 1 (or use --all)",
+        ));
+    }
+    let (tasks, next) = fetch(ctx.store.as_ref(), query, limit).await?;
+    ctx.out.emit(&tasks, || render(&tasks))?;
+    if let Some(next) = next {
+        ctx.out
+            .note(format!("more tasks match: continue with --after {next}"));
+    }
+    Ok(crate::exit::OK)
+}
+
+/// Pages through the store until `limit` tasks (or all of them) are gathered.
+pub async fn fetch(
+    store: &dyn Store,
+    mut query: TaskQuery,
+    limit: Option<usize>,
+) -> Result<(Vec<Task>, Option<Cursor>)> {
+    let mut tasks = Vec::new();
+    loop {
+        let want = limit.map_or(MAX_LIMIT, |l| (l - tasks.len()).min(MAX_LIMIT));
+        query.limit = want;
+        let page = store.list(&query).await?;
+        tasks.extend(page.tasks);
+        match page.next {
+            Some(next) if limit.is_none_or(|l| tasks.len() < l) => query.after = Some(next),
+            next => return Ok((tasks, next)),
+        }
+    }
+}
+
+fn render(tasks: &[Task]) -> String {
+    if tasks.is_empty() {
+        return "no tasks match".to_string();
+    }
+    let mut t = table(&["id", "status", "stage", "attempts", "updated", "last error"]);
+    for task in tasks {
+        let error = task.error.as_ref().map_or(String::new(), |e| {
+            clip(&format!("{}: {}", e.kind, e.message), 60)
+        });
+        t.add_row(vec![
+            task.id.to_string(),
+            task.status.to_string(),
+            task.stage.clone().unwrap_or_default(),
+            format!("{}/{}", task.attempts, task.max_attempts),
+            when(Some(task.updated_at)),
+            error,
+        ]);
+    }
+    t.to_string()
+}

@@ -1,0 +1,211 @@
+//! One command run for one task: argument substitution, environment, spawning without a shell,
+//! and the last bytes of its output.
+
+use serde_json::{Value, json};
+use std::process::{ExitStatus, Stdio};
+use tasktrack::{Lease, Task};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+/// How much of stdout and stderr is kept for the record.
+pub const TAIL_BYTES: usize = 4 * 1024;
+/// Stdout up to this size is kept whole, so that a JSON result can be parsed.
+pub const FULL_STDOUT_BYTES: usize = 1024 * 1024;
+
+/// The text `{data}` and `TASKTRACK_DATA` stand for: a JSON string as its text, `null` as
+/// nothing, anything else as compact JSON.
+pub fn data_text(data: &Value) -> String {
+    match data {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Replaces `{id}`, `{job}`, `{attempt}`, `{data}` in one argument.
+pub fn substitute(arg: &str, task: &Task, lease: &Lease) -> String {
+    if !arg.contains('{') {
+        return arg.to_string();
+    }
+    arg.replace("{id}", task.id.as_str())
+        .replace("{job}", task.job.as_str())
+        .replace("{attempt}", &lease.attempt.to_string())
+        .replace("{data}", &data_text(&task.data))
+}
+
+/// A running command and the readers draining its pipes.
+pub struct Running {
+    /// The child process.
+    pub child: Child,
+    stdout: JoinHandle<Captured>,
+    stderr: JoinHandle<Captured>,
+}
+
+/// What a stream left behind.
+#[derive(Debug, Default)]
+pub struct Captured {
+    bytes: Vec<u8>,
+    /// Whether bytes were dropped from the front.
+    truncated: bool,
+}
+
+/// Starts `command` for the task: no shell, stdin closed, its own process group (so a Ctrl-C in
+/// the terminal reaches `run`, which decides what happens to the children), killed if dropped.
+pub fn spawn(command: &[String], task: &Task, lease: &Lease) -> std::io::Result<Running> {
+    let program = command
+        .first()
+        .map(|p| substitute(p, task, lease))
+        .unwrap_or_default();
+    let mut cmd = Command::new(&program);
+    cmd.args(command.iter().skip(1).map(|a| substitute(a, task, lease)))
+        .env("TASKTRACK_JOB", task.job.as_str())
+        .env("TASKTRACK_ID", task.id.as_str())
+        .env("TASKTRACK_ATTEMPT", lease.attempt.to_string())
+        .env("TASKTRACK_DATA", data_text(&task.data))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    match &task.stage {
+        Some(stage) => cmd.env("TASKTRACK_STAGE", stage),
+        None => cmd.env_remove("TASKTRACK_STAGE"),
+    };
+    #[cfg(unix)]
+    cmd.process_group(0);
+    let mut child = cmd.spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .map(|s| tokio::spawn(drain(s, FULL_STDOUT_BYTES)));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|s| tokio::spawn(drain(s, TAIL_BYTES)));
+    let empty = || tokio::spawn(async { Captured::default() });
+    Ok(Running {
+        child,
+        stdout: stdout.unwrap_or_else(empty),
+        stderr: stderr.unwrap_or_else(empty),
+    })
+}
+
+impl Running {
+    /// Collects both streams once the child has exited.
+    pub async fn outputs(self) -> (Captured, Captured) {
+        let out = self.stdout.await.unwrap_or_default();
+        let err = self.stderr.await.unwrap_or_default();
+        (out, err)
+    }
+}
+
+/// Reads a pipe to its end, keeping the first `keep` bytes, or the last [`TAIL_BYTES`] once it
+/// grows beyond `keep` (the pipe is always drained, so the child never blocks on a full pipe).
+async fn drain(mut stream: impl AsyncRead + Unpin, keep: usize) -> Captured {
+    let mut captured = Captured::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                captured.bytes.extend_from_slice(&buf[..n]);
+                if captured.bytes.len() > keep.max(TAIL_BYTES) * 2
+                    || (captured.truncated && captured.bytes.len() > TAIL_BYTES * 2)
+                {
+                    let cut = captured.bytes.len() - TAIL_BYTES;
+                    captured.bytes.drain(..cut);
+                    captured.truncated = true;
+                }
+            }
+        }
+    }
+    if captured.bytes.len() > keep {
+        let cut = captured.bytes.len() - TAIL_BYTES.min(keep);
+        captured.bytes.drain(..cut);
+        captured.truncated = true;
+    }
+    captured
+}
+
+impl Captured {
+    /// The last [`TAIL_BYTES`] as text (invalid UTF-8 replaced).
+    pub fn tail(&self) -> String {
+        let start = self.bytes.len().saturating_sub(TAIL_BYTES);
+        let text = String::from_utf8_lossy(&self.bytes[start..]).into_owned();
+        if start > 0 || self.truncated {
+            format!("…{}", text.trim_start_matches('\u{FFFD}'))
+        } else {
+            text
+        }
+    }
+
+    /// The task's output: stdout parsed as JSON when it is JSON, else `{"stdout": <tail>}`.
+    pub fn output(&self) -> Value {
+        if !self.truncated
+            && let Ok(v) = serde_json::from_slice::<Value>(self.bytes.trim_ascii())
+        {
+            return v;
+        }
+        json!({ "stdout": self.tail() })
+    }
+}
+
+/// "exited with code 3", "killed by signal 9 (SIGKILL)".
+pub fn describe_exit(status: &ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with code {code}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            let name = match sig {
+                1 => " (SIGHUP)",
+                2 => " (SIGINT)",
+                3 => " (SIGQUIT)",
+                6 => " (SIGABRT)",
+                9 => " (SIGKILL)",
+                11 => " (SIGSEGV)",
+                13 => " (SIGPIPE)",
+                15 => " (SIGTERM)",
+                _ => "",
+            };
+            return format!("killed by signal {sig}{name}");
+        }
+    }
+    format!("ended abnormally ({status})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_json_or_a_stdout_tail() {
+        let c = Captured {
+            bytes: b" {\"n\": 1}\n".to_vec(),
+            truncated: false,
+        };
+        assert_eq!(c.output(), json!({"n": 1}));
+        let c = Captured {
+            bytes: b"hello\n".to_vec(),
+            truncated: false,
+        };
+        assert_eq!(c.output(), json!({"stdout": "hello\n"}));
+        let c = Captured {
+            bytes: vec![b'x'; 10_000],
+            truncated: false,
+        };
+        assert_eq!(
+            c.output()["stdout"].as_str().map(|s| s.chars().count()),
+            Some(TAIL_BYTES + 1)
+        );
+    }
+
+    #[test]
+    fn data_text_rules() {
+        assert_eq!(data_text(&Value::Null), "");
+        assert_eq!(data_text(&json!("a b")), "a b");
+        assert_eq!(data_text(&json!({"k": 1})), "{\"k\":1}");
+    }
+}

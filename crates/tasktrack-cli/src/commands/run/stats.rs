@@ -1,0 +1,115 @@
+//! What a `run` did: counters per outcome, the last outcome of each task, and the summary.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tasktrack::TaskId;
+
+/// How one attempt ended, from the point of view of this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Recorded as succeeded.
+    Succeeded,
+    /// Succeeded at a stage; the task moved on to the next stage.
+    Advanced,
+    /// Recorded as failed; claimable again after its backoff.
+    Failed,
+    /// Recorded as exhausted.
+    Exhausted,
+    /// The lease was lost (fenced out or expired): the store rejected the result.
+    Lost,
+    /// Given back without counting the attempt (interrupted).
+    Released,
+    /// The outcome could not be recorded (store trouble); the lease will expire.
+    Unrecorded,
+}
+
+impl Ended {
+    /// Whether a task whose last attempt ended so makes `run` exit with 3.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Ended::Failed | Ended::Exhausted | Ended::Lost | Ended::Unrecorded
+        )
+    }
+}
+
+/// Counters shared by the workers.
+#[derive(Debug, Default)]
+pub struct Stats {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Inner {
+    counts: HashMap<&'static str, u64>,
+    last: HashMap<TaskId, Ended>,
+    attempts: u64,
+}
+
+/// A copy of the counters at one instant.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Snapshot {
+    /// Distinct tasks this run started.
+    pub processed: u64,
+    /// Commands run.
+    pub attempts: u64,
+    /// Attempts recorded as succeeded.
+    pub succeeded: u64,
+    /// Attempts that moved a task to its next pipeline stage.
+    pub advanced: u64,
+    /// Attempts recorded as failed (to be retried).
+    pub failed: u64,
+    /// Attempts recorded as exhausted.
+    pub exhausted: u64,
+    /// Attempts whose lease was lost (result rejected).
+    pub lost: u64,
+    /// Attempts given back on interruption.
+    pub released: u64,
+    /// Attempts whose outcome could not be written.
+    pub unrecorded: u64,
+    /// Tasks whose last attempt in this run did not succeed.
+    pub tasks_not_succeeded: u64,
+}
+
+impl Stats {
+    /// Records one attempt's end.
+    pub fn record(&self, id: &TaskId, ended: Ended) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.attempts += 1;
+            *s.counts.entry(name(ended)).or_default() += 1;
+            s.last.insert(id.clone(), ended);
+        }
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> Snapshot {
+        let Ok(s) = self.inner.lock() else {
+            return Snapshot::default();
+        };
+        let get = |e: Ended| s.counts.get(name(e)).copied().unwrap_or(0);
+        Snapshot {
+            processed: s.last.len() as u64,
+            attempts: s.attempts,
+            succeeded: get(Ended::Succeeded),
+            advanced: get(Ended::Advanced),
+            failed: get(Ended::Failed),
+            exhausted: get(Ended::Exhausted),
+            lost: get(Ended::Lost),
+            released: get(Ended::Released),
+            unrecorded: get(Ended::Unrecorded),
+            tasks_not_succeeded: s.last.values().filter(|e| e.is_failure()).count() as u64,
+        }
+    }
+}
+
+fn name(e: Ended) -> &'static str {
+    match e {
+        Ended::Succeeded => "succeeded",
+        Ended::Advanced => "advanced",
+        Ended::Failed => "failed",
+        Ended::Exhausted => "exhausted",
+        Ended::Lost => "lost",
+        Ended::Released => "released",
+        Ended::Unrecorded => "unrecorded",
+    }
+}

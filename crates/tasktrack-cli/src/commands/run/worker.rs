@@ -1,0 +1,270 @@
+//! One worker: claim, run the command under a heartbeated lease, record the outcome, repeat.
+
+use super::child::{self, describe_exit};
+use super::stats::{Ended, Stats};
+use crate::output::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tasktrack::{
+    Backoff, ClaimNext, Claimed, Clock, Error, Fail, Failure, JobName, Lease, Result, Status,
+    Store, TaskQuery,
+};
+use tokio::sync::{Mutex, watch};
+
+/// What the workers of one `run` share.
+#[derive(Debug)]
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub out: Output,
+    pub job: JobName,
+    pub stage: Option<String>,
+    pub lease_for: Duration,
+    pub backoff: Backoff,
+    pub command: Vec<String>,
+    pub follow: bool,
+    pub poll: Duration,
+    /// Claims left under `--limit` (`u64::MAX`: no limit).
+    pub remaining: AtomicU64,
+    /// Commands running now.
+    pub busy: AtomicUsize,
+    pub stats: Stats,
+    /// Set on Ctrl-C / SIGTERM or a fatal error: claim nothing more.
+    pub stop: watch::Sender<bool>,
+    /// Set when the grace period is over: kill running commands.
+    pub kill: watch::Sender<bool>,
+    /// The first error that ended the run.
+    pub fatal: Mutex<Option<Error>>,
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Takes one claim from the `--limit` budget.
+    fn reserve(&self) -> bool {
+        self.remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn unreserve(&self) {
+        let _ = self
+            .remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_add(1))
+            });
+    }
+
+    async fn give_up(&self, error: Error) {
+        let mut fatal = self.fatal.lock().await;
+        if fatal.is_none() {
+            *fatal = Some(error);
+        }
+        self.stop.send_replace(true);
+    }
+
+    /// Sleeps `d`, or less if the run is stopped meanwhile.
+    async fn pause(&self, d: Duration) {
+        let mut stop = self.stop.subscribe();
+        tokio::select! {
+            () = until_set(&mut stop) => {}
+            () = tokio::time::sleep(d) => {}
+        }
+    }
+}
+
+/// Claims and runs tasks until the job is drained (or forever with `--follow`), the limit is
+/// reached, or the run is stopped.
+pub async fn work(shared: Arc<Shared>, owner: String) {
+    let req = ClaimNext {
+        owner,
+        lease_for: shared.lease_for,
+        limit: 1,
+        stage: shared.stage.clone(),
+    };
+    while !shared.stopping() && shared.reserve() {
+        match shared
+            .store
+            .claim_next(&shared.job, &req, shared.clock.now())
+            .await
+        {
+            Ok(claimed) if !claimed.is_empty() => {
+                for c in claimed {
+                    shared.busy.fetch_add(1, Ordering::SeqCst);
+                    execute(&shared, c).await;
+                    shared.busy.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            Ok(_) => {
+                shared.unreserve();
+                match wait_for_more(&shared).await {
+                    Ok(Some(d)) => shared.pause(d).await,
+                    Ok(None) => return,
+                    Err(e) => return shared.give_up(e).await,
+                }
+            }
+            Err(e) if e.is_transient() => {
+                shared.unreserve();
+                shared.out.warn(format!("claim failed, retrying: {e}"));
+                shared.pause(shared.poll).await;
+            }
+            Err(e) => {
+                shared.unreserve();
+                return shared.give_up(e).await;
+            }
+        }
+    }
+}
+
+/// Nothing is claimable now: how long to wait before looking again, or `None` when nothing
+/// will become claimable in this run (no pending task, no failed task waiting for its backoff,
+/// no sibling worker still running a command that may fail and come back).
+async fn wait_for_more(shared: &Shared) -> Result<Option<Duration>> {
+    if shared.follow || shared.busy.load(Ordering::SeqCst) > 0 {
+        return Ok(Some(shared.poll));
+    }
+    let counts = shared.store.counts(&shared.job).await?;
+    // Tasks the job expects but nobody added yet are not waited for (that is what --follow is for).
+    let expected = counts.amount.map_or(0, |a| a.saturating_sub(counts.known));
+    let waiting = counts.by_status.pending.saturating_sub(expected) + counts.by_status.failed;
+    if waiting == 0 {
+        return Ok(None);
+    }
+    // Sleep until the earliest backoff ends, but never longer than the poll interval.
+    let query = TaskQuery::new(shared.job.clone())
+        .with_statuses([Status::Pending, Status::Failed])
+        .with_limit(1_000);
+    let page = shared.store.list(&query).await?;
+    let now = shared.clock.now();
+    let next = page.tasks.iter().filter_map(|t| t.not_before).min();
+    Ok(Some(next.map_or(shared.poll, |at| {
+        at.since(now).clamp(Duration::from_millis(10), shared.poll)
+    })))
+}
+
+/// Runs the command for one claimed task and records how it ended.
+async fn execute(shared: &Shared, claimed: Claimed) {
+    let Claimed { task, lease } = claimed;
+    let started = std::time::Instant::now();
+    let mut running = match child::spawn(&shared.command, &task, &lease) {
+        Ok(r) => r,
+        Err(e) => {
+            // Not the task's fault: give it back untouched and stop the run.
+            let _ = shared.store.release(&lease, shared.clock.now()).await;
+            shared.stats.record(&task.id, Ended::Released);
+            let program = shared.command.first().cloned().unwrap_or_default();
+            return shared
+                .give_up(Error::invalid(format!("cannot start {program:?}: {e}")))
+                .await;
+        }
+    };
+    let mut lost = false;
+    let mut killed = false;
+    let mut kill = shared.kill.subscribe();
+    let every = (shared.lease_for / 3).max(Duration::from_millis(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let status = loop {
+        tokio::select! {
+            status = running.child.wait() => break status,
+            _ = tick.tick(), if !lost => {
+                match shared.store.heartbeat(&lease, shared.lease_for, shared.clock.now()).await {
+                    Ok(_) => {}
+                    Err(e @ Error::StaleLease { .. }) => {
+                        lost = true;
+                        shared.out.warn(format!("{}: lease lost while the command runs; its result will be rejected ({e})", lease.key));
+                    }
+                    Err(e) => shared.out.warn(format!("{}: heartbeat failed, will retry: {e}", lease.key)),
+                }
+            }
+            () = until_set(&mut kill), if !killed => {
+                killed = true;
+                let _ = running.child.start_kill();
+            }
+        }
+    };
+    let (stdout, stderr) = running.outputs().await;
+    let now = shared.clock.now();
+    let result = match &status {
+        _ if killed => shared
+            .store
+            .release(&lease, now)
+            .await
+            .map(|_| Ended::Released),
+        Ok(s) if s.success() => shared
+            .store
+            .succeed(&lease, stdout.output(), now)
+            .await
+            .map(|t| match t.status {
+                Status::Succeeded => Ended::Succeeded,
+                _ => Ended::Advanced,
+            }),
+        Ok(s) => {
+            let error = Failure::new("exit", describe_exit(s)).with_detail(stderr.tail());
+            fail(shared, &lease, error).await
+        }
+        Err(e) => {
+            fail(
+                shared,
+                &lease,
+                Failure::new("exit", format!("could not wait for the command: {e}")),
+            )
+            .await
+        }
+    };
+    let ended = match result {
+        Ok(ended) => ended,
+        Err(e @ Error::StaleLease { .. }) => {
+            shared.out.warn(format!(
+                "{}: result rejected, the lease was lost: {e}",
+                lease.key
+            ));
+            Ended::Lost
+        }
+        Err(e) => {
+            shared
+                .out
+                .warn(format!("{}: could not record the outcome: {e}", lease.key));
+            shared.give_up(e).await;
+            Ended::Unrecorded
+        }
+    };
+    shared.stats.record(&task.id, ended);
+    if shared.out.verbose > 0 {
+        let how = match (&status, ended) {
+            (Ok(s), Ended::Failed | Ended::Exhausted) => {
+                format!("{ended:?} ({})", describe_exit(s))
+            }
+            _ => format!("{ended:?}"),
+        };
+        shared.out.note(format!(
+            "{} attempt {}: {} in {:.2?}",
+            lease.key,
+            lease.attempt,
+            how.to_lowercase(),
+            started.elapsed()
+        ));
+    }
+}
+
+async fn fail(shared: &Shared, lease: &Lease, error: Failure) -> Result<Ended> {
+    let req = Fail {
+        error,
+        retryable: true,
+        backoff: shared.backoff,
+    };
+    let task = shared.store.fail(lease, &req, shared.clock.now()).await?;
+    Ok(if task.status == Status::Exhausted {
+        Ended::Exhausted
+    } else {
+        Ended::Failed
+    })
+}
+
+/// Resolves once the flag is set (or its sender is gone).
+async fn until_set(rx: &mut watch::Receiver<bool>) {
+    // Map the guard away at once: it must not be held across an await.
+    let _ = rx.wait_for(|v| *v).await.map(|_| ());
+}

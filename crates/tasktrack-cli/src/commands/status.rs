@@ -1,0 +1,106 @@
+//! `status [JOB] [--watch]`: counts per status (and stage) with a progress bar.
+
+use super::Ctx;
+use crate::args::StatusArgs;
+use crate::output::{bar, table};
+use crate::parse;
+use serde_json::{Value, json};
+use std::io::IsTerminal;
+use tasktrack::{Counts, Result, Status, StatusCounts};
+
+/// Prints the counts once, or every `--interval` until interrupted with `--watch`.
+pub async fn status(ctx: &Ctx, args: StatusArgs) -> Result<u8> {
+    let job = args.job.as_deref().map(parse::job).transpose()?;
+    let interval = parse::positive_duration("interval", &args.interval)?;
+    if !args.watch {
+        let all = gather(ctx, job.as_ref()).await?;
+        let doc = document(&all, job.is_some());
+        ctx.out.emit(&doc, || render(&all))?;
+        return Ok(crate::exit::OK);
+    }
+    let clear = std::io::stdout().is_terminal() && !ctx.out.json;
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        let all = gather(ctx, job.as_ref()).await?;
+        if ctx.out.json {
+            // One compact document per refresh: JSON Lines.
+            ctx.out
+                .print(&format!("{}\n", document(&all, job.is_some())))?;
+        } else {
+            let when = crate::output::when(Some(ctx.now()));
+            let screen = format!(
+                "{}{when}\n{}\n",
+                if clear { "\x1b[2J\x1b[H" } else { "" },
+                render(&all)
+            );
+            ctx.out.print(&screen)?;
+        }
+        tokio::select! {
+            _ = &mut stop => return Ok(crate::exit::OK),
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+async fn gather(ctx: &Ctx, job: Option<&tasktrack::JobName>) -> Result<Vec<Counts>> {
+    match job {
+        Some(job) => Ok(vec![ctx.store.counts(job).await?]),
+        None => {
+            let mut all = Vec::new();
+            for j in ctx.store.jobs(None).await? {
+                all.push(ctx.store.counts(&j.name).await?);
+            }
+            Ok(all)
+        }
+    }
+}
+
+/// The JSON form: the store's counts plus the derived totals.
+pub fn summary(c: &Counts) -> Value {
+    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("total".into(), json!(c.by_status.total()));
+        obj.insert("finished".into(), json!(c.finished()));
+        obj.insert("all_terminal".into(), json!(c.all_terminal()));
+        obj.insert("has_failures".into(), json!(c.has_failures()));
+    }
+    v
+}
+
+fn document(all: &[Counts], one: bool) -> Value {
+    match all {
+        [c] if one => summary(c),
+        _ => Value::Array(all.iter().map(summary).collect()),
+    }
+}
+
+fn render(all: &[Counts]) -> String {
+    if all.is_empty() {
+        return "no jobs".to_string();
+    }
+    let mut header: Vec<&str> = vec!["job", "stage"];
+    header.extend(Status::ALL.iter().map(|s| s.as_str()));
+    header.push("progress");
+    let mut t = table(&header);
+    for c in all {
+        let name = if c.exists {
+            c.job.to_string()
+        } else {
+            format!("{} (no such job)", c.job)
+        };
+        t.add_row(row(&name, "", &c.by_status, c.finished()));
+        for (stage, s) in &c.by_stage {
+            let done = s.succeeded + s.exhausted + s.ignored;
+            t.add_row(row("", stage, s, done));
+        }
+    }
+    t.to_string()
+}
+
+fn row(job: &str, stage: &str, s: &StatusCounts, done: u64) -> Vec<String> {
+    let mut r = vec![job.to_string(), stage.to_string()];
+    r.extend(Status::ALL.iter().map(|st| s.get(*st).to_string()));
+    r.push(bar(done, s.total(), 24));
+    r
+}

@@ -1,0 +1,143 @@
+//! # tasktrack-cli
+//!
+//! The `tasktrack` command: turn any command into a resumable, parallel, retried, tracked batch.
+//!
+//! ```text
+//! tasktrack add convert --file ids.txt
+//! tasktrack run convert --workers 8 -- ./convert.sh {id}
+//! tasktrack status convert
+//! tasktrack list convert --status exhausted
+//! tasktrack retry convert --failed && tasktrack run convert -- ./convert.sh {id}
+//! ```
+//!
+//! Every command opens the store named by `--store URL` (or `TASKTRACK_STORE`, default
+//! [`tasktrack::DEFAULT_STORE_URL`]) through [`tasktrack::open`] and talks to it only through the
+//! [`tasktrack::Store`] trait, so it works on every backend compiled in. The user guide, the JSON
+//! shapes and the exit codes are in `docs/cli.md`.
+//!
+//! # Layout
+//! - [`args`]: the clap definitions (what users type).
+//! - [`commands`]: one file per command and [`commands::dispatch`]; `run` is a folder
+//!   (orchestration, worker loop, child process, progress, statistics).
+//! - [`output`]: tables for people, one JSON document for scripts, notes on stderr.
+//! - [`exit`]: the one `match` from [`tasktrack::ErrorKind`] to exit codes.
+//! - [`parse`]: durations, backoffs, JSON, ids and id files, validated before anything is written.
+//! - `main.rs` parses and calls [`main`].
+//!
+//! # Atomicity
+//! The CLI adds no locking of its own: each change is one store call, atomic in the backend, and
+//! every result of `run` is written with the lease that the claim returned, so a worker that lost
+//! its lease (expired, or taken by `--force`) has its late result rejected (`StaleLease`) instead of
+//! overwriting the new holder's. Bulk commands (`add`, `retry --failed`, `ignore`, `delete`)
+//! validate all their input first, then write task by task (`add`: batches of 1,000); a crash halfway
+//! leaves every task in a valid state, and re-running the command finishes the job (creation is
+//! idempotent).
+//!
+//! # Limits
+//! - Execution is at least once: a `run` killed with SIGKILL leaves its lease to expire (the job's
+//!   lease, default 5 minutes, or `--lease`); the task is then claimed again and the dead attempt is
+//!   counted. Keep leases much longer than clock skew between machines.
+//! - Commands are started without a shell, in their own process group; on interruption they get
+//!   `--grace` (10 s) and are then killed with SIGKILL (their own children are not signalled).
+//! - Stdout is kept whole up to 1 MiB so that a JSON result can be parsed; beyond that, and for
+//!   stderr, the last 4 KiB are recorded.
+//! - `memory://` lives only as long as one command, so it is only useful for trying things out.
+//!
+//! # Testing
+//! `cargo nextest run -p tasktrack-cli --all-features`: unit tests, in-process command tests on the
+//! memory store (`tests/commands.rs`), and end-to-end tests that drive the real binary on SQLite
+//! files in temporary directories (`tests/e2e_*.rs`). No server is needed.
+
+pub mod args;
+pub mod commands;
+pub mod exit;
+pub mod output;
+pub mod parse;
+
+use args::{Cli, Command};
+use clap::Parser;
+use commands::Ctx;
+use output::Output;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tasktrack::{Store, SystemClock};
+
+/// The whole program: parse the arguments, run the command, return its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap prints help/version (exit 0) and usage errors (exit 2) itself.
+        Err(e) => e.exit(),
+    };
+    init_tracing(cli.verbose, cli.quiet);
+    let out = Output::stdio(cli.json, cli.quiet, cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            out.error(&tasktrack::Error::backend(format!(
+                "cannot start the async runtime: {e}"
+            )));
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let code = runtime.block_on(execute(cli, out));
+    // A blocked stdin reader must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    ExitCode::from(code)
+}
+
+/// Opens the store and runs the command; errors are printed (one line) and mapped to exit codes.
+pub async fn execute(cli: Cli, out: Output) -> u8 {
+    if let Command::Completions(args) = cli.command {
+        return finish(&out, commands::completions(&out, args));
+    }
+    let store = match tasktrack::open(&cli.store).await {
+        Ok(store) => store,
+        Err(e) => {
+            out.error(&e);
+            return exit::code(&e);
+        }
+    };
+    execute_with(store, &cli.store, cli.command, out).await
+}
+
+/// Runs a command against an already opened store (tests share one memory store this way).
+pub async fn execute_with(store: Arc<dyn Store>, url: &str, command: Command, out: Output) -> u8 {
+    let ctx = Ctx {
+        store,
+        url: url.to_string(),
+        out: out.clone(),
+        clock: Arc::new(SystemClock),
+    };
+    finish(&out, commands::dispatch(&ctx, command).await)
+}
+
+fn finish(out: &Output, result: tasktrack::Result<u8>) -> u8 {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            out.error(&e);
+            exit::code(&e)
+        }
+    }
+}
+
+/// Logs go to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` overrides.
+fn init_tracing(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,368 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! In-process command tests: every command against one shared memory store, with captured output.
+//! (The end-to-end tests in `e2e_*.rs` drive the real binary on SQLite.)
+
+use clap::Parser;
+use serde_json::Value;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use tasktrack::{MemoryStore, Store};
+use tasktrack_cli::args::Cli;
+use tasktrack_cli::output::Output;
+
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buf {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+struct Run {
+    code: u8,
+    out: String,
+    err: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.out))
+    }
+}
+
+async fn tt(store: &Arc<dyn Store>, args: &[&str]) -> Run {
+    let cli =
+        Cli::try_parse_from(std::iter::once("tasktrack").chain(args.iter().copied())).unwrap();
+    let (out, err) = (Buf::default(), Buf::default());
+    let output = Output::new(
+        cli.json,
+        cli.quiet,
+        cli.verbose,
+        Box::new(out.clone()),
+        Box::new(err.clone()),
+    );
+    let code = tasktrack_cli::execute_with(store.clone(), "memory://", cli.command, output).await;
+    Run {
+        code,
+        out: out.text(),
+        err: err.text(),
+    }
+}
+
+fn store() -> Arc<dyn Store> {
+    Arc::new(MemoryStore::in_memory())
+}
+
+#[tokio::test]
+async fn add_list_show_status_have_stable_json_shapes() {
+    let s = store();
+    let r = tt(
+        &s,
+        &["--json", "add", "j", "a", "b", "c", "--data", r#"{"k":1}"#],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(r.json()["created"], 3);
+    let r = tt(&s, &["--json", "add", "j", "a", "d"]).await;
+    assert_eq!(
+        (r.json()["created"].as_u64(), r.json()["existing"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    let r = tt(&s, &["--json", "list", "j"]).await;
+    let list = r.json();
+    assert_eq!(list.as_array().map(Vec::len), Some(4));
+    assert_eq!(list[0]["status"], "pending");
+    assert_eq!(list[0]["status_code"], 0);
+
+    let r = tt(&s, &["--json", "list", "j", "--limit", "2"]).await;
+    assert_eq!(r.json().as_array().map(Vec::len), Some(2));
+    assert!(
+        r.err.is_empty(),
+        "notes are suppressed under --json: {}",
+        r.err
+    );
+
+    let r = tt(&s, &["--json", "show", "j", "a"]).await;
+    assert_eq!(r.json()["data"]["k"], 1);
+    let r = tt(&s, &["show", "j", "nope"]).await;
+    assert_eq!(r.code, 4);
+    assert_eq!(r.err.lines().count(), 1, "{}", r.err);
+
+    let r = tt(&s, &["--json", "status", "j"]).await;
+    let st = r.json();
+    assert_eq!(st["by_status"]["pending"], 4);
+    assert_eq!(st["total"], 4);
+    let r = tt(&s, &["status"]).await;
+    assert!(r.out.contains("j") && r.out.contains('%'), "{}", r.out);
+    let r = tt(&s, &["--json", "jobs"]).await;
+    assert_eq!(r.json()[0]["job"], "j");
+}
+
+#[tokio::test]
+async fn invalid_input_is_one_line_exit_2_and_writes_nothing() {
+    let s = store();
+    let dir = tempfile::tempdir().unwrap();
+    let bad_json = dir.path().join("bad.jsonl");
+    std::fs::write(&bad_json, "{\"id\":\"ok\"}\n{\"id\": \"broken\"\n").unwrap();
+    let ctrl = dir.path().join("ctrl.txt");
+    std::fs::write(&ctrl, "fine\nbad\u{1b}id\n").unwrap();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["add", "j", "ok", ""],
+        vec!["add", "j", "ok", "a\u{7}b"],
+        vec!["add", "j", "--file", bad_json.to_str().unwrap()],
+        vec!["add", "j", "--file", ctrl.to_str().unwrap()],
+        vec!["add", "j", "x", "--data", "{nope"],
+        vec!["list", "j", "--status", "pending,bogus"],
+        vec!["run", "j", "--lease", "0s", "--", "true"],
+        vec!["job", "set", "j", "--lease", "0s"],
+        vec!["purge", "--older-than", "1d", "--status", "pending"],
+        vec!["export", "j", "--format", "xml"],
+    ];
+    for args in cases {
+        let r = tt(&s, &args).await;
+        assert_eq!(r.code, 2, "{args:?}: {}", r.err);
+        assert_eq!(r.err.lines().count(), 1, "{args:?}: {}", r.err);
+        assert!(
+            r.err.starts_with("tasktrack: invalid input"),
+            "{args:?}: {}",
+            r.err
+        );
+    }
+    let r = tt(&s, &["--json", "status", "j"]).await;
+    assert_eq!(r.json()["known"], 0, "nothing was written");
+    assert_eq!(r.json()["exists"], false);
+}
+
+#[tokio::test]
+async fn run_retries_then_exhausts_and_retry_then_succeeds() {
+    let s = store();
+    assert_eq!(
+        tt(
+            &s,
+            &[
+                "job",
+                "set",
+                "r",
+                "--max-attempts",
+                "2",
+                "--backoff",
+                "none"
+            ]
+        )
+        .await
+        .code,
+        0
+    );
+    let ids: Vec<String> = (1..=20).map(|i| format!("t{i}")).collect();
+    let mut args = vec!["add", "r"];
+    args.extend(ids.iter().map(String::as_str));
+    assert_eq!(tt(&s, &args).await.code, 0);
+    let script = r#"case "$1" in *7) echo "boom $1" >&2; exit 4;; esac; echo "{\"done\":\"$1\",\"attempt\":$TASKTRACK_ATTEMPT}""#;
+    let r = tt(
+        &s,
+        &[
+            "--json",
+            "run",
+            "r",
+            "--workers",
+            "4",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            "{id}",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 3, "{}\n{}", r.out, r.err);
+    let summary = r.json();
+    assert_eq!(summary["summary"]["succeeded"], 18);
+    assert_eq!(summary["summary"]["exhausted"], 2);
+    assert_eq!(
+        summary["summary"]["failed"], 2,
+        "each failing task was retried once in the same run"
+    );
+
+    let r = tt(&s, &["--json", "show", "r", "t3"]).await;
+    assert_eq!(r.json()["output"]["done"], "t3");
+    let r = tt(&s, &["--json", "show", "r", "t17"]).await;
+    let t = r.json();
+    assert_eq!(t["status"], "exhausted");
+    assert_eq!(t["error"]["kind"], "exit");
+    assert_eq!(t["error"]["message"], "exited with code 4");
+    assert_eq!(t["error"]["detail"], "boom t17\n");
+    assert_eq!(t["history"].as_array().map(Vec::len), Some(2));
+
+    let r = tt(&s, &["--json", "list", "r", "--status", "exhausted"]).await;
+    let exhausted = r.json();
+    let mut ids: Vec<&str> = exhausted
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["t17", "t7"]);
+    let r = tt(&s, &["--json", "retry", "r", "--failed"]).await;
+    assert_eq!(r.json()["retried"], 2, "{}", r.out);
+
+    let r = tt(
+        &s,
+        &["--json", "run", "r", "--", "sh", "-c", "echo plain text"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(r.json()["summary"]["succeeded"], 2);
+    let r = tt(&s, &["--json", "show", "r", "t7"]).await;
+    assert_eq!(
+        r.json()["output"],
+        serde_json::json!({"stdout": "plain text\n"})
+    );
+    assert_eq!(r.json()["status"], "succeeded");
+    let r = tt(&s, &["--json", "status", "r"]).await;
+    assert_eq!(r.json()["by_status"]["succeeded"], 20);
+}
+
+#[tokio::test]
+async fn ignored_tasks_are_skipped_and_report_counts() {
+    let s = store();
+    tt(&s, &["add", "i", "a", "b", "c"]).await;
+    let r = tt(
+        &s,
+        &["--json", "ignore", "i", "b", "--reason", "broken input"],
+    )
+    .await;
+    assert_eq!(r.json()["ignored"], 1);
+    let r = tt(&s, &["--json", "ignore", "i", "zz"]).await;
+    assert_eq!(r.code, 4, "missing id reported: {}", r.err);
+    let r = tt(&s, &["--json", "run", "i", "--", "echo", "{id}"]).await;
+    assert_eq!(r.code, 0);
+    assert_eq!(r.json()["summary"]["processed"], 2);
+    let r = tt(&s, &["--json", "show", "i", "b"]).await;
+    assert_eq!(
+        (r.json()["status"].as_str(), r.json()["attempts"].as_u64()),
+        (Some("ignored"), Some(0))
+    );
+
+    let r = tt(
+        &s,
+        &[
+            "--json",
+            "report",
+            "i",
+            "d",
+            "--failure",
+            "--detail",
+            "bad row",
+        ],
+    )
+    .await;
+    assert_eq!(r.json()["status"], "failed");
+    let r = tt(&s, &["--json", "report", "i", "e", "--success"]).await;
+    assert_eq!(r.json()["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn substitution_env_and_a_missing_program() {
+    let s = store();
+    tt(&s, &["add", "sub", "x 1", "--data", r#""payload""#]).await;
+    let script = r#"printf '{"args":"%s|%s|%s|%s","env":"%s|%s|%s|%s"}' "$1" "$2" "$3" "$4" "$TASKTRACK_JOB" "$TASKTRACK_ID" "$TASKTRACK_ATTEMPT" "$TASKTRACK_DATA""#;
+    let r = tt(
+        &s,
+        &[
+            "run",
+            "sub",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            "{id}",
+            "{job}",
+            "{attempt}",
+            "{data}",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let t = tt(&s, &["--json", "show", "sub", "x 1"]).await.json();
+    assert_eq!(t["output"]["args"], "x 1|sub|1|payload");
+    assert_eq!(t["output"]["env"], "sub|x 1|1|payload");
+
+    tt(&s, &["add", "miss", "a"]).await;
+    let r = tt(&s, &["run", "miss", "--", "/definitely/not/a/program"]).await;
+    assert_eq!(r.code, 2, "{}", r.err);
+    assert!(r.err.contains("cannot start"), "{}", r.err);
+    let t = tt(&s, &["--json", "show", "miss", "a"]).await.json();
+    assert_eq!(
+        (t["status"].as_str(), t["attempts"].as_u64()),
+        (Some("pending"), Some(0)),
+        "released, not counted"
+    );
+}
+
+#[tokio::test]
+async fn run_of_an_unknown_job_is_not_found_and_limit_stops_early() {
+    let s = store();
+    let r = tt(&s, &["run", "ghost", "--", "true"]).await;
+    assert_eq!(r.code, 4, "{}", r.err);
+    tt(&s, &["add", "lim", "a", "b", "c", "d"]).await;
+    let r = tt(
+        &s,
+        &[
+            "--json",
+            "run",
+            "lim",
+            "--limit",
+            "3",
+            "--workers",
+            "2",
+            "--",
+            "true",
+        ],
+    )
+    .await;
+    assert_eq!(r.json()["summary"]["processed"], 3, "{}", r.out);
+}
+
+#[tokio::test]
+async fn delete_purge_export_and_completions() {
+    let s = store();
+    tt(&s, &["add", "e", "a", "b,c", "q\"uote"]).await;
+    tt(&s, &["run", "e", "--", "echo", "{\"n\":1}"]).await;
+    let r = tt(&s, &["export", "e", "--format", "csv"]).await;
+    let lines: Vec<&str> = r.out.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", r.out);
+    assert!(lines[0].starts_with("job,id,status,status_code"));
+    assert!(
+        r.out.contains("\"b,c\"") && r.out.contains("\"q\"\"uote\""),
+        "{}",
+        r.out
+    );
+    let r = tt(&s, &["export", "e"]).await;
+    for line in r.out.lines() {
+        let t: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(t["status"], "succeeded");
+    }
+    let r = tt(&s, &["--json", "delete", "e", "a"]).await;
+    assert_eq!(r.json()["deleted"], 1);
+    let r = tt(&s, &["--json", "purge", "e", "--older-than", "0s"]).await;
+    assert_eq!(r.json()["purged"], 2);
+    let r = tt(&s, &["--json", "delete", "e", "--all"]).await;
+    assert_eq!(r.json()["job_removed"], true);
+    let r = tt(&s, &["completions", "bash"]).await;
+    assert!(r.out.contains("tasktrack"), "{}", r.out);
+}
