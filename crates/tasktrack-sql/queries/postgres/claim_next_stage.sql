@@ -1,0 +1,45 @@
+-- claim_next in one statement (one round trip, one commit).
+--
+-- candidates: the first $4 claimable rows in claim order, an index range scan of
+-- {p}task_claim; FOR UPDATE SKIP LOCKED makes concurrent workers take disjoint rows without
+-- waiting for each other.
+--
+-- granted: restates lifecycle::claim → grant for pending/failed rows (not_before passed, which
+-- claim_at <= now says): in_progress, attempts + 1, token + 1, a fresh lease carrying the new
+-- token, not_before cleared, started_at = now, finished_at cleared, version + 1. Pinned by
+-- claim_grants_a_lease_and_counts_an_attempt and the model check.
+--
+-- Rows whose lease expired (status 10) are returned ungranted: the expired-lease rule
+-- (lifecycle::expire: history, exhaustion at max_attempts) is applied in Rust by the caller.
+WITH candidates AS (
+    SELECT job, id, status, priority AS rank_priority, claim_at AS rank_at
+    FROM {t}task
+    WHERE job = $1 AND claim_at IS NOT NULL AND claim_at <= $2 AND stage = $6
+    ORDER BY priority DESC, claim_at, id
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), granted AS (
+    UPDATE {t}task t SET
+        status = 10,
+        attempts = t.attempts + 1,
+        token = t.token + 1,
+        not_before = NULL,
+        claim_at = $3,
+        lease_owner = $5,
+        lease_token = t.token + 1,
+        lease_acquired_at = $2,
+        lease_expires_at = $3,
+        started_at = $2,
+        finished_at = NULL,
+        version = t.version + 1,
+        updated_at = $2
+    FROM candidates c
+    WHERE t.job = c.job AND t.id = c.id AND c.status IN (0, 20)
+    RETURNING t.*, c.rank_priority, c.rank_at, true AS granted
+)
+SELECT * FROM granted
+UNION ALL
+SELECT t.*, c.rank_priority, c.rank_at, false AS granted
+FROM {t}task t JOIN candidates c ON t.job = c.job AND t.id = c.id
+WHERE c.status = 10
+ORDER BY rank_priority DESC, rank_at, id

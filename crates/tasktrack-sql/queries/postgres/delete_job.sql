@@ -1,0 +1,1 @@
+DELETE FROM {t}job WHERE name = $1 AND version = $2

@@ -1,0 +1,9 @@
+-- One batch of a purge: finished tasks only (statuses are checked terminal before this runs, so
+-- no live lease is ever touched), at most $4 rows per statement so locks stay short; rows another
+-- transaction holds are skipped and picked up by a later batch.
+DELETE FROM {t}task WHERE (job, id) IN (
+    SELECT job, id FROM {t}task
+    WHERE job = $1 AND status = ANY($2) AND updated_at < $3
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)

@@ -1,0 +1,152 @@
+//! The store URL: where the server is, and the options this crate reads from its query string.
+
+use std::time::Duration;
+use tasktrack_core::{Error, Result};
+
+/// Options taken from the URL's query string (and removed before the URL reaches the driver).
+///
+/// | parameter | default | meaning |
+/// |---|---|---|
+/// | `pool_size` | 10 | most connections the pool opens |
+/// | `statement_timeout` | `30s` | a statement running longer is cancelled (`ms`, `s` or `m` suffix) |
+/// | `connect_timeout` | `10s` | how long to wait for a pooled connection |
+/// | `schema` | `public` (PostgreSQL only) | the schema holding the tables |
+/// | `table_prefix` | `tasktrack_` | prefix of every table, view and trigger name |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The URL with this crate's parameters removed, as the driver expects it.
+    pub driver_url: String,
+    /// `host:port`, for error messages.
+    pub endpoint: String,
+    /// Pool size.
+    pub pool_size: u32,
+    /// Statement timeout.
+    pub statement_timeout: Duration,
+    /// Pool acquire timeout.
+    pub connect_timeout: Duration,
+    /// PostgreSQL schema.
+    pub schema: Option<String>,
+    /// Table name prefix.
+    pub table_prefix: String,
+}
+
+impl Config {
+    /// Parses a `postgres://`, `postgresql://`, `mysql://` or `mariadb://` URL.
+    pub fn parse(url: &str, default_port: u16) -> Result<Config> {
+        let mut parsed =
+            url::Url::parse(url).map_err(|e| Error::invalid(format!("bad store URL: {e}")))?;
+        if parsed.scheme() == "mariadb" {
+            // sqlx knows MariaDB by its protocol's name. Url::set_scheme refuses some changes
+            // between special and non-special schemes, so rebuild the string instead.
+            let rest = url.split_once("://").map_or("", |(_, r)| r);
+            parsed = url::Url::parse(&format!("mysql://{rest}"))
+                .map_err(|e| Error::invalid(format!("bad store URL: {e}")))?;
+        }
+        let host = parsed.host_str().unwrap_or("localhost").to_string();
+        let endpoint = format!("{host}:{}", parsed.port().unwrap_or(default_port));
+        let mut config = Config {
+            driver_url: String::new(),
+            endpoint,
+            pool_size: 10,
+            statement_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            schema: None,
+            table_prefix: "tasktrack_".to_string(),
+        };
+        let mut kept = Vec::new();
+        for (k, v) in parsed.query_pairs() {
+            match k.as_ref() {
+                "pool_size" => {
+                    config.pool_size = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        Error::invalid(format!("pool_size must be a positive integer, got {v:?}"))
+                    })?;
+                }
+                "statement_timeout" => {
+                    config.statement_timeout = parse_duration("statement_timeout", &v)?
+                }
+                "connect_timeout" => {
+                    config.connect_timeout = parse_duration("connect_timeout", &v)?
+                }
+                "schema" => config.schema = Some(identifier("schema", &v)?),
+                "table_prefix" => config.table_prefix = identifier("table_prefix", &v)?,
+                _ => kept.push((k.into_owned(), v.into_owned())),
+            }
+        }
+        parsed.set_query(None);
+        if !kept.is_empty() {
+            parsed.query_pairs_mut().extend_pairs(kept);
+        }
+        config.driver_url = parsed.to_string();
+        Ok(config)
+    }
+}
+
+/// `250ms`, `30s`, `2m`, or a bare number of milliseconds.
+fn parse_duration(what: &str, v: &str) -> Result<Duration> {
+    let bad = || Error::invalid(format!("{what} must look like 500ms, 30s or 2m, got {v:?}"));
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v, "ms"),
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        _ => Err(bad()),
+    }
+}
+
+/// Names go into SQL text (they cannot be bound), so only plain identifiers are accepted.
+fn identifier(what: &str, v: &str) -> Result<String> {
+    let ok = !v.is_empty()
+        && v.len() <= 40
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !v.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(Error::invalid(format!(
+            "{what} must be lowercase letters, digits and underscores (at most 40, not starting with a digit), got {v:?}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_our_parameters_and_keeps_the_drivers() {
+        let c = Config::parse(
+            "postgres://u@db.example:6543/app?sslmode=disable&pool_size=4&statement_timeout=2s&schema=jobs&table_prefix=tt_",
+            5432,
+        )
+        .unwrap();
+        assert_eq!(c.endpoint, "db.example:6543");
+        assert_eq!(c.pool_size, 4);
+        assert_eq!(c.statement_timeout, Duration::from_secs(2));
+        assert_eq!(c.schema.as_deref(), Some("jobs"));
+        assert_eq!(c.table_prefix, "tt_");
+        assert_eq!(
+            c.driver_url,
+            "postgres://u@db.example:6543/app?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn mariadb_scheme_becomes_mysql_with_the_default_port() {
+        let c = Config::parse("mariadb://root@127.0.0.1/test", 3306).unwrap();
+        assert_eq!(c.driver_url, "mysql://root@127.0.0.1/test");
+        assert_eq!(c.endpoint, "127.0.0.1:3306");
+    }
+
+    #[test]
+    fn rejects_names_that_could_inject_sql() {
+        assert!(Config::parse("postgres://h/d?schema=a;drop", 5432).is_err());
+        assert!(Config::parse("postgres://h/d?table_prefix=A", 5432).is_err());
+        assert!(Config::parse("postgres://h/d?pool_size=0", 5432).is_err());
+        assert!(Config::parse("postgres://h/d?statement_timeout=3h", 5432).is_err());
+    }
+}

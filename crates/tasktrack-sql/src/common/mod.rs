@@ -1,0 +1,285 @@
+//! What both dialects share: the URL options, the row ⇄ [`Task`] mapping, and the one place where
+//! driver errors become the core's portable [`Error`].
+
+pub mod config;
+
+use serde_json::Value;
+use std::future::Future;
+use std::time::Duration;
+use tasktrack_core::{Error, Failure, LeaseState, Result, Status, Task, TaskId, Timestamp};
+
+/// A task as one table row: plain column values, shared by both dialects' binders and readers.
+///
+/// Times are milliseconds since the Unix epoch (`BIGINT`): exact, comparable, and independent of
+/// the server's time zone. `claim_at` is [`Task::claimable_at`] (NULL for finished tasks), the
+/// column the claim index is ordered by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawTask {
+    pub job: String,
+    pub id: String,
+    pub status: i16,
+    pub stage: Option<String>,
+    pub stages: Value,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub priority: i32,
+    pub not_before: Option<i64>,
+    pub claim_at: Option<i64>,
+    pub lease_owner: Option<String>,
+    pub lease_token: Option<i64>,
+    pub lease_acquired_at: Option<i64>,
+    pub lease_expires_at: Option<i64>,
+    pub token: i64,
+    pub version: i64,
+    pub data: Value,
+    pub output: Option<Value>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub error_detail: Option<String>,
+    pub history: Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millis()
+}
+
+fn to_i64(what: &str, v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::invalid(format!("{what} {v} does not fit a SQL BIGINT")))
+}
+
+impl RawTask {
+    /// The row for `task`.
+    pub fn from_task(t: &Task) -> Result<RawTask> {
+        let json = |v: &dyn erased::Ser| v.to_value();
+        Ok(RawTask {
+            job: t.job.to_string(),
+            id: t.id.to_string(),
+            status: i16::from(t.status.code()),
+            stage: t.stage.clone(),
+            stages: json(&t.stages)?,
+            attempts: i64::from(t.attempts),
+            max_attempts: i64::from(t.max_attempts),
+            priority: t.priority,
+            not_before: t.not_before.map(ms),
+            claim_at: t.claimable_at().map(ms),
+            lease_owner: t.lease.as_ref().map(|l| l.owner.clone()),
+            lease_token: t
+                .lease
+                .as_ref()
+                .map(|l| to_i64("lease token", l.token))
+                .transpose()?,
+            lease_acquired_at: t.lease.as_ref().map(|l| ms(l.acquired_at)),
+            lease_expires_at: t.lease.as_ref().map(|l| ms(l.expires_at)),
+            token: to_i64("token", t.token)?,
+            version: to_i64("version", t.version)?,
+            data: t.data.clone(),
+            output: t.output.clone(),
+            error_kind: t.error.as_ref().map(|e| e.kind.clone()),
+            error_message: t.error.as_ref().map(|e| e.message.clone()),
+            error_detail: t.error.as_ref().and_then(|e| e.detail.clone()),
+            history: json(&t.history)?,
+            created_at: ms(t.created_at),
+            updated_at: ms(t.updated_at),
+            started_at: t.started_at.map(ms),
+            finished_at: t.finished_at.map(ms),
+        })
+    }
+
+    /// The task this row holds; an unreadable row is [`Error::Corrupt`] naming `table/job/id`.
+    pub fn into_task(self, table: &str) -> Result<Task> {
+        let location = format!("{table} row ({:?}, {:?})", self.job, self.id);
+        let corrupt = |m: String| Error::corrupt(&location, m);
+        let u32_of = |what: &str, v: i64| {
+            u32::try_from(v).map_err(|_| corrupt(format!("{what} {v} out of range")))
+        };
+        let u64_of = |what: &str, v: i64| {
+            u64::try_from(v).map_err(|_| corrupt(format!("{what} {v} out of range")))
+        };
+        let ts = Timestamp::from_millis;
+        let status = u8::try_from(self.status)
+            .ok()
+            .and_then(Status::from_code)
+            .ok_or_else(|| corrupt(format!("unknown status code {}", self.status)))?;
+        let lease = match (
+            self.lease_owner,
+            self.lease_token,
+            self.lease_acquired_at,
+            self.lease_expires_at,
+        ) {
+            (Some(owner), Some(token), Some(acquired), Some(expires)) => Some(LeaseState {
+                owner,
+                token: u64_of("lease token", token)?,
+                acquired_at: ts(acquired),
+                expires_at: ts(expires),
+            }),
+            (None, None, None, None) => None,
+            _ => return Err(corrupt("lease columns are partly NULL".into())),
+        };
+        let error = match (self.error_kind, self.error_message) {
+            (Some(kind), Some(message)) => Some(Failure {
+                kind,
+                message,
+                detail: self.error_detail,
+            }),
+            (None, _) => None,
+            (Some(_), None) => return Err(corrupt("error_kind without error_message".into())),
+        };
+        fn parse<T: serde::de::DeserializeOwned>(
+            what: &str,
+            v: Value,
+            location: &str,
+        ) -> Result<T> {
+            serde_json::from_value(v).map_err(|e| Error::corrupt(location, format!("{what}: {e}")))
+        }
+        Ok(Task {
+            job: self.job.parse().map_err(|e| corrupt(format!("job: {e}")))?,
+            id: TaskId::new(self.id.clone()).map_err(|e| corrupt(format!("id: {e}")))?,
+            status,
+            stage: self.stage,
+            stages: parse("stages", self.stages, &location)?,
+            attempts: u32_of("attempts", self.attempts)?,
+            max_attempts: u32_of("max_attempts", self.max_attempts)?,
+            priority: self.priority,
+            not_before: self.not_before.map(ts),
+            lease,
+            token: u64_of("token", self.token)?,
+            version: u64_of("version", self.version)?,
+            data: self.data,
+            output: self.output,
+            error,
+            history: parse("history", self.history, &location)?,
+            created_at: ts(self.created_at),
+            updated_at: ts(self.updated_at),
+            started_at: self.started_at.map(ts),
+            finished_at: self.finished_at.map(ts),
+        })
+    }
+}
+
+/// A tiny helper so `from_task` can serialize fields of different types through one closure.
+mod erased {
+    use tasktrack_core::{Error, Result};
+
+    pub trait Ser {
+        fn to_value(&self) -> Result<serde_json::Value>;
+    }
+
+    impl<T: serde::Serialize> Ser for T {
+        fn to_value(&self) -> Result<serde_json::Value> {
+            serde_json::to_value(self)
+                .map_err(|e| Error::backend(format!("cannot encode task field: {e}")))
+        }
+    }
+}
+
+/// The key under which the counter table stores a stage: `''` for none, `'s' || stage` otherwise
+/// (a primary key column cannot be NULL, and `''` may be a stage's name).
+pub fn stage_of_key(key: &str) -> Option<String> {
+    key.strip_prefix('s').map(str::to_string)
+}
+
+/// How a driver error is classified, beside the portable error it maps to.
+pub enum Class {
+    /// The statement (or its transaction) was rolled back by the server because of a deadlock or a
+    /// serialization failure: nothing happened, so running it again is always safe.
+    RolledBack,
+    /// The connection broke or could not be made: the outcome of a write is unknown.
+    Connection,
+    /// Anything else.
+    Other,
+}
+
+/// The one place where driver errors become [`Error`]s. `endpoint` is `host:port`, named in every
+/// connection error so that "which server?" never needs asking.
+pub fn map_error(backend: &str, endpoint: &str, e: &sqlx::Error) -> (Class, Error) {
+    use sqlx::Error as E;
+    match e {
+        E::Io(io) => (
+            Class::Connection,
+            Error::Unavailable(format!("{backend} at {endpoint}: {io}")),
+        ),
+        E::Tls(t) => (
+            Class::Connection,
+            Error::Unavailable(format!("{backend} at {endpoint}: TLS: {t}")),
+        ),
+        E::PoolTimedOut => (
+            Class::Connection,
+            Error::Unavailable(format!(
+                "{backend} at {endpoint}: no connection available (server down or pool exhausted)"
+            )),
+        ),
+        E::PoolClosed | E::WorkerCrashed => (
+            Class::Connection,
+            Error::Unavailable(format!("{backend} at {endpoint}: connection pool closed")),
+        ),
+        E::ColumnDecode { index, source } => (
+            Class::Other,
+            Error::corrupt(format!("{backend} column {index}"), source),
+        ),
+        E::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            let message = format!("{backend} at {endpoint}: {} (code {code})", db.message());
+            match code.as_str() {
+                // PostgreSQL: serialization_failure, deadlock_detected; MySQL/MariaDB: deadlock
+                // (1213, SQLSTATE 40001) and lock wait timeout (1205, HY000, told apart by text).
+                "40001" | "40P01" => (Class::RolledBack, Error::Contention(message)),
+                c if c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03" => {
+                    (Class::Connection, Error::Unavailable(message))
+                }
+                "57014" | "70100" => (
+                    Class::Other,
+                    Error::Unavailable(format!("{message}: statement timeout")),
+                ),
+                _ if db.message().contains("Lock wait timeout") => {
+                    (Class::RolledBack, Error::Contention(message))
+                }
+                _ => (Class::Other, Error::Backend(message)),
+            }
+        }
+        other => (
+            Class::Other,
+            Error::Backend(format!("{backend} at {endpoint}: {other}")),
+        ),
+    }
+}
+
+/// How many times a statement rolled back by a deadlock or serialization failure is re-run.
+pub const ROLLBACK_RETRIES: u32 = 8;
+
+/// Runs `op`, re-running it when the server rolled it back (deadlock, serialization failure): it
+/// did not happen, so this is safe for every operation. Connection errors are retried only when
+/// `idempotent` (reads); for writes their outcome is unknown, so they are reported.
+pub async fn retrying<T, F, Fut>(
+    backend: &str,
+    endpoint: &str,
+    idempotent: bool,
+    mut op: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let (class, mapped) = map_error(backend, endpoint, &e);
+                let again = match class {
+                    Class::RolledBack => true,
+                    Class::Connection => idempotent && !matches!(e, sqlx::Error::PoolTimedOut),
+                    Class::Other => false,
+                };
+                if !again || attempt >= ROLLBACK_RETRIES {
+                    return Err(mapped);
+                }
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 3)).await;
+            }
+        }
+    }
+}

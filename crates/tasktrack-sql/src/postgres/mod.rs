@@ -1,0 +1,497 @@
+//! `postgres://` — the PostgreSQL backend.
+//!
+//! # Atomicity
+//! - `claim_next` is one statement (`queries/postgres/claim_next.sql`): a CTE takes the first
+//!   claimable rows of the claim index `FOR UPDATE SKIP LOCKED` and grants them with
+//!   `UPDATE … RETURNING`. Workers never wait for each other and never take the same row.
+//! - `succeed` is one fenced `UPDATE … WHERE token = $lease RETURNING *` (`succeed.sql`).
+//! - Every other operation is "load → pure rule → conditional write": the row is read with its
+//!   `version`, a [`tasktrack_core::lifecycle`] function decides, and the new row is written with
+//!   `UPDATE … WHERE job = $ AND id = $ AND version = $` (the [`Documents`] impl in `docs.rs`,
+//!   driven by the public [`tasktrack_core::cas`] functions). A lost race re-reads and retries.
+//! - Counts are kept by statement-level triggers in the same transaction as each write.
+//!
+//! # Layout
+//! See the migrations in `migrations/postgres/`: `{prefix}job`, `{prefix}task`,
+//! `{prefix}task_count`, `{prefix}schema_version` and the analytics view `{prefix}tasks`, in the
+//! schema named by `?schema=` (default `public`).
+
+mod docs;
+mod rows;
+
+use crate::common::config::Config;
+use crate::common::{map_error, retrying};
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tasktrack_core::cas;
+use tasktrack_core::*;
+
+const BACKEND: &str = "postgres";
+
+macro_rules! queries {
+    ($($name:ident),* $(,)?) => {
+        /// Every statement of this backend, with the table names filled in once at open.
+        #[derive(Debug)]
+        struct Queries { $($name: Arc<str>,)* }
+
+        impl Queries {
+            fn new(t: &str, p: &str) -> Queries {
+                Queries { $($name: render(include_str!(concat!("../../queries/postgres/", stringify!($name), ".sql")), t, p),)* }
+            }
+        }
+    };
+}
+
+queries!(
+    get_task,
+    replace_task,
+    delete_task,
+    claimable,
+    claimable_stage,
+    claim_next,
+    claim_next_stage,
+    succeed,
+    count_tasks,
+    get_job,
+    insert_job,
+    replace_job,
+    delete_job,
+    list_jobs,
+    list_jobs_state,
+    purge_batch,
+    lock_migrations,
+);
+
+/// The versioned migrations, applied in order by `init` (`tasktrack init`).
+const MIGRATIONS: [(i32, &str, &str); 1] = [(
+    1,
+    "tables",
+    include_str!("../../migrations/postgres/0001_tables.sql"),
+)];
+
+/// Fills in the table names: `{t}` schema-qualified prefix, `{p}` bare prefix.
+fn render(sql: &str, t: &str, p: &str) -> Arc<str> {
+    sql.replace("{t}", t).replace("{p}", p).into()
+}
+
+/// How many rows a purge deletes per statement.
+const PURGE_BATCH: i64 = 1000;
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    endpoint: String,
+    schema: String,
+    prefix: String,
+    /// `"schema".prefix`, for statements built at run time.
+    t: String,
+    q: Arc<Queries>,
+}
+
+impl PgStore {
+    /// Connects (one probe connection, so an unreachable server fails here with one line naming
+    /// host and port) and builds the pool. Does not create tables: call [`Store::init`].
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let config = Config::parse(url, 5432)?;
+        let endpoint = config.endpoint.clone();
+        let timeout_ms = config.statement_timeout.as_millis().to_string();
+        let options = PgConnectOptions::from_str(&config.driver_url)
+            .map_err(|e| Error::invalid(format!("bad PostgreSQL URL: {e}")))?
+            .options([("statement_timeout", timeout_ms.as_str())])
+            .disable_statement_logging();
+        let probe = tokio::time::timeout(
+            config.connect_timeout,
+            sqlx::PgConnection::connect_with(&options),
+        )
+        .await
+        .map_err(|_| Error::Unavailable(format!("postgres at {endpoint}: connection timed out")))?
+        .map_err(|e| map_error(BACKEND, &endpoint, &e).1)?;
+        let _ = probe.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.pool_size)
+            .acquire_timeout(config.connect_timeout)
+            .connect_lazy_with(options);
+        let schema = config.schema.unwrap_or_else(|| "public".to_string());
+        let prefix = config.table_prefix;
+        let t = format!("\"{schema}\".{prefix}");
+        Ok(PgStore {
+            pool,
+            endpoint,
+            q: Arc::new(Queries::new(&t, &prefix)),
+            schema,
+            prefix,
+            t,
+        })
+    }
+
+    /// The connection pool (for custom queries against the documented view).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The qualified name of the analytics view (`"public".tasktrack_tasks` by default).
+    pub fn view_name(&self) -> String {
+        format!("{}tasks", self.t)
+    }
+
+    /// Runs one statement, re-running it if the server rolled it back (see [`retrying`]).
+    async fn run<T, F, Fut>(&self, idempotent: bool, op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
+    {
+        retrying(BACKEND, &self.endpoint, idempotent, op).await
+    }
+
+    fn err(&self, e: &sqlx::Error) -> Error {
+        map_error(BACKEND, &self.endpoint, e).1
+    }
+
+    fn table(&self) -> String {
+        format!("{}task", self.t)
+    }
+
+    /// Many tasks succeeded in one statement, each fenced by its lease: the batched completion.
+    ///
+    /// Returns one result per lease, in order; a lease that no longer holds its task (or whose
+    /// task is at a pipeline stage) is handled by the general path, exactly as [`Store::succeed`].
+    /// Not part of the [`Store`] trait (frozen); measured in `docs/benchmarks/postgres.md`.
+    pub async fn succeed_many(
+        &self,
+        done: &[(Lease, Value)],
+        now: Timestamp,
+    ) -> Result<Vec<Result<Task>>> {
+        let mut out = Vec::with_capacity(done.len());
+        // One transaction for the batch: one commit (one WAL flush) instead of one per task.
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(&e))?;
+        let mut fallback = Vec::new();
+        for (i, (lease, output)) in done.iter().enumerate() {
+            match self.succeed_fast(&mut *tx, lease, output, now).await {
+                Ok(Some(task)) => out.push(Ok(task)),
+                Ok(None) => {
+                    fallback.push(i);
+                    out.push(Err(Error::StaleLease {
+                        key: lease.key.to_string(),
+                        token: lease.token,
+                    }));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tx.commit().await.map_err(|e| self.err(&e))?;
+        for i in fallback {
+            let (lease, output) = &done[i];
+            out[i] = cas::succeed(self, lease, output.clone(), now).await;
+        }
+        Ok(out)
+    }
+
+    /// The one-statement succeed; `None` when the row is not what the fast path assumes.
+    async fn succeed_fast<'e, E>(
+        &self,
+        exec: E,
+        lease: &Lease,
+        output: &Value,
+        now: Timestamp,
+    ) -> Result<Option<Task>>
+    where
+        E: sqlx::PgExecutor<'e>,
+    {
+        let Ok(token) = i64::try_from(lease.token) else {
+            return Ok(None);
+        };
+        let record = Attempt {
+            attempt: lease.attempt,
+            stage: None,
+            worker: lease.owner.clone(),
+            started: lease.acquired_at,
+            finished: now,
+            outcome: Outcome::Succeeded,
+            error: None,
+        };
+        let record = serde_json::to_value(&record).map_err(Error::backend)?;
+        let limit = i32::try_from(HISTORY_LIMIT).unwrap_or(i32::MAX);
+        let row = sqlx::query(AssertSqlSafe(self.q.succeed.clone()))
+            .bind(lease.key.job.as_str())
+            .bind(lease.key.id.as_str())
+            .bind(token)
+            .bind(lease.owner.as_str())
+            .bind(i64::from(lease.attempt))
+            .bind(Json(output))
+            .bind(now.as_millis())
+            .bind(Json(&record))
+            .bind(lease.acquired_at.as_millis())
+            .bind(limit)
+            .fetch_optional(exec)
+            .await
+            .map_err(|e| self.err(&e))?;
+        match row {
+            Some(row) => {
+                let raw = rows::read_task(&row).map_err(|e| self.err(&e))?;
+                Ok(Some(raw.into_task(&self.table())?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Applies the migrations not applied yet, under an advisory lock, in one transaction
+    /// (PostgreSQL DDL is transactional: a failed upgrade leaves the schema as it was).
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(&e))?;
+        sqlx::query(AssertSqlSafe(self.q.lock_migrations.clone()))
+            .bind(format!("tasktrack:{}:{}", self.schema, self.prefix))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(&e))?;
+        let setup = format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
+             CREATE TABLE IF NOT EXISTS {t}schema_version (version integer PRIMARY KEY, name text NOT NULL);",
+            schema = self.schema,
+            t = self.t
+        );
+        sqlx::raw_sql(AssertSqlSafe(setup))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(&e))?;
+        let applied: Vec<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT version FROM {}schema_version",
+            self.t
+        )))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.err(&e))?;
+        for (version, name, sql) in MIGRATIONS {
+            if applied.contains(&version) {
+                continue;
+            }
+            let sql = render(sql, &self.t, &self.prefix);
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    Error::backend(format!(
+                        "postgres migration {version} ({name}) failed: {}",
+                        self.err(&e)
+                    ))
+                })?;
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {}schema_version (version, name) VALUES ($1, $2)",
+                self.t
+            )))
+            .bind(version)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(&e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(&e))
+    }
+}
+
+/// The lease a claim hands out, read back from the task as written.
+fn claimed(task: Task) -> Result<Claimed> {
+    let Some(l) = task.lease.clone() else {
+        return Err(Error::corrupt(
+            format!("task {}", task.key()),
+            "claimed without a lease",
+        ));
+    };
+    let lease = Lease {
+        key: task.key(),
+        owner: l.owner,
+        token: l.token,
+        attempt: task.attempts,
+        acquired_at: l.acquired_at,
+        expires_at: l.expires_at,
+    };
+    Ok(Claimed { task, lease })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+    async fn init(&self) -> Result<()> {
+        self.migrate().await
+    }
+    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
+        cas::put_job(self, job, spec, now).await
+    }
+    async fn get_job(&self, job: &JobName) -> Result<Job> {
+        cas::get_job(self, job).await
+    }
+    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+        cas::Documents::list_jobs(self, state).await
+    }
+    async fn set_job_state(
+        &self,
+        job: &JobName,
+        change: JobStateChange,
+        now: Timestamp,
+    ) -> Result<Job> {
+        cas::set_job_state(self, job, change, now).await
+    }
+    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
+        cas::delete_job(self, job, now).await
+    }
+    async fn create(
+        &self,
+        job: &JobName,
+        tasks: &[NewTask],
+        mode: CreateMode,
+        now: Timestamp,
+    ) -> Result<Created> {
+        cas::create(self, job, tasks, mode, now).await
+    }
+    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
+        cas::claim(self, key, req, now).await
+    }
+    async fn claim_next(
+        &self,
+        job: &JobName,
+        req: &ClaimNext,
+        now: Timestamp,
+    ) -> Result<Vec<Claimed>> {
+        cas::check_claim_next(req)?;
+        let expires = now.plus(req.lease_for);
+        let one = Claim {
+            owner: req.owner.clone(),
+            lease_for: req.lease_for,
+            force: false,
+        };
+        let mut won = Vec::new();
+        for _round in 0..cas::MAX_CAS_ATTEMPTS {
+            let want = req.limit - won.len();
+            let want_i64 = i64::try_from(want).unwrap_or(i64::MAX);
+            let rows = self
+                .run(false, || {
+                    let sql = if req.stage.is_some() {
+                        &self.q.claim_next_stage
+                    } else {
+                        &self.q.claim_next
+                    };
+                    let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
+                        .bind(job.as_str())
+                        .bind(now.as_millis())
+                        .bind(expires.as_millis())
+                        .bind(want_i64)
+                        .bind(req.owner.as_str());
+                    if let Some(stage) = &req.stage {
+                        q = q.bind(stage.as_str());
+                    }
+                    q.fetch_all(&self.pool)
+                })
+                .await?;
+            let found = rows.len();
+            let mut expired = Vec::new();
+            for row in rows {
+                let granted: bool = row.try_get("granted").map_err(|e| self.err(&e))?;
+                let task = rows::read_task(&row)
+                    .map_err(|e| self.err(&e))?
+                    .into_task(&self.table())?;
+                if granted {
+                    won.push(claimed(task)?);
+                } else {
+                    expired.push(task.key());
+                }
+            }
+            // Expired leases: the dead attempt is recorded (or the task exhausted) by the pure
+            // rule, through the conditional-write path.
+            for key in expired {
+                if won.len() == req.limit {
+                    break;
+                }
+                match cas::claim(self, &key, &one, now).await {
+                    Ok(c) => won.push(c),
+                    Err(Error::Refused { .. } | Error::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if won.len() >= req.limit || found < want {
+                break;
+            }
+        }
+        Ok(won)
+    }
+    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
+        cas::heartbeat(self, lease, lease_for, now).await
+    }
+    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+        cas::patch_data(self, lease, patch, now).await
+    }
+    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+        match self.succeed_fast(&self.pool, lease, &output, now).await? {
+            Some(task) => Ok(task),
+            None => cas::succeed(self, lease, output, now).await,
+        }
+    }
+    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+        cas::fail(self, lease, req, now).await
+    }
+    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
+        cas::release(self, lease, now).await
+    }
+    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
+        cas::ignore(self, key, req, now).await
+    }
+    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
+        cas::retry(self, key, req, now).await
+    }
+    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
+        cas::report(self, key, req, now).await
+    }
+    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
+        cas::delete(self, key, now).await
+    }
+    async fn purge(&self, req: &Purge) -> Result<u64> {
+        req.validate()?;
+        let jobs = match &req.job {
+            Some(j) => vec![j.clone()],
+            None => cas::Documents::list_jobs(self, None)
+                .await?
+                .into_iter()
+                .map(|j| j.name)
+                .collect(),
+        };
+        let codes: Vec<i16> = req.statuses.iter().map(|s| i16::from(s.code())).collect();
+        let mut purged = 0;
+        for job in jobs {
+            loop {
+                let done = self
+                    .run(false, || {
+                        sqlx::query(AssertSqlSafe(self.q.purge_batch.clone()))
+                            .bind(job.as_str())
+                            .bind(&codes)
+                            .bind(req.older_than.as_millis())
+                            .bind(PURGE_BATCH)
+                            .execute(&self.pool)
+                    })
+                    .await?
+                    .rows_affected();
+                purged += done;
+                if done < PURGE_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(purged)
+    }
+    async fn get(&self, key: &TaskKey) -> Result<Task> {
+        cas::get(self, key).await
+    }
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
+        cas::list(self, query).await
+    }
+    async fn counts(&self, job: &JobName) -> Result<Counts> {
+        cas::counts(self, job).await
+    }
+}

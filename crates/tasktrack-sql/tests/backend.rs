@@ -1,0 +1,283 @@
+//! Backend-specific tests beside the conformance suite: the native fast paths against the pure
+//! rules, the analytics view, counts, errors, and pooling options. Each test runs on both
+//! dialects, each in its own scratch schema / database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::json;
+use std::time::Duration;
+use support::*;
+use tasktrack_core::*;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn store(dialect: &str) -> Option<ScopedStore> {
+    match scratch_store(dialect, "be").await {
+        Ok(s) => Some(s),
+        Err(e) if tasktrack_core::testkit::in_ci() => {
+            panic!("{dialect} unreachable under CI=true: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED {dialect} test: server unreachable ({e})");
+            None
+        }
+    }
+}
+
+fn job() -> JobName {
+    JobName::new(unique("job")).unwrap()
+}
+
+fn ids(n: usize) -> Vec<NewTask> {
+    (0..n)
+        .map(|i| NewTask::new(TaskId::new(format!("t{i:05}")).unwrap()))
+        .collect()
+}
+
+async fn native_paths_match_the_pure_rules(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let j = job();
+    let t0 = Timestamp::from_millis(1_800_000_000_000);
+    let created = s
+        .create(&j, &ids(5), CreateMode::SkipExisting, t0)
+        .await
+        .unwrap();
+    assert_eq!(created.created, 5);
+    let again = s
+        .create(&j, &ids(6), CreateMode::SkipExisting, t0)
+        .await
+        .unwrap();
+    assert_eq!((again.created, again.existing), (1, 5));
+
+    // The native claim must give exactly what lifecycle::claim gives.
+    let before = s
+        .get(&TaskKey::new(j.clone(), TaskId::new("t00000").unwrap()))
+        .await
+        .unwrap();
+    let t1 = t0.plus(Duration::from_secs(1));
+    let got = s
+        .claim_next(&j, &ClaimNext::new("w1", LEASE).with_limit(2), t1)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].task.id.as_str(), "t00000", "oldest first");
+    assert_eq!(got[1].task.id.as_str(), "t00001");
+    let expected = match lifecycle::claim(&before, &Claim::new("w1", LEASE), t1).unwrap() {
+        lifecycle::ClaimDecision::Granted(c) => c,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(got[0], expected);
+    assert_eq!(s.get(&expected.task.key()).await.unwrap(), expected.task);
+
+    // The native succeed must give exactly what lifecycle::succeed gives.
+    let t2 = t1.plus(Duration::from_secs(1));
+    let out = json!({"ok": true, "n": [1, 2.5, null]});
+    let want = lifecycle::succeed(&got[0].task, &got[0].lease, out.clone(), t2).unwrap();
+    let done = s.succeed(&got[0].lease, out.clone(), t2).await.unwrap();
+    assert_eq!(done, want);
+    assert_eq!(s.get(&want.key()).await.unwrap(), want);
+    // Fenced: a second succeed with the same lease is stale.
+    assert!(matches!(
+        s.succeed(&got[0].lease, out, t2).await,
+        Err(Error::StaleLease { .. })
+    ));
+
+    // An expired lease is reclaimed through the pure rule (history records lease_expired).
+    let t3 = t1.plus(LEASE).plus(Duration::from_millis(1));
+    let re = s
+        .claim_next(&j, &ClaimNext::new("w2", LEASE).with_limit(10), t3)
+        .await
+        .unwrap();
+    assert_eq!(re.len(), 5, "t00001 (expired) + 4 pending");
+    let reclaimed = re.iter().find(|c| c.task.id.as_str() == "t00001").unwrap();
+    assert_eq!(reclaimed.task.attempts, 2);
+    assert_eq!(
+        reclaimed.task.history.last().map(|h| h.outcome),
+        Some(Outcome::LeaseExpired)
+    );
+    assert!(matches!(
+        s.succeed(&got[1].lease, json!(1), t3).await,
+        Err(Error::StaleLease { .. })
+    ));
+
+    let counts = s.counts(&j).await.unwrap();
+    assert_eq!(
+        (
+            counts.by_status.succeeded,
+            counts.by_status.in_progress,
+            counts.known
+        ),
+        (1, 5, 6)
+    );
+}
+
+async fn analytics_view_has_the_documented_columns(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let j = job();
+    let t0 = Timestamp::from_millis(1_800_000_000_000);
+    s.create(&j, &ids(3), CreateMode::SkipExisting, t0)
+        .await
+        .unwrap();
+    let c = s
+        .claim_next(&j, &ClaimNext::new("w", LEASE).with_limit(2), t0)
+        .await
+        .unwrap();
+    s.succeed(
+        &c[0].lease,
+        json!(null),
+        t0.plus(Duration::from_millis(1500)),
+    )
+    .await
+    .unwrap();
+    let fail = Fail {
+        error: Failure::new("exit", "boom"),
+        retryable: false,
+        backoff: Backoff::NONE,
+    };
+    s.fail(&c[1].lease, &fail, t0.plus(Duration::from_secs(2)))
+        .await
+        .unwrap();
+
+    let url = s.scratch.url.clone();
+    if dialect == "postgres" {
+        use sqlx::Row;
+        let pool = sqlx::PgPool::connect(url.split('?').next().unwrap())
+            .await
+            .unwrap();
+        let schema = url.split("schema=").nth(1).unwrap();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT job, id, status, stage, attempts, error_kind, error_message, created_at, updated_at, finished_at, duration::float8 AS duration
+             FROM \"{schema}\".tasktrack_tasks WHERE job = $1 ORDER BY id"
+        )))
+        .bind(j.as_str())
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].get::<String, _>("status"), "succeeded");
+        assert_eq!(rows[0].get::<Option<f64>, _>("duration"), Some(1.5));
+        assert_eq!(rows[1].get::<String, _>("status"), "exhausted");
+        assert_eq!(
+            rows[1].get::<Option<String>, _>("error_message").as_deref(),
+            Some("boom")
+        );
+        assert_eq!(rows[2].get::<String, _>("status"), "pending");
+        // The documented example queries run.
+        for q in EXAMPLES_PG {
+            sqlx::query(sqlx::AssertSqlSafe(q.replace(
+                "tasktrack_tasks",
+                &format!("\"{schema}\".tasktrack_tasks"),
+            )))
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
+        }
+    } else {
+        use sqlx::Row;
+        let pool = sqlx::MySqlPool::connect(&url).await.unwrap();
+        let rows = sqlx::query(
+            "SELECT job, id, status, stage, attempts, error_kind, error_message, created_at, updated_at, finished_at, CAST(duration AS DOUBLE) AS duration
+             FROM tasktrack_tasks WHERE job = ? ORDER BY id",
+        )
+        .bind(j.as_str())
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].get::<String, _>("status"), "succeeded");
+        assert_eq!(rows[0].get::<Option<f64>, _>("duration"), Some(1.5));
+        assert_eq!(rows[1].get::<String, _>("status"), "exhausted");
+        assert_eq!(
+            rows[1].get::<Option<String>, _>("error_message").as_deref(),
+            Some("boom")
+        );
+        for q in EXAMPLES_MYSQL {
+            sqlx::query(sqlx::AssertSqlSafe(q.to_string()))
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{q}: {e}"));
+        }
+    }
+}
+
+/// The example queries of docs/backends/postgres.md (kept in sync by hand; this test runs them).
+const EXAMPLES_PG: [&str; 3] = [
+    "SELECT error_kind, error_message, count(*) AS n FROM tasktrack_tasks WHERE status IN ('failed', 'exhausted') GROUP BY 1, 2 ORDER BY n DESC LIMIT 20",
+    "SELECT job, percentile_cont(0.95) WITHIN GROUP (ORDER BY duration) AS p95_seconds FROM tasktrack_tasks WHERE status = 'succeeded' GROUP BY job",
+    "SELECT job, id, lease_owner, lease_expires_at FROM tasktrack_tasks WHERE status = 'in_progress' AND lease_expires_at < now() ORDER BY lease_expires_at",
+];
+
+/// The example queries of docs/backends/mysql.md.
+const EXAMPLES_MYSQL: [&str; 3] = [
+    "SELECT error_kind, error_message, COUNT(*) AS n FROM tasktrack_tasks WHERE status IN ('failed', 'exhausted') GROUP BY error_kind, error_message ORDER BY n DESC LIMIT 20",
+    "SELECT DISTINCT job, PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY duration) OVER (PARTITION BY job) AS p95_seconds FROM tasktrack_tasks WHERE status = 'succeeded'",
+    "SELECT job, id, lease_owner, lease_expires_at FROM tasktrack_tasks WHERE status = 'in_progress' AND lease_expires_at < UTC_TIMESTAMP(3) ORDER BY lease_expires_at",
+];
+
+async fn unreachable_server_is_one_line_naming_host_and_port(scheme: &str) {
+    let err = tasktrack_sql::open(&format!("{scheme}://u@127.0.0.1:1/db?connect_timeout=2s"))
+        .await
+        .err()
+        .unwrap();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert!(text.contains("127.0.0.1:1"), "{text}");
+    assert!(!text.contains('\n'), "{text}");
+}
+
+async fn init_is_idempotent_and_versioned(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    s.init().await.unwrap();
+    s.init().await.unwrap();
+    let j = job();
+    s.create(
+        &j,
+        &ids(1),
+        CreateMode::SkipExisting,
+        Timestamp::from_millis(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.counts(&j).await.unwrap().by_status.pending, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_native_paths_match_the_pure_rules() {
+    native_paths_match_the_pure_rules("postgres").await;
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_native_paths_match_the_pure_rules() {
+    native_paths_match_the_pure_rules("mysql").await;
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_analytics_view_has_the_documented_columns() {
+    analytics_view_has_the_documented_columns("postgres").await;
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_analytics_view_has_the_documented_columns() {
+    analytics_view_has_the_documented_columns("mysql").await;
+}
+#[tokio::test]
+async fn postgres_unreachable_server_is_one_line_naming_host_and_port() {
+    unreachable_server_is_one_line_naming_host_and_port("postgres").await;
+}
+#[tokio::test]
+async fn mysql_unreachable_server_is_one_line_naming_host_and_port() {
+    unreachable_server_is_one_line_naming_host_and_port("mariadb").await;
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_init_is_idempotent_and_versioned() {
+    init_is_idempotent_and_versioned("postgres").await;
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_init_is_idempotent_and_versioned() {
+    init_is_idempotent_and_versioned("mysql").await;
+}

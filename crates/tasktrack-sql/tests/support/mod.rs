@@ -1,0 +1,283 @@
+//! Test support: every test gets its own PostgreSQL schema or MariaDB database, created here and
+//! dropped when the test's store is dropped, so tests run in parallel and never see each other.
+
+#![allow(dead_code)]
+
+use async_trait::async_trait;
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tasktrack_core::testkit::connect_or_skip;
+use tasktrack_core::*;
+
+/// The base PostgreSQL URL (set by scripts/services/postgres.sh).
+pub fn pg_url() -> String {
+    std::env::var("TASKTRACK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The base MariaDB URL (set by scripts/services/mariadb.sh).
+pub fn mysql_url() -> String {
+    std::env::var("TASKTRACK_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+pub const PG_HOW: &str = "bash scripts/services/postgres.sh (pg_ctlcluster <version> main start)";
+pub const MYSQL_HOW: &str = "start-stop-daemon --start --background --exec /usr/sbin/mariadbd";
+
+/// A name no other test (in this or another process) uses.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "tt_{tag}_{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn with_param(base: &str, param: &str) -> String {
+    if base.contains('?') {
+        format!("{base}&{param}")
+    } else {
+        format!("{base}?{param}")
+    }
+}
+
+/// `base` with its database path replaced by `db`.
+fn with_database(base: &str, db: &str) -> String {
+    let (head, query) = base
+        .split_once('?')
+        .map_or((base, None), |(h, q)| (h, Some(q)));
+    let scheme_end = head.find("://").map_or(0, |i| i + 3);
+    let host_part = match head[scheme_end..].find('/') {
+        Some(i) => &head[..scheme_end + i],
+        None => head,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{db}?{q}"),
+        None => format!("{host_part}/{db}"),
+    }
+}
+
+/// A scratch namespace: its URL, and how to drop it.
+pub struct Scratch {
+    pub url: String,
+    drop_sql: String,
+    admin_url: String,
+}
+
+impl Scratch {
+    /// A fresh PostgreSQL schema.
+    pub async fn postgres(tag: &str) -> Result<Scratch, String> {
+        let schema = unique(tag);
+        let base = pg_url();
+        admin_exec(&base, &format!("CREATE SCHEMA \"{schema}\"")).await?;
+        Ok(Scratch {
+            url: with_param(&base, &format!("schema={schema}")),
+            drop_sql: format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
+            admin_url: base,
+        })
+    }
+
+    /// A fresh MariaDB database.
+    pub async fn mysql(tag: &str) -> Result<Scratch, String> {
+        let db = unique(tag);
+        let base = mysql_url();
+        admin_exec(&base, &format!("CREATE DATABASE `{db}`")).await?;
+        Ok(Scratch {
+            url: with_database(&base, &db),
+            drop_sql: format!("DROP DATABASE IF EXISTS `{db}`"),
+            admin_url: base,
+        })
+    }
+
+    /// Drops the namespace now (blocking: called from `Drop`).
+    fn drop_now(&self) {
+        let (url, sql) = (self.admin_url.clone(), self.drop_sql.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                let _ = rt.block_on(admin_exec(&url, &sql));
+            }
+        })
+        .join();
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.drop_now();
+    }
+}
+
+/// Runs one administrative statement on its own connection.
+pub async fn admin_exec(url: &str, sql: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    if url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(url)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        sqlx::raw_sql(sql)
+            .execute(&mut c)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = c.close().await;
+    } else {
+        let mut c = sqlx::MySqlConnection::connect(url)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        sqlx::raw_sql(sql)
+            .execute(&mut c)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = c.close().await;
+    }
+    Ok(())
+}
+
+/// Opens and initialises a store in a fresh namespace.
+pub async fn scratch_store(dialect: &str, tag: &str) -> Result<ScopedStore, String> {
+    let scratch = if dialect == "postgres" {
+        Scratch::postgres(tag).await?
+    } else {
+        Scratch::mysql(tag).await?
+    };
+    let inner = tasktrack_sql::open(&scratch.url)
+        .await
+        .map_err(|e| e.to_string())?;
+    inner.init().await.map_err(|e| e.to_string())?;
+    Ok(ScopedStore {
+        inner,
+        scratch: Arc::new(scratch),
+    })
+}
+
+/// The conformance factory for PostgreSQL.
+pub async fn pg_store() -> Option<Arc<dyn Store>> {
+    connect_or_skip("postgres", PG_HOW, async {
+        scratch_store("postgres", "pg")
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+    })
+    .await
+}
+
+/// The conformance factory for MariaDB.
+pub async fn mysql_store() -> Option<Arc<dyn Store>> {
+    connect_or_skip("mariadb", MYSQL_HOW, async {
+        scratch_store("mysql", "my")
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+    })
+    .await
+}
+
+/// A store that drops its namespace when the last handle goes.
+#[derive(Clone)]
+pub struct ScopedStore {
+    pub inner: Arc<dyn Store>,
+    pub scratch: Arc<Scratch>,
+}
+
+impl std::fmt::Debug for ScopedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ScopedStore({:?} at {})", self.inner, self.scratch.url)
+    }
+}
+
+#[async_trait]
+impl Store for ScopedStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn init(&self) -> Result<()> {
+        self.inner.init().await
+    }
+    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
+        self.inner.put_job(job, spec, now).await
+    }
+    async fn get_job(&self, job: &JobName) -> Result<Job> {
+        self.inner.get_job(job).await
+    }
+    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+        self.inner.jobs(state).await
+    }
+    async fn set_job_state(
+        &self,
+        job: &JobName,
+        change: JobStateChange,
+        now: Timestamp,
+    ) -> Result<Job> {
+        self.inner.set_job_state(job, change, now).await
+    }
+    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
+        self.inner.delete_job(job, now).await
+    }
+    async fn create(
+        &self,
+        job: &JobName,
+        tasks: &[NewTask],
+        mode: CreateMode,
+        now: Timestamp,
+    ) -> Result<Created> {
+        self.inner.create(job, tasks, mode, now).await
+    }
+    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
+        self.inner.claim(key, req, now).await
+    }
+    async fn claim_next(
+        &self,
+        job: &JobName,
+        req: &ClaimNext,
+        now: Timestamp,
+    ) -> Result<Vec<Claimed>> {
+        self.inner.claim_next(job, req, now).await
+    }
+    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
+        self.inner.heartbeat(lease, lease_for, now).await
+    }
+    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+        self.inner.patch_data(lease, patch, now).await
+    }
+    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+        self.inner.succeed(lease, output, now).await
+    }
+    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+        self.inner.fail(lease, req, now).await
+    }
+    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
+        self.inner.release(lease, now).await
+    }
+    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
+        self.inner.ignore(key, req, now).await
+    }
+    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
+        self.inner.retry(key, req, now).await
+    }
+    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
+        self.inner.report(key, req, now).await
+    }
+    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
+        self.inner.delete(key, now).await
+    }
+    async fn purge(&self, req: &Purge) -> Result<u64> {
+        self.inner.purge(req).await
+    }
+    async fn get(&self, key: &TaskKey) -> Result<Task> {
+        self.inner.get(key).await
+    }
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
+        self.inner.list(query).await
+    }
+    async fn counts(&self, job: &JobName) -> Result<Counts> {
+        self.inner.counts(job).await
+    }
+}
