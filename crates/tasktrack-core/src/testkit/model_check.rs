@@ -142,7 +142,7 @@ impl Model {
 /// Random sequences of operations on the store agree, step by step, with the pure rules.
 pub async fn random_operation_sequences_agree_with_the_reference_model(h: Harness) -> Result<()> {
     let mut runner = TestRunner::deterministic();
-    let sequences = h.scaled(24);
+    let sequences = h.scaled(40);
     for seq in 0..sequences {
         let ops = prop::collection::vec(op(), 10..40)
             .new_tree(&mut runner)
@@ -170,7 +170,8 @@ async fn run_sequence(h: &Harness, job: JobName, ops: &[Op]) -> Result<()> {
         let ctx = || format!("step {step} {op:?} of {ops:?}");
         let (got, want) = match op {
             Op::Create(i) => {
-                let new = NewTask::new(key(*i).id);
+                // Two attempts only, so that exhaustion (by failure and by expiry) is common.
+                let new = NewTask::new(key(*i).id).with_max_attempts(2);
                 let got = h
                     .store
                     .create(
