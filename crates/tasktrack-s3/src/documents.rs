@@ -1,0 +1,479 @@
+//! [`S3Documents`]: the [`Documents`] trait over S3 objects, the job index and a task cache.
+
+use crate::index::{Index, Update};
+use crate::indexer::{Indexer, SNAPSHOT_FRESH_FOR};
+use crate::layout::Layout;
+use crate::objects::{Got, Objects, Put, RequestCounts};
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt, stream};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tasktrack_core::cas::{Documents, Versioned};
+use tasktrack_core::{
+    Error, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey, TaskPage, TaskQuery,
+    Timestamp,
+};
+
+/// How many object requests one operation keeps in flight (bulk create, list pages).
+const PARALLEL: usize = 16;
+/// Tasks remembered per store (newest state this process read or wrote); cleared when full.
+const CACHE_LIMIT: usize = 50_000;
+/// How long a task handed to one `claim_next` caller is kept from the others in this process.
+const RESERVE_FOR: Duration = Duration::from_secs(2);
+
+/// S3 objects as versioned documents: tasks, job records, and each job's index.
+///
+/// Cheap to clone (shared state). [`S3Documents::with_cached_reads`] gives a view whose task
+/// reads may come from this process's cache — only for writes that are conditional anyway (see
+/// [`crate::S3Store`]).
+#[derive(Debug, Clone)]
+pub struct S3Documents {
+    inner: Arc<Inner>,
+    cached_reads: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    objects: Objects,
+    layout: Layout,
+    indexer: Indexer,
+    /// Task documents with their ETags as last read or written by this process.
+    cache: Mutex<HashMap<TaskKey, Versioned<Task>>>,
+    /// Tasks recently handed out by `claimable`, so concurrent callers pick different ones.
+    reserved: Mutex<HashMap<TaskKey, Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Critical sections are single map operations: a panic cannot leave one half done.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn encode_json<T: serde::Serialize>(value: &T, what: &str) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::backend(format!("encoding {what}: {e}")))
+}
+
+impl S3Documents {
+    /// Documents in the bucket of `objects`, under `layout`.
+    pub fn new(objects: Objects, layout: Layout) -> Self {
+        let inner = Inner {
+            objects,
+            layout,
+            indexer: Indexer::default(),
+            cache: Mutex::default(),
+            reserved: Mutex::default(),
+        };
+        S3Documents {
+            inner: Arc::new(inner),
+            cached_reads: false,
+        }
+    }
+
+    /// The same documents, but `get_task` answers from the cache when it can.
+    pub fn with_cached_reads(&self) -> Self {
+        S3Documents {
+            inner: self.inner.clone(),
+            cached_reads: true,
+        }
+    }
+
+    /// Requests sent since the store was opened.
+    pub fn requests(&self) -> RequestCounts {
+        self.inner.objects.requests()
+    }
+
+    fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+
+    fn remember(&self, task: &Task, etag: &str) {
+        let mut cache = lock(&self.inner.cache);
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(task.key(), Versioned::new(task.clone(), etag));
+    }
+
+    fn forget(&self, key: &TaskKey) {
+        lock(&self.inner.cache).remove(key);
+    }
+
+    fn cached(&self, key: &TaskKey) -> Option<Versioned<Task>> {
+        lock(&self.inner.cache).get(key).cloned()
+    }
+
+    /// Reserves `key` for one `claimable` caller; `false` if another caller holds it.
+    fn reserve(&self, key: &TaskKey) -> bool {
+        let mut reserved = lock(&self.inner.reserved);
+        let now = Instant::now();
+        if reserved.len() > 1024 {
+            reserved.retain(|_, at| now.duration_since(*at) < RESERVE_FOR);
+        }
+        match reserved.get(key) {
+            Some(at) if now.duration_since(*at) < RESERVE_FOR => false,
+            _ => {
+                reserved.insert(key.clone(), now);
+                true
+            }
+        }
+    }
+
+    fn unreserve(&self, key: &TaskKey) {
+        lock(&self.inner.reserved).remove(key);
+    }
+
+    /// GETs a task document (always from S3) and remembers it.
+    async fn fetch(&self, key: &TaskKey) -> Result<Option<Versioned<Task>>> {
+        let path = self.layout().task(key);
+        match self.inner.objects.get_json::<Task>(&path, None).await? {
+            Got::Found(task, etag) => {
+                if task.key() != *key {
+                    return Err(crate::error::corrupt(
+                        path.as_ref(),
+                        format!("holds task {} instead", task.key()),
+                    ));
+                }
+                self.remember(&task, &etag);
+                Ok(Some(Versioned::new(task, etag)))
+            }
+            Got::Missing | Got::Unchanged => {
+                self.forget(key);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes `updates` into `job`'s index. A failure is logged, not returned: the task
+    /// documents are written already (they are the truth), the updates stay queued for the next
+    /// flush, and claims repair entries they find stale.
+    async fn index(&self, job: &JobName, updates: Vec<Update>) {
+        let (objects, layout) = (&self.inner.objects, &self.inner.layout);
+        if let Err(e) = self
+            .inner
+            .indexer
+            .write(objects, layout, job, updates)
+            .await
+        {
+            tracing::warn!(job = %job, error = %e, "s3: index update deferred");
+        }
+    }
+
+    /// The index of `job` as it is now (our queued updates flushed, then a conditional GET).
+    async fn fresh_index(&self, job: &JobName) -> Result<Arc<Index>> {
+        let (objects, layout, indexer) =
+            (&self.inner.objects, &self.inner.layout, &self.inner.indexer);
+        let ji = indexer.job(job);
+        if let Err(e) = indexer.flush(objects, layout, job, &ji).await {
+            tracing::warn!(job = %job, error = %e, "s3: index update deferred");
+        }
+        Ok(indexer.read(objects, layout, job).await?.index)
+    }
+
+    /// Rebuilds `job`'s index from a full listing of its task documents (one LIST per 1000
+    /// tasks and one GET per task). Only needed after a writer died between writing a task and
+    /// its index entry *and* nothing has touched that task since; returns the number of tasks.
+    pub async fn rebuild_index(&self, job: &JobName) -> Result<usize> {
+        let (objects, layout) = (&self.inner.objects, &self.inner.layout);
+        let listed = objects.list(&layout.job_dir(job)).await?;
+        let tasks: Vec<Option<(Task, String)>> = stream::iter(
+            listed
+                .into_iter()
+                .filter(|m| Layout::is_task_object(&m.location)),
+        )
+        .map(|meta| async move {
+            match objects.get_json::<Task>(&meta.location, None).await? {
+                Got::Found(t, etag) => Ok(Some((t, etag))),
+                Got::Missing | Got::Unchanged => Ok(None),
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .try_collect()
+        .await?;
+        let mut fresh = Index::new();
+        for (task, etag) in tasks.iter().flatten() {
+            fresh.apply(&Update::put(task));
+            self.remember(task, etag);
+        }
+        let n = fresh.tasks.len();
+        let path = layout.index(job);
+        for attempt in 0..tasktrack_core::cas::MAX_CAS_ATTEMPTS {
+            let current = self.inner.indexer.read(objects, layout, job).await?;
+            // Keep entries written meanwhile by live writers (newer versions win), drop the rest.
+            let mut next = fresh.clone();
+            for (id, e) in &current.index.tasks {
+                if next
+                    .tasks
+                    .get(id)
+                    .is_some_and(|mine| mine.version() < e.version())
+                {
+                    next.tasks.insert(id.clone(), e.clone());
+                }
+            }
+            let body = encode_json(&next, path.as_ref())?;
+            if let Put::Written(_) = objects.put(&path, body, current.etag.as_deref()).await? {
+                return Ok(n);
+            }
+            crate::indexer::pause(attempt).await;
+        }
+        Err(Error::Contention(format!(
+            "index of job {job}: too many conflicting writes"
+        )))
+    }
+
+    /// Walks `index`'s claim order and returns up to `limit` tasks that really are claimable,
+    /// read from the cache when the index names the cached version, else from S3. Entries found
+    /// stale are queued as repairs.
+    async fn pick(
+        &self,
+        job: &JobName,
+        index: &Index,
+        stage: Option<&str>,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Versioned<Task>>> {
+        let mut found = Vec::new();
+        let mut repairs = Vec::new();
+        for id in index.claimable(stage, now) {
+            if found.len() == limit {
+                break;
+            }
+            let Some(entry) = index.tasks.get(id) else {
+                continue;
+            };
+            let Ok(task_id) = TaskId::new(id) else {
+                tracing::warn!(job = %job, id, "s3: index names an invalid task id; skipped");
+                continue;
+            };
+            let key = TaskKey::new(job.clone(), task_id);
+            if !self.reserve(&key) {
+                continue;
+            }
+            let current = match self.cached(&key) {
+                Some(hit) if hit.value.version == entry.version() => Some(hit),
+                _ => self.fetch(&key).await?,
+            };
+            let Some(current) = current else {
+                repairs.push(Update::Remove(id.to_owned(), entry.version()));
+                continue;
+            };
+            if current.value.version != entry.version() {
+                repairs.push(Update::put(&current.value));
+            }
+            let stage_ok = stage.is_none() || current.value.stage.as_deref() == stage;
+            if current.value.is_claimable(now) && stage_ok {
+                found.push(current);
+            }
+        }
+        if !repairs.is_empty() {
+            self.inner.indexer.job(job).enqueue(repairs);
+        }
+        Ok(found)
+    }
+}
+
+#[async_trait]
+impl Documents for S3Documents {
+    fn backend(&self) -> &'static str {
+        "s3"
+    }
+
+    async fn init(&self) -> Result<()> {
+        self.inner.objects.ensure_bucket().await
+    }
+
+    async fn get_task(&self, key: &TaskKey) -> Result<Option<Versioned<Task>>> {
+        if self.cached_reads
+            && let Some(hit) = self.cached(key)
+        {
+            return Ok(Some(hit));
+        }
+        self.fetch(key).await
+    }
+
+    async fn insert_task(&self, task: &Task) -> Result<bool> {
+        Ok(self
+            .insert_tasks(std::slice::from_ref(task))
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(false))
+    }
+
+    async fn insert_tasks(&self, tasks: &[Task]) -> Result<Vec<bool>> {
+        let writes = tasks
+            .iter()
+            .map(|t| Ok((self.layout().task(&t.key()), encode_json(t, "task")?)))
+            .collect::<Result<Vec<_>>>()?;
+        let objects = &self.inner.objects;
+        let written: Vec<Option<String>> = stream::iter(writes)
+            .map(|(path, body)| async move {
+                match objects.put(&path, body, None).await? {
+                    Put::Written(etag) => Ok::<_, Error>(Some(etag)),
+                    Put::Conflict => Ok(None),
+                }
+            })
+            .buffered(PARALLEL)
+            .try_collect()
+            .await?;
+        let mut by_job: HashMap<&JobName, Vec<Update>> = HashMap::new();
+        for (task, etag) in tasks.iter().zip(&written) {
+            if let Some(etag) = etag {
+                self.remember(task, etag);
+                by_job.entry(&task.job).or_default().push(Update::put(task));
+            }
+        }
+        for (job, updates) in by_job {
+            self.index(job, updates).await;
+        }
+        Ok(written.iter().map(Option::is_some).collect())
+    }
+
+    async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {
+        let key = new.key();
+        let body = encode_json(new, "task")?;
+        let outcome = self
+            .inner
+            .objects
+            .put(&self.layout().task(&key), body, Some(&old.revision))
+            .await;
+        self.unreserve(&key);
+        match outcome? {
+            Put::Written(etag) => {
+                self.remember(new, &etag);
+                self.index(&new.job, vec![Update::put(new)]).await;
+                Ok(true)
+            }
+            Put::Conflict => {
+                self.forget(&key);
+                Ok(false)
+            }
+        }
+    }
+
+    async fn delete_task(&self, old: &Versioned<Task>) -> Result<bool> {
+        let key = old.value.key();
+        let deleted = self
+            .inner
+            .objects
+            .delete_if(&self.layout().task(&key), &old.revision)
+            .await?;
+        self.forget(&key);
+        if deleted {
+            self.index(&key.job, vec![Update::remove(&old.value)]).await;
+        }
+        Ok(deleted)
+    }
+
+    async fn claimable(
+        &self,
+        job: &JobName,
+        stage: Option<&str>,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Versioned<Task>>> {
+        let (objects, layout, indexer) =
+            (&self.inner.objects, &self.inner.layout, &self.inner.indexer);
+        let ji = indexer.job(job);
+        if let Err(e) = indexer.flush(objects, layout, job, &ji).await {
+            tracing::warn!(job = %job, error = %e, "s3: index update deferred");
+        }
+        let (mut snapshot, mut fresh) = match ji.snapshot_within(SNAPSHOT_FRESH_FOR) {
+            Some(s) => (s, false),
+            None => (indexer.read(objects, layout, job).await?, true),
+        };
+        loop {
+            let found = self.pick(job, &snapshot.index, stage, now, limit).await?;
+            if !found.is_empty() || fresh {
+                return Ok(found);
+            }
+            // Nothing claimable in our copy: make sure with the current index before saying so.
+            snapshot = indexer.read(objects, layout, job).await?;
+            fresh = true;
+        }
+    }
+
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
+        let index = self.fresh_index(&query.job).await?;
+        let keys: Vec<TaskKey> = index
+            .select(query)
+            .into_iter()
+            .filter_map(|id| {
+                TaskId::new(id)
+                    .ok()
+                    .map(|id| TaskKey::new(query.job.clone(), id))
+            })
+            .collect();
+        let tasks: Vec<Option<Versioned<Task>>> = stream::iter(keys)
+            .map(|key| async move { self.fetch(&key).await })
+            .buffered(PARALLEL)
+            .try_collect()
+            .await?;
+        Ok(query.paginate(tasks.into_iter().flatten().map(|v| v.value)))
+    }
+
+    async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {
+        Ok(self.fresh_index(job).await?.counts())
+    }
+
+    async fn get_job(&self, job: &JobName) -> Result<Option<Versioned<Job>>> {
+        match self
+            .inner
+            .objects
+            .get_json::<Job>(&self.layout().job(job), None)
+            .await?
+        {
+            Got::Found(record, etag) => Ok(Some(Versioned::new(record, etag))),
+            Got::Missing | Got::Unchanged => Ok(None),
+        }
+    }
+
+    async fn insert_job(&self, job: &Job) -> Result<bool> {
+        let body = encode_json(job, "job")?;
+        Ok(matches!(
+            self.inner
+                .objects
+                .put(&self.layout().job(&job.name), body, None)
+                .await?,
+            Put::Written(_)
+        ))
+    }
+
+    async fn replace_job(&self, old: &Versioned<Job>, new: &Job) -> Result<bool> {
+        let body = encode_json(new, "job")?;
+        let put = self
+            .inner
+            .objects
+            .put(&self.layout().job(&new.name), body, Some(&old.revision))
+            .await?;
+        Ok(matches!(put, Put::Written(_)))
+    }
+
+    async fn delete_job(&self, old: &Versioned<Job>) -> Result<bool> {
+        self.inner
+            .objects
+            .delete_if(&self.layout().job(&old.value.name), &old.revision)
+            .await
+    }
+
+    async fn list_jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+        let objects = &self.inner.objects;
+        let listed = objects.list(&self.layout().jobs_dir()).await?;
+        let jobs: Vec<Option<Job>> = stream::iter(listed)
+            .map(|meta| async move {
+                match objects.get_json::<Job>(&meta.location, None).await? {
+                    Got::Found(job, _) => Ok::<_, Error>(Some(job)),
+                    Got::Missing | Got::Unchanged => Ok(None),
+                }
+            })
+            .buffered(PARALLEL)
+            .try_collect()
+            .await?;
+        let mut jobs: Vec<Job> = jobs
+            .into_iter()
+            .flatten()
+            .filter(|j| state.is_none_or(|s| j.state == s))
+            .collect();
+        jobs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(jobs)
+    }
+}

@@ -1,0 +1,268 @@
+//! The per-job index object: what `claim_next`, `counts` and `list` read instead of every task.
+//!
+//! One JSON object per job, `<prefix>/<job>/.index.json`, maps each task id to a compact entry
+//! (status, priority, claimable-at, version, updated-at, stage; about 50 bytes). It is written
+//! only with conditional PUTs on its ETag, so concurrent writers never lose each other's
+//! changes; each change is an [`Update`] computed from a task document that was *already
+//! written*, and applying it is idempotent and ordered by the task's `version`: an entry is only
+//! ever replaced by a newer version of the same task. Applying updates late, twice or out of
+//! order therefore converges on the newest state of every task.
+//!
+//! This module is pure data (no I/O), so its rules are unit-tested here.
+
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+use tasktrack_core::{Cursor, Status, Task, TaskQuery, Timestamp};
+
+/// One task in the index: `[status code, priority, claimable_at ms | null, version,
+/// updated_at ms, stage | null]` (an array keeps the object small).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry(
+    pub u8,
+    pub i32,
+    pub Option<i64>,
+    pub u64,
+    pub i64,
+    pub Option<String>,
+);
+
+impl Entry {
+    /// The entry describing `task`.
+    pub fn of(task: &Task) -> Self {
+        Entry(
+            task.status.code(),
+            task.priority,
+            task.claimable_at().map(Timestamp::as_millis),
+            task.version,
+            task.updated_at.as_millis(),
+            task.stage.clone(),
+        )
+    }
+
+    /// The status, if the code is known.
+    pub fn status(&self) -> Option<Status> {
+        Status::from_code(self.0)
+    }
+
+    /// The task version this entry was made from.
+    pub fn version(&self) -> u64 {
+        self.3
+    }
+
+    fn stage(&self) -> Option<&str> {
+        self.5.as_deref()
+    }
+}
+
+/// A change to apply to the index, made from a task document that has been written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// The task now looks like this entry.
+    Put(String, Entry),
+    /// The task at this version was deleted.
+    Remove(String, u64),
+}
+
+impl Update {
+    /// The update for a task that was just created or replaced.
+    pub fn put(task: &Task) -> Self {
+        Update::Put(task.id.as_str().to_owned(), Entry::of(task))
+    }
+
+    /// The update for a task that was just deleted at `task.version`.
+    pub fn remove(task: &Task) -> Self {
+        Update::Remove(task.id.as_str().to_owned(), task.version)
+    }
+}
+
+/// The index document.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    /// Format version of this document.
+    #[serde(default = "format")]
+    pub v: u32,
+    /// Entries by task id (a BTreeMap, so equal content always serializes to equal bytes).
+    pub tasks: BTreeMap<String, Entry>,
+}
+
+fn format() -> u32 {
+    1
+}
+
+impl Index {
+    /// An empty index.
+    pub fn new() -> Self {
+        Index {
+            v: format(),
+            tasks: BTreeMap::new(),
+        }
+    }
+
+    /// Applies one update; `true` if the index changed. An entry is never replaced by an older
+    /// version of its task, so late or repeated updates are harmless.
+    pub fn apply(&mut self, update: &Update) -> bool {
+        match update {
+            Update::Put(id, entry) => match self.tasks.get(id) {
+                Some(current) if current.version() > entry.version() || current == entry => false,
+                _ => {
+                    self.tasks.insert(id.clone(), entry.clone());
+                    true
+                }
+            },
+            Update::Remove(id, version) => match self.tasks.get(id) {
+                Some(current) if current.version() <= *version => {
+                    self.tasks.remove(id);
+                    true
+                }
+                _ => false,
+            },
+        }
+    }
+
+    /// Ids of the tasks that may be claimable at `now` (at `stage`, if given), in claim order:
+    /// priority descending, then claimable-at, then id — the order of
+    /// [`tasktrack_core::cas::Documents::claimable`].
+    pub fn claimable(&self, stage: Option<&str>, now: Timestamp) -> Vec<&str> {
+        let now = now.as_millis();
+        let mut found: Vec<(Reverse<i32>, i64, &str)> = self
+            .tasks
+            .iter()
+            .filter_map(|(id, e)| match e.2 {
+                Some(at) if at <= now && (stage.is_none() || e.stage() == stage) => {
+                    Some((Reverse(e.1), at, id.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        found.sort_unstable();
+        found.into_iter().map(|(_, _, id)| id).collect()
+    }
+
+    /// Number of tasks per `(stage, status)`.
+    pub fn counts(&self) -> Vec<(Option<String>, Status, u64)> {
+        let mut counts: BTreeMap<(Option<&str>, u8), u64> = BTreeMap::new();
+        for e in self.tasks.values() {
+            *counts.entry((e.stage(), e.0)).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .filter_map(|((stage, code), n)| {
+                Status::from_code(code).map(|s| (stage.map(str::to_owned), s, n))
+            })
+            .collect()
+    }
+
+    /// Ids of the tasks that `query` selects, in its order, after its cursor, at most
+    /// `query.limit + 1` (one more than a page, so the caller knows whether a next page exists).
+    pub fn select(&self, query: &TaskQuery) -> Vec<&str> {
+        let codes: Vec<u8> = query.statuses.iter().map(|s| s.code()).collect();
+        let cursor = query
+            .after
+            .as_ref()
+            .map(|c: &Cursor| (c.updated_at.as_millis(), c.id.as_str()));
+        let mut hits: Vec<(i64, &str)> = self
+            .tasks
+            .iter()
+            .filter(|(id, e)| {
+                (codes.is_empty() || codes.contains(&e.0))
+                    && query.stage.as_deref().is_none_or(|s| e.stage() == Some(s))
+                    && query.id_prefix.as_deref().is_none_or(|p| id.starts_with(p))
+                    && query.updated_after.is_none_or(|t| e.4 >= t.as_millis())
+                    && query.updated_before.is_none_or(|t| e.4 < t.as_millis())
+            })
+            .map(|(id, e)| (e.4, id.as_str()))
+            .filter(|pos| match cursor {
+                None => true,
+                Some(cur) if query.newest_first => *pos < cur,
+                Some(cur) => *pos > cur,
+            })
+            .collect();
+        hits.sort_unstable();
+        if query.newest_first {
+            hits.reverse();
+        }
+        hits.truncate(query.limit.saturating_add(1));
+        hits.into_iter().map(|(_, id)| id).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tasktrack_core::JobName;
+
+    fn entry(code: u8, prio: i32, at: Option<i64>, version: u64, updated: i64) -> Entry {
+        Entry(code, prio, at, version, updated, None)
+    }
+
+    #[test]
+    fn older_versions_never_overwrite_newer_ones() {
+        let mut idx = Index::new();
+        assert!(idx.apply(&Update::Put("a".into(), entry(10, 0, Some(5), 3, 1))));
+        assert!(!idx.apply(&Update::Put("a".into(), entry(0, 0, Some(1), 2, 1))));
+        assert!(
+            !idx.apply(&Update::Put("a".into(), entry(10, 0, Some(5), 3, 1))),
+            "repeat is a no-op"
+        );
+        assert!(idx.apply(&Update::Put("a".into(), entry(40, 0, None, 4, 2))));
+        assert!(
+            !idx.apply(&Update::Remove("a".into(), 3)),
+            "a stale delete keeps the newer task"
+        );
+        assert!(idx.apply(&Update::Remove("a".into(), 4)));
+        assert!(idx.tasks.is_empty());
+    }
+
+    #[test]
+    fn claimable_is_in_priority_then_time_then_id_order() {
+        let mut idx = Index::new();
+        idx.apply(&Update::Put("late".into(), entry(0, 0, Some(20), 1, 0)));
+        idx.apply(&Update::Put("early".into(), entry(0, 0, Some(10), 1, 0)));
+        idx.apply(&Update::Put("urgent".into(), entry(0, 5, Some(30), 1, 0)));
+        idx.apply(&Update::Put("future".into(), entry(0, 9, Some(99), 1, 0)));
+        idx.apply(&Update::Put("done".into(), entry(40, 9, None, 1, 0)));
+        assert_eq!(
+            idx.claimable(None, Timestamp::from_millis(50)),
+            ["urgent", "early", "late"]
+        );
+        assert_eq!(
+            idx.claimable(Some("x"), Timestamp::from_millis(50)),
+            Vec::<&str>::new()
+        );
+    }
+
+    #[test]
+    fn select_pages_by_updated_then_id_in_both_orders() {
+        let mut idx = Index::new();
+        for (i, id) in ["c", "a", "b"].iter().enumerate() {
+            idx.apply(&Update::Put(
+                (*id).into(),
+                entry(0, 0, Some(0), 1, i as i64 / 2),
+            ));
+        }
+        let mut q = TaskQuery::new(JobName::new("j").unwrap()).with_limit(1);
+        assert_eq!(idx.select(&q), ["a", "c"]);
+        q.after = Some(Cursor {
+            updated_at: Timestamp::from_millis(0),
+            id: tasktrack_core::TaskId::new("c").unwrap(),
+        });
+        assert_eq!(idx.select(&q), ["b"]);
+        q.newest_first = true;
+        assert_eq!(idx.select(&q), ["a"]);
+    }
+
+    #[test]
+    fn equal_content_serializes_to_equal_bytes() {
+        let mut a = Index::new();
+        let mut b = Index::new();
+        a.apply(&Update::Put("x".into(), entry(0, 0, Some(0), 1, 0)));
+        a.apply(&Update::Put("y".into(), entry(0, 0, Some(0), 1, 0)));
+        b.apply(&Update::Put("y".into(), entry(0, 0, Some(0), 1, 0)));
+        b.apply(&Update::Put("x".into(), entry(0, 0, Some(0), 1, 0)));
+        assert_eq!(
+            serde_json::to_vec(&a).unwrap(),
+            serde_json::to_vec(&b).unwrap()
+        );
+    }
+}

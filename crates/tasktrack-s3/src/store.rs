@@ -1,0 +1,160 @@
+//! [`S3Store`]: the generic CAS adapter over [`S3Documents`], with cached reads for the writes
+//! that are conditional anyway.
+
+use crate::documents::S3Documents;
+use crate::objects::RequestCounts;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::time::Duration;
+use tasktrack_core::cas::{self, Documents};
+use tasktrack_core::store::*;
+use tasktrack_core::*;
+
+/// The `s3://` store.
+///
+/// Every operation is the core's compare-and-swap adapter ([`tasktrack_core::cas`]) over
+/// [`S3Documents`]. One refinement: `claim`, `heartbeat`, `patch_data`, `succeed`, `fail` and
+/// `release` first try with the task as this process last saw it (usually: as it wrote it when
+/// claiming), saving a GET. That read may be stale, but the write is conditional on its ETag,
+/// so staleness costs a `412` and a re-read, never a wrong write; and any refusal computed from
+/// a cached read is re-checked against a fresh read before it is returned.
+#[derive(Debug)]
+pub struct S3Store {
+    docs: S3Documents,
+    cached: S3Documents,
+    url: String,
+}
+
+/// Runs `$body` with `$d` bound to the cached view; on an error other than "unavailable",
+/// runs it again on fresh reads (so no refusal is ever based on a stale copy).
+macro_rules! cached_first {
+    ($self:ident, $d:ident => $body:expr) => {{
+        let first = {
+            let $d = &$self.cached;
+            $body
+        };
+        match first {
+            Err(e) if !matches!(e, Error::Unavailable(_)) => {
+                let $d = &$self.docs;
+                $body
+            }
+            done => done,
+        }
+    }};
+}
+
+impl S3Store {
+    /// A store over these documents; `url` is for messages.
+    pub fn new(docs: S3Documents, url: impl Into<String>) -> Self {
+        S3Store {
+            cached: docs.with_cached_reads(),
+            docs,
+            url: url.into(),
+        }
+    }
+
+    /// The document layer (index rebuild, request counts).
+    pub fn documents(&self) -> &S3Documents {
+        &self.docs
+    }
+
+    /// Requests sent to S3 since the store was opened (the cost model, measured).
+    pub fn requests(&self) -> RequestCounts {
+        self.docs.requests()
+    }
+
+    /// The URL the store was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+#[async_trait]
+impl Store for S3Store {
+    fn backend(&self) -> &'static str {
+        "s3"
+    }
+    async fn init(&self) -> Result<()> {
+        self.docs.init().await
+    }
+    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
+        cas::put_job(&self.docs, job, spec, now).await
+    }
+    async fn get_job(&self, job: &JobName) -> Result<Job> {
+        cas::get_job(&self.docs, job).await
+    }
+    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+        self.docs.list_jobs(state).await
+    }
+    async fn set_job_state(
+        &self,
+        job: &JobName,
+        change: JobStateChange,
+        now: Timestamp,
+    ) -> Result<Job> {
+        cas::set_job_state(&self.docs, job, change, now).await
+    }
+    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
+        cas::delete_job(&self.docs, job, now).await
+    }
+    async fn create(
+        &self,
+        job: &JobName,
+        tasks: &[NewTask],
+        mode: CreateMode,
+        now: Timestamp,
+    ) -> Result<Created> {
+        cas::create(&self.docs, job, tasks, mode, now).await
+    }
+    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
+        cached_first!(self, d => cas::claim(d, key, req, now).await)
+    }
+    async fn claim_next(
+        &self,
+        job: &JobName,
+        req: &ClaimNext,
+        now: Timestamp,
+    ) -> Result<Vec<Claimed>> {
+        // `claimable` already uses the cache only when the index names the cached version.
+        cas::claim_next(&self.docs, job, req, now).await
+    }
+    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
+        cached_first!(self, d => cas::heartbeat(d, lease, lease_for, now).await)
+    }
+    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+        cached_first!(self, d => cas::patch_data(d, lease, patch, now).await)
+    }
+    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+        cached_first!(self, d => cas::succeed(d, lease, output.clone(), now).await)
+    }
+    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+        cached_first!(self, d => cas::fail(d, lease, req, now).await)
+    }
+    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
+        cached_first!(self, d => cas::release(d, lease, now).await)
+    }
+    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
+        cas::ignore(&self.docs, key, req, now).await
+    }
+    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
+        cas::retry(&self.docs, key, req, now).await
+    }
+    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
+        cas::report(&self.docs, key, req, now).await
+    }
+    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
+        cas::delete(&self.docs, key, now).await
+    }
+    async fn purge(&self, req: &Purge) -> Result<u64> {
+        cas::purge(&self.docs, req).await
+    }
+    async fn get(&self, key: &TaskKey) -> Result<Task> {
+        cas::get(&self.docs, key).await
+    }
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
+        cas::list(&self.docs, query).await
+    }
+    async fn counts(&self, job: &JobName) -> Result<Counts> {
+        cas::counts(&self.docs, job).await
+    }
+}
