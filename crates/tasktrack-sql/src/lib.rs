@@ -65,7 +65,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     let scheme = url.split_once("://").map_or("", |(s, _)| s);
     match scheme {
         "postgres" | "postgresql" => Ok(Arc::new(PgStore::connect(url).await?)),
-        "mysql" | "mariadb" => MySqlStore::connect(url).await,
+        "mysql" | "mariadb" => Ok(Arc::new(MySqlStore::connect(url).await?)),
         other => Err(Error::invalid(format!(
             "tasktrack-sql opens postgres://, postgresql://, mysql:// and mariadb:// URLs, not {other:?}"
         ))),

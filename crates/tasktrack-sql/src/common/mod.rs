@@ -6,7 +6,9 @@ pub mod config;
 use serde_json::Value;
 use std::future::Future;
 use std::time::Duration;
-use tasktrack_core::{Error, Failure, LeaseState, Result, Status, Task, TaskId, Timestamp};
+use tasktrack_core::{
+    Claimed, Error, Failure, Lease, LeaseState, Result, Status, Task, TaskId, Timestamp,
+};
 
 /// A task as one table row: plain column values, shared by both dialects' binders and readers.
 ///
@@ -282,4 +284,23 @@ where
             }
         }
     }
+}
+
+/// The lease a claim hands out, read back from the task as written.
+pub fn claimed(task: Task) -> Result<Claimed> {
+    let Some(l) = task.lease.clone() else {
+        return Err(Error::corrupt(
+            format!("task {}", task.key()),
+            "claimed without a lease",
+        ));
+    };
+    let lease = Lease {
+        key: task.key(),
+        owner: l.owner,
+        token: l.token,
+        attempt: task.attempts,
+        acquired_at: l.acquired_at,
+        expires_at: l.expires_at,
+    };
+    Ok(Claimed { task, lease })
 }

@@ -1,18 +1,553 @@
-//! `mysql://` / `mariadb://` — the MySQL / MariaDB backend (in progress).
+//! `mysql://` / `mariadb://` — the MySQL / MariaDB backend (MariaDB ≥ 10.6, MySQL 8).
+//!
+//! # Atomicity
+//! - `claim_next` is one short transaction (`READ COMMITTED`): lock the first claimable rows of
+//!   the claim index `FOR UPDATE SKIP LOCKED` (`queries/mysql/claim_lock.sql`), apply
+//!   [`tasktrack_core::lifecycle::claim`] to each in Rust — the pure rule itself, expired leases
+//!   included — and write them back with one multi-row upsert. MySQL has no `UPDATE … RETURNING`,
+//!   so this is the fewest round trips that return the claimed rows.
+//! - Every other operation is "load → pure rule → conditional write"
+//!   (`UPDATE … WHERE job = ? AND id = ? AND version = ?`), driven by [`tasktrack_core::cas`]; the
+//!   fenced operations (succeed, fail, heartbeat, …) are thereby refused for a stale token.
+//! - [`MySqlStore::succeed_many`]: many completions in one transaction (one commit).
+//! - Counts are kept by row triggers in the same transaction as each write.
+//!
+//! # Layout
+//! See `migrations/mysql/`: `{prefix}job`, `{prefix}task`, `{prefix}task_count`,
+//! `{prefix}schema_version` and the analytics view `{prefix}tasks`, in the URL's database.
 
+mod docs;
+mod rows;
+
+use crate::common::config::Config;
+use crate::common::{RawTask, claimed, map_error, retrying};
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, MySql, QueryBuilder};
+use std::future::Future;
+use std::str::FromStr;
 use std::sync::Arc;
-use tasktrack_core::{Error, Result, Store};
+use std::time::Duration;
+use tasktrack_core::cas;
+use tasktrack_core::lifecycle::{self, ClaimDecision};
+use tasktrack_core::*;
 
-/// The MySQL / MariaDB store (not implemented yet).
-#[derive(Debug)]
-pub struct MySqlStore;
+const BACKEND: &str = "mysql";
+
+macro_rules! queries {
+    ($($name:ident),* $(,)?) => {
+        /// Every statement of this backend, with the table prefix filled in once at open.
+        #[derive(Debug)]
+        struct Queries { $($name: Arc<str>,)* }
+
+        impl Queries {
+            fn new(t: &str) -> Queries {
+                Queries { $($name: render(include_str!(concat!("../../queries/mysql/", stringify!($name), ".sql")), t),)* }
+            }
+        }
+    };
+}
+
+queries!(
+    get_task,
+    replace_task,
+    delete_task,
+    claimable,
+    claimable_stage,
+    claim_lock,
+    claim_lock_stage,
+    lock_keys,
+    count_tasks,
+    get_job,
+    insert_job,
+    replace_job,
+    delete_job,
+    list_jobs,
+    list_jobs_state,
+    purge_batch,
+);
+
+/// The versioned migrations, applied in order by `init` (`tasktrack init`).
+const MIGRATIONS: [(i32, &str, &str); 1] = [(
+    1,
+    "tables",
+    include_str!("../../migrations/mysql/0001_tables.sql"),
+)];
+
+fn render(sql: &str, t: &str) -> Arc<str> {
+    sql.replace("{t}", t).into()
+}
+
+/// How many rows a purge deletes per statement.
+const PURGE_BATCH: i64 = 1000;
+
+/// The MySQL / MariaDB store.
+#[derive(Debug, Clone)]
+pub struct MySqlStore {
+    pool: MySqlPool,
+    endpoint: String,
+    prefix: String,
+    /// MariaDB answers `INSERT IGNORE … RETURNING` (bulk create in one statement); MySQL does not.
+    mariadb: bool,
+    q: Arc<Queries>,
+}
 
 impl MySqlStore {
-    /// Not implemented yet.
-    pub async fn connect(_url: &str) -> Result<Arc<dyn Store>> {
-        Err(Error::Unsupported {
-            backend: "mysql",
-            what: "not implemented yet".into(),
+    /// Connects (one probe connection, so an unreachable server fails here with one line naming
+    /// host and port) and builds the pool. Does not create tables: call [`Store::init`].
+    pub async fn connect(url: &str) -> Result<MySqlStore> {
+        let config = Config::parse(url, 3306)?;
+        let endpoint = config.endpoint.clone();
+        let options = MySqlConnectOptions::from_str(&config.driver_url)
+            .map_err(|e| Error::invalid(format!("bad MySQL URL: {e}")))?
+            .disable_statement_logging();
+        let mut probe = tokio::time::timeout(
+            config.connect_timeout,
+            sqlx::MySqlConnection::connect_with(&options),
+        )
+        .await
+        .map_err(|_| Error::Unavailable(format!("mysql at {endpoint}: connection timed out")))?
+        .map_err(|e| map_error(BACKEND, &endpoint, &e).1)?;
+        let version: String = sqlx::query_scalar("SELECT VERSION()")
+            .fetch_one(&mut probe)
+            .await
+            .map_err(|e| map_error(BACKEND, &endpoint, &e).1)?;
+        let _ = probe.close().await;
+        let mariadb = version.to_ascii_lowercase().contains("mariadb");
+        // READ COMMITTED: a claim's FOR UPDATE locks the rows it takes, not gaps between them.
+        // The statement timeout is MariaDB's max_statement_time (seconds) or MySQL's
+        // max_execution_time (milliseconds, SELECT only).
+        let timeout = config.statement_timeout;
+        let session = if mariadb {
+            format!(
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; SET SESSION max_statement_time = {}",
+                timeout.as_secs_f64()
+            )
+        } else {
+            format!(
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; SET SESSION max_execution_time = {}",
+                timeout.as_millis()
+            )
+        };
+        let pool = MySqlPoolOptions::new()
+            .max_connections(config.pool_size)
+            .acquire_timeout(config.connect_timeout)
+            .after_connect(move |conn, _meta| {
+                let session = session.clone();
+                Box::pin(async move {
+                    conn.execute(sqlx::raw_sql(AssertSqlSafe(session))).await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options);
+        let prefix = config.table_prefix;
+        Ok(MySqlStore {
+            pool,
+            endpoint,
+            q: Arc::new(Queries::new(&prefix)),
+            prefix,
+            mariadb,
         })
+    }
+
+    /// The connection pool (for custom queries against the documented view).
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    /// The name of the analytics view (`tasktrack_tasks` by default).
+    pub fn view_name(&self) -> String {
+        format!("{}tasks", self.prefix)
+    }
+
+    async fn run<T, F, Fut>(&self, idempotent: bool, op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
+    {
+        retrying(BACKEND, &self.endpoint, idempotent, op).await
+    }
+
+    fn err(&self, e: &sqlx::Error) -> Error {
+        map_error(BACKEND, &self.endpoint, e).1
+    }
+
+    fn table(&self) -> String {
+        format!("{}task", self.prefix)
+    }
+
+    /// `INSERT … ON DUPLICATE KEY UPDATE` of whole rows: the write-back of a locked batch.
+    fn upsert_sql(&self) -> String {
+        let updates: Vec<String> = rows::FIELDS
+            .iter()
+            .filter(|c| **c != "job" && **c != "id")
+            .map(|c| format!("{c} = VALUES({c})"))
+            .collect();
+        format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "))
+    }
+
+    /// One transaction: lock rows, apply `rule` to each, write the changed ones back in one
+    /// statement, commit. `lock` must select whole rows `FOR UPDATE`. Deadlocks re-run it all.
+    async fn locked_batch<R, L, F>(&self, lock: L, mut rule: F) -> Result<Vec<R>>
+    where
+        L: Fn() -> sqlx::query::Query<'static, MySql, sqlx::mysql::MySqlArguments>,
+        F: FnMut(Task) -> Result<Option<(Task, Option<R>)>>,
+        R: Send,
+    {
+        let table = self.table();
+        for attempt in 0..=crate::common::ROLLBACK_RETRIES {
+            let mut tx = self.pool.begin().await.map_err(|e| self.err(&e))?;
+            let locked = match lock().fetch_all(&mut *tx).await {
+                Ok(rows) => rows,
+                Err(e) => match map_error(BACKEND, &self.endpoint, &e) {
+                    (crate::common::Class::RolledBack, _)
+                        if attempt < crate::common::ROLLBACK_RETRIES =>
+                    {
+                        continue;
+                    }
+                    (_, mapped) => return Err(mapped),
+                },
+            };
+            let mut writes = Vec::new();
+            let mut results = Vec::new();
+            for row in &locked {
+                let task = rows::read_task(row)
+                    .map_err(|e| self.err(&e))?
+                    .into_task(&table)?;
+                if let Some((new, result)) = rule(task)? {
+                    writes.push(RawTask::from_task(&new)?);
+                    results.extend(result);
+                }
+            }
+            if !writes.is_empty() {
+                let mut qb = QueryBuilder::<MySql>::new(format!(
+                    "INSERT INTO {table} ({}) ",
+                    rows::FIELDS.join(", ")
+                ));
+                qb.push_values(writes.iter(), |mut b, r| rows::push_task(&mut b, r));
+                qb.push(self.upsert_sql());
+                if let Err(e) = qb.build().execute(&mut *tx).await {
+                    match map_error(BACKEND, &self.endpoint, &e) {
+                        (crate::common::Class::RolledBack, _)
+                            if attempt < crate::common::ROLLBACK_RETRIES =>
+                        {
+                            continue;
+                        }
+                        (_, mapped) => return Err(mapped),
+                    }
+                }
+            }
+            match tx.commit().await {
+                Ok(()) => return Ok(results),
+                Err(e) => match map_error(BACKEND, &self.endpoint, &e) {
+                    (crate::common::Class::RolledBack, _)
+                        if attempt < crate::common::ROLLBACK_RETRIES =>
+                    {
+                        continue;
+                    }
+                    (_, mapped) => return Err(mapped),
+                },
+            }
+        }
+        Err(Error::Contention(format!(
+            "mysql at {}: too many deadlocks",
+            self.endpoint
+        )))
+    }
+
+    /// Many tasks succeeded in one transaction (one commit): the batched completion.
+    ///
+    /// Locks the leases' rows by primary key, applies [`lifecycle::succeed`] to each, writes them
+    /// back in one statement. Returns one result per lease, in order (`StaleLease` for a lease
+    /// that no longer holds its task). Not part of the [`Store`] trait (frozen); measured in
+    /// `docs/benchmarks/mysql.md`.
+    pub async fn succeed_many(
+        &self,
+        done: &[(Lease, Value)],
+        now: Timestamp,
+    ) -> Result<Vec<Result<Task>>> {
+        if done.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = vec!["(?, ?)"; done.len()].join(", ");
+        let sql: Arc<str> = self.q.lock_keys.replace("{keys}", &keys).into();
+        let owned: Vec<(String, String)> = done
+            .iter()
+            .map(|(l, _)| (l.key.job.to_string(), l.key.id.to_string()))
+            .collect();
+        let by_key: std::collections::HashMap<TaskKey, (&Lease, &Value)> =
+            done.iter().map(|(l, v)| (l.key.clone(), (l, v))).collect();
+        let written = self
+            .locked_batch(
+                || {
+                    let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
+                    for (j, i) in &owned {
+                        q = q.bind(j.clone()).bind(i.clone());
+                    }
+                    q
+                },
+                |task| {
+                    let Some((lease, output)) = by_key.get(&task.key()) else {
+                        return Ok(None);
+                    };
+                    match lifecycle::succeed(&task, lease, (*output).clone(), now) {
+                        Ok(t) => Ok(Some((t.clone(), Some(t)))),
+                        Err(_) => Ok(None),
+                    }
+                },
+            )
+            .await?;
+        let mut by_written: std::collections::HashMap<TaskKey, Task> =
+            written.into_iter().map(|t| (t.key(), t)).collect();
+        Ok(done
+            .iter()
+            .map(|(l, _)| {
+                by_written.remove(&l.key).ok_or_else(|| Error::StaleLease {
+                    key: l.key.to_string(),
+                    token: l.token,
+                })
+            })
+            .collect())
+    }
+
+    /// Applies the migrations not applied yet, under a named lock (`GET_LOCK`) so that workers
+    /// starting together do not race. MySQL DDL is not transactional: each migration is written
+    /// to be re-runnable (`IF NOT EXISTS`, `DROP … IF EXISTS`), so an interrupted upgrade can be
+    /// run again.
+    async fn migrate(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.err(&e))?;
+        let lock = format!("tasktrack:{}", self.prefix);
+        let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 60)")
+            .bind(&lock)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| self.err(&e))?;
+        if got != Some(1) {
+            return Err(Error::Contention(format!(
+                "mysql at {}: another init holds the migration lock",
+                self.endpoint
+            )));
+        }
+        let result = self.migrate_locked(&mut conn).await;
+        let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
+            .bind(&lock)
+            .execute(&mut *conn)
+            .await;
+        result
+    }
+
+    async fn migrate_locked(&self, conn: &mut sqlx::MySqlConnection) -> Result<()> {
+        let t = &self.prefix;
+        let setup = format!(
+            "CREATE TABLE IF NOT EXISTS {t}schema_version (version INT PRIMARY KEY, name VARCHAR(200) NOT NULL)"
+        );
+        sqlx::raw_sql(AssertSqlSafe(setup))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.err(&e))?;
+        let applied: Vec<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT version FROM {t}schema_version"
+        )))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| self.err(&e))?;
+        for (version, name, sql) in MIGRATIONS {
+            if applied.contains(&version) {
+                continue;
+            }
+            let sql = render(sql, t);
+            sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| {
+                    Error::backend(format!(
+                        "mysql migration {version} ({name}) failed: {}",
+                        self.err(&e)
+                    ))
+                })?;
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {t}schema_version (version, name) VALUES (?, ?)"
+            )))
+            .bind(version)
+            .bind(name)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.err(&e))?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for MySqlStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+    async fn init(&self) -> Result<()> {
+        self.migrate().await
+    }
+    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
+        cas::put_job(self, job, spec, now).await
+    }
+    async fn get_job(&self, job: &JobName) -> Result<Job> {
+        cas::get_job(self, job).await
+    }
+    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+        cas::Documents::list_jobs(self, state).await
+    }
+    async fn set_job_state(
+        &self,
+        job: &JobName,
+        change: JobStateChange,
+        now: Timestamp,
+    ) -> Result<Job> {
+        cas::set_job_state(self, job, change, now).await
+    }
+    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
+        cas::delete_job(self, job, now).await
+    }
+    async fn create(
+        &self,
+        job: &JobName,
+        tasks: &[NewTask],
+        mode: CreateMode,
+        now: Timestamp,
+    ) -> Result<Created> {
+        cas::create(self, job, tasks, mode, now).await
+    }
+    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
+        cas::claim(self, key, req, now).await
+    }
+    async fn claim_next(
+        &self,
+        job: &JobName,
+        req: &ClaimNext,
+        now: Timestamp,
+    ) -> Result<Vec<Claimed>> {
+        cas::check_claim_next(req)?;
+        let one = Claim {
+            owner: req.owner.clone(),
+            lease_for: req.lease_for,
+            force: false,
+        };
+        let mut won: Vec<Claimed> = Vec::new();
+        for _round in 0..cas::MAX_CAS_ATTEMPTS {
+            let want = req.limit - won.len();
+            let want_i64 = i64::try_from(want).unwrap_or(i64::MAX);
+            let mut seen = 0;
+            let (sql, job_s, stage) = if req.stage.is_some() {
+                (
+                    self.q.claim_lock_stage.clone(),
+                    job.to_string(),
+                    req.stage.clone(),
+                )
+            } else {
+                (self.q.claim_lock.clone(), job.to_string(), None)
+            };
+            let got = self
+                .locked_batch(
+                    || {
+                        let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(job_s.clone());
+                        if let Some(s) = &stage {
+                            q = q.bind(s.clone());
+                        }
+                        q.bind(now.as_millis()).bind(want_i64)
+                    },
+                    |task| {
+                        seen += 1;
+                        // The claim rule itself (lifecycle::claim): grants pending/failed rows,
+                        // records an expired lease as a dead attempt or exhausts the task.
+                        match lifecycle::claim(&task, &one, now)? {
+                            ClaimDecision::Granted(c) => Ok(Some((c.task.clone(), Some(c)))),
+                            ClaimDecision::Exhausted(t) => Ok(Some((t, None))),
+                            ClaimDecision::Refused(_) => Ok(None),
+                        }
+                    },
+                )
+                .await?;
+            won.extend(got);
+            if won.len() >= req.limit || seen < want {
+                break;
+            }
+        }
+        won.truncate(req.limit);
+        // Every Claimed already carries the lease lifecycle::claim made; re-derive it from the
+        // written task so both dialects hand out leases the same way.
+        won.into_iter().map(|c| claimed(c.task)).collect()
+    }
+    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
+        cas::heartbeat(self, lease, lease_for, now).await
+    }
+    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+        cas::patch_data(self, lease, patch, now).await
+    }
+    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+        cas::succeed(self, lease, output, now).await
+    }
+    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+        cas::fail(self, lease, req, now).await
+    }
+    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
+        cas::release(self, lease, now).await
+    }
+    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
+        cas::ignore(self, key, req, now).await
+    }
+    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
+        cas::retry(self, key, req, now).await
+    }
+    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
+        cas::report(self, key, req, now).await
+    }
+    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
+        cas::delete(self, key, now).await
+    }
+    async fn purge(&self, req: &Purge) -> Result<u64> {
+        req.validate()?;
+        let jobs = match &req.job {
+            Some(j) => vec![j.clone()],
+            None => cas::Documents::list_jobs(self, None)
+                .await?
+                .into_iter()
+                .map(|j| j.name)
+                .collect(),
+        };
+        // Status codes are small integers from the enum, safe to inline.
+        let codes: Vec<String> = req.statuses.iter().map(|s| s.code().to_string()).collect();
+        let sql: Arc<str> = self
+            .q
+            .purge_batch
+            .replace("{statuses}", &codes.join(", "))
+            .into();
+        let mut purged = 0;
+        for job in jobs {
+            loop {
+                let done = self
+                    .run(false, || {
+                        sqlx::query(AssertSqlSafe(sql.clone()))
+                            .bind(job.as_str())
+                            .bind(req.older_than.as_millis())
+                            .bind(PURGE_BATCH)
+                            .execute(&self.pool)
+                    })
+                    .await?
+                    .rows_affected();
+                purged += done;
+                if done < PURGE_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(purged)
+    }
+    async fn get(&self, key: &TaskKey) -> Result<Task> {
+        cas::get(self, key).await
+    }
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
+        cas::list(self, query).await
+    }
+    async fn counts(&self, job: &JobName) -> Result<Counts> {
+        cas::counts(self, job).await
     }
 }

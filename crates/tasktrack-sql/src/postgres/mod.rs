@@ -19,8 +19,10 @@
 mod docs;
 mod rows;
 
+pub(crate) use rows::FIELDS;
+
 use crate::common::config::Config;
-use crate::common::{map_error, retrying};
+use crate::common::{claimed, map_error, retrying};
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -294,25 +296,6 @@ impl PgStore {
         }
         tx.commit().await.map_err(|e| self.err(&e))
     }
-}
-
-/// The lease a claim hands out, read back from the task as written.
-fn claimed(task: Task) -> Result<Claimed> {
-    let Some(l) = task.lease.clone() else {
-        return Err(Error::corrupt(
-            format!("task {}", task.key()),
-            "claimed without a lease",
-        ));
-    };
-    let lease = Lease {
-        key: task.key(),
-        owner: l.owner,
-        token: l.token,
-        attempt: task.attempts,
-        acquired_at: l.acquired_at,
-        expires_at: l.expires_at,
-    };
-    Ok(Claimed { task, lease })
 }
 
 #[async_trait]

@@ -8,7 +8,7 @@ use sqlx::types::Json;
 use sqlx::{Postgres, Row};
 
 /// The columns written by `insert` and `replace_task.sql`, in binding order.
-pub const FIELDS: [&str; 26] = [
+pub(crate) const FIELDS: [&str; 26] = [
     "status",
     "stage",
     "stages",

@@ -1,0 +1,1 @@
+DELETE FROM {t}job WHERE name = ? AND version = ?

@@ -1,0 +1,1 @@
+DELETE FROM {t}task WHERE job = ? AND id = ? AND version = ?

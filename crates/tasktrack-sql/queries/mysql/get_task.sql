@@ -1,0 +1,1 @@
+SELECT * FROM {t}task WHERE job = ? AND id = ?

@@ -1,0 +1,1 @@
+INSERT IGNORE INTO {t}job (name, state, version, doc) VALUES (?, ?, ?, ?)

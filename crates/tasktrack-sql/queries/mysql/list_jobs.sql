@@ -1,0 +1,1 @@
+SELECT doc FROM {t}job ORDER BY name

@@ -1,0 +1,1 @@
+SELECT doc FROM {t}job WHERE state = ? ORDER BY name

@@ -1,0 +1,1 @@
+UPDATE {t}job SET state = ?, version = ?, doc = ? WHERE name = ? AND version = ?
