@@ -3,6 +3,8 @@
 
 use serde_json::{Value, json};
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tasktrack::{Lease, Task};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
@@ -38,8 +40,35 @@ pub fn substitute(arg: &str, task: &Task, lease: &Lease) -> String {
 pub struct Running {
     /// The child process.
     pub child: Child,
-    stdout: JoinHandle<Captured>,
-    stderr: JoinHandle<Captured>,
+    stdout: Stream,
+    stderr: Stream,
+}
+
+/// A pipe being drained in the background into a shared buffer.
+struct Stream {
+    buffer: Arc<Mutex<Captured>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Stream {
+    fn start(pipe: Option<impl AsyncRead + Unpin + Send + 'static>, keep: usize) -> Self {
+        let buffer = Arc::new(Mutex::new(Captured::default()));
+        let reader = pipe.map(|p| tokio::spawn(drain(p, keep, buffer.clone())));
+        Stream { buffer, reader }
+    }
+
+    /// What was read, after waiting at most `patience` for the end of the stream.
+    async fn finish(mut self, patience: Duration) -> Captured {
+        if let Some(mut reader) = self.reader.take()
+            && tokio::time::timeout(patience, &mut reader).await.is_err()
+        {
+            reader.abort();
+        }
+        self.buffer
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
 }
 
 /// What a stream left behind.
@@ -74,57 +103,61 @@ pub fn spawn(command: &[String], task: &Task, lease: &Lease) -> std::io::Result<
     #[cfg(unix)]
     cmd.process_group(0);
     let mut child = cmd.spawn()?;
-    let stdout = child
-        .stdout
-        .take()
-        .map(|s| tokio::spawn(drain(s, FULL_STDOUT_BYTES)));
-    let stderr = child
-        .stderr
-        .take()
-        .map(|s| tokio::spawn(drain(s, TAIL_BYTES)));
-    let empty = || tokio::spawn(async { Captured::default() });
+    let stdout = Stream::start(child.stdout.take(), FULL_STDOUT_BYTES);
+    let stderr = Stream::start(child.stderr.take(), TAIL_BYTES);
     Ok(Running {
         child,
-        stdout: stdout.unwrap_or_else(empty),
-        stderr: stderr.unwrap_or_else(empty),
+        stdout,
+        stderr,
     })
 }
 
 impl Running {
-    /// Collects both streams once the child has exited.
+    /// Kills the command and, on Unix, its whole process group (a shell's children included),
+    /// so that nothing keeps running, or keeps the pipes open, after the grace period.
+    pub fn kill(&mut self) {
+        #[cfg(unix)]
+        if let Some(pid) = self.child.id() {
+            // kill(1) rather than an unsafe libc call; the group id is the child's pid.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.child.start_kill();
+    }
+
+    /// Collects both streams once the child has exited. A grandchild that inherited the pipes
+    /// may keep them open: after [`PIPE_PATIENCE`] what was read so far is taken.
     pub async fn outputs(self) -> (Captured, Captured) {
-        let out = self.stdout.await.unwrap_or_default();
-        let err = self.stderr.await.unwrap_or_default();
+        let out = self.stdout.finish(PIPE_PATIENCE).await;
+        let err = self.stderr.finish(PIPE_PATIENCE).await;
         (out, err)
     }
 }
 
+/// How long to wait for the pipes to close after the command exited.
+pub const PIPE_PATIENCE: Duration = Duration::from_secs(1);
+
 /// Reads a pipe to its end, keeping the first `keep` bytes, or the last [`TAIL_BYTES`] once it
 /// grows beyond `keep` (the pipe is always drained, so the child never blocks on a full pipe).
-async fn drain(mut stream: impl AsyncRead + Unpin, keep: usize) -> Captured {
-    let mut captured = Captured::default();
+async fn drain(mut stream: impl AsyncRead + Unpin, keep: usize, into: Arc<Mutex<Captured>>) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                captured.bytes.extend_from_slice(&buf[..n]);
-                if captured.bytes.len() > keep.max(TAIL_BYTES) * 2
-                    || (captured.truncated && captured.bytes.len() > TAIL_BYTES * 2)
-                {
-                    let cut = captured.bytes.len() - TAIL_BYTES;
-                    captured.bytes.drain(..cut);
-                    captured.truncated = true;
+                let Ok(mut c) = into.lock() else { break };
+                c.bytes.extend_from_slice(&buf[..n]);
+                if c.bytes.len() > keep {
+                    let cut = c.bytes.len() - TAIL_BYTES.min(keep);
+                    c.bytes.drain(..cut);
+                    c.truncated = true;
                 }
             }
         }
     }
-    if captured.bytes.len() > keep {
-        let cut = captured.bytes.len() - TAIL_BYTES.min(keep);
-        captured.bytes.drain(..cut);
-        captured.truncated = true;
-    }
-    captured
 }
 
 impl Captured {

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant};
 use tasktrack::{Backoff, DEFAULT_LEASE, Error, ErrorKind, JobState, Result, validate_key};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, Notify, watch};
 use worker::Shared;
 
 pub use child::{TAIL_BYTES, data_text, substitute};
@@ -93,6 +93,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
         poll,
         remaining: AtomicU64::new(args.limit.unwrap_or(u64::MAX)),
         busy: AtomicUsize::new(0),
+        ended: Notify::new(),
         stats: stats::Stats::default(),
         stop: watch::channel(false).0,
         kill: watch::channel(false).0,
@@ -130,7 +131,8 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
     let code = match &fatal {
         Some(e) => exit::code(e),
         None if snapshot.tasks_not_succeeded > 0 => exit::TASKS_FAILED,
-        None if interrupted => exit::INTERRUPTED,
+        // Stopping a follower with a signal is its normal end.
+        None if interrupted && !args.follow => exit::INTERRUPTED,
         None => exit::OK,
     };
     let rate = snapshot.attempts as f64 / elapsed.as_secs_f64().max(0.001);

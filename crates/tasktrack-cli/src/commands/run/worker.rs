@@ -10,7 +10,7 @@ use tasktrack::{
     Backoff, ClaimNext, Claimed, Clock, Error, Fail, Failure, JobName, Lease, Result, Status,
     Store, TaskQuery,
 };
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, Notify, watch};
 
 /// What the workers of one `run` share.
 #[derive(Debug)]
@@ -29,6 +29,9 @@ pub struct Shared {
     pub remaining: AtomicU64,
     /// Commands running now.
     pub busy: AtomicUsize,
+    /// Woken whenever a command ends, so idle workers look again at once (its task may be
+    /// claimable again after a failure, or the run may be over).
+    pub ended: Notify,
     pub stats: Stats,
     /// Set on Ctrl-C / SIGTERM or a fatal error: claim nothing more.
     pub stop: watch::Sender<bool>,
@@ -71,10 +74,14 @@ impl Shared {
         let mut stop = self.stop.subscribe();
         tokio::select! {
             () = until_set(&mut stop) => {}
+            () = self.ended.notified() => {}
             () = tokio::time::sleep(d) => {}
         }
     }
 }
+
+/// How many times a transient store error is retried when recording an outcome.
+const RECORD_TRIES: u32 = 8;
 
 /// Claims and runs tasks until the job is drained (or forever with `--follow`), the limit is
 /// reached, or the run is stopped.
@@ -96,6 +103,7 @@ pub async fn work(shared: Arc<Shared>, owner: String) {
                     shared.busy.fetch_add(1, Ordering::SeqCst);
                     execute(&shared, c).await;
                     shared.busy.fetch_sub(1, Ordering::SeqCst);
+                    shared.ended.notify_waiters();
                 }
             }
             Ok(_) => {
@@ -181,37 +189,24 @@ async fn execute(shared: &Shared, claimed: Claimed) {
             }
             () = until_set(&mut kill), if !killed => {
                 killed = true;
-                let _ = running.child.start_kill();
+                running.kill();
             }
         }
     };
     let (stdout, stderr) = running.outputs().await;
-    let now = shared.clock.now();
-    let result = match &status {
-        _ if killed => shared
-            .store
-            .release(&lease, now)
-            .await
-            .map(|_| Ended::Released),
-        Ok(s) if s.success() => shared
-            .store
-            .succeed(&lease, stdout.output(), now)
-            .await
-            .map(|t| match t.status {
-                Status::Succeeded => Ended::Succeeded,
-                _ => Ended::Advanced,
-            }),
-        Ok(s) => {
-            let error = Failure::new("exit", describe_exit(s)).with_detail(stderr.tail());
-            fail(shared, &lease, error).await
-        }
-        Err(e) => {
-            fail(
-                shared,
-                &lease,
-                Failure::new("exit", format!("could not wait for the command: {e}")),
-            )
-            .await
+    let mut tries = 0;
+    let result = loop {
+        match record(shared, &lease, &status, killed, &stdout, &stderr).await {
+            // The lease is still ours for a while: ride out a short outage rather than lose the result.
+            Err(e) if e.is_transient() && tries < RECORD_TRIES => {
+                tries += 1;
+                shared.out.warn(format!(
+                    "{}: could not record the outcome yet, retrying: {e}",
+                    lease.key
+                ));
+                tokio::time::sleep(Duration::from_millis(250) * tries).await;
+            }
+            other => break other,
         }
     };
     let ended = match result {
@@ -246,6 +241,49 @@ async fn execute(shared: &Shared, claimed: Claimed) {
             how.to_lowercase(),
             started.elapsed()
         ));
+    }
+}
+
+/// Writes how the command ended: released if we killed it, succeeded on exit 0, failed otherwise.
+async fn record(
+    shared: &Shared,
+    lease: &Lease,
+    status: &std::io::Result<std::process::ExitStatus>,
+    killed: bool,
+    stdout: &child::Captured,
+    stderr: &child::Captured,
+) -> Result<Ended> {
+    let now = shared.clock.now();
+    match status {
+        _ if killed => shared
+            .store
+            .release(lease, now)
+            .await
+            .map(|_| Ended::Released),
+        Ok(s) if s.success() => {
+            let task = shared.store.succeed(lease, stdout.output(), now).await?;
+            Ok(if task.status == Status::Succeeded {
+                Ended::Succeeded
+            } else {
+                Ended::Advanced
+            })
+        }
+        Ok(s) => {
+            fail(
+                shared,
+                lease,
+                Failure::new("exit", describe_exit(s)).with_detail(stderr.tail()),
+            )
+            .await
+        }
+        Err(e) => {
+            fail(
+                shared,
+                lease,
+                Failure::new("exit", format!("could not wait for the command: {e}")),
+            )
+            .await
+        }
     }
 }
 

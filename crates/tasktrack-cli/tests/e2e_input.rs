@@ -1,0 +1,117 @@
+//! End-to-end: bad input and bad stores give one line on stderr, a non-zero exit, and no writes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::Env;
+
+#[test]
+fn invalid_input_is_one_line_nonzero_and_writes_nothing() {
+    let env = Env::new();
+    let bad_json = env.path("bad.jsonl");
+    std::fs::write(&bad_json, "{\"id\":\"fine\"}\n{\"id\":\"broken\",\n").unwrap();
+    let bad_json = bad_json.to_str().unwrap().to_string();
+    let cases: Vec<(Vec<&str>, i32)> = vec![
+        (vec!["add", "j", "ok", ""], 2),
+        (vec!["add", "j", "ok", "bad\u{1}id"], 2),
+        (vec!["add", "j", "--file", &bad_json], 2),
+        (vec!["add", "", "x"], 2),
+        (vec!["list", "j", "--status", "done"], 2),
+        (vec!["retry", "j", "x", ""], 2),
+        (vec!["run", "j", "--lease", "0s", "--", "true"], 2),
+        (vec!["job", "set", "j", "--lease", "0s"], 2),
+        (vec!["job", "set", "j", "--meta", "{oops"], 2),
+        (vec!["--store", "ftp://example.com/x", "add", "j", "x"], 2),
+        (vec!["--store", "nonsense", "add", "j", "x"], 2),
+        (
+            vec![
+                "--store",
+                "sqlite:///definitely/not/a/dir/t.db",
+                "add",
+                "j",
+                "x",
+            ],
+            1,
+        ),
+    ];
+    for (args, code) in &cases {
+        let done = env.tt(args);
+        assert_eq!(done.code, *code, "{args:?}: {}", done.err);
+        assert_eq!(
+            done.err.lines().count(),
+            1,
+            "{args:?}: one line expected, got {:?}",
+            done.err
+        );
+        assert!(
+            done.err.starts_with("tasktrack: "),
+            "{args:?}: {}",
+            done.err
+        );
+        assert!(done.out.is_empty(), "{args:?}: {}", done.out);
+    }
+    let stdin = env.tt_stdin(&["add", "j", "-"], "good\n\u{7}bell\n");
+    assert_eq!(stdin.code, 2, "{}", stdin.err);
+    assert!(
+        stdin.err.contains("stdin:2"),
+        "the line is named: {}",
+        stdin.err
+    );
+    let status = env.json(&["status", "j"]);
+    assert_eq!(status["known"], 0, "nothing was written: {status}");
+    assert_eq!(status["exists"], false);
+}
+
+#[cfg(feature = "all-backends")]
+#[test]
+fn an_unreachable_server_is_exit_1_in_one_line() {
+    let env = Env::new();
+    for url in ["postgres://u:p@127.0.0.1:1/db", "redis://127.0.0.1:1/"] {
+        let done = env.tt(&["--store", url, "status", "j"]);
+        assert_eq!(done.code, 1, "{url}: {}", done.err);
+        assert_eq!(done.err.lines().count(), 1, "{url}: {}", done.err);
+    }
+}
+
+#[test]
+fn json_errors_and_exit_codes_for_missing_and_refused() {
+    let env = Env::new();
+    let missing = env.tt(&["--json", "show", "j", "nope"]);
+    assert_eq!(missing.code, 4);
+    let err: serde_json::Value = serde_json::from_str(missing.err.trim()).unwrap();
+    assert_eq!(err["error"]["kind"], "not_found");
+    assert_eq!(env.tt(&["add", "j", "a"]).code, 0);
+    assert_eq!(env.tt(&["run", "j", "--", "true"]).code, 0);
+    let refused = env.tt(&["retry", "j", "a"]);
+    assert_eq!(
+        refused.code, 5,
+        "a succeeded task is not retried without --force: {}",
+        refused.err
+    );
+    assert_eq!(env.tt(&["retry", "j", "a", "--force"]).code, 0);
+    let usage = env.tt(&["list"]);
+    assert_eq!(usage.code, 2, "clap usage errors are exit 2");
+}
+
+#[test]
+fn init_completions_and_jsonl_from_stdin() {
+    let env = Env::new();
+    let init = env.json(&["init"]);
+    assert_eq!(init["backend"], "sqlite");
+    assert!(env.path("tasktrack.db").exists());
+    let lines = "{\"id\":\"a\",\"data\":{\"n\":1},\"priority\":5}\nb\n\n{\"id\":\"c\",\"max_attempts\":1}\n";
+    let added = env.tt_stdin(&["--json", "add", "jl", "-"], lines);
+    assert_eq!(added.code, 0, "{}", added.err);
+    assert_eq!(added.json()["created"], 3);
+    let a = env.task("jl", "a");
+    assert_eq!(
+        (a["data"]["n"].as_i64(), a["priority"].as_i64()),
+        (Some(1), Some(5))
+    );
+    assert_eq!(env.task("jl", "c")["max_attempts"], 1);
+    let csv = env.tt(&["export", "jl", "--format", "csv"]);
+    assert_eq!(csv.out.lines().count(), 4);
+    let comp = env.tt(&["completions", "zsh"]);
+    assert_eq!(comp.code, 0);
+    assert!(comp.out.contains("tasktrack"));
+}

@@ -1,0 +1,318 @@
+//! End-to-end: the real `tasktrack` binary running jobs on SQLite files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use support::{Env, finish, lines, signal, wait_until};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn add_ids(env: &Env, job: &str, n: usize) {
+    let ids: String = (1..=n).map(|i| format!("t{i:03}\n")).collect();
+    let done = env.tt_stdin(&["add", job, "-"], &ids);
+    assert_eq!(done.code, 0, "{}", done.err);
+}
+
+#[test]
+fn two_concurrent_runs_execute_each_task_exactly_once() {
+    let env = Env::new();
+    add_ids(&env, "once", 150);
+    let log = env.path("executions.log");
+    let log_s = log.to_str().unwrap();
+    // O_APPEND writes of one short line are atomic, so the log counts every execution.
+    let cmd = [
+        "--",
+        "sh",
+        "-c",
+        "echo \"$1\" >> \"$2\"",
+        "sh",
+        "{id}",
+        log_s,
+    ];
+    let args = |w: &str| -> Vec<String> {
+        ["--json", "run", "once", "--workers", "4", "--worker-id", w]
+            .iter()
+            .chain(cmd.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let a_args = args("machine-a");
+    let b_args = args("machine-b");
+    let a = env.spawn(&a_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let b = env.spawn(&b_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (a, b) = (finish(a, LONG), finish(b, LONG));
+    assert_eq!((a.code, b.code), (0, 0), "a: {}\nb: {}", a.err, b.err);
+    let executions = lines(&log);
+    let mut per_id: HashMap<&str, usize> = HashMap::new();
+    for id in &executions {
+        *per_id.entry(id.as_str()).or_default() += 1;
+    }
+    assert_eq!(per_id.len(), 150);
+    assert!(
+        per_id.values().all(|n| *n == 1),
+        "some task ran twice: {per_id:?}"
+    );
+    let (pa, pb) = (
+        a.json()["summary"]["processed"].as_u64().unwrap(),
+        b.json()["summary"]["processed"].as_u64().unwrap(),
+    );
+    assert_eq!(pa + pb, 150, "the two runs split the work: {pa} + {pb}");
+    let status = env.json(&["status", "once"]);
+    assert_eq!(status["by_status"]["succeeded"], 150);
+}
+
+#[test]
+fn failures_retry_then_exhaust_then_retry_succeeds_and_ignored_is_skipped() {
+    let env = Env::new();
+    assert_eq!(
+        env.tt(&[
+            "job",
+            "set",
+            "flaky",
+            "--max-attempts",
+            "2",
+            "--backoff",
+            "50ms..100ms"
+        ])
+        .code,
+        0
+    );
+    add_ids(&env, "flaky", 12);
+    assert_eq!(
+        env.tt(&["ignore", "flaky", "t012", "--reason", "known bad"])
+            .code,
+        0
+    );
+    let flag = env.path("broken.flag");
+    std::fs::write(&flag, "").unwrap();
+    let log = env.path("runs.log");
+    let script = r#"echo "$1" >> "$3"; case "$1" in *3|*6) [ -e "$2" ] && { echo "broken $1" >&2; exit 7; };; esac; echo "{\"ok\":\"$1\"}""#;
+    let (flag_s, log_s) = (flag.to_str().unwrap(), log.to_str().unwrap());
+    let run = [
+        "run",
+        "flaky",
+        "--workers",
+        "3",
+        "--",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        "{id}",
+        flag_s,
+        log_s,
+    ];
+
+    let first = env.tt(&run);
+    assert_eq!(first.code, 3, "some ended exhausted: {}", first.err);
+    assert!(
+        !lines(&log).iter().any(|l| l == "t012"),
+        "the ignored task never ran"
+    );
+    let exhausted = env.json(&["list", "flaky", "--status", "exhausted"]);
+    let mut ids: Vec<&str> = exhausted
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["t003", "t006"]);
+    let t3 = env.task("flaky", "t003");
+    assert_eq!(
+        t3["attempts"], 2,
+        "retried after its backoff within the same run"
+    );
+    assert_eq!(t3["error"]["message"], "exited with code 7");
+    assert_eq!(t3["error"]["detail"], "broken t003\n");
+
+    std::fs::remove_file(&flag).unwrap();
+    let retried = env.json(&["retry", "flaky", "--failed"]);
+    assert_eq!(retried["retried"], 2);
+    let second = env.tt(&run);
+    assert_eq!(second.code, 0, "{}", second.err);
+    assert_eq!(env.task("flaky", "t003")["output"]["ok"], "t003");
+    let status = env.json(&["status", "flaky"]);
+    assert_eq!(
+        (
+            status["by_status"]["succeeded"].as_u64(),
+            status["by_status"]["ignored"].as_u64()
+        ),
+        (Some(11), Some(1))
+    );
+}
+
+#[test]
+fn sigkill_mid_task_then_a_later_run_after_lease_expiry_finishes_it() {
+    let env = Env::new();
+    add_ids(&env, "crash", 1);
+    let log = env.path("starts.log");
+    let log_s = log.to_str().unwrap();
+    let mut victim = env.spawn(&[
+        "run",
+        "crash",
+        "--lease",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        "echo start >> \"$1\"; sleep 5",
+        "sh",
+        log_s,
+    ]);
+    wait_until("the command to start", LONG, || !lines(&log).is_empty());
+    victim.kill().unwrap(); // SIGKILL: no chance to release anything
+    victim.wait().unwrap();
+    let held = env.task("crash", "t001");
+    assert_eq!(held["status"], "in_progress");
+    let expires = held["lease"]["expires_at"].as_str().unwrap().to_string();
+    // Wait past the expiry (heartbeats stopped with the process).
+    std::thread::sleep(Duration::from_millis(1_300));
+    assert_eq!(
+        env.task("crash", "t001")["lease"]["expires_at"],
+        expires.as_str(),
+        "nobody renewed the dead lease"
+    );
+    let later = env.tt(&[
+        "--json",
+        "run",
+        "crash",
+        "--lease",
+        "10s",
+        "--",
+        "sh",
+        "-c",
+        "echo '{\"recovered\":true}'",
+    ]);
+    assert_eq!(later.code, 0, "{}", later.err);
+    let t = env.task("crash", "t001");
+    assert_eq!(t["status"], "succeeded");
+    assert_eq!(t["attempts"], 2, "the dead attempt is counted");
+    let outcomes: Vec<&str> = t["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["lease_expired", "succeeded"]);
+    assert_eq!(t["output"]["recovered"], true);
+}
+
+#[test]
+fn ctrl_c_releases_the_leases_of_killed_commands() {
+    let env = Env::new();
+    add_ids(&env, "stop", 3);
+    let log = env.path("starts.log");
+    let log_s = log.to_str().unwrap();
+    let run = env.spawn(&[
+        "--json",
+        "run",
+        "stop",
+        "--workers",
+        "2",
+        "--grace",
+        "300ms",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$1\" >> \"$2\"; sleep 30",
+        "sh",
+        "{id}",
+        log_s,
+    ]);
+    wait_until("two commands to start", LONG, || lines(&log).len() == 2);
+    let start = Instant::now();
+    signal(&run, "INT");
+    let done = finish(run, LONG);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "grace then kill, not the command's 30 s"
+    );
+    assert_eq!(done.code, 130, "{}", done.err);
+    assert_eq!(done.json()["summary"]["released"], 2);
+    assert_eq!(done.json()["interrupted"], true);
+    for id in ["t001", "t002", "t003"] {
+        let t = env.task("stop", id);
+        assert_eq!(t["status"], "pending", "{id}: {t}");
+        assert_eq!(t["attempts"], 0, "{id}: a released attempt is not counted");
+        assert!(t["lease"].is_null(), "{id}: nothing left locked");
+    }
+}
+
+#[test]
+fn sigterm_lets_a_running_command_finish_within_the_grace_period() {
+    let env = Env::new();
+    add_ids(&env, "grace", 2);
+    let log = env.path("starts.log");
+    let log_s = log.to_str().unwrap();
+    let run = env.spawn(&[
+        "run",
+        "grace",
+        "--grace",
+        "20s",
+        "--",
+        "sh",
+        "-c",
+        "echo go >> \"$1\"; sleep 1; echo '{\"finished\":1}'",
+        "sh",
+        log_s,
+    ]);
+    wait_until("the command to start", LONG, || !lines(&log).is_empty());
+    signal(&run, "TERM");
+    let done = finish(run, LONG);
+    assert_eq!(done.code, 130, "{}", done.err);
+    let statuses: Vec<String> = ["t001", "t002"]
+        .iter()
+        .map(|id| {
+            env.task("grace", id)["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        statuses.contains(&"succeeded".to_string()),
+        "the running one finished: {statuses:?}"
+    );
+    assert!(
+        statuses.contains(&"pending".to_string()),
+        "no new task was claimed: {statuses:?}"
+    );
+}
+
+#[test]
+fn follow_picks_up_a_task_added_while_it_waits() {
+    let env = Env::new();
+    assert_eq!(env.tt(&["job", "set", "feed"]).code, 0);
+    let log = env.path("ran.log");
+    let log_s = log.to_str().unwrap();
+    let run = env.spawn(&[
+        "run",
+        "feed",
+        "--follow",
+        "--poll",
+        "100ms",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$1\" >> \"$2\"",
+        "sh",
+        "{id}",
+        log_s,
+    ]);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(env.tt(&["add", "feed", "late-arrival"]).code, 0);
+    wait_until("the new task to run", LONG, || {
+        lines(&log) == ["late-arrival"]
+    });
+    signal(&run, "TERM");
+    let done = finish(run, LONG);
+    assert_eq!(
+        done.code, 0,
+        "stopping a follower is its normal end: {}",
+        done.err
+    );
+    assert_eq!(env.task("feed", "late-arrival")["status"], "succeeded");
+}
