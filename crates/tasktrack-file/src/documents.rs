@@ -1,7 +1,8 @@
 //! [`FileDocuments`]: the [`Documents`] of the generic compare-and-swap adapter, on files.
 
 use crate::fsio::{self, Durability, corrupt, io_error};
-use crate::journal::{Access, Change, JobPaths, Session, Slot};
+use crate::journal::{Change, JobPaths};
+use crate::session::{Access, Session, Slot};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::fmt;
@@ -74,6 +75,18 @@ impl FileDocuments {
         tokio::task::spawn_blocking(move || f(&inner))
             .await
             .map_err(|e| Error::backend(format!("file I/O task failed: {e}")))?
+    }
+
+    /// Runs `f` on `job` batched with this process's concurrent writers of the job (see
+    /// [`Slot::batched`]), on the blocking pool.
+    pub(crate) async fn batched<T, F>(&self, job: &JobName, f: F) -> Result<Option<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Session<'_>) -> Result<T> + Send + 'static,
+    {
+        let job = job.clone();
+        self.run(move |inner| inner.slot(&job).batched(inner.durability, f))
+            .await
     }
 
     /// Runs `f` on `job` under its lock (see [`Slot::with_lock`]), on the blocking pool.
@@ -222,13 +235,13 @@ impl Documents for FileDocuments {
                         // `read_task` also refuses a file holding another id (a long-id hash
                         // collision): an error, never an overwrite.
                         let exists =
-                            !seen.insert(task.id.clone()) || s.paths.read_task(&task.id)?.is_some();
+                            !seen.insert(task.id.clone()) || s.read_task(&task.id)?.is_some();
                         flags.push((i, !exists));
                         if !exists {
                             changes.push(Change::Put(task));
                         }
                     }
-                    s.commit(changes)?;
+                    s.stage(changes);
                     Ok(flags)
                 })
                 .await?
@@ -243,12 +256,12 @@ impl Documents for FileDocuments {
     async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {
         let (revision, new) = (old.revision.clone(), new.clone());
         let done = self
-            .locked(&new.job.clone(), Access::Existing, move |s| {
-                let current = s.paths.read_task(&new.id)?;
+            .batched(&new.job.clone(), move |s| {
+                let current = s.read_task(&new.id)?;
                 if !unchanged(current.map(|t| t.version), &revision) {
                     return Ok(false);
                 }
-                s.commit(vec![Change::Put(new)])?;
+                s.stage(vec![Change::Put(new)]);
                 Ok(true)
             })
             .await?;
@@ -258,12 +271,12 @@ impl Documents for FileDocuments {
     async fn delete_task(&self, old: &Versioned<Task>) -> Result<bool> {
         let (revision, key) = (old.revision.clone(), old.value.key());
         let done = self
-            .locked(&key.job, Access::Existing, move |s| {
-                let current = s.paths.read_task(&key.id)?;
+            .batched(&key.job, move |s| {
+                let current = s.read_task(&key.id)?;
                 if !unchanged(current.map(|t| t.version), &revision) {
                     return Ok(false);
                 }
-                s.commit(vec![Change::Delete(key.id)])?;
+                s.stage(vec![Change::Delete(key.id)]);
                 Ok(true)
             })
             .await?;
@@ -288,7 +301,7 @@ impl Documents for FileDocuments {
                     .collect();
                 let mut found = Vec::with_capacity(ids.len());
                 for id in ids {
-                    if let Some(t) = s.paths.read_task(&id)? {
+                    if let Some(t) = s.read_task(&id)? {
                         let v = t.version;
                         found.push(versioned(t, v));
                     }
@@ -308,7 +321,7 @@ impl Documents for FileDocuments {
                 let ids = s.index.list(&query, query.limit.saturating_add(1));
                 let mut tasks = Vec::with_capacity(ids.len());
                 for id in ids {
-                    if let Some(t) = s.paths.read_task(&id)? {
+                    if let Some(t) = s.read_task(&id)? {
                         tasks.push(t);
                     }
                 }
@@ -343,10 +356,10 @@ impl Documents for FileDocuments {
         let job = job.clone();
         let done = self
             .locked(&job.name.clone(), Access::Create, move |s| {
-                if s.paths.read_job()?.is_some() {
+                if s.read_job()?.is_some() {
                     return Ok(false);
                 }
-                s.commit(vec![Change::PutJob(job)])?;
+                s.stage(vec![Change::PutJob(job)]);
                 Ok(true)
             })
             .await?;
@@ -357,10 +370,10 @@ impl Documents for FileDocuments {
         let (revision, new) = (old.revision.clone(), new.clone());
         let done = self
             .locked(&new.name.clone(), Access::Existing, move |s| {
-                if !unchanged(s.paths.read_job()?.map(|j| j.version), &revision) {
+                if !unchanged(s.read_job()?.map(|j| j.version), &revision) {
                     return Ok(false);
                 }
-                s.commit(vec![Change::PutJob(new)])?;
+                s.stage(vec![Change::PutJob(new)]);
                 Ok(true)
             })
             .await?;
@@ -371,12 +384,12 @@ impl Documents for FileDocuments {
         let revision = old.revision.clone();
         let done = self
             .locked(&old.value.name, Access::Existing, move |s| {
-                if !unchanged(s.paths.read_job()?.map(|j| j.version), &revision) {
+                if !unchanged(s.read_job()?.map(|j| j.version), &revision) {
                     return Ok(false);
                 }
                 // The directory, its lock file and journal stay: another process may be waiting
                 // on that very lock file, and a fresh one would not exclude it.
-                s.commit(vec![Change::DeleteJob])?;
+                s.stage(vec![Change::DeleteJob]);
                 Ok(true)
             })
             .await?;

@@ -86,10 +86,10 @@ pub fn to_document<T: Serialize>(path: &Path, record: &T) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Writes `bytes` to a fresh file in `scratch` (fsynced under [`Durability::Full`]) and returns
-/// its path, ready to be renamed over the real one. Renaming is atomic, so readers see the old
-/// or the new file, never a part of one, even if this process is killed at any point.
-pub fn write_scratch(scratch: &Path, bytes: &[u8], durability: Durability) -> Result<PathBuf> {
+/// Writes `bytes` to a fresh file in `scratch` and returns its path and handle, ready to be
+/// synced ([`sync_parallel`]) and renamed over the real one. Renaming is atomic, so readers see
+/// the old or the new file, never a part of one, even if this process is killed at any point.
+pub fn write_scratch(scratch: &Path, bytes: &[u8]) -> Result<(PathBuf, File)> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let name = format!(
         "{}-{}.tmp",
@@ -105,10 +105,28 @@ pub fn write_scratch(scratch: &Path, bytes: &[u8], durability: Durability) -> Re
         .map_err(|e| io_error("creating", &path, e))?;
     file.write_all(bytes)
         .map_err(|e| io_error("writing", &path, e))?;
-    if durability == Durability::Full {
-        file.sync_all().map_err(|e| io_error("syncing", &path, e))?;
+    Ok((path, file))
+}
+
+/// fsyncs `files`, in parallel when there are several: concurrent fsyncs on one file system
+/// share its journal commits, so a batch costs about one fsync instead of one per file.
+pub fn sync_parallel(files: &[(&Path, &File)]) -> Result<()> {
+    let sync =
+        |(path, file): &(&Path, &File)| file.sync_data().map_err(|e| io_error("syncing", path, e));
+    if files.len() <= 1 {
+        return files.iter().try_for_each(sync);
     }
-    Ok(path)
+    let per_thread = files.len().div_ceil(16);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(per_thread)
+            .map(|chunk| scope.spawn(move || chunk.iter().try_for_each(sync)))
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .map_err(|_| Error::backend("an fsync thread panicked"))?
+        })
+    })
 }
 
 /// Renames a scratch file over `target`.
@@ -133,6 +151,24 @@ pub fn sync_dir(dir: &Path, durability: Durability) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error("syncing directory", dir, e))
+}
+
+/// [`sync_dir`] on each of `dirs`, in parallel.
+pub fn sync_dirs(dirs: &[&Path], durability: Durability) -> Result<()> {
+    match dirs {
+        [] => Ok(()),
+        [one] => sync_dir(one, durability),
+        many => std::thread::scope(|scope| {
+            let handles: Vec<_> = many
+                .iter()
+                .map(|d| scope.spawn(move || sync_dir(d, durability)))
+                .collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .map_err(|_| Error::backend("an fsync thread panicked"))?
+            })
+        }),
+    }
 }
 
 /// Creates `dir` and its parents.

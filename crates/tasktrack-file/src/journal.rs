@@ -27,11 +27,10 @@ use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use tasktrack_core::{Error, Job, JobName, Result, Task, TaskId};
 
 /// A journal longer than `2 × tasks + COMPACT_SLACK` lines is rewritten as a snapshot.
-const COMPACT_SLACK: u64 = 10_000;
+pub(crate) const COMPACT_SLACK: u64 = 10_000;
 
 /// Where one job's files live.
 #[derive(Debug, Clone)]
@@ -119,192 +118,6 @@ pub enum Change {
     DeleteJob,
 }
 
-/// Whether an operation may create the job's directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Reads and conditional writes of existing records: a missing job is simply empty.
-    Existing,
-    /// Inserts: creates the job's directory if needed.
-    Create,
-}
-
-/// One job as this process sees it: its paths, its lock file and its in-memory index.
-#[derive(Debug)]
-pub struct Slot {
-    paths: JobPaths,
-    state: Mutex<SlotState>,
-}
-
-#[derive(Debug, Default)]
-struct SlotState {
-    lock_file: Option<File>,
-    index: JobIndex,
-}
-
-/// Releases the advisory lock when the session ends (a killed process releases it too).
-struct Unlock<'a>(&'a File);
-
-impl Drop for Unlock<'_> {
-    fn drop(&mut self) {
-        let _ = fs4::FileExt::unlock(self.0);
-    }
-}
-
-impl Slot {
-    /// The slot of the job at `paths`.
-    pub fn new(paths: JobPaths) -> Self {
-        Slot {
-            paths,
-            state: Mutex::new(SlotState::default()),
-        }
-    }
-
-    /// The job's paths.
-    pub fn paths(&self) -> &JobPaths {
-        &self.paths
-    }
-
-    /// Runs `f` holding the job's lock (this process's mutex, then the cross-process `flock`),
-    /// with the index caught up. `None` if the job has no directory and `access` is
-    /// [`Access::Existing`]. Blocking: call from `spawn_blocking`.
-    pub fn with_lock<T>(
-        &self,
-        access: Access,
-        durability: Durability,
-        f: impl FnOnce(&mut Session<'_>) -> Result<T>,
-    ) -> Result<Option<T>> {
-        let mut state = match self.state.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => {
-                // A panic mid-session may have left the in-memory index half-updated: forget it
-                // and re-read the journal (the files themselves are always consistent).
-                let mut guard = poisoned.into_inner();
-                guard.index = JobIndex::default();
-                self.state.clear_poison();
-                guard
-            }
-        };
-        let SlotState { lock_file, index } = &mut *state;
-        if lock_file.is_none() {
-            if access == Access::Existing && !self.paths.dir.exists() {
-                return Ok(None);
-            }
-            fsio::create_dir(&self.paths.tasks)?;
-            fsio::create_dir(&self.paths.scratch)?;
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&self.paths.lock)
-                .map_err(|e| io_error("opening lock file", &self.paths.lock, e))?;
-            *lock_file = Some(file);
-        }
-        let Some(lock_file) = lock_file.as_ref() else {
-            return Err(Error::backend(format!(
-                "{} is not open",
-                self.paths.lock.display()
-            )));
-        };
-        fs4::FileExt::lock(lock_file).map_err(|e| io_error("locking", &self.paths.lock, e))?;
-        let _unlock = Unlock(lock_file);
-        let journal = catch_up(&self.paths, index, durability)?;
-        let mut session = Session {
-            paths: &self.paths,
-            index,
-            journal,
-            durability,
-        };
-        f(&mut session).map(Some)
-    }
-}
-
-/// A job under its lock.
-pub struct Session<'a> {
-    /// The job's paths.
-    pub paths: &'a JobPaths,
-    /// The index, current as of this lock.
-    pub index: &'a mut JobIndex,
-    journal: File,
-    durability: Durability,
-}
-
-impl Session<'_> {
-    /// Makes `changes` in one transaction (see the module docs).
-    pub fn commit(&mut self, changes: Vec<Change>) -> Result<()> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let full = self.durability == Durability::Full;
-        // Serialize first: nothing may fail between the intent and the renames but I/O.
-        let mut writes = Vec::with_capacity(changes.len());
-        let mut intents = Vec::with_capacity(changes.len());
-        for change in changes {
-            match change {
-                Change::Put(task) => {
-                    let path = self.paths.task(&task.id);
-                    intents.push(Record::Put(Entry::of(&task)));
-                    writes.push((path.clone(), Some(fsio::to_document(&path, &task)?)));
-                }
-                Change::Delete(id) => {
-                    writes.push((self.paths.task(&id), None));
-                    intents.push(Record::Delete { id });
-                }
-                Change::PutJob(job) => {
-                    let path = self.paths.job_file.clone();
-                    writes.push((path.clone(), Some(fsio::to_document(&path, &job)?)));
-                    intents.push(Record::Job);
-                }
-                Change::DeleteJob => {
-                    writes.push((self.paths.job_file.clone(), None));
-                    intents.push(Record::Job);
-                }
-            }
-        }
-        append(
-            &self.paths.journal,
-            &mut self.journal,
-            self.index,
-            intents,
-            full,
-        )?;
-        let (mut tasks_dir, mut job_dir) = (false, false);
-        for (path, bytes) in &writes {
-            match bytes {
-                Some(bytes) => {
-                    let scratch = fsio::write_scratch(&self.paths.scratch, bytes, self.durability)?;
-                    fsio::rename(&scratch, path)?;
-                }
-                None => fsio::remove(path)?,
-            }
-            if path.parent() == Some(self.paths.tasks.as_path()) {
-                tasks_dir = true;
-            } else {
-                job_dir = true;
-            }
-        }
-        if tasks_dir {
-            fsio::sync_dir(&self.paths.tasks, self.durability)?;
-        }
-        if job_dir {
-            fsio::sync_dir(&self.paths.dir, self.durability)?;
-        }
-        // The commit line needs no fsync: if it is lost, the next holder re-reads those few
-        // files and finds them already written.
-        append(
-            &self.paths.journal,
-            &mut self.journal,
-            self.index,
-            vec![Record::Commit],
-            false,
-        )?;
-        if self.index.lines > 2 * self.index.len() as u64 + COMPACT_SLACK {
-            snapshot(self.paths, self.index, self.durability)?;
-        }
-        Ok(())
-    }
-}
-
 /// The first line of `index.log`.
 #[derive(Debug, Serialize, Deserialize)]
 struct Header {
@@ -356,7 +169,11 @@ fn read_header(path: &Path, file: &mut File) -> Result<Option<(String, u64)>> {
 
 /// Brings `index` up to the end of the journal, repairing what a dead writer left behind, and
 /// returns the journal open for appending.
-fn catch_up(paths: &JobPaths, index: &mut JobIndex, durability: Durability) -> Result<File> {
+pub(crate) fn catch_up(
+    paths: &JobPaths,
+    index: &mut JobIndex,
+    durability: Durability,
+) -> Result<File> {
     let path = &paths.journal;
     let mut file = match open_journal(path)? {
         Some(file) => file,
@@ -439,7 +256,7 @@ fn recover(
 }
 
 /// Appends records (one JSON object per line) and applies them to `index`.
-fn append(
+pub(crate) fn append(
     path: &Path,
     file: &mut File,
     index: &mut JobIndex,
@@ -509,7 +326,11 @@ fn rebuild(
 }
 
 /// Rewrites the journal as one line per task under a new generation.
-fn snapshot(paths: &JobPaths, index: &mut JobIndex, durability: Durability) -> Result<()> {
+pub(crate) fn snapshot(
+    paths: &JobPaths,
+    index: &mut JobIndex,
+    durability: Durability,
+) -> Result<()> {
     let generation = unique_generation();
     let header = Header {
         format: FORMAT.into(),
@@ -527,7 +348,10 @@ fn snapshot(paths: &JobPaths, index: &mut JobIndex, durability: Durability) -> R
     serde_json::to_writer(&mut buf, &Record::Commit).map_err(to_json)?;
     buf.push(b'\n');
     let lines = entries.len() as u64 + 2;
-    let scratch = fsio::write_scratch(&paths.scratch, &buf, durability)?;
+    let (scratch, file) = fsio::write_scratch(&paths.scratch, &buf)?;
+    if durability == Durability::Full {
+        fsio::sync_parallel(&[(&scratch, &file)])?;
+    }
     fsio::rename(&scratch, &paths.journal)?;
     fsio::sync_dir(&paths.dir, durability)?;
     index.generation = generation;

@@ -80,8 +80,9 @@
 //! SIGKILL loop (the test binary re-runs itself as the worker processes).
 //!
 //! # Modules
-//! - [`keys`]: key encoding. [`journal`]: the lock, the journal and the transaction.
-//! - `index`: the in-memory claim order and counts. `documents`: [`FileDocuments`].
+//! - [`keys`]: key encoding. [`journal`]: the journal and the transaction protocol.
+//! - `session`: the job lock, group commit. `index`: the in-memory claim order and counts.
+//! - `documents`: [`FileDocuments`].
 //! - `store`: [`FileStore`]. `fsio`: file primitives and the one error mapping.
 
 mod documents;
@@ -89,6 +90,7 @@ mod fsio;
 mod index;
 pub mod journal;
 pub mod keys;
+mod session;
 mod store;
 
 pub use documents::FileDocuments;

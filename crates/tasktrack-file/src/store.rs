@@ -8,7 +8,8 @@
 //! (`lifecycle::claim`); only the choice of candidates is native.
 
 use crate::documents::FileDocuments;
-use crate::journal::{Access, Change, Session};
+use crate::journal::Change;
+use crate::session::Session;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::time::Duration;
@@ -61,7 +62,7 @@ fn claim_next_locked(s: &mut Session<'_>, req: &ClaimNext, now: Timestamp) -> Re
         }
         seen += ids.len();
         for id in ids {
-            let task = match s.paths.read_task(&id) {
+            let task = match s.read_task(&id) {
                 Ok(Some(task)) => task,
                 Ok(None) => continue,
                 Err(e @ Error::Corrupt { .. }) => {
@@ -89,7 +90,7 @@ fn claim_next_locked(s: &mut Session<'_>, req: &ClaimNext, now: Timestamp) -> Re
             }
         }
     }
-    s.commit(changes)?;
+    s.stage(changes);
     Ok(won)
 }
 
@@ -143,9 +144,7 @@ impl Store for FileStore {
         let req = req.clone();
         let won = self
             .documents()
-            .locked(job, Access::Existing, move |s| {
-                claim_next_locked(s, &req, now)
-            })
+            .batched(job, move |s| claim_next_locked(s, &req, now))
             .await?;
         Ok(won.unwrap_or_default())
     }
