@@ -281,3 +281,66 @@ async fn postgres_init_is_idempotent_and_versioned() {
 async fn mysql_init_is_idempotent_and_versioned() {
     init_is_idempotent_and_versioned("mysql").await;
 }
+
+async fn batched_completion_equals_one_by_one(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let j = job();
+    let t0 = Timestamp::from_millis(1_800_000_000_000);
+    s.create(&j, &ids(6), CreateMode::SkipExisting, t0)
+        .await
+        .unwrap();
+    let claimed = s
+        .claim_next(&j, &ClaimNext::new("w", LEASE).with_limit(6), t0)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 6);
+    let t1 = t0.plus(Duration::from_secs(1));
+    // The last lease is made stale first: a forced claim fences it out.
+    let last = &claimed[5];
+    let mut force = Claim::new("other", LEASE);
+    force.force = true;
+    s.claim(&last.task.key(), &force, t1).await.unwrap();
+    let done: Vec<(Lease, serde_json::Value)> = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.lease.clone(), json!({ "i": i })))
+        .collect();
+    let results = if dialect == "postgres" {
+        let pg = tasktrack_sql::PgStore::connect(&s.scratch.url)
+            .await
+            .unwrap();
+        pg.succeed_many(&done, t1).await.unwrap()
+    } else {
+        let my = tasktrack_sql::MySqlStore::connect(&s.scratch.url)
+            .await
+            .unwrap();
+        my.succeed_many(&done, t1).await.unwrap()
+    };
+    assert_eq!(results.len(), 6);
+    for (i, (c, r)) in claimed.iter().zip(&results).enumerate().take(5) {
+        let want = lifecycle::succeed(&c.task, &c.lease, json!({ "i": i }), t1).unwrap();
+        assert_eq!(r.as_ref().unwrap(), &want);
+        assert_eq!(s.get(&want.key()).await.unwrap(), want);
+    }
+    assert!(
+        matches!(results[5], Err(Error::StaleLease { .. })),
+        "{:?}",
+        results[5]
+    );
+    let counts = s.counts(&j).await.unwrap();
+    assert_eq!(
+        (counts.by_status.succeeded, counts.by_status.in_progress),
+        (5, 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_batched_completion_equals_one_by_one() {
+    batched_completion_equals_one_by_one("postgres").await;
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_batched_completion_equals_one_by_one() {
+    batched_completion_equals_one_by_one("mysql").await;
+}

@@ -1,8 +1,86 @@
-//! Raw ceiling for mysql: not written yet (the mysql backend's engineer adds it).
+//! Raw ceiling for mysql / mariadb: a single-row `UPDATE … SET n = n + 1 WHERE id = ?` loop by
+//! primary key on a scratch table, one row and one connection per worker, each statement its own
+//! transaction (autocommit). MySQL has no `UPDATE … RETURNING`; the update alone is the
+//! cheapest durable write, so this is the ceiling a claim or a succeed is compared with.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result};
+use sqlx::Connection;
+use sqlx::mysql::MySqlConnection;
+use std::time::Instant;
 
-/// Not measured yet: fails rather than inventing a number.
-pub async fn measure(_url: &str, _workers: usize, _ops: usize) -> Result<f64> {
-    bail!("the mysql ceiling is not implemented yet; run with --no-ceiling")
+/// Ops/s of the single-row update loop, `ops` statements over `workers` connections.
+pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
+    let url = driver_url(url);
+    let workers = workers.max(1);
+    let mut setup = MySqlConnection::connect(&url)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    sqlx::raw_sql(
+        "DROP TABLE IF EXISTS tasktrack_bench_ceiling;
+         CREATE TABLE tasktrack_bench_ceiling (id INT PRIMARY KEY, n BIGINT NOT NULL) ENGINE = InnoDB;",
+    )
+    .execute(&mut setup)
+    .await?;
+    for id in 0..workers {
+        sqlx::query("INSERT INTO tasktrack_bench_ceiling (id, n) VALUES (?, 0)")
+            .bind(id as i32)
+            .execute(&mut setup)
+            .await?;
+    }
+    let mut conns = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        conns.push(MySqlConnection::connect(&url).await?);
+    }
+    let per_worker = ops.div_ceil(workers);
+    let started = Instant::now();
+    let loops: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(w, mut conn)| {
+            tokio::spawn(async move {
+                for _ in 0..per_worker {
+                    sqlx::query("UPDATE tasktrack_bench_ceiling SET n = n + 1 WHERE id = ?")
+                        .bind(w as i32)
+                        .execute(&mut conn)
+                        .await?;
+                }
+                anyhow::Ok(per_worker)
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for l in loops {
+        done += l.await??;
+    }
+    let rate = done as f64 / started.elapsed().as_secs_f64();
+    sqlx::raw_sql("DROP TABLE IF EXISTS tasktrack_bench_ceiling")
+        .execute(&mut setup)
+        .await?;
+    Ok(rate)
+}
+
+/// The store URL as the driver expects it: `mariadb://` spelled `mysql://`, tasktrack's own
+/// parameters removed.
+fn driver_url(url: &str) -> String {
+    let url = match url.strip_prefix("mariadb://") {
+        Some(rest) => format!("mysql://{rest}"),
+        None => url.to_string(),
+    };
+    let (base, query) = url.split_once('?').unwrap_or((&url, ""));
+    let ours = [
+        "pool_size",
+        "statement_timeout",
+        "connect_timeout",
+        "schema",
+        "table_prefix",
+    ];
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !ours.contains(&p.split('=').next().unwrap_or("")))
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
 }

@@ -1,8 +1,84 @@
-//! Raw ceiling for postgres: not written yet (the postgres backend's engineer adds it).
+//! Raw ceiling for postgres: a single-row `UPDATE … SET n = n + 1 WHERE id = $1 RETURNING n` loop
+//! by primary key on a scratch table, one row and one connection per worker (`synchronous_commit`
+//! as the server is configured). Every statement is its own transaction, as a claim or a
+//! succeed of the store is, so the ratio store/ceiling reads as "how close to one commit per
+//! operation".
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result};
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+use std::time::Instant;
 
-/// Not measured yet: fails rather than inventing a number.
-pub async fn measure(_url: &str, _workers: usize, _ops: usize) -> Result<f64> {
-    bail!("the postgres ceiling is not implemented yet; run with --no-ceiling")
+/// Ops/s of the single-row `UPDATE … RETURNING` loop, `ops` statements over `workers` connections.
+pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
+    let url = driver_url(url);
+    let workers = workers.max(1);
+    let mut setup = PgConnection::connect(&url)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    sqlx::raw_sql(
+        "DROP TABLE IF EXISTS tasktrack_bench_ceiling;
+         CREATE TABLE tasktrack_bench_ceiling (id integer PRIMARY KEY, n bigint NOT NULL);",
+    )
+    .execute(&mut setup)
+    .await?;
+    sqlx::query(
+        "INSERT INTO tasktrack_bench_ceiling (id, n) SELECT g, 0 FROM generate_series(0, $1 - 1) g",
+    )
+    .bind(workers as i32)
+    .execute(&mut setup)
+    .await?;
+    let mut conns = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        conns.push(PgConnection::connect(&url).await?);
+    }
+    let per_worker = ops.div_ceil(workers);
+    let started = Instant::now();
+    let loops: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(w, mut conn)| {
+            tokio::spawn(async move {
+                for _ in 0..per_worker {
+                    let _n: i64 = sqlx::query_scalar(
+                        "UPDATE tasktrack_bench_ceiling SET n = n + 1 WHERE id = $1 RETURNING n",
+                    )
+                    .bind(w as i32)
+                    .fetch_one(&mut conn)
+                    .await?;
+                }
+                anyhow::Ok(per_worker)
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for l in loops {
+        done += l.await??;
+    }
+    let rate = done as f64 / started.elapsed().as_secs_f64();
+    sqlx::raw_sql("DROP TABLE IF EXISTS tasktrack_bench_ceiling")
+        .execute(&mut setup)
+        .await?;
+    Ok(rate)
+}
+
+/// The store URL without the parameters only tasktrack understands (`pool_size`, `schema`, …).
+fn driver_url(url: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let ours = [
+        "pool_size",
+        "statement_timeout",
+        "connect_timeout",
+        "schema",
+        "table_prefix",
+    ];
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !ours.contains(&p.split('=').next().unwrap_or("")))
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
 }

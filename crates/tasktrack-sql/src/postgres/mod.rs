@@ -60,6 +60,7 @@ queries!(
     claim_next,
     claim_next_stage,
     succeed,
+    succeed_many,
     count_tasks,
     get_job,
     insert_job,
@@ -161,37 +162,71 @@ impl PgStore {
         format!("{}task", self.t)
     }
 
-    /// Many tasks succeeded in one statement, each fenced by its lease: the batched completion.
+    /// Many tasks succeeded in one statement (`succeed_many.sql`): the batched completion.
     ///
-    /// Returns one result per lease, in order; a lease that no longer holds its task (or whose
-    /// task is at a pipeline stage) is handled by the general path, exactly as [`Store::succeed`].
-    /// Not part of the [`Store`] trait (frozen); measured in `docs/benchmarks/postgres.md`.
+    /// Returns one result per lease, in order. A lease the fast statement did not match (stale,
+    /// or its task is at a pipeline stage) goes through the general path, exactly as
+    /// [`Store::succeed`] (so a stale one answers [`Error::StaleLease`]). Not part of the
+    /// [`Store`] trait (frozen for now); measured in `docs/benchmarks/postgres.md`.
     pub async fn succeed_many(
         &self,
         done: &[(Lease, Value)],
         now: Timestamp,
     ) -> Result<Vec<Result<Task>>> {
-        let mut out = Vec::with_capacity(done.len());
-        // One transaction for the batch: one commit (one WAL flush) instead of one per task.
-        let mut tx = self.pool.begin().await.map_err(|e| self.err(&e))?;
-        let mut fallback = Vec::new();
-        for (i, (lease, output)) in done.iter().enumerate() {
-            match self.succeed_fast(&mut *tx, lease, output, now).await {
-                Ok(Some(task)) => out.push(Ok(task)),
-                Ok(None) => {
-                    fallback.push(i);
-                    out.push(Err(Error::StaleLease {
-                        key: lease.key.to_string(),
-                        token: lease.token,
-                    }));
-                }
-                Err(e) => return Err(e),
-            }
+        let mut cols = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        for (lease, output) in done {
+            let Ok(token) = i64::try_from(lease.token) else {
+                continue;
+            };
+            cols.0.push(lease.key.job.to_string());
+            cols.1.push(lease.key.id.to_string());
+            cols.2.push(token);
+            cols.3.push(lease.owner.clone());
+            cols.4.push(i64::from(lease.attempt));
+            cols.5.push(Json(output.clone()));
+            cols.6.push(Json(success_record(lease, now)?));
+            cols.7.push(lease.acquired_at.as_millis());
         }
-        tx.commit().await.map_err(|e| self.err(&e))?;
-        for i in fallback {
-            let (lease, output) = &done[i];
-            out[i] = cas::succeed(self, lease, output.clone(), now).await;
+        let limit = i32::try_from(HISTORY_LIMIT).unwrap_or(i32::MAX);
+        let rows = self
+            .run(false, || {
+                sqlx::query(AssertSqlSafe(self.q.succeed_many.clone()))
+                    .bind(&cols.0)
+                    .bind(&cols.1)
+                    .bind(&cols.2)
+                    .bind(&cols.3)
+                    .bind(&cols.4)
+                    .bind(&cols.5)
+                    .bind(&cols.6)
+                    .bind(&cols.7)
+                    .bind(now.as_millis())
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+            })
+            .await?;
+        let table = self.table();
+        let mut written = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let task = rows::read_task(&row)
+                .map_err(|e| self.err(&e))?
+                .into_task(&table)?;
+            written.insert(task.key(), task);
+        }
+        let mut out = Vec::with_capacity(done.len());
+        for (lease, output) in done {
+            match written.remove(&lease.key) {
+                Some(task) => out.push(Ok(task)),
+                None => out.push(cas::succeed(self, lease, output.clone(), now).await),
+            }
         }
         Ok(out)
     }
@@ -210,16 +245,7 @@ impl PgStore {
         let Ok(token) = i64::try_from(lease.token) else {
             return Ok(None);
         };
-        let record = Attempt {
-            attempt: lease.attempt,
-            stage: None,
-            worker: lease.owner.clone(),
-            started: lease.acquired_at,
-            finished: now,
-            outcome: Outcome::Succeeded,
-            error: None,
-        };
-        let record = serde_json::to_value(&record).map_err(Error::backend)?;
+        let record = success_record(lease, now)?;
         let limit = i32::try_from(HISTORY_LIMIT).unwrap_or(i32::MAX);
         let row = sqlx::query(AssertSqlSafe(self.q.succeed.clone()))
             .bind(lease.key.job.as_str())
@@ -296,6 +322,20 @@ impl PgStore {
         }
         tx.commit().await.map_err(|e| self.err(&e))
     }
+}
+
+/// The history record `lifecycle::succeed` appends for a single-step task held by `lease`.
+fn success_record(lease: &Lease, now: Timestamp) -> Result<Value> {
+    let record = Attempt {
+        attempt: lease.attempt,
+        stage: None,
+        worker: lease.owner.clone(),
+        started: lease.acquired_at,
+        finished: now,
+        outcome: Outcome::Succeeded,
+        error: None,
+    };
+    serde_json::to_value(&record).map_err(Error::backend)
 }
 
 #[async_trait]
