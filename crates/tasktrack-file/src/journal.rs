@@ -2,12 +2,14 @@
 //! files across processes, and the transaction that changes both.
 //!
 //! # The protocol
-//! Every change happens under the job's advisory lock (`lock`, an `flock`), in four steps:
+//! Every change happens under the job's advisory lock (`lock`, an `flock`), in five steps:
 //!
-//! 1. append the new index records to `index.log` (an *intent*; fsynced under full durability),
-//! 2. write each task file to `scratch/` (fsynced) and rename it over the real one,
-//! 3. fsync the directory, so the renames are durable,
-//! 4. append a `commit` line.
+//! 1. append the new index records to `index.log` (an *intent*),
+//! 2. write each new task file into `scratch/`,
+//! 3. fsync the journal and those files together (in parallel, so they share the file
+//!    system's journal commits; skipped under relaxed durability),
+//! 4. rename each file over the real one, then fsync the directory so the renames are durable,
+//! 5. append a `commit` line.
 //!
 //! A process killed anywhere in this sequence leaves records after the last `commit`. The lock
 //! dies with the process, so the next holder sees that unfinished tail, re-reads the task files

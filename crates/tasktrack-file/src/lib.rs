@@ -46,12 +46,15 @@
 //! through `fs4`, plus a mutex within the process) around its read-check-write. A task file is
 //! never written in place: the new content goes to `scratch/`, is fsynced and renamed over the
 //! old file, and the directory is fsynced, so a reader (and a crash) sees the old or the new
-//! record, never part of one. The journal records an intent before the renames and a `commit`
-//! after; a writer killed in between leaves an open transaction that the next lock holder
-//! finishes by re-reading the few task files it names (see [`journal`]). Conditional writes
+//! record, never part of one. The journal records an intent, fsynced with the new files before
+//! any rename, and a `commit` after; a writer killed in between leaves an open transaction that
+//! the next lock holder finishes by re-reading the few task files it names (see [`journal`]). Conditional writes
 //! compare the task's `version` under the lock, so the generic compare-and-swap adapter of
 //! `tasktrack-core` gives every rule; `claim_next` picks its candidates natively under the lock
-//! and applies the same pure rule. Readers of a single task (`get`) take no lock.
+//! and applies the same pure rule. Concurrent writers of one job in one process are batched
+//! into one transaction (group commit: one intent, parallel fsyncs, one directory fsync); each
+//! sees the changes of those before it, as if they had run one after the other. Readers of a
+//! single task (`get`) take no lock.
 //!
 //! With `?durability=relaxed` nothing is fsynced: a killed process still loses nothing (the page
 //! cache outlives it), but a power loss or kernel crash may lose the last changes, and may leave
@@ -60,9 +63,9 @@
 //! # Limits
 //! - One machine: advisory locks are not reliable over network file systems (NFS, SMB). Use a
 //!   server backend to share work between machines.
-//! - Changes within one job are serialized by its lock (jobs are independent); each change costs
-//!   about three fsyncs under full durability (journal, file, directory). `claim_next` with a
-//!   batch shares them across the batch. See `docs/benchmarks/file.md` for measured figures.
+//! - Changes within one job are serialized by its lock (jobs are independent); each transaction
+//!   costs two rounds of fsync under full durability (journal and files together, then the
+//!   directory), shared by every write batched into it. See `docs/benchmarks/file.md` for measured figures.
 //! - Each process keeps each job's index in memory (~200 bytes a task) and replays the journal
 //!   once when it first touches the job: about a second at 100,000 tasks.
 //! - `counts` and `claim_next` read the index only (O(statuses) and O(claimed)); `list` filters
