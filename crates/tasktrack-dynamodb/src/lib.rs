@@ -1,8 +1,119 @@
-//! tasktrack dynamodb backend (being built; see its issue).
+//! # tasktrack-dynamodb
+//!
+//! The `dynamodb://table` backend: tasks, jobs and progress counters in one DynamoDB table.
+//! Built on the core's compare-and-swap adapter ([`tasktrack_core::cas`]): every change is a
+//! conditional write, so two workers can never both start a task, and counts come from counter
+//! items written in the same transaction as the task, so they never drift.
+//!
+//! ```no_run
+//! # async fn f() -> tasktrack_core::Result<()> {
+//! use tasktrack_core::Store;
+//! let store = tasktrack_dynamodb::open("dynamodb://tasks?region=eu-west-1").await?;
+//! store.init().await?; // creates the table (on-demand billing) and its indexes if missing
+//! # Ok(()) }
+//! ```
+//!
+//! ## URL
+//! `dynamodb://TABLE[?endpoint=URL&region=R&profile=P&counter_shards=N]`. What the URL leaves
+//! out comes from the standard AWS configuration: `AWS_ENDPOINT_URL` (or
+//! `AWS_ENDPOINT_URL_DYNAMODB`), `AWS_REGION`, credentials, `AWS_PROFILE`, SSO, roles.
+//!
+//! # Atomicity
+//! Every write is conditional on the record being exactly the one read — `v` (version),
+//! `st` (status) and `tok` (fencing token) — so the adapter's read, apply rule, write loop never
+//! loses an update and a stale lease holder can never write. A write that moves a task between
+//! `(stage, status)` cells is one `TransactWriteItems`: the conditional put (or delete) of the
+//! task plus an `ADD` on the job's counter item; writes that move no count (heartbeat, data
+//! patches) are a single conditional `PutItem`. Bulk create is `TransactWriteItems` of up to 99
+//! puts conditioned on `attribute_not_exists(pk)` plus one counter update (`BatchWriteItem`
+//! cannot carry conditions); tasks that already exist are reported by AWS's cancellation
+//! reasons and the rest is sent again. Job records are conditional puts on their version.
+//!
+//! # Layout
+//! One table, partition key `pk`, sort key `sk` (all strings), every record's JSON in `doc`:
+//!
+//! | record | `pk` | `sk` | other attributes |
+//! |---|---|---|---|
+//! | task | `t:<job>` | `<id>` | `v`, `st`, `tok`; `lpk`/`lsk`; while claimable `cpk`/`ck`/`cat` (+ `spk` at a stage) |
+//! | job | `j` | `<job>` | `v`; `lpk` = `j:<state>`, `lsk` = `<job>` |
+//! | counters | `c:<job>` | shard `0..N` | `n:<status>` or `n:<status>:<stage>`: task counts (shards sum) |
+//!
+//! Three global secondary indexes (projection ALL, so a claim or a page is one Query):
+//! - `claim` (`cpk` = job, `ck` = priority descending · claimable-at · id): `claim_next` is a
+//!   Query in claim order with the filter `cat <= now`. Finished tasks have no `cpk`, so claims
+//!   never read them (a sparse index).
+//! - `claim_stage` (`spk` = length-prefixed stage + job, `ck`): the same per pipeline stage.
+//! - `list` (`lpk` = status code + job, `lsk` = updated-at · id): a list by status is a Query
+//!   per status, our cursor `(updated_at, id)` becoming the key condition `lsk > cursor`; also
+//!   jobs by state (`lpk` = `j:<state>`).
+//!
+//! Job names and ids are stored verbatim (keys are compared whole, never by prefix), so jobs `a`
+//! and `a-b` share nothing, and no key can reach another job's records.
+//!
+//! # Limits
+//! - Requests per operation: see `docs/backends/dynamodb.md`. Claim + succeed costs 3 requests
+//!   per task in the common case (Query, claim transaction, succeed transaction: the lease
+//!   holder's write uses the copy this process wrote at claim time, conditionally).
+//! - A task's JSON must fit in a DynamoDB item (400 KB, counting the index attributes).
+//! - Index reads are eventually consistent on AWS: a claim may see a stale candidate (its
+//!   conditional write then fails and the next one is tried) and a fresh write may take a moment
+//!   to appear in a list. `get` and `counts` are strongly consistent.
+//! - Hot partitions: each job's claim index is one partition key, good for about 1,000 writes/s
+//!   (each task transition writes it). Beyond that, write sharding would be needed: `cpk` =
+//!   `<job>#<k>` for k in 0..K chosen per task, claimers querying a random shard first and the
+//!   others when it is empty. Counter items are already sharded: `?counter_shards=N` (default 4)
+//!   spreads counter updates over N items, which also keeps concurrent transactions from
+//!   conflicting on one counter item; `counts` reads all N in one Query.
+//! - A claim Query reads past not-yet-claimable tasks of higher priority (live leases, backoff).
+//!
+//! # Testing
+//! `bash scripts/test -p tasktrack-dynamodb` starts moto (`scripts/services/moto.sh`) and runs
+//! the conformance suite, the concurrency tests and the unit tests against it. moto runs
+//! single-threaded (werkzeug `threaded=False`): its stock multi-threaded server does not
+//! serialize conditional writes, AWS does. Set `TASKTRACK_TEST_MOTO_ENDPOINT` to use a server you
+//! started; without one the tests print SKIPPED (and fail under `CI=true`).
 
-use tasktrack_core::{Error, MemoryStore, Result};
+mod config;
+mod documents;
+mod error;
+mod item;
+mod schema;
+mod store;
+mod txn;
 
-/// Opens the store named by `url` (not implemented yet).
-pub async fn open(_url: &str) -> Result<MemoryStore> {
-    Err(Error::Unsupported { backend: "dynamodb", what: "not implemented yet".into() })
+pub use config::{DEFAULT_COUNTER_SHARDS, MAX_COUNTER_SHARDS, Settings};
+pub use documents::{DynamoDocuments, Requests};
+pub use store::DynamoStore;
+
+use std::hash::{BuildHasher, Hasher};
+use tasktrack_core::Result;
+
+/// Opens `dynamodb://table?...` (see the crate docs); does not touch the table (`init` creates it).
+pub async fn open(url: &str) -> Result<DynamoStore> {
+    let settings = Settings::parse(url)?;
+    let (client, endpoint) = settings.client().await?;
+    Ok(DynamoStore::new(DynamoDocuments {
+        client,
+        table: settings.table,
+        endpoint,
+        counter_shards: settings.counter_shards,
+        stats: Default::default(),
+    }))
+}
+
+/// A pseudo-random number for jitter and shard choice (std's randomly keyed hasher; no
+/// cryptographic quality needed).
+pub(crate) fn jitter() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// [`jitter`] as a `u32`.
+pub(crate) fn jitter_u32() -> u32 {
+    (jitter() >> 32) as u32
 }

@@ -1,0 +1,547 @@
+//! [`DynamoDocuments`]: the `Documents` trait of the core's compare-and-swap adapter, on one table.
+
+use crate::error::{build_error, sdk_error};
+use crate::item::{self, Item};
+use crate::txn::{self, Outcome, Transact};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tasktrack_core::cas::{Documents, Versioned};
+use tasktrack_core::{
+    Error, Job, JobName, JobState, Result, Status, Task, TaskKey, TaskPage, TaskQuery, Timestamp,
+};
+
+/// Tasks, jobs and counters in one DynamoDB table (layout in the crate docs).
+#[derive(Debug, Clone)]
+pub struct DynamoDocuments {
+    pub(crate) client: Client,
+    pub(crate) table: String,
+    /// Where requests go, for error messages.
+    pub(crate) endpoint: String,
+    pub(crate) counter_shards: u32,
+    /// Requests sent, by kind (shared by clones).
+    pub(crate) stats: std::sync::Arc<Requests>,
+}
+
+/// How many requests of each kind a store sent: what the cost model in the docs is checked with.
+#[derive(Debug, Default)]
+pub struct Requests {
+    /// `GetItem`.
+    pub get: AtomicU64,
+    /// `PutItem` / `DeleteItem`.
+    pub write: AtomicU64,
+    /// `TransactWriteItems`.
+    pub transact: AtomicU64,
+    /// `Query` pages.
+    pub query: AtomicU64,
+    /// Conditional writes refused (someone wrote first).
+    pub refused: AtomicU64,
+}
+
+impl Requests {
+    /// `(get, write, transact, query, refused)` so far.
+    pub fn snapshot(&self) -> [u64; 5] {
+        [
+            &self.get,
+            &self.write,
+            &self.transact,
+            &self.query,
+            &self.refused,
+        ]
+        .map(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+#[async_trait]
+impl Transact for DynamoDocuments {
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Outcome> {
+        bump(&self.stats.transact);
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Outcome::Committed),
+            Err(err) => {
+                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+                if let Some(E::TransactionCanceledException(cancel)) = err.as_service_error() {
+                    let reasons = cancel
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().unwrap_or("None").to_owned());
+                    return Ok(Outcome::Cancelled(reasons.collect()));
+                }
+                if let Some(E::TransactionInProgressException(_)) = err.as_service_error() {
+                    return Ok(Outcome::Cancelled(vec!["TransactionConflict".into()]));
+                }
+                Err(sdk_error("TransactWriteItems", &self.endpoint, err))
+            }
+        }
+    }
+}
+
+/// The condition of every replace and delete: the record is exactly the one we read.
+/// (`v` alone would do — every write bumps it — but status and token make the intent plain.)
+const UNCHANGED: &str = "v = :v AND st = :st AND tok = :tok";
+
+fn unchanged_values(old: &Versioned<Task>) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (":v".into(), n(&old.revision)),
+        (":st".into(), s(old.value.status.as_str())),
+        (":tok".into(), n(old.value.token)),
+    ])
+}
+
+impl DynamoDocuments {
+    /// Requests sent so far.
+    pub fn requests(&self) -> &Requests {
+        &self.stats
+    }
+
+    /// Adds one counter-shard update to `writes` when a write moves a task between
+    /// `(stage, status)` cells, so counts change in the same transaction as the task.
+    fn counter_move(
+        &self,
+        job: &JobName,
+        from: Option<&Task>,
+        to: Option<&Task>,
+    ) -> Result<Option<TransactWriteItem>> {
+        let cell = |t: &Task| item::counter_attr(t.stage.as_deref(), t.status);
+        let (from, to) = (from.map(cell), to.map(cell));
+        if from == to {
+            return Ok(None);
+        }
+        let mut deltas = BTreeMap::new();
+        if let Some(attr) = from {
+            deltas.insert(attr, -1);
+        }
+        if let Some(attr) = to {
+            deltas.insert(attr, 1);
+        }
+        let shard = crate::jitter_u32() % self.counter_shards.max(1);
+        let update = txn::counter_update(&self.table, job, shard, &deltas)?;
+        Ok(Some(TransactWriteItem::builder().update(update).build()))
+    }
+
+    /// Writes `write` (a conditional put or delete of a task) alone when counts do not move,
+    /// else in one transaction with the counter update. `false`: the condition failed.
+    async fn write_task(
+        &self,
+        write: TransactWriteItem,
+        counter: Option<TransactWriteItem>,
+    ) -> Result<bool> {
+        let Some(counter) = counter else {
+            return self.write_one(write).await;
+        };
+        for attempt in 0..16 {
+            match self.transact(vec![write.clone(), counter.clone()]).await? {
+                Outcome::Committed => return Ok(true),
+                Outcome::Cancelled(reasons) => {
+                    if reasons
+                        .first()
+                        .is_some_and(|r| r == "ConditionalCheckFailed")
+                    {
+                        bump(&self.stats.refused);
+                        return Ok(false);
+                    }
+                    if !reasons.iter().any(|r| txn::is_conflict(r)) {
+                        return Err(txn::cancelled("task write", &reasons));
+                    }
+                    txn::pause(attempt).await;
+                }
+            }
+        }
+        Err(Error::Contention(
+            "DynamoDB task write: transaction kept conflicting".into(),
+        ))
+    }
+
+    /// A single conditional put or delete (no counter moves): one request.
+    async fn write_one(&self, write: TransactWriteItem) -> Result<bool> {
+        bump(&self.stats.write);
+        if let Some(put) = write.put {
+            let result = self
+                .client
+                .put_item()
+                .table_name(put.table_name)
+                .set_item(Some(put.item))
+                .set_condition_expression(put.condition_expression)
+                .set_expression_attribute_names(put.expression_attribute_names)
+                .set_expression_attribute_values(put.expression_attribute_values)
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(true),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    bump(&self.stats.refused);
+                    Ok(false)
+                }
+                Err(e) => Err(sdk_error("PutItem", &self.endpoint, e)),
+            };
+        }
+        if let Some(delete) = write.delete {
+            let result = self
+                .client
+                .delete_item()
+                .table_name(delete.table_name)
+                .set_key(Some(delete.key))
+                .set_condition_expression(delete.condition_expression)
+                .set_expression_attribute_names(delete.expression_attribute_names)
+                .set_expression_attribute_values(delete.expression_attribute_values)
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(true),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    bump(&self.stats.refused);
+                    Ok(false)
+                }
+                Err(e) => Err(sdk_error("DeleteItem", &self.endpoint, e)),
+            };
+        }
+        Err(Error::backend(
+            "internal: a task write is neither a put nor a delete",
+        ))
+    }
+
+    /// A conditional put of `item`.
+    fn put(
+        &self,
+        item: Item,
+        condition: &str,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_values((!values.is_empty()).then_some(values))
+            .build()
+            .map_err(|e| build_error("put", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// A conditional delete of the item at `key`.
+    fn delete(
+        &self,
+        key: Item,
+        condition: &str,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<TransactWriteItem> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .condition_expression(condition)
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(|e| build_error("delete", e))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// A strongly consistent read of one item.
+    async fn get_item(&self, key: Item) -> Result<Option<Item>> {
+        bump(&self.stats.get);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", &self.endpoint, e))?;
+        Ok(out.item)
+    }
+
+    /// Every item of a Query, page by page, until `enough` says stop (`limit`: page size).
+    #[allow(clippy::too_many_arguments)]
+    async fn query(
+        &self,
+        index: Option<&str>,
+        key_condition: &str,
+        values: HashMap<String, AttributeValue>,
+        filter: Option<&str>,
+        forward: bool,
+        page_size: i32,
+        mut visit: impl FnMut(&Item) -> Result<bool> + Send,
+    ) -> Result<()> {
+        let mut start: Option<Item> = None;
+        loop {
+            bump(&self.stats.query);
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression(key_condition)
+                .set_filter_expression(filter.map(str::to_owned))
+                .set_expression_attribute_values(Some(values.clone()))
+                .scan_index_forward(forward)
+                .consistent_read(index.is_none())
+                .limit(page_size)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", &self.endpoint, e))?;
+            for it in out.items() {
+                if !visit(it)? {
+                    return Ok(());
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Up to `limit + 1` tasks of one list-index partition that pass `query`, in its order.
+    async fn list_partition(
+        &self,
+        query: &TaskQuery,
+        status: Status,
+        found: &mut Vec<Task>,
+    ) -> Result<()> {
+        let mut values = HashMap::from([(":p".to_owned(), s(item::list_pk(&query.job, status)))]);
+        // The cursor (or the time bound on the side we start from) becomes the key condition.
+        let bound = match (&query.after, query.newest_first) {
+            (Some(c), false) => Some(("lsk > :b", item::list_sk(c.updated_at, c.id.as_str()))),
+            (Some(c), true) => Some(("lsk < :b", item::list_sk(c.updated_at, c.id.as_str()))),
+            (None, false) => query
+                .updated_after
+                .map(|t| ("lsk >= :b", item::sortable_millis(t))),
+            (None, true) => query
+                .updated_before
+                .map(|t| ("lsk < :b", item::sortable_millis(t))),
+        };
+        let mut condition = "lpk = :p".to_owned();
+        if let Some((cmp, b)) = bound {
+            condition = format!("{condition} AND {cmp}");
+            values.insert(":b".into(), s(b));
+        }
+        let want = query.limit + 1;
+        let mut taken = 0;
+        let page = i32::try_from(want.min(1000)).unwrap_or(1000);
+        let table = self.table.clone();
+        self.query(
+            Some(item::LIST_INDEX),
+            &condition,
+            values,
+            None,
+            !query.newest_first,
+            page,
+            |it| {
+                let (task, _) = item::decode::<Task>(&table, it)?;
+                // Past the far time bound nothing more can match, in this order.
+                let beyond = if query.newest_first {
+                    query.updated_after.is_some_and(|t| task.updated_at < t)
+                } else {
+                    query.updated_before.is_some_and(|t| task.updated_at >= t)
+                };
+                if beyond {
+                    return Ok(false);
+                }
+                if query.matches(&task) && query.is_after_cursor(&task) {
+                    found.push(task);
+                    taken += 1;
+                }
+                Ok(taken < want)
+            },
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl Documents for DynamoDocuments {
+    fn backend(&self) -> &'static str {
+        "dynamodb"
+    }
+
+    async fn init(&self) -> Result<()> {
+        crate::schema::ensure_table(&self.client, &self.table, &self.endpoint).await
+    }
+
+    async fn get_task(&self, key: &TaskKey) -> Result<Option<Versioned<Task>>> {
+        let Some(it) = self.get_item(item::task_key(key)).await? else {
+            return Ok(None);
+        };
+        let (task, version) = item::decode::<Task>(&self.table, &it)?;
+        Ok(Some(Versioned::new(task, version)))
+    }
+
+    async fn insert_task(&self, task: &Task) -> Result<bool> {
+        Ok(self
+            .insert_tasks(std::slice::from_ref(task))
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(false))
+    }
+
+    async fn insert_tasks(&self, tasks: &[Task]) -> Result<Vec<bool>> {
+        txn::insert_tasks(self, &self.table, self.counter_shards, tasks).await
+    }
+
+    async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {
+        let write = self.put(item::task_item(new)?, UNCHANGED, unchanged_values(old))?;
+        let counter = self.counter_move(&new.job, Some(&old.value), Some(new))?;
+        self.write_task(write, counter).await
+    }
+
+    async fn delete_task(&self, old: &Versioned<Task>) -> Result<bool> {
+        let write = self.delete(
+            item::task_key(&old.value.key()),
+            UNCHANGED,
+            unchanged_values(old),
+        )?;
+        let counter = self.counter_move(&old.value.job, Some(&old.value), None)?;
+        self.write_task(write, counter).await
+    }
+
+    async fn claimable(
+        &self,
+        job: &JobName,
+        stage: Option<&str>,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Versioned<Task>>> {
+        // A Query on the claim index in claim order; the filter drops tasks not claimable yet
+        // (backoff, live leases), which sort among the claimable ones of their priority.
+        let (index, condition, partition) = match stage {
+            None => (item::CLAIM_INDEX, "cpk = :p", job.as_str().to_owned()),
+            Some(stage) => (item::STAGE_INDEX, "spk = :p", item::stage_pk(job, stage)),
+        };
+        let values = HashMap::from([
+            (":p".to_owned(), s(partition)),
+            (":now".to_owned(), n(now.as_millis())),
+        ]);
+        let page = i32::try_from((limit + 8).min(1000)).unwrap_or(1000);
+        let mut found = Vec::new();
+        let table = self.table.clone();
+        self.query(
+            Some(index),
+            condition,
+            values,
+            Some("cat <= :now"),
+            true,
+            page,
+            |it| {
+                let (task, version) = item::decode::<Task>(&table, it)?;
+                found.push(Versioned::new(task, version));
+                Ok(found.len() < limit)
+            },
+        )
+        .await?;
+        Ok(found)
+    }
+
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
+        let statuses = if query.statuses.is_empty() {
+            Status::ALL.to_vec()
+        } else {
+            query.statuses.clone()
+        };
+        let mut found = Vec::new();
+        for status in statuses {
+            self.list_partition(query, status, &mut found).await?;
+        }
+        Ok(query.paginate(found))
+    }
+
+    async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {
+        let values = HashMap::from([(":p".to_owned(), s(item::counter_pk(job)))]);
+        let mut sums: BTreeMap<(Option<String>, Status), i64> = BTreeMap::new();
+        self.query(None, "pk = :p", values, None, true, 1000, |it| {
+            for (name, value) in it {
+                if let (Some(cell), Ok(v)) = (item::parse_counter_attr(name), value.as_n()) {
+                    let v: i64 = v.parse().map_err(|_| {
+                        Error::corrupt(
+                            format!("dynamodb://{}/{}", self.table, item::counter_pk(job)),
+                            format!("counter {name} is {v:?}"),
+                        )
+                    })?;
+                    *sums.entry(cell).or_default() += v;
+                }
+            }
+            Ok(true)
+        })
+        .await?;
+        // Shards may be negative one by one; only their sum means something.
+        Ok(sums
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|((stage, status), v)| (stage, status, v as u64))
+            .collect())
+    }
+
+    async fn get_job(&self, job: &JobName) -> Result<Option<Versioned<Job>>> {
+        let Some(it) = self.get_item(item::job_key(job)).await? else {
+            return Ok(None);
+        };
+        let (job, version) = item::decode::<Job>(&self.table, &it)?;
+        Ok(Some(Versioned::new(job, version)))
+    }
+
+    async fn insert_job(&self, job: &Job) -> Result<bool> {
+        let write = self.put(
+            item::job_item(job)?,
+            "attribute_not_exists(pk)",
+            HashMap::new(),
+        )?;
+        self.write_one(write).await
+    }
+
+    async fn replace_job(&self, old: &Versioned<Job>, new: &Job) -> Result<bool> {
+        let write = self.put(
+            item::job_item(new)?,
+            "v = :v",
+            HashMap::from([(":v".into(), n(&old.revision))]),
+        )?;
+        self.write_one(write).await
+    }
+
+    async fn delete_job(&self, old: &Versioned<Job>) -> Result<bool> {
+        let values = HashMap::from([(":v".into(), n(&old.revision))]);
+        let write = self.delete(item::job_key(&old.value.name), "v = :v", values)?;
+        self.write_one(write).await
+    }
+
+    async fn list_jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+        let (index, condition, partition) = match state {
+            None => (None, "pk = :p", item::JOBS_PK.to_owned()),
+            Some(st) => (Some(item::LIST_INDEX), "lpk = :p", item::job_state_pk(st)),
+        };
+        let values = HashMap::from([(":p".to_owned(), s(partition))]);
+        let mut jobs = Vec::new();
+        let table = self.table.clone();
+        self.query(index, condition, values, None, true, 1000, |it| {
+            jobs.push(item::decode::<Job>(&table, it)?.0);
+            Ok(true)
+        })
+        .await?;
+        Ok(jobs)
+    }
+}

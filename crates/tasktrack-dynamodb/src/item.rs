@@ -1,0 +1,267 @@
+//! How tasks, jobs and counters map onto DynamoDB items (see the crate docs, `# Layout`).
+//!
+//! Every key below is built so that two different records can never share it: each kind of
+//! record has its own leading tag, fixed-width numbers sort as strings, and a variable-length
+//! part that is followed by another one carries its length. Job names and ids are used verbatim
+//! (DynamoDB keys are arbitrary UTF-8), so nothing can "escape" its job: keys are compared
+//! whole, never by prefix.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+use tasktrack_core::{Error, Job, JobName, JobState, Result, Status, Task, TaskKey, Timestamp};
+
+/// A DynamoDB item.
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// Table partition key.
+pub(crate) const PK: &str = "pk";
+/// Table sort key.
+pub(crate) const SK: &str = "sk";
+/// The record as JSON (the core's stable serde form).
+pub(crate) const DOC: &str = "doc";
+/// The record's version (what every conditional write compares).
+pub(crate) const VERSION: &str = "v";
+/// The task's status (also compared by conditional writes).
+pub(crate) const STATUS: &str = "st";
+/// The task's fencing token (also compared by conditional writes).
+pub(crate) const TOKEN: &str = "tok";
+/// Claim index partition (job) — present only while the task is claimable at some time.
+pub(crate) const CLAIM_PK: &str = "cpk";
+/// Claim index partition (stage + job) — present only for claimable tasks at a stage.
+pub(crate) const STAGE_PK: &str = "spk";
+/// Claim order sort key of both claim indexes.
+pub(crate) const CLAIM_SK: &str = "ck";
+/// When the task becomes claimable, in Unix milliseconds (the claim query's filter).
+pub(crate) const CLAIM_AT: &str = "cat";
+/// List index partition: (status, job) for tasks, state for jobs.
+pub(crate) const LIST_PK: &str = "lpk";
+/// List index sort key: (updated_at, id) for tasks, name for jobs.
+pub(crate) const LIST_SK: &str = "lsk";
+
+/// The claim index over all stages of a job.
+pub(crate) const CLAIM_INDEX: &str = "claim";
+/// The claim index per (job, stage), for pipeline workers that claim by stage.
+pub(crate) const STAGE_INDEX: &str = "claim_stage";
+/// The list index: tasks by (job, status) ordered by update time; jobs by state.
+pub(crate) const LIST_INDEX: &str = "list";
+
+/// The partition holding every job record (sorted by name).
+pub(crate) const JOBS_PK: &str = "j";
+
+/// Partition of a job's tasks.
+pub(crate) fn task_pk(job: &JobName) -> String {
+    format!("t:{job}")
+}
+
+/// Partition of a job's counter shards.
+pub(crate) fn counter_pk(job: &JobName) -> String {
+    format!("c:{job}")
+}
+
+/// Claim-index partition of a job's tasks at `stage` (the stage's length keeps it unambiguous).
+pub(crate) fn stage_pk(job: &JobName, stage: &str) -> String {
+    format!("{}:{stage}{job}", stage.len())
+}
+
+/// List-index partition of a job's tasks in `status` (the code is fixed-width, two digits).
+pub(crate) fn list_pk(job: &JobName, status: Status) -> String {
+    format!("{:02}:{job}", status.code())
+}
+
+/// List-index partition of the jobs in `state` (starts with a letter, never a digit).
+pub(crate) fn job_state_pk(state: JobState) -> String {
+    format!("j:{state}")
+}
+
+/// A millisecond instant as a fixed-width string that sorts like the instant.
+pub(crate) fn sortable_millis(t: Timestamp) -> String {
+    // Shift i64 onto u64 so that negative instants sort before positive ones.
+    let shifted = (t.as_millis() as u64) ^ (1 << 63);
+    format!("{shifted:020}")
+}
+
+/// List-index sort key: `(updated_at, id)`, the order of [`tasktrack_core::TaskQuery`].
+pub(crate) fn list_sk(updated_at: Timestamp, id: &str) -> String {
+    format!("{}|{id}", sortable_millis(updated_at))
+}
+
+/// Claim-index sort key: priority descending, then claimable-at, then id — the order of
+/// `Documents::claimable`.
+pub(crate) fn claim_sk(priority: i32, at: Timestamp, id: &str) -> String {
+    // Higher priority first: invert the (shifted) priority so that it sorts ascending.
+    let inverted = u32::MAX - ((priority as u32) ^ (1 << 31));
+    format!("{inverted:010}{}{id}", sortable_millis(at))
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// The key of a task's item.
+pub(crate) fn task_key(key: &TaskKey) -> Item {
+    HashMap::from([
+        (PK.into(), s(task_pk(&key.job))),
+        (SK.into(), s(key.id.as_str())),
+    ])
+}
+
+/// The key of a job's item.
+pub(crate) fn job_key(job: &JobName) -> Item {
+    HashMap::from([(PK.into(), s(JOBS_PK)), (SK.into(), s(job.as_str()))])
+}
+
+/// A task as a whole item: the JSON record plus the attributes the indexes and conditions use.
+pub(crate) fn task_item(task: &Task) -> Result<Item> {
+    let doc = serde_json::to_string(task)
+        .map_err(|e| Error::backend(format!("task {}: {e}", task.key())))?;
+    let mut item = task_key(&task.key());
+    item.insert(DOC.into(), s(doc));
+    item.insert(VERSION.into(), n(task.version));
+    item.insert(STATUS.into(), s(task.status.as_str()));
+    item.insert(TOKEN.into(), n(task.token));
+    item.insert(LIST_PK.into(), s(list_pk(&task.job, task.status)));
+    item.insert(
+        LIST_SK.into(),
+        s(list_sk(task.updated_at, task.id.as_str())),
+    );
+    // Sparse claim indexes: a finished task has no claim attributes, so claims never read it.
+    if let Some(at) = task.claimable_at() {
+        item.insert(CLAIM_PK.into(), s(task.job.as_str()));
+        item.insert(
+            CLAIM_SK.into(),
+            s(claim_sk(task.priority, at, task.id.as_str())),
+        );
+        item.insert(CLAIM_AT.into(), n(at.as_millis()));
+        if let Some(stage) = &task.stage {
+            item.insert(STAGE_PK.into(), s(stage_pk(&task.job, stage)));
+        }
+    }
+    Ok(item)
+}
+
+/// A job as a whole item.
+pub(crate) fn job_item(job: &Job) -> Result<Item> {
+    let doc =
+        serde_json::to_string(job).map_err(|e| Error::backend(format!("job {}: {e}", job.name)))?;
+    let mut item = job_key(&job.name);
+    item.insert(DOC.into(), s(doc));
+    item.insert(VERSION.into(), n(job.version));
+    item.insert(LIST_PK.into(), s(job_state_pk(job.state)));
+    item.insert(LIST_SK.into(), s(job.name.as_str()));
+    Ok(item)
+}
+
+/// Where an item lives, for [`Error::Corrupt`] messages.
+fn location(table: &str, item: &Item) -> String {
+    let part = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_s().ok())
+            .map_or("?", String::as_str)
+            .to_owned()
+    };
+    format!(
+        "dynamodb://{table} item (pk={:?}, sk={:?})",
+        part(PK),
+        part(SK)
+    )
+}
+
+/// Decodes the JSON record of an item, with its version as the revision.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    table: &str,
+    item: &Item,
+) -> Result<(T, String)> {
+    let doc = item
+        .get(DOC)
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| Error::corrupt(location(table, item), "no `doc` string attribute"))?;
+    let value = serde_json::from_str(doc).map_err(|e| Error::corrupt(location(table, item), e))?;
+    let version = item
+        .get(VERSION)
+        .and_then(|v| v.as_n().ok())
+        .ok_or_else(|| Error::corrupt(location(table, item), "no `v` number attribute"))?;
+    Ok((value, version.clone()))
+}
+
+/// The counter attribute of `(stage, status)`: `n:<status>` or `n:<status>:<stage>`.
+/// Status names contain no `:`, so the first two separators split it back unambiguously.
+pub(crate) fn counter_attr(stage: Option<&str>, status: Status) -> String {
+    match stage {
+        None => format!("n:{status}"),
+        Some(stage) => format!("n:{status}:{stage}"),
+    }
+}
+
+/// The `(stage, status)` of a counter attribute, or `None` for other attributes.
+pub(crate) fn parse_counter_attr(name: &str) -> Option<(Option<String>, Status)> {
+    let rest = name.strip_prefix("n:")?;
+    let (status, stage) = match rest.split_once(':') {
+        Some((status, stage)) => (status, Some(stage.to_owned())),
+        None => (rest, None),
+    };
+    Some((stage, status.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sortable_millis_orders_like_instants() {
+        let ts = [-5_000, -1, 0, 1, 1_800_000_000_000, i64::MAX].map(Timestamp::from_millis);
+        let keys: Vec<String> = ts.iter().map(|t| sortable_millis(*t)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        assert!(keys.iter().all(|k| k.len() == 20));
+    }
+
+    #[test]
+    fn claim_sk_orders_priority_descending_then_time_then_id() {
+        let t = Timestamp::from_millis;
+        let order = [
+            claim_sk(i32::MAX, t(9), "z"),
+            claim_sk(5, t(1), "b"),
+            claim_sk(5, t(2), "a"),
+            claim_sk(0, t(0), "a"),
+            claim_sk(0, t(0), "b"),
+            claim_sk(-3, t(0), "a"),
+            claim_sk(i32::MIN, t(0), "a"),
+        ];
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted);
+    }
+
+    #[test]
+    fn partitions_of_different_jobs_never_coincide() {
+        let j = |s: &str| JobName::new(s).unwrap();
+        assert_ne!(stage_pk(&j("b"), "a"), stage_pk(&j("ab"), ""));
+        assert_ne!(stage_pk(&j("1:xb"), "a"), stage_pk(&j("b"), "a1:x"));
+        assert_ne!(
+            list_pk(&j("0:a"), Status::Pending),
+            list_pk(&j("a"), Status::Pending)
+        );
+        assert!(job_state_pk(JobState::Started).starts_with('j'));
+    }
+
+    #[test]
+    fn counter_attrs_round_trip() {
+        for (stage, status) in [
+            (None, Status::Pending),
+            (Some("load:x"), Status::InProgress),
+            (Some(""), Status::Failed),
+        ] {
+            let name = counter_attr(stage, status);
+            assert_eq!(
+                parse_counter_attr(&name),
+                Some((stage.map(str::to_owned), status))
+            );
+        }
+        assert_eq!(parse_counter_attr("pk"), None);
+    }
+}

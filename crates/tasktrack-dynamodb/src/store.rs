@@ -1,0 +1,344 @@
+//! [`DynamoStore`]: the compare-and-swap adapter over [`DynamoDocuments`], with the hot paths
+//! (claim_next, and the lease holder's heartbeat / succeed / fail / release / patch) restated
+//! to save requests. Every write stays conditional; the rules stay in `tasktrack_core::lifecycle`.
+
+use crate::documents::DynamoDocuments;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+use tasktrack_core::cas::{self, Documents, MAX_CAS_ATTEMPTS, Versioned};
+use tasktrack_core::lifecycle::{self, ClaimDecision};
+use tasktrack_core::*;
+
+/// Extra claim candidates fetched beyond the batch size, so that a worker that loses a race for
+/// the head of the queue has others to try without another Query.
+const SPREAD: usize = 8;
+/// The most task copies [`DynamoStore`] remembers (see `recent`).
+const RECENT_CAPACITY: usize = 10_000;
+
+/// The `dynamodb://` store.
+#[derive(Debug)]
+pub struct DynamoStore {
+    docs: DynamoDocuments,
+    /// Tasks a worker of this process is claiming right now: the other local workers skip
+    /// them instead of racing for the same item (they would lose and retry).
+    claiming: Mutex<HashSet<TaskKey>>,
+    /// The last copy this process wrote of each task it holds in progress. A lease holder's
+    /// next write (heartbeat, succeed, ...) is tried on this copy first, conditional on its
+    /// version, which saves the read; if anyone wrote the task meanwhile the condition fails
+    /// and the operation falls back to read-apply-write. A stale copy can thus never win.
+    recent: Mutex<HashMap<TaskKey, Task>>,
+    /// Set by [`DynamoStore::temporary`]: the table is deleted when the store is dropped.
+    temporary: Option<crate::Settings>,
+}
+
+/// Removes a key from `claiming` when the attempt ends, however it ends.
+struct Reserved<'a> {
+    set: &'a Mutex<HashSet<TaskKey>>,
+    key: TaskKey,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        lock(self.set).remove(&self.key);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Both maps are hints (a lost entry costs one request), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl DynamoStore {
+    pub(crate) fn new(docs: DynamoDocuments) -> Self {
+        DynamoStore {
+            docs,
+            claiming: Mutex::default(),
+            recent: Mutex::default(),
+            temporary: None,
+        }
+    }
+
+    /// Marks the table as temporary: dropping the store deletes it (tests and benchmarks use
+    /// one table each). `settings` are the ones the store was opened with.
+    pub fn temporary(mut self, settings: crate::Settings) -> Self {
+        self.temporary = Some(settings);
+        self
+    }
+
+    /// The document layer (the generic adapter's view of the table).
+    pub fn documents(&self) -> &DynamoDocuments {
+        &self.docs
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.docs.table
+    }
+
+    /// Deletes the whole table (tests and benchmarks use it to clean up).
+    pub async fn drop_table(&self) -> Result<()> {
+        crate::schema::drop_table(&self.docs.client, &self.docs.table, &self.docs.endpoint).await
+    }
+
+    fn reserve(&self, key: &TaskKey) -> Option<Reserved<'_>> {
+        lock(&self.claiming).insert(key.clone()).then(|| Reserved {
+            set: &self.claiming,
+            key: key.clone(),
+        })
+    }
+
+    fn remember(&self, task: &Task) {
+        let mut recent = lock(&self.recent);
+        if task.status == Status::InProgress {
+            if recent.len() >= RECENT_CAPACITY {
+                recent.clear();
+            }
+            recent.insert(task.key(), task.clone());
+        } else {
+            recent.remove(&task.key());
+        }
+    }
+
+    /// Applies a lease holder's `rule` to the remembered copy and writes it conditionally.
+    /// `None`: no copy, the rule refused on it, or the copy was stale — take the normal path.
+    async fn on_recent<R>(
+        &self,
+        key: &TaskKey,
+        rule: impl FnOnce(&Task) -> Option<(Task, R)>,
+    ) -> Result<Option<R>> {
+        let Some(copy) = lock(&self.recent).get(key).cloned() else {
+            return Ok(None);
+        };
+        let Some((new, result)) = rule(&copy) else {
+            return Ok(None);
+        };
+        let old = Versioned::new(copy.clone(), copy.version.to_string());
+        if self.docs.replace_task(&old, &new).await? {
+            self.remember(&new);
+            return Ok(Some(result));
+        }
+        lock(&self.recent).remove(key);
+        Ok(None)
+    }
+
+    /// A fenced lifecycle rule: on the remembered copy first, then the adapter's loop.
+    async fn fenced<F>(&self, lease: &Lease, rule: F) -> Result<Task>
+    where
+        F: Fn(&Task) -> Result<Task> + Send + Sync,
+    {
+        if let Some(task) = self
+            .on_recent(&lease.key, |t| rule(t).ok().map(|n| (n.clone(), n)))
+            .await?
+        {
+            return Ok(task);
+        }
+        let result =
+            match cas::update_task(&self.docs, &lease.key, |t| cas::Step::from_rule(rule(t))).await
+            {
+                Err(Error::NotFound(_)) => Err(Error::StaleLease {
+                    key: lease.key.to_string(),
+                    token: lease.token,
+                }),
+                other => other,
+            };
+        if let Ok(task) = &result {
+            self.remember(task);
+        }
+        result
+    }
+}
+
+impl Drop for DynamoStore {
+    fn drop(&mut self) {
+        let Some(settings) = self.temporary.take() else {
+            return;
+        };
+        // Drop cannot be async and may run inside a runtime: delete from a thread of its own,
+        // with a client of its own, and wait for it so the table is gone when the test ends.
+        let deleting = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let (client, endpoint) = settings.client().await.ok()?;
+                crate::schema::drop_table(&client, &settings.table, &endpoint)
+                    .await
+                    .ok()
+            })
+        });
+        if deleting.join().ok().flatten().is_none() {
+            tracing::warn!(table = %self.docs.table, "could not delete the temporary DynamoDB table");
+        }
+    }
+}
+
+/// A cheap shuffle of `items` (claim order matters only until a worker loses a race).
+fn shuffle<T>(items: &mut [T]) {
+    for i in (1..items.len()).rev() {
+        let j = (crate::jitter() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    fn backend(&self) -> &'static str {
+        "dynamodb"
+    }
+    async fn init(&self) -> Result<()> {
+        self.docs.init().await
+    }
+    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
+        cas::put_job(&self.docs, job, spec, now).await
+    }
+    async fn get_job(&self, job: &JobName) -> Result<Job> {
+        cas::get_job(&self.docs, job).await
+    }
+    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+        self.docs.list_jobs(state).await
+    }
+    async fn set_job_state(
+        &self,
+        job: &JobName,
+        change: JobStateChange,
+        now: Timestamp,
+    ) -> Result<Job> {
+        cas::set_job_state(&self.docs, job, change, now).await
+    }
+    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
+        cas::delete_job(&self.docs, job, now).await
+    }
+    async fn create(
+        &self,
+        job: &JobName,
+        tasks: &[NewTask],
+        mode: CreateMode,
+        now: Timestamp,
+    ) -> Result<Created> {
+        cas::create(&self.docs, job, tasks, mode, now).await
+    }
+    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
+        let claimed = cas::claim(&self.docs, key, req, now).await?;
+        self.remember(&claimed.task);
+        Ok(claimed)
+    }
+
+    /// `cas::claim_next`, restated: one Query fetches a few more candidates than asked
+    /// (`SPREAD`), workers of this process never race each other for one candidate, and a
+    /// worker that loses a race to another process tries the remaining candidates in random
+    /// order rather than in the order every other worker is also trying. With a single worker
+    /// the order is exactly the claim order.
+    async fn claim_next(
+        &self,
+        job: &JobName,
+        req: &ClaimNext,
+        now: Timestamp,
+    ) -> Result<Vec<Claimed>> {
+        cas::check_claim_next(req)?;
+        let claim = Claim {
+            owner: req.owner.clone(),
+            lease_for: req.lease_for,
+            force: false,
+        };
+        let mut won = Vec::new();
+        for round in 0..MAX_CAS_ATTEMPTS {
+            let fetch = req.limit - won.len() + SPREAD;
+            let candidates = self
+                .docs
+                .claimable(job, req.stage.as_deref(), now, fetch)
+                .await?;
+            let mut order: Vec<usize> = (0..candidates.len()).collect();
+            let mut progress = false;
+            let mut i = 0;
+            while i < order.len() {
+                let candidate = &candidates[order[i]];
+                i += 1;
+                if !candidate.value.is_claimable(now) {
+                    continue;
+                }
+                let Some(_reserved) = self.reserve(&candidate.value.key()) else {
+                    progress = true; // a local worker is on it; look again shortly
+                    continue;
+                };
+                // lifecycle::claim decides; an expired lease at max attempts becomes exhausted.
+                let (task, claimed) = match lifecycle::claim(&candidate.value, &claim, now)? {
+                    ClaimDecision::Granted(c) => (c.task.clone(), Some(c)),
+                    ClaimDecision::Exhausted(t) => (t, None),
+                    ClaimDecision::Refused(_) => continue,
+                };
+                progress = true;
+                if self.docs.replace_task(candidate, &task).await? {
+                    self.remember(&task);
+                    won.extend(claimed);
+                    if won.len() == req.limit {
+                        return Ok(won);
+                    }
+                } else {
+                    shuffle(&mut order[i..]);
+                }
+            }
+            if !progress {
+                break;
+            }
+            crate::txn::pause(round.min(4)).await;
+        }
+        Ok(won)
+    }
+    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
+        let fast = self
+            .on_recent(&lease.key, |t| {
+                lifecycle::heartbeat(t, lease, lease_for, now).ok()
+            })
+            .await?;
+        if let Some(renewed) = fast {
+            return Ok(renewed);
+        }
+        let renewed = cas::heartbeat(&self.docs, lease, lease_for, now).await?;
+        lock(&self.recent).remove(&lease.key);
+        Ok(renewed)
+    }
+    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+        self.fenced(lease, |t| lifecycle::patch_data(t, lease, patch, now))
+            .await
+    }
+    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+        self.fenced(lease, |t| lifecycle::succeed(t, lease, output.clone(), now))
+            .await
+    }
+    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+        self.fenced(lease, |t| lifecycle::fail(t, lease, req, now))
+            .await
+    }
+    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
+        self.fenced(lease, |t| lifecycle::release(t, lease, now))
+            .await
+    }
+    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
+        cas::ignore(&self.docs, key, req, now).await
+    }
+    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
+        cas::retry(&self.docs, key, req, now).await
+    }
+    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
+        cas::report(&self.docs, key, req, now).await
+    }
+    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
+        cas::delete(&self.docs, key, now).await
+    }
+    async fn purge(&self, req: &Purge) -> Result<u64> {
+        cas::purge(&self.docs, req).await
+    }
+    async fn get(&self, key: &TaskKey) -> Result<Task> {
+        cas::get(&self.docs, key).await
+    }
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
+        cas::list(&self.docs, query).await
+    }
+    async fn counts(&self, job: &JobName) -> Result<Counts> {
+        cas::counts(&self.docs, job).await
+    }
+}

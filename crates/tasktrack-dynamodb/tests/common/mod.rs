@@ -1,0 +1,58 @@
+//! Shared test helpers: a store on a table of its own, on the moto server `scripts/test` starts.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use tasktrack_core::Store;
+use tasktrack_dynamodb::{DynamoStore, Settings};
+
+/// How to start the emulator, for the skip / failure message.
+pub const HOW_TO_START: &str =
+    "bash scripts/test -p tasktrack-dynamodb (starts moto), or set TASKTRACK_TEST_MOTO_ENDPOINT";
+
+/// The emulator's endpoint.
+pub fn endpoint() -> Result<String, String> {
+    std::env::var("TASKTRACK_TEST_MOTO_ENDPOINT")
+        .map_err(|_| "TASKTRACK_TEST_MOTO_ENDPOINT is not set".to_owned())
+}
+
+/// A URL naming a fresh table on the emulator.
+pub fn fresh_url(extra: &str) -> Result<String, String> {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let table = format!(
+        "tt-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    Ok(format!(
+        "dynamodb://{table}?endpoint={}&region=us-east-1{extra}",
+        endpoint()?
+    ))
+}
+
+/// Opens `url`, creates its table, and deletes the table when the store is dropped.
+pub async fn open_temporary(url: &str) -> Result<DynamoStore, String> {
+    let settings = Settings::parse(url).map_err(|e| e.to_string())?;
+    let store = tasktrack_dynamodb::open(url)
+        .await
+        .map_err(|e| e.to_string())?
+        .temporary(settings);
+    store.init().await.map_err(|e| e.to_string())?;
+    Ok(store)
+}
+
+/// A store on a fresh table, or `None` (with a SKIPPED line; a failure under `CI=true`).
+pub async fn store() -> Option<Arc<dyn Store>> {
+    tasktrack_core::testkit::connect_or_skip("dynamodb", HOW_TO_START, async {
+        // The credentials the SDK needs; moto accepts any.
+        let url = fresh_url("")?;
+        open_temporary(&url)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+    })
+    .await
+}
