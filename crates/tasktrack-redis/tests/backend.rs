@@ -1,0 +1,121 @@
+//! Redis-specific behaviour: counts come from counters, errors name the server, prefixes isolate.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
+
+mod common;
+
+use common::scratch;
+use std::sync::Arc;
+use tasktrack_core::*;
+
+#[tokio::test]
+async fn counts_read_the_counters_not_the_tasks() {
+    let Some(scratch) = scratch().await else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
+    let job = JobName::new("counted").unwrap();
+    let news: Vec<NewTask> = (0..50)
+        .map(|i| NewTask::new(TaskId::new(format!("c{i}")).unwrap()))
+        .collect();
+    store
+        .create(
+            &job,
+            &news,
+            CreateMode::SkipExisting,
+            Timestamp::from_millis(5),
+        )
+        .await
+        .unwrap();
+    // Remove one task's hash behind the store's back: counts must not notice, because it never
+    // reads task hashes (no SCAN, no per-task reads), only the job's counters hash.
+    let client = redis::Client::open(common::url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{}:{{counted}}:t:c7", scratch.0.prefix());
+    let removed: i64 = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1, "the layout documented in lib.rs: {key}");
+    let counts = store.counts(&job).await.unwrap();
+    assert_eq!((counts.known, counts.by_status.pending), (50, 50));
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_and_named() {
+    let err = tasktrack_redis::open("redis://127.0.0.1:1/0")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+}
+
+#[tokio::test]
+async fn a_corrupt_task_hash_is_reported_with_its_key() {
+    let Some(scratch) = scratch().await else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
+    let key = TaskKey::parse("corrupt", "x").unwrap();
+    store
+        .create(
+            &key.job,
+            &[NewTask::new(key.id.clone())],
+            CreateMode::SkipExisting,
+            Timestamp::from_millis(5),
+        )
+        .await
+        .unwrap();
+    let client = redis::Client::open(common::url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let hkey = format!("{}:{{corrupt}}:t:x", scratch.0.prefix());
+    let _: i64 = redis::cmd("HSET")
+        .arg(&hkey)
+        .arg("attempts")
+        .arg("many")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    match store.get(&key).await {
+        Err(Error::Corrupt { location, .. }) => assert_eq!(location, hkey),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn two_prefixes_on_one_server_never_see_each_other() {
+    let (Some(a), Some(b)) = (scratch().await, scratch().await) else {
+        return;
+    };
+    let job = JobName::new("shared-name").unwrap();
+    let t = [NewTask::new(TaskId::new("only-in-a").unwrap())];
+    a.0.create(
+        &job,
+        &t,
+        CreateMode::SkipExisting,
+        Timestamp::from_millis(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(b.0.counts(&job).await.unwrap().known, 0);
+    assert!(!b.0.counts(&job).await.unwrap().exists);
+    assert!(b.0.jobs(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn remove_all_deletes_every_key_of_the_prefix() {
+    let Some(s) = scratch().await else { return };
+    let job = JobName::new("gone").unwrap();
+    s.0.create(
+        &job,
+        &[NewTask::new(TaskId::new("x").unwrap())],
+        CreateMode::SkipExisting,
+        Timestamp::from_millis(5),
+    )
+    .await
+    .unwrap();
+    assert!(s.0.remove_all().await.unwrap() > 0);
+    assert!(!s.0.counts(&job).await.unwrap().exists);
+    assert_eq!(s.0.remove_all().await.unwrap(), 0);
+}
