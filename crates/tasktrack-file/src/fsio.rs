@@ -116,12 +116,15 @@ pub fn sync_parallel(files: &[(&Path, &File)]) -> Result<()> {
     if files.len() <= 1 {
         return files.iter().try_for_each(sync);
     }
+    // The first chunk runs on this thread: a journal and one file cost one extra thread only.
     let per_thread = files.len().div_ceil(16);
+    let mut chunks = files.chunks(per_thread);
+    let mine = chunks.next().unwrap_or_default();
     std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(per_thread)
+        let handles: Vec<_> = chunks
             .map(|chunk| scope.spawn(move || chunk.iter().try_for_each(sync)))
             .collect();
+        mine.iter().try_for_each(sync)?;
         handles.into_iter().try_for_each(|h| {
             h.join()
                 .map_err(|_| Error::backend("an fsync thread panicked"))?

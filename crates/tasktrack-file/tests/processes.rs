@@ -295,11 +295,11 @@ async fn workers_killed_mid_write_lose_nothing_and_their_tasks_are_reclaimed() {
     );
     // Exactly once: no id was reported done twice, and every task's history holds exactly one
     // success. (A worker killed between its accepted `succeed` and its log line leaves the id
-    // out of the log; there can be at most one such id per kill.)
+    // out of the log: at most one id per worker, four per killed process.)
     let done = completions(&logs);
     assert!(done.values().all(|c| *c == 1), "a task was completed twice");
     assert!(
-        done.len() + kills >= n,
+        done.len() + 4 * kills >= n,
         "{} logged completions for {n} tasks",
         done.len()
     );
