@@ -233,12 +233,20 @@ impl S3Documents {
     ) -> Result<Vec<Versioned<Task>>> {
         let mut found = Vec::new();
         let mut repairs = Vec::new();
+        let queued = self.inner.indexer.job(job).queued();
         for id in index.claimable(stage, now) {
             if found.len() == limit {
                 break;
             }
-            let Some(entry) = index.tasks.get(id) else {
-                continue;
+            let entry = match queued.get(id) {
+                // Our own unwritten change says it is not claimable (we claimed it) or gone.
+                Some(None) => continue,
+                Some(Some(mine)) if mine.2.is_none_or(|at| at > now.as_millis()) => continue,
+                Some(Some(mine)) => mine,
+                None => match index.tasks.get(id) {
+                    Some(e) => e,
+                    None => continue,
+                },
             };
             let Ok(task_id) = TaskId::new(id) else {
                 tracing::warn!(job = %job, id, "s3: index names an invalid task id; skipped");
@@ -340,7 +348,12 @@ impl Documents for S3Documents {
         match outcome? {
             Put::Written(etag) => {
                 self.remember(new, &etag);
-                self.index(&new.job, vec![Update::put(new)]).await;
+                if new.status == Status::InProgress {
+                    // A claim or heartbeat: deferred to the next flush (see `indexer`).
+                    self.inner.indexer.job(&new.job).enqueue([Update::put(new)]);
+                } else {
+                    self.index(&new.job, vec![Update::put(new)]).await;
+                }
                 Ok(true)
             }
             Put::Conflict => {
@@ -374,9 +387,6 @@ impl Documents for S3Documents {
         let (objects, layout, indexer) =
             (&self.inner.objects, &self.inner.layout, &self.inner.indexer);
         let ji = indexer.job(job);
-        if let Err(e) = indexer.flush(objects, layout, job, &ji).await {
-            tracing::warn!(job = %job, error = %e, "s3: index update deferred");
-        }
         let (mut snapshot, mut fresh) = match ji.snapshot_within(SNAPSHOT_FRESH_FOR) {
             Some(s) => (s, false),
             None => (indexer.read(objects, layout, job).await?, true),

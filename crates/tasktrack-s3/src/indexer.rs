@@ -8,11 +8,18 @@
 //! in between (`412`) does the flusher GET it again and re-apply (updates are idempotent and
 //! versioned, see [`crate::index`]).
 //!
+//! A *claim* (or heartbeat: any write that leaves the task `in_progress`) does not wait for the
+//! index: its update is queued and goes out with the next flush, usually the same task's
+//! `succeed` moments later, so a claim+succeed costs one index update, not two. Meanwhile this
+//! process knows (see [`JobIndex::queued`]); other processes see the task as still claimable,
+//! and a claim there costs one GET that finds the lease (and queues the repair). `counts` and
+//! `list` flush first, so they always include this process's own changes.
+//!
 //! The snapshot (the index as this process last read or wrote it) also serves `claim_next`
 //! without a GET when it is younger than [`SNAPSHOT_FRESH_FOR`]; a stale snapshot only costs a
 //! wasted task GET, because claims re-read and write the task conditionally anyway.
 
-use crate::index::{Index, Update};
+use crate::index::{Entry, Index, Update};
 use crate::layout::Layout;
 use crate::objects::{Got, Objects, Put};
 use std::collections::HashMap;
@@ -68,9 +75,33 @@ impl JobIndex {
         s
     }
 
-    /// Queues updates to be written with the next flush (repairs found while reading).
+    /// Queues updates to be written with the next flush (deferred claims, repairs found while
+    /// reading).
     pub fn enqueue(&self, updates: impl IntoIterator<Item = Update>) {
         lock(&self.pending).extend(updates);
+    }
+
+    /// The queued (not yet written) entries by id, newest version last wins: this process's
+    /// own changes that the index object does not show yet.
+    pub fn queued(&self) -> HashMap<String, Option<Entry>> {
+        let mut out: HashMap<String, Option<Entry>> = HashMap::new();
+        for u in lock(&self.pending).iter() {
+            match u {
+                Update::Put(id, e) => {
+                    if out
+                        .get(id)
+                        .and_then(Option::as_ref)
+                        .is_none_or(|old| old.version() <= e.version())
+                    {
+                        out.insert(id.clone(), Some(e.clone()));
+                    }
+                }
+                Update::Remove(id, _) => {
+                    out.insert(id.clone(), None);
+                }
+            }
+        }
+        out
     }
 }
 

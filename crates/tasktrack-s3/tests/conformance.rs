@@ -1,4 +1,5 @@
 //! The conformance suite on `s3://` (moto). Each case gets its own prefix in the test bucket.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
 mod common;
 

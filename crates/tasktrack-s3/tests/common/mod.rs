@@ -1,5 +1,5 @@
 //! Shared by the integration tests: a fresh store on moto, each under its own prefix.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
