@@ -126,6 +126,26 @@ struct Header {
     format: String,
     schema: u64,
     generation: String,
+    /// The kernel boot the journal was written in (see [`boot_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    boot: Option<String>,
+}
+
+/// This boot of the machine (`/proc/sys/kernel/random/boot_id` on Linux; `None` elsewhere).
+///
+/// Only a power loss or a kernel crash — a reboot — can lose what the page cache held. A journal
+/// written in another boot than the current one may therefore lag the task files (its lines are
+/// not fsynced when the boot is known), and is rebuilt from them by the first process of the new
+/// boot. Everything that survives without a reboot (a killed process) is repaired by the
+/// intent/commit protocol instead.
+pub(crate) fn boot_id() -> Option<&'static str> {
+    static BOOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let id = id.trim();
+        (!id.is_empty()).then(|| id.to_string())
+    })
+    .as_deref()
 }
 
 const FORMAT: &str = "tasktrack-file-index";
@@ -138,8 +158,8 @@ fn open_journal(path: &Path) -> Result<Option<File>> {
     }
 }
 
-/// Reads the header line: `(generation, bytes)`. `None` if it is not a header at all.
-fn read_header(path: &Path, file: &mut File) -> Result<Option<(String, u64)>> {
+/// Reads the header line: `(header, bytes)`. `None` if it is not a header at all.
+fn read_header(path: &Path, file: &mut File) -> Result<Option<(Header, u64)>> {
     let mut head = Vec::with_capacity(256);
     file.seek(SeekFrom::Start(0))
         .map_err(|e| io_error("reading", path, e))?;
@@ -166,7 +186,7 @@ fn read_header(path: &Path, file: &mut File) -> Result<Option<(String, u64)>> {
             ),
         ));
     }
-    Ok(Some((header.generation, end as u64 + 1)))
+    Ok(Some((header, end as u64 + 1)))
 }
 
 /// Brings `index` up to the end of the journal, repairing what a dead writer left behind, and
@@ -181,9 +201,20 @@ pub(crate) fn catch_up(
         Some(file) => file,
         None => return rebuild(paths, index, durability, "index.log is missing"),
     };
-    let Some((generation, header_len)) = read_header(path, &mut file)? else {
+    let Some((header, header_len)) = read_header(path, &mut file)? else {
         return rebuild(paths, index, durability, "index.log has no valid header");
     };
+    if let Some(boot) = boot_id()
+        && header.boot.as_deref() != Some(boot)
+    {
+        return rebuild(
+            paths,
+            index,
+            durability,
+            "the machine rebooted since index.log was written",
+        );
+    }
+    let generation = header.generation;
     let len = file
         .metadata()
         .map_err(|e| io_error("reading", path, e))?
@@ -338,6 +369,7 @@ pub(crate) fn snapshot(
         format: FORMAT.into(),
         schema: fsio::SCHEMA,
         generation: generation.clone(),
+        boot: boot_id().map(str::to_owned),
     };
     let to_json = |e: serde_json::Error| Error::backend(format!("serializing index: {e}"));
     let mut buf = serde_json::to_vec(&header).map_err(to_json)?;

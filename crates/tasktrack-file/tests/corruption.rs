@@ -232,3 +232,37 @@ async fn an_unknown_store_layout_is_refused() {
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(err.to_string().contains("tasktrack-file.json"), "{err}");
 }
+
+#[tokio::test]
+async fn a_journal_from_an_earlier_boot_is_rebuilt_from_the_files() {
+    if !Path::new("/proc/sys/kernel/random/boot_id").exists() {
+        eprintln!(
+            "SKIPPED: no boot id on this system, so journals are fsynced and never rebuilt on boot"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, job) = setup(dir.path(), 4).await;
+    let journal = dir.path().join("jobs/j/index.log");
+    // A power loss: the journal claims a committed change the files never got, and was written
+    // in another boot.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let (header, rest) = text.split_once('\n').unwrap();
+    let mut header: serde_json::Value = serde_json::from_str(header).unwrap();
+    header["boot"] = serde_json::json!("an-earlier-boot");
+    let lost = r#"{"put":{"id":"t0","version":9,"status":"succeeded","stage":null,"priority":0,"claimable_at":null,"updated_at":"2027-01-15T08:00:00.000Z"}}"#;
+    std::fs::write(&journal, format!("{header}\n{rest}{lost}\n\"commit\"\n")).unwrap();
+
+    let after_reboot = open(dir.path()).await;
+    let counts = after_reboot.counts(&job).await.unwrap();
+    assert_eq!(
+        (counts.by_status.pending, counts.by_status.succeeded),
+        (4, 0),
+        "the files are the truth"
+    );
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        !text.contains("an-earlier-boot"),
+        "rebuilt under this boot: {text}"
+    );
+}
