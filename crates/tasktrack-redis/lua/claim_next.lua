@@ -42,6 +42,7 @@ while #out < limit and skip < 100 do
         skip = skip + 1
       else
         local old = { status = f.status, stage = f.stage, updated = f.updated, qm = f.qm }
+        local orig = snapshot(f)
         local granted = true
         if f.status == 'in_progress' then
           -- lifecycle::expire: the dead attempt is recorded as `lease_expired`; at max_attempts
@@ -78,7 +79,7 @@ while #out < limit and skip < 100 do
         end
         unindex(id, old)
         index(id, f)
-        store(id, f)
+        store(id, f, orig)
         if granted then out[#out + 1] = { id, flatten(f) } end
       end
     end

@@ -83,16 +83,31 @@ local function index(id, f)
   end
 end
 
--- Writes the whole hash from a table (fields absent from the table are removed).
-local function store(id, f)
+-- Writes a task's hash. With `orig` (the fields as loaded), only what changed is written and
+-- what was dropped is deleted, so a claim does not rewrite the task's data and history.
+local function store(id, f, orig)
   local k = tkey(id)
-  redis.call('DEL', k)
-  local args = {}
+  local set, gone = {}, {}
   for name, value in pairs(f) do
-    args[#args + 1] = name
-    args[#args + 1] = value
+    if orig == nil or orig[name] ~= value then
+      set[#set + 1] = name
+      set[#set + 1] = value
+    end
   end
-  redis.call('HSET', k, unpack(args))
+  if orig then
+    for name in pairs(orig) do
+      if f[name] == nil then gone[#gone + 1] = name end
+    end
+  end
+  if #gone > 0 then redis.call('HDEL', k, unpack(gone)) end
+  if #set > 0 then redis.call('HSET', k, unpack(set)) end
+end
+
+-- A shallow copy of a task's fields, to write only the difference later.
+local function snapshot(f)
+  local c = {}
+  for name, value in pairs(f) do c[name] = value end
+  return c
 end
 
 local function flatten(f)

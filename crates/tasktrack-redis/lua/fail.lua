@@ -9,6 +9,7 @@ local f = load(id)
 if f == nil or f.status ~= 'in_progress' or f.ltoken ~= ARGV[2] then return 0 end
 if f.attempts ~= ARGV[3] then return -1 end
 local old = { status = f.status, stage = f.stage, updated = f.updated, qm = f.qm }
+local orig = snapshot(f)
 record(f, 'failed', ARGV[4], now)
 drop_lease(f)
 f.error = ARGV[4]
@@ -22,5 +23,5 @@ end
 touch(f, now)
 unindex(id, old)
 index(id, f)
-store(id, f)
+store(id, f, orig)
 return flatten(f)

@@ -5,6 +5,7 @@ local id, now = ARGV[1], tonumber(ARGV[4])
 local f = load(id)
 if f == nil or f.status ~= 'in_progress' or f.ltoken ~= ARGV[2] then return 0 end
 local old = { status = f.status, stage = f.stage, updated = f.updated, qm = f.qm }
+local orig = snapshot(f)
 record(f, 'succeeded', nil, now)
 drop_lease(f)
 f.error = nil
@@ -32,5 +33,5 @@ end
 touch(f, now)
 unindex(id, old)
 index(id, f)
-store(id, f)
+store(id, f, orig)
 return flatten(f)
