@@ -38,7 +38,7 @@ impl Settings {
         let table = url.host_str().unwrap_or_default().to_owned();
         if !valid_table_name(&table) {
             return Err(Error::invalid(format!(
-                "bad DynamoDB table name {table:?} in {raw:?}: 3 to 255 characters among a-z A-Z 0-9 _ - ."
+                "bad DynamoDB table name {table:?} in {raw:?}: 3 to 246 characters (the counter table adds `.counters`) among a-z A-Z 0-9 _ - ."
             )));
         }
         if !matches!(url.path(), "" | "/") {
@@ -115,7 +115,7 @@ impl Settings {
 
 /// DynamoDB's table-name rule.
 fn valid_table_name(name: &str) -> bool {
-    (3..=255).contains(&name.len())
+    (3..=246).contains(&name.len())
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))

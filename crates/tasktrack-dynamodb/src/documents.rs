@@ -5,7 +5,11 @@ use crate::item::{self, Item};
 use crate::txn::{self, Outcome, Transact};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Delete, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tasktrack_core::cas::{Documents, Versioned};
@@ -18,6 +22,8 @@ use tasktrack_core::{
 pub struct DynamoDocuments {
     pub(crate) client: Client,
     pub(crate) table: String,
+    /// The counter table, `<table>.counters`.
+    pub(crate) counter_table: String,
     /// Where requests go, for error messages.
     pub(crate) endpoint: String,
     pub(crate) counter_shards: u32,
@@ -38,6 +44,9 @@ pub struct Requests {
     pub query: AtomicU64,
     /// Conditional writes refused (someone wrote first).
     pub refused: AtomicU64,
+    /// Writes refused only because an SDK retry re-sent a write that had already landed
+    /// (recognised by the item holding exactly our record), counted as done.
+    pub replayed: AtomicU64,
 }
 
 impl Requests {
@@ -52,6 +61,30 @@ impl Requests {
         ]
         .map(|c| c.load(Ordering::Relaxed))
     }
+}
+
+/// Whether `current` (the item a refused write found) holds exactly the record we wrote: then
+/// the refusal is our own earlier attempt, re-sent by the SDK after a lost response.
+fn same_doc(current: Option<&Item>, ours: &Item) -> bool {
+    current
+        .and_then(|c| c.get(item::DOC))
+        .is_some_and(|doc| Some(doc) == ours.get(item::DOC))
+}
+
+/// Whether a cancelled transaction had in fact been applied by an earlier attempt (an SDK
+/// retry after a lost response): every conditional put found exactly our record, every
+/// conditional delete found nothing, and nothing else failed.
+fn already_applied(items: &[TransactWriteItem], reasons: &[CancellationReason]) -> bool {
+    items.len() == reasons.len()
+        && items
+            .iter()
+            .zip(reasons)
+            .all(|(w, r)| match (r.code(), &w.put, &w.delete) {
+                (Some("None") | None, _, _) => w.put.is_none() && w.delete.is_none(),
+                (Some("ConditionalCheckFailed"), Some(put), _) => same_doc(r.item(), &put.item),
+                (Some("ConditionalCheckFailed"), None, Some(_)) => r.item().is_none(),
+                _ => false,
+            })
 }
 
 fn bump(c: &AtomicU64) {
@@ -73,7 +106,7 @@ impl Transact for DynamoDocuments {
         match self
             .client
             .transact_write_items()
-            .set_transact_items(Some(items))
+            .set_transact_items(Some(items.clone()))
             .send()
             .await
         {
@@ -81,11 +114,15 @@ impl Transact for DynamoDocuments {
             Err(err) => {
                 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
                 if let Some(E::TransactionCanceledException(cancel)) = err.as_service_error() {
-                    let reasons = cancel
-                        .cancellation_reasons()
+                    let reasons = cancel.cancellation_reasons();
+                    if already_applied(&items, reasons) {
+                        bump(&self.stats.replayed);
+                        return Ok(Outcome::Committed);
+                    }
+                    let codes = reasons
                         .iter()
                         .map(|r| r.code().unwrap_or("None").to_owned());
-                    return Ok(Outcome::Cancelled(reasons.collect()));
+                    return Ok(Outcome::Cancelled(codes.collect()));
                 }
                 if let Some(E::TransactionInProgressException(_)) = err.as_service_error() {
                     return Ok(Outcome::Cancelled(vec!["TransactionConflict".into()]));
@@ -135,7 +172,7 @@ impl DynamoDocuments {
             deltas.insert(attr, 1);
         }
         let shard = crate::jitter_u32() % self.counter_shards.max(1);
-        let update = txn::counter_update(&self.table, job, shard, &deltas)?;
+        let update = txn::counter_update(&self.counter_table, job, shard, &deltas)?;
         Ok(Some(TransactWriteItem::builder().update(update).build()))
     }
 
@@ -180,22 +217,28 @@ impl DynamoDocuments {
                 .client
                 .put_item()
                 .table_name(put.table_name)
-                .set_item(Some(put.item))
+                .set_item(Some(put.item.clone()))
                 .set_condition_expression(put.condition_expression)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .set_expression_attribute_names(put.expression_attribute_names)
                 .set_expression_attribute_values(put.expression_attribute_values)
                 .send()
                 .await;
             return match result {
                 Ok(_) => Ok(true),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                {
-                    bump(&self.stats.refused);
-                    Ok(false)
-                }
-                Err(e) => Err(sdk_error("PutItem", &self.endpoint, e)),
+                Err(e) => match e.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(ccf)) => {
+                        if same_doc(ccf.item(), &put.item) {
+                            bump(&self.stats.replayed);
+                            return Ok(true);
+                        }
+                        bump(&self.stats.refused);
+                        Ok(false)
+                    }
+                    _ => Err(sdk_error("PutItem", &self.endpoint, e)),
+                },
             };
         }
         if let Some(delete) = write.delete {
@@ -237,6 +280,7 @@ impl DynamoDocuments {
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression(condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .set_expression_attribute_values((!values.is_empty()).then_some(values))
             .build()
             .map_err(|e| build_error("put", e))?;
@@ -254,6 +298,7 @@ impl DynamoDocuments {
             .table_name(&self.table)
             .set_key(Some(key))
             .condition_expression(condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .set_expression_attribute_values(Some(values))
             .build()
             .map_err(|e| build_error("delete", e))?;
@@ -279,6 +324,7 @@ impl DynamoDocuments {
     #[allow(clippy::too_many_arguments)]
     async fn query(
         &self,
+        table: &str,
         index: Option<&str>,
         key_condition: &str,
         values: HashMap<String, AttributeValue>,
@@ -293,7 +339,7 @@ impl DynamoDocuments {
             let out = self
                 .client
                 .query()
-                .table_name(&self.table)
+                .table_name(table)
                 .set_index_name(index.map(str::to_owned))
                 .key_condition_expression(key_condition)
                 .set_filter_expression(filter.map(str::to_owned))
@@ -346,6 +392,7 @@ impl DynamoDocuments {
         let page = i32::try_from(want.min(1000)).unwrap_or(1000);
         let table = self.table.clone();
         self.query(
+            &self.table,
             Some(item::LIST_INDEX),
             &condition,
             values,
@@ -381,7 +428,13 @@ impl Documents for DynamoDocuments {
     }
 
     async fn init(&self) -> Result<()> {
-        crate::schema::ensure_table(&self.client, &self.table, &self.endpoint).await
+        crate::schema::ensure_tables(
+            &self.client,
+            &self.table,
+            &self.counter_table,
+            &self.endpoint,
+        )
+        .await
     }
 
     async fn get_task(&self, key: &TaskKey) -> Result<Option<Versioned<Task>>> {
@@ -402,7 +455,14 @@ impl Documents for DynamoDocuments {
     }
 
     async fn insert_tasks(&self, tasks: &[Task]) -> Result<Vec<bool>> {
-        txn::insert_tasks(self, &self.table, self.counter_shards, tasks).await
+        txn::insert_tasks(
+            self,
+            &self.table,
+            &self.counter_table,
+            self.counter_shards,
+            tasks,
+        )
+        .await
     }
 
     async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {
@@ -442,6 +502,7 @@ impl Documents for DynamoDocuments {
         let mut found = Vec::new();
         let table = self.table.clone();
         self.query(
+            &self.table,
             Some(index),
             condition,
             values,
@@ -474,21 +535,54 @@ impl Documents for DynamoDocuments {
     async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {
         let values = HashMap::from([(":p".to_owned(), s(item::counter_pk(job)))]);
         let mut sums: BTreeMap<(Option<String>, Status), i64> = BTreeMap::new();
-        self.query(None, "pk = :p", values, None, true, 1000, |it| {
-            for (name, value) in it {
-                if let (Some(cell), Ok(v)) = (item::parse_counter_attr(name), value.as_n()) {
-                    let v: i64 = v.parse().map_err(|_| {
-                        Error::corrupt(
-                            format!("dynamodb://{}/{}", self.table, item::counter_pk(job)),
-                            format!("counter {name} is {v:?}"),
-                        )
-                    })?;
-                    *sums.entry(cell).or_default() += v;
+        self.query(
+            &self.counter_table,
+            None,
+            "pk = :p",
+            values,
+            None,
+            true,
+            1000,
+            |it| {
+                for (name, value) in it {
+                    if let (Some(cell), Ok(v)) = (item::parse_counter_attr(name), value.as_n()) {
+                        let v: i64 = v.parse().map_err(|_| {
+                            Error::corrupt(
+                                format!("dynamodb://{}/{}", self.table, item::counter_pk(job)),
+                                format!("counter {name} is {v:?}"),
+                            )
+                        })?;
+                        *sums.entry(cell).or_default() += v;
+                    }
                 }
-            }
-            Ok(true)
-        })
+                Ok(true)
+            },
+        )
         .await?;
+        // `n:pending` counts open tasks (pending + in progress): split off those under a lease.
+        let values = HashMap::from([(":p".to_owned(), s(item::list_pk(job, Status::InProgress)))]);
+        let mut running: BTreeMap<Option<String>, i64> = BTreeMap::new();
+        let table = self.table.clone();
+        self.query(
+            &self.table,
+            Some(item::LIST_INDEX),
+            "lpk = :p",
+            values,
+            None,
+            true,
+            1000,
+            |it| {
+                *running
+                    .entry(item::decode::<Task>(&table, it)?.0.stage)
+                    .or_default() += 1;
+                Ok(true)
+            },
+        )
+        .await?;
+        for (stage, k) in running {
+            *sums.entry((stage.clone(), Status::Pending)).or_default() -= k;
+            *sums.entry((stage, Status::InProgress)).or_default() += k;
+        }
         // Shards may be negative one by one; only their sum means something.
         Ok(sums
             .into_iter()
@@ -537,10 +631,19 @@ impl Documents for DynamoDocuments {
         let values = HashMap::from([(":p".to_owned(), s(partition))]);
         let mut jobs = Vec::new();
         let table = self.table.clone();
-        self.query(index, condition, values, None, true, 1000, |it| {
-            jobs.push(item::decode::<Job>(&table, it)?.0);
-            Ok(true)
-        })
+        self.query(
+            &self.table,
+            index,
+            condition,
+            values,
+            None,
+            true,
+            1000,
+            |it| {
+                jobs.push(item::decode::<Job>(&table, it)?.0);
+                Ok(true)
+            },
+        )
         .await?;
         Ok(jobs)
     }

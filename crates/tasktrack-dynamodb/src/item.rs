@@ -53,7 +53,12 @@ pub(crate) fn task_pk(job: &JobName) -> String {
     format!("t:{job}")
 }
 
-/// Partition of a job's counter shards.
+/// Name of the counter table beside `table`.
+pub(crate) fn counter_table(table: &str) -> String {
+    format!("{table}.counters")
+}
+
+/// Partition of a job's counter shards (in the counter table).
 pub(crate) fn counter_pk(job: &JobName) -> String {
     format!("c:{job}")
 }
@@ -189,7 +194,17 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
 
 /// The counter attribute of `(stage, status)`: `n:<status>` or `n:<status>:<stage>`.
 /// Status names contain no `:`, so the first two separators split it back unambiguously.
+///
+/// `pending` and `in_progress` share one attribute, `n:pending` ("open" tasks): claims,
+/// releases and reclaims of expired leases then move no count, so each is a single conditional
+/// `PutItem` rather than a transaction. `counts` splits the open tasks with a Query of the
+/// list index's `in_progress` partition, which holds only the tasks under a lease.
 pub(crate) fn counter_attr(stage: Option<&str>, status: Status) -> String {
+    let status = if status == Status::InProgress {
+        Status::Pending
+    } else {
+        status
+    };
     match stage {
         None => format!("n:{status}"),
         Some(stage) => format!("n:{status}:{stage}"),
@@ -253,7 +268,7 @@ mod tests {
     fn counter_attrs_round_trip() {
         for (stage, status) in [
             (None, Status::Pending),
-            (Some("load:x"), Status::InProgress),
+            (Some("load:x"), Status::Succeeded),
             (Some(""), Status::Failed),
         ] {
             let name = counter_attr(stage, status);
@@ -263,5 +278,9 @@ mod tests {
             );
         }
         assert_eq!(parse_counter_attr("pk"), None);
+        assert_eq!(
+            counter_attr(Some("s"), Status::InProgress),
+            counter_attr(Some("s"), Status::Pending)
+        );
     }
 }

@@ -94,6 +94,7 @@ pub async fn open(url: &str) -> Result<DynamoStore> {
     let (client, endpoint) = settings.client().await?;
     Ok(DynamoStore::new(DynamoDocuments {
         client,
+        counter_table: item::counter_table(&settings.table),
         table: settings.table,
         endpoint,
         counter_shards: settings.counter_shards,

@@ -37,14 +37,24 @@ fn string_attr(name: &str) -> Result<AttributeDefinition> {
         .map_err(|e| build_error("attribute definition", e))
 }
 
-/// Creates the table unless it exists, and waits until it and its indexes are active.
-pub(crate) async fn ensure_table(client: &Client, table: &str, endpoint: &str) -> Result<()> {
-    if describe(client, table, endpoint).await?.is_none() {
-        create(client, table, endpoint).await?;
+/// Creates both tables unless they exist, and waits until they and the indexes are active.
+pub(crate) async fn ensure_tables(
+    client: &Client,
+    table: &str,
+    counter_table: &str,
+    endpoint: &str,
+) -> Result<()> {
+    ensure_table(client, table, true, endpoint).await?;
+    ensure_table(client, counter_table, false, endpoint).await
+}
+
+async fn ensure_table(client: &Client, table: &str, indexed: bool, endpoint: &str) -> Result<()> {
+    if describe(client, table, indexed, endpoint).await?.is_none() {
+        create(client, table, indexed, endpoint).await?;
     }
     let deadline = tokio::time::Instant::now() + ACTIVE_TIMEOUT;
     loop {
-        match describe(client, table, endpoint).await? {
+        match describe(client, table, indexed, endpoint).await? {
             Some(true) => return Ok(()),
             Some(false) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(500)).await
@@ -59,7 +69,12 @@ pub(crate) async fn ensure_table(client: &Client, table: &str, endpoint: &str) -
 }
 
 /// `None`: no table; `Some(active)`: it exists (with our indexes, else an error saying which is missing).
-async fn describe(client: &Client, table: &str, endpoint: &str) -> Result<Option<bool>> {
+async fn describe(
+    client: &Client,
+    table: &str,
+    indexed: bool,
+    endpoint: &str,
+) -> Result<Option<bool>> {
     let out = match client.describe_table().table_name(table).send().await {
         Ok(out) => out,
         Err(e)
@@ -74,7 +89,7 @@ async fn describe(client: &Client, table: &str, endpoint: &str) -> Result<Option
         return Ok(None);
     };
     let indexes = desc.global_secondary_indexes();
-    for (name, _, _) in INDEXES {
+    for &(name, _, _) in INDEXES.iter().filter(|_| indexed) {
         if !indexes.iter().any(|i| i.index_name() == Some(name)) {
             return Err(Error::Backend(format!(
                 "DynamoDB table {table} exists without the {name:?} index tasktrack needs; \
@@ -89,10 +104,10 @@ async fn describe(client: &Client, table: &str, endpoint: &str) -> Result<Option
     Ok(Some(table_active && indexes_active))
 }
 
-async fn create(client: &Client, table: &str, endpoint: &str) -> Result<()> {
+async fn create(client: &Client, table: &str, indexed: bool, endpoint: &str) -> Result<()> {
     let mut attrs = vec![string_attr(item::PK)?, string_attr(item::SK)?];
     let mut gsis = Vec::new();
-    for (name, pk, sk) in INDEXES {
+    for &(name, pk, sk) in INDEXES.iter().filter(|_| indexed) {
         for a in [pk, sk] {
             if !attrs.iter().any(|d| d.attribute_name() == a) {
                 attrs.push(string_attr(a)?);
@@ -119,7 +134,7 @@ async fn create(client: &Client, table: &str, endpoint: &str) -> Result<()> {
         .key_schema(key(item::PK, KeyType::Hash)?)
         .key_schema(key(item::SK, KeyType::Range)?)
         .set_attribute_definitions(Some(attrs))
-        .set_global_secondary_indexes(Some(gsis))
+        .set_global_secondary_indexes((!gsis.is_empty()).then_some(gsis))
         .send()
         .await;
     match result {
@@ -135,8 +150,13 @@ async fn create(client: &Client, table: &str, endpoint: &str) -> Result<()> {
     }
 }
 
-/// Deletes the table (tests and benchmarks clean up with it).
-pub async fn drop_table(client: &Client, table: &str, endpoint: &str) -> Result<()> {
+/// Deletes both tables (tests and benchmarks clean up with it).
+pub(crate) async fn drop_tables(client: &Client, table: &str, endpoint: &str) -> Result<()> {
+    drop_table(client, table, endpoint).await?;
+    drop_table(client, &item::counter_table(table), endpoint).await
+}
+
+async fn drop_table(client: &Client, table: &str, endpoint: &str) -> Result<()> {
     match client.delete_table().table_name(table).send().await {
         Ok(_) => Ok(()),
         Err(e)

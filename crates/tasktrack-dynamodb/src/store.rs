@@ -80,7 +80,7 @@ impl DynamoStore {
 
     /// Deletes the whole table (tests and benchmarks use it to clean up).
     pub async fn drop_table(&self) -> Result<()> {
-        crate::schema::drop_table(&self.docs.client, &self.docs.table, &self.docs.endpoint).await
+        crate::schema::drop_tables(&self.docs.client, &self.docs.table, &self.docs.endpoint).await
     }
 
     fn reserve(&self, key: &TaskKey) -> Option<Reserved<'_>> {
@@ -165,7 +165,7 @@ impl Drop for DynamoStore {
                 .ok()?;
             rt.block_on(async {
                 let (client, endpoint) = settings.client().await.ok()?;
-                crate::schema::drop_table(&client, &settings.table, &endpoint)
+                crate::schema::drop_tables(&client, &settings.table, &endpoint)
                     .await
                     .ok()
             })

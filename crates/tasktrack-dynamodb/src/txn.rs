@@ -10,7 +10,9 @@
 
 use crate::item::{self, Item};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use tasktrack_core::{Error, JobName, Result, Task};
@@ -85,6 +87,7 @@ fn insert_put(table: &str, item: Item) -> Result<TransactWriteItem> {
         .table_name(table)
         .set_item(Some(item))
         .condition_expression("attribute_not_exists(pk)")
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .build()
         .map_err(|e| crate::error::build_error("insert", e))?;
     Ok(TransactWriteItem::builder().put(put).build())
@@ -94,6 +97,7 @@ fn insert_put(table: &str, item: Item) -> Result<TransactWriteItem> {
 pub(crate) async fn insert_tasks(
     tx: &dyn Transact,
     table: &str,
+    counter_table: &str,
     shards: u32,
     tasks: &[Task],
 ) -> Result<Vec<bool>> {
@@ -120,7 +124,16 @@ pub(crate) async fn insert_tasks(
             end += 1;
         }
         let batch: Vec<usize> = (start..end).collect();
-        insert_batch(tx, table, shards, tasks, &items, batch, &mut inserted).await?;
+        insert_batch(
+            tx,
+            (table, counter_table),
+            shards,
+            tasks,
+            &items,
+            batch,
+            &mut inserted,
+        )
+        .await?;
         start = end;
     }
     Ok(inserted)
@@ -129,7 +142,7 @@ pub(crate) async fn insert_tasks(
 /// One transaction's worth of tasks, retried without the ones that turned out to exist.
 async fn insert_batch(
     tx: &dyn Transact,
-    table: &str,
+    (table, counter_table): (&str, &str),
     shards: u32,
     tasks: &[Task],
     items: &[Item],
@@ -150,7 +163,12 @@ async fn insert_batch(
                 .or_default() += 1;
         }
         for (job, deltas) in &per_job {
-            let update = counter_update(table, job, crate::jitter_u32() % shards.max(1), deltas)?;
+            let update = counter_update(
+                counter_table,
+                job,
+                crate::jitter_u32() % shards.max(1),
+                deltas,
+            )?;
             writes.push(TransactWriteItem::builder().update(update).build());
         }
         match tx.transact(writes).await? {
@@ -291,7 +309,9 @@ mod tests {
     #[tokio::test]
     async fn batches_stay_within_the_aws_item_limit() {
         let fake = Fake::default();
-        let flags = insert_tasks(&fake, "t", 4, &tasks(250)).await.unwrap();
+        let flags = insert_tasks(&fake, "t", "t.counters", 4, &tasks(250))
+            .await
+            .unwrap();
         assert!(flags.iter().all(|f| *f));
         let sizes: Vec<usize> = fake.calls.lock().unwrap().iter().map(Vec::len).collect();
         assert_eq!(sizes, [99, 99, 52]);
@@ -303,7 +323,9 @@ mod tests {
             existing: vec!["t0001".into(), "t0007".into()],
             ..Fake::default()
         };
-        let flags = insert_tasks(&fake, "t", 1, &tasks(10)).await.unwrap();
+        let flags = insert_tasks(&fake, "t", "t.counters", 1, &tasks(10))
+            .await
+            .unwrap();
         let expected: Vec<bool> = (0..10).map(|i| i != 1 && i != 7).collect();
         assert_eq!(flags, expected);
         let calls = fake.calls.lock().unwrap();
@@ -322,7 +344,9 @@ mod tests {
             ..Fake::default()
         };
         assert_eq!(
-            insert_tasks(&fake, "t", 1, &tasks(3)).await.unwrap(),
+            insert_tasks(&fake, "t", "t.counters", 1, &tasks(3))
+                .await
+                .unwrap(),
             [true; 3]
         );
         assert_eq!(fake.calls.lock().unwrap().len(), 3);
@@ -331,7 +355,9 @@ mod tests {
             conflicts: Mutex::new(1_000),
             ..Fake::default()
         };
-        let err = insert_tasks(&fake, "t", 1, &tasks(3)).await.unwrap_err();
+        let err = insert_tasks(&fake, "t", "t.counters", 1, &tasks(3))
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Contention(_)), "{err}");
     }
 }
