@@ -1,8 +1,12 @@
 //! A job under its lock: [`Slot`] (one per job per process) hands out [`Session`]s, and batches
 //! the conditional writes of concurrent callers into one transaction (group commit).
 //!
-//! Within a process, callers of the same job queue their operation and whoever takes the job's
-//! lock runs every queued operation, then commits all their changes at once: one journal intent,
+//! Within a process, callers of the same job queue their operation. The first one becomes the
+//! *leader*: it takes the job's lock, runs every queued operation, commits all their changes at
+//! once, answers their callers, and goes on with whatever was queued meanwhile until the queue is
+//! empty; the others just wait for their answer. (Without a leader, every waiting thread would
+//! take the lock in turn and find one operation to run: no batching at all.) One commit is one
+//! journal intent,
 //! the task files fsynced in parallel, one directory fsync. Each operation sees the changes of
 //! those before it in the batch (through the session's overlay), so a batch is equivalent to
 //! running its operations one after the other.
@@ -42,7 +46,36 @@ struct Queued {
 pub struct Slot {
     paths: JobPaths,
     state: Mutex<SlotState>,
-    queue: Mutex<Vec<Queued>>,
+    queue: Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    ops: Vec<Queued>,
+    /// Whether a thread is running the queue (see the module docs).
+    leader: bool,
+}
+
+/// Resigns the leadership if the leader stops by a panic, failing what is queued (no one else
+/// would run it). A leader that finishes normally resigns itself, under the queue lock.
+struct Leadership<'a> {
+    slot: &'a Slot,
+    resigned: bool,
+}
+
+impl Drop for Leadership<'_> {
+    fn drop(&mut self) {
+        if self.resigned {
+            return;
+        }
+        let mut queue = self.slot.queue();
+        queue.leader = false;
+        for op in queue.ops.drain(..) {
+            (op.fail)(Error::backend(
+                "the thread running this job's queue panicked",
+            ));
+        }
+    }
 }
 
 impl std::fmt::Debug for Slot {
@@ -74,7 +107,7 @@ impl Slot {
         Slot {
             paths,
             state: Mutex::new(SlotState::default()),
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
         }
     }
 
@@ -139,27 +172,44 @@ impl Slot {
         let fail = move |e: Error| {
             let _ = failed.send(Err(e));
         };
-        self.queue().push(Queued {
-            run: Box::new(run),
-            fail: Box::new(fail),
-        });
-        self.run_queue(durability);
+        let lead = {
+            let mut queue = self.queue();
+            queue.ops.push(Queued {
+                run: Box::new(run),
+                fail: Box::new(fail),
+            });
+            !std::mem::replace(&mut queue.leader, true)
+        };
+        if lead {
+            let mut leadership = Leadership {
+                slot: self,
+                resigned: false,
+            };
+            loop {
+                let ops = {
+                    let mut queue = self.queue();
+                    if queue.ops.is_empty() {
+                        // Resign while holding the queue lock: whoever queues next leads.
+                        queue.leader = false;
+                        leadership.resigned = true;
+                        break;
+                    }
+                    std::mem::take(&mut queue.ops)
+                };
+                self.run_batch(ops, durability);
+            }
+        }
         rx.recv()
             .map_err(|_| Error::backend("a batched file operation was lost (a panic?)"))?
     }
 
-    fn queue(&self) -> MutexGuard<'_, Vec<Queued>> {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes the lock and runs whatever is queued (possibly nothing: an earlier holder may have
-    /// run our operation already; its result is then waiting in our channel).
-    fn run_queue(&self, durability: Durability) {
+    /// Runs `ops` in one session and one commit, and answers each.
+    fn run_batch(&self, mut ops: Vec<Queued>, durability: Durability) {
         let mut state = self.state();
-        let mut ops = std::mem::take(&mut *self.queue());
-        if ops.is_empty() {
-            return;
-        }
         let mut finishers = Vec::with_capacity(ops.len());
         let outcome = self.session(&mut state, Access::Existing, durability, |s| {
             finishers.extend(ops.drain(..).map(|op| (op.run)(Some(&mut *s))));
