@@ -1,7 +1,7 @@
 //! [`S3Documents`]: the [`Documents`] trait over S3 objects, the job index and a task cache.
 
 use crate::index::{Index, Update};
-use crate::indexer::{Indexer, SNAPSHOT_FRESH_FOR};
+use crate::indexer::{Indexer, SHARDS, SNAPSHOT_FRESH_FOR, Snapshot, shard_of};
 use crate::layout::Layout;
 use crate::objects::{Got, Objects, Put, RequestCounts};
 use async_trait::async_trait;
@@ -42,6 +42,27 @@ struct Inner {
     cache: Mutex<HashMap<TaskKey, Versioned<Task>>>,
     /// Tasks recently handed out by `claimable`, so concurrent callers pick different ones.
     reserved: Mutex<HashMap<TaskKey, Instant>>,
+    /// Until when claims spread out because one lost a race to another process (see `pick`).
+    contended_until: Mutex<Option<Instant>>,
+}
+
+/// How long after a lost claim race this process keeps spreading its claims.
+const CONTENDED_FOR: Duration = Duration::from_secs(2);
+/// How many of the first candidates a contended claim chooses among.
+const CONTENDED_WINDOW: usize = 32;
+
+/// Shuffles `items` (Fisher-Yates; xorshift seeded from the clock: spreading, not security).
+fn shuffle<T>(items: &mut [T]) {
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64)
+        | 1;
+    for i in (1..items.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        items.swap(i, (x % (i as u64 + 1)) as usize);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -62,6 +83,7 @@ impl S3Documents {
             indexer: Indexer::default(),
             cache: Mutex::default(),
             reserved: Mutex::default(),
+            contended_until: Mutex::default(),
         };
         S3Documents {
             inner: Arc::new(inner),
@@ -100,6 +122,11 @@ impl S3Documents {
 
     fn cached(&self, key: &TaskKey) -> Option<Versioned<Task>> {
         lock(&self.inner.cache).get(key).cloned()
+    }
+
+    /// Whether a claim lost a race recently (see `pick`).
+    fn contended(&self) -> bool {
+        lock(&self.inner.contended_until).is_some_and(|until| Instant::now() < until)
     }
 
     /// Reserves `key` for one `claimable` caller; `false` if another caller holds it.
@@ -158,15 +185,15 @@ impl S3Documents {
         }
     }
 
-    /// The index of `job` as it is now (our queued updates flushed, then a conditional GET).
-    async fn fresh_index(&self, job: &JobName) -> Result<Arc<Index>> {
+    /// Every shard of `job`'s index as it is now (our queued updates flushed, then
+    /// conditional GETs).
+    async fn fresh_index(&self, job: &JobName) -> Result<Vec<Snapshot>> {
         let (objects, layout, indexer) =
             (&self.inner.objects, &self.inner.layout, &self.inner.indexer);
-        let ji = indexer.job(job);
-        if let Err(e) = indexer.flush(objects, layout, job, &ji).await {
+        if let Err(e) = indexer.flush_all(objects, layout, job).await {
             tracing::warn!(job = %job, error = %e, "s3: index update deferred");
         }
-        Ok(indexer.read(objects, layout, job).await?.index)
+        indexer.read_all(objects, layout, job).await
     }
 
     /// Rebuilds `job`'s index from a full listing of its task documents (one LIST per 1000
@@ -189,52 +216,49 @@ impl S3Documents {
         .buffer_unordered(PARALLEL)
         .try_collect()
         .await?;
-        let mut fresh = Index::new();
+        let mut shards: Vec<Index> = (0..SHARDS).map(|_| Index::new()).collect();
         for (task, etag) in tasks.iter().flatten() {
-            fresh.apply(&Update::put(task));
+            shards[shard_of(task.id.as_str())].apply(&Update::put(task));
             self.remember(task, etag);
         }
-        let n = fresh.tasks.len();
-        let path = layout.index(job);
-        for attempt in 0..tasktrack_core::cas::MAX_CAS_ATTEMPTS {
-            let current = self.inner.indexer.read(objects, layout, job).await?;
-            // Keep entries written meanwhile by live writers (newer versions win), drop the rest.
-            let mut next = fresh.clone();
-            for (id, e) in &current.index.tasks {
-                if next
-                    .tasks
-                    .get(id)
-                    .is_some_and(|mine| mine.version() < e.version())
-                {
-                    next.tasks.insert(id.clone(), e.clone());
-                }
-            }
-            let body = encode_json(&next, path.as_ref())?;
-            if let Put::Written(_) = objects.put(&path, body, current.etag.as_deref()).await? {
-                return Ok(n);
-            }
-            crate::indexer::pause(attempt).await;
+        let n = shards.iter().map(|s| s.tasks.len()).sum();
+        for (k, rebuilt) in shards.iter().enumerate() {
+            self.inner
+                .indexer
+                .replace(objects, layout, job, k, rebuilt)
+                .await?;
         }
-        Err(Error::Contention(format!(
-            "index of job {job}: too many conflicting writes"
-        )))
+        Ok(n)
     }
 
-    /// Walks `index`'s claim order and returns up to `limit` tasks that really are claimable,
-    /// read from the cache when the index names the cached version, else from S3. Entries found
-    /// stale are queued as repairs.
+    /// Walks the shards' merged claim order and returns up to `limit` tasks that really are
+    /// claimable, read from the cache when the index names the cached version, else from S3.
+    /// Entries found stale are queued as repairs.
     async fn pick(
         &self,
         job: &JobName,
-        index: &Index,
+        shards: &[Snapshot],
         stage: Option<&str>,
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<Versioned<Task>>> {
+        let mut order: Vec<_> = shards
+            .iter()
+            .flat_map(|s| s.index.claimable_keyed(stage, now))
+            .collect();
+        order.sort_unstable();
+        if self.contended() {
+            // Another process is claiming from the same job: walking the same order, we would
+            // both go for the head and one of us would lose every race. Under contention each
+            // process takes a random one of the first few candidates instead; a lone claimer
+            // keeps the exact order.
+            let window = order.len().min(CONTENDED_WINDOW);
+            shuffle(&mut order[..window]);
+        }
         let mut found = Vec::new();
         let mut repairs = Vec::new();
-        let queued = self.inner.indexer.job(job).queued();
-        for id in index.claimable(stage, now) {
+        let queued = self.inner.indexer.queued(job);
+        for (_, _, id) in order {
             if found.len() == limit {
                 break;
             }
@@ -243,7 +267,7 @@ impl S3Documents {
                 Some(None) => continue,
                 Some(Some(mine)) if mine.2.is_none_or(|at| at > now.as_millis()) => continue,
                 Some(Some(mine)) => mine,
-                None => match index.tasks.get(id) {
+                None => match shards.get(shard_of(id)).and_then(|s| s.index.tasks.get(id)) {
                     Some(e) => e,
                     None => continue,
                 },
@@ -273,7 +297,7 @@ impl S3Documents {
             }
         }
         if !repairs.is_empty() {
-            self.inner.indexer.job(job).enqueue(repairs);
+            self.inner.indexer.enqueue(job, repairs);
         }
         Ok(found)
     }
@@ -350,7 +374,7 @@ impl Documents for S3Documents {
                 self.remember(new, &etag);
                 if new.status == Status::InProgress {
                     // A claim or heartbeat: deferred to the next flush (see `indexer`).
-                    self.inner.indexer.job(&new.job).enqueue([Update::put(new)]);
+                    self.inner.indexer.enqueue(&new.job, [Update::put(new)]);
                 } else {
                     self.index(&new.job, vec![Update::put(new)]).await;
                 }
@@ -358,6 +382,9 @@ impl Documents for S3Documents {
             }
             Put::Conflict => {
                 self.forget(&key);
+                if new.status == Status::InProgress && old.value.status != Status::InProgress {
+                    *lock(&self.inner.contended_until) = Some(Instant::now() + CONTENDED_FOR);
+                }
                 Ok(false)
             }
         }
@@ -386,28 +413,34 @@ impl Documents for S3Documents {
     ) -> Result<Vec<Versioned<Task>>> {
         let (objects, layout, indexer) =
             (&self.inner.objects, &self.inner.layout, &self.inner.indexer);
-        let ji = indexer.job(job);
-        let (mut snapshot, mut fresh) = match ji.snapshot_within(SNAPSHOT_FRESH_FOR) {
-            Some(s) => (s, false),
-            None => (indexer.read(objects, layout, job).await?, true),
-        };
+        let (mut shards, mut fresh) = indexer
+            .view(objects, layout, job, SNAPSHOT_FRESH_FOR)
+            .await?;
         loop {
-            let found = self.pick(job, &snapshot.index, stage, now, limit).await?;
+            let found = self.pick(job, &shards, stage, now, limit).await?;
             if !found.is_empty() || fresh {
                 return Ok(found);
             }
-            // Nothing claimable in our copy: make sure with the current index before saying so.
-            snapshot = indexer.read(objects, layout, job).await?;
+            // Nothing claimable in our copies: make sure with the current index before saying so.
+            shards = indexer.read_all(objects, layout, job).await?;
             fresh = true;
         }
     }
 
     async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
-        let index = self.fresh_index(&query.job).await?;
-        let keys: Vec<TaskKey> = index
-            .select(query)
+        let shards = self.fresh_index(&query.job).await?;
+        let mut hits: Vec<(i64, &str)> = shards
+            .iter()
+            .flat_map(|s| s.index.select_keyed(query))
+            .collect();
+        hits.sort_unstable();
+        if query.newest_first {
+            hits.reverse();
+        }
+        hits.truncate(query.limit.saturating_add(1));
+        let keys: Vec<TaskKey> = hits
             .into_iter()
-            .filter_map(|id| {
+            .filter_map(|(_, id)| {
                 TaskId::new(id)
                     .ok()
                     .map(|id| TaskKey::new(query.job.clone(), id))
@@ -422,7 +455,12 @@ impl Documents for S3Documents {
     }
 
     async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {
-        Ok(self.fresh_index(job).await?.counts())
+        Ok(self
+            .fresh_index(job)
+            .await?
+            .iter()
+            .flat_map(|s| s.index.counts())
+            .collect())
     }
 
     async fn get_job(&self, job: &JobName) -> Result<Option<Versioned<Job>>> {

@@ -74,6 +74,13 @@ impl Update {
     pub fn remove(task: &Task) -> Self {
         Update::Remove(task.id.as_str().to_owned(), task.version)
     }
+
+    /// The task id it is about.
+    pub fn id(&self) -> &str {
+        match self {
+            Update::Put(id, _) | Update::Remove(id, _) => id,
+        }
+    }
 }
 
 /// The index document.
@@ -124,6 +131,19 @@ impl Index {
     /// priority descending, then claimable-at, then id — the order of
     /// [`tasktrack_core::cas::Documents::claimable`].
     pub fn claimable(&self, stage: Option<&str>, now: Timestamp) -> Vec<&str> {
+        self.claimable_keyed(stage, now)
+            .into_iter()
+            .map(|(_, _, id)| id)
+            .collect()
+    }
+
+    /// [`Index::claimable`] with each id's sort key `(Reverse(priority), claimable_at)`, so
+    /// that several shards can be merged into one claim order.
+    pub fn claimable_keyed(
+        &self,
+        stage: Option<&str>,
+        now: Timestamp,
+    ) -> Vec<(Reverse<i32>, i64, &str)> {
         let now = now.as_millis();
         let mut found: Vec<(Reverse<i32>, i64, &str)> = self
             .tasks
@@ -136,7 +156,7 @@ impl Index {
             })
             .collect();
         found.sort_unstable();
-        found.into_iter().map(|(_, _, id)| id).collect()
+        found
     }
 
     /// Number of tasks per `(stage, status)`.
@@ -156,6 +176,14 @@ impl Index {
     /// Ids of the tasks that `query` selects, in its order, after its cursor, at most
     /// `query.limit + 1` (one more than a page, so the caller knows whether a next page exists).
     pub fn select(&self, query: &TaskQuery) -> Vec<&str> {
+        self.select_keyed(query)
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect()
+    }
+
+    /// [`Index::select`] with each id's `updated_at` (ms), for merging shards.
+    pub fn select_keyed(&self, query: &TaskQuery) -> Vec<(i64, &str)> {
         let codes: Vec<u8> = query.statuses.iter().map(|s| s.code()).collect();
         let cursor = query
             .after
@@ -183,7 +211,7 @@ impl Index {
             hits.reverse();
         }
         hits.truncate(query.limit.saturating_add(1));
-        hits.into_iter().map(|(_, id)| id).collect()
+        hits
     }
 }
 

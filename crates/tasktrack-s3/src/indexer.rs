@@ -1,41 +1,59 @@
-//! Keeping each job's index object up to date: group commit of [`Update`]s, and a snapshot.
+//! Keeping each job's index up to date: sharding, group commit of [`Update`]s, snapshots.
 //!
-//! Every task write is followed by an index write. To keep that from doubling the request
-//! count, writers in one process *group-commit*: each adds its update to the job's pending list
-//! and waits for the job's flush lock; whoever gets the lock takes every pending update, applies
-//! them to the last index this process saw and PUTs it with `If-Match` on that index's ETag —
-//! one PUT for all the updates that queued meanwhile. Only when another process wrote the index
-//! in between (`412`) does the flusher GET it again and re-apply (updates are idempotent and
-//! versioned, see [`crate::index`]).
+//! A job's index is split into [`SHARDS`] objects by a hash of the task id, so that index
+//! writes are small (a shard holds 1/8 of the job) and two processes rarely write the same
+//! shard at the same moment.
+//!
+//! Every task write is followed by an update of its shard. Writers in one process
+//! *group-commit*: each adds its update to the shard's pending list and waits for the shard's
+//! flush lock; whoever gets the lock takes every pending update, applies them to the last copy
+//! of the shard this process saw and PUTs it with `If-Match` on that copy's ETag — one PUT for
+//! everything that queued meanwhile. Only when another process wrote the shard in between
+//! (`412`) does the flusher GET it again and re-apply (updates are idempotent and versioned, see
+//! [`crate::index`]).
 //!
 //! A *claim* (or heartbeat: any write that leaves the task `in_progress`) does not wait for the
-//! index: its update is queued and goes out with the next flush, usually the same task's
-//! `succeed` moments later, so a claim+succeed costs one index update, not two. Meanwhile this
-//! process knows (see [`JobIndex::queued`]); other processes see the task as still claimable,
+//! index: its update is queued and goes out with the next flush of that shard, usually the same
+//! task's `succeed` moments later, so a claim+succeed costs one index update, not two. Meanwhile
+//! this process knows ([`Indexer::queued`]); other processes see the task as still claimable,
 //! and a claim there costs one GET that finds the lease (and queues the repair). `counts` and
 //! `list` flush first, so they always include this process's own changes.
 //!
-//! The snapshot (the index as this process last read or wrote it) also serves `claim_next`
-//! without a GET when it is younger than [`SNAPSHOT_FRESH_FOR`]; a stale snapshot only costs a
-//! wasted task GET, because claims re-read and write the task conditionally anyway.
+//! The snapshots (each shard as this process last read or wrote it) serve `claim_next` without
+//! a GET while younger than [`SNAPSHOT_FRESH_FOR`]; a stale snapshot only costs a wasted task
+//! GET, because claims re-read and write the task conditionally anyway.
 
 use crate::index::{Entry, Index, Update};
 use crate::layout::Layout;
 use crate::objects::{Got, Objects, Put};
+use futures::future::try_join_all;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tasktrack_core::cas::MAX_CAS_ATTEMPTS;
 use tasktrack_core::{Error, JobName, Result};
 
-/// How long `claim_next` trusts this process's copy of an index before reading it again.
-/// (Process-local freshness, measured with `Instant`; task time still comes from `now`.)
-pub const SNAPSHOT_FRESH_FOR: Duration = Duration::from_millis(250);
+/// Index objects per job. Part of the stored format: every process must agree on it.
+pub const SHARDS: usize = 8;
 
-/// The index as this process last read or wrote it.
+/// How long `claim_next` trusts this process's copy of a shard before reading it again.
+/// (Process-local freshness, measured with `Instant`; task time still comes from `now`.)
+pub const SNAPSHOT_FRESH_FOR: Duration = Duration::from_millis(500);
+
+/// The shard of a task id: FNV-1a of its bytes (stable across platforms and versions).
+pub fn shard_of(id: &str) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % SHARDS as u64) as usize
+}
+
+/// A shard as this process last read or wrote it.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    /// The index.
+    /// The shard's entries.
     pub index: Arc<Index>,
     /// Its ETag, `None` when the object does not exist yet.
     pub etag: Option<String>,
@@ -43,9 +61,9 @@ pub struct Snapshot {
     pub at: Instant,
 }
 
-/// One job's index state in this process.
+/// One shard's state in this process.
 #[derive(Debug, Default)]
-pub struct JobIndex {
+struct Shard {
     flush: tokio::sync::Mutex<()>,
     pending: Mutex<Vec<Update>>,
     snapshot: Mutex<Option<Snapshot>>,
@@ -56,15 +74,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl JobIndex {
-    /// The snapshot if it is younger than `max_age`.
-    pub fn snapshot_within(&self, max_age: Duration) -> Option<Snapshot> {
-        lock(&self.snapshot)
-            .as_ref()
-            .filter(|s| s.at.elapsed() < max_age)
-            .cloned()
-    }
-
+impl Shard {
     fn set_snapshot(&self, index: Arc<Index>, etag: Option<String>) -> Snapshot {
         let s = Snapshot {
             index,
@@ -74,78 +84,56 @@ impl JobIndex {
         *lock(&self.snapshot) = Some(s.clone());
         s
     }
-
-    /// Queues updates to be written with the next flush (deferred claims, repairs found while
-    /// reading).
-    pub fn enqueue(&self, updates: impl IntoIterator<Item = Update>) {
-        lock(&self.pending).extend(updates);
-    }
-
-    /// The queued (not yet written) entries by id, newest version last wins: this process's
-    /// own changes that the index object does not show yet.
-    pub fn queued(&self) -> HashMap<String, Option<Entry>> {
-        let mut out: HashMap<String, Option<Entry>> = HashMap::new();
-        for u in lock(&self.pending).iter() {
-            match u {
-                Update::Put(id, e) => {
-                    if out
-                        .get(id)
-                        .and_then(Option::as_ref)
-                        .is_none_or(|old| old.version() <= e.version())
-                    {
-                        out.insert(id.clone(), Some(e.clone()));
-                    }
-                }
-                Update::Remove(id, _) => {
-                    out.insert(id.clone(), None);
-                }
-            }
-        }
-        out
-    }
 }
 
 /// Index bookkeeping for all jobs of one store.
 #[derive(Debug, Default)]
 pub struct Indexer {
-    jobs: Mutex<HashMap<JobName, Arc<JobIndex>>>,
+    shards: Mutex<HashMap<(JobName, usize), Arc<Shard>>>,
 }
 
 impl Indexer {
-    /// The state for `job`.
-    pub fn job(&self, job: &JobName) -> Arc<JobIndex> {
-        lock(&self.jobs).entry(job.clone()).or_default().clone()
+    fn shard(&self, job: &JobName, k: usize) -> Arc<Shard> {
+        lock(&self.shards)
+            .entry((job.clone(), k))
+            .or_default()
+            .clone()
     }
 
-    /// Reads the index object (a conditional GET when we hold a copy: `304` costs no body).
-    pub async fn read(
-        &self,
-        objects: &Objects,
-        layout: &Layout,
-        job: &JobName,
-    ) -> Result<Snapshot> {
-        let ji = self.job(job);
-        let held = lock(&ji.snapshot).clone();
-        let path = layout.index(job);
-        let known_etag = held.as_ref().and_then(|s| s.etag.clone());
-        match objects
-            .get_json::<Index>(&path, known_etag.as_deref())
-            .await?
-        {
-            Got::Found(index, etag) => Ok(ji.set_snapshot(Arc::new(index), Some(etag))),
-            Got::Missing => Ok(ji.set_snapshot(Arc::new(Index::new()), None)),
-            Got::Unchanged => match held {
-                Some(s) => Ok(ji.set_snapshot(s.index, s.etag)),
-                None => Err(Error::Backend(format!(
-                    "S3 answered 304 for {path} without a condition"
-                ))),
-            },
+    /// Queues updates for the next flush of their shards (deferred claims, repairs).
+    pub fn enqueue(&self, job: &JobName, updates: impl IntoIterator<Item = Update>) {
+        for u in updates {
+            lock(&self.shard(job, shard_of(u.id())).pending).push(u);
         }
     }
 
-    /// Adds `updates` for `job` and returns once they (and whatever queued with them) are in
-    /// the index object. On failure the updates stay queued for the next flush, and the error is
-    /// returned: the task documents are already written, so callers log it rather than fail.
+    /// This process's queued (not yet written) entries of `job` by id: `None` for a removal.
+    pub fn queued(&self, job: &JobName) -> HashMap<String, Option<Entry>> {
+        let mut out: HashMap<String, Option<Entry>> = HashMap::new();
+        for k in 0..SHARDS {
+            for u in lock(&self.shard(job, k).pending).iter() {
+                match u {
+                    Update::Put(id, e) => {
+                        if out
+                            .get(id)
+                            .and_then(Option::as_ref)
+                            .is_none_or(|old| old.version() <= e.version())
+                        {
+                            out.insert(id.clone(), Some(e.clone()));
+                        }
+                    }
+                    Update::Remove(id, _) => {
+                        out.insert(id.clone(), None);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Adds `updates` and returns once they (and whatever queued with them) are in the shard
+    /// objects. On failure the updates stay queued for the next flush and the error is
+    /// returned: the task documents are written already, so callers log it rather than fail.
     pub async fn write(
         &self,
         objects: &Objects,
@@ -153,27 +141,103 @@ impl Indexer {
         job: &JobName,
         updates: Vec<Update>,
     ) -> Result<()> {
-        let ji = self.job(job);
-        ji.enqueue(updates);
-        self.flush(objects, layout, job, &ji).await
+        let mut touched = [false; SHARDS];
+        for u in updates {
+            let k = shard_of(u.id());
+            touched[k] = true;
+            lock(&self.shard(job, k).pending).push(u);
+        }
+        let flushes = (0..SHARDS)
+            .filter(|k| touched[*k])
+            .map(|k| self.flush(objects, layout, job, k));
+        try_join_all(flushes).await.map(|_| ())
     }
 
-    /// Writes every queued update of `job` (nothing if none).
-    pub async fn flush(
+    /// Writes every queued update of every shard of `job`.
+    pub async fn flush_all(&self, objects: &Objects, layout: &Layout, job: &JobName) -> Result<()> {
+        let flushes = (0..SHARDS).map(|k| self.flush(objects, layout, job, k));
+        try_join_all(flushes).await.map(|_| ())
+    }
+
+    /// Every shard as it is now (conditional GETs: `304` when our copy is current).
+    pub async fn read_all(
         &self,
         objects: &Objects,
         layout: &Layout,
         job: &JobName,
-        ji: &JobIndex,
+    ) -> Result<Vec<Snapshot>> {
+        try_join_all((0..SHARDS).map(|k| self.read(objects, layout, job, k))).await
+    }
+
+    /// Every shard, from our copies when younger than `max_age`; `true` if all were read now.
+    pub async fn view(
+        &self,
+        objects: &Objects,
+        layout: &Layout,
+        job: &JobName,
+        max_age: Duration,
+    ) -> Result<(Vec<Snapshot>, bool)> {
+        let mut fresh = true;
+        let mut out = Vec::with_capacity(SHARDS);
+        for k in 0..SHARDS {
+            let held = lock(&self.shard(job, k).snapshot).clone();
+            match held.filter(|s| s.at.elapsed() < max_age) {
+                Some(s) => {
+                    fresh = false;
+                    out.push(s);
+                }
+                None => out.push(self.read(objects, layout, job, k).await?),
+            }
+        }
+        Ok((out, fresh))
+    }
+
+    /// Reads shard `k` (a conditional GET when we hold a copy: `304` costs no body).
+    async fn read(
+        &self,
+        objects: &Objects,
+        layout: &Layout,
+        job: &JobName,
+        k: usize,
+    ) -> Result<Snapshot> {
+        let shard = self.shard(job, k);
+        let held = lock(&shard.snapshot).clone();
+        let path = layout.index(job, k);
+        let known_etag = held.as_ref().and_then(|s| s.etag.clone());
+        match objects
+            .get_json::<Index>(&path, known_etag.as_deref())
+            .await?
+        {
+            Got::Found(index, etag) => Ok(shard.set_snapshot(Arc::new(index), Some(etag))),
+            Got::Missing => Ok(shard.set_snapshot(Arc::new(Index::new()), None)),
+            Got::Unchanged => match held {
+                Some(s) => Ok(shard.set_snapshot(s.index, s.etag)),
+                None => Err(Error::Backend(format!(
+                    "S3 answered 304 for {path} without a condition"
+                ))),
+            },
+        }
+    }
+
+    /// Writes every queued update of shard `k` (nothing if none).
+    async fn flush(
+        &self,
+        objects: &Objects,
+        layout: &Layout,
+        job: &JobName,
+        k: usize,
     ) -> Result<()> {
-        let _turn = ji.flush.lock().await;
-        let batch = std::mem::take(&mut *lock(&ji.pending));
+        let shard = self.shard(job, k);
+        let _turn = shard.flush.lock().await;
+        let batch = std::mem::take(&mut *lock(&shard.pending));
         if batch.is_empty() {
             return Ok(()); // an earlier flusher wrote ours
         }
-        let result = self.flush_batch(objects, layout, job, ji, &batch).await;
+        let result = self
+            .flush_batch(objects, layout, job, k, &shard, &batch)
+            .await;
         if result.is_err() {
-            let mut pending = lock(&ji.pending);
+            let mut pending = lock(&shard.pending);
             let later = std::mem::replace(&mut *pending, batch);
             pending.extend(later);
         }
@@ -185,15 +249,16 @@ impl Indexer {
         objects: &Objects,
         layout: &Layout,
         job: &JobName,
-        ji: &JobIndex,
+        k: usize,
+        shard: &Shard,
         batch: &[Update],
     ) -> Result<()> {
-        let path = layout.index(job);
+        let path = layout.index(job, k);
         // Start from what we last wrote or read: right unless another process wrote since.
-        let held = lock(&ji.snapshot).clone();
+        let held = lock(&shard.snapshot).clone();
         let mut base = match held {
             Some(s) => s,
-            None => self.read(objects, layout, job).await?,
+            None => self.read(objects, layout, job, k).await?,
         };
         for attempt in 0..MAX_CAS_ATTEMPTS {
             let mut next = (*base.index).clone();
@@ -208,14 +273,49 @@ impl Indexer {
                 .map_err(|e| Error::backend(format!("encoding {path}: {e}")))?;
             match objects.put(&path, body, base.etag.as_deref()).await? {
                 Put::Written(etag) => {
-                    ji.set_snapshot(Arc::new(next), Some(etag));
+                    shard.set_snapshot(Arc::new(next), Some(etag));
                     return Ok(());
                 }
                 Put::Conflict => {
                     pause(attempt).await;
-                    base = self.read(objects, layout, job).await?;
+                    base = self.read(objects, layout, job, k).await?;
                 }
             }
+        }
+        Err(Error::Contention(format!(
+            "index of job {job}: too many conflicting writes"
+        )))
+    }
+
+    /// Replaces shard `k` by `rebuilt` (keeping entries of newer versions written meanwhile).
+    pub async fn replace(
+        &self,
+        objects: &Objects,
+        layout: &Layout,
+        job: &JobName,
+        k: usize,
+        rebuilt: &Index,
+    ) -> Result<()> {
+        let path = layout.index(job, k);
+        for attempt in 0..MAX_CAS_ATTEMPTS {
+            let current = self.read(objects, layout, job, k).await?;
+            let mut next = rebuilt.clone();
+            for (id, e) in &current.index.tasks {
+                if next
+                    .tasks
+                    .get(id)
+                    .is_some_and(|mine| mine.version() < e.version())
+                {
+                    next.tasks.insert(id.clone(), e.clone());
+                }
+            }
+            let body = serde_json::to_vec(&next)
+                .map_err(|e| Error::backend(format!("encoding {path}: {e}")))?;
+            if let Put::Written(etag) = objects.put(&path, body, current.etag.as_deref()).await? {
+                self.shard(job, k).set_snapshot(Arc::new(next), Some(etag));
+                return Ok(());
+            }
+            pause(attempt).await;
         }
         Err(Error::Contention(format!(
             "index of job {job}: too many conflicting writes"
@@ -230,4 +330,19 @@ pub async fn pause(attempt: u32) {
         .map_or(0, |d| d.subsec_nanos());
     let cap_us = 200u64 << attempt.min(6);
     tokio::time::sleep(Duration::from_micros(u64::from(nanos) % cap_us)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(shard_of("t00001"), shard_of("t00001"));
+        let mut seen = [0usize; SHARDS];
+        for i in 0..8000 {
+            seen[shard_of(&format!("t{i:05}"))] += 1;
+        }
+        assert!(seen.iter().all(|n| (700..1300).contains(n)), "{seen:?}");
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <prefix>/<job>/<id>.json        one task document
-//! <prefix>/<job>/.index.json      the job's index (see `index`)
+//! <prefix>/<job>/.index-<k>.json    shard k of the job's index (see `index`, `indexer`)
 //! <prefix>/.jobs/<job>.json       one job record
 //! ```
 //!
@@ -95,9 +95,9 @@ impl Layout {
         self.path(&encode(job.as_str()))
     }
 
-    /// `<prefix>/<job>/.index.json`.
-    pub fn index(&self, job: &JobName) -> Path {
-        self.path(&format!("{}/.index.json", encode(job.as_str())))
+    /// `<prefix>/<job>/.index-<shard>.json`.
+    pub fn index(&self, job: &JobName, shard: usize) -> Path {
+        self.path(&format!("{}/.index-{shard}.json", encode(job.as_str())))
     }
 
     /// `<prefix>/.jobs/<job>.json`.
@@ -160,8 +160,8 @@ mod tests {
     fn reserved_names_are_never_task_objects() {
         let l = Layout::new("p");
         let job = JobName::new("j").unwrap();
-        assert!(!Layout::is_task_object(&l.index(&job)));
-        assert_eq!(l.index(&job).as_ref(), "p/j/.index.json");
+        assert!(!Layout::is_task_object(&l.index(&job, 3)));
+        assert_eq!(l.index(&job, 3).as_ref(), "p/j/.index-3.json");
         assert_eq!(l.job(&job).as_ref(), "p/.jobs/j.json");
         assert_eq!(Layout::new("").job_dir(&job).as_ref(), "j");
     }
