@@ -6,10 +6,23 @@
 //!
 //! 1. append the new index records to `index.log` (an *intent*),
 //! 2. write each new task file into `scratch/`,
-//! 3. fsync the journal and those files together (in parallel, so they share the file
-//!    system's journal commits; skipped under relaxed durability),
-//! 4. rename each file over the real one, then fsync the directory so the renames are durable,
-//! 5. append a `commit` line.
+//! 3. fsync those files (in parallel, so they share the file system's journal commits), and the
+//!    journal too on systems without a boot id (see below),
+//! 4. rename each file over the real one,
+//! 5. append a `commit` line, release the lock, fsync the `tasks/` directory, and only then
+//!    answer the caller.
+//!
+//! Step 5 fsyncs the directory after the lock is released, so the lock is held for one round of
+//! fsyncs, not two. That is safe because a directory fsync makes every earlier rename in it
+//! durable: a later transaction that read these files answers only after its own directory
+//! fsync, which covers them too. (Job records, in the job's own directory, are synced under the
+//! lock.) Under relaxed durability nothing is fsynced.
+//!
+//! The journal lines are not fsynced where the kernel's boot id is known (Linux): only a reboot
+//! (power loss, kernel crash) can lose what the page cache holds, and the header records the
+//! boot that wrote the journal, so the first process of a new boot rebuilds the index from the
+//! task files (which are fsynced) instead of trusting it. Elsewhere the intent is fsynced with
+//! the files in step 3.
 //!
 //! A process killed anywhere in this sequence leaves records after the last `commit`. The lock
 //! dies with the process, so the next holder sees that unfinished tail, re-reads the task files

@@ -45,16 +45,20 @@
 //! Every change of a job (create, claim, succeed, any write) holds the job's `lock` (an `flock`
 //! through `fs4`, plus a mutex within the process) around its read-check-write. A task file is
 //! never written in place: the new content goes to `scratch/`, is fsynced and renamed over the
-//! old file, and the directory is fsynced, so a reader (and a crash) sees the old or the new
-//! record, never part of one. The journal records an intent, fsynced with the new files before
-//! any rename, and a `commit` after; a writer killed in between leaves an open transaction that
-//! the next lock holder finishes by re-reading the few task files it names (see [`journal`]). Conditional writes
-//! compare the task's `version` under the lock, so the generic compare-and-swap adapter of
-//! `tasktrack-core` gives every rule; `claim_next` picks its candidates natively under the lock
-//! and applies the same pure rule. Concurrent writers of one job in one process are batched
-//! into one transaction (group commit: one intent, parallel fsyncs, one directory fsync); each
-//! sees the changes of those before it, as if they had run one after the other. Readers of a
-//! single task (`get`) take no lock.
+//! old file, and the directory is fsynced before the caller is answered, so a reader (and a
+//! crash) sees the old or the new record, never part of one. The journal records an intent
+//! before the renames and a `commit` after; a writer killed in between leaves an open
+//! transaction that the next lock holder finishes by re-reading the few task files it names (see
+//! [`journal`], which also explains why the directory fsync may follow the unlock and why, on
+//! Linux, the journal is rebuilt after a reboot instead of being fsynced).
+//!
+//! Conditional writes compare the task's `version` under the lock, so the generic
+//! compare-and-swap adapter of `tasktrack-core` gives every rule. The hot paths — `claim_next`
+//! and the lease holder's `succeed`, `fail`, `release`, `heartbeat`, `patch_data` — run natively
+//! under the lock but apply the same pure rules from `lifecycle`. Concurrent writers of one job
+//! in one process are batched into one transaction (group commit: the first caller leads and
+//! runs everything queued; each operation sees the changes of those before it, as if they had
+//! run one after the other). Readers of a single task (`get`) take no lock.
 //!
 //! With `?durability=relaxed` nothing is fsynced: a killed process still loses nothing (the page
 //! cache outlives it), but a power loss or kernel crash may lose the last changes, and may leave
@@ -63,9 +67,11 @@
 //! # Limits
 //! - One machine: advisory locks are not reliable over network file systems (NFS, SMB). Use a
 //!   server backend to share work between machines.
-//! - Changes within one job are serialized by its lock (jobs are independent); each transaction
-//!   costs two rounds of fsync under full durability (journal and files together, then the
-//!   directory), shared by every write batched into it. See `docs/benchmarks/file.md` for measured figures.
+//! - Changes within one job are serialized by its lock (jobs are independent). A transaction
+//!   holds the lock for one round of fsyncs (its files, in parallel) and fsyncs the directory
+//!   after; every write batched into it shares both. Processes do not batch with each other.
+//! - After a reboot, the first process to touch a job rebuilds its index from the task files
+//!   (Linux; reading every file of the job once). See `docs/benchmarks/file.md` for measured figures.
 //! - Each process keeps each job's index in memory (~200 bytes a task) and replays the journal
 //!   once when it first touches the job: about a second at 100,000 tasks.
 //! - `counts` and `claim_next` read the index only (O(statuses) and O(claimed)); `list` filters
