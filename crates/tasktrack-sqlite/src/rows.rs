@@ -9,6 +9,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::LazyLock;
 use tasktrack_core::{
     Attempt, Backoff, Error, Failure, Job, JobName, JobState, LeaseState, Result, Status, Task,
     TaskId, TaskKey, Timestamp,
@@ -21,22 +22,19 @@ pub(crate) const TASK_COLUMNS: &str = "job, id, status, status_code, stage, stag
 
 const TASK_COLUMN_COUNT: usize = 27;
 
-/// `INSERT INTO tasktrack_task (...) VALUES (?1, ..., ?27)`.
-pub(crate) fn insert_task_sql(on_conflict_nothing: bool) -> String {
+// Statements are built once: `prepare_cached` looks them up by their text on every call.
+
+/// `INSERT INTO tasktrack_task (...) VALUES (?1, ..., ?27) ON CONFLICT (job, id) DO NOTHING`.
+static INSERT_TASK: LazyLock<String> = LazyLock::new(|| {
     let marks: Vec<String> = (1..=TASK_COLUMN_COUNT).map(|i| format!("?{i}")).collect();
-    let tail = if on_conflict_nothing {
-        " ON CONFLICT (job, id) DO NOTHING"
-    } else {
-        ""
-    };
     format!(
-        "INSERT INTO tasktrack_task ({TASK_COLUMNS}) VALUES ({}){tail}",
+        "INSERT INTO tasktrack_task ({TASK_COLUMNS}) VALUES ({}) ON CONFLICT (job, id) DO NOTHING",
         marks.join(", ")
     )
-}
+});
 
 /// `UPDATE tasktrack_task SET status = ?3, ... WHERE job = ?1 AND id = ?2`.
-pub(crate) fn update_task_sql() -> String {
+static UPDATE_TASK: LazyLock<String> = LazyLock::new(|| {
     let sets: Vec<String> = TASK_COLUMNS
         .split(',')
         .map(str::trim)
@@ -48,7 +46,30 @@ pub(crate) fn update_task_sql() -> String {
         "UPDATE tasktrack_task SET {} WHERE job = ?1 AND id = ?2",
         sets.join(", ")
     )
-}
+});
+
+static SELECT_TASK: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {TASK_COLUMNS} FROM tasktrack_task WHERE job = ?1 AND id = ?2")
+});
+
+static SELECT_JOB: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {JOB_COLUMNS} FROM tasktrack_job WHERE name = ?1"));
+
+/// Insert-or-overwrite of a job record.
+static SAVE_JOB: LazyLock<String> = LazyLock::new(|| {
+    let marks: Vec<String> = (1..=11).map(|i| format!("?{i}")).collect();
+    let sets: Vec<String> = JOB_COLUMNS
+        .split(',')
+        .map(str::trim)
+        .skip(1)
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO tasktrack_job ({JOB_COLUMNS}) VALUES ({}) ON CONFLICT (name) DO UPDATE SET {}",
+        marks.join(", "),
+        sets.join(", ")
+    )
+});
 
 fn ms(t: Timestamp) -> Sql {
     Sql::Integer(t.as_millis())
@@ -218,8 +239,7 @@ pub(crate) fn task_from_row(db: &Db, row: &Row<'_>) -> Result<Task> {
 
 /// The task `key`, or `None`.
 pub(crate) fn load_task(db: &Db, conn: &Connection, key: &TaskKey) -> Result<Option<Task>> {
-    let sql = format!("SELECT {TASK_COLUMNS} FROM tasktrack_task WHERE job = ?1 AND id = ?2");
-    let mut stmt = conn.prepare_cached(&sql).map_err(|e| db.err(e))?;
+    let mut stmt = conn.prepare_cached(&SELECT_TASK).map_err(|e| db.err(e))?;
     let mut rows = stmt
         .query([key.job.as_str(), key.id.as_str()])
         .map_err(|e| db.err(e))?;
@@ -231,9 +251,7 @@ pub(crate) fn load_task(db: &Db, conn: &Connection, key: &TaskKey) -> Result<Opt
 
 /// Inserts `task`; `false` if its key exists.
 pub(crate) fn insert_task(db: &Db, conn: &Connection, task: &Task) -> Result<bool> {
-    let mut stmt = conn
-        .prepare_cached(&insert_task_sql(true))
-        .map_err(|e| db.err(e))?;
+    let mut stmt = conn.prepare_cached(&INSERT_TASK).map_err(|e| db.err(e))?;
     let n = stmt
         .execute(params_from_iter(task_values(task)?))
         .map_err(|e| db.err(e))?;
@@ -242,9 +260,7 @@ pub(crate) fn insert_task(db: &Db, conn: &Connection, task: &Task) -> Result<boo
 
 /// Writes every column of an existing task.
 pub(crate) fn update_task(db: &Db, conn: &Connection, task: &Task) -> Result<()> {
-    let mut stmt = conn
-        .prepare_cached(&update_task_sql())
-        .map_err(|e| db.err(e))?;
+    let mut stmt = conn.prepare_cached(&UPDATE_TASK).map_err(|e| db.err(e))?;
     stmt.execute(params_from_iter(task_values(task)?))
         .map_err(|e| db.err(e))?;
     Ok(())
@@ -299,8 +315,7 @@ pub(crate) fn job_from_row(db: &Db, row: &Row<'_>) -> Result<Job> {
 
 /// The job record, or `None`.
 pub(crate) fn load_job(db: &Db, conn: &Connection, name: &JobName) -> Result<Option<Job>> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM tasktrack_job WHERE name = ?1");
-    let mut stmt = conn.prepare_cached(&sql).map_err(|e| db.err(e))?;
+    let mut stmt = conn.prepare_cached(&SELECT_JOB).map_err(|e| db.err(e))?;
     let row = stmt
         .query_row([name.as_str()], |r| Ok(job_from_row(db, r)))
         .optional()
@@ -310,19 +325,7 @@ pub(crate) fn load_job(db: &Db, conn: &Connection, name: &JobName) -> Result<Opt
 
 /// Inserts or overwrites the job record.
 pub(crate) fn save_job(db: &Db, conn: &Connection, job: &Job) -> Result<()> {
-    let marks: Vec<String> = (1..=11).map(|i| format!("?{i}")).collect();
-    let sets: Vec<String> = JOB_COLUMNS
-        .split(',')
-        .map(str::trim)
-        .skip(1)
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect();
-    let sql = format!(
-        "INSERT INTO tasktrack_job ({JOB_COLUMNS}) VALUES ({}) ON CONFLICT (name) DO UPDATE SET {}",
-        marks.join(", "),
-        sets.join(", ")
-    );
-    let mut stmt = conn.prepare_cached(&sql).map_err(|e| db.err(e))?;
+    let mut stmt = conn.prepare_cached(&SAVE_JOB).map_err(|e| db.err(e))?;
     stmt.execute(params_from_iter(job_values(job)?))
         .map_err(|e| db.err(e))?;
     Ok(())

@@ -1,8 +1,91 @@
-//! Raw ceiling for sqlite: not written yet (the sqlite backend's engineer adds it).
+//! Raw ceiling for sqlite: a single-row `BEGIN IMMEDIATE; UPDATE … WHERE id = ?; COMMIT` loop
+//! on a scratch table in the same file, with the same pragmas the store uses (WAL, the URL's
+//! `synchronous` and `busy_timeout`).
+//!
+//! SQLite has one write lock per file, so writers are serialized whatever their number. The
+//! `workers` loops share one connection behind a mutex, as the store's workers share its one
+//! writer connection: separate connections would contend through SQLite's sleeping busy
+//! handler and measure a lower ceiling than the file allows (see docs/benchmarks/sqlite.md).
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, TransactionBehavior};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// Not measured yet: fails rather than inventing a number.
-pub async fn measure(_url: &str, _workers: usize, _ops: usize) -> Result<f64> {
-    bail!("the sqlite ceiling is not implemented yet; run with --no-ceiling")
+/// Ops/s of the single-row update transaction loop, `ops` transactions over `workers` loops.
+pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
+    let (path, synchronous, busy) = parse(url)?;
+    let workers = workers.max(1);
+    let conn = tokio::task::spawn_blocking(move || setup(&path, &synchronous, busy, workers)).await??;
+    let conn = Arc::new(Mutex::new(conn));
+    let started = Instant::now();
+    let per_worker = ops.div_ceil(workers);
+    let loops: Vec<_> = (0..workers)
+        .map(|w| {
+            let conn = conn.clone();
+            tokio::task::spawn_blocking(move || update_loop(&conn, w as i64, per_worker))
+        })
+        .collect();
+    let mut done = 0;
+    for l in loops {
+        done += l.await??;
+    }
+    let rate = done as f64 / started.elapsed().as_secs_f64();
+    let conn = conn.lock().map_err(|_| anyhow::anyhow!("ceiling connection poisoned"))?;
+    conn.execute_batch("DROP TABLE IF EXISTS tasktrack_bench_ceiling")?;
+    Ok(rate)
+}
+
+/// `sqlite://PATH[?synchronous=..&busy_timeout=..]` → (path, synchronous pragma, busy timeout).
+fn parse(url: &str) -> Result<(String, String, Duration)> {
+    let rest = url.strip_prefix("sqlite://").context("not a sqlite:// URL")?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path == ":memory:" {
+        bail!("the sqlite ceiling needs a file (the in-memory store has no file to share)");
+    }
+    let mut synchronous = "NORMAL".to_string();
+    let mut busy = Duration::from_secs(5);
+    for (k, v) in query.split('&').filter_map(|p| p.split_once('=')) {
+        match k {
+            "synchronous" => synchronous = v.to_ascii_uppercase(),
+            "busy_timeout" => {
+                let ms = v.trim_end_matches("ms");
+                busy = match v.strip_suffix('s').filter(|_| !v.ends_with("ms")) {
+                    Some(secs) => Duration::from_secs(secs.parse()?),
+                    None => Duration::from_millis(ms.parse()?),
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok((path.to_string(), synchronous, busy))
+}
+
+fn setup(path: &str, synchronous: &str, busy: Duration, rows: usize) -> Result<Connection> {
+    let conn = Connection::open(path).with_context(|| format!("opening {path}"))?;
+    conn.busy_timeout(busy)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        bail!("{path}: WAL journal mode refused (got {mode})");
+    }
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.execute_batch(
+        "DROP TABLE IF EXISTS tasktrack_bench_ceiling;
+         CREATE TABLE tasktrack_bench_ceiling (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);",
+    )?;
+    for id in 0..rows {
+        conn.execute("INSERT INTO tasktrack_bench_ceiling (id, n) VALUES (?1, 0)", [id as i64])?;
+    }
+    Ok(conn)
+}
+
+/// One worker: `ops` single-row update transactions on its own row.
+fn update_loop(conn: &Mutex<Connection>, id: i64, ops: usize) -> Result<usize> {
+    for _ in 0..ops {
+        let mut conn = conn.lock().map_err(|_| anyhow::anyhow!("ceiling connection poisoned"))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.prepare_cached("UPDATE tasktrack_bench_ceiling SET n = n + 1 WHERE id = ?1")?.execute([id])?;
+        tx.commit()?;
+    }
+    Ok(ops)
 }
