@@ -87,7 +87,7 @@ pub async fn open(url: &str) -> Result<SqliteStore> {
     let db = tokio::task::spawn_blocking(move || db::Db::open(url))
         .await
         .map_err(|e| Error::Backend(format!("opening sqlite did not complete: {e}")))??;
-    Ok(SqliteStore { db: Arc::new(db) })
+    Ok(SqliteStore { db })
 }
 
 /// The SQLite store. Cheap to share behind an `Arc`; all methods take `&self`.

@@ -20,7 +20,8 @@ pub(crate) async fn get(db: &Arc<Db>, key: &TaskKey) -> Result<Task> {
 }
 
 /// [`Store::list`]: filters in SQL, keyset pagination on `(updated_at, id)` (never OFFSET),
-/// served by the `(job, updated_at, id)` or `(job, status, updated_at, id)` index.
+/// served by the `(job, updated_at, id)` index, or for failed / exhausted / ignored tasks
+/// by the partial `(job, status, updated_at, id)` index.
 pub(crate) async fn list(db: &Arc<Db>, query: &TaskQuery) -> Result<TaskPage> {
     query.validate()?;
     let query = query.clone();
@@ -37,6 +38,9 @@ pub(crate) async fn list(db: &Arc<Db>, query: &TaskQuery) -> Result<TaskPage> {
     .await
 }
 
+/// The statuses in the `tasktrack_task_attention` partial index.
+const ATTENTION: [Status; 3] = [Status::Failed, Status::Exhausted, Status::Ignored];
+
 /// The SQL and arguments of a [`TaskQuery`]: one row more than the page, to know whether a
 /// next page exists.
 fn list_sql(q: &TaskQuery) -> (String, Vec<Sql>) {
@@ -46,6 +50,11 @@ fn list_sql(q: &TaskQuery) -> (String, Vec<Sql>) {
         let marks = vec!["?"; q.statuses.len()].join(", ");
         filters.push(format!("status IN ({marks})"));
         args.extend(q.statuses.iter().map(|s| Sql::Text(s.as_str().to_string())));
+        if q.statuses.iter().all(|s| ATTENTION.contains(s)) {
+            // Repeats the partial index's WHERE word for word: SQLite uses a partial index only
+            // when the query contains its condition as a term.
+            filters.push("status IN ('failed', 'exhausted', 'ignored')".into());
+        }
     }
     if let Some(stage) = &q.stage {
         filters.push("stage = ?".into());
@@ -199,4 +208,40 @@ pub(crate) async fn set_job_state(
         Ok(job)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(sql: &str, args: Vec<Sql>) -> String {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!("../migrations/sqlite/001_init.sql"))
+            .unwrap();
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap();
+        rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
+    }
+
+    #[test]
+    fn lists_use_an_index_not_a_scan_or_a_sort() {
+        let job = JobName::new("j").unwrap();
+        let all = TaskQuery::new(job.clone());
+        let (sql, args) = list_sql(&all);
+        let p = plan(&sql, args);
+        assert!(
+            p.contains("tasktrack_task_updated") && !p.contains("TEMP B-TREE"),
+            "{p}"
+        );
+
+        let failed = TaskQuery::new(job).with_statuses([Status::Failed]);
+        let (sql, args) = list_sql(&failed);
+        let p = plan(&sql, args);
+        assert!(
+            p.contains("tasktrack_task_attention") && !p.contains("TEMP B-TREE"),
+            "{p}"
+        );
+    }
 }

@@ -58,9 +58,13 @@ CREATE TABLE tasktrack_task (
 -- carried so a per-stage claim filters inside the index.
 CREATE INDEX tasktrack_task_claim ON tasktrack_task (job, priority DESC, claimable_at, id, stage)
     WHERE claimable_at IS NOT NULL;
--- list: keyset pagination by (updated_at, id), optionally per status.
+-- list: keyset pagination by (updated_at, id).
 CREATE INDEX tasktrack_task_updated ON tasktrack_task (job, updated_at, id);
-CREATE INDEX tasktrack_task_status ON tasktrack_task (job, status, updated_at, id);
+-- list of the tasks that need a person (failed, exhausted, ignored), without scanning the job.
+-- Partial, so the happy path (pending -> in_progress -> succeeded) never writes to it: every
+-- index a transition touches is another page in the commit.
+CREATE INDEX tasktrack_task_attention ON tasktrack_task (job, status, updated_at, id)
+    WHERE status IN ('failed', 'exhausted', 'ignored');
 
 -- counts(job): one row per (job, stage, status), kept by the triggers below in the same
 -- transaction as the task write, so counts read a handful of rows whatever the job's size.
