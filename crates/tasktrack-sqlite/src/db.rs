@@ -8,8 +8,8 @@
 
 use crate::url::{Location, SqliteUrl};
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak, mpsc};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tasktrack_core::{Error, Result};
 use tokio::sync::oneshot;
 
@@ -57,28 +57,37 @@ const MAX_BATCH: usize = 64;
 /// What an operation tells the writer after running: how to report the outcome once the batch's
 /// commit is known, and whether its savepoint could not be closed (the batch must roll back).
 type Done = Box<dyn FnOnce(Option<&Error>) + Send>;
-/// An operation queued for the writer thread; gets the open transaction, or why there is none.
+/// An operation queued for the writer; gets the open transaction, or why there is none.
 type Op =
     Box<dyn FnOnce(&Db, std::result::Result<&Transaction<'_>, &Error>) -> (Done, bool) + Send>;
 
-/// The open database: a writer thread and (for files) a few readers.
-#[derive(Debug)]
+/// The open database: the writer, its queue of operations, and (for files) a few readers.
 pub(crate) struct Db {
     pub(crate) url: SqliteUrl,
-    ops: mpsc::Sender<Op>,
+    writer: Mutex<Connection>,
+    queue: Mutex<Vec<(u64, Op)>>,
+    next_op: AtomicU64,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
 
-/// A poisoned lock only means a panic happened while a read held it; reads leave nothing
-/// half-done, so the connection is still consistent.
-fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("url", &self.url)
+            .field("readers", &self.readers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A poisoned lock only means a panic happened while it was held; operations run in savepoints
+/// and panics are caught and rolled back, so the state behind it is still consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Db {
-    /// Opens (creating if missing) and migrates the database, and starts its writer thread.
-    /// Blocking.
+    /// Opens (creating if missing) and migrates the database. Blocking.
     pub(crate) fn open(url: SqliteUrl) -> Result<Arc<Db>> {
         let loc = url.location.clone();
         let err = |e| sql_error(&loc, e);
@@ -112,23 +121,14 @@ impl Db {
                     .collect::<Result<Vec<_>>>()?
             }
         };
-        let (ops, queue) = mpsc::channel();
-        let db = Arc::new(Db {
+        Ok(Arc::new(Db {
             url,
-            ops,
+            writer: Mutex::new(writer),
+            queue: Mutex::new(Vec::new()),
+            next_op: AtomicU64::new(0),
             readers,
             next_reader: AtomicUsize::new(0),
-        });
-        // The thread holds the database weakly: dropping the store drops the sender, which ends
-        // the thread, which closes the writer connection.
-        let weak = Arc::downgrade(&db);
-        std::thread::Builder::new()
-            .name("tasktrack-sqlite-writer".into())
-            .spawn(move || writer_loop(&weak, writer, &queue))
-            .map_err(|e| {
-                Error::Backend(format!("sqlite {loc}: cannot start the writer thread: {e}"))
-            })?;
-        Ok(db)
+        }))
     }
 
     /// Where the database lives, for error messages.
@@ -146,8 +146,10 @@ impl Db {
     /// decided to write, such as a lease that expired on its last attempt); `Err` rolls back
     /// exactly what `f` wrote. The answer comes after the commit.
     ///
-    /// Group commit: operations that arrive while the writer is busy are carried by the next
-    /// transaction together (up to [`MAX_BATCH`]), each in its own savepoint. SQLite's cost is
+    /// Group commit: each call queues its operation, then (on the blocking pool) takes the
+    /// writer and runs everything queued so far (up to [`MAX_BATCH`]) in one transaction, each
+    /// operation in its own savepoint. Alone, a call runs its own operation at once; when
+    /// callers pile up behind a commit, the next one carries them all. SQLite's cost is mostly
     /// the commit (the pages written to the WAL), so sharing it lets throughput grow with the
     /// number of concurrent callers instead of being capped at one commit per operation.
     pub(crate) async fn write<R, F>(self: &Arc<Self>, f: F) -> Result<R>
@@ -174,15 +176,32 @@ impl Db {
             });
             (done, broken)
         });
-        self.ops.send(op).map_err(|_| self.writer_gone())?;
-        answered.await.map_err(|_| self.writer_gone())?
-    }
-
-    fn writer_gone(&self) -> Error {
-        Error::Backend(format!(
-            "sqlite {}: the writer thread stopped",
-            self.location()
-        ))
+        let mine = self.next_op.fetch_add(1, Ordering::Relaxed);
+        lock(&self.queue).push((mine, op));
+        let db = Arc::clone(self);
+        blocking(move || {
+            let mut conn = lock(&db.writer);
+            // Until our own operation has run: it may already have been carried by an earlier
+            // caller's batch (which then finished before we got the writer).
+            loop {
+                let batch: Vec<Op> = {
+                    let mut queue = lock(&db.queue);
+                    if !queue.iter().any(|(id, _)| *id == mine) {
+                        return Ok(());
+                    }
+                    let n = queue.len().min(MAX_BATCH);
+                    queue.drain(..n).map(|(_, op)| op).collect()
+                };
+                run_batch(&db, &mut conn, batch);
+            }
+        })
+        .await?;
+        answered.await.map_err(|_| {
+            Error::Backend(format!(
+                "sqlite {}: an operation was dropped unanswered",
+                self.location()
+            ))
+        })?
     }
 
     /// Runs `f` on a reader connection, on the blocking pool (for `:memory:`, on the writer: it
@@ -239,22 +258,8 @@ where
     }
 }
 
-/// The writer thread: takes what is queued (at least one operation, at most [`MAX_BATCH`]),
-/// runs it in one transaction, commits, answers; until the store is dropped.
-fn writer_loop(db: &Weak<Db>, mut conn: Connection, queue: &mpsc::Receiver<Op>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        let Some(db) = db.upgrade() else { return };
-        run_batch(&db, &mut conn, batch);
-    }
-}
-
+/// One transaction for a batch of operations; every one is answered after the commit (or with
+/// the reason there was none).
 fn run_batch(db: &Db, conn: &mut Connection, batch: Vec<Op>) {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
