@@ -368,20 +368,31 @@ impl Documents for S3Documents {
             .objects
             .put(&self.layout().task(&key), body, Some(&old.revision))
             .await;
-        self.unreserve(&key);
-        match outcome? {
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                self.unreserve(&key);
+                return Err(e);
+            }
+        };
+        // Unreserve only once this process's cache and queued index entries show the new
+        // state, so that no other local claimer can see the task free in between.
+        match outcome {
             Put::Written(etag) => {
                 self.remember(new, &etag);
                 if new.status == Status::InProgress {
                     // A claim or heartbeat: deferred to the next flush (see `indexer`).
                     self.inner.indexer.enqueue(&new.job, [Update::put(new)]);
+                    self.unreserve(&key);
                 } else {
+                    self.unreserve(&key);
                     self.index(&new.job, vec![Update::put(new)]).await;
                 }
                 Ok(true)
             }
             Put::Conflict => {
                 self.forget(&key);
+                self.unreserve(&key);
                 if new.status == Status::InProgress && old.value.status != Status::InProgress {
                     *lock(&self.inner.contended_until) = Some(Instant::now() + CONTENDED_FOR);
                 }

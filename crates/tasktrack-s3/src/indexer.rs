@@ -28,6 +28,7 @@ use crate::layout::Layout;
 use crate::objects::{Got, Objects, Put};
 use futures::future::try_join_all;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tasktrack_core::cas::MAX_CAS_ATTEMPTS;
@@ -38,7 +39,7 @@ pub const SHARDS: usize = 8;
 
 /// How long `claim_next` trusts this process's copy of a shard before reading it again.
 /// (Process-local freshness, measured with `Instant`; task time still comes from `now`.)
-pub const SNAPSHOT_FRESH_FOR: Duration = Duration::from_millis(500);
+pub const SNAPSHOT_FRESH_FOR: Duration = Duration::from_secs(2);
 
 /// The shard of a task id: FNV-1a of its bytes (stable across platforms and versions).
 pub fn shard_of(id: &str) -> usize {
@@ -66,7 +67,12 @@ pub struct Snapshot {
 struct Shard {
     flush: tokio::sync::Mutex<()>,
     pending: Mutex<Vec<Update>>,
+    /// The batch being written right now: still this process's news until the PUT lands.
+    inflight: Mutex<Vec<Update>>,
     snapshot: Mutex<Option<Snapshot>>,
+    /// Successful writes of this shard by this process: a read that overlapped one must not
+    /// install its (older) result over the written snapshot.
+    writes: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,7 +117,14 @@ impl Indexer {
     pub fn queued(&self, job: &JobName) -> HashMap<String, Option<Entry>> {
         let mut out: HashMap<String, Option<Entry>> = HashMap::new();
         for k in 0..SHARDS {
-            for u in lock(&self.shard(job, k).pending).iter() {
+            let shard = self.shard(job, k);
+            let unwritten: Vec<Update> = {
+                // Lock order everywhere: pending, then inflight.
+                let pending = lock(&shard.pending);
+                let inflight = lock(&shard.inflight);
+                inflight.iter().chain(pending.iter()).cloned().collect()
+            };
+            for u in &unwritten {
                 match u {
                     Update::Put(id, e) => {
                         if out
@@ -201,22 +214,32 @@ impl Indexer {
         k: usize,
     ) -> Result<Snapshot> {
         let shard = self.shard(job, k);
+        let writes_before = shard.writes.load(Ordering::Acquire);
         let held = lock(&shard.snapshot).clone();
         let path = layout.index(job, k);
         let known_etag = held.as_ref().and_then(|s| s.etag.clone());
-        match objects
+        let (index, etag) = match objects
             .get_json::<Index>(&path, known_etag.as_deref())
             .await?
         {
-            Got::Found(index, etag) => Ok(shard.set_snapshot(Arc::new(index), Some(etag))),
-            Got::Missing => Ok(shard.set_snapshot(Arc::new(Index::new()), None)),
+            Got::Found(index, etag) => (Arc::new(index), Some(etag)),
+            Got::Missing => (Arc::new(Index::new()), None),
             Got::Unchanged => match held {
-                Some(s) => Ok(shard.set_snapshot(s.index, s.etag)),
-                None => Err(Error::Backend(format!(
-                    "S3 answered 304 for {path} without a condition"
-                ))),
+                Some(s) => (s.index, s.etag),
+                None => {
+                    return Err(Error::Backend(format!(
+                        "S3 answered 304 for {path} without a condition"
+                    )));
+                }
             },
+        };
+        if shard.writes.load(Ordering::Acquire) != writes_before
+            && let Some(current) = lock(&shard.snapshot).clone()
+        {
+            // We wrote the shard while this GET was in flight: our written copy is newer.
+            return Ok(current);
         }
+        Ok(shard.set_snapshot(index, etag))
     }
 
     /// Writes every queued update of shard `k` (nothing if none).
@@ -229,13 +252,20 @@ impl Indexer {
     ) -> Result<()> {
         let shard = self.shard(job, k);
         let _turn = shard.flush.lock().await;
-        let batch = std::mem::take(&mut *lock(&shard.pending));
+        let batch = {
+            let mut pending = lock(&shard.pending);
+            let batch = std::mem::take(&mut *pending);
+            // Visible to `queued` until the write lands (same lock order: pending, inflight).
+            lock(&shard.inflight).clone_from(&batch);
+            batch
+        };
         if batch.is_empty() {
             return Ok(()); // an earlier flusher wrote ours
         }
         let result = self
             .flush_batch(objects, layout, job, k, &shard, &batch)
             .await;
+        lock(&shard.inflight).clear();
         if result.is_err() {
             let mut pending = lock(&shard.pending);
             let later = std::mem::replace(&mut *pending, batch);
@@ -274,6 +304,7 @@ impl Indexer {
             match objects.put(&path, body, base.etag.as_deref()).await? {
                 Put::Written(etag) => {
                     shard.set_snapshot(Arc::new(next), Some(etag));
+                    shard.writes.fetch_add(1, Ordering::AcqRel);
                     return Ok(());
                 }
                 Put::Conflict => {
@@ -312,7 +343,9 @@ impl Indexer {
             let body = serde_json::to_vec(&next)
                 .map_err(|e| Error::backend(format!("encoding {path}: {e}")))?;
             if let Put::Written(etag) = objects.put(&path, body, current.etag.as_deref()).await? {
-                self.shard(job, k).set_snapshot(Arc::new(next), Some(etag));
+                let shard = self.shard(job, k);
+                shard.set_snapshot(Arc::new(next), Some(etag));
+                shard.writes.fetch_add(1, Ordering::AcqRel);
                 return Ok(());
             }
             pause(attempt).await;

@@ -24,6 +24,7 @@ const PRESIGN_FOR: Duration = Duration::from_secs(300);
 #[derive(Debug, Default)]
 pub struct Counters {
     get: AtomicU64,
+    get_index: AtomicU64,
     put: AtomicU64,
     delete: AtomicU64,
     list: AtomicU64,
@@ -34,6 +35,8 @@ pub struct Counters {
 pub struct RequestCounts {
     /// GET object (tasks, index, job records; HEAD bucket), including conditional GETs answered `304`.
     pub get: u64,
+    /// Of those, GETs of index shards.
+    pub get_index: u64,
     /// PUT object (all conditional; CreateBucket).
     pub put: u64,
     /// DELETE object (conditional).
@@ -52,6 +55,7 @@ impl RequestCounts {
     pub fn since(&self, earlier: &RequestCounts) -> RequestCounts {
         RequestCounts {
             get: self.get - earlier.get,
+            get_index: self.get_index - earlier.get_index,
             put: self.put - earlier.put,
             delete: self.delete - earlier.delete,
             list: self.list - earlier.list,
@@ -112,6 +116,7 @@ impl Objects {
     pub fn requests(&self) -> RequestCounts {
         RequestCounts {
             get: self.counters.get.load(Ordering::Relaxed),
+            get_index: self.counters.get_index.load(Ordering::Relaxed),
             put: self.counters.put.load(Ordering::Relaxed),
             delete: self.counters.delete.load(Ordering::Relaxed),
             list: self.counters.list.load(Ordering::Relaxed),
@@ -134,6 +139,9 @@ impl Objects {
         if_none_match: Option<&str>,
     ) -> Result<Got<T>> {
         self.counters.get.fetch_add(1, Ordering::Relaxed);
+        if path.filename().is_some_and(|f| f.starts_with(".index")) {
+            self.counters.get_index.fetch_add(1, Ordering::Relaxed);
+        }
         let opts = GetOptions {
             if_none_match: if_none_match.map(str::to_owned),
             ..GetOptions::default()

@@ -126,6 +126,7 @@ async fn requests_per_operation_one_worker() {
 fn add(a: RequestCounts, b: RequestCounts) -> RequestCounts {
     RequestCounts {
         get: a.get + b.get,
+        get_index: a.get_index + b.get_index,
         put: a.put + b.put,
         delete: a.delete + b.delete,
         list: a.list + b.list,
