@@ -17,12 +17,17 @@
 //! options `?busy_timeout=5s` and `?synchronous=normal|full` (see [`url`]).
 //!
 //! # Atomicity
-//! Every operation is one `BEGIN IMMEDIATE` transaction on the store's single writer
-//! connection: it takes SQLite's write lock first, then loads the row(s), applies the pure rule
-//! from [`tasktrack_core::lifecycle`] in Rust, and writes the row(s). SQLite runs in-process, so
-//! loading a row costs microseconds and restating the rules in SQL would buy nothing: no rule is
-//! duplicated (the only SQL restatements, bulk deletes in `purge` and `delete_job`, name the
-//! rule they restate). Other processes on the same file take the same lock; a writer waits for
+//! Every operation runs on the store's single writer connection inside a `BEGIN IMMEDIATE`
+//! transaction, in its own savepoint: it takes SQLite's write lock first, then loads the row(s),
+//! applies the pure rule from [`tasktrack_core::lifecycle`] in Rust, and writes the row(s); an
+//! error rolls back exactly that operation. SQLite runs in-process, so loading a row costs
+//! microseconds and restating the rules in SQL would buy nothing: no rule is duplicated (the only
+//! SQL restatements, bulk deletes in `purge` and `delete_job`, name the rule they restate).
+//!
+//! Group commit: operations that queue up while the writer is busy share the next transaction
+//! (at most 64, each in its savepoint), because a commit's cost is the pages it writes to the
+//! WAL, not the statements. A caller is answered only after the commit that carries its
+//! operation. Other processes on the same file take the same lock; a writer waits for
 //! it up to the busy timeout (default 5 s), then fails with [`Error::Contention`] (transient).
 //! No update is ever lost: there is no read outside the lock that a write depends on.
 //!
