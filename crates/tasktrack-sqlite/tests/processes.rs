@@ -137,3 +137,50 @@ async fn two_processes_on_one_file_claim_every_task_once() {
     claimed.extend(mine);
     check_exactly_once(store.as_ref(), &path, &claimed).await;
 }
+
+/// Operations that share a commit (group commit) stay isolated: a refused or stale one rolls back
+/// only itself, every other one lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operations_sharing_a_commit_succeed_or_fail_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("batch.db").display());
+    let store: Arc<dyn Store> = Arc::new(tasktrack_sqlite::open(&url).await.unwrap());
+    fill(store.as_ref()).await;
+    let req = ClaimNext::new("w", Duration::from_secs(600)).with_limit(200);
+    let claimed = store.claim_next(&job(), &req, now()).await.unwrap();
+    assert_eq!(claimed.len(), 200);
+    // Half the leases are presented with a wrong token (stale), all at once.
+    let calls = claimed.into_iter().enumerate().map(|(i, c)| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut lease = c.lease.clone();
+            if i % 2 == 1 {
+                lease.token += 7;
+            }
+            (i, store.succeed(&lease, serde_json::json!(i), now()).await)
+        })
+    });
+    let results = futures_join(calls.collect()).await;
+    for (i, result) in results {
+        if i % 2 == 1 {
+            assert!(
+                matches!(result, Err(Error::StaleLease { .. })),
+                "{i}: {result:?}"
+            );
+        } else {
+            assert_eq!(result.unwrap().status, Status::Succeeded, "{i}");
+        }
+    }
+    let counts = store.counts(&job()).await.unwrap();
+    assert_eq!(counts.by_status.succeeded, 100);
+    assert_eq!(counts.by_status.in_progress, 100);
+    assert_eq!(counts.by_status.pending, (TASKS - 200) as u64);
+}
+
+async fn futures_join<T: Send + 'static>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
