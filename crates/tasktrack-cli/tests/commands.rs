@@ -366,3 +366,57 @@ async fn delete_purge_export_and_completions() {
     let r = tt(&s, &["completions", "bash"]).await;
     assert!(r.out.contains("tasktrack"), "{}", r.out);
 }
+
+#[tokio::test]
+async fn pipelines_run_stage_by_stage() {
+    let s = store();
+    assert_eq!(
+        tt(&s, &["job", "set", "p", "--stages", "fetch,parse"])
+            .await
+            .code,
+        0
+    );
+    tt(&s, &["add", "p", "x"]).await;
+    let r = tt(
+        &s,
+        &[
+            "--json",
+            "run",
+            "p",
+            "--stage",
+            "fetch",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$TASKTRACK_STAGE\"",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(r.json()["summary"]["advanced"], 1);
+    let t = tt(&s, &["--json", "show", "p", "x"]).await.json();
+    assert_eq!(
+        (t["status"].as_str(), t["stage"].as_str()),
+        (Some("pending"), Some("parse"))
+    );
+    let st = tt(&s, &["--json", "status", "p"]).await.json();
+    assert_eq!(st["by_stage"]["parse"]["pending"], 1);
+    let r = tt(&s, &["run", "p", "--stage", "nope", "--", "true"]).await;
+    assert_eq!(r.code, 2, "unknown stage: {}", r.err);
+    let r = tt(
+        &s,
+        &[
+            "--json",
+            "run",
+            "p",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$TASKTRACK_STAGE\"",
+        ],
+    )
+    .await;
+    assert_eq!(r.json()["summary"]["succeeded"], 1);
+    let t = tt(&s, &["--json", "show", "p", "x"]).await.json();
+    assert_eq!(t["output"]["stdout"], "parse\n");
+}

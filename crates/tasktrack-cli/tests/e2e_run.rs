@@ -316,3 +316,39 @@ fn follow_picks_up_a_task_added_while_it_waits() {
     );
     assert_eq!(env.task("feed", "late-arrival")["status"], "succeeded");
 }
+
+#[test]
+fn a_result_after_the_lease_was_lost_is_rejected_never_written() {
+    let env = Env::new();
+    add_ids(&env, "fence", 1);
+    let log = env.path("starts.log");
+    let log_s = log.to_str().unwrap();
+    let run = env.spawn(&[
+        "--json",
+        "run",
+        "fence",
+        "--limit",
+        "1",
+        "--lease",
+        "600ms",
+        "--",
+        "sh",
+        "-c",
+        "echo go >> \"$1\"; sleep 1.5; echo '{\"late\":true}'",
+        "sh",
+        log_s,
+    ]);
+    wait_until("the command to start", LONG, || !lines(&log).is_empty());
+    // A person takes the task back while the command runs: the holder is fenced out.
+    assert_eq!(env.tt(&["retry", "fence", "t001", "--force"]).code, 0);
+    let done = finish(run, LONG);
+    assert_eq!(done.code, 3, "{}", done.err);
+    assert_eq!(done.json()["summary"]["lost"], 1);
+    assert!(done.err.contains("lease lost"), "reported: {}", done.err);
+    let t = env.task("fence", "t001");
+    assert_eq!(t["status"], "pending", "{t}");
+    assert!(
+        t["output"].is_null(),
+        "the late result was never written: {t}"
+    );
+}

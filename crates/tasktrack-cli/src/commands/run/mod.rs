@@ -101,7 +101,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
     });
     let base_finished = ctx.store.counts(&job).await?.finished();
     let started = Instant::now();
-    let signals = tokio::spawn(on_signals(shared.clone(), grace));
+    let signals = tokio::spawn(on_signals(shared.clone(), grace, Signals::register()?));
     let progress = tokio::spawn(progress::report(shared.clone(), base_finished));
     let workers: Vec<_> = (1..=args.workers)
         .map(|n| {
@@ -163,8 +163,8 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
 }
 
 /// First Ctrl-C / SIGTERM: stop claiming. Then after `grace`, or at a second signal: kill.
-async fn on_signals(shared: Arc<Shared>, grace: Duration) {
-    if wait_signal().await.is_err() {
+async fn on_signals(shared: Arc<Shared>, grace: Duration, mut signals: Signals) {
+    if !signals.next().await {
         return;
     }
     shared.stop.send_replace(true);
@@ -175,24 +175,48 @@ async fn on_signals(shared: Arc<Shared>, grace: Duration) {
     ));
     tokio::select! {
         () = tokio::time::sleep(grace) => {}
-        _ = wait_signal() => {}
+        _ = signals.next() => {}
     }
     shared.kill.send_replace(true);
 }
 
-/// Waits for SIGINT or SIGTERM.
-async fn wait_signal() -> std::io::Result<()> {
+/// SIGINT and SIGTERM, registered before any work starts so that no signal can slip through
+/// to the default action (which would leave leases held until they expire).
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r,
-            _ = term.recv() => Ok(()),
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let fail = |e: std::io::Error| Error::backend(format!("cannot handle signals: {e}"));
+            Ok(Signals {
+                int: signal(SignalKind::interrupt()).map_err(fail)?,
+                term: signal(SignalKind::terminate()).map_err(fail)?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await
+
+    /// Waits for the next signal; `false` if signals can no longer be received.
+    async fn next(&mut self) -> bool {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                s = self.int.recv() => s.is_some(),
+                s = self.term.recv() => s.is_some(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await.is_ok()
+        }
     }
 }
 

@@ -136,15 +136,25 @@ async fn wait_for_more(shared: &Shared) -> Result<Option<Duration>> {
     }
     let counts = shared.store.counts(&shared.job).await?;
     // Tasks the job expects but nobody added yet are not waited for (that is what --follow is for).
-    let expected = counts.amount.map_or(0, |a| a.saturating_sub(counts.known));
-    let waiting = counts.by_status.pending.saturating_sub(expected) + counts.by_status.failed;
+    let waiting = match &shared.stage {
+        // Only this stage's tasks can be claimed by this run.
+        Some(stage) => counts
+            .by_stage
+            .get(stage)
+            .map_or(0, |s| s.pending + s.failed),
+        None => {
+            let expected = counts.amount.map_or(0, |a| a.saturating_sub(counts.known));
+            counts.by_status.pending.saturating_sub(expected) + counts.by_status.failed
+        }
+    };
     if waiting == 0 {
         return Ok(None);
     }
     // Sleep until the earliest backoff ends, but never longer than the poll interval.
-    let query = TaskQuery::new(shared.job.clone())
+    let mut query = TaskQuery::new(shared.job.clone())
         .with_statuses([Status::Pending, Status::Failed])
         .with_limit(1_000);
+    query.stage = shared.stage.clone();
     let page = shared.store.list(&query).await?;
     let now = shared.clock.now();
     let next = page.tasks.iter().filter_map(|t| t.not_before).min();
