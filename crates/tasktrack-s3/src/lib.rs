@@ -25,52 +25,68 @@
 //! body always changes. Two workers claiming the same task therefore race on one conditional
 //! PUT, and exactly one wins.
 //!
-//! The index (below) is written *after* the task, also with conditional PUTs. It is never the
-//! authority: every claim re-reads (or holds the ETag of) the task and writes it conditionally,
+//! The index (below) is written *after* the task, also with conditional PUTs on its ETag (a
+//! version-ordered merge: an entry is only replaced by a newer version of its task). It is never
+//! the authority: every claim re-reads (or holds the ETag of) the task and writes it conditionally,
 //! so a stale index can cost a wasted request, never a double execution.
 //!
 //! # Layout
 //!
 //! ```text
-//! <prefix>/<job>/<id>.json        task document (the core's Task as JSON)
-//! <prefix>/<job>/.index.json      the job's index: id -> [status, priority, claimable_at,
-//!                                 version, updated_at, stage]
-//! <prefix>/.jobs/<job>.json       job record
+//! <prefix>/<job>/<id>.json          task document (the core's Task as JSON)
+//! <prefix>/<job>/.index-<k>.json    shard k (0..8) of the job's index: task id ->
+//!                                   [status, priority, claimable_at, version, updated_at, stage]
+//! <prefix>/.jobs/<job>.json         job record
 //! ```
 //!
 //! Names are encoded traversal-proof (see [`layout`]): `[A-Za-z0-9_-]` as is, any other byte
 //! `=XX`, names too long for S3 keys hashed. Modules: [`config`] (URL and environment),
 //! [`layout`] (object names), [`objects`] (raw requests, counted), [`index`] (the index document,
-//! pure), [`indexer`] (group commit of index updates), [`documents`] (the `Documents` trait),
-//! [`store`] (the `Store`), `error` (the one mapping onto the core's errors).
+//! pure), [`indexer`] (shards, group commit, snapshots), [`documents`] (the `Documents`
+//! trait), [`store`] (the `Store`), `error` (the one mapping onto the core's errors).
 //!
 //! # Limits
 //!
-//! Cost per operation, in requests, with no contention (measured by `tests/requests.rs`):
+//! Cost per operation in requests, without contention, as measured by `tests/requests.rs`
+//! (`S3Store::requests` counts them):
 //!
 //! | operation | requests |
 //! |---|---|
-//! | create (bulk, n tasks) | n conditional PUTs + 1 index PUT per batch of 500 |
-//! | claim_next | 1 task PUT + 1 index PUT, + 1 task GET unless this process holds the task's current version, + 1 index GET when its copy is older than 250 ms |
-//! | succeed / fail / release / heartbeat (by the claiming process) | 1 task PUT + 1 index PUT |
-//! | claim of an id | 1 task GET + 1 task PUT + 1 index PUT |
-//! | counts | 1 job GET + 1 conditional index GET |
-//! | list (page of n) | 1 conditional index GET + n task GETs |
+//! | create (bulk, n tasks) | n conditional PUTs + 1 PUT per index shard touched per batch of 500 |
+//! | claim_next | 1 task PUT; + 1 task GET unless this process holds the task's current version; index update deferred (below) |
+//! | succeed / fail / release (after a claim by this process) | 1 task PUT + 1 shard PUT (carrying the claim's deferred update too) |
+//! | heartbeat, patch_data | 1 task PUT (index update deferred) |
+//! | claim of an id, ignore, retry | 1 task GET + 1 task PUT + 1 shard PUT |
+//! | counts | 1 job GET + 8 conditional shard GETs |
+//! | list (page of n) | 8 conditional shard GETs + n + 1 task GETs |
+//! | get | 1 GET |
 //!
-//! Index PUTs are group-committed: concurrent writers in one process share one PUT, so with
-//! several workers the index costs well under one request per transition (see
-//! `docs/benchmarks/s3.md`). Another process's index write costs the next flusher a `412` and a
-//! GET.
+//! So a task created, claimed and succeeded by one process costs about 3 requests after its
+//! creation (4 with it); the old trackers needed 3-4 and were not atomic. Claims also read
+//! shards this process has not seen for 2 s (conditional GETs, about 0.2 per task under load).
+//! Another process's write to a shard costs this process's next write to it a `412` and a GET.
 //!
-//! - The index is one object per job, about 50 bytes per task (500 KB at 10,000 tasks). It is
-//!   rewritten on every flush, so jobs of more than ~100,000 tasks should be split.
-//! - All writers of a job contend on its index object; throughput per job is bounded by how
-//!   fast S3 accepts conditional PUTs on one key (a few per second per key on AWS, where
-//!   concurrent `If-Match` writes can also answer `409`, retried).
-//! - A process that dies between writing a task and its index entry leaves that entry one step
-//!   behind. Claims repair entries they find stale; [`S3Documents::rebuild_index`] rebuilds a
-//!   job's index from a full listing.
-//! - Leases must be much longer than the clock skew between workers (time is the caller's).
+//! - The index costs about 50 bytes per task, split over 8 objects (a 10,000-task job: 8
+//!   objects of ~60 KB). Each index write rewrites one shard, so jobs beyond ~100,000 tasks
+//!   should be split.
+//! - All writers of a job share its 8 shards; throughput per job is bounded by how fast S3
+//!   accepts conditional PUTs on one key (AWS answers concurrent `If-Match` writes with `409`
+//!   at times; object_store retries those).
+//! - The index lags the tasks by design, never the other way: claims and heartbeats reach the
+//!   index with the next flush of their shard, and a process that dies between writing a task
+//!   and its index entry leaves that entry behind. Claims repair entries they find stale (one
+//!   GET); [`S3Documents::rebuild_index`] rebuilds a job's index from a full listing. Counts
+//!   and lists include every change of the process asking, and other processes' changes once
+//!   flushed (at most one claim per worker behind).
+//! - Claim order (priority, then claimable-at, then id) is exact for one claimer. After a claim
+//!   of this process loses a race to another process, it picks at random among the first 32
+//!   candidates for 2 s, so that processes stop colliding on the head of the queue.
+//! - A conditional PUT whose answer is lost (timeout) is not retried by object_store (it is not
+//!   idempotent): the operation fails with `Unavailable` and may or may not have landed. A
+//!   `succeed` retried by the caller is then answered from the task as it is; a claim that
+//!   landed unseen keeps its task until the lease expires, then the task is claimed again.
+//! - Named AWS profiles are not read (see above); leases must be much longer than the clock
+//!   skew between workers (time is the caller's).
 //!
 //! # Testing
 //!

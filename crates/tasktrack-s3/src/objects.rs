@@ -1,7 +1,7 @@
 //! Raw object I/O: GET with ETag, conditional PUT, conditional DELETE, LIST — each counted.
 //!
 //! Conditional outcomes are values ([`Put::Conflict`], `Ok(false)`), not errors: a lost race is
-//! the normal path of the CAS adapter. Everything else goes through [`crate::error::map`].
+//! the normal path of the CAS adapter. Everything else goes through the crate's one error mapping (`error::map`).
 
 use crate::error::{self, corrupt};
 use bytes::Bytes;
