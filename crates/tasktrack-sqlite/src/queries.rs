@@ -93,9 +93,14 @@ fn list_sql(q: &TaskQuery) -> (String, Vec<Sql>) {
 pub(crate) async fn counts(db: &Arc<Db>, job: &JobName) -> Result<Counts> {
     let job = job.clone();
     db.read(move |db, conn| {
-        let snapshot = conn.unchecked_transaction().map_err(|e| db.err(e))?;
-        let record = load_job(db, &snapshot, &job)?;
-        let rows = count_rows(db, &snapshot, &job)?;
+        // Both reads in one snapshot. On `:memory:` the read runs on the writer, already inside
+        // its transaction, which is a snapshot too.
+        let snapshot = match conn.is_autocommit() {
+            true => Some(conn.unchecked_transaction().map_err(|e| db.err(e))?),
+            false => None,
+        };
+        let record = load_job(db, conn, &job)?;
+        let rows = count_rows(db, conn, &job)?;
         drop(snapshot);
         Ok(Counts::from_raw(job, record.as_ref(), rows))
     })
