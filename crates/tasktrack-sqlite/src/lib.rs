@@ -61,7 +61,7 @@
 //!
 //! # Testing
 //! Needs nothing: `cargo nextest run -p tasktrack-sqlite --all-features` runs the conformance
-//! suite on temporary files, plus tests for bad files, several stores racing on one file, and
+//! suite on temporary files and on `:memory:`, plus tests for bad files, several stores racing on one file, and
 //! migrations. Throughput: `cargo run --release -p tasktrack-bench -- --store sqlite:///tmp/b.db`.
 
 pub mod url;
