@@ -68,9 +68,15 @@ impl Output {
             .out
             .lock()
             .map_err(|_| Error::backend("stdout lock poisoned"))?;
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(io_error)
+        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            // The reader went away (`tasktrack export j | head`): it has what it wanted. Every
+            // command writes stdout only after its changes are made and its leases released,
+            // so leaving now abandons nothing.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                std::process::exit(i32::from(crate::exit::OK))
+            }
+            other => other.map_err(io_error),
+        }
     }
 
     /// Writes `value` as one JSON document (under `--json`), or `human` otherwise.

@@ -22,7 +22,7 @@ pub async fn report(shared: Arc<Shared>, base_finished: u64) {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4))
             .with_finish(ProgressFinish::AndClear);
         let style = ProgressStyle::with_template(
-            "{spinner} {prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} eta {eta}",
+            "{spinner} {prefix} [{bar:24}] {pos}/{len} {msg} eta {eta}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("#>.");
@@ -36,7 +36,6 @@ pub async fn report(shared: Arc<Shared>, base_finished: u64) {
         PLAIN_EVERY
     };
     loop {
-        tokio::time::sleep(every).await;
         let s = shared.stats.snapshot();
         let running = shared.busy.load(Ordering::SeqCst);
         let counts = shared.store.counts(&shared.job).await.ok();
@@ -45,8 +44,9 @@ pub async fn report(shared: Arc<Shared>, base_finished: u64) {
             .map_or((0, 0), |c| (c.finished(), c.by_status.total()));
         let done_here = done_total.saturating_sub(base_finished);
         let left = total.saturating_sub(done_total);
+        let rate = s.attempts as f64 / started.elapsed().as_secs_f64().max(0.001);
         let msg = format!(
-            "{} ok, {} failed, {} exhausted, {running} running",
+            "{} ok, {} failed, {} exhausted, {running} running, {rate:.1}/s",
             s.succeeded, s.failed, s.exhausted
         );
         match &bar {
@@ -55,15 +55,16 @@ pub async fn report(shared: Arc<Shared>, base_finished: u64) {
                 bar.set_position(done_here);
                 bar.set_message(msg);
             }
-            None => {
-                let secs = started.elapsed().as_secs_f64().max(0.001);
-                let rate = s.attempts as f64 / secs;
+            // The first plain line would only say "0 done": wait one period for it.
+            None if s.attempts > 0 || running > 0 => {
                 shared.out.stderr(&format!(
-                    "{}: {done_here}/{} done, {msg}, {rate:.1} attempts/s, {left} left",
+                    "{}: {done_here}/{} done, {msg}, {left} left",
                     shared.job,
                     done_here + left
                 ));
             }
+            None => {}
         }
+        tokio::time::sleep(every).await;
     }
 }
