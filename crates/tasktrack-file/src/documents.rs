@@ -198,10 +198,20 @@ impl Documents for FileDocuments {
     }
 
     async fn get_task(&self, key: &TaskKey) -> Result<Option<Versioned<Task>>> {
-        // No lock: a task file is only ever replaced by a rename, so a read sees a whole file.
+        // No lock: a task file is only ever replaced atomically (rename or exchange), so a read
+        // sees a whole file. The one race: an inode freed by an exchange is rewritten by a later
+        // change while a slow reader still has it open; such a read sees another (or a partial)
+        // record, which `read_task` reports as corrupt, and a second read finds the current file.
         let key = key.clone();
         self.run(move |inner| {
-            let task = inner.paths(&key.job).read_task(&key.id)?;
+            let paths = inner.paths(&key.job);
+            let mut attempt = 0;
+            let task = loop {
+                match paths.read_task(&key.id) {
+                    Err(Error::Corrupt { .. }) if attempt < 3 => attempt += 1,
+                    other => break other?,
+                }
+            };
             Ok(task.map(|t| {
                 let v = t.version;
                 versioned(t, v)

@@ -395,6 +395,9 @@ pub(crate) fn snapshot(
     serde_json::to_writer(&mut buf, &Record::Commit).map_err(to_json)?;
     buf.push(b'\n');
     let lines = entries.len() as u64 + 2;
+    // Also the moment to drop the recycled inodes that killed processes left behind (live ones
+    // fall back to fresh files).
+    fsio::clear_scratch(&paths.scratch)?;
     let (scratch, file) = fsio::write_scratch(&paths.scratch, &buf)?;
     if durability == Durability::Full {
         fsio::sync_parallel(&[(&scratch, &file)])?;

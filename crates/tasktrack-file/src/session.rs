@@ -29,6 +29,9 @@ pub enum Access {
     Create,
 }
 
+/// The most recycled scratch files a process keeps per job.
+const MAX_RECYCLED: usize = 1024;
+
 /// What a queued operation does once it has run: report its result, given the batch's commit.
 type Finish = Box<dyn FnOnce(Result<()>) + Send>;
 
@@ -90,6 +93,9 @@ impl std::fmt::Debug for Slot {
 struct SlotState {
     lock_file: Option<File>,
     index: JobIndex,
+    /// Scratch files holding inodes that exchanges freed up, to be rewritten by later changes
+    /// (see [`fsio::exchange`]). Only this process uses them, only under the job lock.
+    recycled: Vec<PathBuf>,
 }
 
 /// Releases the advisory lock when the session ends (a killed process releases it too).
@@ -244,7 +250,11 @@ impl Slot {
         durability: Durability,
         f: impl FnOnce(&mut Session<'_>) -> Result<T>,
     ) -> Result<Option<T>> {
-        let SlotState { lock_file, index } = state;
+        let SlotState {
+            lock_file,
+            index,
+            recycled,
+        } = state;
         if lock_file.is_none() {
             if access == Access::Existing && !self.paths.dir.exists() {
                 return Ok(None);
@@ -274,6 +284,7 @@ impl Slot {
             index,
             journal,
             durability,
+            recycled,
             staged: Vec::new(),
             overlay: HashMap::new(),
             job_overlay: None,
@@ -298,6 +309,7 @@ pub struct Session<'a> {
     pub index: &'a mut JobIndex,
     journal: File,
     durability: Durability,
+    recycled: &'a mut Vec<PathBuf>,
     staged: Vec<Change>,
     overlay: HashMap<TaskId, Option<Task>>,
     job_overlay: Option<Option<Job>>,
@@ -382,10 +394,15 @@ impl Session<'_> {
         let mut scratch = Vec::new();
         for (path, bytes) in &writes {
             if let Some(bytes) = bytes {
-                scratch.push((
-                    fsio::write_scratch(&self.paths.scratch, bytes)?,
-                    path.clone(),
-                ));
+                let reused = match self.recycled.pop() {
+                    Some(old) => fsio::rewrite_scratch(&old, bytes)?.map(|file| (old, file)),
+                    None => None,
+                };
+                let file = match reused {
+                    Some(file) => file,
+                    None => fsio::write_scratch(&self.paths.scratch, bytes)?,
+                };
+                scratch.push((file, path.clone()));
             }
         }
         // ...then synced together: concurrent fsyncs share the file system's journal commits.
@@ -404,7 +421,18 @@ impl Session<'_> {
             match bytes {
                 Some(_) => {
                     if let Some(((from, _), to)) = renames.next() {
-                        fsio::rename(from, to)?;
+                        // Tasks only: the job record keeps plain renames (it changes rarely).
+                        if to.parent() == Some(self.paths.tasks.as_path())
+                            && fsio::exchange(from, to)?
+                        {
+                            if self.recycled.len() < MAX_RECYCLED {
+                                self.recycled.push(from.clone());
+                            } else {
+                                fsio::remove(from)?;
+                            }
+                        } else {
+                            fsio::rename(from, to)?;
+                        }
                     }
                 }
                 None => fsio::remove(path)?,
