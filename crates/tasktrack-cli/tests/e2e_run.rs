@@ -352,3 +352,30 @@ fn a_result_after_the_lease_was_lost_is_rejected_never_written() {
         "the late result was never written: {t}"
     );
 }
+
+#[cfg(feature = "all-backends")]
+#[test]
+fn the_same_session_works_on_the_file_store() {
+    let env = Env::file_store();
+    assert_eq!(env.tt(&["job", "set", "f", "--max-attempts", "1"]).code, 0);
+    add_ids(&env, "f", 6);
+    let first = env.tt(&[
+        "--json",
+        "run",
+        "f",
+        "--workers",
+        "2",
+        "--",
+        "sh",
+        "-c",
+        "[ \"$1\" != t004 ] && echo '{\"ok\":1}'",
+        "sh",
+        "{id}",
+    ]);
+    assert_eq!(first.code, 3, "{}", first.err);
+    assert_eq!(first.json()["summary"]["exhausted"], 1);
+    assert_eq!(env.json(&["retry", "f", "--exhausted"])["retried"], 1);
+    assert_eq!(env.tt(&["run", "f", "--", "true"]).code, 0);
+    assert_eq!(env.json(&["status", "f"])["by_status"]["succeeded"], 6);
+    assert_eq!(env.json(&["list", "f"]).as_array().map(Vec::len), Some(6));
+}

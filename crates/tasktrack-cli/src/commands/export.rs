@@ -1,8 +1,8 @@
 //! `export JOB [--format jsonl|csv]`: every task of a job, streamed page by page.
 //!
 //! JSON Lines carry the whole task record (the same shape as `show --json`). CSV has one row per
-//! task with the columns in [`CSV_COLUMNS`]; `data`, `output` and `error_detail` are JSON or text
-//! in one cell, quoted per RFC 4180.
+//! task with the columns in [`CSV_COLUMNS`]; `data` and `output` are compact JSON in one cell,
+//! quoted per RFC 4180 (the error's detail is left out: it is multi-line; use JSON Lines for it).
 
 use super::Ctx;
 use crate::args::ExportArgs;

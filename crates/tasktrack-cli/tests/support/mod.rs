@@ -49,6 +49,13 @@ impl Env {
         Env { dir, url }
     }
 
+    /// A `file://` store in its own temporary directory.
+    pub fn file_store() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().join("store").display());
+        Env { dir, url }
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
