@@ -10,10 +10,11 @@
 
 use crate::codec::{self, task_id};
 use crate::documents::MongoDocuments;
+use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::options::ReturnDocument;
 use serde_json::Value;
-use tasktrack_core::cas::check_claim_next;
+use tasktrack_core::cas::{MAX_CAS_ATTEMPTS, check_claim_next};
 use tasktrack_core::{
     ClaimNext, Claimed, Error, HISTORY_LIMIT, JobName, Lease, Result, Status, Task, Timestamp,
 };
@@ -100,10 +101,25 @@ fn claim_pipeline(owner: &str, now: Timestamp, expires: Timestamp) -> Vec<Docume
     ]
 }
 
-/// [`tasktrack_core::Store::claim_next`] natively: one `findOneAndUpdate` per task, taking the
-/// first claimable task in claim order (priority descending, `claim_at`, id) from the partial
-/// `claim` index and applying [`claim_pipeline`] to it atomically. Two workers can never get the
-/// same task: the second one's filter no longer matches it.
+/// The claim order: priority descending, then `claim_at`, then id (the `claim` index).
+fn claim_order() -> Document {
+    doc! {"priority": -1, "claim_at": 1, "id": 1}
+}
+
+/// [`tasktrack_core::Store::claim_next`] natively.
+///
+/// One task (`limit` 1, what `Tracker::run_next` and the CLI workers ask for): one
+/// `findOneAndUpdate` that takes the first claimable task in claim order from the partial
+/// `claim` index and applies [`claim_pipeline`] to it atomically — a single round trip. Two
+/// workers can never get the same task: the second one's filter no longer matches it.
+///
+/// A batch (`limit` n > 1): one sorted `find` of the first n claimable ids, then one
+/// `findOneAndUpdate` per id whose filter re-checks claimability (`claim_at <= now`), so a task
+/// another worker took meanwhile is skipped, and the search repeats for what is missing. That
+/// is n + 1 round trips instead of n, but one sorted query per batch rather than one per task,
+/// which matters on servers that sort by reading every match (SecantusDB, see the crate docs).
+/// Batch members are tried in a shuffled order so that workers racing for the same batch do
+/// not all collide on its first task; the result is returned in claim order.
 pub async fn claim_next(
     docs: &MongoDocuments,
     job: &JobName,
@@ -117,14 +133,28 @@ pub async fn claim_next(
     if let Some(stage) = &req.stage {
         filter.insert("stage", stage.as_str());
     }
-    let mut won = Vec::with_capacity(req.limit);
+    if req.limit == 1 {
+        claim_one_by_one(docs, filter, pipeline, req.limit).await
+    } else {
+        claim_batch(docs, filter, pipeline, req.limit).await
+    }
+}
+
+/// One `findOneAndUpdate` with sort per task.
+async fn claim_one_by_one(
+    docs: &MongoDocuments,
+    filter: Document,
+    pipeline: Vec<Document>,
+    limit: usize,
+) -> Result<Vec<Claimed>> {
+    let mut won = Vec::with_capacity(limit);
     // Each round either claims a task or exhausts one (which leaves the claimable set), so the
     // loop ends.
-    while won.len() < req.limit {
+    while won.len() < limit {
         let found = docs
             .tasks
             .find_one_and_update(filter.clone(), pipeline.clone())
-            .sort(doc! {"priority": -1, "claim_at": 1, "id": 1})
+            .sort(claim_order())
             .return_document(ReturnDocument::After)
             .await
             .map_err(|e| docs.err(e))?;
@@ -135,6 +165,78 @@ pub async fn claim_next(
         }
     }
     Ok(won)
+}
+
+/// A sorted `find` of candidate ids, then one conditional `findOneAndUpdate` per candidate.
+async fn claim_batch(
+    docs: &MongoDocuments,
+    filter: Document,
+    pipeline: Vec<Document>,
+    limit: usize,
+) -> Result<Vec<Claimed>> {
+    // (round, position in that round's claim order) of each win, to return them in claim order.
+    let mut won: Vec<((u32, usize), Claimed)> = Vec::with_capacity(limit);
+    for round in 0..MAX_CAS_ATTEMPTS {
+        let want = limit - won.len();
+        let cursor = docs
+            .tasks
+            .find(filter.clone())
+            .sort(claim_order())
+            .limit(i64::try_from(want).unwrap_or(i64::MAX))
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(|e| docs.err(e))?;
+        let candidates: Vec<Document> = cursor.try_collect().await.map_err(|e| docs.err(e))?;
+        let mut ids: Vec<(usize, Bson)> = candidates
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, mut d)| d.remove("_id").map(|id| (i, id)))
+            .collect();
+        let found_all = ids.len() == want;
+        shuffle(&mut ids);
+        let mut missed = false;
+        for (position, id) in ids {
+            let mut one = filter.clone();
+            one.insert("_id", id);
+            let found = docs
+                .tasks
+                .find_one_and_update(one, pipeline.clone())
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(|e| docs.err(e))?;
+            match found
+                .map(|d| codec::task_from_doc(d, &docs.tasks_location()))
+                .transpose()?
+            {
+                Some(task) if task.status == Status::InProgress => {
+                    won.push(((round, position), claimed(task)?))
+                }
+                // Exhausted by its expired lease, or taken by another worker: look again.
+                _ => missed = true,
+            }
+        }
+        if won.len() == limit || (!missed && !found_all) {
+            break;
+        }
+    }
+    won.sort_by_key(|(order, _)| *order);
+    Ok(won.into_iter().map(|(_, c)| c).collect())
+}
+
+/// Fisher–Yates with a xorshift seeded from the clock's sub-second nanoseconds: spreading
+/// racing workers needs no more randomness than that (and the time is not used as `now`).
+fn shuffle<T>(items: &mut [T]) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut state = u64::from(nanos) | 1;
+    for i in (1..items.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let j = usize::try_from(state % (i as u64 + 1)).unwrap_or(0);
+        items.swap(i, j);
+    }
 }
 
 /// The lease a claim hands out, read from the task it wrote.
