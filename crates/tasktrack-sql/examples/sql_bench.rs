@@ -3,14 +3,15 @@
 //!
 //! ```text
 //! cargo run --release -p tasktrack-sql --example sql_bench -- URL drain TASKS WORKERS BATCH single|batched
-//! cargo run --release -p tasktrack-sql --example sql_bench -- URL claimcost TASKS
+//! cargo run --release -p tasktrack-sql --example sql_bench -- URL claimcost TASKS [vacuum]
 //! ```
 //!
 //! `drain` bulk-creates TASKS tasks, lets WORKERS workers `claim_next(BATCH)` and complete them
 //! (one `succeed` per task, or one `succeed_many` per batch) until drained, then measures the raw
 //! ceiling of the same server with the same number of connections (the bench crate's
 //! `ceiling/{postgres,mysql}.rs`, included here). `claimcost` creates TASKS tasks, marks all but
-//! 2,000 of them succeeded, and times 2,000 single claim+succeed rounds with one worker.
+//! 2,000 of them succeeded (one UPDATE), optionally runs `PgStore::vacuum`, and times 2,000 single
+//! claim+succeed rounds with one worker.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -185,10 +186,14 @@ async fn main() {
                         .unwrap();
                 }
             }
+            let vacuumed = args.get(3).is_some_and(|a| a == "vacuum");
+            if let (true, Any::Pg(p)) = (vacuumed, &s) {
+                p.vacuum().await.unwrap();
+            }
             let (n, took) = drain(s.clone(), job.clone(), 1, 1, false).await;
             assert_eq!(n, keep);
             println!(
-                "{{\"backend\":\"{}\",\"tasks\":{tasks},\"claimed\":{n},\"us_per_claim_and_succeed\":{:.0}}}",
+                "{{\"backend\":\"{}\",\"tasks\":{tasks},\"vacuum\":{vacuumed},\"claimed\":{n},\"us_per_claim_and_succeed\":{:.0}}}",
                 store.backend(),
                 took.as_secs_f64() * 1e6 / n as f64
             );

@@ -145,6 +145,22 @@ impl PgStore {
         format!("{}tasks", self.t)
     }
 
+    /// `VACUUM (ANALYZE)` of the task, counter and job tables: removes dead row versions (and the
+    /// claim index's entries for them). Autovacuum does this on a stock server; where it is off,
+    /// call this after large drains or purges (see `docs/backends/postgres.md`). Takes no lock
+    /// that blocks claims or completions.
+    pub async fn vacuum(&self) -> Result<()> {
+        let sql = format!(
+            "VACUUM (ANALYZE) {t}task, {t}task_count, {t}job",
+            t = self.t
+        );
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
     /// Runs one statement, re-running it if the server rolled it back (see [`retrying`]).
     async fn run<T, F, Fut>(&self, idempotent: bool, op: F) -> Result<T>
     where
