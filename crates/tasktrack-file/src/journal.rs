@@ -8,7 +8,7 @@
 //! 2. write each new task file into `scratch/`,
 //! 3. fsync those files (in parallel, so they share the file system's journal commits), and the
 //!    journal too on systems without a boot id (see below),
-//! 4. rename each file over the real one,
+//! 4. rename each file over the real one (on Linux, exchange it: see `fsio::exchange`),
 //! 5. append a `commit` line, release the lock, fsync the `tasks/` directory, and only then
 //!    answer the caller.
 //!
