@@ -27,7 +27,9 @@ fn s(v: &str) -> AttributeValue {
 #[tokio::main]
 async fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().collect();
-    let endpoint = args.get(1).ok_or("usage: old_tracker_baseline ENDPOINT [TASKS] [WORKERS]")?;
+    let endpoint = args
+        .get(1)
+        .ok_or("usage: old_tracker_baseline ENDPOINT [TASKS] [WORKERS]")?;
     let tasks: usize = args.get(2).map_or(Ok(1000), |a| a.parse())?;
     let workers: usize = args.get(3).map_or(Ok(8), |a| a.parse())?;
     let config = aws_config::defaults(BehaviorVersion::latest())
@@ -37,8 +39,18 @@ async fn main() -> Res<()> {
         .await;
     let client = Client::new(&config);
     let table = format!("old-tracker-{}", std::process::id());
-    let key = |n: &str, k: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(k).build();
-    let attr = |n: &str| AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build();
+    let key = |n: &str, k: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(k)
+            .build()
+    };
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
     client
         .create_table()
         .table_name(&table)
@@ -51,14 +63,26 @@ async fn main() -> Res<()> {
                 .index_name("status_index")
                 .key_schema(key("status", KeyType::Hash)?)
                 .key_schema(key("id", KeyType::Range)?)
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
                 .build()?,
         )
         .send()
         .await?;
     for i in 0..tasks {
-        let item = HashMap::from([("id".to_owned(), s(&format!("t{i:05}"))), ("status".to_owned(), s("pending"))]);
-        client.put_item().table_name(&table).set_item(Some(item)).send().await?;
+        let item = HashMap::from([
+            ("id".to_owned(), s(&format!("t{i:05}"))),
+            ("status".to_owned(), s("pending")),
+        ]);
+        client
+            .put_item()
+            .table_name(&table)
+            .set_item(Some(item))
+            .send()
+            .await?;
     }
 
     let runs = Arc::new(AtomicU64::new(0));
@@ -66,7 +90,12 @@ async fn main() -> Res<()> {
     let started = Instant::now();
     let handles: Vec<_> = (0..workers)
         .map(|w| {
-            let (client, table, runs, requests) = (client.clone(), table.clone(), runs.clone(), requests.clone());
+            let (client, table, runs, requests) = (
+                client.clone(),
+                table.clone(),
+                runs.clone(),
+                requests.clone(),
+            );
             tokio::spawn(async move {
                 loop {
                     // 1. find a pending task on the status index
@@ -81,10 +110,17 @@ async fn main() -> Res<()> {
                         .limit(1)
                         .send()
                         .await?;
-                    let Some(id) = page.items().first().and_then(|i| i.get("id")).cloned() else { return Res::Ok(()) };
+                    let Some(id) = page.items().first().and_then(|i| i.get("id")).cloned() else {
+                        return Res::Ok(());
+                    };
                     // 2. read it and check its lock in memory
                     requests.fetch_add(1, Ordering::Relaxed);
-                    let item = client.get_item().table_name(&table).key("id", id.clone()).send().await?;
+                    let item = client
+                        .get_item()
+                        .table_name(&table)
+                        .key("id", id.clone())
+                        .send()
+                        .await?;
                     if item.item().and_then(|i| i.get("status")) != Some(&s("pending")) {
                         continue;
                     }
@@ -95,11 +131,24 @@ async fn main() -> Res<()> {
                         ("status".to_owned(), s("in_progress")),
                         ("owner".to_owned(), s(&format!("w{w}"))),
                     ]);
-                    client.put_item().table_name(&table).set_item(Some(started)).send().await?;
+                    client
+                        .put_item()
+                        .table_name(&table)
+                        .set_item(Some(started))
+                        .send()
+                        .await?;
                     runs.fetch_add(1, Ordering::Relaxed);
                     // 4. done
-                    let done = HashMap::from([("id".to_owned(), id), ("status".to_owned(), s("succeeded"))]);
-                    client.put_item().table_name(&table).set_item(Some(done)).send().await?;
+                    let done = HashMap::from([
+                        ("id".to_owned(), id),
+                        ("status".to_owned(), s("succeeded")),
+                    ]);
+                    client
+                        .put_item()
+                        .table_name(&table)
+                        .set_item(Some(done))
+                        .send()
+                        .await?;
                 }
             })
         })

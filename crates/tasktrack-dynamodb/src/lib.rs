@@ -1,6 +1,7 @@
 //! # tasktrack-dynamodb
 //!
-//! The `dynamodb://table` backend: tasks, jobs and progress counters in one DynamoDB table.
+//! The `dynamodb://table` backend: tasks and jobs in one DynamoDB table, progress counters in a
+//! second one (`table.counters`).
 //! Built on the core's compare-and-swap adapter ([`tasktrack_core::cas`]): every change is a
 //! conditional write, so two workers can never both start a task, and counts come from counter
 //! items written in the same transaction as the task, so they never drift.
@@ -22,23 +23,31 @@
 //! Every write is conditional on the record being exactly the one read — `v` (version),
 //! `st` (status) and `tok` (fencing token) — so the adapter's read, apply rule, write loop never
 //! loses an update and a stale lease holder can never write. A write that moves a task between
-//! `(stage, status)` cells is one `TransactWriteItems`: the conditional put (or delete) of the
-//! task plus an `ADD` on the job's counter item; writes that move no count (heartbeat, data
-//! patches) are a single conditional `PutItem`. Bulk create is `TransactWriteItems` of up to 99
-//! puts conditioned on `attribute_not_exists(pk)` plus one counter update (`BatchWriteItem`
-//! cannot carry conditions); tasks that already exist are reported by AWS's cancellation
-//! reasons and the rest is sent again. Job records are conditional puts on their version.
+//! counted `(stage, status)` cells is one `TransactWriteItems`: the conditional put (or delete)
+//! of the task plus an `ADD` on one shard of the job's counters. Pending and in-progress tasks
+//! share one cell ("open"), so claims, releases, reclaims, heartbeats and data patches move no
+//! count and are a single conditional `PutItem`; `counts` splits the open cell with a Query of
+//! the (small) in-progress partition of the list index. Bulk create is `TransactWriteItems` of
+//! up to 99 puts conditioned on `attribute_not_exists(pk)` plus one counter update
+//! (`BatchWriteItem` cannot carry conditions); tasks that already exist are reported by AWS's
+//! cancellation reasons and the rest is sent again. Job records are conditional puts on their
+//! version. A refused write whose current item is exactly the record we wrote (returned by
+//! `ReturnValuesOnConditionCheckFailure=ALL_OLD`) is an SDK retry of our own landed write, and
+//! counts as done.
 //!
 //! # Layout
-//! One table, partition key `pk`, sort key `sk` (all strings), every record's JSON in `doc`:
+//! Table `TABLE`, partition key `pk`, sort key `sk` (all strings), every record's JSON in `doc`:
 //!
 //! | record | `pk` | `sk` | other attributes |
 //! |---|---|---|---|
 //! | task | `t:<job>` | `<id>` | `v`, `st`, `tok`; `lpk`/`lsk`; while claimable `cpk`/`ck`/`cat` (+ `spk` at a stage) |
 //! | job | `j` | `<job>` | `v`; `lpk` = `j:<state>`, `lsk` = `<job>` |
-//! | counters | `c:<job>` | shard `0..N` | `n:<status>` or `n:<status>:<stage>`: task counts (shards sum) |
 //!
-//! Three global secondary indexes (projection ALL, so a claim or a page is one Query):
+//! Table `TABLE.counters`: `pk` = `c:<job>`, `sk` = shard `0..N`, attributes `n:<status>` or
+//! `n:<status>:<stage>` (task counts; a job's count is the sum over its shards). A table of its
+//! own so that a transaction touches one item of the (big) task table and one small item.
+//!
+//! Three global secondary indexes on `TABLE` (projection ALL, so a claim or a page is one Query):
 //! - `claim` (`cpk` = job, `ck` = priority descending · claimable-at · id): `claim_next` is a
 //!   Query in claim order with the filter `cat <= now`. Finished tasks have no `cpk`, so claims
 //!   never read them (a sparse index).
@@ -52,12 +61,15 @@
 //!
 //! # Limits
 //! - Requests per operation: see `docs/backends/dynamodb.md`. Claim + succeed costs 3 requests
-//!   per task in the common case (Query, claim transaction, succeed transaction: the lease
-//!   holder's write uses the copy this process wrote at claim time, conditionally).
+//!   per task in the common case (Query, claim `PutItem`, succeed transaction: the lease
+//!   holder's write uses the copy this process wrote at claim time, conditionally), plus one
+//!   `PutItem` per race lost to another worker.
 //! - A task's JSON must fit in a DynamoDB item (400 KB, counting the index attributes).
 //! - Index reads are eventually consistent on AWS: a claim may see a stale candidate (its
 //!   conditional write then fails and the next one is tried) and a fresh write may take a moment
-//!   to appear in a list. `get` and `counts` are strongly consistent.
+//!   to appear in a list or in the in-progress part of `counts` (pending and in-progress may
+//!   briefly trade a few tasks; their sum and every other count are exact). `get` and the
+//!   counter reads are strongly consistent.
 //! - Hot partitions: each job's claim index is one partition key, good for about 1,000 writes/s
 //!   (each task transition writes it). Beyond that, write sharding would be needed: `cpk` =
 //!   `<job>#<k>` for k in 0..K chosen per task, claimers querying a random shard first and the

@@ -6,6 +6,7 @@ use crate::documents::DynamoDocuments;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tasktrack_core::cas::{self, Documents, MAX_CAS_ATTEMPTS, Versioned};
@@ -15,6 +16,8 @@ use tasktrack_core::*;
 /// Extra claim candidates fetched beyond the batch size, so that a worker that loses a race for
 /// the head of the queue has others to try without another Query.
 const SPREAD: usize = 8;
+/// How many `claim_next` calls start at a random candidate after a race was lost.
+const CONTENDED_CALLS: u32 = 16;
 /// The most task copies [`DynamoStore`] remembers (see `recent`).
 const RECENT_CAPACITY: usize = 10_000;
 
@@ -30,6 +33,10 @@ pub struct DynamoStore {
     /// version, which saves the read; if anyone wrote the task meanwhile the condition fails
     /// and the operation falls back to read-apply-write. A stale copy can thus never win.
     recent: Mutex<HashMap<TaskKey, Task>>,
+    /// How many more `claim_next` calls start at a random candidate: set when a claim loses a
+    /// race to another process (they all Query the same head of the queue), counted down by
+    /// each call. Zero — strict claim order — for a worker that never races.
+    contended: AtomicU32,
     /// Set by [`DynamoStore::temporary`]: the table is deleted when the store is dropped.
     temporary: Option<crate::Settings>,
 }
@@ -57,6 +64,7 @@ impl DynamoStore {
             docs,
             claiming: Mutex::default(),
             recent: Mutex::default(),
+            contended: AtomicU32::new(0),
             temporary: None,
         }
     }
@@ -252,6 +260,12 @@ impl Store for DynamoStore {
                 .claimable(job, req.stage.as_deref(), now, fetch)
                 .await?;
             let mut order: Vec<usize> = (0..candidates.len()).collect();
+            // Under contention, spread the workers of different processes over the candidates.
+            let contended = self.contended.load(Ordering::Relaxed);
+            if contended > 0 {
+                shuffle(&mut order);
+                self.contended.store(contended - 1, Ordering::Relaxed);
+            }
             let mut progress = false;
             let mut i = 0;
             while i < order.len() {
@@ -278,6 +292,7 @@ impl Store for DynamoStore {
                         return Ok(won);
                     }
                 } else {
+                    self.contended.store(CONTENDED_CALLS, Ordering::Relaxed);
                     shuffle(&mut order[i..]);
                 }
             }
