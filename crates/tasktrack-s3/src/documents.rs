@@ -281,7 +281,10 @@ impl S3Documents {
                 continue;
             }
             let current = match self.cached(&key) {
-                Some(hit) if hit.value.version == entry.version() => Some(hit),
+                // Our copy is at least as new as the index entry (the entry may be from a
+                // copy of the index taken before our own later writes): decide on it. If
+                // someone else changed the task since, the conditional write will say so.
+                Some(hit) if hit.value.version >= entry.version() => Some(hit),
                 _ => self.fetch(&key).await?,
             };
             let Some(current) = current else {
