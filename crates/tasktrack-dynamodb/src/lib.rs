@@ -89,12 +89,14 @@ mod config;
 mod documents;
 mod error;
 mod item;
+mod requests;
 mod schema;
 mod store;
 mod txn;
 
 pub use config::{DEFAULT_COUNTER_SHARDS, MAX_COUNTER_SHARDS, Settings};
-pub use documents::{DynamoDocuments, Requests};
+pub use documents::DynamoDocuments;
+pub use requests::Requests;
 pub use store::DynamoStore;
 
 use std::hash::{BuildHasher, Hasher};
