@@ -31,11 +31,17 @@ wait_for() {
 }
 
 # A Python virtual environment for the emulators, reused across runs.
+# Complete only once pip is in it (a half-made venv is made again); a lock keeps two concurrent
+# runs from building it at the same time.
 ensure_venv() {
-  if [ ! -x "$TASKTRACK_VENV/bin/python" ]; then
-    python3 -m venv "$TASKTRACK_VENV"
-    "$TASKTRACK_VENV/bin/pip" install --quiet --upgrade pip
-  fi
+  mkdir -p "$TASKTRACK_CACHE"
+  (
+    flock 9
+    if [ ! -x "$TASKTRACK_VENV/bin/pip" ]; then
+      rm -rf "$TASKTRACK_VENV"
+      python3 -m venv "$TASKTRACK_VENV" && "$TASKTRACK_VENV/bin/python" -m pip install --quiet --upgrade pip
+    fi
+  ) 9>"$TASKTRACK_CACHE/venv.lock"
 }
 
 # A free TCP port on 127.0.0.1.

@@ -13,7 +13,12 @@ use std::time::Instant;
 
 /// Ops/s of the conditional-update loop, `ops` calls spread over `workers` loops.
 pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
-    let (table, endpoint, region, profile) = parse(url)?;
+    let Target {
+        table,
+        endpoint,
+        region,
+        profile,
+    } = parse(url)?;
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(p) = profile {
         loader = loader.profile_name(p);
@@ -59,7 +64,10 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
                         .update_expression("SET v = :next")
                         .condition_expression("v = :prev")
                         .expression_attribute_values(":prev", AttributeValue::N(i.to_string()))
-                        .expression_attribute_values(":next", AttributeValue::N((i + 1).to_string()))
+                        .expression_attribute_values(
+                            ":next",
+                            AttributeValue::N((i + 1).to_string()),
+                        )
                         .send()
                         .await
                         .context("conditional UpdateItem")?;
@@ -74,14 +82,29 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
     }
     let rate = done as f64 / started.elapsed().as_secs_f64();
     for w in 0..workers {
-        client.delete_item().table_name(&table).set_key(Some(key(w))).send().await?;
+        client
+            .delete_item()
+            .table_name(&table)
+            .set_key(Some(key(w)))
+            .send()
+            .await?;
     }
     Ok(rate)
 }
 
+/// Where the ceiling loop runs.
+struct Target {
+    table: String,
+    endpoint: Option<String>,
+    region: Option<String>,
+    profile: Option<String>,
+}
+
 /// `dynamodb://table?endpoint=…&region=…&profile=…` → its parts (other parameters are the store's).
-fn parse(url: &str) -> Result<(String, Option<String>, Option<String>, Option<String>)> {
-    let Some(rest) = url.strip_prefix("dynamodb://") else { bail!("not a dynamodb:// URL: {url}") };
+fn parse(url: &str) -> Result<Target> {
+    let Some(rest) = url.strip_prefix("dynamodb://") else {
+        bail!("not a dynamodb:// URL: {url}")
+    };
     let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
     let table = table.trim_end_matches('/').to_owned();
     let (mut endpoint, mut region, mut profile) = (None, None, None);
@@ -93,5 +116,10 @@ fn parse(url: &str) -> Result<(String, Option<String>, Option<String>, Option<St
             _ => {}
         }
     }
-    Ok((table, endpoint, region, profile))
+    Ok(Target {
+        table,
+        endpoint,
+        region,
+        profile,
+    })
 }

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
     let (path, synchronous, busy) = parse(url)?;
     let workers = workers.max(1);
-    let conn = tokio::task::spawn_blocking(move || setup(&path, &synchronous, busy, workers)).await??;
+    let conn =
+        tokio::task::spawn_blocking(move || setup(&path, &synchronous, busy, workers)).await??;
     let conn = Arc::new(Mutex::new(conn));
     let started = Instant::now();
     let per_worker = ops.div_ceil(workers);
@@ -31,14 +32,18 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
         done += l.await??;
     }
     let rate = done as f64 / started.elapsed().as_secs_f64();
-    let conn = conn.lock().map_err(|_| anyhow::anyhow!("ceiling connection poisoned"))?;
+    let conn = conn
+        .lock()
+        .map_err(|_| anyhow::anyhow!("ceiling connection poisoned"))?;
     conn.execute_batch("DROP TABLE IF EXISTS tasktrack_bench_ceiling")?;
     Ok(rate)
 }
 
 /// `sqlite://PATH[?synchronous=..&busy_timeout=..]` → (path, synchronous pragma, busy timeout).
 fn parse(url: &str) -> Result<(String, String, Duration)> {
-    let rest = url.strip_prefix("sqlite://").context("not a sqlite:// URL")?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .context("not a sqlite:// URL")?;
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path == ":memory:" {
         bail!("the sqlite ceiling needs a file (the in-memory store has no file to share)");
@@ -74,7 +79,10 @@ fn setup(path: &str, synchronous: &str, busy: Duration, rows: usize) -> Result<C
          CREATE TABLE tasktrack_bench_ceiling (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);",
     )?;
     for id in 0..rows {
-        conn.execute("INSERT INTO tasktrack_bench_ceiling (id, n) VALUES (?1, 0)", [id as i64])?;
+        conn.execute(
+            "INSERT INTO tasktrack_bench_ceiling (id, n) VALUES (?1, 0)",
+            [id as i64],
+        )?;
     }
     Ok(conn)
 }
@@ -82,9 +90,12 @@ fn setup(path: &str, synchronous: &str, busy: Duration, rows: usize) -> Result<C
 /// One worker: `ops` single-row update transactions on its own row.
 fn update_loop(conn: &Mutex<Connection>, id: i64, ops: usize) -> Result<usize> {
     for _ in 0..ops {
-        let mut conn = conn.lock().map_err(|_| anyhow::anyhow!("ceiling connection poisoned"))?;
+        let mut conn = conn
+            .lock()
+            .map_err(|_| anyhow::anyhow!("ceiling connection poisoned"))?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.prepare_cached("UPDATE tasktrack_bench_ceiling SET n = n + 1 WHERE id = ?1")?.execute([id])?;
+        tx.prepare_cached("UPDATE tasktrack_bench_ceiling SET n = n + 1 WHERE id = ?1")?
+            .execute([id])?;
         tx.commit()?;
     }
     Ok(ops)
