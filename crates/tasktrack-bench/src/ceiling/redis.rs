@@ -67,6 +67,10 @@ fn parse(url: &str) -> Result<(String, String)> {
             _ => kept.push(pair),
         }
     }
-    let connect = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+    let connect = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
     Ok((connect, prefix))
 }
