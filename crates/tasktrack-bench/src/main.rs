@@ -6,7 +6,8 @@
 //! ```
 //!
 //! 1. bulk-creates `--tasks` no-op tasks in a fresh job;
-//! 2. `--workers` concurrent workers `claim_next(--batch)` and `succeed` until the job is drained;
+//! 2. `--workers` concurrent workers `claim_next(--batch)` and `succeed` until the job is drained
+//!    (with `--batch` > 1, each claimed batch completes in one `succeed_many`);
 //! 3. times `counts(job)` on the full job;
 //! 4. measures the backend's raw ceiling (see `ceiling/`): the cheapest single-row write loop the
 //!    same server can do with the same number of connections;
@@ -177,11 +178,23 @@ async fn worker(
             return Ok(stats);
         }
         let t = Instant::now();
-        for c in claimed {
-            store
-                .succeed(&c.lease, serde_json::Value::Null, Timestamp::now())
-                .await?;
-            stats.tasks += 1;
+        if batch == 1 {
+            for c in claimed {
+                store
+                    .succeed(&c.lease, serde_json::Value::Null, Timestamp::now())
+                    .await?;
+                stats.tasks += 1;
+            }
+        } else {
+            // Batched: the whole claim completes in one `succeed_many`.
+            let done: Vec<_> = claimed
+                .into_iter()
+                .map(|c| (c.lease, serde_json::Value::Null))
+                .collect();
+            for result in store.succeed_many(&done, Timestamp::now()).await? {
+                result?;
+                stats.tasks += 1;
+            }
         }
         stats.succeed_time += t.elapsed();
     }

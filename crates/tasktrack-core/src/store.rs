@@ -239,6 +239,28 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task>;
     /// Records success (or advances to the next pipeline stage).
     async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task>;
+    /// Batched completion: [`Store::succeed`] for each `(lease, output)`, one result per lease
+    /// in order. The outer `Err` is for a failure that leaves the outcome of the whole batch
+    /// unknown (the store was unreachable); a stale lease or a refusal is that entry's own `Err`.
+    ///
+    /// Not atomic as a whole: each entry succeeds or fails on its own, exactly as `succeed`
+    /// would. The default loops over `succeed`; a backend that can write many rows in one
+    /// statement or commit (SQL, SQLite, Redis) overrides it, which is what makes batched
+    /// workers faster than one commit per task.
+    async fn succeed_many(
+        &self,
+        done: &[(Lease, Value)],
+        now: Timestamp,
+    ) -> Result<Vec<Result<Task>>> {
+        let mut out = Vec::with_capacity(done.len());
+        for (lease, output) in done {
+            match self.succeed(lease, output.clone(), now).await {
+                Err(e @ Error::Unavailable(_)) => return Err(e),
+                other => out.push(other),
+            }
+        }
+        Ok(out)
+    }
     /// Records a failure: `failed` with backoff, or `exhausted`.
     async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task>;
     /// Gives the task back as `pending` without counting the attempt.

@@ -187,3 +187,69 @@ pub async fn history_keeps_the_last_twenty_attempts(h: Harness) -> Result<()> {
     );
     Ok(())
 }
+
+/// Batched completion answers per lease, in order, exactly as one `succeed` each would: fresh
+/// leases succeed, a stale one is [`Error::StaleLease`] without spoiling the others, and a
+/// pipeline task advances to its next stage.
+pub async fn succeed_many_answers_each_lease_in_order(h: Harness) -> Result<()> {
+    h.add(&["a", "b", "c", "d"]).await?;
+    let a = h.claim("a", "w").await?;
+    let b = h.claim("b", "w").await?;
+    let stale = h.claim("c", "w").await?;
+    let d = h.claim("d", "w").await?;
+    h.store.release(&stale.lease, h.now()).await?;
+    let c = h.claim("c", "w2").await?;
+    h.advance(Duration::from_secs(1));
+    let done = [
+        (b.lease.clone(), json!("b")),
+        (stale.lease.clone(), json!("late")),
+        (a.lease.clone(), json!({"a": 1})),
+        (d.lease.clone(), json!(null)),
+    ];
+    let results = h.store.succeed_many(&done, h.now()).await?;
+    assert_eq!(results.len(), 4);
+    let mut results = results.into_iter();
+    let mut next = || {
+        results
+            .next()
+            .ok_or_else(|| Error::backend("missing result"))
+    };
+    let t = next()??;
+    assert_eq!((t.id.as_str(), t.status), ("b", Status::Succeeded));
+    assert_stale(next()?);
+    let t = next()??;
+    assert_eq!((t.id.as_str(), &t.output), ("a", &Some(json!({"a": 1}))));
+    assert_eq!(t.finished_at, Some(h.now()));
+    assert_eq!(next()??.status, Status::Succeeded);
+    assert_eq!(h.get("a").await?, t);
+    assert_eq!(h.get("c").await?.lease.map(|l| l.owner), Some("w2".into()));
+    assert_eq!(h.store.succeed_many(&[], h.now()).await?.len(), 0);
+    let counts = h.store.counts(&h.job).await?;
+    assert_eq!(
+        (counts.by_status.succeeded, counts.by_status.in_progress),
+        (3, 1)
+    );
+    h.store.succeed(&c.lease, json!("c"), h.now()).await?;
+    Ok(())
+}
+
+/// Batched completion of pipeline tasks advances each to its next stage (not succeeded).
+pub async fn succeed_many_advances_pipeline_stages(h: Harness) -> Result<()> {
+    h.set_job(JobSpec {
+        stages: Some(vec!["one".into(), "two".into()]),
+        ..Default::default()
+    })
+    .await?;
+    h.add(&["p", "q"]).await?;
+    let p = h.claim("p", "w").await?;
+    let q = h.claim("q", "w").await?;
+    let done = [(p.lease, json!(1)), (q.lease, json!(2))];
+    for t in h.store.succeed_many(&done, h.now()).await? {
+        let t = t?;
+        assert_eq!(
+            (t.status, t.stage.as_deref(), t.attempts),
+            (Status::Pending, Some("two"), 0)
+        );
+    }
+    Ok(())
+}

@@ -260,6 +260,8 @@ macro_rules! conformance_tests {
             finish::release_returns_to_pending_without_counting_the_attempt,
             finish::data_patches_by_the_holder_survive_a_failure,
             finish::history_keeps_the_last_twenty_attempts,
+            finish::succeed_many_answers_each_lease_in_order,
+            finish::succeed_many_advances_pipeline_stages,
             admin::ignore_is_refused_on_a_live_lease_unless_forced,
             admin::retry_resets_attempts_from_failed_exhausted_and_ignored,
             admin::nothing_leaves_succeeded_without_force,
