@@ -39,22 +39,15 @@ pub fn url_with_prefix(base: &str, prefix: &str) -> String {
 }
 
 /// A fresh, initialised store, or the reason there is none.
-pub async fn connect(prefix: &str) -> Result<MongoStore, String> {
-    let base = std::env::var("TASKTRACK_TEST_MONGODB_URL")
-        .map_err(|_| "TASKTRACK_TEST_MONGODB_URL is not set".to_string())?;
-    let store = tasktrack_mongodb::open(&url_with_prefix(&base, prefix))
-        .await
-        .map_err(setup_error)?;
-    store.init().await.map_err(setup_error)?;
+pub async fn connect(prefix: &str) -> tasktrack_core::Result<MongoStore> {
+    let base = std::env::var("TASKTRACK_TEST_MONGODB_URL").map_err(|_| {
+        tasktrack_core::Error::Unavailable(
+            "TASKTRACK_TEST_MONGODB_URL is not set (SecantusDB is not started)".into(),
+        )
+    })?;
+    let store = tasktrack_mongodb::open(&url_with_prefix(&base, prefix)).await?;
+    store.init().await?;
     Ok(store)
-}
-
-/// An unreachable server is a reason to skip (outside CI); anything else is a bug.
-fn setup_error(e: tasktrack_core::Error) -> String {
-    match e {
-        tasktrack_core::Error::Unavailable(m) => m,
-        other => panic!("mongodb test setup failed (not a connection problem): {other}"),
-    }
 }
 
 /// The conformance factory: a store with its own prefix, or `None` (skip) / panic under CI.

@@ -39,7 +39,6 @@ use crate::error::{Error, Refusal, Result};
 use crate::model::*;
 use crate::store::*;
 use crate::time::{Clock, ManualClock, Timestamp};
-use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,29 +164,30 @@ pub fn assert_stale<T: std::fmt::Debug>(result: Result<T>) {
     );
 }
 
-/// Connects with `connect`, or — when the server is unreachable — prints a line saying the
-/// backend is skipped and returns `None`. Under `CI=true` an unreachable server fails instead,
-/// with `how_to_start` in the message: CI never skips a backend silently.
-pub async fn connect_or_skip<F, E>(
+/// Connects with `connect`, or — when the server is unreachable ([`Error::Unavailable`]) — prints
+/// a line saying the backend is skipped and returns `None`. Under `CI=true` an unreachable server
+/// fails instead, with `how_to_start` in the message: CI never skips a backend silently. Any other
+/// error (a bad URL, a failed migration) is a bug, not a missing server, and always fails.
+pub async fn connect_or_skip<F>(
     backend: &str,
     how_to_start: &str,
     connect: F,
 ) -> Option<Arc<dyn Store>>
 where
-    F: Future<Output = std::result::Result<Arc<dyn Store>, E>>,
-    E: Display,
+    F: Future<Output = Result<Arc<dyn Store>>>,
 {
     match connect.await {
         Ok(store) => Some(store),
-        Err(e) if in_ci() => {
-            panic!("{backend} server unreachable under CI=true: {e}. Start it with: {how_to_start}")
-        }
-        Err(e) => {
+        Err(Error::Unavailable(e)) if !in_ci() => {
             eprintln!(
                 "SKIPPED {backend} conformance case: server unreachable ({e}); start it with: {how_to_start}"
             );
             None
         }
+        Err(e @ Error::Unavailable(_)) => {
+            panic!("{backend} server unreachable under CI=true: {e}. Start it with: {how_to_start}")
+        }
+        Err(e) => panic!("{backend} store could not be opened: {e}"),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use tasktrack_core::Store;
+use tasktrack_core::{Error, Result, Store};
 use tasktrack_dynamodb::{DynamoStore, Settings};
 
 /// How to start the emulator, for the skip / failure message.
@@ -12,13 +12,14 @@ pub const HOW_TO_START: &str =
     "bash scripts/test -p tasktrack-dynamodb (starts moto), or set TASKTRACK_TEST_MOTO_ENDPOINT";
 
 /// The emulator's endpoint.
-pub fn endpoint() -> Result<String, String> {
-    std::env::var("TASKTRACK_TEST_MOTO_ENDPOINT")
-        .map_err(|_| "TASKTRACK_TEST_MOTO_ENDPOINT is not set".to_owned())
+pub fn endpoint() -> Result<String> {
+    std::env::var("TASKTRACK_TEST_MOTO_ENDPOINT").map_err(|_| {
+        Error::Unavailable("TASKTRACK_TEST_MOTO_ENDPOINT is not set (moto is not started)".into())
+    })
 }
 
 /// A URL naming a fresh table on the emulator.
-pub fn fresh_url(extra: &str) -> Result<String, String> {
+pub fn fresh_url(extra: &str) -> Result<String> {
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -35,13 +36,10 @@ pub fn fresh_url(extra: &str) -> Result<String, String> {
 }
 
 /// Opens `url`, creates its table, and deletes the table when the store is dropped.
-pub async fn open_temporary(url: &str) -> Result<DynamoStore, String> {
-    let settings = Settings::parse(url).map_err(|e| e.to_string())?;
-    let store = tasktrack_dynamodb::open(url)
-        .await
-        .map_err(|e| e.to_string())?
-        .temporary(settings);
-    store.init().await.map_err(|e| e.to_string())?;
+pub async fn open_temporary(url: &str) -> Result<DynamoStore> {
+    let settings = Settings::parse(url)?;
+    let store = tasktrack_dynamodb::open(url).await?.temporary(settings);
+    store.init().await?;
     Ok(store)
 }
 

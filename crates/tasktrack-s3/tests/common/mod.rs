@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tasktrack_core::{Store, testkit};
+use tasktrack_core::{Error, Result, Store, testkit};
 use tasktrack_s3::S3Store;
 
 /// The one bucket the tests use (`init` creates it); isolation is by prefix.
@@ -26,18 +26,19 @@ pub fn unique_prefix(name: &str) -> String {
 }
 
 /// The store URL for `prefix` on the moto endpoint, or why there is none.
-pub fn url(prefix: &str) -> Result<String, String> {
-    let endpoint = std::env::var("TASKTRACK_TEST_MOTO_ENDPOINT")
-        .map_err(|_| "TASKTRACK_TEST_MOTO_ENDPOINT is not set".to_owned())?;
+pub fn url(prefix: &str) -> Result<String> {
+    let endpoint = std::env::var("TASKTRACK_TEST_MOTO_ENDPOINT").map_err(|_| {
+        Error::Unavailable("TASKTRACK_TEST_MOTO_ENDPOINT is not set (moto is not started)".into())
+    })?;
     Ok(format!(
         "s3://{BUCKET}/{prefix}?endpoint={endpoint}&region=us-east-1"
     ))
 }
 
 /// Opens (and initializes) a store at `url`.
-pub async fn open(url: &str) -> Result<S3Store, String> {
-    let store = tasktrack_s3::open(url).await.map_err(|e| e.to_string())?;
-    store.init().await.map_err(|e| e.to_string())?;
+pub async fn open(url: &str) -> Result<S3Store> {
+    let store = tasktrack_s3::open(url).await?;
+    store.init().await?;
     Ok(store)
 }
 
@@ -46,13 +47,13 @@ pub async fn fresh(name: &str) -> Option<Arc<S3Store>> {
     let prefix = unique_prefix(name);
     let connect = async move {
         let store = open(&url(&prefix)?).await?;
-        Ok::<_, String>(Arc::new(store))
+        Ok::<_, Error>(Arc::new(store))
     };
     let mut kept = None;
     let store = testkit::connect_or_skip("s3", HOW_TO_START, async {
         let s = connect.await?;
         kept = Some(s.clone());
-        Ok::<Arc<dyn Store>, String>(s)
+        Ok::<Arc<dyn Store>, Error>(s)
     })
     .await;
     store.and(kept)

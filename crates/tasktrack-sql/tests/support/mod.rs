@@ -73,7 +73,7 @@ pub struct Scratch {
 
 impl Scratch {
     /// A fresh PostgreSQL schema.
-    pub async fn postgres(tag: &str) -> Result<Scratch, String> {
+    pub async fn postgres(tag: &str) -> Result<Scratch, Error> {
         let schema = unique(tag);
         let base = pg_url();
         admin_exec(&base, &format!("CREATE SCHEMA \"{schema}\"")).await?;
@@ -85,7 +85,7 @@ impl Scratch {
     }
 
     /// A fresh MariaDB database.
-    pub async fn mysql(tag: &str) -> Result<Scratch, String> {
+    pub async fn mysql(tag: &str) -> Result<Scratch, Error> {
         let db = unique(tag);
         let base = mysql_url();
         admin_exec(&base, &format!("CREATE DATABASE `{db}`")).await?;
@@ -117,43 +117,44 @@ impl Drop for Scratch {
     }
 }
 
-/// Runs one administrative statement on its own connection.
-pub async fn admin_exec(url: &str, sql: &str) -> Result<(), String> {
+/// Runs one administrative statement on its own connection. A failed connection is
+/// [`Error::Unavailable`] (the server is not running: skip outside CI); a failed statement is a bug.
+pub async fn admin_exec(url: &str, sql: &str) -> Result<(), Error> {
     use sqlx::Connection;
-    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    let unreachable = |e: sqlx::Error| Error::Unavailable(format!("{url}: {e}"));
+    let failed = |e: sqlx::Error| Error::Backend(format!("{url}: {sql}: {e}"));
+    let statement = sqlx::AssertSqlSafe(sql.to_string());
     if url.starts_with("postgres") {
         let mut c = sqlx::PgConnection::connect(url)
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        sqlx::raw_sql(sql)
+            .map_err(unreachable)?;
+        sqlx::raw_sql(statement)
             .execute(&mut c)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(failed)?;
         let _ = c.close().await;
     } else {
         let mut c = sqlx::MySqlConnection::connect(url)
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        sqlx::raw_sql(sql)
+            .map_err(unreachable)?;
+        sqlx::raw_sql(statement)
             .execute(&mut c)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(failed)?;
         let _ = c.close().await;
     }
     Ok(())
 }
 
 /// Opens and initialises a store in a fresh namespace.
-pub async fn scratch_store(dialect: &str, tag: &str) -> Result<ScopedStore, String> {
+pub async fn scratch_store(dialect: &str, tag: &str) -> Result<ScopedStore, Error> {
     let scratch = if dialect == "postgres" {
         Scratch::postgres(tag).await?
     } else {
         Scratch::mysql(tag).await?
     };
-    let inner = tasktrack_sql::open(&scratch.url)
-        .await
-        .map_err(|e| e.to_string())?;
-    inner.init().await.map_err(|e| e.to_string())?;
+    let inner = tasktrack_sql::open(&scratch.url).await?;
+    inner.init().await?;
     Ok(ScopedStore {
         inner,
         scratch: Arc::new(scratch),
@@ -249,6 +250,13 @@ impl Store for ScopedStore {
     }
     async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
         self.inner.succeed(lease, output, now).await
+    }
+    async fn succeed_many(
+        &self,
+        done: &[(Lease, Value)],
+        now: Timestamp,
+    ) -> Result<Vec<Result<Task>>> {
+        self.inner.succeed_many(done, now).await
     }
     async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
         self.inner.fail(lease, req, now).await
