@@ -2,13 +2,12 @@
 //!
 //! A task document is the task's own serde form (the same field names as its JSON: `status`
 //! and `status_code`, RFC 3339 timestamps, `data` and `output` as native sub-documents) plus
-//! three fields the backend derives on every write, for its indexes:
+//! two fields the backend derives on every write, for its indexes:
 //!
 //! | field | value | used by |
 //! |---|---|---|
 //! | `_id` | `job` + U+001F + `id` | get / replace / delete by key (U+001F is a control character, which keys may not contain, so no two keys collide) |
 //! | `claim_at` | [`Task::claimable_at`] in ms since the epoch; absent when the task is finished | claim order and the partial claim index |
-//! | `created_ms` | `created_at` in ms | the native succeed, which needs `claimable_at` of a task that moves to the next stage |
 //!
 //! A job document is the job's serde form with `_id` = its name.
 
@@ -37,7 +36,6 @@ pub fn task_to_doc(task: &Task) -> Result<Document> {
     if let Some(at) = task.claimable_at() {
         doc.insert("claim_at", at.as_millis());
     }
-    doc.insert("created_ms", task.created_at.as_millis());
     Ok(doc)
 }
 

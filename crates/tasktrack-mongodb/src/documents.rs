@@ -10,6 +10,7 @@ use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, IndexModel};
+use std::collections::HashMap;
 use tasktrack_core::cas::{Documents, Versioned};
 use tasktrack_core::{
     Error, Job, JobName, JobState, Result, Status, Task, TaskKey, TaskPage, TaskQuery, Timestamp,
@@ -60,6 +61,30 @@ impl MongoDocuments {
         let task = codec::task_from_doc(doc, &self.tasks_location())?;
         let revision = task.version.to_string();
         Ok(Versioned::new(task, revision))
+    }
+
+    /// The stored tasks among `keys`, by `_id`, in one `find({_id: {$in: …}})` (missing keys
+    /// are simply absent from the map).
+    pub(crate) async fn get_tasks(
+        &self,
+        keys: &[TaskKey],
+    ) -> Result<HashMap<String, Versioned<Task>>> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<String> = keys.iter().map(|k| task_id(&k.job, &k.id)).collect();
+        let cursor = self
+            .tasks
+            .find(doc! {"_id": {"$in": ids}})
+            .await
+            .map_err(|e| self.err(e))?;
+        let docs: Vec<Document> = cursor.try_collect().await.map_err(|e| self.err(e))?;
+        docs.into_iter()
+            .map(|d| {
+                let task = self.versioned_task(d)?;
+                Ok((task_id(&task.value.job, &task.value.id), task))
+            })
+            .collect()
     }
 
     async fn find_tasks(

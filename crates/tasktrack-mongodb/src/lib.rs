@@ -1,7 +1,8 @@
 //! # tasktrack-mongodb
 //!
-//! The `mongodb://` backend: one document per task, claims and successes as single atomic
-//! `findOneAndUpdate` round trips, everything else through the core's compare-and-swap adapter.
+//! The `mongodb://` backend: one document per task, every transition one conditional
+//! `replaceOne` computed by the core's pure rules; batched claims and successes read many
+//! documents per request.
 //!
 //! ```text
 //! mongodb://[user:pass@]host[:port][,host…]/[database][?driver options][&prefix=P]
@@ -19,16 +20,18 @@
 //! ```
 //!
 //! # Atomicity
-//! Every document write is atomic in MongoDB, and every transition is one conditional write:
-//! - `claim_next` (the work queue) and `succeed` are one `findOneAndUpdate` each ([`native`]):
-//!   the filter selects the document the rule applies to (claimable in claim order; in progress
-//!   with the presented fencing token) and an aggregation-pipeline update restates the rule
-//!   (`lifecycle::claim` / `expire` / `grant`, `lifecycle::succeed`) on the server. Two workers
-//!   can never claim the same task, and a fenced-out holder matches nothing (`StaleLease`).
-//! - Everything else (claim by id, heartbeat, fail, release, patch, admin moves, jobs) goes
-//!   through [`tasktrack_core::cas`]: read the document, apply the pure rule in Rust, then
-//!   `replaceOne({_id, version}, new)`, re-reading on a lost race. Inserts are conditional on
-//!   the unique `_id`; a duplicate key means "already exists" (`create` leaves the task alone).
+//! Every document write is atomic in MongoDB, and every transition is one conditional write,
+//! `replaceOne({_id, version}, new)`, where `new` comes from the pure rule of
+//! `tasktrack_core::lifecycle` applied in Rust to the document as read. A writer that lost a
+//! race matches nothing and re-reads; no rule is restated on the server.
+//! - `claim_next` ([`native`]): one sorted `find` of the first n claimable tasks on the
+//!   partial `claim` index, then one conditional replace per candidate. Two workers can never
+//!   both win a task: the second one's version no longer matches.
+//! - `succeed_many` ([`native`]): one `find` of the whole batch by `_id`, then the conditional
+//!   replaces sent concurrently; a task that moved meanwhile takes the single-task path.
+//! - Everything else (`succeed`, claim by id, heartbeat, fail, release, patch, admin moves,
+//!   jobs) is [`tasktrack_core::cas`]: read, rule, conditional replace, re-read on a lost race.
+//!   Inserts are conditional on the unique `_id`; a duplicate key means "already exists".
 //! - `now` always comes from the caller; the server's clock is never read.
 //!
 //! # Layout
@@ -37,7 +40,7 @@
 //!   timestamps, `data` / `output` as sub-documents, `history`) with `_id` = `job` + U+001F +
 //!   `id` (U+001F cannot occur in keys, so jobs `a` and `a-b` never collide), plus `claim_at`
 //!   ([`Task::claimable_at`](tasktrack_core::Task::claimable_at) in epoch ms, absent once
-//!   finished) and `created_ms`, kept by the backend for its indexes (see `codec`).
+//!   finished), kept by the backend for its indexes (see `codec`).
 //! - Indexes, created by `init` (`tasktrack init`): `claim` (job, priority desc, claim_at, id)
 //!   and `claim_by_stage` (job, stage, priority desc, claim_at, id), both *partial* on
 //!   `claim_at` existing, so claims walk only claimable tasks, never finished ones; `list`
@@ -46,10 +49,11 @@
 //! - A job document is the job's JSON form with `_id` = its name, indexed by `state`.
 //!
 //! # Limits
-//! - Requests per operation: `claim_next` 1 per task claimed (+1 when nothing is left),
-//!   `succeed` 1, `create` 1 `insertMany` per 500 tasks (+ job record), heartbeat / fail /
-//!   release / claim by id 2 (read + conditional replace; more under contention), `counts` 2
-//!   (job record + one `$group` aggregation).
+//! - Requests per operation: `claim_next` of n tasks 1 + n (one sorted `find`, one replace per
+//!   candidate; more under contention), `succeed_many` of n 1 + n (one `find`, n concurrent
+//!   replaces), `create` 1 `insertMany` per 500 tasks (+ job record), `succeed` / heartbeat /
+//!   fail / release / claim by id 2 (read + conditional replace; more under contention),
+//!   `counts` 2 (job record + one `$group` aggregation).
 //! - `counts` is an aggregation over the job's entries of the `counts` index: its cost grows
 //!   with the job's size (an index scan, not a document scan). Counter documents would make it
 //!   O(statuses) at the price of a second write per transition; not done.
@@ -59,7 +63,7 @@
 //! - `mongodb+srv://` needs the driver's DNS resolver feature, which this build leaves out.
 //! - Multi-document operations (`delete_job`, `purge`) are per-document conditional writes, not
 //!   a transaction: each task is removed atomically, a crash in between leaves the rest.
-//! - Supported target: MongoDB ≥ 6 (pipeline updates, `$$REMOVE`, partial indexes).
+//! - Supported target: MongoDB ≥ 6 (partial indexes; nothing newer is needed).
 //!
 //! # Testing
 //! The tests run against **SecantusDB** 0.7.0b3, a MongoDB-wire-compatible server installed
@@ -72,7 +76,7 @@
 //! collection prefix.
 //!
 //! Modules: [`config`] (the URL), `codec` (documents), `documents` ([`MongoDocuments`], the
-//! compare-and-swap half), [`native`] (the single-round-trip half), `error` (driver errors
+//! compare-and-swap half), [`native`] (the batched half), `error` (driver errors
 //! mapped onto the core's, in one place).
 
 mod codec;
@@ -131,91 +135,71 @@ impl MongoStore {
     }
 }
 
-#[async_trait]
-impl Store for MongoStore {
-    fn backend(&self) -> &'static str {
-        "mongodb"
+/// Writes `impl Store for MongoStore`: the methods given in `native { … }` as written, and one
+/// forwarder per listed operation to the compare-and-swap adapter function of the same name
+/// (`cas::put_job(&self.docs, job, spec, now)` for `put_job(job: &JobName, …) -> Job`).
+/// The list is the whole of what this backend leaves to the adapter, on one screen.
+macro_rules! store_over_cas {
+    (
+        native { $($native:item)* }
+        through_cas { $($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)* }
+    ) => {
+        #[async_trait]
+        impl Store for MongoStore {
+            $($native)*
+            $(async fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
+                cas::$name(&self.docs, $($arg),*).await
+            })*
+        }
+    };
+}
+
+store_over_cas! {
+    native {
+        fn backend(&self) -> &'static str {
+            "mongodb"
+        }
+        async fn init(&self) -> Result<()> {
+            cas::Documents::init(&self.docs).await
+        }
+        async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+            cas::Documents::list_jobs(&self.docs, state).await
+        }
+        async fn claim_next(
+            &self,
+            job: &JobName,
+            req: &ClaimNext,
+            now: Timestamp,
+        ) -> Result<Vec<Claimed>> {
+            native::claim_next(&self.docs, job, req, now).await
+        }
+        async fn succeed_many(
+            &self,
+            done: &[(Lease, Value)],
+            now: Timestamp,
+        ) -> Result<Vec<Result<Task>>> {
+            native::succeed_many(&self.docs, done, now).await
+        }
     }
-    async fn init(&self) -> Result<()> {
-        cas::Documents::init(&self.docs).await
-    }
-    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
-        cas::put_job(&self.docs, job, spec, now).await
-    }
-    async fn get_job(&self, job: &JobName) -> Result<Job> {
-        cas::get_job(&self.docs, job).await
-    }
-    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
-        cas::Documents::list_jobs(&self.docs, state).await
-    }
-    async fn set_job_state(
-        &self,
-        job: &JobName,
-        change: JobStateChange,
-        now: Timestamp,
-    ) -> Result<Job> {
-        cas::set_job_state(&self.docs, job, change, now).await
-    }
-    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
-        cas::delete_job(&self.docs, job, now).await
-    }
-    async fn create(
-        &self,
-        job: &JobName,
-        tasks: &[NewTask],
-        mode: CreateMode,
-        now: Timestamp,
-    ) -> Result<Created> {
-        cas::create(&self.docs, job, tasks, mode, now).await
-    }
-    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
-        cas::claim(&self.docs, key, req, now).await
-    }
-    async fn claim_next(
-        &self,
-        job: &JobName,
-        req: &ClaimNext,
-        now: Timestamp,
-    ) -> Result<Vec<Claimed>> {
-        native::claim_next(&self.docs, job, req, now).await
-    }
-    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
-        cas::heartbeat(&self.docs, lease, lease_for, now).await
-    }
-    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
-        cas::patch_data(&self.docs, lease, patch, now).await
-    }
-    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
-        native::succeed(&self.docs, lease, output, now).await
-    }
-    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
-        cas::fail(&self.docs, lease, req, now).await
-    }
-    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
-        cas::release(&self.docs, lease, now).await
-    }
-    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
-        cas::ignore(&self.docs, key, req, now).await
-    }
-    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
-        cas::retry(&self.docs, key, req, now).await
-    }
-    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
-        cas::report(&self.docs, key, req, now).await
-    }
-    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
-        cas::delete(&self.docs, key, now).await
-    }
-    async fn purge(&self, req: &Purge) -> Result<u64> {
-        cas::purge(&self.docs, req).await
-    }
-    async fn get(&self, key: &TaskKey) -> Result<Task> {
-        cas::get(&self.docs, key).await
-    }
-    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
-        cas::list(&self.docs, query).await
-    }
-    async fn counts(&self, job: &JobName) -> Result<Counts> {
-        cas::counts(&self.docs, job).await
+    through_cas {
+        put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
+        get_job(job: &JobName) -> Job;
+        set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
+        delete_job(job: &JobName, now: Timestamp) -> Deleted;
+        create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
+        claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
+        heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
+        patch_data(lease: &Lease, patch: &Value, now: Timestamp) -> Task;
+        succeed(lease: &Lease, output: Value, now: Timestamp) -> Task;
+        fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
+        release(lease: &Lease, now: Timestamp) -> Task;
+        ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
+        retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
+        report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
+        delete(key: &TaskKey, now: Timestamp) -> ();
+        purge(req: &Purge) -> u64;
+        get(key: &TaskKey) -> Task;
+        list(query: &TaskQuery) -> TaskPage;
+        counts(job: &JobName) -> Counts;
     }
 }
