@@ -20,8 +20,10 @@
 //!
 //! - **Native, one round trip** (a script restating the rule, named in the script):
 //!   `claim_next` (`lua/claim_next.lua`: promotes due entries, reclaims expired leases, claims up
-//!   to `limit` tasks), `heartbeat`, `succeed`, `fail` (the backoff instant is computed in Rust
-//!   and passed in), and `create` (`lua/insert.lua`, 500 tasks per call, several calls in flight).
+//!   to `limit` tasks), `heartbeat`, `succeed` and `succeed_many` (`lua/succeed.lua` takes a
+//!   list of leases, up to 256 per call, each answered on its own), `fail` (the backoff instant
+//!   is computed in Rust and passed in), and `create` (`lua/insert.lua`, 500 tasks per call,
+//!   several calls in flight).
 //! - **Read + compare-and-set, two round trips**: everything else (`claim` of one id, `release`,
 //!   `patch_data`, `ignore`, `retry`, `report`, `delete`, replace-on-create, job records). The
 //!   pure rule of [`tasktrack_core::lifecycle`] runs in Rust on the task just read, and
@@ -175,97 +177,69 @@ fn glob_under(prefix: &str) -> String {
     out
 }
 
-#[async_trait]
-impl Store for RedisStore {
-    fn backend(&self) -> &'static str {
-        "redis"
-    }
+/// Writes `impl Store for RedisStore`: the methods given in `native { … }` as written, one
+/// forwarder per operation in `scripted { … }` to the [`RedisDocs`] method of the same name (one
+/// Lua script each, `src/native.rs`), and one per operation in `through_cas { … }` to the
+/// compare-and-swap adapter function of the same name (`cas::claim(&self.docs, key, req, now)`).
+/// The two lists say, on one screen, which operations are native and which are read + CAS.
+macro_rules! store_over_docs {
+    (
+        native { $($native:item)* }
+        scripted { $($fast:ident($($farg:ident: $fty:ty),*) -> $fret:ty;)* }
+        through_cas { $($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)* }
+    ) => {
+        #[async_trait]
+        impl Store for RedisStore {
+            $($native)*
+            $(async fn $fast(&self, $($farg: $fty),*) -> Result<$fret> {
+                self.docs.$fast($($farg),*).await
+            })*
+            $(async fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
+                cas::$name(&self.docs, $($arg),*).await
+            })*
+        }
+    };
+}
 
-    async fn init(&self) -> Result<()> {
-        // Nothing to create; one round trip proves the server answers.
-        self.docs
-            .query::<String>(&redis::cmd("PING"))
-            .await
-            .map(|_| ())
+store_over_docs! {
+    native {
+        fn backend(&self) -> &'static str {
+            "redis"
+        }
+        async fn init(&self) -> Result<()> {
+            // Nothing to create; one round trip proves the server answers.
+            self.docs
+                .query::<String>(&redis::cmd("PING"))
+                .await
+                .map(|_| ())
+        }
+        async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+            cas::Documents::list_jobs(&self.docs, state).await
+        }
     }
-
-    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
-        cas::put_job(&self.docs, job, spec, now).await
+    scripted {
+        create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
+        claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
+        heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
+        succeed(lease: &Lease, output: Value, now: Timestamp) -> Task;
+        succeed_many(done: &[(Lease, Value)], now: Timestamp) -> Vec<Result<Task>>;
+        fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
+        counts(job: &JobName) -> Counts;
     }
-    async fn get_job(&self, job: &JobName) -> Result<Job> {
-        cas::get_job(&self.docs, job).await
-    }
-    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
-        cas::Documents::list_jobs(&self.docs, state).await
-    }
-    async fn set_job_state(
-        &self,
-        job: &JobName,
-        change: JobStateChange,
-        now: Timestamp,
-    ) -> Result<Job> {
-        cas::set_job_state(&self.docs, job, change, now).await
-    }
-    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
-        cas::delete_job(&self.docs, job, now).await
-    }
-    async fn create(
-        &self,
-        job: &JobName,
-        tasks: &[NewTask],
-        mode: CreateMode,
-        now: Timestamp,
-    ) -> Result<Created> {
-        self.docs.create(job, tasks, mode, now).await
-    }
-    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
-        cas::claim(&self.docs, key, req, now).await
-    }
-    async fn claim_next(
-        &self,
-        job: &JobName,
-        req: &ClaimNext,
-        now: Timestamp,
-    ) -> Result<Vec<Claimed>> {
-        self.docs.claim_next(job, req, now).await
-    }
-    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
-        self.docs.heartbeat(lease, lease_for, now).await
-    }
-    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
-        cas::patch_data(&self.docs, lease, patch, now).await
-    }
-    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
-        self.docs.succeed(lease, &output, now).await
-    }
-    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
-        self.docs.fail(lease, req, now).await
-    }
-    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
-        cas::release(&self.docs, lease, now).await
-    }
-    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
-        cas::ignore(&self.docs, key, req, now).await
-    }
-    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
-        cas::retry(&self.docs, key, req, now).await
-    }
-    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
-        cas::report(&self.docs, key, req, now).await
-    }
-    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
-        cas::delete(&self.docs, key, now).await
-    }
-    async fn purge(&self, req: &Purge) -> Result<u64> {
-        cas::purge(&self.docs, req).await
-    }
-    async fn get(&self, key: &TaskKey) -> Result<Task> {
-        cas::get(&self.docs, key).await
-    }
-    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
-        cas::list(&self.docs, query).await
-    }
-    async fn counts(&self, job: &JobName) -> Result<Counts> {
-        self.docs.counts(job).await
+    through_cas {
+        put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
+        get_job(job: &JobName) -> Job;
+        set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
+        delete_job(job: &JobName, now: Timestamp) -> Deleted;
+        claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
+        patch_data(lease: &Lease, patch: &Value, now: Timestamp) -> Task;
+        release(lease: &Lease, now: Timestamp) -> Task;
+        ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
+        retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
+        report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
+        delete(key: &TaskKey, now: Timestamp) -> ();
+        purge(req: &Purge) -> u64;
+        get(key: &TaskKey) -> Task;
+        list(query: &TaskQuery) -> TaskPage;
     }
 }

@@ -17,6 +17,21 @@ use tasktrack_core::{
 const CREATE_CHUNK: usize = 500;
 const CREATE_IN_FLIGHT: usize = 8;
 
+/// Most leases one `succeed.lua` call completes, so that one script never holds the server for
+/// long (Redis runs nothing else meanwhile); bigger batches become several calls in flight.
+const SUCCEED_CHUNK: usize = 256;
+
+/// One lease of a `succeed_many` batch: its position in the batch and its output as JSON text.
+struct Completion<'a> {
+    slot: usize,
+    lease: &'a Lease,
+    output: String,
+}
+
+fn encode_output(output: &Json) -> Result<String> {
+    serde_json::to_string(output).map_err(|e| Error::invalid(format!("output is not JSON: {e}")))
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -109,20 +124,92 @@ impl RedisDocs {
         }
     }
 
-    /// `succeed.lua`.
-    pub async fn succeed(&self, lease: &Lease, output: &Json, now: Timestamp) -> Result<Task> {
-        let output = serde_json::to_string(output)
-            .map_err(|e| Error::invalid(format!("output is not JSON: {e}")))?;
-        let mut inv = self.scripts.succeed.prepare_invoke();
-        inv.key(self.keys.job_base(&lease.key.job))
-            .arg(lease.key.id.as_str())
-            .arg(lease.token)
-            .arg(output)
-            .arg(now.as_millis());
-        match self.fenced(&lease.key, self.eval(&inv).await?)? {
-            Fenced::Written(t) => Ok(*t),
-            _ => Err(stale(lease)),
+    /// `succeed.lua` for one lease.
+    pub async fn succeed(&self, lease: &Lease, output: Json, now: Timestamp) -> Result<Task> {
+        let entry = Completion {
+            slot: 0,
+            lease,
+            output: encode_output(&output)?,
+        };
+        let mut answers = self.succeed_call(std::slice::from_ref(&entry), now).await?;
+        answers.pop().map_or_else(
+            || Err(Error::backend("succeed.lua answered nothing")),
+            |(_, t)| t,
+        )
+    }
+
+    /// `succeed.lua` over a batch: one call per run of leases of the same job (at most
+    /// [`SUCCEED_CHUNK`] each), all calls in flight at once on the multiplexed connection. Each
+    /// lease gets its own answer, in order; only a lost connection fails the whole batch.
+    pub async fn succeed_many(
+        &self,
+        done: &[(Lease, Json)],
+        now: Timestamp,
+    ) -> Result<Vec<Result<Task>>> {
+        let mut answers: Vec<Option<Result<Task>>> = done.iter().map(|_| None).collect();
+        let mut entries = Vec::with_capacity(done.len());
+        for (slot, (lease, output)) in done.iter().enumerate() {
+            match encode_output(output) {
+                Ok(output) => entries.push(Completion {
+                    slot,
+                    lease,
+                    output,
+                }),
+                Err(e) => answers[slot] = Some(Err(e)),
+            }
         }
+        let calls = entries
+            .chunk_by(|a, b| a.lease.key.job == b.lease.key.job)
+            .flat_map(|run| run.chunks(SUCCEED_CHUNK))
+            .map(|chunk| self.succeed_call(chunk, now));
+        for call in futures::future::try_join_all(calls).await? {
+            for (slot, answer) in call {
+                answers[slot] = Some(answer);
+            }
+        }
+        Ok(answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(Error::backend("succeed.lua skipped a lease"))))
+            .collect())
+    }
+
+    /// One `succeed.lua` call for leases of one job: each entry's slot and answer.
+    async fn succeed_call(
+        &self,
+        entries: &[Completion<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<(usize, Result<Task>)>> {
+        let Some(first) = entries.first() else {
+            return Ok(Vec::new());
+        };
+        let mut inv = self.scripts.succeed.prepare_invoke();
+        inv.key(self.keys.job_base(&first.lease.key.job))
+            .arg(now.as_millis());
+        for e in entries {
+            inv.arg(e.lease.key.id.as_str())
+                .arg(e.lease.token)
+                .arg(&e.output);
+        }
+        let replies: Vec<Value> = self.eval(&inv).await?;
+        if replies.len() != entries.len() {
+            return Err(Error::backend(format!(
+                "succeed.lua answered {} of {} leases",
+                replies.len(),
+                entries.len()
+            )));
+        }
+        Ok(entries
+            .iter()
+            .zip(replies)
+            .map(|(e, reply)| {
+                let answer = match self.fenced(&e.lease.key, reply) {
+                    Ok(Fenced::Written(t)) => Ok(*t),
+                    Ok(_) => Err(stale(e.lease)),
+                    Err(err) => Err(err),
+                };
+                (e.slot, answer)
+            })
+            .collect())
     }
 
     /// `fail.lua`, with the retry instant computed here by [`tasktrack_core::Backoff::delay`];

@@ -119,3 +119,57 @@ async fn remove_all_deletes_every_key_of_the_prefix() {
     assert!(!s.0.counts(&job).await.unwrap().exists);
     assert_eq!(s.0.remove_all().await.unwrap(), 0);
 }
+
+/// `succeed_many` splits a batch into one script call per run of one job's leases (and per 256
+/// leases): a batch of 600 leases alternating between two jobs in runs, with a stale lease in
+/// the middle, still answers each lease in its own place.
+#[tokio::test]
+async fn succeed_many_answers_in_order_across_jobs_and_script_calls() {
+    let Some(scratch) = scratch().await else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
+    let now = Timestamp::from_millis(1_000);
+    let mut leases = Vec::new();
+    for name in ["left", "right"] {
+        let job = JobName::new(name).unwrap();
+        let news: Vec<NewTask> = (0..300)
+            .map(|i| NewTask::new(TaskId::new(format!("{name}-{i:03}")).unwrap()))
+            .collect();
+        store
+            .create(&job, &news, CreateMode::SkipExisting, now)
+            .await
+            .unwrap();
+        let req = ClaimNext::new("w", std::time::Duration::from_secs(60)).with_limit(300);
+        let claimed = store.claim_next(&job, &req, now).await.unwrap();
+        leases.push(claimed.into_iter().map(|c| c.lease).collect::<Vec<_>>());
+    }
+    // Runs of 300 "left" then 300 "right": four script calls, each run split at 256.
+    let mut done: Vec<(Lease, serde_json::Value)> = leases
+        .concat()
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| (l, serde_json::json!(i)))
+        .collect();
+    done[400].0.token += 1; // a token the task never had: that entry alone is stale
+    let results = store.succeed_many(&done, now).await.unwrap();
+    assert_eq!(results.len(), 600);
+    for (i, (result, (lease, _))) in results.into_iter().zip(&done).enumerate() {
+        if i == 400 {
+            assert!(
+                matches!(result, Err(Error::StaleLease { .. })),
+                "{result:?}"
+            );
+            continue;
+        }
+        let task = result.unwrap();
+        assert_eq!(task.key(), lease.key);
+        assert_eq!(task.output, Some(serde_json::json!(i)));
+        assert_eq!(task.status, Status::Succeeded);
+    }
+    let right = store.counts(&JobName::new("right").unwrap()).await.unwrap();
+    assert_eq!(
+        (right.by_status.succeeded, right.by_status.in_progress),
+        (299, 1)
+    );
+}

@@ -93,91 +93,45 @@ pub async fn store() -> Option<Arc<dyn Store>> {
     .await
 }
 
-#[async_trait]
-impl Store for Scratch {
-    fn backend(&self) -> &'static str {
-        self.0.backend()
-    }
-    async fn init(&self) -> Result<()> {
-        self.0.init().await
-    }
-    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
-        self.0.put_job(job, spec, now).await
-    }
-    async fn get_job(&self, job: &JobName) -> Result<Job> {
-        self.0.get_job(job).await
-    }
-    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
-        self.0.jobs(state).await
-    }
-    async fn set_job_state(
-        &self,
-        job: &JobName,
-        change: JobStateChange,
-        now: Timestamp,
-    ) -> Result<Job> {
-        self.0.set_job_state(job, change, now).await
-    }
-    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
-        self.0.delete_job(job, now).await
-    }
-    async fn create(
-        &self,
-        job: &JobName,
-        tasks: &[NewTask],
-        mode: CreateMode,
-        now: Timestamp,
-    ) -> Result<Created> {
-        self.0.create(job, tasks, mode, now).await
-    }
-    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
-        self.0.claim(key, req, now).await
-    }
-    async fn claim_next(
-        &self,
-        job: &JobName,
-        req: &ClaimNext,
-        now: Timestamp,
-    ) -> Result<Vec<Claimed>> {
-        self.0.claim_next(job, req, now).await
-    }
-    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
-        self.0.heartbeat(lease, lease_for, now).await
-    }
-    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
-        self.0.patch_data(lease, patch, now).await
-    }
-    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
-        self.0.succeed(lease, output, now).await
-    }
-    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
-        self.0.fail(lease, req, now).await
-    }
-    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
-        self.0.release(lease, now).await
-    }
-    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
-        self.0.ignore(key, req, now).await
-    }
-    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
-        self.0.retry(key, req, now).await
-    }
-    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
-        self.0.report(key, req, now).await
-    }
-    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
-        self.0.delete(key, now).await
-    }
-    async fn purge(&self, req: &Purge) -> Result<u64> {
-        self.0.purge(req).await
-    }
-    async fn get(&self, key: &TaskKey) -> Result<Task> {
-        self.0.get(key).await
-    }
-    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
-        self.0.list(query).await
-    }
-    async fn counts(&self, job: &JobName) -> Result<Counts> {
-        self.0.counts(job).await
-    }
+/// Writes `impl Store for Scratch`: every listed operation forwards to the wrapped store. The
+/// list must name every `Store` method the backend implements natively (`succeed_many`
+/// included), or the suite would test the trait's default instead of the backend.
+macro_rules! forward_to_inner {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        #[async_trait]
+        impl Store for Scratch {
+            fn backend(&self) -> &'static str {
+                self.0.backend()
+            }
+            $(async fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
+                self.0.$name($($arg),*).await
+            })*
+        }
+    };
+}
+
+forward_to_inner! {
+    init() -> ();
+    put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
+    get_job(job: &JobName) -> Job;
+    jobs(state: Option<JobState>) -> Vec<Job>;
+    set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
+    delete_job(job: &JobName, now: Timestamp) -> Deleted;
+    create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
+    claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
+    claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
+    heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
+    patch_data(lease: &Lease, patch: &Value, now: Timestamp) -> Task;
+    succeed(lease: &Lease, output: Value, now: Timestamp) -> Task;
+    succeed_many(done: &[(Lease, Value)], now: Timestamp) -> Vec<Result<Task>>;
+    fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
+    release(lease: &Lease, now: Timestamp) -> Task;
+    ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
+    retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
+    report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
+    delete(key: &TaskKey, now: Timestamp) -> ();
+    purge(req: &Purge) -> u64;
+    get(key: &TaskKey) -> Task;
+    list(query: &TaskQuery) -> TaskPage;
+    counts(job: &JobName) -> Counts;
 }
