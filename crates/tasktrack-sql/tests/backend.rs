@@ -307,17 +307,8 @@ async fn batched_completion_equals_one_by_one(dialect: &str) {
         .enumerate()
         .map(|(i, c)| (c.lease.clone(), json!({ "i": i })))
         .collect();
-    let results = if dialect == "postgres" {
-        let pg = tasktrack_sql::PgStore::connect(&s.scratch.url)
-            .await
-            .unwrap();
-        pg.succeed_many(&done, t1).await.unwrap()
-    } else {
-        let my = tasktrack_sql::MySqlStore::connect(&s.scratch.url)
-            .await
-            .unwrap();
-        my.succeed_many(&done, t1).await.unwrap()
-    };
+    // Through the Store trait (the scoped wrapper forwards succeed_many to the native one).
+    let results = s.succeed_many(&done, t1).await.unwrap();
     assert_eq!(results.len(), 6);
     for (i, (c, r)) in claimed.iter().zip(&results).enumerate().take(5) {
         let want = lifecycle::succeed(&c.task, &c.lease, json!({ "i": i }), t1).unwrap();

@@ -4,10 +4,13 @@
 pub mod config;
 
 use serde_json::Value;
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
+use tasktrack_core::cas::{Documents, Versioned};
 use tasktrack_core::{
-    Claimed, Error, Failure, Lease, LeaseState, Result, Status, Task, TaskId, Timestamp,
+    Claimed, Error, Failure, Job, JobName, Lease, LeaseState, Purge, Result, Status, Task, TaskId,
+    TaskKey, Timestamp,
 };
 
 /// A task as one table row: plain column values, shared by both dialects' binders and readers.
@@ -178,6 +181,56 @@ mod erased {
     }
 }
 
+/// A task with its optimistic-concurrency token: the row's `version` column.
+pub fn versioned_task(t: Task) -> Versioned<Task> {
+    let v = t.version.to_string();
+    Versioned::new(t, v)
+}
+
+/// A job with its optimistic-concurrency token: the row's `version` column.
+pub fn versioned_job(job: Job) -> Versioned<Job> {
+    let v = job.version.to_string();
+    Versioned::new(job, v)
+}
+
+/// A version as the `BIGINT` column holds it.
+pub fn version_of(v: u64) -> Result<i64> {
+    to_i64("version", v)
+}
+
+/// One row of the counter table (`stage_key`, status code, summed count) as
+/// [`tasktrack_core::cas::Documents::count_tasks`] answers it; `table` names the counter table
+/// in the error an unknown status code gives.
+pub fn count_entry(
+    table: &str,
+    stage_key: &str,
+    code: i16,
+    n: i64,
+) -> Result<(Option<String>, Status, u64)> {
+    let status = u8::try_from(code)
+        .ok()
+        .and_then(Status::from_code)
+        .ok_or_else(|| Error::corrupt(table, format!("status code {code}")))?;
+    Ok((
+        stage_of_key(stage_key),
+        status,
+        u64::try_from(n).unwrap_or(0),
+    ))
+}
+
+/// The jobs a purge walks: the one it names, else every job.
+pub async fn purge_targets<D: Documents + ?Sized>(docs: &D, req: &Purge) -> Result<Vec<JobName>> {
+    match &req.job {
+        Some(j) => Ok(vec![j.clone()]),
+        None => Ok(docs
+            .list_jobs(None)
+            .await?
+            .into_iter()
+            .map(|j| j.name)
+            .collect()),
+    }
+}
+
 /// The key under which the counter table stores a stage: `''` for none, `'s' || stage` otherwise
 /// (a primary key column cannot be NULL, and `''` may be a stage's name).
 pub fn stage_of_key(key: &str) -> Option<String> {
@@ -303,4 +356,31 @@ pub fn claimed(task: Task) -> Result<Claimed> {
         expires_at: l.expires_at,
     };
     Ok(Claimed { task, lease })
+}
+
+/// The answers of a batched completion, one per lease and in order: the task the batch wrote for
+/// that lease, else whatever `general` (the one-by-one `succeed` path) answers, so a stale lease
+/// gets exactly the error `succeed` would give. An unreachable store fails the whole batch (its
+/// outcome is unknown), as [`tasktrack_core::Store::succeed_many`] specifies.
+pub async fn answer_in_order<'a, F, Fut>(
+    done: &'a [(Lease, Value)],
+    mut written: HashMap<TaskKey, Task>,
+    mut general: F,
+) -> Result<Vec<Result<Task>>>
+where
+    F: FnMut(&'a Lease, &'a Value) -> Fut,
+    Fut: Future<Output = Result<Task>>,
+{
+    let mut answers = Vec::with_capacity(done.len());
+    for (lease, output) in done {
+        let answer = match written.remove(&lease.key) {
+            Some(task) => Ok(task),
+            None => general(lease, output).await,
+        };
+        if let Err(e @ Error::Unavailable(_)) = answer {
+            return Err(e);
+        }
+        answers.push(answer);
+    }
+    Ok(answers)
 }

@@ -4,21 +4,12 @@
 
 use super::rows::{FIELDS, bind_task, push_task, read_name, read_task};
 use super::{BACKEND, MySqlStore};
-use crate::common::{RawTask, stage_of_key};
+use crate::common::{RawTask, count_entry, version_of, versioned_job, versioned_task};
 use async_trait::async_trait;
 use sqlx::{AssertSqlSafe, MySql, QueryBuilder, Row};
 use std::collections::HashSet;
 use tasktrack_core::cas::{Documents, Versioned};
 use tasktrack_core::*;
-
-fn versioned_task(t: Task) -> Versioned<Task> {
-    let v = t.version.to_string();
-    Versioned::new(t, v)
-}
-
-fn version_of(v: u64) -> Result<i64> {
-    i64::try_from(v).map_err(|_| Error::invalid(format!("version {v} does not fit a SQL BIGINT")))
-}
 
 impl MySqlStore {
     fn job_from_doc(&self, doc: &str) -> Result<Job> {
@@ -256,16 +247,12 @@ impl Documents for MySqlStore {
             let key = read_name(&row, "stage_key").map_err(|e| self.err(&e))?;
             let code: i16 = row.try_get("status").map_err(|e| self.err(&e))?;
             let n: i64 = row.try_get("n").map_err(|e| self.err(&e))?;
-            let status = u8::try_from(code)
-                .ok()
-                .and_then(Status::from_code)
-                .ok_or_else(|| {
-                    Error::corrupt(
-                        format!("{}task_count", self.prefix),
-                        format!("status code {code}"),
-                    )
-                })?;
-            out.push((stage_of_key(&key), status, u64::try_from(n).unwrap_or(0)));
+            out.push(count_entry(
+                &format!("{}task_count", self.prefix),
+                &key,
+                code,
+                n,
+            )?);
         }
         Ok(out)
     }
@@ -278,14 +265,8 @@ impl Documents for MySqlStore {
                     .fetch_optional(&self.pool)
             })
             .await?;
-        match doc {
-            Some(doc) => {
-                let job = self.job_from_doc(&doc)?;
-                let v = job.version.to_string();
-                Ok(Some(Versioned::new(job, v)))
-            }
-            None => Ok(None),
-        }
+        doc.map(|d| self.job_from_doc(&d).map(versioned_job))
+            .transpose()
     }
 
     async fn insert_job(&self, job: &Job) -> Result<bool> {

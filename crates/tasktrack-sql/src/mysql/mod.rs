@@ -9,7 +9,7 @@
 //! - Every other operation is "load → pure rule → conditional write"
 //!   (`UPDATE … WHERE job = ? AND id = ? AND version = ?`), driven by [`tasktrack_core::cas`]; the
 //!   fenced operations (succeed, fail, heartbeat, …) are thereby refused for a stale token.
-//! - [`MySqlStore::succeed_many`]: many completions in one transaction (one commit).
+//! - `succeed_many`: many completions in one transaction (one commit).
 //! - Counts are kept by row triggers in the same transaction as each write.
 //!
 //! # Layout
@@ -20,11 +20,12 @@ mod docs;
 mod rows;
 
 use crate::common::config::Config;
-use crate::common::{RawTask, claimed, map_error, retrying};
+use crate::common::{RawTask, answer_in_order, claimed, map_error, purge_targets, retrying};
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, MySql, QueryBuilder};
+use std::collections::HashMap;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -256,34 +257,27 @@ impl MySqlStore {
         )))
     }
 
-    /// Many tasks succeeded in one transaction (one commit): the batched completion.
-    ///
-    /// Locks the leases' rows by primary key, applies [`lifecycle::succeed`] to each, writes them
-    /// back in one statement. Returns one result per lease, in order (`StaleLease` for a lease
-    /// that no longer holds its task). Not part of the [`Store`] trait (frozen); measured in
-    /// `docs/benchmarks/mysql.md`.
-    pub async fn succeed_many(
+    /// Many tasks succeeded in one transaction (one commit): locks the leases' rows by primary
+    /// key, applies [`lifecycle::succeed`] to each (pipeline stages included) and writes them
+    /// back in one statement. Returns the tasks it wrote, by key; a lease whose rule refused
+    /// (stale) is absent.
+    async fn succeed_many_locked(
         &self,
         done: &[(Lease, Value)],
         now: Timestamp,
-    ) -> Result<Vec<Result<Task>>> {
-        if done.is_empty() {
-            return Ok(Vec::new());
-        }
+    ) -> Result<HashMap<TaskKey, Task>> {
         let keys = vec!["(?, ?)"; done.len()].join(", ");
         let sql: Arc<str> = self.q.lock_keys.replace("{keys}", &keys).into();
-        let owned: Vec<(String, String)> = done
-            .iter()
-            .map(|(l, _)| (l.key.job.to_string(), l.key.id.to_string()))
-            .collect();
-        let by_key: std::collections::HashMap<TaskKey, (&Lease, &Value)> =
+        let by_key: HashMap<TaskKey, (&Lease, &Value)> =
             done.iter().map(|(l, v)| (l.key.clone(), (l, v))).collect();
         let written = self
             .locked_batch(
                 || {
                     let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
-                    for (j, i) in &owned {
-                        q = q.bind(j.clone()).bind(i.clone());
+                    for (lease, _) in done {
+                        q = q
+                            .bind(lease.key.job.to_string())
+                            .bind(lease.key.id.to_string());
                     }
                     q
                 },
@@ -291,24 +285,13 @@ impl MySqlStore {
                     let Some((lease, output)) = by_key.get(&task.key()) else {
                         return Ok(None);
                     };
-                    match lifecycle::succeed(&task, lease, (*output).clone(), now) {
-                        Ok(t) => Ok(Some((t.clone(), Some(t)))),
-                        Err(_) => Ok(None),
-                    }
+                    Ok(lifecycle::succeed(&task, lease, (*output).clone(), now)
+                        .ok()
+                        .map(|t| (t.clone(), Some(t))))
                 },
             )
             .await?;
-        let mut by_written: std::collections::HashMap<TaskKey, Task> =
-            written.into_iter().map(|t| (t.key(), t)).collect();
-        Ok(done
-            .iter()
-            .map(|(l, _)| {
-                by_written.remove(&l.key).ok_or_else(|| Error::StaleLease {
-                    key: l.key.to_string(),
-                    token: l.token,
-                })
-            })
-            .collect())
+        Ok(written.into_iter().map(|t| (t.key(), t)).collect())
     }
 
     /// Applies the migrations not applied yet, under a named lock (`GET_LOCK`) so that workers
@@ -485,6 +468,22 @@ impl Store for MySqlStore {
     async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
         cas::succeed(self, lease, output, now).await
     }
+    /// One transaction completes every lease that still holds its task; a refused one takes the
+    /// general path, so it is answered exactly as `succeed` would answer it.
+    async fn succeed_many(
+        &self,
+        done: &[(Lease, Value)],
+        now: Timestamp,
+    ) -> Result<Vec<Result<Task>>> {
+        if done.is_empty() {
+            return Ok(Vec::new());
+        }
+        let written = self.succeed_many_locked(done, now).await?;
+        answer_in_order(done, written, |lease, output| {
+            cas::succeed(self, lease, output.clone(), now)
+        })
+        .await
+    }
     async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
         cas::fail(self, lease, req, now).await
     }
@@ -505,14 +504,7 @@ impl Store for MySqlStore {
     }
     async fn purge(&self, req: &Purge) -> Result<u64> {
         req.validate()?;
-        let jobs = match &req.job {
-            Some(j) => vec![j.clone()],
-            None => cas::Documents::list_jobs(self, None)
-                .await?
-                .into_iter()
-                .map(|j| j.name)
-                .collect(),
-        };
+        let jobs = purge_targets(self, req).await?;
         // Status codes are small integers from the enum, safe to inline.
         let codes: Vec<String> = req.statuses.iter().map(|s| s.code().to_string()).collect();
         let sql: Arc<str> = self

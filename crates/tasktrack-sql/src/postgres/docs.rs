@@ -3,22 +3,13 @@
 
 use super::rows::{FIELDS, bind_task, read_task};
 use super::{BACKEND, PgStore};
-use crate::common::{RawTask, stage_of_key};
+use crate::common::{RawTask, count_entry, version_of, versioned_job, versioned_task};
 use async_trait::async_trait;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
 use std::collections::HashSet;
 use tasktrack_core::cas::{Documents, Versioned};
 use tasktrack_core::*;
-
-fn versioned_task(t: Task) -> Versioned<Task> {
-    let v = t.version.to_string();
-    Versioned::new(t, v)
-}
-
-fn version_of(v: u64) -> Result<i64> {
-    i64::try_from(v).map_err(|_| Error::invalid(format!("version {v} does not fit a SQL BIGINT")))
-}
 
 impl PgStore {
     fn job_from_doc(&self, doc: Json<serde_json::Value>) -> Result<Job> {
@@ -250,16 +241,12 @@ impl Documents for PgStore {
             let key: String = row.try_get("stage_key").map_err(|e| self.err(&e))?;
             let code: i16 = row.try_get("status").map_err(|e| self.err(&e))?;
             let n: i64 = row.try_get("n").map_err(|e| self.err(&e))?;
-            let status = u8::try_from(code)
-                .ok()
-                .and_then(Status::from_code)
-                .ok_or_else(|| {
-                    Error::corrupt(
-                        format!("{}task_count", self.t),
-                        format!("status code {code}"),
-                    )
-                })?;
-            out.push((stage_of_key(&key), status, u64::try_from(n).unwrap_or(0)));
+            out.push(count_entry(
+                &format!("{}task_count", self.t),
+                &key,
+                code,
+                n,
+            )?);
         }
         Ok(out)
     }
@@ -272,14 +259,8 @@ impl Documents for PgStore {
                     .fetch_optional(&self.pool)
             })
             .await?;
-        match doc {
-            Some(doc) => {
-                let job = self.job_from_doc(doc)?;
-                let v = job.version.to_string();
-                Ok(Some(Versioned::new(job, v)))
-            }
-            None => Ok(None),
-        }
+        doc.map(|d| self.job_from_doc(d).map(versioned_job))
+            .transpose()
     }
 
     async fn insert_job(&self, job: &Job) -> Result<bool> {

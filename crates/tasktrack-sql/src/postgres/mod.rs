@@ -22,12 +22,13 @@ mod rows;
 pub(crate) use rows::FIELDS;
 
 use crate::common::config::Config;
-use crate::common::{claimed, map_error, retrying};
+use crate::common::{answer_in_order, claimed, map_error, purge_targets, retrying};
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
+use std::collections::HashMap;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -178,73 +179,41 @@ impl PgStore {
         format!("{}task", self.t)
     }
 
-    /// Many tasks succeeded in one statement (`succeed_many.sql`): the batched completion.
-    ///
-    /// Returns one result per lease, in order. A lease the fast statement did not match (stale,
-    /// or its task is at a pipeline stage) goes through the general path, exactly as
-    /// [`Store::succeed`] (so a stale one answers [`Error::StaleLease`]). Not part of the
-    /// [`Store`] trait (frozen for now); measured in `docs/benchmarks/postgres.md`.
-    pub async fn succeed_many(
+    /// Many single-step tasks succeeded in one statement (`succeed_many.sql`): one round trip and
+    /// one commit for the whole batch. Returns the tasks it wrote, by key; a lease it did not
+    /// match (stale, or its task is at a pipeline stage) is simply absent.
+    async fn succeed_many_fast(
         &self,
         done: &[(Lease, Value)],
         now: Timestamp,
-    ) -> Result<Vec<Result<Task>>> {
-        let mut cols = (
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-        );
-        for (lease, output) in done {
-            let Ok(token) = i64::try_from(lease.token) else {
-                continue;
-            };
-            cols.0.push(lease.key.job.to_string());
-            cols.1.push(lease.key.id.to_string());
-            cols.2.push(token);
-            cols.3.push(lease.owner.clone());
-            cols.4.push(i64::from(lease.attempt));
-            cols.5.push(Json(output.clone()));
-            cols.6.push(Json(success_record(lease, now)?));
-            cols.7.push(lease.acquired_at.as_millis());
-        }
+    ) -> Result<HashMap<TaskKey, Task>> {
+        let columns = SucceedColumns::of(done, now)?;
         let limit = i32::try_from(HISTORY_LIMIT).unwrap_or(i32::MAX);
         let rows = self
             .run(false, || {
                 sqlx::query(AssertSqlSafe(self.q.succeed_many.clone()))
-                    .bind(&cols.0)
-                    .bind(&cols.1)
-                    .bind(&cols.2)
-                    .bind(&cols.3)
-                    .bind(&cols.4)
-                    .bind(&cols.5)
-                    .bind(&cols.6)
-                    .bind(&cols.7)
+                    .bind(&columns.job)
+                    .bind(&columns.id)
+                    .bind(&columns.token)
+                    .bind(&columns.owner)
+                    .bind(&columns.attempt)
+                    .bind(&columns.output)
+                    .bind(&columns.record)
+                    .bind(&columns.acquired_at)
                     .bind(now.as_millis())
                     .bind(limit)
                     .fetch_all(&self.pool)
             })
             .await?;
         let table = self.table();
-        let mut written = std::collections::HashMap::with_capacity(rows.len());
+        let mut written = HashMap::with_capacity(rows.len());
         for row in rows {
             let task = rows::read_task(&row)
                 .map_err(|e| self.err(&e))?
                 .into_task(&table)?;
             written.insert(task.key(), task);
         }
-        let mut out = Vec::with_capacity(done.len());
-        for (lease, output) in done {
-            match written.remove(&lease.key) {
-                Some(task) => out.push(Ok(task)),
-                None => out.push(cas::succeed(self, lease, output.clone(), now).await),
-            }
-        }
-        Ok(out)
+        Ok(written)
     }
 
     /// The one-statement succeed; `None` when the row is not what the fast path assumes.
@@ -352,6 +321,50 @@ fn success_record(lease: &Lease, now: Timestamp) -> Result<Value> {
         error: None,
     };
     serde_json::to_value(&record).map_err(Error::backend)
+}
+
+/// The leases of a batched completion as column arrays, bound to `succeed_many.sql`'s `unnest`.
+struct SucceedColumns {
+    job: Vec<String>,
+    id: Vec<String>,
+    token: Vec<i64>,
+    owner: Vec<String>,
+    attempt: Vec<i64>,
+    output: Vec<Json<Value>>,
+    record: Vec<Json<Value>>,
+    acquired_at: Vec<i64>,
+}
+
+impl SucceedColumns {
+    /// A lease whose token does not fit a BIGINT cannot match any row; it is left out here and
+    /// answered by the general path.
+    fn of(done: &[(Lease, Value)], now: Timestamp) -> Result<SucceedColumns> {
+        let n = done.len();
+        let mut c = SucceedColumns {
+            job: Vec::with_capacity(n),
+            id: Vec::with_capacity(n),
+            token: Vec::with_capacity(n),
+            owner: Vec::with_capacity(n),
+            attempt: Vec::with_capacity(n),
+            output: Vec::with_capacity(n),
+            record: Vec::with_capacity(n),
+            acquired_at: Vec::with_capacity(n),
+        };
+        for (lease, output) in done {
+            let Ok(token) = i64::try_from(lease.token) else {
+                continue;
+            };
+            c.job.push(lease.key.job.to_string());
+            c.id.push(lease.key.id.to_string());
+            c.token.push(token);
+            c.owner.push(lease.owner.clone());
+            c.attempt.push(i64::from(lease.attempt));
+            c.output.push(Json(output.clone()));
+            c.record.push(Json(success_record(lease, now)?));
+            c.acquired_at.push(lease.acquired_at.as_millis());
+        }
+        Ok(c)
+    }
 }
 
 #[async_trait]
@@ -473,6 +486,22 @@ impl Store for PgStore {
             None => cas::succeed(self, lease, output, now).await,
         }
     }
+    /// One statement completes every single-step lease that still holds its task; the rest
+    /// (stale leases, pipeline stages) take the general path, one by one, exactly as `succeed`.
+    async fn succeed_many(
+        &self,
+        done: &[(Lease, Value)],
+        now: Timestamp,
+    ) -> Result<Vec<Result<Task>>> {
+        if done.is_empty() {
+            return Ok(Vec::new());
+        }
+        let written = self.succeed_many_fast(done, now).await?;
+        answer_in_order(done, written, |lease, output| {
+            cas::succeed(self, lease, output.clone(), now)
+        })
+        .await
+    }
     async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
         cas::fail(self, lease, req, now).await
     }
@@ -493,14 +522,7 @@ impl Store for PgStore {
     }
     async fn purge(&self, req: &Purge) -> Result<u64> {
         req.validate()?;
-        let jobs = match &req.job {
-            Some(j) => vec![j.clone()],
-            None => cas::Documents::list_jobs(self, None)
-                .await?
-                .into_iter()
-                .map(|j| j.name)
-                .collect(),
-        };
+        let jobs = purge_targets(self, req).await?;
         let codes: Vec<i16> = req.statuses.iter().map(|s| i16::from(s.code())).collect();
         let mut purged = 0;
         for job in jobs {
