@@ -19,14 +19,16 @@ use tasktrack_core::cas::{self, Documents, MAX_CAS_ATTEMPTS, Versioned, check_cl
 use tasktrack_core::lifecycle::{self, ClaimDecision};
 use tasktrack_core::{Claim, ClaimNext, Claimed, Error, JobName, Lease, Result, Task, Timestamp};
 
-/// [`tasktrack_core::Store::claim_next`]: one sorted `find` of the first `limit` claimable
-/// tasks (full documents), then one conditional `replaceOne` per candidate.
+/// [`tasktrack_core::Store::claim_next`]: one sorted `find` of the first claimable tasks
+/// (full documents), then one conditional `replaceOne` per candidate until `limit` are won.
 ///
-/// A candidate another worker took meanwhile fails its version check and is skipped; the search
-/// repeats for what is missing. Candidates are tried in a shuffled order so that workers racing
-/// for the same first tasks spread over the batch instead of all colliding on its head; the
-/// result is returned in claim order, and a lone worker still gets exactly the first `limit`
-/// tasks.
+/// The `find` asks for [`SPARE_FACTOR`] × `limit` candidates. The first `limit` are tried first,
+/// in a shuffled order so that workers racing for the same head of the queue spread over it
+/// instead of all colliding on its first task; a lone worker wins them all and so gets exactly
+/// the first `limit` tasks in claim order. Only a worker that lost some of them to another goes
+/// on to the spares (shuffled too), which saves it a second sorted query — the expensive request
+/// on a server that sorts by reading every match (SecantusDB). The search repeats while tasks
+/// are missing and candidates were lost. The result is returned in claim order.
 pub async fn claim_next(
     docs: &MongoDocuments,
     job: &JobName,
@@ -43,12 +45,16 @@ pub async fn claim_next(
     let mut won: Vec<((u32, usize), Claimed)> = Vec::with_capacity(req.limit);
     for round in 0..MAX_CAS_ATTEMPTS {
         let want = req.limit - won.len();
-        let candidates = docs.claimable(job, req.stage.as_deref(), now, want).await?;
-        let found_all = candidates.len() == want;
-        let mut order: Vec<usize> = (0..candidates.len()).collect();
-        shuffle(&mut order);
+        let fetch = want.saturating_mul(SPARE_FACTOR);
+        let candidates = docs
+            .claimable(job, req.stage.as_deref(), now, fetch)
+            .await?;
+        let more_exist = candidates.len() == fetch;
         let mut missed = false;
-        for position in order {
+        for position in trial_order(candidates.len(), want) {
+            if won.len() == req.limit {
+                break;
+            }
             let Some(candidate) = candidates.get(position) else {
                 continue;
             };
@@ -58,7 +64,7 @@ pub async fn claim_next(
                 None => missed = true,
             }
         }
-        if won.len() == req.limit || (!missed && !found_all) {
+        if won.len() == req.limit || (!missed && !more_exist) {
             break;
         }
     }
@@ -81,6 +87,20 @@ async fn claim_one(
     };
     let written = docs.replace_task(candidate, &new).await?;
     Ok(claimed.filter(|_| written))
+}
+
+/// How many candidates a claim reads per task it wants (see [`claim_next`]).
+pub const SPARE_FACTOR: usize = 4;
+
+/// Positions `0..len` in the order a claim tries them: the first `head` shuffled, then the
+/// rest shuffled.
+fn trial_order(len: usize, head: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    let split = head.min(len);
+    let (first, spares) = order.split_at_mut(split);
+    shuffle(first);
+    shuffle(spares);
+    order
 }
 
 /// Fisher–Yates with a xorshift seeded from the clock's sub-second nanoseconds: spreading
@@ -154,5 +174,24 @@ fn stale(lease: &Lease) -> Error {
     Error::StaleLease {
         key: lease.key.to_string(),
         token: lease.token,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trial_order;
+
+    #[test]
+    fn the_head_is_tried_before_any_spare() {
+        for _ in 0..20 {
+            let order = trial_order(10, 3);
+            let mut head = order[..3].to_vec();
+            head.sort_unstable();
+            assert_eq!(head, [0, 1, 2]);
+            let mut all = order.clone();
+            all.sort_unstable();
+            assert_eq!(all, (0..10).collect::<Vec<_>>());
+        }
+        assert_eq!(trial_order(2, 5).len(), 2);
     }
 }
