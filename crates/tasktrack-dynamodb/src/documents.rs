@@ -1,9 +1,10 @@
 //! [`DynamoDocuments`]: the `Documents` trait of the core's compare-and-swap adapter, on one table.
 
+use crate::commit::{CountedWrite, Counters, GroupCommit};
 use crate::error::{build_error, sdk_error};
 use crate::item::{self, Item};
 use crate::requests::{Requests, bump, same_doc};
-use crate::txn::{self, Outcome, Transact};
+use crate::txn;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -28,6 +29,8 @@ pub struct DynamoDocuments {
     pub(crate) counter_shards: u32,
     /// Requests sent, by kind (shared by clones).
     pub(crate) stats: std::sync::Arc<Requests>,
+    /// Counted writes waiting to share a transaction (shared by clones).
+    pub(crate) commit: std::sync::Arc<GroupCommit>,
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -56,18 +59,13 @@ impl DynamoDocuments {
         &self.stats
     }
 
-    /// Adds one counter-shard update to `writes` when a write moves a task between
-    /// `(stage, status)` cells, so counts change in the same transaction as the task.
-    fn counter_move(
-        &self,
-        job: &JobName,
-        from: Option<&Task>,
-        to: Option<&Task>,
-    ) -> Result<Option<TransactWriteItem>> {
+    /// The counter cells a write moves (`-1` from the old cell, `+1` to the new one), or
+    /// `None` when the task stays in its `(stage, status)` cell.
+    fn counter_move(from: Option<&Task>, to: Option<&Task>) -> Option<BTreeMap<String, i64>> {
         let cell = |t: &Task| item::counter_attr(t.stage.as_deref(), t.status);
         let (from, to) = (from.map(cell), to.map(cell));
         if from == to {
-            return Ok(None);
+            return None;
         }
         let mut deltas = BTreeMap::new();
         if let Some(attr) = from {
@@ -76,42 +74,34 @@ impl DynamoDocuments {
         if let Some(attr) = to {
             deltas.insert(attr, 1);
         }
-        let shard = crate::jitter_u32() % self.counter_shards.max(1);
-        let update = txn::counter_update(&self.counter_table, job, shard, &deltas)?;
-        Ok(Some(TransactWriteItem::builder().update(update).build()))
+        Some(deltas)
     }
 
-    /// Writes `write` (a conditional put or delete of a task) alone when counts do not move,
-    /// else in one transaction with the counter update. `false`: the condition failed.
+    /// Writes `write` (a conditional put or delete of the task at `key`) alone when counts do
+    /// not move, else in a transaction with the counter update, shared with the other counted
+    /// writes of this process pending at the same moment (see [`crate::commit`]).
+    /// `false`: the condition failed.
     async fn write_task(
         &self,
+        key: TaskKey,
         write: TransactWriteItem,
-        counter: Option<TransactWriteItem>,
+        deltas: Option<BTreeMap<String, i64>>,
     ) -> Result<bool> {
-        let Some(counter) = counter else {
+        let Some(deltas) = deltas else {
             return self.write_one(write).await;
         };
-        for attempt in 0..16 {
-            match self.transact(vec![write.clone(), counter.clone()]).await? {
-                Outcome::Committed => return Ok(true),
-                Outcome::Cancelled(reasons) => {
-                    if reasons
-                        .first()
-                        .is_some_and(|r| r == "ConditionalCheckFailed")
-                    {
-                        bump(&self.stats.refused);
-                        return Ok(false);
-                    }
-                    if !reasons.iter().any(|r| txn::is_conflict(r)) {
-                        return Err(txn::cancelled("task write", &reasons));
-                    }
-                    txn::pause(attempt).await;
-                }
-            }
+        let counters = Counters {
+            table: &self.counter_table,
+            shards: self.counter_shards,
+        };
+        let written = self
+            .commit
+            .write(self, counters, CountedWrite { key, write, deltas })
+            .await?;
+        if !written {
+            bump(&self.stats.refused);
         }
-        Err(Error::Contention(
-            "DynamoDB task write: transaction kept conflicting".into(),
-        ))
+        Ok(written)
     }
 
     /// A single conditional put or delete (no counter moves): one request.
@@ -372,8 +362,8 @@ impl Documents for DynamoDocuments {
 
     async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {
         let write = self.put(item::task_item(new)?, UNCHANGED, unchanged_values(old))?;
-        let counter = self.counter_move(&new.job, Some(&old.value), Some(new))?;
-        self.write_task(write, counter).await
+        let deltas = Self::counter_move(Some(&old.value), Some(new));
+        self.write_task(new.key(), write, deltas).await
     }
 
     async fn delete_task(&self, old: &Versioned<Task>) -> Result<bool> {
@@ -382,8 +372,8 @@ impl Documents for DynamoDocuments {
             UNCHANGED,
             unchanged_values(old),
         )?;
-        let counter = self.counter_move(&old.value.job, Some(&old.value), None)?;
-        self.write_task(write, counter).await
+        let deltas = Self::counter_move(Some(&old.value), None);
+        self.write_task(old.value.key(), write, deltas).await
     }
 
     async fn claimable(

@@ -85,10 +85,12 @@
 //! serialize conditional writes, AWS does. Set `TASKTRACK_TEST_MOTO_ENDPOINT` to use a server you
 //! started; without one the tests print SKIPPED (and fail under `CI=true`).
 
+mod commit;
 mod config;
 mod documents;
 mod error;
 mod item;
+mod pool;
 mod requests;
 mod schema;
 mod store;
@@ -113,6 +115,7 @@ pub async fn open(url: &str) -> Result<DynamoStore> {
         endpoint,
         counter_shards: settings.counter_shards,
         stats: Default::default(),
+        commit: Default::default(),
     }))
 }
 

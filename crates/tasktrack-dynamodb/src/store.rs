@@ -3,6 +3,7 @@
 //! to save requests. Every write stays conditional; the rules stay in `tasktrack_core::lifecycle`.
 
 use crate::documents::DynamoDocuments;
+use crate::pool::{CandidatePool, POOL_SIZE, Slot};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -37,6 +38,11 @@ pub struct DynamoStore {
     /// race to another process (they all Query the same head of the queue), counted down by
     /// each call. Zero — strict claim order — for a worker that never races.
     contended: AtomicU32,
+    /// Claim candidates fetched and not tried yet, shared by this process's workers.
+    pool: CandidatePool,
+    /// Held by the worker refilling the pool, so that workers finding it empty at the same
+    /// moment make one Query, not one each.
+    refilling: tokio::sync::Mutex<()>,
     /// Set by [`DynamoStore::temporary`]: the table is deleted when the store is dropped.
     temporary: Option<crate::Settings>,
 }
@@ -65,6 +71,8 @@ impl DynamoStore {
             claiming: Mutex::default(),
             recent: Mutex::default(),
             contended: AtomicU32::new(0),
+            pool: CandidatePool::default(),
+            refilling: tokio::sync::Mutex::default(),
             temporary: None,
         }
     }
@@ -89,6 +97,36 @@ impl DynamoStore {
     /// Deletes the whole table (tests and benchmarks use it to clean up).
     pub async fn drop_table(&self) -> Result<()> {
         crate::schema::drop_tables(&self.docs.client, &self.docs.table, &self.docs.endpoint).await
+    }
+
+    /// Queries the claim index for `slot`'s next candidates (at least `want` plus a spread,
+    /// so that a lost race has others to try) into the pool. `false`: there are none.
+    async fn refill(&self, slot: &Slot, now: Timestamp, want: usize) -> Result<bool> {
+        let generation = self.pool.generation();
+        let fetch = (want + SPREAD).max(POOL_SIZE);
+        let mut candidates = self
+            .docs
+            .claimable(&slot.0, slot.1.as_deref(), now, fetch)
+            .await?;
+        if candidates.is_empty() {
+            return Ok(false);
+        }
+        // Under contention, spread the workers of different processes over the candidates.
+        let contended = self.contended.load(Ordering::Relaxed);
+        if contended > 0 {
+            shuffle(&mut candidates);
+            self.contended.store(contended - 1, Ordering::Relaxed);
+        }
+        self.pool.fill(slot.clone(), now, generation, candidates);
+        Ok(true)
+    }
+
+    /// Runs a change that may make tasks claimable, then drops the claim pools so that this
+    /// process's next claims see it.
+    async fn changing<T>(&self, change: impl Future<Output = Result<T>>) -> Result<T> {
+        let result = change.await;
+        self.pool.invalidate();
+        result
     }
 
     fn reserve(&self, key: &TaskKey) -> Option<Reserved<'_>> {
@@ -185,7 +223,7 @@ impl Drop for DynamoStore {
 }
 
 /// A cheap shuffle of `items` (claim order matters only until a worker loses a race).
-fn shuffle<T>(items: &mut [T]) {
+pub(crate) fn shuffle<T>(items: &mut [T]) {
     for i in (1..items.len()).rev() {
         let j = (crate::jitter() % (i as u64 + 1)) as usize;
         items.swap(i, j);
@@ -218,7 +256,7 @@ impl Store for DynamoStore {
         cas::set_job_state(&self.docs, job, change, now).await
     }
     async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
-        cas::delete_job(&self.docs, job, now).await
+        self.changing(cas::delete_job(&self.docs, job, now)).await
     }
     async fn create(
         &self,
@@ -227,7 +265,8 @@ impl Store for DynamoStore {
         mode: CreateMode,
         now: Timestamp,
     ) -> Result<Created> {
-        cas::create(&self.docs, job, tasks, mode, now).await
+        self.changing(cas::create(&self.docs, job, tasks, mode, now))
+            .await
     }
     async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
         let claimed = cas::claim(&self.docs, key, req, now).await?;
@@ -235,11 +274,11 @@ impl Store for DynamoStore {
         Ok(claimed)
     }
 
-    /// `cas::claim_next`, restated: one Query fetches a few more candidates than asked
-    /// (`SPREAD`), workers of this process never race each other for one candidate, and a
-    /// worker that loses a race to another process tries the remaining candidates in random
-    /// order rather than in the order every other worker is also trying. With a single worker
-    /// the order is exactly the claim order.
+    /// `cas::claim_next`, restated: candidates come from this process's pool (one Query serves
+    /// many claims, see `crate::pool`), workers of this process never race each other for one
+    /// candidate, and after a race lost to another process the pool is shuffled so that the two
+    /// processes stop taking the same candidates in the same order. With a single worker the
+    /// order is exactly the claim order.
     async fn claim_next(
         &self,
         job: &JobName,
@@ -252,54 +291,55 @@ impl Store for DynamoStore {
             lease_for: req.lease_for,
             force: false,
         };
+        let slot: Slot = (job.clone(), req.stage.clone());
         let mut won = Vec::new();
-        for round in 0..MAX_CAS_ATTEMPTS {
-            let fetch = req.limit - won.len() + SPREAD;
-            let candidates = self
-                .docs
-                .claimable(job, req.stage.as_deref(), now, fetch)
-                .await?;
-            let mut order: Vec<usize> = (0..candidates.len()).collect();
-            // Under contention, spread the workers of different processes over the candidates.
-            let contended = self.contended.load(Ordering::Relaxed);
-            if contended > 0 {
-                shuffle(&mut order);
-                self.contended.store(contended - 1, Ordering::Relaxed);
-            }
-            let mut progress = false;
-            let mut i = 0;
-            while i < order.len() {
-                let candidate = &candidates[order[i]];
-                i += 1;
-                if !candidate.value.is_claimable(now) {
+        // Queries made, and whether the candidates since the last one led anywhere (a claim
+        // tried, or a candidate that a local worker is claiming right now).
+        let (mut queries, mut progress) = (0, false);
+        loop {
+            let Some(candidate) = self.pool.take(&slot, now) else {
+                if queries == MAX_CAS_ATTEMPTS || (queries > 0 && !progress) {
+                    break;
+                }
+                if queries > 0 {
+                    crate::txn::pause(queries.min(4)).await;
+                }
+                queries += 1;
+                progress = false;
+                // One worker at a time refills; the others then take from what it fetched.
+                let _refilling = self.refilling.lock().await;
+                if self.pool.has(&slot, now) {
                     continue;
                 }
-                let Some(_reserved) = self.reserve(&candidate.value.key()) else {
-                    progress = true; // a local worker is on it; look again shortly
-                    continue;
-                };
-                // lifecycle::claim decides; an expired lease at max attempts becomes exhausted.
-                let (task, claimed) = match lifecycle::claim(&candidate.value, &claim, now)? {
-                    ClaimDecision::Granted(c) => (c.task.clone(), Some(c)),
-                    ClaimDecision::Exhausted(t) => (t, None),
-                    ClaimDecision::Refused(_) => continue,
-                };
-                progress = true;
-                if self.docs.replace_task(candidate, &task).await? {
-                    self.remember(&task);
-                    won.extend(claimed);
-                    if won.len() == req.limit {
-                        return Ok(won);
-                    }
-                } else {
-                    self.contended.store(CONTENDED_CALLS, Ordering::Relaxed);
-                    shuffle(&mut order[i..]);
+                if !self.refill(&slot, now, req.limit - won.len()).await? {
+                    break;
                 }
+                continue;
+            };
+            if !candidate.value.is_claimable(now) {
+                continue;
             }
-            if !progress {
-                break;
+            let Some(_reserved) = self.reserve(&candidate.value.key()) else {
+                progress = true; // a local worker is on it; look again shortly
+                continue;
+            };
+            // lifecycle::claim decides; an expired lease at max attempts becomes exhausted.
+            let (task, claimed) = match lifecycle::claim(&candidate.value, &claim, now)? {
+                ClaimDecision::Granted(c) => (c.task.clone(), Some(c)),
+                ClaimDecision::Exhausted(t) => (t, None),
+                ClaimDecision::Refused(_) => continue,
+            };
+            progress = true;
+            if self.docs.replace_task(&candidate, &task).await? {
+                self.remember(&task);
+                won.extend(claimed);
+                if won.len() == req.limit {
+                    break;
+                }
+            } else {
+                self.contended.store(CONTENDED_CALLS, Ordering::Relaxed);
+                self.pool.shuffle(&slot);
             }
-            crate::txn::pause(round.min(4)).await;
         }
         Ok(won)
     }
@@ -324,28 +364,49 @@ impl Store for DynamoStore {
         self.fenced(lease, |t| lifecycle::succeed(t, lease, output.clone(), now))
             .await
     }
+    /// All completions at once: each is the lease holder's conditional write of its remembered
+    /// copy, and being concurrent they share one transaction (group commit, see
+    /// `crate::commit`): one `TransactWriteItems` for up to 99 tasks instead of one each.
+    async fn succeed_many(
+        &self,
+        done: &[(Lease, Value)],
+        now: Timestamp,
+    ) -> Result<Vec<Result<Task>>> {
+        let each = done
+            .iter()
+            .map(|(lease, output)| self.succeed(lease, output.clone(), now));
+        let results = futures::future::join_all(each).await;
+        // As the trait's default: an unreachable store fails the call, refusals are per lease.
+        if let Some(Err(e)) = results
+            .iter()
+            .find(|r| matches!(r, Err(Error::Unavailable(_))))
+        {
+            return Err(e.clone());
+        }
+        Ok(results)
+    }
     async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
-        self.fenced(lease, |t| lifecycle::fail(t, lease, req, now))
+        self.changing(self.fenced(lease, |t| lifecycle::fail(t, lease, req, now)))
             .await
     }
     async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
-        self.fenced(lease, |t| lifecycle::release(t, lease, now))
+        self.changing(self.fenced(lease, |t| lifecycle::release(t, lease, now)))
             .await
     }
     async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
-        cas::ignore(&self.docs, key, req, now).await
+        self.changing(cas::ignore(&self.docs, key, req, now)).await
     }
     async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
-        cas::retry(&self.docs, key, req, now).await
+        self.changing(cas::retry(&self.docs, key, req, now)).await
     }
     async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
-        cas::report(&self.docs, key, req, now).await
+        self.changing(cas::report(&self.docs, key, req, now)).await
     }
     async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
-        cas::delete(&self.docs, key, now).await
+        self.changing(cas::delete(&self.docs, key, now)).await
     }
     async fn purge(&self, req: &Purge) -> Result<u64> {
-        cas::purge(&self.docs, req).await
+        self.changing(cas::purge(&self.docs, req)).await
     }
     async fn get(&self, key: &TaskKey) -> Result<Task> {
         cas::get(&self.docs, key).await

@@ -216,7 +216,7 @@ pub(crate) fn cancelled(op: &str, reasons: &[String]) -> Error {
 }
 
 /// An upper bound of an item's size as DynamoDB counts it (names plus values).
-fn item_size(item: &Item) -> usize {
+pub(crate) fn item_size(item: &Item) -> usize {
     item.iter()
         .map(|(k, v)| {
             k.len()
