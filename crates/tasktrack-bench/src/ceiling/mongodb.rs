@@ -4,9 +4,11 @@
 //! store's workers share theirs), on a scratch collection `{prefix}bench_ceiling` of the
 //! database the store URL names.
 //!
-//! The store's `claim_next` and `succeed` are each one `findOneAndUpdate` with an aggregation
-//! pipeline, so a store at 0.5× this ceiling (two requests per task) spends nothing beyond the
-//! server's cost of the bigger update.
+//! The store writes each transition as one `replaceOne` by `_id` (the same point write as this
+//! loop, with a bigger document) and reads in batches: a claim batch of B tasks is one sorted
+//! `find` + B replaces, a `succeed_many` of B one `find` by `_id` + B replaces. At 2 + 2/B
+//! requests per task, a store near 0.5× this ceiling spends nothing beyond the server's cost of
+//! the bigger documents and the sorted query.
 
 use anyhow::{Context, Result};
 use mongodb::bson::{Document, doc};
