@@ -77,7 +77,7 @@ while #out < limit and skip < 100 do
           f.exp = tostring(now + lease_ms)
           touch(f, now)
         end
-        unindex(id, old)
+        unindex(id, old, true)
         index(id, f)
         store(id, f, orig)
         if granted then out[#out + 1] = { id, flatten(f) } end

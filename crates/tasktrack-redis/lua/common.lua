@@ -48,17 +48,25 @@ local function ctr(f)
   return f.status
 end
 
--- Removes a task (as it was) from every index and counter.
-local function unindex(id, f)
+-- Removes `m` from one queue pair: a queued entry is in exactly one of the pair's ready and
+-- delayed sets (promotion moves it within its pair, without touching the task's hash, so the
+-- hash cannot say which). The likelier set is tried first and the other only on a miss, which
+-- saves a Redis call per pair on the hot paths.
+local function dequeue(ready, delayed, m, ready_first)
+  local first, second = delayed, ready
+  if ready_first then first, second = ready, delayed end
+  if redis.call('ZREM', first, m) == 0 then redis.call('ZREM', second, m) end
+end
+
+-- Removes a task (as it was) from every index and counter. `ready_first` when the caller found
+-- it in a ready set (claim_next); otherwise the delayed set is tried first, which is where an
+-- in_progress task's lease waits for its expiry (succeed, fail, heartbeat).
+local function unindex(id, f, ready_first)
   redis.call('HINCRBY', B .. 'c', ctr(f), -1)
   redis.call('ZREM', B .. 's:' .. f.status, lmember(f, id))
   if f.qm then
-    redis.call('ZREM', B .. 'r', f.qm)
-    redis.call('ZREM', B .. 'd', f.qm)
-    if f.stage then
-      redis.call('ZREM', B .. 'r:' .. f.stage, f.qm)
-      redis.call('ZREM', B .. 'd:' .. f.stage, f.qm)
-    end
+    dequeue(B .. 'r', B .. 'd', f.qm, ready_first)
+    if f.stage then dequeue(B .. 'r:' .. f.stage, B .. 'd:' .. f.stage, f.qm, ready_first) end
   end
 end
 
