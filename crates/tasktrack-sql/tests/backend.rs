@@ -335,3 +335,45 @@ async fn postgres_batched_completion_equals_one_by_one() {
 async fn mysql_batched_completion_equals_one_by_one() {
     batched_completion_equals_one_by_one("mysql").await;
 }
+
+/// The store vacuums the task table itself every `vacuum_every` granted claims (the claim index
+/// would otherwise keep every claimed row version's entry; autovacuum is off on the test server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_vacuums_the_task_table_every_n_claims() {
+    let Some(s) = store("postgres").await else {
+        return;
+    };
+    let pg = tasktrack_sql::PgStore::connect(&format!("{}&vacuum_every=3", s.scratch.url))
+        .await
+        .unwrap();
+    let j = job();
+    let t0 = Timestamp::from_millis(1_800_000_000_000);
+    pg.create(&j, &ids(4), CreateMode::SkipExisting, t0)
+        .await
+        .unwrap();
+    // The task table is named like the view, without its final "s".
+    let table = pg.view_name().strip_suffix("tasks").unwrap().to_string() + "task";
+    let vacuums = || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = $1::regclass",
+        )
+        .bind(&table)
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+        n
+    };
+    let req = ClaimNext::new("w", LEASE).with_limit(2);
+    assert_eq!(pg.claim_next(&j, &req, t0).await.unwrap().len(), 2);
+    assert_eq!(vacuums().await, 0, "2 claims: not due yet");
+    assert_eq!(pg.claim_next(&j, &req, t0).await.unwrap().len(), 2);
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = vacuums().await;
+        if seen > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, 1, "the 3rd claim made one vacuum due");
+}

@@ -60,27 +60,10 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
 }
 
 /// The store URL as the driver expects it: `mariadb://` spelled `mysql://`, tasktrack's own
-/// parameters removed.
+/// parameters removed (the same ones as on PostgreSQL).
 fn driver_url(url: &str) -> String {
-    let url = match url.strip_prefix("mariadb://") {
-        Some(rest) => format!("mysql://{rest}"),
-        None => url.to_string(),
-    };
-    let (base, query) = url.split_once('?').unwrap_or((&url, ""));
-    let ours = [
-        "pool_size",
-        "statement_timeout",
-        "connect_timeout",
-        "schema",
-        "table_prefix",
-    ];
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.is_empty() && !ours.contains(&p.split('=').next().unwrap_or("")))
-        .collect();
-    if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
+    match url.strip_prefix("mariadb://") {
+        Some(rest) => super::postgres::driver_url(&format!("mysql://{rest}")),
+        None => super::postgres::driver_url(url),
     }
 }

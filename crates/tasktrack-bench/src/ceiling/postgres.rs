@@ -62,8 +62,9 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
     Ok(rate)
 }
 
-/// The store URL without the parameters only tasktrack understands (`pool_size`, `schema`, …).
-fn driver_url(url: &str) -> String {
+/// The store URL without the parameters only tasktrack understands (`pool_size`, `schema`, …);
+/// the MySQL ceiling uses it too.
+pub(super) fn driver_url(url: &str) -> String {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let ours = [
         "pool_size",
@@ -71,6 +72,7 @@ fn driver_url(url: &str) -> String {
         "connect_timeout",
         "schema",
         "table_prefix",
+        "vacuum_every",
     ];
     let kept: Vec<&str> = query
         .split('&')

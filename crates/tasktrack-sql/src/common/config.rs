@@ -12,6 +12,7 @@ use tasktrack_core::{Error, Result};
 /// | `connect_timeout` | `10s` | how long to wait for a pooled connection |
 /// | `schema` | `public` (PostgreSQL only) | the schema holding the tables |
 /// | `table_prefix` | `tasktrack_` | prefix of every table, view and trigger name |
+/// | `vacuum_every` | 10000 (PostgreSQL only) | claims between two `VACUUM`s of the task table the store runs itself; `0`: never |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The URL with this crate's parameters removed, as the driver expects it.
@@ -28,6 +29,8 @@ pub struct Config {
     pub schema: Option<String>,
     /// Table name prefix.
     pub table_prefix: String,
+    /// PostgreSQL: granted claims between two vacuums of the task table (0: never).
+    pub vacuum_every: u64,
 }
 
 impl Config {
@@ -52,6 +55,7 @@ impl Config {
             connect_timeout: Duration::from_secs(10),
             schema: None,
             table_prefix: "tasktrack_".to_string(),
+            vacuum_every: 10_000,
         };
         let mut kept = Vec::new();
         for (k, v) in parsed.query_pairs() {
@@ -69,6 +73,13 @@ impl Config {
                 }
                 "schema" => config.schema = Some(identifier("schema", &v)?),
                 "table_prefix" => config.table_prefix = identifier("table_prefix", &v)?,
+                "vacuum_every" => {
+                    config.vacuum_every = v.parse().map_err(|_| {
+                        Error::invalid(format!(
+                            "vacuum_every must be a number of claims, got {v:?}"
+                        ))
+                    })?;
+                }
                 _ => kept.push((k.into_owned(), v.into_owned())),
             }
         }
@@ -120,7 +131,7 @@ mod tests {
     #[test]
     fn strips_our_parameters_and_keeps_the_drivers() {
         let c = Config::parse(
-            "postgres://u@db.example:6543/app?sslmode=disable&pool_size=4&statement_timeout=2s&schema=jobs&table_prefix=tt_",
+            "postgres://u@db.example:6543/app?sslmode=disable&pool_size=4&statement_timeout=2s&schema=jobs&table_prefix=tt_&vacuum_every=0",
             5432,
         )
         .unwrap();
@@ -129,6 +140,7 @@ mod tests {
         assert_eq!(c.statement_timeout, Duration::from_secs(2));
         assert_eq!(c.schema.as_deref(), Some("jobs"));
         assert_eq!(c.table_prefix, "tt_");
+        assert_eq!(c.vacuum_every, 0);
         assert_eq!(
             c.driver_url,
             "postgres://u@db.example:6543/app?sslmode=disable"
@@ -148,5 +160,6 @@ mod tests {
         assert!(Config::parse("postgres://h/d?table_prefix=A", 5432).is_err());
         assert!(Config::parse("postgres://h/d?pool_size=0", 5432).is_err());
         assert!(Config::parse("postgres://h/d?statement_timeout=3h", 5432).is_err());
+        assert!(Config::parse("postgres://h/d?vacuum_every=often", 5432).is_err());
     }
 }

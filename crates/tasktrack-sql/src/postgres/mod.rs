@@ -18,6 +18,7 @@
 
 mod docs;
 mod rows;
+mod vacuum;
 
 pub(crate) use rows::FIELDS;
 
@@ -98,6 +99,8 @@ pub struct PgStore {
     /// `"schema".prefix`, for statements built at run time.
     t: String,
     q: Arc<Queries>,
+    /// When the store vacuums the task table next (`vacuum.rs`).
+    housekeeping: Arc<vacuum::Housekeeping>,
 }
 
 impl PgStore {
@@ -129,6 +132,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             endpoint,
+            housekeeping: Arc::new(vacuum::Housekeeping::new(config.vacuum_every)),
             q: Arc::new(Queries::new(&t, &prefix)),
             schema,
             prefix,
@@ -144,22 +148,6 @@ impl PgStore {
     /// The qualified name of the analytics view (`"public".tasktrack_tasks` by default).
     pub fn view_name(&self) -> String {
         format!("{}tasks", self.t)
-    }
-
-    /// `VACUUM (ANALYZE)` of the task, counter and job tables: removes dead row versions (and the
-    /// claim index's entries for them). Autovacuum does this on a stock server; where it is off,
-    /// call this after large drains or purges (see `docs/backends/postgres.md`). Takes no lock
-    /// that blocks claims or completions.
-    pub async fn vacuum(&self) -> Result<()> {
-        let sql = format!(
-            "VACUUM (ANALYZE) {t}task, {t}task_count, {t}job",
-            t = self.t
-        );
-        sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.err(&e))?;
-        Ok(())
     }
 
     /// Runs one statement, re-running it if the server rolled it back (see [`retrying`]).
@@ -472,6 +460,7 @@ impl Store for PgStore {
                 break;
             }
         }
+        self.note_claims(won.len());
         Ok(won)
     }
     async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
