@@ -24,9 +24,9 @@
 //! `replaceOne({_id, version}, new)`, where `new` comes from the pure rule of
 //! `tasktrack_core::lifecycle` applied in Rust to the document as read. A writer that lost a
 //! race matches nothing and re-reads; no rule is restated on the server.
-//! - `claim_next` ([`native`]): one sorted `find` of the first n claimable tasks on the
-//!   partial `claim` index, then one conditional replace per candidate. Two workers can never
-//!   both win a task: the second one's version no longer matches.
+//! - `claim_next` ([`native`]): one sorted `find` of the first 4n claimable tasks (the
+//!   partial `claim` index on MongoDB), then one conditional replace per candidate until n are
+//!   won. Two workers can never both win a task: the second one's version no longer matches.
 //! - `succeed_many` ([`native`]): one `find` of the whole batch by `_id`, then the conditional
 //!   replaces sent concurrently; a task that moved meanwhile takes the single-task path.
 //! - Everything else (`succeed`, claim by id, heartbeat, fail, release, patch, admin moves,
@@ -45,7 +45,9 @@
 //!   and `claim_by_stage` (job, stage, priority desc, claim_at, id), both *partial* on
 //!   `claim_at` existing, so claims walk only claimable tasks, never finished ones; `list`
 //!   (job, updated_at, id) and `list_by_status` (job, status, updated_at, id) for keyset
-//!   pagination; `counts` (job, stage, status). Keys are unique per (job, id) through `_id`.
+//!   pagination; `counts` (job, stage, status); `claimable` (claim_at, *sparse*), from which
+//!   SecantusDB, which cannot walk `claim` in sort order, fetches a claim's candidates. Keys are
+//!   unique per (job, id) through `_id`.
 //! - A job document is the job's JSON form with `_id` = its name, indexed by `state`.
 //!
 //! # Limits
