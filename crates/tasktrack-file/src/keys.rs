@@ -14,6 +14,11 @@
 //!   case therefore decode to the same key: they *are* the same key.
 //! - **Normalisation safe**: non-ASCII bytes are encoded, so names are pure ASCII and no file
 //!   system rewrites them; `é` (NFC) and `e\u{301}` (NFD) stay two keys.
+//! - **Portable to Windows**: Windows reserves the device names `CON`, `PRN`, `AUX`, `NUL`,
+//!   `COM0`–`COM9` and `LPT0`–`LPT9` in every directory, in any case and with any extension
+//!   (`con.json` is the console). A name that would be one of them has its first letter
+//!   escaped too (`con` → `%63on.json`); a letter is never escaped otherwise, so this stays
+//!   injective. (Trailing dots and spaces, which Windows strips, are always escaped.)
 //! - **Short**: an encoding longer than [`MAX_PLAIN`] bytes is cut to a prefix and suffixed with
 //!   `~` and the SHA-256 of the whole key. `~` never appears in a plain name, so the two forms
 //!   never collide; the full key is kept inside the JSON and checked on every read.
@@ -63,6 +68,9 @@ const PREFIX: usize = 80;
 /// The file-system-safe name of a job name or task id (without extension).
 pub fn encode(key: &str) -> String {
     let plain: String = utf8_percent_encode(key, ENCODED).collect();
+    if is_windows_device(&plain) {
+        return escape_first_letter(&plain);
+    }
     if plain.len() <= MAX_PLAIN {
         return plain;
     }
@@ -83,6 +91,22 @@ pub fn encode(key: &str) -> String {
         let _ = write!(name, "{byte:02x}");
     }
     name
+}
+
+/// Whether `name` (an encoding: lower-case letters only) is a device name Windows reserves.
+fn is_windows_device(name: &str) -> bool {
+    let numbered = |prefix| {
+        name.strip_prefix(prefix)
+            .is_some_and(|n| n.len() == 1 && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    matches!(name, "con" | "prn" | "aux" | "nul") || numbered("com") || numbered("lpt")
+}
+
+/// `con` → `%63on`: the first character (an ASCII letter) as an escape.
+fn escape_first_letter(name: &str) -> String {
+    let mut chars = name.chars();
+    let first = chars.next().map_or(0, u32::from);
+    format!("%{first:02X}{}", chars.as_str())
 }
 
 #[cfg(test)]
@@ -116,6 +140,26 @@ mod tests {
         assert_eq!(encode("100%"), "100%25");
         for k in ["..", ".", "/", "\\", "\0", "%", "%25", "a/../b", "~x", " "] {
             assert_safe(&encode(k));
+        }
+    }
+
+    #[test]
+    fn windows_device_names_are_escaped() {
+        assert_eq!(encode("con"), "%63on");
+        assert_eq!(encode("CON"), "%43%4F%4E");
+        assert_eq!(encode("nul"), "%6Eul");
+        assert_eq!(encode("com1"), "%63om1");
+        assert_eq!(encode("lpt9"), "%6Cpt9");
+        assert_eq!(encode("aux.txt"), "aux%2Etxt");
+        // Not devices: kept as they are.
+        assert_eq!(encode("com10"), "com10");
+        assert_eq!(encode("console"), "console");
+        assert_eq!(encode("comx"), "comx");
+        // Still injective: the key that looks like the escape is escaped itself.
+        assert_eq!(encode("%63on"), "%2563on");
+        for k in ["con", "prn", "aux", "nul", "com0", "com9", "lpt1"] {
+            assert_safe(&encode(k));
+            assert!(!is_windows_device(&encode(k).to_lowercase()), "{k}");
         }
     }
 

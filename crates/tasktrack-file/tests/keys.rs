@@ -58,6 +58,13 @@ fn awkward_ids() -> Vec<String> {
         format!("{}y", "x".repeat(511)),
         "é".repeat(256),
         "ok-id_1".into(),
+        "con".into(),
+        "CON".into(),
+        "nul".into(),
+        "aux.json".into(),
+        "com1".into(),
+        "LPT9".into(),
+        "%63on".into(),
     ]
 }
 
@@ -67,7 +74,17 @@ async fn awkward_ids_and_jobs_stay_inside_the_directory_and_never_collide() {
     let root = outer.path().join("store");
     let store = open(&root).await;
     let ids = awkward_ids();
-    let jobs = ["..", "../outside", "/abs", "J", "j", "%", &"j".repeat(512)];
+    let jobs = [
+        "..",
+        "../outside",
+        "/abs",
+        "J",
+        "j",
+        "%",
+        &"j".repeat(512),
+        "con",
+        "nul",
+    ];
     for job in jobs {
         let job = JobName::new(job).unwrap();
         let tasks: Vec<NewTask> = ids
@@ -116,6 +133,18 @@ async fn awkward_ids_and_jobs_stay_inside_the_directory_and_never_collide() {
                 name.is_ascii() && !name.contains(['/', '\\', '\0']),
                 "{name}"
             );
+        }
+    }
+    // No name is one of Windows' device names (in any case, before any extension).
+    for path in files(&root) {
+        for part in path.strip_prefix(&root).unwrap().components() {
+            let name = part.as_os_str().to_str().unwrap().to_lowercase();
+            let stem = name.split('.').next().unwrap();
+            let device = ["con", "prn", "aux", "nul"].contains(&stem)
+                || ((stem.starts_with("com") || stem.starts_with("lpt"))
+                    && stem.len() == 4
+                    && stem.as_bytes()[3].is_ascii_digit());
+            assert!(!device, "{} is a Windows device name", path.display());
         }
     }
     // Case-folded names are distinct too, so a case-insensitive file system keeps them apart.
