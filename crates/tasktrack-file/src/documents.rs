@@ -204,6 +204,7 @@ impl Documents for FileDocuments {
         // record, which `read_task` reports as corrupt, and a second read finds the current file.
         let key = key.clone();
         self.run(move |inner| {
+            inner.slot(&key.job).catch_up_once(inner.durability)?;
             let paths = inner.paths(&key.job);
             let mut attempt = 0;
             let task = loop {

@@ -208,6 +208,21 @@ pub fn sync_dirs(dirs: &[&Path], durability: Durability) -> Result<()> {
     }
 }
 
+/// Makes everything written to the file system holding `dir` durable (Linux `syncfs`), before a
+/// journal snapshot drops the records that could restore the task files. Elsewhere every
+/// transaction fsyncs its task files itself, so there is nothing to do.
+pub fn sync_filesystem(dir: &Path) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let handle = File::open(dir).map_err(|e| io_error("opening", dir, e))?;
+        rustix::fs::syncfs(&handle)
+            .map_err(|e| io_error("syncing the file system of", dir, e.into()))?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = dir;
+    Ok(())
+}
+
 /// Creates `dir` and its parents.
 pub fn create_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| io_error("creating directory", dir, e))

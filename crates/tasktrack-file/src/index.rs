@@ -52,8 +52,12 @@ impl Entry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Record {
-    /// The task file now says this (or is about to: until the next `commit`, an intent).
+    /// The task file says this: a snapshot's line, written only once every task file is on disk.
     Put(Entry),
+    /// The task file now says this, in full (or is about to: until the next `commit`, an
+    /// intent). Every transaction writes these, so the journal can restore any task file whose
+    /// write a power loss undid (see [`crate::journal`]).
+    Write(Box<Task>),
     /// The task file is gone (or about to be).
     Delete {
         /// The task id.
@@ -100,12 +104,8 @@ impl JobIndex {
     pub fn apply(&mut self, record: Record) {
         self.lines += 1;
         match record {
-            Record::Put(entry) => {
-                self.open = true;
-                self.uncommitted.push(entry.id.clone());
-                self.remove(&entry.id);
-                self.insert(entry);
-            }
+            Record::Write(task) => self.put(Entry::of(&task)),
+            Record::Put(entry) => self.put(entry),
             Record::Delete { id } => {
                 self.open = true;
                 self.uncommitted.push(id.clone());
@@ -117,6 +117,14 @@ impl JobIndex {
                 self.uncommitted.clear();
             }
         }
+    }
+
+    /// Records that the task's file says `entry` (as part of the open transaction).
+    fn put(&mut self, entry: Entry) {
+        self.open = true;
+        self.uncommitted.push(entry.id.clone());
+        self.remove(&entry.id);
+        self.insert(entry);
     }
 
     fn insert(&mut self, entry: Entry) {

@@ -2,27 +2,30 @@
 //! files across processes, and the transaction that changes both.
 //!
 //! # The protocol
-//! Every change happens under the job's advisory lock (`lock`, an `flock`), in five steps:
+//! Every change happens under the job's advisory lock (`lock`, an `flock`), in four steps:
 //!
-//! 1. append the new index records to `index.log` (an *intent*),
+//! 1. append the transaction's records to `index.log` — an *intent* holding every new task in
+//!    full (`{"write": {…task…}}`) — and fsync it,
 //! 2. write each new task file into `scratch/`,
-//! 3. fsync those files (in parallel, so they share the file system's journal commits), and the
-//!    journal too on systems without a boot id (see below),
-//! 4. rename each file over the real one (on Linux, exchange it: see `fsio::exchange`),
-//! 5. append a `commit` line, release the lock, fsync the `tasks/` directory, and only then
-//!    answer the caller.
+//! 3. rename each file over the real one (on Linux, exchange it: see `fsio::exchange`),
+//! 4. append a `commit` line (not fsynced), release the lock, and answer the callers.
 //!
-//! Step 5 fsyncs the directory after the lock is released, so the lock is held for one round of
-//! fsyncs, not two. That is safe because a directory fsync makes every earlier rename in it
-//! durable: a later transaction that read these files answers only after its own directory
-//! fsync, which covers them too. (Job records, in the job's own directory, are synced under the
-//! lock.) Under relaxed durability nothing is fsynced.
+//! On Linux (where the kernel's boot id is known, see [`boot_id`]) the fsync of step 1 is the
+//! only one: the journal is the commit record, as in a database's write-ahead log. A transaction
+//! therefore costs one fsync of one file, however many tasks it writes, where replacing files
+//! durably costs an fsync of each file and of their directory (two rounds of disk flushes). The
+//! task files are not fsynced because a killed process cannot lose them (the page cache outlives
+//! it) and a power loss or kernel crash — a reboot — is repaired from the journal: its header
+//! records the boot that wrote it, and the first process of a new boot to touch the job rewrites
+//! (and fsyncs) every task file from its last record since the snapshot, then rebuilds the index
+//! from the files. Nothing acknowledged is missing from that journal: a transaction answers only
+//! after its fsync, which also covers every earlier line; and no task file changes before its
+//! record is on disk. Reading stops at the first line a power loss mangled: nothing after it was
+//! acknowledged. Job records (rare) are fsynced with their directory under the lock.
 //!
-//! The journal lines are not fsynced where the kernel's boot id is known (Linux): only a reboot
-//! (power loss, kernel crash) can lose what the page cache holds, and the header records the
-//! boot that wrote the journal, so the first process of a new boot rebuilds the index from the
-//! task files (which are fsynced) instead of trusting it. Elsewhere the intent is fsynced with
-//! the files in step 3.
+//! Where no boot id is available, the intent, the new files and the `tasks/` directory are
+//! fsynced in step 1–3 (files in parallel, so they share the file system's journal commits).
+//! Under relaxed durability nothing is fsynced.
 //!
 //! A process killed anywhere in this sequence leaves records after the last `commit`. The lock
 //! dies with the process, so the next holder sees that unfinished tail, re-reads the task files
@@ -32,13 +35,15 @@
 //!
 //! Each process keeps the index in memory and, on taking the lock, reads only the journal lines
 //! appended since it last looked. When the journal grows past twice the number of tasks, the
-//! holder rewrites it as a snapshot (one line per task) under a new generation id, which tells the
-//! other processes to re-read it from the top. A missing `index.log` is rebuilt from the task files.
+//! holder rewrites it as a snapshot (one index entry per task) under a new generation id, which
+//! tells the other processes to re-read it from the top. The snapshot drops the full records, so
+//! it is written only after a `syncfs` of the file system has put every task file on disk. A missing `index.log` is rebuilt from the task files.
 
 use crate::fsio::{self, Durability, corrupt, io_error};
 use crate::index::{Entry, JobIndex, Record};
 use crate::keys::encode;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -220,6 +225,7 @@ pub(crate) fn catch_up(
     if let Some(boot) = boot_id()
         && header.boot.as_deref() != Some(boot)
     {
+        roll_forward(paths, &mut file, header_len)?;
         return rebuild(
             paths,
             index,
@@ -286,7 +292,8 @@ fn recover(
     let mut records = Vec::with_capacity(ids.len() + 1);
     for id in ids {
         records.push(match paths.read_task(&id)? {
-            Some(task) => Record::Put(Entry::of(&task)),
+            // In full, like every transaction's records: a later roll-forward needs the content.
+            Some(task) => Record::Write(Box::new(task)),
             None => Record::Delete { id },
         });
     }
@@ -325,6 +332,50 @@ pub(crate) fn append(
         index.apply(record);
     }
     Ok(())
+}
+
+/// After a reboot, restores every task file from its last record in the journal: the one
+/// fsynced record of the transactions since the last snapshot (see the module docs). Reading
+/// stops at the first line that does not parse: a power loss may have kept only part of the last
+/// appends, and nothing after a lost line was acknowledged (a transaction answers only once an
+/// fsync of the whole journal, earlier lines included, has returned). Returns how many files it
+/// rewrote or removed.
+fn roll_forward(paths: &JobPaths, file: &mut File, header_len: u64) -> Result<usize> {
+    let path = &paths.journal;
+    let mut body = Vec::new();
+    file.seek(SeekFrom::Start(header_len))
+        .map_err(|e| io_error("reading", path, e))?;
+    file.read_to_end(&mut body)
+        .map_err(|e| io_error("reading", path, e))?;
+    let mut latest: BTreeMap<TaskId, Option<Task>> = BTreeMap::new();
+    for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        match serde_json::from_slice::<Record>(line) {
+            Ok(Record::Write(task)) => drop(latest.insert(task.id.clone(), Some(*task))),
+            Ok(Record::Delete { id }) => drop(latest.insert(id, None)),
+            // A snapshot's entries describe files already on disk; job records are fsynced.
+            Ok(Record::Put(_) | Record::Job | Record::Commit) => {}
+            Err(_) => break,
+        }
+    }
+    if latest.is_empty() {
+        return Ok(0);
+    }
+    tracing::warn!(job = %paths.job, tasks = latest.len(), "restoring task files from index.log after a reboot");
+    fsio::create_dir(&paths.scratch)?;
+    for (id, task) in &latest {
+        let target = paths.task(id);
+        match task {
+            Some(task) => {
+                let bytes = fsio::to_document(&target, task)?;
+                let (scratch, handle) = fsio::write_scratch(&paths.scratch, &bytes)?;
+                fsio::sync_parallel(&[(&scratch, &handle)])?;
+                fsio::rename(&scratch, &target)?;
+            }
+            None => fsio::remove(&target)?,
+        }
+    }
+    fsio::sync_dir(&paths.tasks, Durability::Full)?;
+    Ok(latest.len())
 }
 
 /// Rebuilds the index from the task files (a missing or damaged journal) and returns the new
@@ -395,6 +446,11 @@ pub(crate) fn snapshot(
     serde_json::to_writer(&mut buf, &Record::Commit).map_err(to_json)?;
     buf.push(b'\n');
     let lines = entries.len() as u64 + 2;
+    // The snapshot drops the full records that could restore the task files after a power
+    // loss, so the files themselves must be on disk first.
+    if durability == Durability::Full {
+        fsio::sync_filesystem(&paths.tasks)?;
+    }
     // Also the moment to drop the recycled inodes that killed processes left behind (live ones
     // fall back to fresh files).
     fsio::clear_scratch(&paths.scratch)?;

@@ -38,21 +38,23 @@
 //!
 //! `index.log` starts with a header line (`format`, `schema`, `generation`), then one record per
 //! line: `{"put": {id, version, status, stage, priority, claimable_at, updated_at}}`,
-//! `{"delete": {"id": …}}`, `"job"`, and `"commit"` closing each transaction. It is derived
-//! data: delete it and the next process rebuilds it from the task files.
+//! `{"write": {…the whole task…}}`, `{"delete": {"id": …}}`, `"job"`, and `"commit"` closing
+//! each transaction (`put` lines are a snapshot's, `write` lines a transaction's). Delete it and
+//! the next process rebuilds it from the task files.
 //!
 //! # Atomicity
 //! Every change of a job (create, claim, succeed, any write) holds the job's `lock` (an `flock`
 //! through `fs4`, plus a mutex within the process) around its read-check-write. A task file is
-//! never written in place: the new content goes to `scratch/`, is fsynced and renamed over the
+//! never written in place: the new content goes to `scratch/`, is renamed over the
 //! old file (on Linux *exchanged* with it, `renameat2(RENAME_EXCHANGE)`, so that the old inode is
 //! reused for a later write instead of freed: ext4's inode allocation was half the CPU of a
-//! write), and the directory is fsynced before the caller is answered, so a reader (and a
-//! crash) sees the old or the new record, never part of one. The journal records an intent
-//! before the renames and a `commit` after; a writer killed in between leaves an open
-//! transaction that the next lock holder finishes by re-reading the few task files it names (see
-//! [`journal`], which also explains why the directory fsync may follow the unlock and why, on
-//! Linux, the journal is rebuilt after a reboot instead of being fsynced).
+//! write), so a reader (and a killed process) sees the old or the new record, never part of
+//! one. The journal records an intent, holding each new task in full, before the renames and a
+//! `commit` after; a writer killed in between leaves an open transaction that the next lock
+//! holder finishes by re-reading the few task files it names. On Linux the intent is the one
+//! thing fsynced (the journal is a write-ahead log: after a reboot it restores any task file a
+//! power loss undid), so a transaction costs one fsync; elsewhere the files and their directory
+//! are fsynced too (see [`journal`]).
 //!
 //! Conditional writes compare the task's `version` under the lock, so the generic
 //! compare-and-swap adapter of `tasktrack-core` gives every rule. The hot paths — `claim_next`
@@ -70,10 +72,11 @@
 //! - One machine: advisory locks are not reliable over network file systems (NFS, SMB). Use a
 //!   server backend to share work between machines.
 //! - Changes within one job are serialized by its lock (jobs are independent). A transaction
-//!   holds the lock for one round of fsyncs (its files, in parallel) and fsyncs the directory
-//!   after; every write batched into it shares both. Processes do not batch with each other.
-//! - After a reboot, the first process to touch a job rebuilds its index from the task files
-//!   (Linux; reading every file of the job once). See `docs/benchmarks/file.md` for measured figures.
+//!   holds the lock for one fsync (of the journal, on Linux); every write batched into it
+//!   shares it. Processes do not batch with each other.
+//! - After a reboot, the first process to touch a job restores the task files from the journal
+//!   and rebuilds its index from them (Linux; reading every file of the job once). Until a
+//!   process has touched the job, `cat` may show a file as it was before the last changes. See `docs/benchmarks/file.md` for measured figures.
 //! - Each process keeps each job's index in memory (~200 bytes a task) and replays the journal
 //!   once when it first touches the job: about a second at 100,000 tasks.
 //! - `counts` and `claim_next` read the index only (O(statuses) and O(claimed)); `list` filters

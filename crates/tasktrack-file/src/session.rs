@@ -12,11 +12,12 @@
 //! running its operations one after the other.
 
 use crate::fsio::{self, Durability, io_error};
-use crate::index::{Entry, JobIndex, Record};
+use crate::index::{JobIndex, Record};
 use crate::journal::{self, Change, JobPaths};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, mpsc};
 use tasktrack_core::{Error, Job, Result, Task, TaskId};
 
@@ -48,6 +49,9 @@ struct Queued {
 /// operations waiting for the lock.
 pub struct Slot {
     paths: JobPaths,
+    /// Whether this process has read the job's journal under its lock at least once; after a
+    /// reboot that first look is also what restores the task files (see [`journal::catch_up`]).
+    caught_up: AtomicBool,
     state: Mutex<SlotState>,
     queue: Mutex<Queue>,
 }
@@ -112,6 +116,7 @@ impl Slot {
     pub fn new(paths: JobPaths) -> Self {
         Slot {
             paths,
+            caught_up: AtomicBool::new(false),
             state: Mutex::new(SlotState::default()),
             queue: Mutex::new(Queue::default()),
         }
@@ -141,19 +146,21 @@ impl Slot {
         f: impl FnOnce(&mut Session<'_>) -> Result<T>,
     ) -> Result<Option<T>> {
         let mut state = self.state();
-        let done = self.session(&mut state, access, durability, |s| {
+        self.session(&mut state, access, durability, |s| {
             let value = f(s)?;
-            let later = s.flush()?;
-            Ok((value, later))
-        })?;
-        drop(state);
-        match done {
-            None => Ok(None),
-            Some((value, later)) => {
-                sync_later(later, durability)?;
-                Ok(Some(value))
-            }
+            s.flush()?;
+            Ok(value)
+        })
+    }
+
+    /// Makes sure this process has looked at the job's journal once before it reads task files
+    /// without the lock: after a reboot, that first look restores the files a power loss undid.
+    /// Blocking: call from `spawn_blocking`.
+    pub fn catch_up_once(&self, durability: Durability) -> Result<()> {
+        if !self.caught_up.load(Ordering::Acquire) {
+            self.with_lock(Access::Existing, durability, |_| Ok(()))?;
         }
+        Ok(())
     }
 
     /// Like [`Slot::with_lock`] with [`Access::Existing`], but batched with the concurrent
@@ -224,7 +231,6 @@ impl Slot {
         drop(state);
         match outcome {
             Ok(Some(committed)) => {
-                let committed = committed.and_then(|later| sync_later(later, durability));
                 for finish in finishers {
                     finish(committed.clone());
                 }
@@ -279,6 +285,7 @@ impl Slot {
         fs4::FileExt::lock(lock_file).map_err(|e| io_error("locking", &self.paths.lock, e))?;
         let _unlock = Unlock(lock_file);
         let journal = journal::catch_up(&self.paths, index, durability)?;
+        self.caught_up.store(true, Ordering::Release);
         let mut session = Session {
             paths: &self.paths,
             index,
@@ -290,14 +297,6 @@ impl Slot {
             job_overlay: None,
         };
         f(&mut session).map(Some)
-    }
-}
-
-/// The directory fsync a transaction left for after the lock (see [`Session::flush`]).
-fn sync_later(dir: Option<PathBuf>, durability: Durability) -> Result<()> {
-    match dir {
-        Some(dir) => fsio::sync_dir(&dir, durability),
-        None => Ok(()),
     }
 }
 
@@ -345,109 +344,62 @@ impl Session<'_> {
         self.staged.extend(changes);
     }
 
-    /// Commits the staged changes in one transaction (see [`crate::journal`]).
+    /// Commits the staged changes in one transaction (see [`crate::journal`] for why each
+    /// step is there).
     ///
     /// Under full durability on a machine whose boot is known ([`journal::boot_id`]), the
-    /// journal is not fsynced (a reboot rebuilds it) and the fsync of the `tasks/` directory is
-    /// returned to be done *after* the lock is released, before the callers are answered. That is
-    /// safe because a directory fsync makes every earlier rename in it durable: a later
-    /// transaction that builds on these renames answers only after its own fsync, which covers
-    /// them. The lock is then held for one round of fsyncs instead of two.
-    fn flush(&mut self) -> Result<Option<PathBuf>> {
+    /// journal is the commit record: the intent holds every new task in full and is the one
+    /// thing fsynced, so a transaction costs one fsync however many tasks it writes. The task
+    /// files are then replaced without fsync (a killed process loses nothing: the page cache
+    /// outlives it), and after a reboot the journal restores any of them a power loss undid.
+    /// Elsewhere the files and the `tasks/` directory are fsynced as well.
+    fn flush(&mut self) -> Result<()> {
         self.overlay.clear();
         self.job_overlay = None;
         let changes = std::mem::take(&mut self.staged);
         if changes.is_empty() {
-            return Ok(None);
+            return Ok(());
         }
         let full = self.durability == Durability::Full;
-        let pipelined = full && journal::boot_id().is_some();
+        let journalled = full && journal::boot_id().is_some();
         // Serialize first: nothing may fail between the intent and the renames but I/O.
-        let mut writes: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::with_capacity(changes.len());
+        let mut writes = Vec::with_capacity(changes.len());
         let mut intents = Vec::with_capacity(changes.len());
         for change in changes {
-            let (path, record, bytes) = match change {
-                Change::Put(task) => {
-                    let path = self.paths.task(&task.id);
-                    let bytes = fsio::to_document(&path, &task)?;
-                    (path, Record::Put(Entry::of(&task)), Some(bytes))
-                }
-                Change::Delete(id) => (self.paths.task(&id), Record::Delete { id }, None),
-                Change::PutJob(job) => {
-                    let path = self.paths.job_file.clone();
-                    let bytes = fsio::to_document(&path, &job)?;
-                    (path, Record::Job, Some(bytes))
-                }
-                Change::DeleteJob => (self.paths.job_file.clone(), Record::Job, None),
-            };
-            writes.push((path, bytes));
+            let (write, record) = self.prepare(change)?;
+            writes.push(write);
             intents.push(record);
         }
-        // 1. The intent, 2. the new files, written but not yet synced...
+        // 1. The intent (durable at once when it is the commit record).
         journal::append(
             &self.paths.journal,
             &mut self.journal,
             self.index,
             intents,
-            false,
+            journalled,
         )?;
-        let mut scratch = Vec::new();
-        for (path, bytes) in &writes {
-            if let Some(bytes) = bytes {
-                let reused = match self.recycled.pop() {
-                    Some(old) => fsio::rewrite_scratch(&old, bytes)?.map(|file| (old, file)),
-                    None => None,
-                };
-                let file = match reused {
-                    Some(file) => file,
-                    None => fsio::write_scratch(&self.paths.scratch, bytes)?,
-                };
-                scratch.push((file, path.clone()));
-            }
-        }
-        // ...then synced together: concurrent fsyncs share the file system's journal commits.
+        // 2. The new files, written into scratch files...
+        let scratch = self.write_scratch_files(&writes)?;
+        // ...and fsynced together where the journal does not stand in for them: the job record
+        // always (rare, and not in the journal), the tasks too without a commit record.
         if full {
             let mut files: Vec<(&Path, &File)> = Vec::new();
-            if !pipelined {
+            if !journalled {
                 files.push((&self.paths.journal, &self.journal));
             }
-            files.extend(scratch.iter().map(|((p, f), _)| (p.as_path(), f)));
+            let must_sync = |to: &Path| !journalled || !self.is_task_file(to);
+            files.extend(
+                scratch
+                    .iter()
+                    .filter(|(_, to)| must_sync(to))
+                    .map(|((p, f), _)| (p.as_path(), f)),
+            );
             fsio::sync_parallel(&files)?;
         }
         // 3. The renames (and removals), made durable by syncing their directories.
-        let (mut tasks_dir, mut job_dir) = (false, false);
-        let mut renames = scratch.iter();
-        for (path, bytes) in &writes {
-            match bytes {
-                Some(_) => {
-                    if let Some(((from, _), to)) = renames.next() {
-                        // Tasks only: the job record keeps plain renames (it changes rarely).
-                        if to.parent() == Some(self.paths.tasks.as_path())
-                            && fsio::exchange(from, to)?
-                        {
-                            if self.recycled.len() < MAX_RECYCLED {
-                                self.recycled.push(from.clone());
-                            } else {
-                                fsio::remove(from)?;
-                            }
-                        } else {
-                            fsio::rename(from, to)?;
-                        }
-                    }
-                }
-                None => fsio::remove(path)?,
-            }
-            if path.parent() == Some(self.paths.tasks.as_path()) {
-                tasks_dir = true;
-            } else {
-                job_dir = true;
-            }
-        }
-        let mut later = None;
+        let (tasks_dir, job_dir) = self.replace_files(&writes, &scratch)?;
         let mut dirs = Vec::new();
-        if tasks_dir && pipelined {
-            later = Some(self.paths.tasks.clone());
-        } else if tasks_dir {
+        if tasks_dir && !journalled {
             dirs.push(self.paths.tasks.as_path());
         }
         if job_dir {
@@ -466,6 +418,96 @@ impl Session<'_> {
         if self.index.lines > 2 * self.index.len() as u64 + journal::COMPACT_SLACK {
             journal::snapshot(self.paths, self.index, self.durability)?;
         }
-        Ok(later)
+        Ok(())
+    }
+
+    fn is_task_file(&self, path: &Path) -> bool {
+        path.parent() == Some(self.paths.tasks.as_path())
+    }
+
+    /// A change's file write (its path, and new content unless it is a removal) and its journal
+    /// record.
+    fn prepare(&self, change: Change) -> Result<(Write, Record)> {
+        Ok(match change {
+            Change::Put(task) => {
+                let path = self.paths.task(&task.id);
+                let bytes = fsio::to_document(&path, &task)?;
+                ((path, Some(bytes)), Record::Write(Box::new(task)))
+            }
+            Change::Delete(id) => ((self.paths.task(&id), None), Record::Delete { id }),
+            Change::PutJob(job) => {
+                let path = self.paths.job_file.clone();
+                let bytes = fsio::to_document(&path, &job)?;
+                ((path, Some(bytes)), Record::Job)
+            }
+            Change::DeleteJob => ((self.paths.job_file.clone(), None), Record::Job),
+        })
+    }
+
+    /// Writes each new content into a scratch file (a recycled inode when there is one) and
+    /// returns `((scratch path, handle), target)` pairs, in the order of `writes`.
+    fn write_scratch_files(&mut self, writes: &[Write]) -> Result<Vec<(Scratch, PathBuf)>> {
+        let mut scratch = Vec::new();
+        for (path, bytes) in writes {
+            if let Some(bytes) = bytes {
+                let reused = match self.recycled.pop() {
+                    Some(old) => fsio::rewrite_scratch(&old, bytes)?.map(|file| (old, file)),
+                    None => None,
+                };
+                let file = match reused {
+                    Some(file) => file,
+                    None => fsio::write_scratch(&self.paths.scratch, bytes)?,
+                };
+                scratch.push((file, path.clone()));
+            }
+        }
+        Ok(scratch)
+    }
+
+    /// Moves the scratch files into place and removes what `writes` removes. Returns whether
+    /// the `tasks/` directory and the job's directory changed.
+    fn replace_files(
+        &mut self,
+        writes: &[Write],
+        scratch: &[(Scratch, PathBuf)],
+    ) -> Result<(bool, bool)> {
+        let (mut tasks_dir, mut job_dir) = (false, false);
+        let mut renames = scratch.iter();
+        for (path, bytes) in writes {
+            match bytes {
+                Some(_) => {
+                    if let Some(((from, _), to)) = renames.next() {
+                        self.move_into_place(from, to)?;
+                    }
+                }
+                None => fsio::remove(path)?,
+            }
+            if self.is_task_file(path) {
+                tasks_dir = true;
+            } else {
+                job_dir = true;
+            }
+        }
+        Ok((tasks_dir, job_dir))
+    }
+
+    /// Renames `from` over `to`; a task file is exchanged instead, keeping the old inode for a
+    /// later write (the job record keeps plain renames: it changes rarely).
+    fn move_into_place(&mut self, from: &Path, to: &Path) -> Result<()> {
+        if self.is_task_file(to) && fsio::exchange(from, to)? {
+            if self.recycled.len() < MAX_RECYCLED {
+                self.recycled.push(from.to_path_buf());
+            } else {
+                fsio::remove(from)?;
+            }
+            return Ok(());
+        }
+        fsio::rename(from, to)
     }
 }
+
+/// A file to write: its path and new content (`None`: remove it).
+type Write = (PathBuf, Option<Vec<u8>>);
+
+/// A scratch file written and open: its path and handle.
+type Scratch = (PathBuf, File);

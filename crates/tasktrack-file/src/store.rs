@@ -17,6 +17,7 @@ use crate::journal::Change;
 use crate::session::Session;
 use async_trait::async_trait;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tasktrack_core::cas::{self, CasStore};
 use tasktrack_core::lifecycle::{self, ClaimDecision};
@@ -104,6 +105,38 @@ fn claim_next_locked(s: &mut Session<'_>, req: &ClaimNext, now: Timestamp) -> Re
     Ok(won)
 }
 
+/// Completes each `(position, lease, output)` of one job under its lock, staging every success
+/// in the same transaction. Every outcome, a failed read included, is that entry's own: nothing
+/// may fail after the first change is staged (see [`crate::session::Slot::batched`]).
+fn succeed_each_locked(
+    s: &mut Session<'_>,
+    done: Vec<(usize, Lease, Value)>,
+    now: Timestamp,
+) -> Vec<(usize, Result<Task>)> {
+    let mut results = Vec::with_capacity(done.len());
+    for (position, lease, output) in done {
+        let outcome = match s.read_task(&lease.key.id) {
+            Ok(Some(task)) => lifecycle::succeed(&task, &lease, output, now),
+            Ok(None) => Err(stale(&lease)),
+            Err(e) => Err(e),
+        };
+        if let Ok(task) = &outcome {
+            // Staged one by one: a later entry for the same task sees this one's change.
+            s.stage(vec![Change::Put(task.clone())]);
+        }
+        results.push((position, outcome));
+    }
+    results
+}
+
+/// The error for a lease whose task is gone.
+fn stale(lease: &Lease) -> Error {
+    Error::StaleLease {
+        key: lease.key.to_string(),
+        token: lease.token,
+    }
+}
+
 impl FileStore {
     /// Applies a lease holder's pure rule to the task under the job lock (batched). A task that
     /// is gone is [`Error::StaleLease`], as in the adapter.
@@ -112,11 +145,9 @@ impl FileStore {
         R: Send + 'static,
         F: FnOnce(&Task) -> Result<(Task, R)> + Send + 'static,
     {
-        let stale = || Error::StaleLease {
-            key: lease.key.to_string(),
-            token: lease.token,
-        };
-        self.under_lock(lease, rule).await?.ok_or_else(stale)
+        self.under_lock(lease, rule)
+            .await?
+            .ok_or_else(|| stale(lease))
     }
 
     /// Applies `rule` to the lease's task under the job lock (batched); `None` if it is gone.
@@ -218,6 +249,48 @@ impl Store for FileStore {
             both(lifecycle::succeed(t, &held, output, now))
         })
         .await
+    }
+    /// Native batch: the leases of each job complete in one transaction (one lock hold, one
+    /// journal fsync), instead of one per lease.
+    async fn succeed_many(
+        &self,
+        done: &[(Lease, Value)],
+        now: Timestamp,
+    ) -> Result<Vec<Result<Task>>> {
+        let mut by_job: BTreeMap<JobName, Vec<(usize, Lease, Value)>> = BTreeMap::new();
+        for (position, (lease, output)) in done.iter().enumerate() {
+            by_job.entry(lease.key.job.clone()).or_default().push((
+                position,
+                lease.clone(),
+                output.clone(),
+            ));
+        }
+        let mut results: Vec<Option<Result<Task>>> = vec![None; done.len()];
+        for (job, batch) in by_job {
+            let leases: Vec<(usize, Lease)> =
+                batch.iter().map(|(i, l, _)| (*i, l.clone())).collect();
+            let outcomes = self
+                .documents()
+                .batched(&job, move |s| Ok(succeed_each_locked(s, batch, now)))
+                .await?;
+            match outcomes {
+                Some(outcomes) => {
+                    for (position, outcome) in outcomes {
+                        results[position] = Some(outcome);
+                    }
+                }
+                // The job has no directory: none of its tasks exists.
+                None => {
+                    for (position, lease) in leases {
+                        results[position] = Some(Err(stale(&lease)));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.ok_or_else(|| Error::backend("succeed_many lost an entry")))
+            .collect()
     }
     async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
         let (held, req) = (lease.clone(), req.clone());
