@@ -1,5 +1,7 @@
-//! `s3://bucket/prefix?endpoint=…&region=…` plus the standard AWS environment.
+//! `s3://bucket/prefix?endpoint=…&region=…&profile=…` plus the standard AWS configuration
+//! (environment and profiles, read by the AWS SDK's loader: see [`crate::aws`]).
 
+use crate::aws::AwsConfig;
 use crate::layout::Layout;
 use crate::objects::Objects;
 use object_store::aws::AmazonS3Builder;
@@ -19,8 +21,10 @@ pub struct Config {
     /// `?endpoint=`: an S3-compatible endpoint (moto, MinIO, ...); else `AWS_ENDPOINT_URL_S3`,
     /// `AWS_ENDPOINT_URL` or AWS itself.
     pub endpoint: Option<String>,
-    /// `?region=`: else `AWS_REGION` / `AWS_DEFAULT_REGION`, else `us-east-1`.
+    /// `?region=`: else `AWS_REGION`, the profile's region, `AWS_DEFAULT_REGION`, `us-east-1`.
     pub region: Option<String>,
+    /// `?profile=`: the AWS profile to read; else `AWS_PROFILE`, else `default`.
+    pub profile: Option<String>,
 }
 
 impl Config {
@@ -54,14 +58,16 @@ impl Config {
             prefix: raw_prefix,
             endpoint: None,
             region: None,
+            profile: None,
         };
         for (k, v) in parsed.query_pairs() {
             match k.as_ref() {
                 "endpoint" => config.endpoint = Some(v.into_owned()),
                 "region" => config.region = Some(v.into_owned()),
+                "profile" => config.profile = Some(v.into_owned()),
                 other => {
                     return Err(bad(&format!(
-                        "unknown parameter {other:?} (known: endpoint, region)"
+                        "unknown parameter {other:?} (known: endpoint, region, profile)"
                     )));
                 }
             }
@@ -69,33 +75,41 @@ impl Config {
         Ok(config)
     }
 
-    /// The endpoint requests go to: the URL's, else the environment's, else AWS's.
-    pub fn effective_endpoint(&self, region: &str) -> String {
+    /// The endpoint requests go to: the URL's, else `AWS_ENDPOINT_URL_S3`, else the AWS
+    /// configuration's (`AWS_ENDPOINT_URL`, the profile's `endpoint_url`), else AWS's.
+    pub fn effective_endpoint(&self, aws: &AwsConfig, region: &str) -> String {
         self.endpoint
             .clone()
             .or_else(|| env("AWS_ENDPOINT_URL_S3"))
-            .or_else(|| env("AWS_ENDPOINT_URL"))
+            .or_else(|| aws.endpoint())
             .or_else(|| env("AWS_ENDPOINT"))
             .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"))
     }
 
-    /// The region: the URL's, else `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `us-east-1`.
-    pub fn effective_region(&self) -> String {
+    /// The region: the URL's, else the AWS configuration's (`AWS_REGION`, the profile's
+    /// `region`), else `AWS_DEFAULT_REGION`, else `us-east-1`.
+    pub fn effective_region(&self, aws: &AwsConfig) -> String {
         self.region
             .clone()
-            .or_else(|| env("AWS_REGION"))
+            .or_else(|| aws.region())
             .or_else(|| env("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|| "us-east-1".to_owned())
     }
 
+    /// The AWS configuration this URL reads (its `?profile=`, else `AWS_PROFILE`).
+    pub async fn aws(&self) -> AwsConfig {
+        AwsConfig::load(self.profile.as_deref()).await
+    }
+
     /// A client for this bucket, and the layout under the prefix.
     ///
-    /// Credentials come from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-    /// `AWS_SESSION_TOKEN`), web identity or instance metadata, as object_store reads them.
-    /// Plain `http://` is allowed only when the endpoint says so (an emulator).
-    pub fn connect(&self) -> Result<(Objects, Layout)> {
-        let region = self.effective_region();
-        let endpoint = self.effective_endpoint(&region);
+    /// Region, endpoint and credentials come from the URL, then the AWS configuration as the
+    /// AWS SDK reads it (environment, profiles, SSO, web identity, container and instance
+    /// roles). Plain `http://` is allowed only when the endpoint says so (an emulator).
+    pub async fn connect(&self) -> Result<(Objects, Layout)> {
+        let aws = self.aws().await;
+        let region = self.effective_region(&aws);
+        let endpoint = self.effective_endpoint(&aws, &region);
         let timeouts = ClientOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(30))
@@ -116,14 +130,17 @@ impl Config {
             .with_region(&region)
             .with_endpoint(&endpoint)
             .with_client_options(timeouts)
-            .with_retry(retry)
-            .build()
-            .map_err(|e| {
-                Error::invalid(format!(
-                    "S3 store s3://{}/{}: {e}",
-                    self.bucket, self.prefix
-                ))
-            })?;
+            .with_retry(retry);
+        let s3 = match aws.credentials() {
+            Some(credentials) => s3.with_credentials(credentials),
+            None => s3,
+        };
+        let s3 = s3.build().map_err(|e| {
+            Error::invalid(format!(
+                "S3 store s3://{}/{}: {e}",
+                self.bucket, self.prefix
+            ))
+        })?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
@@ -150,7 +167,10 @@ mod tests {
         assert_eq!(c.bucket, "my-bucket");
         assert_eq!(c.prefix, "team/a");
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
-        assert_eq!(c.effective_region(), "eu-west-1");
+        assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.profile, None);
+        let p = Config::parse("s3://b/p?profile=ci").unwrap();
+        assert_eq!(p.profile.as_deref(), Some("ci"));
         assert_eq!(Config::parse("s3://b").unwrap().prefix, "");
     }
 

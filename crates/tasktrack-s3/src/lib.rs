@@ -6,12 +6,11 @@
 //! s3://test-bucket/run-7?endpoint=http://127.0.0.1:5000      # moto, MinIO, ...
 //! ```
 //!
-//! Configuration: the URL's `endpoint` and `region`, else the standard AWS environment
-//! (`AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, `AWS_REGION` / `AWS_DEFAULT_REGION`,
-//! `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, web identity, instance
-//! metadata). Named profiles (`AWS_PROFILE`, `~/.aws/config`) are not read: object_store does
-//! not, and this crate does not pull in the AWS SDK for it. `init` (`tasktrack init`) creates
-//! the bucket if it is missing.
+//! Configuration: the URL's `endpoint`, `region` and `profile`, else the standard AWS
+//! configuration as the AWS SDK's loader reads it ([`aws`]): `AWS_ENDPOINT_URL_S3` /
+//! `AWS_ENDPOINT_URL`, `AWS_REGION`, credentials from the environment, **profiles**
+//! (`AWS_PROFILE`, `~/.aws/config`, `~/.aws/credentials`), SSO, web identity, container and
+//! instance roles. `init` (`tasktrack init`) creates the bucket if it is missing.
 //!
 //! # Atomicity
 //!
@@ -40,7 +39,8 @@
 //! ```
 //!
 //! Names are encoded traversal-proof (see [`layout`]): `[A-Za-z0-9_-]` as is, any other byte
-//! `=XX`, names too long for S3 keys hashed. Modules: [`config`] (URL and environment),
+//! `=XX`, names too long for S3 keys hashed. Modules: [`config`] (URL), [`aws`] (the AWS
+//! configuration, profiles included),
 //! [`layout`] (object names), [`objects`] (raw requests, counted), [`index`] (the index document,
 //! pure), [`indexer`] (shards, group commit, snapshots), [`documents`] (the `Documents`
 //! trait), [`store`] (the `Store`), `error` (the one mapping onto the core's errors).
@@ -85,8 +85,7 @@
 //!   idempotent): the operation fails with `Unavailable` and may or may not have landed. A
 //!   `succeed` retried by the caller is then answered from the task as it is; a claim that
 //!   landed unseen keeps its task until the lease expires, then the task is claimed again.
-//! - Named AWS profiles are not read (see above); leases must be much longer than the clock
-//!   skew between workers (time is the caller's).
+//! - Leases must be much longer than the clock skew between workers (time is the caller's).
 //!
 //! # Testing
 //!
@@ -96,6 +95,7 @@
 //! then `cargo nextest run -p tasktrack-s3`. Each test uses its own prefix in one bucket that
 //! `init` creates. Without the variable the tests print `SKIPPED` (and fail under `CI=true`).
 
+pub mod aws;
 pub mod config;
 pub mod documents;
 mod error;
@@ -116,6 +116,6 @@ use tasktrack_core::Result;
 /// call `init` (the facade does) to create the bucket if missing.
 pub async fn open(url: &str) -> Result<S3Store> {
     let config = Config::parse(url)?;
-    let (objects, layout) = config.connect()?;
+    let (objects, layout) = config.connect().await?;
     Ok(S3Store::new(S3Documents::new(objects, layout), url))
 }

@@ -13,7 +13,7 @@ use tasktrack_s3::objects::Put;
 /// Ops/s of the conditional-PUT loop, `ops` PUTs spread over `workers` loops.
 pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
     let config = Config::parse(url)?;
-    let (objects, _) = config.connect()?;
+    let (objects, _) = config.connect().await?;
     let objects = std::sync::Arc::new(objects);
     let prefix = if config.prefix.is_empty() {
         String::new()
