@@ -60,10 +60,14 @@
 //! and `a-b` share nothing, and no key can reach another job's records.
 //!
 //! # Limits
-//! - Requests per operation: see `docs/backends/dynamodb.md`. Claim + succeed costs 3 requests
-//!   per task in the common case (Query, claim `PutItem`, succeed transaction: the lease
-//!   holder's write uses the copy this process wrote at claim time, conditionally), plus one
-//!   `PutItem` per race lost to another worker.
+//! - Requests per operation: see `docs/backends/dynamodb.md`. Claim + succeed costs about 2
+//!   requests per task: the claim's conditional `PutItem`, the succeed transaction (shared with
+//!   the other counted writes of the process pending at that moment: [`commit`]), and a
+//!   `Query` per 32 claims (candidates are pooled per process: [`pool`]); plus one `PutItem` per
+//!   race lost to another worker. The lease holder's write uses the copy this process wrote at
+//!   claim time, conditionally, so it needs no read.
+//! - Another process's new, released or expired-lease tasks reach this process's claims at most
+//!   1 s late (the pool's time to live) or when its pool is used up; its own changes at once.
 //! - A task's JSON must fit in a DynamoDB item (400 KB, counting the index attributes).
 //! - Index reads are eventually consistent on AWS: a claim may see a stale candidate (its
 //!   conditional write then fails and the next one is tried) and a fresh write may take a moment
@@ -85,12 +89,12 @@
 //! serialize conditional writes, AWS does. Set `TASKTRACK_TEST_MOTO_ENDPOINT` to use a server you
 //! started; without one the tests print SKIPPED (and fail under `CI=true`).
 
-mod commit;
+pub mod commit;
 mod config;
 mod documents;
 mod error;
 mod item;
-mod pool;
+pub mod pool;
 mod requests;
 mod schema;
 mod store;

@@ -14,7 +14,7 @@
 //!   tasks that became claimable since — created or released by another process, a lease
 //!   expiring, a backoff ending — are seen by the next Query, at most that long after;
 //! - **until this process changes which tasks are claimable** (create, fail, release, retry,
-//!   ...: [`CandidatePool::invalidate`]), so one process always sees its own changes at once.
+//!   ...: the pools are dropped), so one process always sees its own changes at once.
 //!
 //! Within those bounds the pool is in claim order, so a lone worker claims exactly in claim
 //! order (priority, then claimable-at, then id).
@@ -27,9 +27,9 @@ use tasktrack_core::cas::Versioned;
 use tasktrack_core::{JobName, Task, Timestamp};
 
 /// How many candidates one Query fetches into a pool (at least the claim's limit plus a spread).
-pub(crate) const POOL_SIZE: usize = 32;
+pub const POOL_SIZE: usize = 32;
 /// How long (in the callers' time) a pool stands for a fresh Query.
-pub(crate) const POOL_TTL: Duration = Duration::from_secs(1);
+pub const POOL_TTL: Duration = Duration::from_secs(1);
 
 /// Which claims a pool serves: a job, at a pipeline stage or not.
 pub(crate) type Slot = (JobName, Option<String>);
