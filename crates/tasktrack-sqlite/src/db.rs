@@ -1,15 +1,16 @@
 //! Connections, pragmas, migrations, and the one place where SQLite errors become [`Error`]s.
 //!
-//! One writer connection behind a mutex does every write, each in one `BEGIN IMMEDIATE`
-//! transaction (so SQLite's file lock, not an optimistic retry, serializes writers, across
-//! processes too). A few reader connections serve `get`, `list`, `counts` and `jobs` from WAL
-//! snapshots without waiting for the writer. `rusqlite::Connection` is blocking and not `Sync`,
-//! so every call runs on tokio's blocking pool.
+//! One writer connection, owned by a dedicated thread, does every write, each in a
+//! `BEGIN IMMEDIATE` transaction (so SQLite's file lock, not an optimistic retry, serializes
+//! writers, across processes too). A few reader connections serve `get`, `list`, `counts` and
+//! `jobs` from WAL snapshots without waiting for the writer, on tokio's blocking pool
+//! (`rusqlite::Connection` is blocking and not `Sync`).
 
 use crate::url::{Location, SqliteUrl};
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tasktrack_core::{Error, Result};
 use tokio::sync::oneshot;
 
@@ -57,16 +58,18 @@ const MAX_BATCH: usize = 64;
 /// What an operation tells the writer after running: how to report the outcome once the batch's
 /// commit is known, and whether its savepoint could not be closed (the batch must roll back).
 type Done = Box<dyn FnOnce(Option<&Error>) + Send>;
-/// An operation queued for the writer; gets the open transaction, or why there is none.
-type Op =
-    Box<dyn FnOnce(&Db, std::result::Result<&Transaction<'_>, &Error>) -> (Done, bool) + Send>;
+/// An operation queued for the writer; gets the open transaction (or why there is none) and
+/// whether it is alone in it (then the transaction itself is its savepoint).
+type Op = Box<
+    dyn FnOnce(&Db, std::result::Result<&Transaction<'_>, &Error>, bool) -> (Done, bool) + Send,
+>;
 
-/// The open database: the writer, its queue of operations, and (for files) a few readers.
+/// The open database: the queue to the writer thread and (for files) a few readers.
 pub(crate) struct Db {
     pub(crate) url: SqliteUrl,
-    writer: Mutex<Connection>,
-    queue: Mutex<Vec<(u64, Op)>>,
-    next_op: AtomicU64,
+    /// Operations for the writer thread, which owns the writer connection; it stops when the
+    /// `Db` (the only sender) is dropped.
+    writer: Sender<Op>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
@@ -121,14 +124,21 @@ impl Db {
                     .collect::<Result<Vec<_>>>()?
             }
         };
-        Ok(Arc::new(Db {
+        let (ops, queue) = channel();
+        let db = Arc::new(Db {
             url,
-            writer: Mutex::new(writer),
-            queue: Mutex::new(Vec::new()),
-            next_op: AtomicU64::new(0),
+            writer: ops,
             readers,
             next_reader: AtomicUsize::new(0),
-        }))
+        });
+        let weak = Arc::downgrade(&db);
+        std::thread::Builder::new()
+            .name("tasktrack-sqlite-writer".into())
+            .spawn(move || write_loop(&weak, writer, &queue))
+            .map_err(|e| {
+                Error::Backend(format!("sqlite {loc}: cannot start the writer thread: {e}"))
+            })?;
+        Ok(db)
     }
 
     /// Where the database lives, for error messages.
@@ -146,19 +156,21 @@ impl Db {
     /// decided to write, such as a lease that expired on its last attempt); `Err` rolls back
     /// exactly what `f` wrote. The answer comes after the commit.
     ///
-    /// Group commit: each call queues its operation, then (on the blocking pool) takes the
-    /// writer and runs everything queued so far (up to [`MAX_BATCH`]) in one transaction, each
-    /// operation in its own savepoint. Alone, a call runs its own operation at once; when
-    /// callers pile up behind a commit, the next one carries them all. SQLite's cost is mostly
-    /// the commit (the pages written to the WAL), so sharing it lets throughput grow with the
-    /// number of concurrent callers instead of being capped at one commit per operation.
+    /// Group commit: the writer thread takes every operation queued while it was busy (up to
+    /// [`MAX_BATCH`]) into one transaction, each in its own savepoint. Alone, an operation runs
+    /// at once in a transaction of its own; when callers pile up behind a commit, the next one
+    /// carries them all. SQLite's cost is mostly the commit (the pages written to the WAL), so
+    /// sharing it lets throughput grow with the number of concurrent callers instead of being
+    /// capped at one commit per operation. One thread owning the connection (rather than each
+    /// caller taking it in turn on the blocking pool) costs one wake-up per operation, not one
+    /// per caller fighting for a lock.
     pub(crate) async fn write<R, F>(self: &Arc<Self>, f: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&Db, &Transaction<'_>) -> Result<R> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel::<Result<R>>();
-        let op: Op = Box::new(move |db, tx| {
+        let op: Op = Box::new(move |db, tx, alone| {
             let tx = match tx {
                 Ok(tx) => tx,
                 Err(e) => {
@@ -166,7 +178,11 @@ impl Db {
                     return (Box::new(move |_| drop(answer.send(Err(e)))), false);
                 }
             };
-            let (out, broken) = in_savepoint(db, tx, f);
+            let (out, broken) = if alone {
+                run_caught(db, tx, f)
+            } else {
+                in_savepoint(db, tx, f)
+            };
             let done: Done = Box::new(move |commit: Option<&Error>| {
                 let out = match (out, commit) {
                     (Ok(_), Some(e)) => Err(e.clone()),
@@ -176,32 +192,17 @@ impl Db {
             });
             (done, broken)
         });
-        let mine = self.next_op.fetch_add(1, Ordering::Relaxed);
-        lock(&self.queue).push((mine, op));
-        let db = Arc::clone(self);
-        blocking(move || {
-            let mut conn = lock(&db.writer);
-            // Until our own operation has run: it may already have been carried by an earlier
-            // caller's batch (which then finished before we got the writer).
-            loop {
-                let batch: Vec<Op> = {
-                    let mut queue = lock(&db.queue);
-                    if !queue.iter().any(|(id, _)| *id == mine) {
-                        return Ok(());
-                    }
-                    let n = queue.len().min(MAX_BATCH);
-                    queue.drain(..n).map(|(_, op)| op).collect()
-                };
-                run_batch(&db, &mut conn, batch);
-            }
-        })
-        .await?;
-        answered.await.map_err(|_| {
-            Error::Backend(format!(
-                "sqlite {}: an operation was dropped unanswered",
-                self.location()
-            ))
-        })?
+        if self.writer.send(op).is_err() {
+            return Err(self.writer_stopped());
+        }
+        answered.await.map_err(|_| self.writer_stopped())?
+    }
+
+    fn writer_stopped(&self) -> Error {
+        Error::Backend(format!(
+            "sqlite {}: the writer thread stopped; the operation was not run",
+            self.location()
+        ))
     }
 
     /// Runs `f` on a reader connection, on the blocking pool (for `:memory:`, on the writer: it
@@ -237,9 +238,28 @@ fn in_savepoint<R, F>(db: &Db, tx: &Transaction<'_>, f: F) -> (Result<R>, bool)
 where
     F: FnOnce(&Db, &Transaction<'_>) -> Result<R>,
 {
-    if let Err(e) = tx.execute_batch("SAVEPOINT tasktrack_op") {
+    if let Err(e) = execute_cached(tx, "SAVEPOINT tasktrack_op") {
         return (Err(db.err(e)), true);
     }
+    let (out, _) = run_caught(db, tx, f);
+    let closed = if out.is_ok() {
+        execute_cached(tx, "RELEASE tasktrack_op")
+    } else {
+        execute_cached(tx, "ROLLBACK TO tasktrack_op")
+            .and_then(|()| execute_cached(tx, "RELEASE tasktrack_op"))
+    };
+    match closed {
+        Ok(()) => (out, false),
+        Err(e) => (out.and(Err(db.err(e))), true),
+    }
+}
+
+/// Runs `f`, turning a panic into an error. The flag says the transaction must roll back: an
+/// operation alone in its transaction has no savepoint, so its `Err` undoes the transaction.
+fn run_caught<R, F>(db: &Db, tx: &Transaction<'_>, f: F) -> (Result<R>, bool)
+where
+    F: FnOnce(&Db, &Transaction<'_>) -> Result<R>,
+{
     let out =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(db, tx))).unwrap_or_else(|_| {
             Err(Error::Backend(format!(
@@ -247,14 +267,25 @@ where
                 db.location()
             )))
         });
-    let close = if out.is_ok() {
-        "RELEASE tasktrack_op"
-    } else {
-        "ROLLBACK TO tasktrack_op; RELEASE tasktrack_op"
-    };
-    match tx.execute_batch(close) {
-        Ok(()) => (out, false),
-        Err(e) => (out.and(Err(db.err(e))), true),
+    let failed = out.is_err();
+    (out, failed)
+}
+
+/// A statement without parameters, prepared once per connection (parsing `SAVEPOINT` for every
+/// operation showed up in profiles).
+fn execute_cached(tx: &Transaction<'_>, sql: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// The writer thread: takes the next operation, then everything else already queued (up to
+/// [`MAX_BATCH`]), runs them in one transaction, and repeats until the `Db` is dropped.
+fn write_loop(db: &Weak<Db>, mut conn: Connection, queue: &Receiver<Op>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        batch.extend(queue.try_iter().take(MAX_BATCH - 1));
+        // Callers hold the `Db` while they wait, so it is alive whenever an operation is queued.
+        let Some(db) = db.upgrade() else { return };
+        run_batch(&db, &mut conn, batch);
     }
 }
 
@@ -266,20 +297,25 @@ fn run_batch(db: &Db, conn: &mut Connection, batch: Vec<Op>) {
         Err(e) => {
             let e = db.err(e);
             for op in batch {
-                let (done, _) = op(db, Err(&e));
+                let (done, _) = op(db, Err(&e), false);
                 done(Some(&e));
             }
             return;
         }
     };
+    let alone = batch.len() == 1;
     let mut broken = false;
     let mut answers = Vec::with_capacity(batch.len());
     for op in batch {
-        let (done, failed) = op(db, Ok(&tx));
+        let (done, failed) = op(db, Ok(&tx), alone);
         broken |= failed;
         answers.push(done);
     }
-    let outcome = if broken {
+    let outcome = if broken && alone {
+        // The operation's own error is its answer; nothing of it is kept.
+        let _ = tx.rollback();
+        None
+    } else if broken {
         let _ = tx.rollback();
         Some(Error::Backend(format!(
             "sqlite {}: a savepoint failed; the transaction was rolled back",

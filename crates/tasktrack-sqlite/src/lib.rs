@@ -177,6 +177,13 @@ impl Store for SqliteStore {
         })
         .await
     }
+    async fn succeed_many(
+        &self,
+        done: &[(Lease, Value)],
+        now: Timestamp,
+    ) -> Result<Vec<Result<Task>>> {
+        tasks::succeed_many(&self.db, done, now).await
+    }
     async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
         let (l, req) = (lease.clone(), req.clone());
         tasks::fenced(&self.db, lease, move |t| lifecycle::fail(t, &l, &req, now)).await

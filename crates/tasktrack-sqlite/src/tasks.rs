@@ -10,6 +10,7 @@ use crate::rows::{
     TASK_COLUMNS, ensure_job, insert_task, load_job, load_task, task_from_row, update_task,
 };
 use rusqlite::{Transaction, params};
+use serde_json::Value;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tasktrack_core::cas::{Step, check_claim_next};
@@ -55,6 +56,37 @@ where
         }),
         other => other,
     }
+}
+
+/// [`Store::succeed_many`]: every completion in one write operation, so a batch shares one
+/// commit; each entry is [`lifecycle::succeed`] on its own row and answered on its own (a stale
+/// lease writes nothing and does not spoil the others). A SQLite error rolls the whole batch back
+/// and is the outer `Err`.
+pub(crate) async fn succeed_many(
+    db: &Arc<Db>,
+    done: &[(Lease, Value)],
+    now: Timestamp,
+) -> Result<Vec<Result<Task>>> {
+    let done = done.to_vec();
+    db.write(move |db, tx| {
+        let mut out = Vec::with_capacity(done.len());
+        for (lease, output) in done {
+            let Some(task) = load_task(db, tx, &lease.key)? else {
+                out.push(Err(Error::StaleLease {
+                    key: lease.key.to_string(),
+                    token: lease.token,
+                }));
+                continue;
+            };
+            let result = lifecycle::succeed(&task, &lease, output, now);
+            if let Ok(new) = &result {
+                update_task(db, tx, new)?;
+            }
+            out.push(result);
+        }
+        Ok(out)
+    })
+    .await
 }
 
 /// [`Store::create`]: the job record is created if missing, then the tasks are inserted
