@@ -7,6 +7,7 @@
 //! (`rusqlite::Connection` is blocking and not `Sync`).
 
 use crate::url::{Location, SqliteUrl};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -355,6 +356,12 @@ fn configure(conn: &Connection, url: &SqliteUrl, writer: bool) -> Result<()> {
         }
     }
     conn.pragma_update(None, "synchronous", url.synchronous.pragma())
+        .map_err(err)?;
+    // The query planner stability guarantee: a plan never depends on the values bound to it.
+    // Without it, a cached statement whose WHERE is compared against a partial index's
+    // condition is re-planned on every execution (profiled: a sixth of the writer's time in
+    // the parser); every query here states a partial index's condition word for word instead.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
         .map_err(err)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
