@@ -81,8 +81,41 @@ impl GroupCommit {
         counters: Counters<'_>,
         write: CountedWrite,
     ) -> Result<bool> {
-        let (done, mut outcome) = oneshot::channel();
+        let outcome = self.enqueue(write);
+        self.wait(tx, counters, outcome).await
+    }
+
+    /// Writes all of `writes`, queued together so that they share a transaction (a batch of
+    /// claims, `succeed_many`): one outcome per write, in order. Each write is conditional on
+    /// its own; one whose condition fails does not stop the others.
+    pub(crate) async fn write_all(
+        &self,
+        tx: &dyn Transact,
+        counters: Counters<'_>,
+        writes: Vec<CountedWrite>,
+    ) -> Vec<Result<bool>> {
+        let outcomes: Vec<_> = writes.into_iter().map(|w| self.enqueue(w)).collect();
+        let mut results = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            results.push(self.wait(tx, counters, outcome).await);
+        }
+        results
+    }
+
+    fn enqueue(&self, write: CountedWrite) -> oneshot::Receiver<Result<bool>> {
+        let (done, outcome) = oneshot::channel();
         lock(&self.queue).push(Queued { write, done });
+        outcome
+    }
+
+    /// Waits for the turn to send; sends what is queued unless another writer already sent
+    /// ours.
+    async fn wait(
+        &self,
+        tx: &dyn Transact,
+        counters: Counters<'_>,
+        mut outcome: oneshot::Receiver<Result<bool>>,
+    ) -> Result<bool> {
         loop {
             let _turn = self.sending.lock().await;
             match outcome.try_recv() {
@@ -339,6 +372,21 @@ mod tests {
             let distinct: HashSet<&String> = call.iter().collect();
             assert_eq!(distinct.len(), call.len(), "{call:?}");
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn writes_queued_together_go_in_one_transaction() {
+        let fake = Fake {
+            stale: vec!["b".to_owned()],
+            ..Fake::default()
+        };
+        let commit = GroupCommit::default();
+        let writes = vec![write("a"), write("b"), write("c")];
+        let results = commit.write_all(&fake, COUNTERS, writes).await;
+        let results: Vec<bool> = results.into_iter().map(Result::unwrap).collect();
+        assert_eq!(results, vec![true, false, true]);
+        let calls = fake.calls.lock().unwrap().clone();
+        assert_eq!(calls, vec![vec!["a", "b", "c"], vec!["a", "c"]]);
     }
 
     #[test]

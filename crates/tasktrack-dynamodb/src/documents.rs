@@ -104,6 +104,39 @@ impl DynamoDocuments {
         Ok(written)
     }
 
+    /// Replaces several tasks at once (a batch of claims, `succeed_many`): each write
+    /// conditional on its own task being exactly the one read, all of them queued together so
+    /// that they share one transaction (with the counter updates they need). One outcome per
+    /// pair, in order (`false`: that task changed). A single pair is a plain `replace_task`.
+    pub(crate) async fn replace_tasks(
+        &self,
+        pairs: &[(&Versioned<Task>, Task)],
+    ) -> Result<Vec<Result<bool>>> {
+        if let [(old, new)] = pairs {
+            return Ok(vec![self.replace_task(old, new).await]);
+        }
+        let writes = pairs
+            .iter()
+            .map(|(old, new)| {
+                Ok(CountedWrite {
+                    key: new.key(),
+                    write: self.put(item::task_item(new)?, UNCHANGED, unchanged_values(old))?,
+                    deltas: Self::counter_move(Some(&old.value), Some(new)).unwrap_or_default(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let counters = Counters {
+            table: &self.counter_table,
+            shards: self.counter_shards,
+        };
+        let results = self.commit.write_all(self, counters, writes).await;
+        let refused = results.iter().filter(|r| matches!(r, Ok(false))).count();
+        self.stats
+            .refused
+            .fetch_add(refused as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(results)
+    }
+
     /// A single conditional put or delete (no counter moves): one request.
     async fn write_one(&self, write: TransactWriteItem) -> Result<bool> {
         bump(&self.stats.write);

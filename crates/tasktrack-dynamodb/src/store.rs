@@ -47,6 +47,16 @@ pub struct DynamoStore {
     temporary: Option<crate::Settings>,
 }
 
+/// One claim about to be written: the candidate as read, the task as the claim makes it, what
+/// the caller gets if it is written (`None`: the claim exhausts the task instead), and the local
+/// reservation, held until the write's outcome is known.
+struct Attempt<'a> {
+    candidate: Versioned<Task>,
+    task: Task,
+    claimed: Option<Claimed>,
+    _reserved: Reserved<'a>,
+}
+
 /// Removes a key from `claiming` when the attempt ends, however it ends.
 struct Reserved<'a> {
     set: &'a Mutex<HashSet<TaskKey>>,
@@ -127,6 +137,44 @@ impl DynamoStore {
         let result = change.await;
         self.pool.invalidate();
         result
+    }
+
+    /// Takes up to `want` candidates from `slot`'s pool that this worker can try now: still
+    /// claimable at `now`, not being claimed by another local worker, granted (or exhausted) by
+    /// the lifecycle rule. The flag: some candidate was skipped because a local worker holds it.
+    fn pick(
+        &self,
+        slot: &Slot,
+        claim: &Claim,
+        now: Timestamp,
+        want: usize,
+    ) -> Result<(Vec<Attempt<'_>>, bool)> {
+        let (mut attempts, mut busy) = (Vec::new(), false);
+        while attempts.len() < want {
+            let Some(candidate) = self.pool.take(slot, now) else {
+                break;
+            };
+            if !candidate.value.is_claimable(now) {
+                continue;
+            }
+            let Some(reserved) = self.reserve(&candidate.value.key()) else {
+                busy = true; // a local worker is on it; look again shortly
+                continue;
+            };
+            // lifecycle::claim decides; an expired lease at max attempts becomes exhausted.
+            let (task, claimed) = match lifecycle::claim(&candidate.value, claim, now)? {
+                ClaimDecision::Granted(c) => (c.task.clone(), Some(c)),
+                ClaimDecision::Exhausted(t) => (t, None),
+                ClaimDecision::Refused(_) => continue,
+            };
+            attempts.push(Attempt {
+                candidate,
+                task,
+                claimed,
+                _reserved: reserved,
+            });
+        }
+        Ok((attempts, busy))
     }
 
     fn reserve(&self, key: &TaskKey) -> Option<Reserved<'_>> {
@@ -297,7 +345,9 @@ impl Store for DynamoStore {
         // tried, or a candidate that a local worker is claiming right now).
         let (mut queries, mut progress) = (0, false);
         loop {
-            let Some(candidate) = self.pool.take(&slot, now) else {
+            let (attempts, busy) = self.pick(&slot, &claim, now, req.limit - won.len())?;
+            progress |= busy;
+            if attempts.is_empty() {
                 if queries == MAX_CAS_ATTEMPTS || (queries > 0 && !progress) {
                     break;
                 }
@@ -315,30 +365,29 @@ impl Store for DynamoStore {
                     break;
                 }
                 continue;
-            };
-            if !candidate.value.is_claimable(now) {
-                continue;
             }
-            let Some(_reserved) = self.reserve(&candidate.value.key()) else {
-                progress = true; // a local worker is on it; look again shortly
-                continue;
-            };
-            // lifecycle::claim decides; an expired lease at max attempts becomes exhausted.
-            let (task, claimed) = match lifecycle::claim(&candidate.value, &claim, now)? {
-                ClaimDecision::Granted(c) => (c.task.clone(), Some(c)),
-                ClaimDecision::Exhausted(t) => (t, None),
-                ClaimDecision::Refused(_) => continue,
-            };
             progress = true;
-            if self.docs.replace_task(&candidate, &task).await? {
-                self.remember(&task);
-                won.extend(claimed);
-                if won.len() == req.limit {
-                    break;
+            // Several claims (a batch) go out in one transaction; one claim is one PutItem.
+            let pairs: Vec<_> = attempts
+                .iter()
+                .map(|a| (&a.candidate, a.task.clone()))
+                .collect();
+            let written = self.docs.replace_tasks(&pairs).await?;
+            let mut lost = false;
+            for (attempt, written) in attempts.into_iter().zip(written) {
+                if written? {
+                    self.remember(&attempt.task);
+                    won.extend(attempt.claimed);
+                } else {
+                    lost = true;
                 }
-            } else {
+            }
+            if lost {
                 self.contended.store(CONTENDED_CALLS, Ordering::Relaxed);
                 self.pool.shuffle(&slot);
+            }
+            if won.len() >= req.limit {
+                break;
             }
         }
         Ok(won)
@@ -364,26 +413,53 @@ impl Store for DynamoStore {
         self.fenced(lease, |t| lifecycle::succeed(t, lease, output.clone(), now))
             .await
     }
-    /// All completions at once: each is the lease holder's conditional write of its remembered
-    /// copy, and being concurrent they share one transaction (group commit, see
-    /// `crate::commit`): one `TransactWriteItems` for up to 99 tasks instead of one each.
+    /// All completions at once: every lease whose remembered copy the rule accepts is written
+    /// in one transaction (group commit, see `crate::commit`), conditional per task; the rest
+    /// (no copy, a stale copy, a refusal to confirm on a fresh read) go the one-by-one way.
     async fn succeed_many(
         &self,
         done: &[(Lease, Value)],
         now: Timestamp,
     ) -> Result<Vec<Result<Task>>> {
-        let each = done
+        let mut results: Vec<Option<Result<Task>>> = vec![None; done.len()];
+        let fast: Vec<(usize, Versioned<Task>, Task)> = done
             .iter()
-            .map(|(lease, output)| self.succeed(lease, output.clone(), now));
-        let results = futures::future::join_all(each).await;
-        // As the trait's default: an unreachable store fails the call, refusals are per lease.
-        if let Some(Err(e)) = results
+            .enumerate()
+            .filter_map(|(i, (lease, output))| {
+                let copy = lock(&self.recent).get(&lease.key).cloned()?;
+                let new = lifecycle::succeed(&copy, lease, output.clone(), now).ok()?;
+                let revision = copy.version.to_string();
+                Some((i, Versioned::new(copy, revision), new))
+            })
+            .collect();
+        let pairs: Vec<_> = fast
             .iter()
-            .find(|r| matches!(r, Err(Error::Unavailable(_))))
-        {
-            return Err(e.clone());
+            .map(|(_, old, new)| (old, new.clone()))
+            .collect();
+        let written = self.docs.replace_tasks(&pairs).await?;
+        for ((i, old, new), written) in fast.into_iter().zip(written) {
+            match written {
+                Ok(true) => {
+                    self.remember(&new);
+                    results[i] = Some(Ok(new));
+                }
+                Ok(false) => {
+                    lock(&self.recent).remove(&old.value.key());
+                }
+                Err(e @ Error::Unavailable(_)) => return Err(e),
+                Err(e) => results[i] = Some(Err(e)),
+            }
         }
-        Ok(results)
+        for (slot, (lease, output)) in results.iter_mut().zip(done) {
+            if slot.is_none() {
+                // As the trait's default: an unreachable store fails the call.
+                match self.succeed(lease, output.clone(), now).await {
+                    Err(e @ Error::Unavailable(_)) => return Err(e),
+                    other => *slot = Some(other),
+                }
+            }
+        }
+        Ok(results.into_iter().flatten().collect())
     }
     async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
         self.changing(self.fenced(lease, |t| lifecycle::fail(t, lease, req, now)))
