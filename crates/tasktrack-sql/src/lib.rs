@@ -37,8 +37,9 @@
 //! - `counts` reads at most 64 shards × statuses × stages counter rows per job, never the tasks.
 //! - `delete_job` removes tasks one conditional delete at a time; `purge` deletes in batches of
 //!   1000 rows per statement.
-//! - PostgreSQL: with autovacuum off, dead row versions of finished tasks accumulate; see the
-//!   backend docs for the vacuum advice.
+//! - PostgreSQL: every claim leaves a dead entry at the front of the claim index until a vacuum;
+//!   the store vacuums the task table itself every `?vacuum_every=` claims (default 10,000, in
+//!   the background). See the backend docs for the rest of the vacuum advice.
 //!
 //! # Testing
 //! The conformance suite runs against real servers: PostgreSQL on 127.0.0.1:5432 (user

@@ -13,6 +13,56 @@ use tasktrack_core::{
     TaskKey, Timestamp,
 };
 
+/// Writes `impl Store for $store`: the methods given in `native { … }` as written, and every
+/// other operation through the compare-and-swap adapter ([`tasktrack_core::cas`]) over the
+/// store's own [`Documents`] impl. The list below is the whole of what both dialects leave to
+/// the adapter; what each restates natively (claims, batched completion, purge, …) is in its
+/// own `native` block.
+macro_rules! store_over_cas {
+    ($store:ty; native { $($native:item)* }) => {
+        store_over_cas! {
+            @impl $store;
+            native { $($native)* }
+            through_cas {
+                put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
+                get_job(job: &JobName) -> Job;
+                set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
+                delete_job(job: &JobName, now: Timestamp) -> Deleted;
+                create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
+                claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
+                heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
+                patch_data(lease: &Lease, patch: &Value, now: Timestamp) -> Task;
+                fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
+                release(lease: &Lease, now: Timestamp) -> Task;
+                ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
+                retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
+                report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
+                delete(key: &TaskKey, now: Timestamp) -> ();
+                get(key: &TaskKey) -> Task;
+                list(query: &TaskQuery) -> TaskPage;
+                counts(job: &JobName) -> Counts;
+            }
+        }
+    };
+    (
+        @impl $store:ty;
+        native { $($native:item)* }
+        through_cas { $($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)* }
+    ) => {
+        #[async_trait]
+        impl Store for $store {
+            $($native)*
+            async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+                cas::Documents::list_jobs(self, state).await
+            }
+            $(async fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
+                cas::$name(self, $($arg),*).await
+            })*
+        }
+    };
+}
+pub(crate) use store_over_cas;
+
 /// A task as one table row: plain column values, shared by both dialects' binders and readers.
 ///
 /// Times are milliseconds since the Unix epoch (`BIGINT`): exact, comparable, and independent of

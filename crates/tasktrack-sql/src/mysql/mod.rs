@@ -20,7 +20,9 @@ mod docs;
 mod rows;
 
 use crate::common::config::Config;
-use crate::common::{RawTask, answer_in_order, claimed, map_error, purge_targets, retrying};
+use crate::common::{
+    RawTask, answer_in_order, claimed, map_error, purge_targets, retrying, store_over_cas,
+};
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
@@ -362,184 +364,121 @@ impl MySqlStore {
     }
 }
 
-#[async_trait]
-impl Store for MySqlStore {
-    fn backend(&self) -> &'static str {
-        BACKEND
-    }
-    async fn init(&self) -> Result<()> {
-        self.migrate().await
-    }
-    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
-        cas::put_job(self, job, spec, now).await
-    }
-    async fn get_job(&self, job: &JobName) -> Result<Job> {
-        cas::get_job(self, job).await
-    }
-    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
-        cas::Documents::list_jobs(self, state).await
-    }
-    async fn set_job_state(
-        &self,
-        job: &JobName,
-        change: JobStateChange,
-        now: Timestamp,
-    ) -> Result<Job> {
-        cas::set_job_state(self, job, change, now).await
-    }
-    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
-        cas::delete_job(self, job, now).await
-    }
-    async fn create(
-        &self,
-        job: &JobName,
-        tasks: &[NewTask],
-        mode: CreateMode,
-        now: Timestamp,
-    ) -> Result<Created> {
-        cas::create(self, job, tasks, mode, now).await
-    }
-    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
-        cas::claim(self, key, req, now).await
-    }
-    async fn claim_next(
-        &self,
-        job: &JobName,
-        req: &ClaimNext,
-        now: Timestamp,
-    ) -> Result<Vec<Claimed>> {
-        cas::check_claim_next(req)?;
-        let one = Claim {
-            owner: req.owner.clone(),
-            lease_for: req.lease_for,
-            force: false,
-        };
-        let mut won: Vec<Claimed> = Vec::new();
-        for _round in 0..cas::MAX_CAS_ATTEMPTS {
-            let want = req.limit - won.len();
-            let want_i64 = i64::try_from(want).unwrap_or(i64::MAX);
-            let mut seen = 0;
-            let (sql, job_s, stage) = if req.stage.is_some() {
-                (
-                    self.q.claim_lock_stage.clone(),
-                    job.to_string(),
-                    req.stage.clone(),
-                )
-            } else {
-                (self.q.claim_lock.clone(), job.to_string(), None)
+store_over_cas! {
+    MySqlStore;
+    native {
+        fn backend(&self) -> &'static str {
+            BACKEND
+        }
+        async fn init(&self) -> Result<()> {
+            self.migrate().await
+        }
+        async fn claim_next(
+            &self,
+            job: &JobName,
+            req: &ClaimNext,
+            now: Timestamp,
+        ) -> Result<Vec<Claimed>> {
+            cas::check_claim_next(req)?;
+            let one = Claim {
+                owner: req.owner.clone(),
+                lease_for: req.lease_for,
+                force: false,
             };
-            let got = self
-                .locked_batch(
-                    || {
-                        let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(job_s.clone());
-                        if let Some(s) = &stage {
-                            q = q.bind(s.clone());
-                        }
-                        q.bind(now.as_millis()).bind(want_i64)
-                    },
-                    |task| {
-                        seen += 1;
-                        // The claim rule itself (lifecycle::claim): grants pending/failed rows,
-                        // records an expired lease as a dead attempt or exhausts the task.
-                        match lifecycle::claim(&task, &one, now)? {
-                            ClaimDecision::Granted(c) => Ok(Some((c.task.clone(), Some(c)))),
-                            ClaimDecision::Exhausted(t) => Ok(Some((t, None))),
-                            ClaimDecision::Refused(_) => Ok(None),
-                        }
-                    },
-                )
-                .await?;
-            won.extend(got);
-            if won.len() >= req.limit || seen < want {
-                break;
-            }
-        }
-        won.truncate(req.limit);
-        // Every Claimed already carries the lease lifecycle::claim made; re-derive it from the
-        // written task so both dialects hand out leases the same way.
-        won.into_iter().map(|c| claimed(c.task)).collect()
-    }
-    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
-        cas::heartbeat(self, lease, lease_for, now).await
-    }
-    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
-        cas::patch_data(self, lease, patch, now).await
-    }
-    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
-        cas::succeed(self, lease, output, now).await
-    }
-    /// One transaction completes every lease that still holds its task; a refused one takes the
-    /// general path, so it is answered exactly as `succeed` would answer it.
-    async fn succeed_many(
-        &self,
-        done: &[(Lease, Value)],
-        now: Timestamp,
-    ) -> Result<Vec<Result<Task>>> {
-        if done.is_empty() {
-            return Ok(Vec::new());
-        }
-        let written = self.succeed_many_locked(done, now).await?;
-        answer_in_order(done, written, |lease, output| {
-            cas::succeed(self, lease, output.clone(), now)
-        })
-        .await
-    }
-    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
-        cas::fail(self, lease, req, now).await
-    }
-    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
-        cas::release(self, lease, now).await
-    }
-    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
-        cas::ignore(self, key, req, now).await
-    }
-    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
-        cas::retry(self, key, req, now).await
-    }
-    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
-        cas::report(self, key, req, now).await
-    }
-    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
-        cas::delete(self, key, now).await
-    }
-    async fn purge(&self, req: &Purge) -> Result<u64> {
-        req.validate()?;
-        let jobs = purge_targets(self, req).await?;
-        // Status codes are small integers from the enum, safe to inline.
-        let codes: Vec<String> = req.statuses.iter().map(|s| s.code().to_string()).collect();
-        let sql: Arc<str> = self
-            .q
-            .purge_batch
-            .replace("{statuses}", &codes.join(", "))
-            .into();
-        let mut purged = 0;
-        for job in jobs {
-            loop {
-                let done = self
-                    .run(false, || {
-                        sqlx::query(AssertSqlSafe(sql.clone()))
-                            .bind(job.as_str())
-                            .bind(req.older_than.as_millis())
-                            .bind(PURGE_BATCH)
-                            .execute(&self.pool)
-                    })
-                    .await?
-                    .rows_affected();
-                purged += done;
-                if done < PURGE_BATCH as u64 {
+            let mut won: Vec<Claimed> = Vec::new();
+            for _round in 0..cas::MAX_CAS_ATTEMPTS {
+                let want = req.limit - won.len();
+                let want_i64 = i64::try_from(want).unwrap_or(i64::MAX);
+                let mut seen = 0;
+                let (sql, job_s, stage) = if req.stage.is_some() {
+                    (
+                        self.q.claim_lock_stage.clone(),
+                        job.to_string(),
+                        req.stage.clone(),
+                    )
+                } else {
+                    (self.q.claim_lock.clone(), job.to_string(), None)
+                };
+                let got = self
+                    .locked_batch(
+                        || {
+                            let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(job_s.clone());
+                            if let Some(s) = &stage {
+                                q = q.bind(s.clone());
+                            }
+                            q.bind(now.as_millis()).bind(want_i64)
+                        },
+                        |task| {
+                            seen += 1;
+                            // The claim rule itself (lifecycle::claim): grants pending/failed rows,
+                            // records an expired lease as a dead attempt or exhausts the task.
+                            match lifecycle::claim(&task, &one, now)? {
+                                ClaimDecision::Granted(c) => Ok(Some((c.task.clone(), Some(c)))),
+                                ClaimDecision::Exhausted(t) => Ok(Some((t, None))),
+                                ClaimDecision::Refused(_) => Ok(None),
+                            }
+                        },
+                    )
+                    .await?;
+                won.extend(got);
+                if won.len() >= req.limit || seen < want {
                     break;
                 }
             }
+            won.truncate(req.limit);
+            // Every Claimed already carries the lease lifecycle::claim made; re-derive it from the
+            // written task so both dialects hand out leases the same way.
+            won.into_iter().map(|c| claimed(c.task)).collect()
         }
-        Ok(purged)
-    }
-    async fn get(&self, key: &TaskKey) -> Result<Task> {
-        cas::get(self, key).await
-    }
-    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
-        cas::list(self, query).await
-    }
-    async fn counts(&self, job: &JobName) -> Result<Counts> {
-        cas::counts(self, job).await
+        async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+            cas::succeed(self, lease, output, now).await
+        }
+        /// One transaction completes every lease that still holds its task; a refused one takes the
+        /// general path, so it is answered exactly as `succeed` would answer it.
+        async fn succeed_many(
+            &self,
+            done: &[(Lease, Value)],
+            now: Timestamp,
+        ) -> Result<Vec<Result<Task>>> {
+            if done.is_empty() {
+                return Ok(Vec::new());
+            }
+            let written = self.succeed_many_locked(done, now).await?;
+            answer_in_order(done, written, |lease, output| {
+                cas::succeed(self, lease, output.clone(), now)
+            })
+            .await
+        }
+        async fn purge(&self, req: &Purge) -> Result<u64> {
+            req.validate()?;
+            let jobs = purge_targets(self, req).await?;
+            // Status codes are small integers from the enum, safe to inline.
+            let codes: Vec<String> = req.statuses.iter().map(|s| s.code().to_string()).collect();
+            let sql: Arc<str> = self
+                .q
+                .purge_batch
+                .replace("{statuses}", &codes.join(", "))
+                .into();
+            let mut purged = 0;
+            for job in jobs {
+                loop {
+                    let done = self
+                        .run(false, || {
+                            sqlx::query(AssertSqlSafe(sql.clone()))
+                                .bind(job.as_str())
+                                .bind(req.older_than.as_millis())
+                                .bind(PURGE_BATCH)
+                                .execute(&self.pool)
+                        })
+                        .await?
+                        .rows_affected();
+                    purged += done;
+                    if done < PURGE_BATCH as u64 {
+                        break;
+                    }
+                }
+            }
+            Ok(purged)
+        }
     }
 }

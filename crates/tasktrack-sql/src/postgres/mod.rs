@@ -23,7 +23,7 @@ mod vacuum;
 pub(crate) use rows::FIELDS;
 
 use crate::common::config::Config;
-use crate::common::{answer_in_order, claimed, map_error, purge_targets, retrying};
+use crate::common::{answer_in_order, claimed, map_error, purge_targets, retrying, store_over_cas};
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -355,193 +355,130 @@ impl SucceedColumns {
     }
 }
 
-#[async_trait]
-impl Store for PgStore {
-    fn backend(&self) -> &'static str {
-        BACKEND
-    }
-    async fn init(&self) -> Result<()> {
-        self.migrate().await
-    }
-    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
-        cas::put_job(self, job, spec, now).await
-    }
-    async fn get_job(&self, job: &JobName) -> Result<Job> {
-        cas::get_job(self, job).await
-    }
-    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
-        cas::Documents::list_jobs(self, state).await
-    }
-    async fn set_job_state(
-        &self,
-        job: &JobName,
-        change: JobStateChange,
-        now: Timestamp,
-    ) -> Result<Job> {
-        cas::set_job_state(self, job, change, now).await
-    }
-    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
-        cas::delete_job(self, job, now).await
-    }
-    async fn create(
-        &self,
-        job: &JobName,
-        tasks: &[NewTask],
-        mode: CreateMode,
-        now: Timestamp,
-    ) -> Result<Created> {
-        cas::create(self, job, tasks, mode, now).await
-    }
-    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
-        cas::claim(self, key, req, now).await
-    }
-    async fn claim_next(
-        &self,
-        job: &JobName,
-        req: &ClaimNext,
-        now: Timestamp,
-    ) -> Result<Vec<Claimed>> {
-        cas::check_claim_next(req)?;
-        let expires = now.plus(req.lease_for);
-        let one = Claim {
-            owner: req.owner.clone(),
-            lease_for: req.lease_for,
-            force: false,
-        };
-        let mut won = Vec::new();
-        for _round in 0..cas::MAX_CAS_ATTEMPTS {
-            let want = req.limit - won.len();
-            let want_i64 = i64::try_from(want).unwrap_or(i64::MAX);
-            let rows = self
-                .run(false, || {
-                    let sql = if req.stage.is_some() {
-                        &self.q.claim_next_stage
-                    } else {
-                        &self.q.claim_next
-                    };
-                    let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
-                        .bind(job.as_str())
-                        .bind(now.as_millis())
-                        .bind(expires.as_millis())
-                        .bind(want_i64)
-                        .bind(req.owner.as_str());
-                    if let Some(stage) = &req.stage {
-                        q = q.bind(stage.as_str());
-                    }
-                    q.fetch_all(&self.pool)
-                })
-                .await?;
-            let found = rows.len();
-            let mut expired = Vec::new();
-            for row in rows {
-                let granted: bool = row.try_get("granted").map_err(|e| self.err(&e))?;
-                let task = rows::read_task(&row)
-                    .map_err(|e| self.err(&e))?
-                    .into_task(&self.table())?;
-                if granted {
-                    won.push(claimed(task)?);
-                } else {
-                    expired.push(task.key());
-                }
-            }
-            // Expired leases: the dead attempt is recorded (or the task exhausted) by the pure
-            // rule, through the conditional-write path.
-            for key in expired {
-                if won.len() == req.limit {
-                    break;
-                }
-                match cas::claim(self, &key, &one, now).await {
-                    Ok(c) => won.push(c),
-                    Err(Error::Refused { .. } | Error::NotFound(_)) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if won.len() >= req.limit || found < want {
-                break;
-            }
+store_over_cas! {
+    PgStore;
+    native {
+        fn backend(&self) -> &'static str {
+            BACKEND
         }
-        self.note_claims(won.len());
-        Ok(won)
-    }
-    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
-        cas::heartbeat(self, lease, lease_for, now).await
-    }
-    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
-        cas::patch_data(self, lease, patch, now).await
-    }
-    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
-        match self.succeed_fast(&self.pool, lease, &output, now).await? {
-            Some(task) => Ok(task),
-            None => cas::succeed(self, lease, output, now).await,
+        async fn init(&self) -> Result<()> {
+            self.migrate().await
         }
-    }
-    /// One statement completes every single-step lease that still holds its task; the rest
-    /// (stale leases, pipeline stages) take the general path, one by one, exactly as `succeed`.
-    async fn succeed_many(
-        &self,
-        done: &[(Lease, Value)],
-        now: Timestamp,
-    ) -> Result<Vec<Result<Task>>> {
-        if done.is_empty() {
-            return Ok(Vec::new());
-        }
-        let written = self.succeed_many_fast(done, now).await?;
-        answer_in_order(done, written, |lease, output| {
-            cas::succeed(self, lease, output.clone(), now)
-        })
-        .await
-    }
-    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
-        cas::fail(self, lease, req, now).await
-    }
-    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
-        cas::release(self, lease, now).await
-    }
-    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
-        cas::ignore(self, key, req, now).await
-    }
-    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
-        cas::retry(self, key, req, now).await
-    }
-    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
-        cas::report(self, key, req, now).await
-    }
-    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
-        cas::delete(self, key, now).await
-    }
-    async fn purge(&self, req: &Purge) -> Result<u64> {
-        req.validate()?;
-        let jobs = purge_targets(self, req).await?;
-        let codes: Vec<i16> = req.statuses.iter().map(|s| i16::from(s.code())).collect();
-        let mut purged = 0;
-        for job in jobs {
-            loop {
-                let done = self
+        async fn claim_next(
+            &self,
+            job: &JobName,
+            req: &ClaimNext,
+            now: Timestamp,
+        ) -> Result<Vec<Claimed>> {
+            cas::check_claim_next(req)?;
+            let expires = now.plus(req.lease_for);
+            let one = Claim {
+                owner: req.owner.clone(),
+                lease_for: req.lease_for,
+                force: false,
+            };
+            let mut won = Vec::new();
+            for _round in 0..cas::MAX_CAS_ATTEMPTS {
+                let want = req.limit - won.len();
+                let want_i64 = i64::try_from(want).unwrap_or(i64::MAX);
+                let rows = self
                     .run(false, || {
-                        sqlx::query(AssertSqlSafe(self.q.purge_batch.clone()))
+                        let sql = if req.stage.is_some() {
+                            &self.q.claim_next_stage
+                        } else {
+                            &self.q.claim_next
+                        };
+                        let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
                             .bind(job.as_str())
-                            .bind(&codes)
-                            .bind(req.older_than.as_millis())
-                            .bind(PURGE_BATCH)
-                            .execute(&self.pool)
+                            .bind(now.as_millis())
+                            .bind(expires.as_millis())
+                            .bind(want_i64)
+                            .bind(req.owner.as_str());
+                        if let Some(stage) = &req.stage {
+                            q = q.bind(stage.as_str());
+                        }
+                        q.fetch_all(&self.pool)
                     })
-                    .await?
-                    .rows_affected();
-                purged += done;
-                if done < PURGE_BATCH as u64 {
+                    .await?;
+                let found = rows.len();
+                let mut expired = Vec::new();
+                for row in rows {
+                    let granted: bool = row.try_get("granted").map_err(|e| self.err(&e))?;
+                    let task = rows::read_task(&row)
+                        .map_err(|e| self.err(&e))?
+                        .into_task(&self.table())?;
+                    if granted {
+                        won.push(claimed(task)?);
+                    } else {
+                        expired.push(task.key());
+                    }
+                }
+                // Expired leases: the dead attempt is recorded (or the task exhausted) by the pure
+                // rule, through the conditional-write path.
+                for key in expired {
+                    if won.len() == req.limit {
+                        break;
+                    }
+                    match cas::claim(self, &key, &one, now).await {
+                        Ok(c) => won.push(c),
+                        Err(Error::Refused { .. } | Error::NotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if won.len() >= req.limit || found < want {
                     break;
                 }
             }
+            self.note_claims(won.len());
+            Ok(won)
         }
-        Ok(purged)
-    }
-    async fn get(&self, key: &TaskKey) -> Result<Task> {
-        cas::get(self, key).await
-    }
-    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
-        cas::list(self, query).await
-    }
-    async fn counts(&self, job: &JobName) -> Result<Counts> {
-        cas::counts(self, job).await
+        async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+            match self.succeed_fast(&self.pool, lease, &output, now).await? {
+                Some(task) => Ok(task),
+                None => cas::succeed(self, lease, output, now).await,
+            }
+        }
+        /// One statement completes every single-step lease that still holds its task; the rest
+        /// (stale leases, pipeline stages) take the general path, one by one, exactly as `succeed`.
+        async fn succeed_many(
+            &self,
+            done: &[(Lease, Value)],
+            now: Timestamp,
+        ) -> Result<Vec<Result<Task>>> {
+            if done.is_empty() {
+                return Ok(Vec::new());
+            }
+            let written = self.succeed_many_fast(done, now).await?;
+            answer_in_order(done, written, |lease, output| {
+                cas::succeed(self, lease, output.clone(), now)
+            })
+            .await
+        }
+        async fn purge(&self, req: &Purge) -> Result<u64> {
+            req.validate()?;
+            let jobs = purge_targets(self, req).await?;
+            let codes: Vec<i16> = req.statuses.iter().map(|s| i16::from(s.code())).collect();
+            let mut purged = 0;
+            for job in jobs {
+                loop {
+                    let done = self
+                        .run(false, || {
+                            sqlx::query(AssertSqlSafe(self.q.purge_batch.clone()))
+                                .bind(job.as_str())
+                                .bind(&codes)
+                                .bind(req.older_than.as_millis())
+                                .bind(PURGE_BATCH)
+                                .execute(&self.pool)
+                        })
+                        .await?
+                        .rows_affected();
+                    purged += done;
+                    if done < PURGE_BATCH as u64 {
+                        break;
+                    }
+                }
+            }
+            Ok(purged)
+        }
     }
 }
