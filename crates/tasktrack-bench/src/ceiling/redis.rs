@@ -1,15 +1,20 @@
 //! Raw ceiling for redis: `EVALSHA` of a trivial script that writes one hash field
-//! (`HSET KEYS[1] ARGV[1] ARGV[2]`), one call at a time per loop, `workers` loops each on its
-//! own connection, on the server and database the store URL names. The store's claim and succeed
-//! are each one `EVALSHA` of a bigger script, so a store at 0.5× this ceiling spends no more
-//! than the server's round trip and script overhead per call.
+//! (`HSET KEYS[1] ARGV[1] ARGV[2]`), one call at a time per loop, `workers` loops, on the server
+//! and database the store URL names.
+//!
+//! The loops share ONE multiplexed connection, because that is what the store does (one
+//! `ConnectionManager` per store, however many workers): the same connection count, the same
+//! client-side path (one task writing and reading the socket, pipelining whatever the loops have
+//! in flight). The store's claim and succeed are each one `EVALSHA` of a bigger script, so two
+//! calls per task bound the store at 0.5× this ceiling even if its scripts cost what this one
+//! costs.
 
 use anyhow::{Context, Result};
 use std::time::Instant;
 
 const SCRIPT: &str = "return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])";
 
-/// Ops/s of the one-field EVALSHA loop, `ops` calls spread over `workers` connections.
+/// Ops/s of the one-field EVALSHA loop, `ops` calls spread over `workers` loops on one connection.
 pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
     let (connect, prefix) = parse(url)?;
     let client = redis::Client::open(connect.as_str()).context("bad redis URL")?;
@@ -17,20 +22,18 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
     let key = format!("{prefix}:bench-ceiling");
     let workers = workers.max(1);
     let per_worker = ops.div_ceil(workers);
-    let mut conns = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .context("connecting to redis for the ceiling")?;
-        script.prepare_invoke().load_async(&mut conn).await?;
-        conns.push(conn);
-    }
+    let shared = client
+        .get_multiplexed_async_connection()
+        .await
+        .context("connecting to redis for the ceiling")?;
+    script
+        .prepare_invoke()
+        .load_async(&mut shared.clone())
+        .await?;
     let started = Instant::now();
-    let loops: Vec<_> = conns
-        .into_iter()
-        .enumerate()
-        .map(|(w, mut conn)| {
+    let loops: Vec<_> = (0..workers)
+        .map(|w| {
+            let mut conn = shared.clone();
             let script = script.clone();
             let key = key.clone();
             tokio::spawn(async move {
