@@ -9,6 +9,8 @@
 //! - [`model`]: what a task, job, lease, failure, query and count are (plain serde data).
 //! - [`lifecycle`]: every status transition as a pure function; the only place rules live.
 //! - [`store`]: the [`Store`] trait and its request types.
+//! - [`store_impl!`]: a backend's `impl Store` from lists of forwarders (native / to the
+//!   adapter / to an inner value).
 //! - [`time`]: [`Timestamp`], [`Clock`], [`SystemClock`], [`ManualClock`].
 //! - [`cas`]: [`cas::Documents`] + [`cas::CasStore`]: a whole store from versioned documents.
 //! - [`memory`]: `memory://`, built on the adapter.
@@ -45,6 +47,7 @@ pub mod lifecycle;
 pub mod memory;
 pub mod model;
 pub mod store;
+mod store_impl;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod time;
@@ -56,3 +59,7 @@ pub use model::*;
 pub use store::*;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use tracker::Tracker;
+
+// For `store_impl!`: the generated impls need no `async_trait` at the call site.
+#[doc(hidden)]
+pub use async_trait;
