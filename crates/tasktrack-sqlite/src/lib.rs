@@ -73,7 +73,6 @@ mod tasks;
 
 pub use db::SCHEMA_VERSION;
 
-use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,121 +107,75 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
+// Reads and job records are plain queries (`queries`), task writes run the pure rule in a
+// transaction (`tasks`); the fenced ones below pass their rule as a closure.
+tasktrack_core::store_impl! {
+    SqliteStore;
+    native {
+        fn backend(&self) -> &'static str {
+            "sqlite"
+        }
 
-    /// The schema is created and migrated by [`open`]; nothing left to do.
-    async fn init(&self) -> Result<()> {
-        Ok(())
-    }
+        /// The schema is created and migrated by [`open`]; nothing left to do.
+        async fn init(&self) -> Result<()> {
+            Ok(())
+        }
 
-    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
-        queries::put_job(&self.db, job, spec, now).await
+        async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+            let (l, patch) = (lease.clone(), patch.clone());
+            tasks::fenced(&self.db, lease, move |t| {
+                lifecycle::patch_data(t, &l, &patch, now)
+            })
+            .await
+        }
+        async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+            let l = lease.clone();
+            tasks::fenced(&self.db, lease, move |t| {
+                lifecycle::succeed(t, &l, output, now)
+            })
+            .await
+        }
+        async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+            let (l, req) = (lease.clone(), req.clone());
+            tasks::fenced(&self.db, lease, move |t| lifecycle::fail(t, &l, &req, now)).await
+        }
+        async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
+            let l = lease.clone();
+            tasks::fenced(&self.db, lease, move |t| lifecycle::release(t, &l, now)).await
+        }
+        async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
+            let req = req.clone();
+            tasks::update(&self.db, key, move |t| {
+                Step::from_rule(lifecycle::ignore(t, &req, now))
+            })
+            .await
+        }
+        async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
+            let req = *req;
+            tasks::update(&self.db, key, move |t| {
+                Step::from_rule(lifecycle::retry(t, &req, now))
+            })
+            .await
+        }
     }
-    async fn get_job(&self, job: &JobName) -> Result<Job> {
-        queries::get_job(&self.db, job).await
+    through queries with &self.db {
+        put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
+        get_job(job: &JobName) -> Job;
+        jobs(state: Option<JobState>) -> Vec<Job>;
+        set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
+        get(key: &TaskKey) -> Task;
+        list(query: &TaskQuery) -> TaskPage;
+        counts(job: &JobName) -> Counts;
     }
-    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
-        queries::jobs(&self.db, state).await
-    }
-    async fn set_job_state(
-        &self,
-        job: &JobName,
-        change: JobStateChange,
-        now: Timestamp,
-    ) -> Result<Job> {
-        queries::set_job_state(&self.db, job, change, now).await
-    }
-    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
-        tasks::delete_job(&self.db, job, now).await
-    }
-
-    async fn create(
-        &self,
-        job: &JobName,
-        new: &[NewTask],
-        mode: CreateMode,
-        now: Timestamp,
-    ) -> Result<Created> {
-        tasks::create(&self.db, job, new, mode, now).await
-    }
-    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
-        tasks::claim(&self.db, key, req, now).await
-    }
-    async fn claim_next(
-        &self,
-        job: &JobName,
-        req: &ClaimNext,
-        now: Timestamp,
-    ) -> Result<Vec<Claimed>> {
-        tasks::claim_next(&self.db, job, req, now).await
-    }
-    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
-        tasks::heartbeat(&self.db, lease, lease_for, now).await
-    }
-    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
-        let (l, patch) = (lease.clone(), patch.clone());
-        tasks::fenced(&self.db, lease, move |t| {
-            lifecycle::patch_data(t, &l, &patch, now)
-        })
-        .await
-    }
-    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
-        let l = lease.clone();
-        tasks::fenced(&self.db, lease, move |t| {
-            lifecycle::succeed(t, &l, output, now)
-        })
-        .await
-    }
-    async fn succeed_many(
-        &self,
-        done: &[(Lease, Value)],
-        now: Timestamp,
-    ) -> Result<Vec<Result<Task>>> {
-        tasks::succeed_many(&self.db, done, now).await
-    }
-    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
-        let (l, req) = (lease.clone(), req.clone());
-        tasks::fenced(&self.db, lease, move |t| lifecycle::fail(t, &l, &req, now)).await
-    }
-    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
-        let l = lease.clone();
-        tasks::fenced(&self.db, lease, move |t| lifecycle::release(t, &l, now)).await
-    }
-    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
-        let req = req.clone();
-        tasks::update(&self.db, key, move |t| {
-            Step::from_rule(lifecycle::ignore(t, &req, now))
-        })
-        .await
-    }
-    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
-        let req = *req;
-        tasks::update(&self.db, key, move |t| {
-            Step::from_rule(lifecycle::retry(t, &req, now))
-        })
-        .await
-    }
-    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
-        tasks::report(&self.db, key, req, now).await
-    }
-    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
-        tasks::delete(&self.db, key, now).await
-    }
-    async fn purge(&self, req: &Purge) -> Result<u64> {
-        tasks::purge(&self.db, req).await
-    }
-
-    async fn get(&self, key: &TaskKey) -> Result<Task> {
-        queries::get(&self.db, key).await
-    }
-    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
-        queries::list(&self.db, query).await
-    }
-    async fn counts(&self, job: &JobName) -> Result<Counts> {
-        queries::counts(&self.db, job).await
+    through tasks with &self.db {
+        delete_job(job: &JobName, now: Timestamp) -> Deleted;
+        create(job: &JobName, new: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
+        claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
+        claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
+        heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
+        succeed_many(done: &[(Lease, Value)], now: Timestamp) -> Vec<Result<Task>>;
+        report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
+        delete(key: &TaskKey, now: Timestamp) -> ();
+        purge(req: &Purge) -> u64;
     }
 }
