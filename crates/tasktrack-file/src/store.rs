@@ -15,7 +15,6 @@
 use crate::documents::FileDocuments;
 use crate::journal::Change;
 use crate::session::Session;
-use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -172,158 +171,124 @@ impl FileStore {
     }
 }
 
-#[async_trait]
-impl Store for FileStore {
-    fn backend(&self) -> &'static str {
-        "file"
-    }
-    async fn init(&self) -> Result<()> {
-        self.cas.init().await
-    }
-    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
-        self.cas.put_job(job, spec, now).await
-    }
-    async fn get_job(&self, job: &JobName) -> Result<Job> {
-        self.cas.get_job(job).await
-    }
-    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
-        self.cas.jobs(state).await
-    }
-    async fn set_job_state(
-        &self,
-        job: &JobName,
-        change: JobStateChange,
-        now: Timestamp,
-    ) -> Result<Job> {
-        self.cas.set_job_state(job, change, now).await
-    }
-    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
-        self.cas.delete_job(job, now).await
-    }
-    async fn create(
-        &self,
-        job: &JobName,
-        tasks: &[NewTask],
-        mode: CreateMode,
-        now: Timestamp,
-    ) -> Result<Created> {
-        self.cas.create(job, tasks, mode, now).await
-    }
-    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
-        self.cas.claim(key, req, now).await
-    }
-    async fn claim_next(
-        &self,
-        job: &JobName,
-        req: &ClaimNext,
-        now: Timestamp,
-    ) -> Result<Vec<Claimed>> {
-        cas::check_claim_next(req)?;
-        let req = req.clone();
-        let won = self
-            .documents()
-            .batched(job, move |s| claim_next_locked(s, &req, now))
-            .await?;
-        Ok(won.unwrap_or_default())
-    }
-    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
-        // As in the adapter, a heartbeat for a task that is gone is NotFound.
-        let held = lease.clone();
-        let renewed = self
-            .under_lock(lease, move |t| {
-                lifecycle::heartbeat(t, &held, lease_for, now)
-            })
-            .await?;
-        renewed.ok_or_else(|| Error::NotFound(format!("task {}", lease.key)))
-    }
-    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
-        let (held, patch) = (lease.clone(), patch.clone());
-        self.fenced(lease, move |t| {
-            both(lifecycle::patch_data(t, &held, &patch, now))
-        })
-        .await
-    }
-    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
-        let held = lease.clone();
-        self.fenced(lease, move |t| {
-            both(lifecycle::succeed(t, &held, output, now))
-        })
-        .await
-    }
-    /// Native batch: the leases of each job complete in one transaction (one lock hold, one
-    /// journal fsync), instead of one per lease.
-    async fn succeed_many(
-        &self,
-        done: &[(Lease, Value)],
-        now: Timestamp,
-    ) -> Result<Vec<Result<Task>>> {
-        let mut by_job: BTreeMap<JobName, Vec<(usize, Lease, Value)>> = BTreeMap::new();
-        for (position, (lease, output)) in done.iter().enumerate() {
-            by_job.entry(lease.key.job.clone()).or_default().push((
-                position,
-                lease.clone(),
-                output.clone(),
-            ));
+tasktrack_core::store_impl! {
+    FileStore;
+    native {
+        fn backend(&self) -> &'static str {
+            "file"
         }
-        let mut results: Vec<Option<Result<Task>>> = vec![None; done.len()];
-        for (job, batch) in by_job {
-            let leases: Vec<(usize, Lease)> =
-                batch.iter().map(|(i, l, _)| (*i, l.clone())).collect();
-            let outcomes = self
+        async fn claim_next(
+            &self,
+            job: &JobName,
+            req: &ClaimNext,
+            now: Timestamp,
+        ) -> Result<Vec<Claimed>> {
+            cas::check_claim_next(req)?;
+            let req = req.clone();
+            let won = self
                 .documents()
-                .batched(&job, move |s| Ok(succeed_each_locked(s, batch, now)))
+                .batched(job, move |s| claim_next_locked(s, &req, now))
                 .await?;
-            match outcomes {
-                Some(outcomes) => {
-                    for (position, outcome) in outcomes {
-                        results[position] = Some(outcome);
+            Ok(won.unwrap_or_default())
+        }
+        async fn heartbeat(
+            &self,
+            lease: &Lease,
+            lease_for: Duration,
+            now: Timestamp,
+        ) -> Result<Lease> {
+            // As in the adapter, a heartbeat for a task that is gone is NotFound.
+            let held = lease.clone();
+            let renewed = self
+                .under_lock(lease, move |t| {
+                    lifecycle::heartbeat(t, &held, lease_for, now)
+                })
+                .await?;
+            renewed.ok_or_else(|| Error::NotFound(format!("task {}", lease.key)))
+        }
+        async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+            let (held, patch) = (lease.clone(), patch.clone());
+            self.fenced(lease, move |t| {
+                both(lifecycle::patch_data(t, &held, &patch, now))
+            })
+            .await
+        }
+        async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+            let held = lease.clone();
+            self.fenced(lease, move |t| {
+                both(lifecycle::succeed(t, &held, output, now))
+            })
+            .await
+        }
+        /// Native batch: the leases of each job complete in one transaction (one lock hold, one
+        /// journal fsync), instead of one per lease.
+        async fn succeed_many(
+            &self,
+            done: &[(Lease, Value)],
+            now: Timestamp,
+        ) -> Result<Vec<Result<Task>>> {
+            let mut by_job: BTreeMap<JobName, Vec<(usize, Lease, Value)>> = BTreeMap::new();
+            for (position, (lease, output)) in done.iter().enumerate() {
+                by_job.entry(lease.key.job.clone()).or_default().push((
+                    position,
+                    lease.clone(),
+                    output.clone(),
+                ));
+            }
+            let mut results: Vec<Option<Result<Task>>> = vec![None; done.len()];
+            for (job, batch) in by_job {
+                let leases: Vec<(usize, Lease)> =
+                    batch.iter().map(|(i, l, _)| (*i, l.clone())).collect();
+                let outcomes = self
+                    .documents()
+                    .batched(&job, move |s| Ok(succeed_each_locked(s, batch, now)))
+                    .await?;
+                match outcomes {
+                    Some(outcomes) => {
+                        for (position, outcome) in outcomes {
+                            results[position] = Some(outcome);
+                        }
                     }
-                }
-                // The job has no directory: none of its tasks exists.
-                None => {
-                    for (position, lease) in leases {
-                        results[position] = Some(Err(stale(&lease)));
+                    // The job has no directory: none of its tasks exists.
+                    None => {
+                        for (position, lease) in leases {
+                            results[position] = Some(Err(stale(&lease)));
+                        }
                     }
                 }
             }
+            results
+                .into_iter()
+                .map(|r| r.ok_or_else(|| Error::backend("succeed_many lost an entry")))
+                .collect()
         }
-        results
-            .into_iter()
-            .map(|r| r.ok_or_else(|| Error::backend("succeed_many lost an entry")))
-            .collect()
+        async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+            let (held, req) = (lease.clone(), req.clone());
+            self.fenced(lease, move |t| both(lifecycle::fail(t, &held, &req, now)))
+                .await
+        }
+        async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
+            let held = lease.clone();
+            self.fenced(lease, move |t| both(lifecycle::release(t, &held, now)))
+                .await
+        }
     }
-    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
-        let (held, req) = (lease.clone(), req.clone());
-        self.fenced(lease, move |t| both(lifecycle::fail(t, &held, &req, now)))
-            .await
-    }
-    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
-        let held = lease.clone();
-        self.fenced(lease, move |t| both(lifecycle::release(t, &held, now)))
-            .await
-    }
-    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
-        self.cas.ignore(key, req, now).await
-    }
-    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
-        self.cas.retry(key, req, now).await
-    }
-    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
-        self.cas.report(key, req, now).await
-    }
-    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
-        self.cas.delete(key, now).await
-    }
-    async fn purge(&self, req: &Purge) -> Result<u64> {
-        self.cas.purge(req).await
-    }
-    async fn get(&self, key: &TaskKey) -> Result<Task> {
-        self.cas.get(key).await
-    }
-    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
-        self.cas.list(query).await
-    }
-    async fn counts(&self, job: &JobName) -> Result<Counts> {
-        self.cas.counts(job).await
+    via self.cas {
+        init() -> ();
+        put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
+        get_job(job: &JobName) -> Job;
+        jobs(state: Option<JobState>) -> Vec<Job>;
+        set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
+        delete_job(job: &JobName, now: Timestamp) -> Deleted;
+        create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
+        claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
+        ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
+        retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
+        report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
+        delete(key: &TaskKey, now: Timestamp) -> ();
+        purge(req: &Purge) -> u64;
+        get(key: &TaskKey) -> Task;
+        list(query: &TaskQuery) -> TaskPage;
+        counts(job: &JobName) -> Counts;
     }
 }
