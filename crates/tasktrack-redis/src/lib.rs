@@ -81,13 +81,11 @@ mod scripts;
 
 pub use config::DEFAULT_PREFIX;
 
-use async_trait::async_trait;
 use docs::RedisDocs;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
-use tasktrack_core::cas;
 use tasktrack_core::*;
 
 /// The Redis store. Cheap to clone: clones share one multiplexed connection that reconnects by
@@ -177,31 +175,10 @@ fn glob_under(prefix: &str) -> String {
     out
 }
 
-/// Writes `impl Store for RedisStore`: the methods given in `native { … }` as written, one
-/// forwarder per operation in `scripted { … }` to the [`RedisDocs`] method of the same name (one
-/// Lua script each, `src/native.rs`), and one per operation in `through_cas { … }` to the
-/// compare-and-swap adapter function of the same name (`cas::claim(&self.docs, key, req, now)`).
-/// The two lists say, on one screen, which operations are native and which are read + CAS.
-macro_rules! store_over_docs {
-    (
-        native { $($native:item)* }
-        scripted { $($fast:ident($($farg:ident: $fty:ty),*) -> $fret:ty;)* }
-        through_cas { $($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)* }
-    ) => {
-        #[async_trait]
-        impl Store for RedisStore {
-            $($native)*
-            $(async fn $fast(&self, $($farg: $fty),*) -> Result<$fret> {
-                self.docs.$fast($($farg),*).await
-            })*
-            $(async fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
-                cas::$name(&self.docs, $($arg),*).await
-            })*
-        }
-    };
-}
-
-store_over_docs! {
+// The whole `impl Store`: `native` as written, `scripted` operations are one Lua script each
+// (`RedisDocs` methods, `src/native.rs`), the rest read + compare-and-swap through the adapter.
+tasktrack_core::store_impl! {
+    RedisStore;
     native {
         fn backend(&self) -> &'static str {
             "redis"
@@ -213,11 +190,12 @@ store_over_docs! {
                 .await
                 .map(|_| ())
         }
-        async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
-            cas::Documents::list_jobs(&self.docs, state).await
-        }
     }
-    scripted {
+    via self.docs {
+        jobs(state: Option<JobState>) -> Vec<Job> => list_jobs;
+    }
+    // Scripted: one Lua script each.
+    via self.docs {
         create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
         claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
         heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
@@ -226,7 +204,7 @@ store_over_docs! {
         fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
         counts(job: &JobName) -> Counts;
     }
-    through_cas {
+    through_cas &self.docs {
         put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
         get_job(job: &JobName) -> Job;
         set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;

@@ -2,7 +2,6 @@
 
 #![allow(dead_code)]
 
-use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,45 +92,39 @@ pub async fn store() -> Option<Arc<dyn Store>> {
     .await
 }
 
-/// Writes `impl Store for Scratch`: every listed operation forwards to the wrapped store. The
-/// list must name every `Store` method the backend implements natively (`succeed_many`
-/// included), or the suite would test the trait's default instead of the backend.
-macro_rules! forward_to_inner {
-    ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
-        #[async_trait]
-        impl Store for Scratch {
-            fn backend(&self) -> &'static str {
-                self.0.backend()
-            }
-            $(async fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
-                self.0.$name($($arg),*).await
-            })*
+// Every operation forwards to the wrapped store. The list must name every `Store` method the
+// backend implements natively (`init` and `succeed_many` included), or the suite would test the
+// trait's default instead of the backend.
+tasktrack_core::store_impl! {
+    Scratch;
+    native {
+        fn backend(&self) -> &'static str {
+            self.0.backend()
         }
-    };
-}
-
-forward_to_inner! {
-    init() -> ();
-    put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
-    get_job(job: &JobName) -> Job;
-    jobs(state: Option<JobState>) -> Vec<Job>;
-    set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
-    delete_job(job: &JobName, now: Timestamp) -> Deleted;
-    create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
-    claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
-    claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
-    heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
-    patch_data(lease: &Lease, patch: &Value, now: Timestamp) -> Task;
-    succeed(lease: &Lease, output: Value, now: Timestamp) -> Task;
-    succeed_many(done: &[(Lease, Value)], now: Timestamp) -> Vec<Result<Task>>;
-    fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
-    release(lease: &Lease, now: Timestamp) -> Task;
-    ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
-    retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
-    report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
-    delete(key: &TaskKey, now: Timestamp) -> ();
-    purge(req: &Purge) -> u64;
-    get(key: &TaskKey) -> Task;
-    list(query: &TaskQuery) -> TaskPage;
-    counts(job: &JobName) -> Counts;
+    }
+    via self.0 {
+        init() -> ();
+        put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
+        get_job(job: &JobName) -> Job;
+        jobs(state: Option<JobState>) -> Vec<Job>;
+        set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
+        delete_job(job: &JobName, now: Timestamp) -> Deleted;
+        create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
+        claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
+        claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
+        heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
+        patch_data(lease: &Lease, patch: &Value, now: Timestamp) -> Task;
+        succeed(lease: &Lease, output: Value, now: Timestamp) -> Task;
+        succeed_many(done: &[(Lease, Value)], now: Timestamp) -> Vec<Result<Task>>;
+        fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
+        release(lease: &Lease, now: Timestamp) -> Task;
+        ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
+        retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
+        report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
+        delete(key: &TaskKey, now: Timestamp) -> ();
+        purge(req: &Purge) -> u64;
+        get(key: &TaskKey) -> Task;
+        list(query: &TaskQuery) -> TaskPage;
+        counts(job: &JobName) -> Counts;
+    }
 }
