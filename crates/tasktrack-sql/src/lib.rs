@@ -22,9 +22,13 @@
 //! triggers in the same transaction as each write. `now` is always a bound parameter.
 //!
 //! # Layout
-//! - `common/`: URL options ([`Config`]), the row ⇄ task mapping, the one error mapping.
+//! - `common/`: URL options ([`Config`]), the row ⇄ task mapping, the one error mapping, and the
+//!   conditional-write path both dialects share (`docs.rs`: the `Documents` logic, written once
+//!   over the small `Dialect` trait of `dialect.rs`: placeholders, parameter types, the few
+//!   clauses each dialect writes its own way).
 //! - `postgres/`, `mysql/`: one store per dialect (`mod.rs`: open, migrations, the [`Store`]
-//!   impl and its native statements; `docs.rs`: the conditional-write primitives; `rows.rs`).
+//!   impl and its native statements; `docs.rs`: its `Dialect` impl; `rows.rs`: its row reader
+//!   and parameter binders).
 //! - `queries/<dialect>/<operation>.sql`: every statement, with the rule it restates named.
 //! - `migrations/<dialect>/NNNN_name.sql`: versioned schema, applied by `init` in order.
 //!

@@ -1,1 +1,1 @@
-UPDATE {t}job SET state = $2, version = $3, doc = $4 WHERE name = $1 AND version = $5
+UPDATE {t}job SET state = $1, version = $2, doc = $3 WHERE name = $4 AND version = $5

@@ -1,7 +1,12 @@
-//! What both dialects share: the URL options, the row ⇄ [`Task`] mapping, and the one place where
-//! driver errors become the core's portable [`Error`].
+//! What both dialects share: the URL options, the row ⇄ [`Task`] mapping, the conditional-write
+//! path over a small [`Dialect`] trait (`docs.rs`, `dialect.rs`), and the one place where driver
+//! errors become the core's portable [`Error`].
 
 pub mod config;
+pub(crate) mod dialect;
+pub(crate) mod docs;
+
+pub(crate) use dialect::{Dialect, FIELDS, Param, Stmt};
 
 use serde_json::Value;
 use std::collections::HashMap;

@@ -1,330 +1,127 @@
-//! [`Documents`] for MySQL / MariaDB: rows read with their `version`, written back only if
-//! unchanged. The [`tasktrack_core::cas`] functions drive these for every operation not restated
-//! natively.
+//! The MySQL / MariaDB side of the conditional-write path ([`Dialect`]): `?` placeholders, JSON
+//! and names as text and `VARBINARY`, `INSERT IGNORE` (with `RETURNING` on MariaDB only),
+//! status sets as `IN` lists. The [`Documents`](tasktrack_core::cas::Documents) logic itself is
+//! shared (`common/docs.rs`).
 
-use super::rows::{FIELDS, bind_task, push_task, read_name, read_task};
+use super::rows::{bind_param, read_name, read_task};
 use super::{BACKEND, MySqlStore};
-use crate::common::{RawTask, count_entry, version_of, versioned_job, versioned_task};
+use crate::common::docs::{PURGE_BATCH, Queries, documents_over_dialect};
+use crate::common::{Dialect, Param, RawTask, Stmt};
 use async_trait::async_trait;
-use sqlx::{AssertSqlSafe, MySql, QueryBuilder, Row};
-use std::collections::HashSet;
-use tasktrack_core::cas::{Documents, Versioned};
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::mysql::MySqlRow;
+use std::sync::Arc;
 use tasktrack_core::*;
 
 impl MySqlStore {
-    fn job_from_doc(&self, doc: &str) -> Result<Job> {
-        serde_json::from_str(doc).map_err(|e| Error::corrupt(format!("{}job", self.prefix), e))
-    }
-
-    fn read_tasks(&self, rows: &[sqlx::mysql::MySqlRow]) -> Result<Vec<Task>> {
-        let table = self.table();
-        rows.iter()
-            .map(|r| {
-                read_task(r)
-                    .map_err(|e| self.err(&e))
-                    .and_then(|raw| raw.into_task(&table))
-            })
-            .collect()
-    }
-
-    /// MySQL 8 has no `INSERT … RETURNING`: one `INSERT IGNORE` per task says exactly whether
-    /// it was new.
-    async fn insert_one_by_one(&self, raws: &[RawTask]) -> Result<Vec<bool>> {
-        let sql = format!(
-            "INSERT IGNORE INTO {} ({}) VALUES ({})",
-            self.table(),
-            FIELDS.join(", "),
-            vec!["?"; FIELDS.len()].join(", ")
-        );
-        let sql: std::sync::Arc<str> = sql.into();
-        let mut flags = Vec::with_capacity(raws.len());
-        for r in raws {
-            let done = self
-                .run(false, || {
-                    bind_task(sqlx::query(AssertSqlSafe(sql.clone())), r).execute(&self.pool)
-                })
-                .await?;
-            flags.push(done.rows_affected() == 1);
-        }
-        Ok(flags)
+    /// `st` as a driver query.
+    pub(super) fn query<'q>(
+        &self,
+        st: &'q Stmt<'_>,
+    ) -> sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments> {
+        st.params().iter().fold(sqlx::query(st.sql()), bind_param)
     }
 }
 
 #[async_trait]
-impl Documents for MySqlStore {
-    fn backend(&self) -> &'static str {
-        BACKEND
+impl Dialect for MySqlStore {
+    const BACKEND: &'static str = BACKEND;
+    const NUMBERED_PLACEHOLDERS: bool = false;
+    type Row = MySqlRow;
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
-    async fn get_task(&self, key: &TaskKey) -> Result<Option<Versioned<Task>>> {
-        let row = self
-            .run(true, || {
-                sqlx::query(AssertSqlSafe(self.q.get_task.clone()))
-                    .bind(key.job.as_str())
-                    .bind(key.id.as_str())
-                    .fetch_optional(&self.pool)
-            })
-            .await?;
-        match row {
-            Some(row) => Ok(self.read_tasks(&[row])?.pop().map(versioned_task)),
-            None => Ok(None),
-        }
+    fn queries(&self) -> &Queries {
+        &self.q
     }
 
-    async fn insert_task(&self, task: &Task) -> Result<bool> {
-        Ok(self
-            .insert_tasks(std::slice::from_ref(task))
-            .await?
-            .first()
-            .copied()
-            .unwrap_or(false))
+    fn names(&self) -> &str {
+        &self.prefix
     }
 
-    /// MariaDB: one multi-row `INSERT IGNORE … RETURNING id` per chunk (bulk create in one round
-    /// trip per 1000 tasks, exactly which were new). MySQL 8: one insert per task.
-    async fn insert_tasks(&self, tasks: &[Task]) -> Result<Vec<bool>> {
-        let mut flags = Vec::with_capacity(tasks.len());
-        for chunk in tasks.chunks(1000) {
-            let raws = chunk
-                .iter()
-                .map(RawTask::from_task)
-                .collect::<Result<Vec<_>>>()?;
-            if !self.mariadb {
-                flags.extend(self.insert_one_by_one(&raws).await?);
-                continue;
-            }
-            let rows = self
-                .run(false, || {
-                    let head = format!(
-                        "INSERT IGNORE INTO {} ({}) ",
-                        self.table(),
-                        FIELDS.join(", ")
-                    );
-                    let raws = &raws;
-                    async move {
-                        let mut qb = QueryBuilder::<MySql>::new(head);
-                        qb.push_values(raws.iter(), |mut b, r| push_task(&mut b, r));
-                        qb.push(" RETURNING id");
-                        qb.build().fetch_all(&self.pool).await
-                    }
-                })
-                .await?;
-            let mut new_ids = HashSet::with_capacity(rows.len());
-            for row in rows {
-                new_ids.insert(read_name(&row, "id").map_err(|e| self.err(&e))?);
-            }
-            flags.extend(chunk.iter().map(|t| new_ids.contains(t.id.as_str())));
-        }
-        Ok(flags)
-    }
-
-    async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {
-        let raw = RawTask::from_task(new)?;
-        let expected = version_of(old.value.version)?;
+    async fn execute(&self, idempotent: bool, st: &Stmt<'_>) -> Result<u64> {
         let done = self
-            .run(false, || {
-                bind_task(
-                    sqlx::query(AssertSqlSafe(self.q.replace_task.clone())),
-                    &raw,
-                )
-                .bind(expected)
-                .execute(&self.pool)
-            })
+            .run(idempotent, || self.query(st).execute(&self.pool))
             .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(done.rows_affected())
     }
 
-    async fn delete_task(&self, old: &Versioned<Task>) -> Result<bool> {
-        let expected = version_of(old.value.version)?;
-        let done = self
-            .run(false, || {
-                sqlx::query(AssertSqlSafe(self.q.delete_task.clone()))
-                    .bind(old.value.job.as_str())
-                    .bind(old.value.id.as_str())
-                    .bind(expected)
-                    .execute(&self.pool)
-            })
-            .await?;
-        Ok(done.rows_affected() == 1)
+    async fn fetch(&self, idempotent: bool, st: &Stmt<'_>) -> Result<Vec<MySqlRow>> {
+        self.run(idempotent, || self.query(st).fetch_all(&self.pool))
+            .await
     }
 
-    async fn claimable(
-        &self,
-        job: &JobName,
-        stage: Option<&str>,
-        now: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<Versioned<Task>>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self
-            .run(true, || {
-                let sql = if stage.is_some() {
-                    &self.q.claimable_stage
-                } else {
-                    &self.q.claimable
-                };
-                let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(job.as_str());
-                if let Some(s) = stage {
-                    q = q.bind(s);
-                }
-                q.bind(now.as_millis()).bind(limit).fetch_all(&self.pool)
-            })
-            .await?;
-        Ok(self
-            .read_tasks(&rows)?
-            .into_iter()
-            .map(versioned_task)
-            .collect())
+    fn read_task(row: &MySqlRow) -> std::result::Result<RawTask, sqlx::Error> {
+        read_task(row)
     }
 
-    /// Keyset pagination on `(updated_at, id)` over the `{prefix}task_updated` index; never OFFSET.
-    async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
-        let limit = i64::try_from(query.limit)
-            .unwrap_or(i64::MAX)
-            .saturating_add(1);
-        let rows = self
-            .run(true, || {
-                let head = format!("SELECT * FROM {} WHERE job = ", self.table());
-                async move {
-                    let mut qb = QueryBuilder::<MySql>::new(head);
-                    qb.push_bind(query.job.as_str());
-                    if !query.statuses.is_empty() {
-                        qb.push(" AND status IN (");
-                        let mut sep = qb.separated(", ");
-                        for s in &query.statuses {
-                            sep.push_bind(i16::from(s.code()));
-                        }
-                        qb.push(")");
-                    }
-                    if let Some(stage) = &query.stage {
-                        qb.push(" AND stage = ").push_bind(stage.as_str());
-                    }
-                    if let Some(p) = &query.id_prefix {
-                        // Byte-wise prefix test on VARBINARY: no LIKE, so no wildcard escaping.
-                        let len = i64::try_from(p.len()).unwrap_or(i64::MAX);
-                        qb.push(" AND SUBSTRING(id, 1, ")
-                            .push_bind(len)
-                            .push(") = ")
-                            .push_bind(p.as_str());
-                    }
-                    if let Some(t) = query.updated_after {
-                        qb.push(" AND updated_at >= ").push_bind(t.as_millis());
-                    }
-                    if let Some(t) = query.updated_before {
-                        qb.push(" AND updated_at < ").push_bind(t.as_millis());
-                    }
-                    let (cmp, dir) = if query.newest_first {
-                        ("<", "DESC")
-                    } else {
-                        (">", "ASC")
-                    };
-                    if let Some(c) = &query.after {
-                        qb.push(format!(" AND (updated_at, id) {cmp} ("))
-                            .push_bind(c.updated_at.as_millis())
-                            .push(", ")
-                            .push_bind(c.id.as_str())
-                            .push(")");
-                    }
-                    qb.push(format!(" ORDER BY updated_at {dir}, id {dir} LIMIT "))
-                        .push_bind(limit);
-                    qb.build().fetch_all(&self.pool).await
-                }
-            })
-            .await?;
-        Ok(TaskPage::from_sorted(self.read_tasks(&rows)?, query.limit))
+    fn read_text(row: &MySqlRow, column: &str) -> std::result::Result<String, sqlx::Error> {
+        read_name(row, column)
     }
 
-    async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {
-        let rows = self
-            .run(true, || {
-                sqlx::query(AssertSqlSafe(self.q.count_tasks.clone()))
-                    .bind(job.as_str())
-                    .fetch_all(&self.pool)
-            })
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let key = read_name(&row, "stage_key").map_err(|e| self.err(&e))?;
-            let code: i16 = row.try_get("status").map_err(|e| self.err(&e))?;
-            let n: i64 = row.try_get("n").map_err(|e| self.err(&e))?;
-            out.push(count_entry(
-                &format!("{}task_count", self.prefix),
-                &key,
-                code,
-                n,
-            )?);
-        }
-        Ok(out)
+    fn read_count(row: &MySqlRow) -> std::result::Result<(String, i16, i64), sqlx::Error> {
+        Ok((
+            read_name(row, "stage_key")?,
+            row.try_get("status")?,
+            row.try_get("n")?,
+        ))
     }
 
-    async fn get_job(&self, job: &JobName) -> Result<Option<Versioned<Job>>> {
-        let doc: Option<String> = self
-            .run(true, || {
-                sqlx::query_scalar(AssertSqlSafe(self.q.get_job.clone()))
-                    .bind(job.as_str())
-                    .fetch_optional(&self.pool)
-            })
-            .await?;
-        doc.map(|d| self.job_from_doc(&d).map(versioned_job))
-            .transpose()
+    fn read_doc(&self, row: &MySqlRow) -> Result<Value> {
+        let doc: String = row.try_get("doc").map_err(|e| self.err(&e))?;
+        serde_json::from_str(&doc).map_err(|e| Error::corrupt(format!("{}job", self.prefix), e))
     }
 
-    async fn insert_job(&self, job: &Job) -> Result<bool> {
-        let version = version_of(job.version)?;
+    fn job_doc(job: &Job) -> Result<Param<'static>> {
         let doc = serde_json::to_string(job).map_err(Error::backend)?;
-        let done = self
-            .run(false, || {
-                sqlx::query(AssertSqlSafe(self.q.insert_job.clone()))
-                    .bind(job.name.as_str())
-                    .bind(job.state.as_str())
-                    .bind(version)
-                    .bind(doc.as_str())
-                    .execute(&self.pool)
-            })
-            .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(Param::Text(doc.into()))
     }
 
-    async fn replace_job(&self, old: &Versioned<Job>, new: &Job) -> Result<bool> {
-        let (version, expected) = (version_of(new.version)?, version_of(old.value.version)?);
-        let doc = serde_json::to_string(new).map_err(Error::backend)?;
-        let done = self
-            .run(false, || {
-                sqlx::query(AssertSqlSafe(self.q.replace_job.clone()))
-                    .bind(new.state.as_str())
-                    .bind(version)
-                    .bind(doc.as_str())
-                    .bind(new.name.as_str())
-                    .bind(expected)
-                    .execute(&self.pool)
-            })
-            .await?;
-        Ok(done.rows_affected() == 1)
+    fn insert_skipping(&self) -> (&'static str, &'static str) {
+        ("INSERT IGNORE INTO", "")
     }
 
-    async fn delete_job(&self, old: &Versioned<Job>) -> Result<bool> {
-        let expected = version_of(old.value.version)?;
-        let done = self
-            .run(false, || {
-                sqlx::query(AssertSqlSafe(self.q.delete_job.clone()))
-                    .bind(old.value.name.as_str())
-                    .bind(expected)
-                    .execute(&self.pool)
-            })
-            .await?;
-        Ok(done.rows_affected() == 1)
+    /// MariaDB answers `INSERT IGNORE … RETURNING`; MySQL 8 does not.
+    fn insert_returns(&self) -> bool {
+        self.mariadb
     }
 
-    async fn list_jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
-        let docs: Vec<String> = self
-            .run(true, || match state {
-                Some(s) => sqlx::query_scalar(AssertSqlSafe(self.q.list_jobs_state.clone()))
-                    .bind(s.as_str())
-                    .fetch_all(&self.pool),
-                None => sqlx::query_scalar(AssertSqlSafe(self.q.list_jobs.clone()))
-                    .fetch_all(&self.pool),
-            })
-            .await?;
-        docs.iter().map(|d| self.job_from_doc(d)).collect()
+    fn push_status_in(&self, st: &mut Stmt<'_>, codes: Vec<i16>) {
+        st.push(" AND status IN (");
+        for (i, code) in codes.into_iter().enumerate() {
+            if i > 0 {
+                st.push(", ");
+            }
+            st.push_param(Param::Status(code));
+        }
+        st.push(")");
+    }
+
+    /// Byte-wise prefix test on VARBINARY: no LIKE, so no wildcard escaping.
+    fn push_id_prefix<'a>(&self, st: &mut Stmt<'a>, prefix: &'a str) {
+        let len = i64::try_from(prefix.len()).unwrap_or(i64::MAX);
+        st.push(" AND SUBSTRING(id, 1, ")
+            .push_param(len)
+            .push(") = ")
+            .push_param(prefix);
+    }
+
+    /// Status codes are small integers from the enum, safe to inline.
+    fn purge_batch<'a>(&'a self, job: &'a str, codes: &[i16], older_than: i64) -> Stmt<'a> {
+        let codes: Vec<String> = codes.iter().map(i16::to_string).collect();
+        let sql: Arc<str> = self
+            .native
+            .purge_batch
+            .replace("{statuses}", &codes.join(", "))
+            .into();
+        Stmt::stored(&sql)
+            .bind(job)
+            .bind(older_than)
+            .bind(PURGE_BATCH)
     }
 }
+
+documents_over_dialect!(MySqlStore);

@@ -20,15 +20,15 @@ mod docs;
 mod rows;
 
 use crate::common::config::Config;
+use crate::common::docs::{Queries, dialect_queries};
 use crate::common::{
-    RawTask, answer_in_order, claimed, map_error, purge_targets, retrying, store_over_cas,
+    Dialect, FIELDS, RawTask, Stmt, answer_in_order, claimed, map_error, store_over_cas,
 };
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, MySql, QueryBuilder};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, MySql};
 use std::collections::HashMap;
-use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,38 +38,16 @@ use tasktrack_core::*;
 
 const BACKEND: &str = "mysql";
 
-macro_rules! queries {
-    ($($name:ident),* $(,)?) => {
-        /// Every statement of this backend, with the table prefix filled in once at open.
-        #[derive(Debug)]
-        struct Queries { $($name: Arc<str>,)* }
-
-        impl Queries {
-            fn new(t: &str) -> Queries {
-                Queries { $($name: render(include_str!(concat!("../../queries/mysql/", stringify!($name), ".sql")), t),)* }
-            }
-        }
-    };
+dialect_queries! {
+    /// This dialect's own statements (the shared ones are [`Queries`]), with the table names
+    /// filled in once at open.
+    Native in "mysql" {
+        claim_lock,
+        claim_lock_stage,
+        lock_keys,
+        purge_batch,
+    }
 }
-
-queries!(
-    get_task,
-    replace_task,
-    delete_task,
-    claimable,
-    claimable_stage,
-    claim_lock,
-    claim_lock_stage,
-    lock_keys,
-    count_tasks,
-    get_job,
-    insert_job,
-    replace_job,
-    delete_job,
-    list_jobs,
-    list_jobs_state,
-    purge_batch,
-);
 
 /// The versioned migrations, applied in order by `init` (`tasktrack init`).
 const MIGRATIONS: [(i32, &str, &str); 1] = [(
@@ -82,9 +60,6 @@ fn render(sql: &str, t: &str) -> Arc<str> {
     sql.replace("{t}", t).into()
 }
 
-/// How many rows a purge deletes per statement.
-const PURGE_BATCH: i64 = 1000;
-
 /// The MySQL / MariaDB store.
 #[derive(Debug, Clone)]
 pub struct MySqlStore {
@@ -94,6 +69,7 @@ pub struct MySqlStore {
     /// MariaDB answers `INSERT IGNORE … RETURNING` (bulk create in one statement); MySQL does not.
     mariadb: bool,
     q: Arc<Queries>,
+    native: Arc<Native>,
 }
 
 impl MySqlStore {
@@ -148,7 +124,8 @@ impl MySqlStore {
         Ok(MySqlStore {
             pool,
             endpoint,
-            q: Arc::new(Queries::new(&prefix)),
+            q: Arc::new(Queries::mysql(|sql| render(sql, &prefix))),
+            native: Arc::new(Native::load(|sql| render(sql, &prefix))),
             prefix,
             mariadb,
         })
@@ -164,25 +141,9 @@ impl MySqlStore {
         format!("{}tasks", self.prefix)
     }
 
-    async fn run<T, F, Fut>(&self, idempotent: bool, op: F) -> Result<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
-    {
-        retrying(BACKEND, &self.endpoint, idempotent, op).await
-    }
-
-    fn err(&self, e: &sqlx::Error) -> Error {
-        map_error(BACKEND, &self.endpoint, e).1
-    }
-
-    fn table(&self) -> String {
-        format!("{}task", self.prefix)
-    }
-
     /// `INSERT … ON DUPLICATE KEY UPDATE` of whole rows: the write-back of a locked batch.
     fn upsert_sql(&self) -> String {
-        let updates: Vec<String> = rows::FIELDS
+        let updates: Vec<String> = FIELDS
             .iter()
             .filter(|c| **c != "job" && **c != "id")
             .map(|c| format!("{c} = VALUES({c})"))
@@ -224,13 +185,12 @@ impl MySqlStore {
                 }
             }
             if !writes.is_empty() {
-                let mut qb = QueryBuilder::<MySql>::new(format!(
-                    "INSERT INTO {table} ({}) ",
-                    rows::FIELDS.join(", ")
+                let mut st = Stmt::build::<Self>(format!(
+                    "INSERT INTO {table} ({}) VALUES ",
+                    FIELDS.join(", ")
                 ));
-                qb.push_values(writes.iter(), |mut b, r| rows::push_task(&mut b, r));
-                qb.push(self.upsert_sql());
-                if let Err(e) = qb.build().execute(&mut *tx).await {
+                st.push_rows(&writes).push(&self.upsert_sql());
+                if let Err(e) = self.query(&st).execute(&mut *tx).await {
                     match map_error(BACKEND, &self.endpoint, &e) {
                         (crate::common::Class::RolledBack, _)
                             if attempt < crate::common::ROLLBACK_RETRIES =>
@@ -269,7 +229,7 @@ impl MySqlStore {
         now: Timestamp,
     ) -> Result<HashMap<TaskKey, Task>> {
         let keys = vec!["(?, ?)"; done.len()].join(", ");
-        let sql: Arc<str> = self.q.lock_keys.replace("{keys}", &keys).into();
+        let sql: Arc<str> = self.native.lock_keys.replace("{keys}", &keys).into();
         let by_key: HashMap<TaskKey, (&Lease, &Value)> =
             done.iter().map(|(l, v)| (l.key.clone(), (l, v))).collect();
         let written = self
@@ -392,12 +352,12 @@ store_over_cas! {
                 let mut seen = 0;
                 let (sql, job_s, stage) = if req.stage.is_some() {
                     (
-                        self.q.claim_lock_stage.clone(),
+                        self.native.claim_lock_stage.clone(),
                         job.to_string(),
                         req.stage.clone(),
                     )
                 } else {
-                    (self.q.claim_lock.clone(), job.to_string(), None)
+                    (self.native.claim_lock.clone(), job.to_string(), None)
                 };
                 let got = self
                     .locked_batch(
@@ -450,35 +410,7 @@ store_over_cas! {
             .await
         }
         async fn purge(&self, req: &Purge) -> Result<u64> {
-            req.validate()?;
-            let jobs = purge_targets(self, req).await?;
-            // Status codes are small integers from the enum, safe to inline.
-            let codes: Vec<String> = req.statuses.iter().map(|s| s.code().to_string()).collect();
-            let sql: Arc<str> = self
-                .q
-                .purge_batch
-                .replace("{statuses}", &codes.join(", "))
-                .into();
-            let mut purged = 0;
-            for job in jobs {
-                loop {
-                    let done = self
-                        .run(false, || {
-                            sqlx::query(AssertSqlSafe(sql.clone()))
-                                .bind(job.as_str())
-                                .bind(req.older_than.as_millis())
-                                .bind(PURGE_BATCH)
-                                .execute(&self.pool)
-                        })
-                        .await?
-                        .rows_affected();
-                    purged += done;
-                    if done < PURGE_BATCH as u64 {
-                        break;
-                    }
-                }
-            }
-            Ok(purged)
+            crate::common::docs::purge(self, req).await
         }
     }
 }

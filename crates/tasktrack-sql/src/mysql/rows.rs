@@ -1,13 +1,10 @@
-//! MySQL rows ⇄ [`RawTask`], and the binders every task-writing statement uses.
+//! MySQL rows ⇄ [`RawTask`], and the binders of every statement's parameters.
 
-use crate::common::RawTask;
+use crate::common::{Param, RawTask};
 use serde_json::Value;
 use sqlx::mysql::{MySqlArguments, MySqlRow};
 use sqlx::query::Query;
-use sqlx::query_builder::Separated;
 use sqlx::{MySql, Row};
-
-pub(crate) use crate::postgres::FIELDS;
 
 type MyQuery<'q> = Query<'q, MySql, MySqlArguments>;
 
@@ -15,7 +12,7 @@ fn text(v: &Value) -> String {
     v.to_string()
 }
 
-/// Binds every column of `r` in [`FIELDS`] order.
+/// Binds every column of `r` in [`FIELDS`](crate::common::FIELDS) order.
 pub fn bind_task<'q>(q: MyQuery<'q>, r: &'q RawTask) -> MyQuery<'q> {
     q.bind(r.status)
         .bind(r.stage.as_deref())
@@ -45,34 +42,17 @@ pub fn bind_task<'q>(q: MyQuery<'q>, r: &'q RawTask) -> MyQuery<'q> {
         .bind(r.id.as_str())
 }
 
-/// Pushes every column of `r` into a multi-row `VALUES` tuple, in [`FIELDS`] order.
-pub fn push_task(b: &mut Separated<'_, MySql, &'static str>, r: &RawTask) {
-    b.push_bind(r.status)
-        .push_bind(r.stage.clone())
-        .push_bind(text(&r.stages))
-        .push_bind(r.attempts)
-        .push_bind(r.max_attempts)
-        .push_bind(r.priority)
-        .push_bind(r.not_before)
-        .push_bind(r.claim_at)
-        .push_bind(r.lease_owner.clone())
-        .push_bind(r.lease_token)
-        .push_bind(r.lease_acquired_at)
-        .push_bind(r.lease_expires_at)
-        .push_bind(r.token)
-        .push_bind(r.version)
-        .push_bind(text(&r.data))
-        .push_bind(r.output.as_ref().map(text))
-        .push_bind(r.error_kind.clone())
-        .push_bind(r.error_message.clone())
-        .push_bind(r.error_detail.clone())
-        .push_bind(text(&r.history))
-        .push_bind(r.created_at)
-        .push_bind(r.updated_at)
-        .push_bind(r.started_at)
-        .push_bind(r.finished_at)
-        .push_bind(r.job.clone())
-        .push_bind(r.id.clone());
+/// Binds one parameter of a shared statement: JSON as text, status codes one by one.
+pub fn bind_param<'q>(q: MyQuery<'q>, p: &'q Param<'_>) -> MyQuery<'q> {
+    match p {
+        Param::Text(s) => q.bind(s.as_ref()),
+        Param::Int(n) => q.bind(*n),
+        Param::Status(c) => q.bind(*c),
+        // One `?` per code (this dialect writes status sets as `IN (?, …)`).
+        Param::Statuses(codes) => codes.iter().fold(q, |q, c| q.bind(*c)),
+        Param::Json(v) => q.bind(text(v)),
+        Param::Task(r) => bind_task(q, r),
+    }
 }
 
 fn utf8(name: &str, bytes: Vec<u8>) -> Result<String, sqlx::Error> {

@@ -20,17 +20,15 @@ mod docs;
 mod rows;
 mod vacuum;
 
-pub(crate) use rows::FIELDS;
-
 use crate::common::config::Config;
-use crate::common::{answer_in_order, claimed, map_error, purge_targets, retrying, store_over_cas};
+use crate::common::docs::{Queries, dialect_queries};
+use crate::common::{Dialect, answer_in_order, claimed, map_error, store_over_cas};
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use std::collections::HashMap;
-use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,40 +37,18 @@ use tasktrack_core::*;
 
 const BACKEND: &str = "postgres";
 
-macro_rules! queries {
-    ($($name:ident),* $(,)?) => {
-        /// Every statement of this backend, with the table names filled in once at open.
-        #[derive(Debug)]
-        struct Queries { $($name: Arc<str>,)* }
-
-        impl Queries {
-            fn new(t: &str, p: &str) -> Queries {
-                Queries { $($name: render(include_str!(concat!("../../queries/postgres/", stringify!($name), ".sql")), t, p),)* }
-            }
-        }
-    };
+dialect_queries! {
+    /// This dialect's own statements (the shared ones are [`Queries`]), with the table names
+    /// filled in once at open.
+    Native in "postgres" {
+        claim_next,
+        claim_next_stage,
+        succeed,
+        succeed_many,
+        purge_batch,
+        lock_migrations,
+    }
 }
-
-queries!(
-    get_task,
-    replace_task,
-    delete_task,
-    claimable,
-    claimable_stage,
-    claim_next,
-    claim_next_stage,
-    succeed,
-    succeed_many,
-    count_tasks,
-    get_job,
-    insert_job,
-    replace_job,
-    delete_job,
-    list_jobs,
-    list_jobs_state,
-    purge_batch,
-    lock_migrations,
-);
 
 /// The versioned migrations, applied in order by `init` (`tasktrack init`).
 const MIGRATIONS: [(i32, &str, &str); 1] = [(
@@ -86,9 +62,6 @@ fn render(sql: &str, t: &str, p: &str) -> Arc<str> {
     sql.replace("{t}", t).replace("{p}", p).into()
 }
 
-/// How many rows a purge deletes per statement.
-const PURGE_BATCH: i64 = 1000;
-
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -99,6 +72,7 @@ pub struct PgStore {
     /// `"schema".prefix`, for statements built at run time.
     t: String,
     q: Arc<Queries>,
+    native: Arc<Native>,
     /// When the store vacuums the task table next (`vacuum.rs`).
     housekeeping: Arc<vacuum::Housekeeping>,
 }
@@ -133,7 +107,8 @@ impl PgStore {
             pool,
             endpoint,
             housekeeping: Arc::new(vacuum::Housekeeping::new(config.vacuum_every)),
-            q: Arc::new(Queries::new(&t, &prefix)),
+            q: Arc::new(Queries::postgres(|sql| render(sql, &t, &prefix))),
+            native: Arc::new(Native::load(|sql| render(sql, &t, &prefix))),
             schema,
             prefix,
             t,
@@ -150,23 +125,6 @@ impl PgStore {
         format!("{}tasks", self.t)
     }
 
-    /// Runs one statement, re-running it if the server rolled it back (see [`retrying`]).
-    async fn run<T, F, Fut>(&self, idempotent: bool, op: F) -> Result<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
-    {
-        retrying(BACKEND, &self.endpoint, idempotent, op).await
-    }
-
-    fn err(&self, e: &sqlx::Error) -> Error {
-        map_error(BACKEND, &self.endpoint, e).1
-    }
-
-    fn table(&self) -> String {
-        format!("{}task", self.t)
-    }
-
     /// Many single-step tasks succeeded in one statement (`succeed_many.sql`): one round trip and
     /// one commit for the whole batch. Returns the tasks it wrote, by key; a lease it did not
     /// match (stale, or its task is at a pipeline stage) is simply absent.
@@ -179,7 +137,7 @@ impl PgStore {
         let limit = i32::try_from(HISTORY_LIMIT).unwrap_or(i32::MAX);
         let rows = self
             .run(false, || {
-                sqlx::query(AssertSqlSafe(self.q.succeed_many.clone()))
+                sqlx::query(AssertSqlSafe(self.native.succeed_many.clone()))
                     .bind(&columns.job)
                     .bind(&columns.id)
                     .bind(&columns.token)
@@ -220,7 +178,7 @@ impl PgStore {
         };
         let record = success_record(lease, now)?;
         let limit = i32::try_from(HISTORY_LIMIT).unwrap_or(i32::MAX);
-        let row = sqlx::query(AssertSqlSafe(self.q.succeed.clone()))
+        let row = sqlx::query(AssertSqlSafe(self.native.succeed.clone()))
             .bind(lease.key.job.as_str())
             .bind(lease.key.id.as_str())
             .bind(token)
@@ -247,7 +205,7 @@ impl PgStore {
     /// (PostgreSQL DDL is transactional: a failed upgrade leaves the schema as it was).
     async fn migrate(&self) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(|e| self.err(&e))?;
-        sqlx::query(AssertSqlSafe(self.q.lock_migrations.clone()))
+        sqlx::query(AssertSqlSafe(self.native.lock_migrations.clone()))
             .bind(format!("tasktrack:{}:{}", self.schema, self.prefix))
             .execute(&mut *tx)
             .await
@@ -384,9 +342,9 @@ store_over_cas! {
                 let rows = self
                     .run(false, || {
                         let sql = if req.stage.is_some() {
-                            &self.q.claim_next_stage
+                            &self.native.claim_next_stage
                         } else {
-                            &self.q.claim_next
+                            &self.native.claim_next
                         };
                         let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
                             .bind(job.as_str())
@@ -455,30 +413,7 @@ store_over_cas! {
             .await
         }
         async fn purge(&self, req: &Purge) -> Result<u64> {
-            req.validate()?;
-            let jobs = purge_targets(self, req).await?;
-            let codes: Vec<i16> = req.statuses.iter().map(|s| i16::from(s.code())).collect();
-            let mut purged = 0;
-            for job in jobs {
-                loop {
-                    let done = self
-                        .run(false, || {
-                            sqlx::query(AssertSqlSafe(self.q.purge_batch.clone()))
-                                .bind(job.as_str())
-                                .bind(&codes)
-                                .bind(req.older_than.as_millis())
-                                .bind(PURGE_BATCH)
-                                .execute(&self.pool)
-                        })
-                        .await?
-                        .rows_affected();
-                    purged += done;
-                    if done < PURGE_BATCH as u64 {
-                        break;
-                    }
-                }
-            }
-            Ok(purged)
+            crate::common::docs::purge(self, req).await
         }
     }
 }

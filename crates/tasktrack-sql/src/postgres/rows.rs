@@ -1,45 +1,15 @@
-//! PostgreSQL rows ⇄ [`RawTask`], and the binder every task-writing statement uses.
+//! PostgreSQL rows ⇄ [`RawTask`], and the binders of every statement's parameters.
 
-use crate::common::RawTask;
+use crate::common::{Param, RawTask};
 use serde_json::Value;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{Postgres, Row};
 
-/// The columns written by `insert` and `replace_task.sql`, in binding order.
-pub(crate) const FIELDS: [&str; 26] = [
-    "status",
-    "stage",
-    "stages",
-    "attempts",
-    "max_attempts",
-    "priority",
-    "not_before",
-    "claim_at",
-    "lease_owner",
-    "lease_token",
-    "lease_acquired_at",
-    "lease_expires_at",
-    "token",
-    "version",
-    "data",
-    "output",
-    "error_kind",
-    "error_message",
-    "error_detail",
-    "history",
-    "created_at",
-    "updated_at",
-    "started_at",
-    "finished_at",
-    "job",
-    "id",
-];
-
 type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
-/// Binds every column of `r` in [`FIELDS`] order.
+/// Binds every column of `r` in [`FIELDS`](crate::common::FIELDS) order.
 pub fn bind_task<'q>(q: PgQuery<'q>, r: &'q RawTask) -> PgQuery<'q> {
     q.bind(r.status)
         .bind(r.stage.as_deref())
@@ -67,6 +37,18 @@ pub fn bind_task<'q>(q: PgQuery<'q>, r: &'q RawTask) -> PgQuery<'q> {
         .bind(r.finished_at)
         .bind(r.job.as_str())
         .bind(r.id.as_str())
+}
+
+/// Binds one parameter of a shared statement: JSON as `jsonb`, status sets as `smallint[]`.
+pub fn bind_param<'q>(q: PgQuery<'q>, p: &'q Param<'_>) -> PgQuery<'q> {
+    match p {
+        Param::Text(s) => q.bind(s.as_ref()),
+        Param::Int(n) => q.bind(*n),
+        Param::Status(c) => q.bind(*c),
+        Param::Statuses(codes) => q.bind(codes.as_slice()),
+        Param::Json(v) => q.bind(Json(v)),
+        Param::Task(r) => bind_task(q, r),
+    }
 }
 
 /// Reads a task row (any statement returning the table's columns).

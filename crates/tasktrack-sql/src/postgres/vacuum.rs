@@ -10,6 +10,7 @@
 //! `0` turns it off). `VACUUM` takes no lock that blocks claims or completions.
 
 use super::PgStore;
+use crate::common::Dialect;
 use sqlx::AssertSqlSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

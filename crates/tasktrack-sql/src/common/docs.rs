@@ -1,0 +1,400 @@
+//! [`Documents`] for both dialects: rows read with their `version`, written back only if
+//! unchanged. The [`tasktrack_core::cas`] functions drive these for every operation a dialect does
+//! not restate natively. Written once over [`Dialect`]; `documents_over_dialect!` makes each
+//! store's `impl Documents` from them.
+//!
+//! [`Documents`]: tasktrack_core::cas::Documents
+
+use super::dialect::{Dialect, FIELDS, Param, Stmt};
+use super::{RawTask, count_entry, purge_targets, version_of, versioned_job, versioned_task};
+use std::collections::HashSet;
+use std::sync::Arc;
+use tasktrack_core::cas::{Documents, Versioned};
+use tasktrack_core::*;
+
+/// Fills a struct of statements from `queries/<dir>/<field>.sql`, each passed through `render`
+/// (which fills in the table names).
+macro_rules! load_queries {
+    ($ty:ident, $dir:literal, $render:expr, [$($name:ident),* $(,)?]) => {
+        $ty {
+            $($name: $render(include_str!(concat!(
+                "../../queries/", $dir, "/", stringify!($name), ".sql"
+            ))),)*
+        }
+    };
+}
+pub(crate) use load_queries;
+
+/// Declares a dialect's own statements, read from `queries/<dir>/<field>.sql` by `load`.
+macro_rules! dialect_queries {
+    ($(#[$doc:meta])* $ty:ident in $dir:literal { $($name:ident),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        struct $ty {
+            $($name: std::sync::Arc<str>,)*
+        }
+
+        impl $ty {
+            fn load(render: impl Fn(&str) -> std::sync::Arc<str>) -> $ty {
+                $crate::common::docs::load_queries!($ty, $dir, render, [$($name),*])
+            }
+        }
+    };
+}
+pub(crate) use dialect_queries;
+
+/// Declares the statements both dialects have, and how each dialect loads them.
+macro_rules! shared_queries {
+    ($($name:ident),* $(,)?) => {
+        /// The statements both dialects have (each in its own `queries/<dialect>/`), with the
+        /// table names filled in once at open.
+        #[derive(Debug)]
+        pub(crate) struct Queries {
+            $(pub(crate) $name: Arc<str>,)*
+        }
+
+        impl Queries {
+            /// `queries/postgres/`.
+            pub(crate) fn postgres(render: impl Fn(&str) -> Arc<str>) -> Queries {
+                load_queries!(Queries, "postgres", render, [$($name),*])
+            }
+
+            /// `queries/mysql/`.
+            pub(crate) fn mysql(render: impl Fn(&str) -> Arc<str>) -> Queries {
+                load_queries!(Queries, "mysql", render, [$($name),*])
+            }
+        }
+    };
+}
+
+shared_queries!(
+    get_task,
+    replace_task,
+    delete_task,
+    claimable,
+    claimable_stage,
+    count_tasks,
+    get_job,
+    insert_job,
+    replace_job,
+    delete_job,
+    list_jobs,
+    list_jobs_state,
+);
+
+/// Writes `impl Documents for $store` from the functions of this module: the store implements
+/// [`Dialect`], and this is the whole of its conditional-write path.
+macro_rules! documents_over_dialect {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl tasktrack_core::cas::Documents for $store {
+            fn backend(&self) -> &'static str {
+                <$store as $crate::common::dialect::Dialect>::BACKEND
+            }
+            async fn get_task(
+                &self,
+                key: &TaskKey,
+            ) -> Result<Option<tasktrack_core::cas::Versioned<Task>>> {
+                $crate::common::docs::get_task(self, key).await
+            }
+            async fn insert_task(&self, task: &Task) -> Result<bool> {
+                $crate::common::docs::insert_task(self, task).await
+            }
+            async fn insert_tasks(&self, tasks: &[Task]) -> Result<Vec<bool>> {
+                $crate::common::docs::insert_tasks(self, tasks).await
+            }
+            async fn replace_task(
+                &self,
+                old: &tasktrack_core::cas::Versioned<Task>,
+                new: &Task,
+            ) -> Result<bool> {
+                $crate::common::docs::replace_task(self, old, new).await
+            }
+            async fn delete_task(
+                &self,
+                old: &tasktrack_core::cas::Versioned<Task>,
+            ) -> Result<bool> {
+                $crate::common::docs::delete_task(self, old).await
+            }
+            async fn claimable(
+                &self,
+                job: &JobName,
+                stage: Option<&str>,
+                now: Timestamp,
+                limit: usize,
+            ) -> Result<Vec<tasktrack_core::cas::Versioned<Task>>> {
+                $crate::common::docs::claimable(self, job, stage, now, limit).await
+            }
+            async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
+                $crate::common::docs::list_tasks(self, query).await
+            }
+            async fn count_tasks(
+                &self,
+                job: &JobName,
+            ) -> Result<Vec<(Option<String>, Status, u64)>> {
+                $crate::common::docs::count_tasks(self, job).await
+            }
+            async fn get_job(
+                &self,
+                job: &JobName,
+            ) -> Result<Option<tasktrack_core::cas::Versioned<Job>>> {
+                $crate::common::docs::get_job(self, job).await
+            }
+            async fn insert_job(&self, job: &Job) -> Result<bool> {
+                $crate::common::docs::insert_job(self, job).await
+            }
+            async fn replace_job(
+                &self,
+                old: &tasktrack_core::cas::Versioned<Job>,
+                new: &Job,
+            ) -> Result<bool> {
+                $crate::common::docs::replace_job(self, old, new).await
+            }
+            async fn delete_job(&self, old: &tasktrack_core::cas::Versioned<Job>) -> Result<bool> {
+                $crate::common::docs::delete_job(self, old).await
+            }
+            async fn list_jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+                $crate::common::docs::list_jobs(self, state).await
+            }
+        }
+    };
+}
+pub(crate) use documents_over_dialect;
+
+/// The tasks held by `rows`; an unreadable one is an error naming the table and the row.
+pub(crate) fn read_tasks<D: Dialect>(s: &D, rows: &[D::Row]) -> Result<Vec<Task>> {
+    let table = s.table();
+    rows.iter()
+        .map(|r| {
+            D::read_task(r)
+                .map_err(|e| s.err(&e))
+                .and_then(|raw| raw.into_task(&table))
+        })
+        .collect()
+}
+
+fn read_job<D: Dialect>(s: &D, row: &D::Row) -> Result<Job> {
+    let doc = s.read_doc(row)?;
+    serde_json::from_value(doc).map_err(|e| Error::corrupt(format!("{}job", s.names()), e))
+}
+
+pub(crate) async fn get_task<D: Dialect>(s: &D, key: &TaskKey) -> Result<Option<Versioned<Task>>> {
+    let st = Stmt::stored(&s.queries().get_task)
+        .bind(key.job.as_str())
+        .bind(key.id.as_str());
+    let rows = s.fetch(true, &st).await?;
+    Ok(read_tasks(s, &rows)?.pop().map(versioned_task))
+}
+
+pub(crate) async fn insert_task<D: Dialect>(s: &D, task: &Task) -> Result<bool> {
+    Ok(insert_tasks(s, std::slice::from_ref(task))
+        .await?
+        .first()
+        .copied()
+        .unwrap_or(false))
+}
+
+/// One multi-row insert skipping existing keys, `RETURNING id`, per chunk: bulk create is one
+/// round trip per 1000 tasks, and says exactly which ones were new. Where the insert cannot
+/// answer `RETURNING` (MySQL 8), one insert per task says it by its row count.
+pub(crate) async fn insert_tasks<D: Dialect>(s: &D, tasks: &[Task]) -> Result<Vec<bool>> {
+    let (head, tail) = s.insert_skipping();
+    let head = format!("{head} {} ({}) VALUES ", s.table(), FIELDS.join(", "));
+    let mut flags = Vec::with_capacity(tasks.len());
+    for chunk in tasks.chunks(1000) {
+        let raws = chunk
+            .iter()
+            .map(RawTask::from_task)
+            .collect::<Result<Vec<_>>>()?;
+        if !s.insert_returns() {
+            for r in raws.chunks(1) {
+                let mut st = Stmt::build::<D>(head.clone());
+                st.push_rows(r).push(tail);
+                flags.push(s.execute(false, &st).await? == 1);
+            }
+            continue;
+        }
+        let mut st = Stmt::build::<D>(head.clone());
+        st.push_rows(&raws).push(tail).push(" RETURNING id");
+        let rows = s.fetch(false, &st).await?;
+        let mut new_ids = HashSet::with_capacity(rows.len());
+        for row in &rows {
+            new_ids.insert(D::read_text(row, "id").map_err(|e| s.err(&e))?);
+        }
+        flags.extend(chunk.iter().map(|t| new_ids.contains(t.id.as_str())));
+    }
+    Ok(flags)
+}
+
+pub(crate) async fn replace_task<D: Dialect>(
+    s: &D,
+    old: &Versioned<Task>,
+    new: &Task,
+) -> Result<bool> {
+    let raw = RawTask::from_task(new)?;
+    let st = Stmt::stored(&s.queries().replace_task)
+        .bind(Param::Task(&raw))
+        .bind(version_of(old.value.version)?);
+    Ok(s.execute(false, &st).await? == 1)
+}
+
+pub(crate) async fn delete_task<D: Dialect>(s: &D, old: &Versioned<Task>) -> Result<bool> {
+    let st = Stmt::stored(&s.queries().delete_task)
+        .bind(old.value.job.as_str())
+        .bind(old.value.id.as_str())
+        .bind(version_of(old.value.version)?);
+    Ok(s.execute(false, &st).await? == 1)
+}
+
+pub(crate) async fn claimable<D: Dialect>(
+    s: &D,
+    job: &JobName,
+    stage: Option<&str>,
+    now: Timestamp,
+    limit: usize,
+) -> Result<Vec<Versioned<Task>>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let q = s.queries();
+    let st = match stage {
+        Some(stage) => Stmt::stored(&q.claimable_stage)
+            .bind(job.as_str())
+            .bind(stage),
+        None => Stmt::stored(&q.claimable).bind(job.as_str()),
+    }
+    .bind(now.as_millis())
+    .bind(limit);
+    let rows = s.fetch(true, &st).await?;
+    Ok(read_tasks(s, &rows)?
+        .into_iter()
+        .map(versioned_task)
+        .collect())
+}
+
+/// Keyset pagination on `(updated_at, id)` over the `{prefix}task_updated` index; never OFFSET.
+pub(crate) async fn list_tasks<D: Dialect>(s: &D, query: &TaskQuery) -> Result<TaskPage> {
+    let limit = i64::try_from(query.limit)
+        .unwrap_or(i64::MAX)
+        .saturating_add(1);
+    let mut st = Stmt::build::<D>(format!("SELECT * FROM {} WHERE job = ", s.table()));
+    st.push_param(query.job.as_str());
+    if !query.statuses.is_empty() {
+        let codes = query.statuses.iter().map(|s| i16::from(s.code())).collect();
+        s.push_status_in(&mut st, codes);
+    }
+    if let Some(stage) = &query.stage {
+        st.push(" AND stage = ").push_param(stage.as_str());
+    }
+    if let Some(p) = &query.id_prefix {
+        s.push_id_prefix(&mut st, p.as_str());
+    }
+    if let Some(t) = query.updated_after {
+        st.push(" AND updated_at >= ").push_param(t.as_millis());
+    }
+    if let Some(t) = query.updated_before {
+        st.push(" AND updated_at < ").push_param(t.as_millis());
+    }
+    let (cmp, dir) = if query.newest_first {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    if let Some(c) = &query.after {
+        st.push(&format!(" AND (updated_at, id) {cmp} ("))
+            .push_param(c.updated_at.as_millis())
+            .push(", ")
+            .push_param(c.id.as_str())
+            .push(")");
+    }
+    st.push(&format!(" ORDER BY updated_at {dir}, id {dir} LIMIT "))
+        .push_param(limit);
+    let rows = s.fetch(true, &st).await?;
+    Ok(TaskPage::from_sorted(read_tasks(s, &rows)?, query.limit))
+}
+
+pub(crate) async fn count_tasks<D: Dialect>(
+    s: &D,
+    job: &JobName,
+) -> Result<Vec<(Option<String>, Status, u64)>> {
+    let st = Stmt::stored(&s.queries().count_tasks).bind(job.as_str());
+    let rows = s.fetch(true, &st).await?;
+    let table = format!("{}task_count", s.names());
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (key, code, n) = D::read_count(row).map_err(|e| s.err(&e))?;
+        out.push(count_entry(&table, &key, code, n)?);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn get_job<D: Dialect>(s: &D, job: &JobName) -> Result<Option<Versioned<Job>>> {
+    let st = Stmt::stored(&s.queries().get_job).bind(job.as_str());
+    let rows = s.fetch(true, &st).await?;
+    rows.first()
+        .map(|row| read_job(s, row).map(versioned_job))
+        .transpose()
+}
+
+pub(crate) async fn insert_job<D: Dialect>(s: &D, job: &Job) -> Result<bool> {
+    let st = Stmt::stored(&s.queries().insert_job)
+        .bind(job.name.as_str())
+        .bind(job.state.as_str())
+        .bind(version_of(job.version)?)
+        .bind(D::job_doc(job)?);
+    Ok(s.execute(false, &st).await? == 1)
+}
+
+/// `replace_job.sql` binds the new state, version and document, then the name and the version
+/// read.
+pub(crate) async fn replace_job<D: Dialect>(
+    s: &D,
+    old: &Versioned<Job>,
+    new: &Job,
+) -> Result<bool> {
+    let st = Stmt::stored(&s.queries().replace_job)
+        .bind(new.state.as_str())
+        .bind(version_of(new.version)?)
+        .bind(D::job_doc(new)?)
+        .bind(new.name.as_str())
+        .bind(version_of(old.value.version)?);
+    Ok(s.execute(false, &st).await? == 1)
+}
+
+pub(crate) async fn delete_job<D: Dialect>(s: &D, old: &Versioned<Job>) -> Result<bool> {
+    let st = Stmt::stored(&s.queries().delete_job)
+        .bind(old.value.name.as_str())
+        .bind(version_of(old.value.version)?);
+    Ok(s.execute(false, &st).await? == 1)
+}
+
+pub(crate) async fn list_jobs<D: Dialect>(s: &D, state: Option<JobState>) -> Result<Vec<Job>> {
+    let q = s.queries();
+    let st = match state {
+        Some(state) => Stmt::stored(&q.list_jobs_state).bind(state.as_str()),
+        None => Stmt::stored(&q.list_jobs),
+    };
+    let rows = s.fetch(true, &st).await?;
+    rows.iter().map(|row| read_job(s, row)).collect()
+}
+
+/// How many rows a purge deletes per statement.
+pub(crate) const PURGE_BATCH: i64 = 1000;
+
+/// Deletes the finished tasks `req` names, in batches of [`PURGE_BATCH`] rows per statement
+/// (`purge_batch.sql`), so that locks stay short.
+pub(crate) async fn purge<D: Dialect + Documents>(s: &D, req: &Purge) -> Result<u64> {
+    req.validate()?;
+    let jobs = purge_targets(s, req).await?;
+    let codes: Vec<i16> = req.statuses.iter().map(|s| i16::from(s.code())).collect();
+    let mut purged = 0;
+    for job in jobs {
+        let st = s.purge_batch(job.as_str(), &codes, req.older_than.as_millis());
+        loop {
+            let done = s.execute(false, &st).await?;
+            purged += done;
+            if done < PURGE_BATCH as u64 {
+                break;
+            }
+        }
+    }
+    Ok(purged)
+}
