@@ -89,12 +89,10 @@ pub mod native;
 
 pub use documents::MongoDocuments;
 
-use async_trait::async_trait;
 use mongodb::Client;
 use mongodb::options::ClientOptions;
 use serde_json::Value;
 use std::time::Duration;
-use tasktrack_core::cas;
 use tasktrack_core::*;
 
 /// The `mongodb://` store. Cloning shares the connection pool.
@@ -137,53 +135,25 @@ impl MongoStore {
     }
 }
 
-/// Writes `impl Store for MongoStore`: the methods given in `native { … }` as written, and one
-/// forwarder per listed operation to the compare-and-swap adapter function of the same name
-/// (`cas::put_job(&self.docs, job, spec, now)` for `put_job(job: &JobName, …) -> Job`).
-/// The list is the whole of what this backend leaves to the adapter, on one screen.
-macro_rules! store_over_cas {
-    (
-        native { $($native:item)* }
-        through_cas { $($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)* }
-    ) => {
-        #[async_trait]
-        impl Store for MongoStore {
-            $($native)*
-            $(async fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
-                cas::$name(&self.docs, $($arg),*).await
-            })*
-        }
-    };
-}
-
-store_over_cas! {
+// The whole `impl Store`: claims and batched completion restated natively, everything else
+// read + compare-and-swap through the adapter.
+tasktrack_core::store_impl! {
+    MongoStore;
     native {
         fn backend(&self) -> &'static str {
             "mongodb"
         }
-        async fn init(&self) -> Result<()> {
-            cas::Documents::init(&self.docs).await
-        }
-        async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
-            cas::Documents::list_jobs(&self.docs, state).await
-        }
-        async fn claim_next(
-            &self,
-            job: &JobName,
-            req: &ClaimNext,
-            now: Timestamp,
-        ) -> Result<Vec<Claimed>> {
-            native::claim_next(&self.docs, job, req, now).await
-        }
-        async fn succeed_many(
-            &self,
-            done: &[(Lease, Value)],
-            now: Timestamp,
-        ) -> Result<Vec<Result<Task>>> {
-            native::succeed_many(&self.docs, done, now).await
-        }
     }
-    through_cas {
+    // Restated natively (`src/native.rs`).
+    through native with &self.docs {
+        claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
+        succeed_many(done: &[(Lease, Value)], now: Timestamp) -> Vec<Result<Task>>;
+    }
+    via self.docs {
+        init() -> ();
+        jobs(state: Option<JobState>) -> Vec<Job> => list_jobs;
+    }
+    through_cas &self.docs {
         put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
         get_job(job: &JobName) -> Job;
         set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
