@@ -3,10 +3,9 @@
 
 use crate::documents::S3Documents;
 use crate::objects::RequestCounts;
-use async_trait::async_trait;
 use serde_json::Value;
 use std::time::Duration;
-use tasktrack_core::cas::{self, Documents};
+use tasktrack_core::cas;
 use tasktrack_core::store::*;
 use tasktrack_core::*;
 
@@ -69,92 +68,55 @@ impl S3Store {
     }
 }
 
-#[async_trait]
-impl Store for S3Store {
-    fn backend(&self) -> &'static str {
-        "s3"
+tasktrack_core::store_impl! {
+    S3Store;
+    native {
+        fn backend(&self) -> &'static str {
+            "s3"
+        }
+        async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
+            cached_first!(self, d => cas::claim(d, key, req, now).await)
+        }
+        async fn heartbeat(
+            &self,
+            lease: &Lease,
+            lease_for: Duration,
+            now: Timestamp,
+        ) -> Result<Lease> {
+            cached_first!(self, d => cas::heartbeat(d, lease, lease_for, now).await)
+        }
+        async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+            cached_first!(self, d => cas::patch_data(d, lease, patch, now).await)
+        }
+        async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+            cached_first!(self, d => cas::succeed(d, lease, output.clone(), now).await)
+        }
+        async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+            cached_first!(self, d => cas::fail(d, lease, req, now).await)
+        }
+        async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
+            cached_first!(self, d => cas::release(d, lease, now).await)
+        }
     }
-    async fn init(&self) -> Result<()> {
-        self.docs.init().await
+    via self.docs {
+        init() -> ();
+        jobs(state: Option<JobState>) -> Vec<Job> => list_jobs;
     }
-    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
-        cas::put_job(&self.docs, job, spec, now).await
-    }
-    async fn get_job(&self, job: &JobName) -> Result<Job> {
-        cas::get_job(&self.docs, job).await
-    }
-    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
-        self.docs.list_jobs(state).await
-    }
-    async fn set_job_state(
-        &self,
-        job: &JobName,
-        change: JobStateChange,
-        now: Timestamp,
-    ) -> Result<Job> {
-        cas::set_job_state(&self.docs, job, change, now).await
-    }
-    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
-        cas::delete_job(&self.docs, job, now).await
-    }
-    async fn create(
-        &self,
-        job: &JobName,
-        tasks: &[NewTask],
-        mode: CreateMode,
-        now: Timestamp,
-    ) -> Result<Created> {
-        cas::create(&self.docs, job, tasks, mode, now).await
-    }
-    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
-        cached_first!(self, d => cas::claim(d, key, req, now).await)
-    }
-    async fn claim_next(
-        &self,
-        job: &JobName,
-        req: &ClaimNext,
-        now: Timestamp,
-    ) -> Result<Vec<Claimed>> {
+    through_cas &self.docs {
+        put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
+        get_job(job: &JobName) -> Job;
+        set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
+        delete_job(job: &JobName, now: Timestamp) -> Deleted;
+        create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
         // `claimable` already uses the cache only when the index names the cached version.
-        cas::claim_next(&self.docs, job, req, now).await
-    }
-    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
-        cached_first!(self, d => cas::heartbeat(d, lease, lease_for, now).await)
-    }
-    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
-        cached_first!(self, d => cas::patch_data(d, lease, patch, now).await)
-    }
-    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
-        cached_first!(self, d => cas::succeed(d, lease, output.clone(), now).await)
-    }
-    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
-        cached_first!(self, d => cas::fail(d, lease, req, now).await)
-    }
-    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
-        cached_first!(self, d => cas::release(d, lease, now).await)
-    }
-    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
-        cas::ignore(&self.docs, key, req, now).await
-    }
-    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
-        cas::retry(&self.docs, key, req, now).await
-    }
-    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
-        cas::report(&self.docs, key, req, now).await
-    }
-    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
-        cas::delete(&self.docs, key, now).await
-    }
-    async fn purge(&self, req: &Purge) -> Result<u64> {
-        cas::purge(&self.docs, req).await
-    }
-    async fn get(&self, key: &TaskKey) -> Result<Task> {
-        cas::get(&self.docs, key).await
-    }
-    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
-        cas::list(&self.docs, query).await
-    }
-    async fn counts(&self, job: &JobName) -> Result<Counts> {
-        cas::counts(&self.docs, job).await
+        claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
+        ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
+        retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
+        report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
+        delete(key: &TaskKey, now: Timestamp) -> ();
+        purge(req: &Purge) -> u64;
+        get(key: &TaskKey) -> Task;
+        list(query: &TaskQuery) -> TaskPage;
+        counts(job: &JobName) -> Counts;
     }
 }
