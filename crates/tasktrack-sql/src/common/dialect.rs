@@ -8,6 +8,7 @@
 //! SQL — the statements of `queries/<dialect>/`, the status-set and id-prefix tests of a listing,
 //! whether an insert can say which rows were new — is one method here.
 
+use super::rows::FIELDS;
 use super::{RawTask, Result, map_error, retrying};
 use async_trait::async_trait;
 use serde_json::Value;
@@ -16,37 +17,6 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use tasktrack_core::{Error, Job};
-
-/// The columns of a task row that statements write, in binding order (`Param::Task`, the
-/// `INSERT`s and `replace_task.sql`).
-pub(crate) const FIELDS: [&str; 26] = [
-    "status",
-    "stage",
-    "stages",
-    "attempts",
-    "max_attempts",
-    "priority",
-    "not_before",
-    "claim_at",
-    "lease_owner",
-    "lease_token",
-    "lease_acquired_at",
-    "lease_expires_at",
-    "token",
-    "version",
-    "data",
-    "output",
-    "error_kind",
-    "error_message",
-    "error_detail",
-    "history",
-    "created_at",
-    "updated_at",
-    "started_at",
-    "finished_at",
-    "job",
-    "id",
-];
 
 /// One bound parameter, as the shared code knows it; each dialect binds it with its own types.
 #[derive(Debug)]

@@ -5,7 +5,8 @@
 //!
 //! [`Documents`]: tasktrack_core::cas::Documents
 
-use super::dialect::{Dialect, FIELDS, Param, Stmt};
+use super::dialect::{Dialect, Param, Stmt};
+use super::rows::FIELDS;
 use super::{RawTask, count_entry, purge_targets, version_of, versioned_job, versioned_task};
 use std::collections::HashSet;
 use std::sync::Arc;

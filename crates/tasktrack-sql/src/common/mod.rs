@@ -1,22 +1,23 @@
-//! What both dialects share: the URL options, the row ⇄ [`Task`] mapping, the conditional-write
-//! path over a small [`Dialect`] trait (`docs.rs`, `dialect.rs`), and the one place where driver
-//! errors become the core's portable [`Error`].
+//! What both dialects share: the URL options, the row ⇄ [`Task`] mapping (`rows.rs`), the
+//! conditional-write path over a small [`Dialect`] trait (`docs.rs`, `dialect.rs`), and the one
+//! place where driver errors become the core's portable [`Error`].
 
 pub mod config;
 pub(crate) mod dialect;
 pub(crate) mod docs;
+pub(crate) mod rows;
 
-pub(crate) use dialect::{Dialect, FIELDS, Param, Stmt};
+pub(crate) use dialect::{Dialect, Param, Stmt};
+pub(crate) use rows::FIELDS;
+pub use rows::RawTask;
+use rows::to_i64;
 
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 use tasktrack_core::cas::{Documents, Versioned};
-use tasktrack_core::{
-    Claimed, Error, Failure, Job, JobName, Lease, LeaseState, Purge, Result, Status, Task, TaskId,
-    TaskKey, Timestamp,
-};
+use tasktrack_core::{Claimed, Error, Job, JobName, Lease, Purge, Result, Status, Task, TaskKey};
 
 /// Writes `impl Store for $store`: the methods given in `native { … }` as written, and every
 /// other operation through the compare-and-swap adapter ([`tasktrack_core::cas`]) over the
@@ -67,174 +68,6 @@ macro_rules! store_over_cas {
     };
 }
 pub(crate) use store_over_cas;
-
-/// A task as one table row: plain column values, shared by both dialects' binders and readers.
-///
-/// Times are milliseconds since the Unix epoch (`BIGINT`): exact, comparable, and independent of
-/// the server's time zone. `claim_at` is [`Task::claimable_at`] (NULL for finished tasks), the
-/// column the claim index is ordered by.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RawTask {
-    pub job: String,
-    pub id: String,
-    pub status: i16,
-    pub stage: Option<String>,
-    pub stages: Value,
-    pub attempts: i64,
-    pub max_attempts: i64,
-    pub priority: i32,
-    pub not_before: Option<i64>,
-    pub claim_at: Option<i64>,
-    pub lease_owner: Option<String>,
-    pub lease_token: Option<i64>,
-    pub lease_acquired_at: Option<i64>,
-    pub lease_expires_at: Option<i64>,
-    pub token: i64,
-    pub version: i64,
-    pub data: Value,
-    pub output: Option<Value>,
-    pub error_kind: Option<String>,
-    pub error_message: Option<String>,
-    pub error_detail: Option<String>,
-    pub history: Value,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-}
-
-fn ms(t: Timestamp) -> i64 {
-    t.as_millis()
-}
-
-fn to_i64(what: &str, v: u64) -> Result<i64> {
-    i64::try_from(v).map_err(|_| Error::invalid(format!("{what} {v} does not fit a SQL BIGINT")))
-}
-
-impl RawTask {
-    /// The row for `task`.
-    pub fn from_task(t: &Task) -> Result<RawTask> {
-        let json = |v: &dyn erased::Ser| v.to_value();
-        Ok(RawTask {
-            job: t.job.to_string(),
-            id: t.id.to_string(),
-            status: i16::from(t.status.code()),
-            stage: t.stage.clone(),
-            stages: json(&t.stages)?,
-            attempts: i64::from(t.attempts),
-            max_attempts: i64::from(t.max_attempts),
-            priority: t.priority,
-            not_before: t.not_before.map(ms),
-            claim_at: t.claimable_at().map(ms),
-            lease_owner: t.lease.as_ref().map(|l| l.owner.clone()),
-            lease_token: t
-                .lease
-                .as_ref()
-                .map(|l| to_i64("lease token", l.token))
-                .transpose()?,
-            lease_acquired_at: t.lease.as_ref().map(|l| ms(l.acquired_at)),
-            lease_expires_at: t.lease.as_ref().map(|l| ms(l.expires_at)),
-            token: to_i64("token", t.token)?,
-            version: to_i64("version", t.version)?,
-            data: t.data.clone(),
-            output: t.output.clone(),
-            error_kind: t.error.as_ref().map(|e| e.kind.clone()),
-            error_message: t.error.as_ref().map(|e| e.message.clone()),
-            error_detail: t.error.as_ref().and_then(|e| e.detail.clone()),
-            history: json(&t.history)?,
-            created_at: ms(t.created_at),
-            updated_at: ms(t.updated_at),
-            started_at: t.started_at.map(ms),
-            finished_at: t.finished_at.map(ms),
-        })
-    }
-
-    /// The task this row holds; an unreadable row is [`Error::Corrupt`] naming `table/job/id`.
-    pub fn into_task(self, table: &str) -> Result<Task> {
-        let location = format!("{table} row ({:?}, {:?})", self.job, self.id);
-        let corrupt = |m: String| Error::corrupt(&location, m);
-        let u32_of = |what: &str, v: i64| {
-            u32::try_from(v).map_err(|_| corrupt(format!("{what} {v} out of range")))
-        };
-        let u64_of = |what: &str, v: i64| {
-            u64::try_from(v).map_err(|_| corrupt(format!("{what} {v} out of range")))
-        };
-        let ts = Timestamp::from_millis;
-        let status = u8::try_from(self.status)
-            .ok()
-            .and_then(Status::from_code)
-            .ok_or_else(|| corrupt(format!("unknown status code {}", self.status)))?;
-        let lease = match (
-            self.lease_owner,
-            self.lease_token,
-            self.lease_acquired_at,
-            self.lease_expires_at,
-        ) {
-            (Some(owner), Some(token), Some(acquired), Some(expires)) => Some(LeaseState {
-                owner,
-                token: u64_of("lease token", token)?,
-                acquired_at: ts(acquired),
-                expires_at: ts(expires),
-            }),
-            (None, None, None, None) => None,
-            _ => return Err(corrupt("lease columns are partly NULL".into())),
-        };
-        let error = match (self.error_kind, self.error_message) {
-            (Some(kind), Some(message)) => Some(Failure {
-                kind,
-                message,
-                detail: self.error_detail,
-            }),
-            (None, _) => None,
-            (Some(_), None) => return Err(corrupt("error_kind without error_message".into())),
-        };
-        fn parse<T: serde::de::DeserializeOwned>(
-            what: &str,
-            v: Value,
-            location: &str,
-        ) -> Result<T> {
-            serde_json::from_value(v).map_err(|e| Error::corrupt(location, format!("{what}: {e}")))
-        }
-        Ok(Task {
-            job: self.job.parse().map_err(|e| corrupt(format!("job: {e}")))?,
-            id: TaskId::new(self.id.clone()).map_err(|e| corrupt(format!("id: {e}")))?,
-            status,
-            stage: self.stage,
-            stages: parse("stages", self.stages, &location)?,
-            attempts: u32_of("attempts", self.attempts)?,
-            max_attempts: u32_of("max_attempts", self.max_attempts)?,
-            priority: self.priority,
-            not_before: self.not_before.map(ts),
-            lease,
-            token: u64_of("token", self.token)?,
-            version: u64_of("version", self.version)?,
-            data: self.data,
-            output: self.output,
-            error,
-            history: parse("history", self.history, &location)?,
-            created_at: ts(self.created_at),
-            updated_at: ts(self.updated_at),
-            started_at: self.started_at.map(ts),
-            finished_at: self.finished_at.map(ts),
-        })
-    }
-}
-
-/// A tiny helper so `from_task` can serialize fields of different types through one closure.
-mod erased {
-    use tasktrack_core::{Error, Result};
-
-    pub trait Ser {
-        fn to_value(&self) -> Result<serde_json::Value>;
-    }
-
-    impl<T: serde::Serialize> Ser for T {
-        fn to_value(&self) -> Result<serde_json::Value> {
-            serde_json::to_value(self)
-                .map_err(|e| Error::backend(format!("cannot encode task field: {e}")))
-        }
-    }
-}
 
 /// A task with its optimistic-concurrency token: the row's `version` column.
 pub fn versioned_task(t: Task) -> Versioned<Task> {

@@ -1,5 +1,7 @@
-//! MySQL rows ⇄ [`RawTask`], and the binders of every statement's parameters.
+//! MySQL rows ⇄ [`RawTask`]: names are `VARBINARY` (checked as UTF-8), JSON is text; and the
+//! binder of every statement's parameters.
 
+use crate::common::rows::{self, ColumnReaders};
 use crate::common::{Param, RawTask};
 use serde_json::Value;
 use sqlx::mysql::{MySqlArguments, MySqlRow};
@@ -14,32 +16,7 @@ fn text(v: &Value) -> String {
 
 /// Binds every column of `r` in [`FIELDS`](crate::common::FIELDS) order.
 pub fn bind_task<'q>(q: MyQuery<'q>, r: &'q RawTask) -> MyQuery<'q> {
-    q.bind(r.status)
-        .bind(r.stage.as_deref())
-        .bind(text(&r.stages))
-        .bind(r.attempts)
-        .bind(r.max_attempts)
-        .bind(r.priority)
-        .bind(r.not_before)
-        .bind(r.claim_at)
-        .bind(r.lease_owner.as_deref())
-        .bind(r.lease_token)
-        .bind(r.lease_acquired_at)
-        .bind(r.lease_expires_at)
-        .bind(r.token)
-        .bind(r.version)
-        .bind(text(&r.data))
-        .bind(r.output.as_ref().map(text))
-        .bind(r.error_kind.as_deref())
-        .bind(r.error_message.as_deref())
-        .bind(r.error_detail.as_deref())
-        .bind(text(&r.history))
-        .bind(r.created_at)
-        .bind(r.updated_at)
-        .bind(r.started_at)
-        .bind(r.finished_at)
-        .bind(r.job.as_str())
-        .bind(r.id.as_str())
+    rows::bind_task(q, r, text)
 }
 
 /// Binds one parameter of a shared statement: JSON as text, status codes one by one.
@@ -72,44 +49,17 @@ fn json(row: &MySqlRow, name: &str) -> Result<Option<Value>, sqlx::Error> {
         })
 }
 
-fn json_required(row: &MySqlRow, name: &str) -> Result<Value, sqlx::Error> {
-    json(row, name)?.ok_or_else(|| sqlx::Error::ColumnDecode {
-        index: name.to_string(),
-        source: "NULL".into(),
-    })
-}
+const READERS: ColumnReaders<MySqlRow> = ColumnReaders {
+    name: |row, c| {
+        let bytes: Option<Vec<u8>> = row.try_get(c)?;
+        bytes.map(|b| utf8(c, b)).transpose()
+    },
+    json,
+};
 
 /// Reads a task row.
 pub fn read_task(row: &MySqlRow) -> Result<RawTask, sqlx::Error> {
-    let stage: Option<Vec<u8>> = row.try_get("stage")?;
-    Ok(RawTask {
-        job: utf8("job", row.try_get("job")?)?,
-        id: utf8("id", row.try_get("id")?)?,
-        status: row.try_get("status")?,
-        stage: stage.map(|s| utf8("stage", s)).transpose()?,
-        stages: json_required(row, "stages")?,
-        attempts: row.try_get("attempts")?,
-        max_attempts: row.try_get("max_attempts")?,
-        priority: row.try_get("priority")?,
-        not_before: row.try_get("not_before")?,
-        claim_at: row.try_get("claim_at")?,
-        lease_owner: row.try_get("lease_owner")?,
-        lease_token: row.try_get("lease_token")?,
-        lease_acquired_at: row.try_get("lease_acquired_at")?,
-        lease_expires_at: row.try_get("lease_expires_at")?,
-        token: row.try_get("token")?,
-        version: row.try_get("version")?,
-        data: json_required(row, "data")?,
-        output: json(row, "output")?,
-        error_kind: row.try_get("error_kind")?,
-        error_message: row.try_get("error_message")?,
-        error_detail: row.try_get("error_detail")?,
-        history: json_required(row, "history")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-    })
+    rows::read_task(row, &READERS)
 }
 
 /// Reads a VARBINARY name column.
