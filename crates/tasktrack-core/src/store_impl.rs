@@ -15,6 +15,7 @@
 ///     via <expr> { op(arg: Type, …) -> Ret; … }  // (<expr>).op(arg, …).await
 ///     through_cas <expr> { … }                   // tasktrack_core::cas::op(<expr>, arg, …).await
 ///     through <module> with <expr> { … }         // <module>::op(<expr>, arg, …).await
+///     through_cas <expr> around <wrap> { … }     // <wrap>(cas::op(<expr>, arg, …)).await
 /// }
 /// ```
 ///
@@ -30,6 +31,9 @@
 ///   has no top-level braces. In `via`, the methods of [`Store`](crate::Store) and
 ///   [`cas::Documents`](crate::cas::Documents) resolve without importing those traits.
 /// - `<module>` is a path (`tasks`, `crate::queries`) to `async fn`s taking `<expr>` first.
+/// - `around <wrap>` (after any `<expr>`) hands each call's future to `<wrap>` before awaiting
+///   it: `around self.changing` for a method `changing(&self, f: impl Future) -> …` that does
+///   something after every write.
 /// - The generated code names nothing from the call site but what the lists name (types in the
 ///   signatures, the modules of `through`); `async_trait` comes from this crate.
 ///
@@ -137,20 +141,34 @@ macro_rules! store_impl {
         );
     };
 
-    // ---- the target expression: every token up to the list's braces ----
-    (@expr [$ty:ty] [$($out:tt)*] $kind:tt [& $s:ident $($e:tt)*] { $($list:tt)* } $($rest:tt)*) => {
-        $crate::store_impl! { @self $s }
-        $crate::store_impl! { @list [$ty] [$($out)*] $kind [$s] [& $s $($e)*] [$($list)*] $($rest)* }
-    };
-    (@expr [$ty:ty] [$($out:tt)*] $kind:tt [$s:ident $($e:tt)*] { $($list:tt)* } $($rest:tt)*) => {
-        $crate::store_impl! { @self $s }
-        $crate::store_impl! { @list [$ty] [$($out)*] $kind [$s] [$s $($e)*] [$($list)*] $($rest)* }
-    };
+    // ---- the target expression (and wrapper): every token up to the list's braces ----
     (@expr [$ty:ty] [$($out:tt)*] $kind:tt [$($e:tt)*] { $($list:tt)* } $($rest:tt)*) => {
-        ::core::compile_error!("store_impl!: a forward list's expression starts with `self` or `&self`");
+        $crate::store_impl! { @split [$ty] [$($out)*] $kind [$($e)*] [] [$($list)*] $($rest)* }
+    };
+    (@expr [$ty:ty] [$($out:tt)*] $kind:tt [$($e:tt)*] around $($rest:tt)*) => {
+        $crate::store_impl! { @around [$ty] [$($out)*] $kind [$($e)*] [] $($rest)* }
     };
     (@expr [$ty:ty] [$($out:tt)*] $kind:tt [$($e:tt)*] $t:tt $($rest:tt)*) => {
         $crate::store_impl! { @expr [$ty] [$($out)*] $kind [$($e)* $t] $($rest)* }
+    };
+    (@around [$ty:ty] [$($out:tt)*] $kind:tt [$($e:tt)*] [$($w:tt)*] { $($list:tt)* } $($rest:tt)*) => {
+        $crate::store_impl! { @split [$ty] [$($out)*] $kind [$($e)*] [$($w)*] [$($list)*] $($rest)* }
+    };
+    (@around [$ty:ty] [$($out:tt)*] $kind:tt [$($e:tt)*] [$($w:tt)*] $t:tt $($rest:tt)*) => {
+        $crate::store_impl! { @around [$ty] [$($out)*] $kind [$($e)*] [$($w)* $t] $($rest)* }
+    };
+    // The receiver of each generated method is the expression's own `self` token (a `self`
+    // written by this macro would not be the caller's).
+    (@split [$ty:ty] [$($out:tt)*] $kind:tt [& $s:ident $($e:tt)*] $w:tt $list:tt $($rest:tt)*) => {
+        $crate::store_impl! { @self $s }
+        $crate::store_impl! { @list [$ty] [$($out)*] $kind [$s] [& $s $($e)*] $w $list $($rest)* }
+    };
+    (@split [$ty:ty] [$($out:tt)*] $kind:tt [$s:ident $($e:tt)*] $w:tt $list:tt $($rest:tt)*) => {
+        $crate::store_impl! { @self $s }
+        $crate::store_impl! { @list [$ty] [$($out)*] $kind [$s] [$s $($e)*] $w $list $($rest)* }
+    };
+    (@split $($bad:tt)*) => {
+        ::core::compile_error!("store_impl!: a forward list's expression starts with `self` or `&self`");
     };
     (@self self) => {};
     (@self $other:tt) => {
@@ -158,20 +176,20 @@ macro_rules! store_impl {
     };
 
     // ---- one forwarder per list entry: `=> target` names the function called ----
-    (@list [$ty:ty] [$($out:tt)*] $kind:tt [$s:ident] [$($e:tt)*] [] $($rest:tt)*) => {
+    (@list [$ty:ty] [$($out:tt)*] $kind:tt [$s:ident] $e:tt $w:tt [] $($rest:tt)*) => {
         $crate::store_impl! { @go [$ty] [$($out)*] $($rest)* }
     };
-    (@list [$ty:ty] [$($out:tt)*] $kind:tt [$s:ident] [$($e:tt)*]
+    (@list [$ty:ty] [$($out:tt)*] $kind:tt [$s:ident] $e:tt $w:tt
         [$name:ident($($arg:ident: $aty:ty),* $(,)?) -> $ret:ty; $($more:tt)*]
         $($rest:tt)*
     ) => {
         $crate::store_impl! {
-            @list [$ty] [$($out)*] $kind [$s] [$($e)*]
+            @list [$ty] [$($out)*] $kind [$s] $e $w
             [$name($($arg: $aty),*) -> $ret => $name; $($more)*]
             $($rest)*
         }
     };
-    (@list [$ty:ty] [$($out:tt)*] [via] [$s:ident] [$($e:tt)*]
+    (@list [$ty:ty] [$($out:tt)*] [via] [$s:ident] [$($e:tt)*] [$($w:tt)*]
         [$name:ident($($arg:ident: $aty:ty),* $(,)?) -> $ret:ty => $f:ident; $($more:tt)*]
         $($rest:tt)*
     ) => {
@@ -181,12 +199,12 @@ macro_rules! store_impl {
                 async fn $name(&$s, $($arg: $aty),*) -> $crate::Result<$ret> {
                     #[allow(unused_imports)]
                     use $crate::{Store as _, cas::Documents as _};
-                    ($($e)*).$f($($arg),*).await
+                    $($w)*(($($e)*).$f($($arg),*)).await
                 }
-            ] [via] [$s] [$($e)*] [$($more)*] $($rest)*
+            ] [via] [$s] [$($e)*] [$($w)*] [$($more)*] $($rest)*
         }
     };
-    (@list [$ty:ty] [$($out:tt)*] [through $($m:tt)*] [$s:ident] [$($e:tt)*]
+    (@list [$ty:ty] [$($out:tt)*] [through $($m:tt)*] [$s:ident] [$($e:tt)*] [$($w:tt)*]
         [$name:ident($($arg:ident: $aty:ty),* $(,)?) -> $ret:ty => $f:ident; $($more:tt)*]
         $($rest:tt)*
     ) => {
@@ -194,12 +212,12 @@ macro_rules! store_impl {
             @list [$ty] [
                 $($out)*
                 async fn $name(&$s, $($arg: $aty),*) -> $crate::Result<$ret> {
-                    $($m)*::$f($($e)*, $($arg),*).await
+                    $($w)*($($m)*::$f($($e)*, $($arg),*)).await
                 }
-            ] [through $($m)*] [$s] [$($e)*] [$($more)*] $($rest)*
+            ] [through $($m)*] [$s] [$($e)*] [$($w)*] [$($more)*] $($rest)*
         }
     };
-    (@list [$ty:ty] [$($out:tt)*] $kind:tt [$s:ident] [$($e:tt)*] [$($bad:tt)*] $($rest:tt)*) => {
+    (@list [$ty:ty] [$($out:tt)*] $kind:tt [$s:ident] $e:tt $w:tt [$($bad:tt)*] $($rest:tt)*) => {
         ::core::compile_error!(::core::concat!(
             "store_impl!: expected `op(arg: Type, …) -> Ret;` or `op(…) -> Ret => target;`, found `",
             ::core::stringify!($($bad)*),
@@ -217,11 +235,20 @@ macro_rules! store_impl {
 mod tests {
     use crate::*;
     use serde_json::Value;
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    /// `through <module> with`, and a `via` expression that starts with `&self`.
+    /// `through <module> with`, `around`, and a `via` expression that starts with `&self`.
     #[derive(Debug)]
-    struct Wrapped(MemoryStore);
+    struct Wrapped(MemoryStore, AtomicUsize);
+
+    impl Wrapped {
+        async fn counted<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            call.await
+        }
+    }
 
     crate::store_impl! {
         Wrapped;
@@ -240,8 +267,6 @@ mod tests {
             get_job(job: &JobName) -> Job;
             set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
             delete_job(job: &JobName, now: Timestamp) -> Deleted;
-            create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
-            claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
             heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
             patch_data(lease: &Lease, patch: &Value, now: Timestamp) -> Task;
             succeed(lease: &Lease, output: Value, now: Timestamp) -> Task;
@@ -256,11 +281,15 @@ mod tests {
             list(query: &TaskQuery) -> TaskPage;
             counts(job: &JobName) -> Counts;
         }
+        through crate::cas with self.0.documents() around self.counted {
+            create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
+            claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
+        }
     }
 
     #[tokio::test]
     async fn forwarders_reach_the_inner_store() {
-        let store = Wrapped(MemoryStore::in_memory());
+        let store = Wrapped(MemoryStore::in_memory(), AtomicUsize::new(0));
         let job = JobName::new("j").unwrap();
         let key = TaskKey::new(job.clone(), TaskId::new("t").unwrap());
         let now = Timestamp::now();
@@ -280,5 +309,10 @@ mod tests {
         assert_eq!(done[0].as_ref().unwrap().status, Status::Succeeded);
         assert_eq!(store.0.get(&key).await.unwrap().status, Status::Succeeded);
         assert_eq!(store.backend(), "wrapped");
+        assert_eq!(
+            store.1.load(Ordering::Relaxed),
+            2,
+            "create and claim went around `counted`"
+        );
     }
 }
