@@ -4,7 +4,6 @@
 
 use crate::documents::DynamoDocuments;
 use crate::pool::{CandidatePool, POOL_SIZE, Slot};
-use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -278,219 +277,190 @@ pub(crate) fn shuffle<T>(items: &mut [T]) {
     }
 }
 
-#[async_trait]
-impl Store for DynamoStore {
-    fn backend(&self) -> &'static str {
-        "dynamodb"
-    }
-    async fn init(&self) -> Result<()> {
-        self.docs.init().await
-    }
-    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
-        cas::put_job(&self.docs, job, spec, now).await
-    }
-    async fn get_job(&self, job: &JobName) -> Result<Job> {
-        cas::get_job(&self.docs, job).await
-    }
-    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
-        self.docs.list_jobs(state).await
-    }
-    async fn set_job_state(
-        &self,
-        job: &JobName,
-        change: JobStateChange,
-        now: Timestamp,
-    ) -> Result<Job> {
-        cas::set_job_state(&self.docs, job, change, now).await
-    }
-    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
-        self.changing(cas::delete_job(&self.docs, job, now)).await
-    }
-    async fn create(
-        &self,
-        job: &JobName,
-        tasks: &[NewTask],
-        mode: CreateMode,
-        now: Timestamp,
-    ) -> Result<Created> {
-        self.changing(cas::create(&self.docs, job, tasks, mode, now))
-            .await
-    }
-    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
-        let claimed = cas::claim(&self.docs, key, req, now).await?;
-        self.remember(&claimed.task);
-        Ok(claimed)
-    }
-
-    /// `cas::claim_next`, restated: candidates come from this process's pool (one Query serves
-    /// many claims, see `crate::pool`), workers of this process never race each other for one
-    /// candidate, and after a race lost to another process the pool is shuffled so that the two
-    /// processes stop taking the same candidates in the same order. With a single worker the
-    /// order is exactly the claim order.
-    async fn claim_next(
-        &self,
-        job: &JobName,
-        req: &ClaimNext,
-        now: Timestamp,
-    ) -> Result<Vec<Claimed>> {
-        cas::check_claim_next(req)?;
-        let claim = Claim {
-            owner: req.owner.clone(),
-            lease_for: req.lease_for,
-            force: false,
-        };
-        let slot: Slot = (job.clone(), req.stage.clone());
-        let mut won = Vec::new();
-        // Queries made, and whether the candidates since the last one led anywhere (a claim
-        // tried, or a candidate that a local worker is claiming right now).
-        let (mut queries, mut progress) = (0, false);
-        loop {
-            let (attempts, busy) = self.pick(&slot, &claim, now, req.limit - won.len())?;
-            progress |= busy;
-            if attempts.is_empty() {
-                if queries == MAX_CAS_ATTEMPTS || (queries > 0 && !progress) {
-                    break;
-                }
-                if queries > 0 {
-                    crate::txn::pause(queries.min(4)).await;
-                }
-                queries += 1;
-                progress = false;
-                // One worker at a time refills; the others then take from what it fetched.
-                let _refilling = self.refilling.lock().await;
-                if self.pool.has(&slot, now) {
+tasktrack_core::store_impl! {
+    DynamoStore;
+    native {
+        fn backend(&self) -> &'static str {
+            "dynamodb"
+        }
+        async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
+            let claimed = cas::claim(&self.docs, key, req, now).await?;
+            self.remember(&claimed.task);
+            Ok(claimed)
+        }
+        /// `cas::claim_next`, restated: candidates come from this process's pool (one Query serves
+        /// many claims, see `crate::pool`), workers of this process never race each other for one
+        /// candidate, and after a race lost to another process the pool is shuffled so that the two
+        /// processes stop taking the same candidates in the same order. With a single worker the
+        /// order is exactly the claim order.
+        async fn claim_next(
+            &self,
+            job: &JobName,
+            req: &ClaimNext,
+            now: Timestamp,
+        ) -> Result<Vec<Claimed>> {
+            cas::check_claim_next(req)?;
+            let claim = Claim {
+                owner: req.owner.clone(),
+                lease_for: req.lease_for,
+                force: false,
+            };
+            let slot: Slot = (job.clone(), req.stage.clone());
+            let mut won = Vec::new();
+            // Queries made, and whether the candidates since the last one led anywhere (a claim
+            // tried, or a candidate that a local worker is claiming right now).
+            let (mut queries, mut progress) = (0, false);
+            loop {
+                let (attempts, busy) = self.pick(&slot, &claim, now, req.limit - won.len())?;
+                progress |= busy;
+                if attempts.is_empty() {
+                    if queries == MAX_CAS_ATTEMPTS || (queries > 0 && !progress) {
+                        break;
+                    }
+                    if queries > 0 {
+                        crate::txn::pause(queries.min(4)).await;
+                    }
+                    queries += 1;
+                    progress = false;
+                    // One worker at a time refills; the others then take from what it fetched.
+                    let _refilling = self.refilling.lock().await;
+                    if self.pool.has(&slot, now) {
+                        continue;
+                    }
+                    if !self.refill(&slot, now, req.limit - won.len()).await? {
+                        break;
+                    }
                     continue;
                 }
-                if !self.refill(&slot, now, req.limit - won.len()).await? {
+                progress = true;
+                // Several claims (a batch) go out in one transaction; one claim is one PutItem.
+                let pairs: Vec<_> = attempts
+                    .iter()
+                    .map(|a| (&a.candidate, a.task.clone()))
+                    .collect();
+                let written = self.docs.replace_tasks(&pairs).await?;
+                let mut lost = false;
+                for (attempt, written) in attempts.into_iter().zip(written) {
+                    if written? {
+                        self.remember(&attempt.task);
+                        won.extend(attempt.claimed);
+                    } else {
+                        lost = true;
+                    }
+                }
+                if lost {
+                    self.contended.store(CONTENDED_CALLS, Ordering::Relaxed);
+                    self.pool.shuffle(&slot);
+                }
+                if won.len() >= req.limit {
                     break;
                 }
-                continue;
             }
-            progress = true;
-            // Several claims (a batch) go out in one transaction; one claim is one PutItem.
-            let pairs: Vec<_> = attempts
+            Ok(won)
+        }
+        async fn heartbeat(
+            &self,
+            lease: &Lease,
+            lease_for: Duration,
+            now: Timestamp,
+        ) -> Result<Lease> {
+            let fast = self
+                .on_recent(&lease.key, |t| {
+                    lifecycle::heartbeat(t, lease, lease_for, now).ok()
+                })
+                .await?;
+            if let Some(renewed) = fast {
+                return Ok(renewed);
+            }
+            let renewed = cas::heartbeat(&self.docs, lease, lease_for, now).await?;
+            lock(&self.recent).remove(&lease.key);
+            Ok(renewed)
+        }
+        async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+            self.fenced(lease, |t| lifecycle::patch_data(t, lease, patch, now))
+                .await
+        }
+        async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+            self.fenced(lease, |t| lifecycle::succeed(t, lease, output.clone(), now))
+                .await
+        }
+        /// All completions at once: every lease whose remembered copy the rule accepts is written
+        /// in one transaction (group commit, see `crate::commit`), conditional per task; the rest
+        /// (no copy, a stale copy, a refusal to confirm on a fresh read) go the one-by-one way.
+        async fn succeed_many(
+            &self,
+            done: &[(Lease, Value)],
+            now: Timestamp,
+        ) -> Result<Vec<Result<Task>>> {
+            let mut results: Vec<Option<Result<Task>>> = vec![None; done.len()];
+            let fast: Vec<(usize, Versioned<Task>, Task)> = done
                 .iter()
-                .map(|a| (&a.candidate, a.task.clone()))
+                .enumerate()
+                .filter_map(|(i, (lease, output))| {
+                    let copy = lock(&self.recent).get(&lease.key).cloned()?;
+                    let new = lifecycle::succeed(&copy, lease, output.clone(), now).ok()?;
+                    let revision = copy.version.to_string();
+                    Some((i, Versioned::new(copy, revision), new))
+                })
+                .collect();
+            let pairs: Vec<_> = fast
+                .iter()
+                .map(|(_, old, new)| (old, new.clone()))
                 .collect();
             let written = self.docs.replace_tasks(&pairs).await?;
-            let mut lost = false;
-            for (attempt, written) in attempts.into_iter().zip(written) {
-                if written? {
-                    self.remember(&attempt.task);
-                    won.extend(attempt.claimed);
-                } else {
-                    lost = true;
-                }
-            }
-            if lost {
-                self.contended.store(CONTENDED_CALLS, Ordering::Relaxed);
-                self.pool.shuffle(&slot);
-            }
-            if won.len() >= req.limit {
-                break;
-            }
-        }
-        Ok(won)
-    }
-    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
-        let fast = self
-            .on_recent(&lease.key, |t| {
-                lifecycle::heartbeat(t, lease, lease_for, now).ok()
-            })
-            .await?;
-        if let Some(renewed) = fast {
-            return Ok(renewed);
-        }
-        let renewed = cas::heartbeat(&self.docs, lease, lease_for, now).await?;
-        lock(&self.recent).remove(&lease.key);
-        Ok(renewed)
-    }
-    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
-        self.fenced(lease, |t| lifecycle::patch_data(t, lease, patch, now))
-            .await
-    }
-    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
-        self.fenced(lease, |t| lifecycle::succeed(t, lease, output.clone(), now))
-            .await
-    }
-    /// All completions at once: every lease whose remembered copy the rule accepts is written
-    /// in one transaction (group commit, see `crate::commit`), conditional per task; the rest
-    /// (no copy, a stale copy, a refusal to confirm on a fresh read) go the one-by-one way.
-    async fn succeed_many(
-        &self,
-        done: &[(Lease, Value)],
-        now: Timestamp,
-    ) -> Result<Vec<Result<Task>>> {
-        let mut results: Vec<Option<Result<Task>>> = vec![None; done.len()];
-        let fast: Vec<(usize, Versioned<Task>, Task)> = done
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (lease, output))| {
-                let copy = lock(&self.recent).get(&lease.key).cloned()?;
-                let new = lifecycle::succeed(&copy, lease, output.clone(), now).ok()?;
-                let revision = copy.version.to_string();
-                Some((i, Versioned::new(copy, revision), new))
-            })
-            .collect();
-        let pairs: Vec<_> = fast
-            .iter()
-            .map(|(_, old, new)| (old, new.clone()))
-            .collect();
-        let written = self.docs.replace_tasks(&pairs).await?;
-        for ((i, old, new), written) in fast.into_iter().zip(written) {
-            match written {
-                Ok(true) => {
-                    self.remember(&new);
-                    results[i] = Some(Ok(new));
-                }
-                Ok(false) => {
-                    lock(&self.recent).remove(&old.value.key());
-                }
-                Err(e @ Error::Unavailable(_)) => return Err(e),
-                Err(e) => results[i] = Some(Err(e)),
-            }
-        }
-        for (slot, (lease, output)) in results.iter_mut().zip(done) {
-            if slot.is_none() {
-                // As the trait's default: an unreachable store fails the call.
-                match self.succeed(lease, output.clone(), now).await {
+            for ((i, old, new), written) in fast.into_iter().zip(written) {
+                match written {
+                    Ok(true) => {
+                        self.remember(&new);
+                        results[i] = Some(Ok(new));
+                    }
+                    Ok(false) => {
+                        lock(&self.recent).remove(&old.value.key());
+                    }
                     Err(e @ Error::Unavailable(_)) => return Err(e),
-                    other => *slot = Some(other),
+                    Err(e) => results[i] = Some(Err(e)),
                 }
             }
+            for (slot, (lease, output)) in results.iter_mut().zip(done) {
+                if slot.is_none() {
+                    // As the trait's default: an unreachable store fails the call.
+                    match self.succeed(lease, output.clone(), now).await {
+                        Err(e @ Error::Unavailable(_)) => return Err(e),
+                        other => *slot = Some(other),
+                    }
+                }
+            }
+            Ok(results.into_iter().flatten().collect())
         }
-        Ok(results.into_iter().flatten().collect())
+        async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+            self.changing(self.fenced(lease, |t| lifecycle::fail(t, lease, req, now)))
+                .await
+        }
+        async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
+            self.changing(self.fenced(lease, |t| lifecycle::release(t, lease, now)))
+                .await
+        }
     }
-    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
-        self.changing(self.fenced(lease, |t| lifecycle::fail(t, lease, req, now)))
-            .await
+    via self.docs {
+        init() -> ();
+        jobs(state: Option<JobState>) -> Vec<Job> => list_jobs;
     }
-    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
-        self.changing(self.fenced(lease, |t| lifecycle::release(t, lease, now)))
-            .await
+    through_cas &self.docs {
+        put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
+        get_job(job: &JobName) -> Job;
+        set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
+        get(key: &TaskKey) -> Task;
+        list(query: &TaskQuery) -> TaskPage;
+        counts(job: &JobName) -> Counts;
     }
-    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
-        self.changing(cas::ignore(&self.docs, key, req, now)).await
-    }
-    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
-        self.changing(cas::retry(&self.docs, key, req, now)).await
-    }
-    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
-        self.changing(cas::report(&self.docs, key, req, now)).await
-    }
-    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
-        self.changing(cas::delete(&self.docs, key, now)).await
-    }
-    async fn purge(&self, req: &Purge) -> Result<u64> {
-        self.changing(cas::purge(&self.docs, req)).await
-    }
-    async fn get(&self, key: &TaskKey) -> Result<Task> {
-        cas::get(&self.docs, key).await
-    }
-    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
-        cas::list(&self.docs, query).await
-    }
-    async fn counts(&self, job: &JobName) -> Result<Counts> {
-        cas::counts(&self.docs, job).await
+    // Changes that may make tasks claimable: the claim pools are dropped afterwards.
+    through_cas &self.docs around self.changing {
+        delete_job(job: &JobName, now: Timestamp) -> Deleted;
+        create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
+        ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
+        retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
+        report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
+        delete(key: &TaskKey, now: Timestamp) -> ();
+        purge(req: &Purge) -> u64;
     }
 }
