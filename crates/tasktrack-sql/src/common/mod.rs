@@ -5,6 +5,7 @@
 pub mod config;
 pub(crate) mod dialect;
 pub(crate) mod docs;
+pub(crate) mod migrate;
 pub(crate) mod rows;
 
 pub(crate) use dialect::{Dialect, Param, Stmt};
@@ -16,8 +17,10 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
-use tasktrack_core::cas::{Documents, Versioned};
-use tasktrack_core::{Claimed, Error, Job, JobName, Lease, Purge, Result, Status, Task, TaskKey};
+use tasktrack_core::cas::{self, Documents, Versioned};
+use tasktrack_core::{
+    Claimed, Error, Job, JobName, Lease, Purge, Result, Status, Task, TaskKey, Timestamp,
+};
 
 /// Writes `impl Store for $store`: the methods given in `native { … }` as written, and every
 /// other operation through the compare-and-swap adapter ([`tasktrack_core::cas`]) over the
@@ -190,6 +193,20 @@ pub fn map_error(backend: &str, endpoint: &str, e: &sqlx::Error) -> (Class, Erro
     }
 }
 
+/// Opens one connection, so that an unreachable server fails `connect` at once with one line
+/// naming `host:port`, not at the first statement.
+pub async fn probe<C: sqlx::Connection>(
+    backend: &str,
+    config: &config::Config,
+    options: &C::Options,
+) -> Result<C> {
+    let endpoint = &config.endpoint;
+    tokio::time::timeout(config.connect_timeout, C::connect_with(options))
+        .await
+        .map_err(|_| Error::Unavailable(format!("{backend} at {endpoint}: connection timed out")))?
+        .map_err(|e| map_error(backend, endpoint, &e).1)
+}
+
 /// How many times a statement rolled back by a deadlock or serialization failure is re-run.
 pub const ROLLBACK_RETRIES: u32 = 8;
 
@@ -246,24 +263,31 @@ pub fn claimed(task: Task) -> Result<Claimed> {
     Ok(Claimed { task, lease })
 }
 
-/// The answers of a batched completion, one per lease and in order: the task the batch wrote for
-/// that lease, else whatever `general` (the one-by-one `succeed` path) answers, so a stale lease
-/// gets exactly the error `succeed` would give. An unreachable store fails the whole batch (its
-/// outcome is unknown), as [`tasktrack_core::Store::succeed_many`] specifies.
-pub async fn answer_in_order<'a, F, Fut>(
-    done: &'a [(Lease, Value)],
-    mut written: HashMap<TaskKey, Task>,
-    mut general: F,
+/// `succeed_many` over a batched completion: `batch` completes whatever it can in one go and
+/// returns the tasks it wrote, by key. The answers come one per lease and in order: the task the
+/// batch wrote for that lease, else whatever the one-by-one `succeed` path ([`cas::succeed`])
+/// answers, so a stale lease gets exactly the error `succeed` would give. An unreachable store
+/// fails the whole batch (its outcome is unknown), as [`tasktrack_core::Store::succeed_many`]
+/// specifies.
+pub async fn succeed_many_batched<D, B>(
+    docs: &D,
+    done: &[(Lease, Value)],
+    now: Timestamp,
+    batch: B,
 ) -> Result<Vec<Result<Task>>>
 where
-    F: FnMut(&'a Lease, &'a Value) -> Fut,
-    Fut: Future<Output = Result<Task>>,
+    D: Documents,
+    B: Future<Output = Result<HashMap<TaskKey, Task>>>,
 {
+    if done.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut written = batch.await?;
     let mut answers = Vec::with_capacity(done.len());
     for (lease, output) in done {
         let answer = match written.remove(&lease.key) {
             Some(task) => Ok(task),
-            None => general(lease, output).await,
+            None => cas::succeed(docs, lease, output.clone(), now).await,
         };
         if let Err(e @ Error::Unavailable(_)) = answer {
             return Err(e);

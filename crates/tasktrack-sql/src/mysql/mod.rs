@@ -21,8 +21,9 @@ mod rows;
 
 use crate::common::config::Config;
 use crate::common::docs::{Queries, dialect_queries};
+use crate::common::migrate::{self, Migration};
 use crate::common::{
-    Dialect, FIELDS, RawTask, Stmt, answer_in_order, claimed, map_error, store_over_cas,
+    Dialect, FIELDS, RawTask, Stmt, claimed, map_error, probe, store_over_cas, succeed_many_batched,
 };
 use async_trait::async_trait;
 use serde_json::Value;
@@ -50,7 +51,7 @@ dialect_queries! {
 }
 
 /// The versioned migrations, applied in order by `init` (`tasktrack init`).
-const MIGRATIONS: [(i32, &str, &str); 1] = [(
+const MIGRATIONS: [Migration; 1] = [(
     1,
     "tables",
     include_str!("../../migrations/mysql/0001_tables.sql"),
@@ -81,18 +82,12 @@ impl MySqlStore {
         let options = MySqlConnectOptions::from_str(&config.driver_url)
             .map_err(|e| Error::invalid(format!("bad MySQL URL: {e}")))?
             .disable_statement_logging();
-        let mut probe = tokio::time::timeout(
-            config.connect_timeout,
-            sqlx::MySqlConnection::connect_with(&options),
-        )
-        .await
-        .map_err(|_| Error::Unavailable(format!("mysql at {endpoint}: connection timed out")))?
-        .map_err(|e| map_error(BACKEND, &endpoint, &e).1)?;
+        let mut conn: sqlx::MySqlConnection = probe(BACKEND, &config, &options).await?;
         let version: String = sqlx::query_scalar("SELECT VERSION()")
-            .fetch_one(&mut probe)
+            .fetch_one(&mut conn)
             .await
             .map_err(|e| map_error(BACKEND, &endpoint, &e).1)?;
-        let _ = probe.close().await;
+        let _ = conn.close().await;
         let mariadb = version.to_ascii_lowercase().contains("mariadb");
         // READ COMMITTED: a claim's FOR UPDATE locks the rows it takes, not gaps between them.
         // The statement timeout is MariaDB's max_statement_time (seconds) or MySQL's
@@ -283,44 +278,14 @@ impl MySqlStore {
     }
 
     async fn migrate_locked(&self, conn: &mut sqlx::MySqlConnection) -> Result<()> {
-        let t = &self.prefix;
         let setup = format!(
-            "CREATE TABLE IF NOT EXISTS {t}schema_version (version INT PRIMARY KEY, name VARCHAR(200) NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS {}schema_version (version INT PRIMARY KEY, name VARCHAR(200) NOT NULL)",
+            self.prefix
         );
-        sqlx::raw_sql(AssertSqlSafe(setup))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| self.err(&e))?;
-        let applied: Vec<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT version FROM {t}schema_version"
-        )))
-        .fetch_all(&mut *conn)
+        migrate::apply::<_, MySql>(self, conn, setup, &MIGRATIONS, |sql| {
+            render(sql, &self.prefix).to_string()
+        })
         .await
-        .map_err(|e| self.err(&e))?;
-        for (version, name, sql) in MIGRATIONS {
-            if applied.contains(&version) {
-                continue;
-            }
-            let sql = render(sql, t);
-            sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| {
-                    Error::backend(format!(
-                        "mysql migration {version} ({name}) failed: {}",
-                        self.err(&e)
-                    ))
-                })?;
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {t}schema_version (version, name) VALUES (?, ?)"
-            )))
-            .bind(version)
-            .bind(name)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| self.err(&e))?;
-        }
-        Ok(())
     }
 }
 
@@ -400,14 +365,7 @@ store_over_cas! {
             done: &[(Lease, Value)],
             now: Timestamp,
         ) -> Result<Vec<Result<Task>>> {
-            if done.is_empty() {
-                return Ok(Vec::new());
-            }
-            let written = self.succeed_many_locked(done, now).await?;
-            answer_in_order(done, written, |lease, output| {
-                cas::succeed(self, lease, output.clone(), now)
-            })
-            .await
+            succeed_many_batched(self, done, now, self.succeed_many_locked(done, now)).await
         }
         async fn purge(&self, req: &Purge) -> Result<u64> {
             crate::common::docs::purge(self, req).await

@@ -22,7 +22,8 @@ mod vacuum;
 
 use crate::common::config::Config;
 use crate::common::docs::{Queries, dialect_queries};
-use crate::common::{Dialect, answer_in_order, claimed, map_error, store_over_cas};
+use crate::common::migrate::{self, Migration};
+use crate::common::{Dialect, claimed, probe, store_over_cas, succeed_many_batched};
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -51,7 +52,7 @@ dialect_queries! {
 }
 
 /// The versioned migrations, applied in order by `init` (`tasktrack init`).
-const MIGRATIONS: [(i32, &str, &str); 1] = [(
+const MIGRATIONS: [Migration; 1] = [(
     1,
     "tables",
     include_str!("../../migrations/postgres/0001_tables.sql"),
@@ -88,14 +89,8 @@ impl PgStore {
             .map_err(|e| Error::invalid(format!("bad PostgreSQL URL: {e}")))?
             .options([("statement_timeout", timeout_ms.as_str())])
             .disable_statement_logging();
-        let probe = tokio::time::timeout(
-            config.connect_timeout,
-            sqlx::PgConnection::connect_with(&options),
-        )
-        .await
-        .map_err(|_| Error::Unavailable(format!("postgres at {endpoint}: connection timed out")))?
-        .map_err(|e| map_error(BACKEND, &endpoint, &e).1)?;
-        let _ = probe.close().await;
+        let conn: sqlx::PgConnection = probe(BACKEND, &config, &options).await?;
+        let _ = conn.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(config.pool_size)
             .acquire_timeout(config.connect_timeout)
@@ -216,41 +211,10 @@ impl PgStore {
             schema = self.schema,
             t = self.t
         );
-        sqlx::raw_sql(AssertSqlSafe(setup))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(&e))?;
-        let applied: Vec<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT version FROM {}schema_version",
-            self.t
-        )))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| self.err(&e))?;
-        for (version, name, sql) in MIGRATIONS {
-            if applied.contains(&version) {
-                continue;
-            }
-            let sql = render(sql, &self.t, &self.prefix);
-            sqlx::raw_sql(AssertSqlSafe(sql))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    Error::backend(format!(
-                        "postgres migration {version} ({name}) failed: {}",
-                        self.err(&e)
-                    ))
-                })?;
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {}schema_version (version, name) VALUES ($1, $2)",
-                self.t
-            )))
-            .bind(version)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(&e))?;
-        }
+        migrate::apply::<_, sqlx::Postgres>(self, &mut tx, setup, &MIGRATIONS, |sql| {
+            render(sql, &self.t, &self.prefix).to_string()
+        })
+        .await?;
         tx.commit().await.map_err(|e| self.err(&e))
     }
 }
@@ -403,14 +367,7 @@ store_over_cas! {
             done: &[(Lease, Value)],
             now: Timestamp,
         ) -> Result<Vec<Result<Task>>> {
-            if done.is_empty() {
-                return Ok(Vec::new());
-            }
-            let written = self.succeed_many_fast(done, now).await?;
-            answer_in_order(done, written, |lease, output| {
-                cas::succeed(self, lease, output.clone(), now)
-            })
-            .await
+            succeed_many_batched(self, done, now, self.succeed_many_fast(done, now)).await
         }
         async fn purge(&self, req: &Purge) -> Result<u64> {
             crate::common::docs::purge(self, req).await
