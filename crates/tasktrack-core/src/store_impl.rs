@@ -28,12 +28,16 @@
 ///   `=> other_name` to call a function of another name: `jobs(state: Option<JobState>) ->
 ///   Vec<Job> => list_jobs;`.
 /// - `<expr>` starts with `self` or `&self` (`self.docs`, `&self.docs`, `self.0`, `self`) and
-///   has no top-level braces. In `via`, the methods of [`Store`](crate::Store) and
+///   has no top-level braces. (The generated methods take their `&self` from it: by macro
+///   hygiene, a `self` written inside the macro is not the one the caller's tokens name.)
+///   In `via`, the methods of [`Store`](crate::Store) and
 ///   [`cas::Documents`](crate::cas::Documents) resolve without importing those traits.
 /// - `<module>` is a path (`tasks`, `crate::queries`) to `async fn`s taking `<expr>` first.
 /// - `around <wrap>` (after any `<expr>`) hands each call's future to `<wrap>` before awaiting
 ///   it: `around self.changing` for a method `changing(&self, f: impl Future) -> …` that does
 ///   something after every write.
+/// - The type is a plain type; a generic impl (like [`CasStore`](crate::cas::CasStore)'s) is
+///   written by hand.
 /// - The generated code names nothing from the call site but what the lists name (types in the
 ///   signatures, the modules of `through`); `async_trait` comes from this crate.
 ///
