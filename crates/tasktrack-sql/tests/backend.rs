@@ -13,6 +13,9 @@ use tasktrack_core::*;
 
 const LEASE: Duration = Duration::from_secs(30);
 
+/// The time every test starts at.
+const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
 async fn store(dialect: &str) -> Option<ScopedStore> {
     match scratch_store(dialect, "be").await {
         Ok(s) => Some(s),
@@ -36,12 +39,31 @@ fn ids(n: usize) -> Vec<NewTask> {
         .collect()
 }
 
+/// Creates `tasks` tasks in `job` and claims `claims` of them (as worker `w`), all at `now`.
+async fn create_and_claim(
+    s: &dyn Store,
+    job: &JobName,
+    tasks: usize,
+    claims: usize,
+    now: Timestamp,
+) -> Vec<Claimed> {
+    s.create(job, &ids(tasks), CreateMode::SkipExisting, now)
+        .await
+        .unwrap();
+    let claimed = s
+        .claim_next(job, &ClaimNext::new("w", LEASE).with_limit(claims), now)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), claims);
+    claimed
+}
+
 async fn native_paths_match_the_pure_rules(dialect: &str) {
     let Some(s) = store(dialect).await else {
         return;
     };
     let j = job();
-    let t0 = Timestamp::from_millis(1_800_000_000_000);
+    let t0 = T0;
     let created = s
         .create(&j, &ids(5), CreateMode::SkipExisting, t0)
         .await
@@ -119,15 +141,8 @@ async fn analytics_view_has_the_documented_columns(dialect: &str) {
     let Some(s) = store(dialect).await else {
         return;
     };
-    let j = job();
-    let t0 = Timestamp::from_millis(1_800_000_000_000);
-    s.create(&j, &ids(3), CreateMode::SkipExisting, t0)
-        .await
-        .unwrap();
-    let c = s
-        .claim_next(&j, &ClaimNext::new("w", LEASE).with_limit(2), t0)
-        .await
-        .unwrap();
+    let (j, t0) = (job(), T0);
+    let c = create_and_claim(&s, &j, 3, 2, t0).await;
     s.succeed(
         &c[0].lease,
         json!(null),
@@ -144,66 +159,88 @@ async fn analytics_view_has_the_documented_columns(dialect: &str) {
         .await
         .unwrap();
 
-    let url = s.scratch.url.clone();
-    if dialect == "postgres" {
-        use sqlx::Row;
-        let pool = sqlx::PgPool::connect(url.split('?').next().unwrap())
-            .await
-            .unwrap();
-        let schema = url.split("schema=").nth(1).unwrap();
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT job, id, status, stage, attempts, error_kind, error_message, created_at, updated_at, finished_at, duration::float8 AS duration
-             FROM \"{schema}\".tasktrack_tasks WHERE job = $1 ORDER BY id"
-        )))
-        .bind(j.as_str())
-        .fetch_all(&pool)
+    let rows = if dialect == "postgres" {
+        view_rows_postgres(&s.scratch.url, &j).await
+    } else {
+        view_rows_mysql(&s.scratch.url, &j).await
+    };
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].duration),
+        ("succeeded", Some(1.5))
+    );
+    assert_eq!(
+        (rows[1].status.as_str(), rows[1].error_message.as_deref()),
+        ("exhausted", Some("boom"))
+    );
+    assert_eq!(rows[2].status, "pending");
+}
+
+/// The columns of the analytics view this test checks.
+struct ViewRow {
+    status: String,
+    duration: Option<f64>,
+    error_message: Option<String>,
+}
+
+fn view_row<R: sqlx::Row>(r: &R) -> ViewRow
+where
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    ViewRow {
+        status: r.get("status"),
+        duration: r.get("duration"),
+        error_message: r.get("error_message"),
+    }
+}
+
+/// The view's rows for `job`, in id order; runs the documented example queries too.
+async fn view_rows_postgres(url: &str, job: &JobName) -> Vec<ViewRow> {
+    let pool = sqlx::PgPool::connect(url.split('?').next().unwrap())
         .await
         .unwrap();
-        assert_eq!(rows.len(), 3);
-        assert_eq!(rows[0].get::<String, _>("status"), "succeeded");
-        assert_eq!(rows[0].get::<Option<f64>, _>("duration"), Some(1.5));
-        assert_eq!(rows[1].get::<String, _>("status"), "exhausted");
-        assert_eq!(
-            rows[1].get::<Option<String>, _>("error_message").as_deref(),
-            Some("boom")
-        );
-        assert_eq!(rows[2].get::<String, _>("status"), "pending");
-        // The documented example queries run.
-        for q in EXAMPLES_PG {
-            sqlx::query(sqlx::AssertSqlSafe(q.replace(
-                "tasktrack_tasks",
-                &format!("\"{schema}\".tasktrack_tasks"),
-            )))
+    let schema = url.split("schema=").nth(1).unwrap();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT job, id, status, stage, attempts, error_kind, error_message, created_at, updated_at, finished_at, duration::float8 AS duration
+         FROM \"{schema}\".tasktrack_tasks WHERE job = $1 ORDER BY id"
+    )))
+    .bind(job.as_str())
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for q in EXAMPLES_PG {
+        sqlx::query(sqlx::AssertSqlSafe(q.replace(
+            "tasktrack_tasks",
+            &format!("\"{schema}\".tasktrack_tasks"),
+        )))
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+    rows.iter().map(view_row).collect()
+}
+
+/// The view's rows for `job`, in id order; runs the documented example queries too.
+async fn view_rows_mysql(url: &str, job: &JobName) -> Vec<ViewRow> {
+    let pool = sqlx::MySqlPool::connect(url).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT job, id, status, stage, attempts, error_kind, error_message, created_at, updated_at, finished_at, CAST(duration AS DOUBLE) AS duration
+         FROM tasktrack_tasks WHERE job = ? ORDER BY id",
+    )
+    .bind(job.as_str())
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for q in EXAMPLES_MYSQL {
+        sqlx::query(sqlx::AssertSqlSafe(q.to_string()))
             .fetch_all(&pool)
             .await
             .unwrap_or_else(|e| panic!("{q}: {e}"));
-        }
-    } else {
-        use sqlx::Row;
-        let pool = sqlx::MySqlPool::connect(&url).await.unwrap();
-        let rows = sqlx::query(
-            "SELECT job, id, status, stage, attempts, error_kind, error_message, created_at, updated_at, finished_at, CAST(duration AS DOUBLE) AS duration
-             FROM tasktrack_tasks WHERE job = ? ORDER BY id",
-        )
-        .bind(j.as_str())
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        assert_eq!(rows.len(), 3);
-        assert_eq!(rows[0].get::<String, _>("status"), "succeeded");
-        assert_eq!(rows[0].get::<Option<f64>, _>("duration"), Some(1.5));
-        assert_eq!(rows[1].get::<String, _>("status"), "exhausted");
-        assert_eq!(
-            rows[1].get::<Option<String>, _>("error_message").as_deref(),
-            Some("boom")
-        );
-        for q in EXAMPLES_MYSQL {
-            sqlx::query(sqlx::AssertSqlSafe(q.to_string()))
-                .fetch_all(&pool)
-                .await
-                .unwrap_or_else(|e| panic!("{q}: {e}"));
-        }
     }
+    rows.iter().map(view_row).collect()
 }
 
 /// The example queries of docs/backends/postgres.md (kept in sync by hand; this test runs them).
@@ -220,7 +257,13 @@ const EXAMPLES_MYSQL: [&str; 3] = [
     "SELECT job, id, lease_owner, lease_expires_at FROM tasktrack_tasks WHERE status = 'in_progress' AND lease_expires_at < UTC_TIMESTAMP(3) ORDER BY lease_expires_at",
 ];
 
-async fn unreachable_server_is_one_line_naming_host_and_port(scheme: &str) {
+async fn unreachable_server_is_one_line_naming_host_and_port(dialect: &str) {
+    // MySQL through its other scheme, `mariadb://`.
+    let scheme = if dialect == "postgres" {
+        "postgres"
+    } else {
+        "mariadb"
+    };
     let err = tasktrack_sql::open(&format!("{scheme}://u@127.0.0.1:1/db?connect_timeout=2s"))
         .await
         .err()
@@ -249,53 +292,12 @@ async fn init_is_idempotent_and_versioned(dialect: &str) {
     assert_eq!(s.counts(&j).await.unwrap().by_status.pending, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_native_paths_match_the_pure_rules() {
-    native_paths_match_the_pure_rules("postgres").await;
-}
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_native_paths_match_the_pure_rules() {
-    native_paths_match_the_pure_rules("mysql").await;
-}
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_analytics_view_has_the_documented_columns() {
-    analytics_view_has_the_documented_columns("postgres").await;
-}
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_analytics_view_has_the_documented_columns() {
-    analytics_view_has_the_documented_columns("mysql").await;
-}
-#[tokio::test]
-async fn postgres_unreachable_server_is_one_line_naming_host_and_port() {
-    unreachable_server_is_one_line_naming_host_and_port("postgres").await;
-}
-#[tokio::test]
-async fn mysql_unreachable_server_is_one_line_naming_host_and_port() {
-    unreachable_server_is_one_line_naming_host_and_port("mariadb").await;
-}
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_init_is_idempotent_and_versioned() {
-    init_is_idempotent_and_versioned("postgres").await;
-}
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_init_is_idempotent_and_versioned() {
-    init_is_idempotent_and_versioned("mysql").await;
-}
-
 async fn batched_completion_equals_one_by_one(dialect: &str) {
     let Some(s) = store(dialect).await else {
         return;
     };
-    let j = job();
-    let t0 = Timestamp::from_millis(1_800_000_000_000);
-    s.create(&j, &ids(6), CreateMode::SkipExisting, t0)
-        .await
-        .unwrap();
-    let claimed = s
-        .claim_next(&j, &ClaimNext::new("w", LEASE).with_limit(6), t0)
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 6);
+    let (j, t0) = (job(), T0);
+    let claimed = create_and_claim(&s, &j, 6, 6, t0).await;
     let t1 = t0.plus(Duration::from_secs(1));
     // The last lease is made stale first: a forced claim fences it out.
     let last = &claimed[5];
@@ -327,14 +329,31 @@ async fn batched_completion_equals_one_by_one(dialect: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_batched_completion_equals_one_by_one() {
-    batched_completion_equals_one_by_one("postgres").await;
+/// Every case above, once per dialect: `postgres::<case>` and `mysql::<case>`.
+macro_rules! on_both_dialects {
+    ($($case:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                super::$case("postgres").await;
+            })*
+        }
+        mod mysql {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                super::$case("mysql").await;
+            })*
+        }
+    };
 }
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_batched_completion_equals_one_by_one() {
-    batched_completion_equals_one_by_one("mysql").await;
-}
+
+on_both_dialects!(
+    native_paths_match_the_pure_rules,
+    analytics_view_has_the_documented_columns,
+    unreachable_server_is_one_line_naming_host_and_port,
+    init_is_idempotent_and_versioned,
+    batched_completion_equals_one_by_one,
+);
 
 /// The store vacuums the task table itself every `vacuum_every` granted claims (the claim index
 /// would otherwise keep every claimed row version's entry; autovacuum is off on the test server).
@@ -347,7 +366,7 @@ async fn postgres_vacuums_the_task_table_every_n_claims() {
         .await
         .unwrap();
     let j = job();
-    let t0 = Timestamp::from_millis(1_800_000_000_000);
+    let t0 = T0;
     pg.create(&j, &ids(4), CreateMode::SkipExisting, t0)
         .await
         .unwrap();
