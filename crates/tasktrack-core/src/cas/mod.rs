@@ -1,4 +1,4 @@
-//! The generic compare-and-swap adapter: a whole [`Store`] from a small [`Documents`] trait.
+//! The generic compare-and-swap adapter: a whole [`Store`](crate::Store) from a small [`Documents`] trait.
 //!
 //! A document backend (memory, file, S3, DynamoDB, MongoDB) only knows how to read a record with
 //! its revision, write it back *if the revision is unchanged*, and find claimable tasks. Every
