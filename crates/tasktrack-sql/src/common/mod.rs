@@ -22,17 +22,30 @@ use tasktrack_core::{
     Claimed, Error, Job, JobName, Lease, Purge, Result, Status, Task, TaskKey, Timestamp,
 };
 
-/// Writes `impl Store for $store`: the methods given in `native { … }` as written, and every
-/// other operation through the compare-and-swap adapter ([`tasktrack_core::cas`]) over the
-/// store's own [`Documents`] impl. The list below is the whole of what both dialects leave to
-/// the adapter; what each restates natively (claims, batched completion, purge, …) is in its
-/// own `native` block.
+/// Writes `impl Store for $store` through [`tasktrack_core::store_impl!`]: the methods given in
+/// `native { … }` as written, and what both dialects do the same way — `init` runs the store's
+/// migrations, `purge` is [`docs::purge`], and every other operation goes through the
+/// compare-and-swap adapter ([`tasktrack_core::cas`]) over the store's [`Documents`] impl. The
+/// lists below are the whole of what both dialects leave to the adapter; what each restates
+/// natively (claims, batched completion, …) is in its own `native` block.
 macro_rules! store_over_cas {
-    ($store:ty; native { $($native:item)* }) => {
-        store_over_cas! {
-            @impl $store;
-            native { $($native)* }
-            through_cas {
+    ($store:ty; native { $($native:tt)* }) => {
+        tasktrack_core::store_impl! {
+            $store;
+            native {
+                fn backend(&self) -> &'static str {
+                    <$store as $crate::common::Dialect>::BACKEND
+                }
+                $($native)*
+            }
+            via self {
+                init() -> () => migrate;
+                jobs(state: Option<JobState>) -> Vec<Job> => list_jobs;
+            }
+            through crate::common::docs with self {
+                purge(req: &Purge) -> u64;
+            }
+            through_cas self {
                 put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
                 get_job(job: &JobName) -> Job;
                 set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
@@ -51,22 +64,6 @@ macro_rules! store_over_cas {
                 list(query: &TaskQuery) -> TaskPage;
                 counts(job: &JobName) -> Counts;
             }
-        }
-    };
-    (
-        @impl $store:ty;
-        native { $($native:item)* }
-        through_cas { $($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)* }
-    ) => {
-        #[async_trait]
-        impl Store for $store {
-            $($native)*
-            async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
-                cas::Documents::list_jobs(self, state).await
-            }
-            $(async fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
-                cas::$name(self, $($arg),*).await
-            })*
         }
     };
 }

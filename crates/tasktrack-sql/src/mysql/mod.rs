@@ -25,7 +25,6 @@ use crate::common::migrate::{self, Migration};
 use crate::common::{
     Dialect, FIELDS, RawTask, Stmt, claimed, map_error, probe, store_over_cas, succeed_many_batched,
 };
-use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, MySql};
@@ -292,12 +291,6 @@ impl MySqlStore {
 store_over_cas! {
     MySqlStore;
     native {
-        fn backend(&self) -> &'static str {
-            BACKEND
-        }
-        async fn init(&self) -> Result<()> {
-            self.migrate().await
-        }
         async fn claim_next(
             &self,
             job: &JobName,
@@ -366,9 +359,6 @@ store_over_cas! {
             now: Timestamp,
         ) -> Result<Vec<Result<Task>>> {
             succeed_many_batched(self, done, now, self.succeed_many_locked(done, now)).await
-        }
-        async fn purge(&self, req: &Purge) -> Result<u64> {
-            crate::common::docs::purge(self, req).await
         }
     }
 }

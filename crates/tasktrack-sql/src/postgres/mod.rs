@@ -24,7 +24,6 @@ use crate::common::config::Config;
 use crate::common::docs::{Queries, dialect_queries};
 use crate::common::migrate::{self, Migration};
 use crate::common::{Dialect, claimed, probe, store_over_cas, succeed_many_batched};
-use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::types::Json;
@@ -280,12 +279,6 @@ impl SucceedColumns {
 store_over_cas! {
     PgStore;
     native {
-        fn backend(&self) -> &'static str {
-            BACKEND
-        }
-        async fn init(&self) -> Result<()> {
-            self.migrate().await
-        }
         async fn claim_next(
             &self,
             job: &JobName,
@@ -368,9 +361,6 @@ store_over_cas! {
             now: Timestamp,
         ) -> Result<Vec<Result<Task>>> {
             succeed_many_batched(self, done, now, self.succeed_many_fast(done, now)).await
-        }
-        async fn purge(&self, req: &Purge) -> Result<u64> {
-            crate::common::docs::purge(self, req).await
         }
     }
 }
