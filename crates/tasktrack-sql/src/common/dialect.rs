@@ -208,11 +208,11 @@ pub(crate) trait Dialect: Send + Sync {
     fn insert_skipping(&self) -> (&'static str, &'static str);
     /// Whether that insert can answer `RETURNING id` (PostgreSQL, MariaDB; not MySQL 8).
     fn insert_returns(&self) -> bool;
-    /// Appends ` AND status` is one of `codes` to a listing.
+    /// Appends to a listing the test that `status` is one of `codes`.
     fn push_status_in(&self, st: &mut Stmt<'_>, codes: Vec<i16>);
-    /// Appends ` AND id` starts with `prefix` (byte-wise, no wildcards) to a listing.
+    /// Appends to a listing the test that `id` starts with `prefix` (byte-wise, no wildcards).
     fn push_id_prefix<'a>(&self, st: &mut Stmt<'a>, prefix: &'a str);
-    /// One batch of a purge of `job` (at most [`PURGE_BATCH`](super::PURGE_BATCH) rows).
+    /// One batch of a purge of `job` (at most [`PURGE_BATCH`](super::docs::PURGE_BATCH) rows).
     fn purge_batch<'a>(&'a self, job: &'a str, codes: &[i16], older_than: i64) -> Stmt<'a>;
 
     /// Runs one driver call, re-running it if the server rolled it back (see [`retrying`]).

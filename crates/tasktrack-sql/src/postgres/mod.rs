@@ -7,8 +7,10 @@
 //! - `succeed` is one fenced `UPDATE … WHERE token = $lease RETURNING *` (`succeed.sql`).
 //! - Every other operation is "load → pure rule → conditional write": the row is read with its
 //!   `version`, a [`tasktrack_core::lifecycle`] function decides, and the new row is written with
-//!   `UPDATE … WHERE job = $ AND id = $ AND version = $` (the [`Documents`] impl in `docs.rs`,
-//!   driven by the public [`tasktrack_core::cas`] functions). A lost race re-reads and retries.
+//!   `UPDATE … WHERE job = $ AND id = $ AND version = $` (the
+//!   [`Documents`](tasktrack_core::cas::Documents) impl both dialects share, `common/docs.rs`,
+//!   over this dialect's `docs.rs`; driven by the public [`tasktrack_core::cas`] functions). A
+//!   lost race re-reads and retries.
 //! - Counts are kept by statement-level triggers in the same transaction as each write.
 //!
 //! # Layout

@@ -120,29 +120,27 @@ impl Drop for Scratch {
 /// Runs one administrative statement on its own connection. A failed connection is
 /// [`Error::Unavailable`] (the server is not running: skip outside CI); a failed statement is a bug.
 pub async fn admin_exec(url: &str, sql: &str) -> Result<(), Error> {
-    use sqlx::Connection;
-    let unreachable = |e: sqlx::Error| Error::Unavailable(format!("{url}: {e}"));
-    let failed = |e: sqlx::Error| Error::Backend(format!("{url}: {sql}: {e}"));
-    let statement = sqlx::AssertSqlSafe(sql.to_string());
     if url.starts_with("postgres") {
-        let mut c = sqlx::PgConnection::connect(url)
-            .await
-            .map_err(unreachable)?;
-        sqlx::raw_sql(statement)
-            .execute(&mut c)
-            .await
-            .map_err(failed)?;
-        let _ = c.close().await;
+        exec_once::<sqlx::PgConnection>(url, sql).await
     } else {
-        let mut c = sqlx::MySqlConnection::connect(url)
-            .await
-            .map_err(unreachable)?;
-        sqlx::raw_sql(statement)
-            .execute(&mut c)
-            .await
-            .map_err(failed)?;
-        let _ = c.close().await;
+        exec_once::<sqlx::MySqlConnection>(url, sql).await
     }
+}
+
+/// [`admin_exec`] on a connection of type `C`.
+async fn exec_once<C>(url: &str, sql: &str) -> Result<(), Error>
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let mut c = C::connect(url)
+        .await
+        .map_err(|e| Error::Unavailable(format!("{url}: {e}")))?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut c)
+        .await
+        .map_err(|e| Error::Backend(format!("{url}: {sql}: {e}")))?;
+    let _ = c.close().await;
     Ok(())
 }
 
