@@ -38,7 +38,11 @@ start_secantus() {
   fi
   # `python -m pip` rather than bin/pip: another run may be creating the shared venv right now,
   # and bin/pip appears only at the end of that.
-  if ! "$TASKTRACK_VENV/bin/python" -m pip show SecantusDB 2>/dev/null | grep -qx "Version: $SECANTUS_VERSION"; then
+  # (Read the whole of pip's answer: `grep -q` would stop at the match, pip would die of SIGPIPE,
+  # and under `set -o pipefail` the installed version would look missing.)
+  local installed
+  installed="$("$TASKTRACK_VENV/bin/python" -m pip show SecantusDB 2>/dev/null | sed -n 's/^Version: //p' || true)"
+  if [ "$installed" != "$SECANTUS_VERSION" ]; then
     echo "installing SecantusDB $SECANTUS_VERSION into $TASKTRACK_VENV"
     if ! "$TASKTRACK_VENV/bin/python" -m pip install --quiet --pre "SecantusDB==$SECANTUS_VERSION" >>"$SECANTUS_LOG" 2>&1; then
       tail -n 20 "$SECANTUS_LOG" >&2 || true
