@@ -17,10 +17,16 @@ use tokio::sync::oneshot;
 
 /// The schema migrations, in order: `(user_version after it, SQL)`. A migration is never edited
 /// once released; a change is a new file.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/sqlite/002_counts_from_the_store.sql"),
+    ),
+];
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How many reader connections a file database keeps.
 const READERS: usize = 4;

@@ -9,6 +9,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use tasktrack_core::{
     Attempt, Backoff, Error, Failure, Job, JobName, JobState, LeaseState, Result, Status, Task,
@@ -258,12 +259,63 @@ pub(crate) fn insert_task(db: &Db, conn: &Connection, task: &Task) -> Result<boo
     Ok(n == 1)
 }
 
-/// Writes every column of an existing task.
-pub(crate) fn update_task(db: &Db, conn: &Connection, task: &Task) -> Result<()> {
+/// Writes every column of an existing task, `old` being what the row held, and notes the move
+/// between counters in `moves` (to be written by [`CountMoves::write`] before the operation
+/// ends).
+pub(crate) fn update_task(
+    db: &Db,
+    conn: &Connection,
+    old: &Task,
+    task: &Task,
+    moves: &mut CountMoves,
+) -> Result<()> {
     let mut stmt = conn.prepare_cached(&UPDATE_TASK).map_err(|e| db.err(e))?;
     stmt.execute(params_from_iter(task_values(task)?))
         .map_err(|e| db.err(e))?;
+    moves.note(old, task);
     Ok(())
+}
+
+/// The counter changes of one operation: `tasktrack_count` rows keyed by (job, stage, status),
+/// summed in memory and written once each, in the operation's transaction. A claim of 32 tasks
+/// is then two counter writes, not 64 (schema version 2 dropped the per-row update trigger).
+/// Inserts and deletes are still counted by their triggers.
+#[derive(Debug, Default)]
+#[must_use = "the moves must be written before the operation ends"]
+pub(crate) struct CountMoves(BTreeMap<(String, String, &'static str), i64>);
+
+impl CountMoves {
+    /// Notes a task that went from `old` to `new` (nothing if its status and stage stayed).
+    fn note(&mut self, old: &Task, new: &Task) {
+        if (old.status, &old.stage) == (new.status, &new.stage) {
+            return;
+        }
+        let mut add = |t: &Task, n: i64| {
+            let key = (
+                t.job.as_str().to_string(),
+                t.stage.clone().unwrap_or_default(),
+                t.status.as_str(),
+            );
+            *self.0.entry(key).or_default() += n;
+        };
+        add(old, -1);
+        add(new, 1);
+    }
+
+    /// Writes every non-zero delta.
+    pub(crate) fn write(self, db: &Db, conn: &Connection) -> Result<()> {
+        let mut stmt = conn
+            .prepare_cached(
+                "INSERT INTO tasktrack_count (job, stage, status, n) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (job, stage, status) DO UPDATE SET n = n + excluded.n",
+            )
+            .map_err(|e| db.err(e))?;
+        for ((job, stage, status), n) in self.0.into_iter().filter(|(_, n)| *n != 0) {
+            stmt.execute(rusqlite::params![job, stage, status, n])
+                .map_err(|e| db.err(e))?;
+        }
+        Ok(())
+    }
 }
 
 /// The job columns, in the order [`job_values`] binds and [`job_from_row`] reads them.

@@ -7,7 +7,8 @@
 
 use crate::db::Db;
 use crate::rows::{
-    TASK_COLUMNS, ensure_job, insert_task, load_job, load_task, task_from_row, update_task,
+    CountMoves, TASK_COLUMNS, ensure_job, insert_task, load_job, load_task, task_from_row,
+    update_task,
 };
 use rusqlite::{Transaction, params};
 use serde_json::Value;
@@ -35,7 +36,9 @@ where
         Ok(match rule(&task) {
             Step::Keep(result) => result,
             Step::Write(new, result) => {
-                update_task(db, tx, &new)?;
+                let mut moves = CountMoves::default();
+                update_task(db, tx, &task, &new, &mut moves)?;
+                moves.write(db, tx)?;
                 result
             }
         })
@@ -70,6 +73,7 @@ pub(crate) async fn succeed_many(
     let done = done.to_vec();
     db.write(move |db, tx| {
         let mut out = Vec::with_capacity(done.len());
+        let mut moves = CountMoves::default();
         for (lease, output) in done {
             let Some(task) = load_task(db, tx, &lease.key)? else {
                 out.push(Err(Error::StaleLease {
@@ -80,10 +84,11 @@ pub(crate) async fn succeed_many(
             };
             let result = lifecycle::succeed(&task, &lease, output, now);
             if let Ok(new) = &result {
-                update_task(db, tx, new)?;
+                update_task(db, tx, &task, new, &mut moves)?;
             }
             out.push(result);
         }
+        moves.write(db, tx)?;
         Ok(out)
     })
     .await
@@ -105,6 +110,7 @@ pub(crate) async fn create(
             .write(move |db, tx| {
                 let record = ensure_job(db, tx, &job, now)?;
                 let mut created = Created::default();
+                let mut moves = CountMoves::default();
                 for new in &chunk {
                     let task = lifecycle::create_task(&record, new, now)?;
                     if insert_task(db, tx, &task)? {
@@ -113,12 +119,14 @@ pub(crate) async fn create(
                         let Some(old) = load_task(db, tx, &task.key())? else {
                             continue;
                         };
-                        update_task(db, tx, &lifecycle::replace_task(&old, &record, new, now)?)?;
+                        let replaced = lifecycle::replace_task(&old, &record, new, now)?;
+                        update_task(db, tx, &old, &replaced, &mut moves)?;
                         created.replaced += 1;
                     } else {
                         created.existing += 1;
                     }
                 }
+                moves.write(db, tx)?;
                 Ok(created)
             })
             .await?;
@@ -199,20 +207,22 @@ pub(crate) async fn claim_next(
             let want = req.limit - won.len();
             let candidates = candidates(db, tx, &job, req.stage.as_deref(), now, want)?;
             let mut wrote = false;
+            let mut moves = CountMoves::default();
             for task in &candidates {
                 match lifecycle::claim(task, &claim, now)? {
                     ClaimDecision::Granted(c) => {
-                        update_task(db, tx, &c.task)?;
+                        update_task(db, tx, task, &c.task, &mut moves)?;
                         won.push(c);
                         wrote = true;
                     }
                     ClaimDecision::Exhausted(t) => {
-                        update_task(db, tx, &t)?;
+                        update_task(db, tx, task, &t, &mut moves)?;
                         wrote = true;
                     }
                     ClaimDecision::Refused(_) => {}
                 }
             }
+            moves.write(db, tx)?;
             // Done when the batch is full, the index ran dry, or a round changed nothing (a
             // guard: a claimable-by-index task is never refused by the rule).
             if won.len() >= req.limit || candidates.len() < want || !wrote {
@@ -283,7 +293,9 @@ pub(crate) async fn report(
             let job = load_job(db, tx, &key.job)?.unwrap_or_else(|| Job::new(key.job.clone(), now));
             let new = lifecycle::report(Some(&existing), &job, &key, &req, now)?;
             if new != existing {
-                update_task(db, tx, &new)?;
+                let mut moves = CountMoves::default();
+                update_task(db, tx, &existing, &new, &mut moves)?;
+                moves.write(db, tx)?;
             }
             Ok(new)
         }

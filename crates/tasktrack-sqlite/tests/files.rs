@@ -94,6 +94,58 @@ async fn reopening_keeps_the_data_and_migrates_nothing() {
     assert_eq!(store.counts(&job).await.unwrap().by_status.pending, 1);
 }
 
+/// A version-1 file (counters kept by an update trigger) is migrated on open; its counts stay
+/// exact through the store's own counter moves afterwards.
+#[tokio::test]
+async fn a_version_1_file_is_migrated_and_keeps_exact_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    let job = JobName::new("j").unwrap();
+    let now = Timestamp::from_millis(1_000);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../migrations/sqlite/001_init.sql"))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let store = tasktrack_sqlite::open(&url(&path)).await.unwrap();
+    let ids: Vec<NewTask> = ["a", "b", "c"]
+        .iter()
+        .map(|id| NewTask::new(TaskId::new(*id).unwrap()))
+        .collect();
+    store
+        .create(&job, &ids, CreateMode::SkipExisting, now)
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_next(
+            &job,
+            &ClaimNext::new("w", Duration::from_secs(60)).with_limit(2),
+            now,
+        )
+        .await
+        .unwrap();
+    let done: Vec<_> = claimed
+        .iter()
+        .map(|c| (c.lease.clone(), serde_json::json!(null)))
+        .collect();
+    store.succeed_many(&done[..1], now).await.unwrap();
+    let by_status = store.counts(&job).await.unwrap().by_status;
+    assert_eq!(
+        (
+            by_status.pending,
+            by_status.in_progress,
+            by_status.succeeded
+        ),
+        (1, 1, 1)
+    );
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, tasktrack_sqlite::SCHEMA_VERSION);
+}
+
 #[tokio::test]
 async fn a_corrupt_row_is_corrupt_naming_the_row() {
     let dir = tempfile::tempdir().unwrap();
