@@ -46,8 +46,9 @@
 //! - `tasktrack_task_claim`: a partial index on `(job, priority DESC, claimable_at, id, stage)`
 //!   `WHERE claimable_at IS NOT NULL`; `claimable_at` ([`Task::claimable_at`]) is NULL for
 //!   finished tasks, so claims never look at them however many there are.
-//! - `tasktrack_count (job, stage, status, n)`: kept by triggers in the same transaction as every
-//!   task insert, delete or status/stage change, so `counts` reads a handful of rows.
+//! - `tasktrack_count (job, stage, status, n)`: kept in the same transaction as every task insert
+//!   or delete (triggers) and status/stage change (the store's summed moves, one write per
+//!   delta), so `counts` reads a handful of rows.
 //! - `tasktrack_job`: job records, indexed by `(state, name)`.
 //! - `tasktrack_tasks`: a view with stable columns and RFC 3339 times for your own SQL, e.g.
 //!   `SELECT status, count(*) FROM tasktrack_tasks WHERE job = 'convert' GROUP BY status`.
