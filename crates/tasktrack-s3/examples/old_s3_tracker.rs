@@ -7,7 +7,7 @@
 //! the same moto.
 //!
 //! ```text
-//! cargo run --release -p tasktrack-s3 --example old_tracker_baseline -- \
+//! cargo run --release -p tasktrack-s3 --example old_s3_tracker -- \
 //!     http://127.0.0.1:PORT 1000 8
 //! ```
 
@@ -33,7 +33,7 @@ async fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().collect();
     let endpoint = args
         .get(1)
-        .ok_or("usage: old_tracker_baseline ENDPOINT [TASKS] [WORKERS]")?;
+        .ok_or("usage: old_s3_tracker ENDPOINT [TASKS] [WORKERS]")?;
     let tasks: usize = args.get(2).map_or(Ok(1000), |a| a.parse())?;
     let workers: usize = args.get(3).map_or(Ok(8), |a| a.parse())?;
     let bucket = "tasktrack-old-tracker";

@@ -6,7 +6,7 @@
 //! the benchmark doc can put ours beside it, measured in the same minute on the same machine.
 //!
 //! ```text
-//! cargo run --release -p tasktrack-dynamodb --example old_tracker_baseline -- \
+//! cargo run --release -p tasktrack-dynamodb --example old_dynamodb_tracker -- \
 //!     http://127.0.0.1:PORT 1000 8
 //! ```
 
@@ -29,7 +29,7 @@ async fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().collect();
     let endpoint = args
         .get(1)
-        .ok_or("usage: old_tracker_baseline ENDPOINT [TASKS] [WORKERS]")?;
+        .ok_or("usage: old_dynamodb_tracker ENDPOINT [TASKS] [WORKERS]")?;
     let tasks: usize = args.get(2).map_or(Ok(1000), |a| a.parse())?;
     let workers: usize = args.get(3).map_or(Ok(8), |a| a.parse())?;
     let config = aws_config::defaults(BehaviorVersion::latest())
