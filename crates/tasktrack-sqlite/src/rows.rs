@@ -276,6 +276,13 @@ pub(crate) fn update_task(
     Ok(())
 }
 
+/// [`update_task`] for an operation that changes one task: its counter move is written at once.
+pub(crate) fn update_one(db: &Db, conn: &Connection, old: &Task, task: &Task) -> Result<()> {
+    let mut moves = CountMoves::default();
+    update_task(db, conn, old, task, &mut moves)?;
+    moves.write(db, conn)
+}
+
 /// The counter changes of one operation: `tasktrack_count` rows keyed by (job, stage, status),
 /// summed in memory and written once each, in the operation's transaction. A claim of 32 tasks
 /// is then two counter writes, not 64 (schema version 2 dropped the per-row update trigger).

@@ -8,7 +8,7 @@
 use crate::db::Db;
 use crate::rows::{
     CountMoves, TASK_COLUMNS, ensure_job, insert_task, load_job, load_task, task_from_row,
-    update_task,
+    update_one, update_task,
 };
 use rusqlite::{Transaction, params};
 use serde_json::Value;
@@ -36,9 +36,7 @@ where
         Ok(match rule(&task) {
             Step::Keep(result) => result,
             Step::Write(new, result) => {
-                let mut moves = CountMoves::default();
-                update_task(db, tx, &task, &new, &mut moves)?;
-                moves.write(db, tx)?;
+                update_one(db, tx, &task, &new)?;
                 result
             }
         })
@@ -293,9 +291,7 @@ pub(crate) async fn report(
             let job = load_job(db, tx, &key.job)?.unwrap_or_else(|| Job::new(key.job.clone(), now));
             let new = lifecycle::report(Some(&existing), &job, &key, &req, now)?;
             if new != existing {
-                let mut moves = CountMoves::default();
-                update_task(db, tx, &existing, &new, &mut moves)?;
-                moves.write(db, tx)?;
+                update_one(db, tx, &existing, &new)?;
             }
             Ok(new)
         }
