@@ -6,8 +6,10 @@
 //! ```
 //!
 //! 1. bulk-creates `--tasks` no-op tasks in a fresh job;
-//! 2. `--workers` concurrent workers `claim_next(--batch)` and `succeed` until the job is drained
-//!    (with `--batch` > 1, each claimed batch completes in one `succeed_many`);
+//! 2. `--workers` concurrent workers claim and succeed until the job is drained, one task at a
+//!    time by hand-offs (`succeed_and_claim_next`: the success and the next claim in one call,
+//!    as `Tracker::run_all` and `tasktrack run` do), or with `--two-calls` by `claim_next(1)` then
+//!    `succeed`, or with `--batch B` > 1 by `claim_next(B)` then one `succeed_many` per batch;
 //! 3. times `counts(job)` on the full job;
 //! 4. measures the backend's raw ceiling (see `ceiling/`): the cheapest single-row write loop the
 //!    same server can do with the same number of connections;
@@ -38,9 +40,12 @@ struct Args {
     /// Concurrent workers.
     #[arg(long, default_value_t = 4)]
     workers: usize,
-    /// Tasks per claim_next call.
+    /// Tasks per claim_next call; above 1, each batch completes in one `succeed_many`.
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// With `--batch 1`: `claim_next` then `succeed` (two calls per task) instead of hand-offs.
+    #[arg(long, conflicts_with = "batch")]
+    two_calls: bool,
     /// Operations for the ceiling loop (default: as many as tasks, at most 20,000).
     #[arg(long)]
     ceiling_ops: Option<usize>,
@@ -67,7 +72,8 @@ async fn main() -> Result<()> {
     let job = JobName::new(format!("bench-{}", Timestamp::now().as_millis()))?;
 
     let create = bulk_create(&store, &job, args.tasks).await?;
-    let drain = drain(&store, &job, args.workers, args.batch).await?;
+    let mode = Mode::of(&args);
+    let drain = drain(&store, &job, args.workers, mode).await?;
     let counts_ms = time_counts(&store, &job).await?;
     let ceiling = if args.no_ceiling {
         None
@@ -113,23 +119,47 @@ pub struct Drain {
     pub seconds: f64,
     /// Mean latency of one claim_next call, in milliseconds.
     pub claim_ms: f64,
-    /// Mean latency of one succeed call, in milliseconds.
+    /// Mean time per task spent completing it (succeed, hand-off or its share of succeed_many), ms.
     pub succeed_ms: f64,
 }
 
+/// How a worker completes what it claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// `claim_next(1)` once, then `succeed_and_claim_next` per task: one call per task.
+    Handoff,
+    /// `claim_next(1)` then `succeed`: two calls per task.
+    TwoCalls,
+    /// `claim_next(B)` then one `succeed_many` per batch.
+    Batched(usize),
+}
+
+impl Mode {
+    pub(crate) fn of(args: &Args) -> Self {
+        match (args.batch, args.two_calls) {
+            (1, true) => Mode::TwoCalls,
+            (1, false) => Mode::Handoff,
+            (b, _) => Mode::Batched(b),
+        }
+    }
+
+    fn batch(self) -> usize {
+        match self {
+            Mode::Batched(b) => b,
+            Mode::Handoff | Mode::TwoCalls => 1,
+        }
+    }
+}
+
 /// Runs `workers` claim+succeed loops until the job is drained.
-async fn drain(
-    store: &Arc<dyn Store>,
-    job: &JobName,
-    workers: usize,
-    batch: usize,
-) -> Result<Drain> {
+async fn drain(store: &Arc<dyn Store>, job: &JobName, workers: usize, mode: Mode) -> Result<Drain> {
     let started = Instant::now();
     let handles: Vec<_> = (0..workers)
         .map(|w| {
             let store = store.clone();
             let job = job.clone();
-            tokio::spawn(async move { worker(store, job, format!("bench-{w}"), batch).await })
+            tokio::spawn(async move { worker(store, job, format!("bench-{w}"), mode).await })
         })
         .collect();
     let (mut tasks, mut claim_time, mut claims, mut succeed_time) =
@@ -160,9 +190,9 @@ async fn worker(
     store: Arc<dyn Store>,
     job: JobName,
     owner: String,
-    batch: usize,
+    mode: Mode,
 ) -> Result<WorkerStats> {
-    let req = ClaimNext::new(owner, Duration::from_secs(300)).with_limit(batch);
+    let req = ClaimNext::new(owner, Duration::from_secs(300)).with_limit(mode.batch());
     let mut stats = WorkerStats {
         tasks: 0,
         claims: 0,
@@ -171,29 +201,46 @@ async fn worker(
     };
     loop {
         let t = Instant::now();
-        let claimed = store.claim_next(&job, &req, Timestamp::now()).await?;
+        let mut claimed = store.claim_next(&job, &req, Timestamp::now()).await?;
         stats.claim_time += t.elapsed();
         stats.claims += 1;
         if claimed.is_empty() {
             return Ok(stats);
         }
         let t = Instant::now();
-        if batch == 1 {
-            for c in claimed {
-                store
-                    .succeed(&c.lease, serde_json::Value::Null, Timestamp::now())
-                    .await?;
-                stats.tasks += 1;
+        match mode {
+            Mode::Handoff => {
+                // Until a hand-off finds nothing left to claim; then one last claim_next above.
+                while let Some(c) = claimed.pop() {
+                    let got = store
+                        .succeed_and_claim_next(
+                            &c.lease,
+                            serde_json::Value::Null,
+                            &req,
+                            Timestamp::now(),
+                        )
+                        .await?;
+                    claimed = got.next;
+                    stats.tasks += 1;
+                }
             }
-        } else {
-            // Batched: the whole claim completes in one `succeed_many`.
-            let done: Vec<_> = claimed
-                .into_iter()
-                .map(|c| (c.lease, serde_json::Value::Null))
-                .collect();
-            for result in store.succeed_many(&done, Timestamp::now()).await? {
-                result?;
-                stats.tasks += 1;
+            Mode::TwoCalls => {
+                for c in claimed {
+                    store
+                        .succeed(&c.lease, serde_json::Value::Null, Timestamp::now())
+                        .await?;
+                    stats.tasks += 1;
+                }
+            }
+            Mode::Batched(_) => {
+                let done: Vec<_> = claimed
+                    .into_iter()
+                    .map(|c| (c.lease, serde_json::Value::Null))
+                    .collect();
+                for result in store.succeed_many(&done, Timestamp::now()).await? {
+                    result?;
+                    stats.tasks += 1;
+                }
             }
         }
         stats.succeed_time += t.elapsed();

@@ -1,6 +1,6 @@
 //! The benchmark's output: a table for people, JSON for scripts.
 
-use crate::{Args, Drain};
+use crate::{Args, Drain, Mode};
 use anyhow::Result;
 use comfy_table::Table;
 use serde::Serialize;
@@ -18,6 +18,8 @@ pub struct Report {
     pub workers: usize,
     /// Tasks per claim.
     pub batch: usize,
+    /// How workers completed their claims: `"handoff"`, `"two_calls"` or `{"batched": B}`.
+    pub mode: Mode,
     /// Bulk create rate, tasks/s.
     pub create_per_sec: f64,
     /// Claim+succeed rate, tasks/s.
@@ -50,6 +52,7 @@ impl Report {
             tasks: args.tasks,
             workers: args.workers,
             batch: args.batch,
+            mode: Mode::of(args),
             create_per_sec,
             tasks_per_sec,
             drain,
@@ -70,7 +73,7 @@ impl Report {
             "backend",
             "tasks",
             "workers",
-            "batch",
+            "mode",
             "create/s",
             "claim+succeed/s",
             "claim ms",
@@ -86,7 +89,11 @@ impl Report {
             self.backend.to_string(),
             self.tasks.to_string(),
             self.workers.to_string(),
-            self.batch.to_string(),
+            match self.mode {
+                Mode::Handoff => "hand-off".to_string(),
+                Mode::TwoCalls => "two calls".to_string(),
+                Mode::Batched(b) => format!("batch {b}"),
+            },
             format!("{:.0}", self.create_per_sec),
             format!("{:.0}", self.tasks_per_sec),
             format!("{:.3}", self.drain.claim_ms),

@@ -181,6 +181,16 @@ pub struct Deleted {
     pub job_removed: bool,
 }
 
+/// What [`Store::succeed_and_claim_next`] did: the task it completed and the tasks it claimed
+/// next (empty when nothing was claimable).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handoff {
+    /// The completed task, as `succeed` returns it (succeeded, or pending at its next stage).
+    pub done: Task,
+    /// What `claim_next` granted afterwards.
+    pub next: Vec<Claimed>,
+}
+
 /// The storage contract. Object-safe: use it as `Arc<dyn Store>`.
 ///
 /// Every implementation must pass the conformance suite (`tasktrack_core::testkit`, feature
@@ -260,6 +270,28 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
             }
         }
         Ok(out)
+    }
+    /// Hand-off: [`Store::succeed`] for `lease`, then [`Store::claim_next`] on the same job —
+    /// what a worker does after every task, in one call. A worker that loops on it pays one
+    /// round trip (and, on a backend that overrides it, one commit) per task instead of two.
+    ///
+    /// The success comes first and decides: when it is refused (a stale lease, say) that error
+    /// is returned and nothing is claimed; call `claim_next` to go on. A backend that overrides
+    /// this does both in one transaction, so an `Err` means neither happened (except
+    /// [`Error::Unavailable`], whose outcome is unknown as always). The default calls the two
+    /// operations in turn: if the claim fails, the success stays recorded and the claim's
+    /// error is returned.
+    async fn succeed_and_claim_next(
+        &self,
+        lease: &Lease,
+        output: Value,
+        next: &ClaimNext,
+        now: Timestamp,
+    ) -> Result<Handoff> {
+        crate::cas::check_claim_next(next)?;
+        let done = self.succeed(lease, output, now).await?;
+        let next = self.claim_next(&lease.key.job, next, now).await?;
+        Ok(Handoff { done, next })
     }
     /// Records a failure: `failed` with backoff, or `exhausted`.
     async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task>;

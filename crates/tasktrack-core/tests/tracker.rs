@@ -1,4 +1,4 @@
-//! The library face: `Tracker::run` / `run_next` record outputs, errors and panics, keep the
+//! The library face: `Tracker::run` / `run_next` / `run_all` record outputs, errors and panics, keep the
 //! lease alive while the work runs, and release it when the run is cancelled.
 //!
 //! Time: the store sees a `ManualClock`; heartbeat pacing uses tokio's paused (virtual) time.
@@ -149,6 +149,51 @@ async fn run_next_drains_the_job_then_returns_none() {
         done += 1;
     }
     assert_eq!(done, 3);
+}
+
+#[tokio::test]
+async fn run_all_runs_every_task_through_failures_and_lost_leases() {
+    let (store, clock, job) = setup();
+    add(&store, &job, &clock, &["a", "b", "c", "d", "e"]).await;
+    let (thief_store, thief_clock) = (store.clone(), clock.clone());
+    let ran = tracker(&store, &job, &clock)
+        .run_all(|ctx| {
+            let (store, clock) = (thief_store.clone(), thief_clock.clone());
+            async move {
+                match ctx.task.id.as_str() {
+                    "b" => {
+                        let steal = Claim {
+                            force: true,
+                            ..Claim::new("thief", Duration::from_secs(30))
+                        };
+                        store
+                            .claim(&ctx.lease.key, &steal, clock.now())
+                            .await
+                            .unwrap();
+                        Ok(json!("b"))
+                    }
+                    "c" => Err(NonRetryable(anyhow::anyhow!("bad input")).into()),
+                    id => Ok::<_, anyhow::Error>(json!(id)),
+                }
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(ran, 5);
+    let counts = store.counts(&job).await.unwrap();
+    assert_eq!(
+        (
+            counts.by_status.succeeded,
+            counts.by_status.exhausted,
+            counts.by_status.in_progress
+        ),
+        (3, 1, 1)
+    );
+    let b = store
+        .get(&TaskKey::parse("tracked", "b").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(b.lease.map(|l| l.owner), Some("thief".to_string()));
 }
 
 #[tokio::test(start_paused = true)]

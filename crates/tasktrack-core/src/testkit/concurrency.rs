@@ -47,6 +47,53 @@ pub async fn many_workers_claim_each_task_once(h: Harness) -> Result<()> {
     Ok(())
 }
 
+/// Eight concurrent workers draining a job by hand-offs (`succeed_and_claim_next`): each task is
+/// claimed exactly once and every task ends succeeded.
+pub async fn workers_handing_off_claim_each_task_once(h: Harness) -> Result<()> {
+    let n = h.scaled(400);
+    let tasks: Vec<NewTask> = (0..n)
+        .map(|i| NewTask::new(tid(&format!("t{i:05}"))))
+        .collect();
+    h.store
+        .create(&h.job, &tasks, CreateMode::SkipExisting, h.now())
+        .await?;
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let h = h.clone();
+        workers.push(tokio::spawn(async move {
+            let req = ClaimNext::new(format!("w{w}"), LEASE);
+            let mut mine = Vec::new();
+            let mut held = h.store.claim_next(&h.job, &req, h.now()).await?;
+            while let Some(c) = held.pop() {
+                mine.push(c.task.id.to_string());
+                let got = h
+                    .store
+                    .succeed_and_claim_next(&c.lease, json!(w), &req, h.now())
+                    .await?;
+                held = got.next;
+            }
+            Ok::<_, Error>(mine)
+        }));
+    }
+    let mut claims: BTreeMap<String, usize> = BTreeMap::new();
+    for w in workers {
+        for id in w.await.map_err(Error::backend)?? {
+            *claims.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(claims.len(), n, "every task was claimed");
+    assert!(
+        claims.values().all(|&c| c == 1),
+        "no task was claimed twice: {claims:?}"
+    );
+    let counts = h.store.counts(&h.job).await?;
+    assert_eq!(
+        (counts.by_status.succeeded, counts.by_status.in_progress),
+        (n as u64, 0)
+    );
+    Ok(())
+}
+
 /// Two workers race for the same fresh task, round after round: exactly one wins each round, the
 /// other is told it is locked.
 pub async fn two_workers_race_for_one_task_and_exactly_one_wins(h: Harness) -> Result<()> {

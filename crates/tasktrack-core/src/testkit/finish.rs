@@ -253,3 +253,119 @@ pub async fn succeed_many_advances_pipeline_stages(h: Harness) -> Result<()> {
     }
     Ok(())
 }
+
+/// A hand-off records the success, then claims the next task in claim order for the same owner;
+/// on a drained job it claims nothing.
+pub async fn succeed_and_claim_next_completes_then_claims(h: Harness) -> Result<()> {
+    h.add(&["a", "b", "c"]).await?;
+    let a = h.claim("a", "w").await?;
+    h.advance(Duration::from_secs(1));
+    let req = ClaimNext::new("w", LEASE);
+    let got = h
+        .store
+        .succeed_and_claim_next(&a.lease, json!({"a": 1}), &req, h.now())
+        .await?;
+    assert_eq!(
+        (got.done.id.as_str(), got.done.status, &got.done.output),
+        ("a", Status::Succeeded, &Some(json!({"a": 1})))
+    );
+    assert_eq!(got.done.finished_at, Some(h.now()));
+    assert_eq!(h.get("a").await?, got.done);
+    let ids: Vec<&str> = got.next.iter().map(|c| c.task.id.as_str()).collect();
+    assert_eq!(ids, ["b"]);
+    let b = &got.next[0];
+    assert_eq!(
+        (b.task.status, b.task.attempts, b.lease.owner.as_str()),
+        (Status::InProgress, 1, "w")
+    );
+    assert_eq!(b.lease.expires_at, h.now().plus(LEASE));
+    assert_eq!(h.get("b").await?, b.task);
+    let two = ClaimNext::new("w", LEASE).with_limit(2);
+    let got = h
+        .store
+        .succeed_and_claim_next(&b.lease, json!(null), &two, h.now())
+        .await?;
+    let ids: Vec<&str> = got.next.iter().map(|c| c.task.id.as_str()).collect();
+    assert_eq!(ids, ["c"]);
+    let got = h
+        .store
+        .succeed_and_claim_next(&got.next[0].lease, json!(null), &req, h.now())
+        .await?;
+    assert!(got.next.is_empty(), "nothing left to claim: {:?}", got.next);
+    let counts = h.store.counts(&h.job).await?;
+    assert_eq!(
+        (counts.by_status.succeeded, counts.by_status.in_progress),
+        (3, 0)
+    );
+    Ok(())
+}
+
+/// A hand-off whose success is refused (the lease was taken over) returns that error and claims
+/// nothing; a bad claim request is rejected before anything is written.
+pub async fn succeed_and_claim_next_with_a_stale_lease_claims_nothing(h: Harness) -> Result<()> {
+    h.add(&["a", "b"]).await?;
+    let old = h.claim("a", "w1").await?;
+    let forced = Claim {
+        force: true,
+        ..Claim::new("w2", LEASE)
+    };
+    h.store.claim(&h.key("a"), &forced, h.now()).await?;
+    let req = ClaimNext::new("w1", LEASE);
+    assert_stale(
+        h.store
+            .succeed_and_claim_next(&old.lease, json!("late"), &req, h.now())
+            .await,
+    );
+    assert_eq!(h.get("b").await?.status, Status::Pending);
+    let a = h.get("a").await?;
+    assert_eq!(
+        (a.status, a.lease.map(|l| l.owner)),
+        (Status::InProgress, Some("w2".to_string()))
+    );
+
+    let mine = h.claim("b", "w1").await?;
+    let bad = ClaimNext::new("w1", LEASE).with_limit(0);
+    let result = h
+        .store
+        .succeed_and_claim_next(&mine.lease, json!(1), &bad, h.now())
+        .await;
+    assert!(
+        matches!(result, Err(Error::InvalidInput(_))),
+        "a zero limit is rejected: {result:?}"
+    );
+    assert_eq!(h.get("b").await?.status, Status::InProgress);
+    Ok(())
+}
+
+/// A hand-off of a pipeline task advances it to its next stage; the claim that follows honours
+/// the request's stage.
+pub async fn succeed_and_claim_next_advances_a_pipeline_stage(h: Harness) -> Result<()> {
+    h.set_job(JobSpec {
+        stages: Some(vec!["one".into(), "two".into()]),
+        ..Default::default()
+    })
+    .await?;
+    h.add(&["p", "q"]).await?;
+    let p = h.claim("p", "w").await?;
+    let req = ClaimNext::new("w", LEASE).at_stage("two");
+    let got = h
+        .store
+        .succeed_and_claim_next(&p.lease, json!(1), &req, h.now())
+        .await?;
+    assert_eq!(
+        (
+            got.done.status,
+            got.done.stage.as_deref(),
+            got.done.attempts
+        ),
+        (Status::Pending, Some("two"), 0)
+    );
+    let ids: Vec<(&str, Option<&str>)> = got
+        .next
+        .iter()
+        .map(|c| (c.task.id.as_str(), c.task.stage.as_deref()))
+        .collect();
+    assert_eq!(ids, [("p", Some("two"))]);
+    assert_eq!(h.get("q").await?.status, Status::Pending);
+    Ok(())
+}

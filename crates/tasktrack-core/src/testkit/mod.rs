@@ -262,6 +262,9 @@ macro_rules! conformance_tests {
             finish::history_keeps_the_last_twenty_attempts,
             finish::succeed_many_answers_each_lease_in_order,
             finish::succeed_many_advances_pipeline_stages,
+            finish::succeed_and_claim_next_completes_then_claims,
+            finish::succeed_and_claim_next_with_a_stale_lease_claims_nothing,
+            finish::succeed_and_claim_next_advances_a_pipeline_stage,
             admin::ignore_is_refused_on_a_live_lease_unless_forced,
             admin::retry_resets_attempts_from_failed_exhausted_and_ignored,
             admin::nothing_leaves_succeeded_without_force,
@@ -285,6 +288,7 @@ macro_rules! conformance_tests {
             pipeline::pipeline_failure_retries_only_the_current_stage,
             pipeline::claim_next_by_stage_and_counts_per_stage,
             concurrency::many_workers_claim_each_task_once,
+            concurrency::workers_handing_off_claim_each_task_once,
             concurrency::two_workers_race_for_one_task_and_exactly_one_wins,
             model_check::random_operation_sequences_agree_with_the_reference_model,
         );
