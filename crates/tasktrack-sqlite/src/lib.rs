@@ -175,6 +175,7 @@ tasktrack_core::store_impl! {
         claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
         heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
         succeed_many(done: &[(Lease, Value)], now: Timestamp) -> Vec<Result<Task>>;
+        succeed_and_claim_next(lease: &Lease, output: Value, next: &ClaimNext, now: Timestamp) -> Handoff;
         report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
         delete(key: &TaskKey, now: Timestamp) -> ();
         purge(req: &Purge) -> u64;

@@ -195,40 +195,86 @@ pub(crate) async fn claim_next(
     check_claim_next(req)?;
     let (job, req) = (job.clone(), req.clone());
     db.write(move |db, tx| {
-        let claim = Claim {
-            owner: req.owner.clone(),
-            lease_for: req.lease_for,
-            force: false,
-        };
-        let mut won = Vec::with_capacity(req.limit.min(1_000));
-        loop {
-            let want = req.limit - won.len();
-            let candidates = candidates(db, tx, &job, req.stage.as_deref(), now, want)?;
-            let mut wrote = false;
-            let mut moves = CountMoves::default();
-            for task in &candidates {
-                match lifecycle::claim(task, &claim, now)? {
-                    ClaimDecision::Granted(c) => {
-                        update_task(db, tx, task, &c.task, &mut moves)?;
-                        won.push(c);
-                        wrote = true;
-                    }
-                    ClaimDecision::Exhausted(t) => {
-                        update_task(db, tx, task, &t, &mut moves)?;
-                        wrote = true;
-                    }
-                    ClaimDecision::Refused(_) => {}
-                }
-            }
-            moves.write(db, tx)?;
-            // Done when the batch is full, the index ran dry, or a round changed nothing (a
-            // guard: a claimable-by-index task is never refused by the rule).
-            if won.len() >= req.limit || candidates.len() < want || !wrote {
-                return Ok(won);
-            }
-        }
+        let mut moves = CountMoves::default();
+        let won = claim_next_in(db, tx, &job, &req, now, &mut moves)?;
+        moves.write(db, tx)?;
+        Ok(won)
     })
     .await
+}
+
+/// [`Store::succeed_and_claim_next`]: [`lifecycle::succeed`] and then [`claim_next`]'s claims in
+/// one transaction, so a worker that loops on it commits once per task instead of twice. A
+/// refused success writes nothing and claims nothing.
+pub(crate) async fn succeed_and_claim_next(
+    db: &Arc<Db>,
+    lease: &Lease,
+    output: Value,
+    req: &ClaimNext,
+    now: Timestamp,
+) -> Result<Handoff> {
+    check_claim_next(req)?;
+    let (lease, req) = (lease.clone(), req.clone());
+    db.write(move |db, tx| {
+        let Some(task) = load_task(db, tx, &lease.key)? else {
+            return Ok(Err(Error::StaleLease {
+                key: lease.key.to_string(),
+                token: lease.token,
+            }));
+        };
+        let done = match lifecycle::succeed(&task, &lease, output, now) {
+            Ok(done) => done,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut moves = CountMoves::default();
+        update_task(db, tx, &task, &done, &mut moves)?;
+        let next = claim_next_in(db, tx, &lease.key.job, &req, now, &mut moves)?;
+        moves.write(db, tx)?;
+        Ok(Ok(Handoff { done, next }))
+    })
+    .await?
+}
+
+/// The claims of [`claim_next`] inside a caller's transaction; the counter moves are added to
+/// `moves` for the caller to write.
+fn claim_next_in(
+    db: &Db,
+    tx: &Transaction<'_>,
+    job: &JobName,
+    req: &ClaimNext,
+    now: Timestamp,
+    moves: &mut CountMoves,
+) -> Result<Vec<Claimed>> {
+    let claim = Claim {
+        owner: req.owner.clone(),
+        lease_for: req.lease_for,
+        force: false,
+    };
+    let mut won = Vec::with_capacity(req.limit.min(1_000));
+    loop {
+        let want = req.limit - won.len();
+        let candidates = candidates(db, tx, job, req.stage.as_deref(), now, want)?;
+        let mut wrote = false;
+        for task in &candidates {
+            match lifecycle::claim(task, &claim, now)? {
+                ClaimDecision::Granted(c) => {
+                    update_task(db, tx, task, &c.task, moves)?;
+                    won.push(c);
+                    wrote = true;
+                }
+                ClaimDecision::Exhausted(t) => {
+                    update_task(db, tx, task, &t, moves)?;
+                    wrote = true;
+                }
+                ClaimDecision::Refused(_) => {}
+            }
+        }
+        // Done when the batch is full, the index ran dry, or a round changed nothing (a
+        // guard: a claimable-by-index task is never refused by the rule).
+        if won.len() >= req.limit || candidates.len() < want || !wrote {
+            return Ok(won);
+        }
+    }
 }
 
 fn candidates(
