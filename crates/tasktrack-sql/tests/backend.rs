@@ -329,6 +329,79 @@ async fn batched_completion_equals_one_by_one(dialect: &str) {
     );
 }
 
+/// The native hand-off (`succeed_and_claim_next`) gives exactly what the pure rules give: the
+/// success of an expired but not reclaimed lease, then the claim in claim order, an expired lease
+/// among the candidates reclaimed through `lifecycle::claim` (history records lease_expired), and
+/// never the task just completed.
+async fn handoff_matches_the_pure_rules(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let (j, t0) = (job(), T0);
+    s.create(&j, &ids(4), CreateMode::SkipExisting, t0)
+        .await
+        .unwrap();
+    let t1 = t0.plus(Duration::from_secs(1));
+    let claimed = s
+        .claim_next(&j, &ClaimNext::new("w", LEASE).with_limit(3), t1)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    // Every lease has expired; none has been reclaimed.
+    let t2 = t1.plus(LEASE).plus(Duration::from_millis(1));
+    let before: Vec<Task> = {
+        let mut v = Vec::new();
+        for id in ["t00001", "t00003"] {
+            v.push(
+                s.get(&TaskKey::new(j.clone(), TaskId::new(id).unwrap()))
+                    .await
+                    .unwrap(),
+            );
+        }
+        v
+    };
+    let out = json!({"handed": "off"});
+    let next = ClaimNext::new("w2", LEASE).with_limit(2);
+    let got = s
+        .succeed_and_claim_next(&claimed[0].lease, out.clone(), &next, t2)
+        .await
+        .unwrap();
+    let want = lifecycle::succeed(&claimed[0].task, &claimed[0].lease, out, t2).unwrap();
+    assert_eq!(got.done, want);
+    assert_eq!(s.get(&want.key()).await.unwrap(), want);
+    // Claim order: t00003 (pending since t0) before t00001 (claimable since its lease expired).
+    let one = Claim::new("w2", LEASE);
+    let expect: Vec<Claimed> = [&before[1], &before[0]]
+        .iter()
+        .map(|t| match lifecycle::claim(t, &one, t2).unwrap() {
+            lifecycle::ClaimDecision::Granted(c) => c,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(got.next, expect);
+    assert_eq!(
+        got.next[1].task.history.last().map(|h| h.outcome),
+        Some(Outcome::LeaseExpired)
+    );
+    for c in &got.next {
+        assert_eq!(s.get(&c.task.key()).await.unwrap(), c.task);
+    }
+    // The same lease again is stale, and claims nothing (t00002 stays as it was).
+    let t00002 = TaskKey::new(j.clone(), TaskId::new("t00002").unwrap());
+    let held = s.get(&t00002).await.unwrap();
+    assert!(matches!(
+        s.succeed_and_claim_next(&claimed[0].lease, json!(1), &next, t2)
+            .await,
+        Err(Error::StaleLease { .. })
+    ));
+    assert_eq!(s.get(&t00002).await.unwrap(), held);
+    let counts = s.counts(&j).await.unwrap();
+    assert_eq!(
+        (counts.by_status.succeeded, counts.by_status.in_progress),
+        (1, 3)
+    );
+}
+
 /// Every case above, once per dialect: `postgres::<case>` and `mysql::<case>`.
 macro_rules! on_both_dialects {
     ($($case:ident),* $(,)?) => {
@@ -353,6 +426,7 @@ on_both_dialects!(
     unreachable_server_is_one_line_naming_host_and_port,
     init_is_idempotent_and_versioned,
     batched_completion_equals_one_by_one,
+    handoff_matches_the_pure_rules,
 );
 
 /// The store vacuums the task table itself every `vacuum_every` granted claims (the claim index

@@ -27,7 +27,7 @@ use crate::common::docs::{Queries, dialect_queries};
 use crate::common::migrate::{self, Migration};
 use crate::common::{Dialect, claimed, probe, store_over_cas, succeed_many_batched};
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use std::collections::HashMap;
@@ -47,6 +47,8 @@ dialect_queries! {
         claim_next_stage,
         succeed,
         succeed_many,
+        handoff,
+        handoff_stage,
         purge_batch,
         lock_migrations,
     }
@@ -156,6 +158,165 @@ impl PgStore {
             written.insert(task.key(), task);
         }
         Ok(written)
+    }
+
+    /// Claims for `req` until `won` holds `req.limit` leases or the job has nothing claimable
+    /// left: one `claim_next.sql` per round (see [`PgStore::take_claimed`]).
+    async fn claim_rounds(
+        &self,
+        job: &JobName,
+        req: &ClaimNext,
+        now: Timestamp,
+        mut won: Vec<Claimed>,
+    ) -> Result<Vec<Claimed>> {
+        let expires = now.plus(req.lease_for);
+        for _round in 0..cas::MAX_CAS_ATTEMPTS {
+            if won.len() >= req.limit {
+                break;
+            }
+            let want = req.limit - won.len();
+            let want_i64 = i64::try_from(want).unwrap_or(i64::MAX);
+            let rows = self
+                .run(false, || {
+                    let sql = if req.stage.is_some() {
+                        &self.native.claim_next_stage
+                    } else {
+                        &self.native.claim_next
+                    };
+                    let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
+                        .bind(job.as_str())
+                        .bind(now.as_millis())
+                        .bind(expires.as_millis())
+                        .bind(want_i64)
+                        .bind(req.owner.as_str());
+                    if let Some(stage) = &req.stage {
+                        q = q.bind(stage.as_str());
+                    }
+                    q.fetch_all(&self.pool)
+                })
+                .await?;
+            let found = rows.len();
+            self.take_claimed(rows, req, now, &mut won).await?;
+            if found < want {
+                break;
+            }
+        }
+        self.note_claims(won.len());
+        Ok(won)
+    }
+
+    /// Takes the rows of a claim (`claim_next.sql`, or the claim part of `handoff.sql`) into
+    /// `won`: a granted row as written; a row whose lease expired (`granted` false) through the
+    /// pure rule and the conditional-write path, which records the dead attempt or exhausts the
+    /// task (claimed only if it is granted, and only up to `req.limit`).
+    async fn take_claimed(
+        &self,
+        rows: Vec<PgRow>,
+        req: &ClaimNext,
+        now: Timestamp,
+        won: &mut Vec<Claimed>,
+    ) -> Result<()> {
+        let mut expired = Vec::new();
+        for row in rows {
+            let granted: bool = row.try_get("granted").map_err(|e| self.err(&e))?;
+            let task = rows::read_task(&row)
+                .map_err(|e| self.err(&e))?
+                .into_task(&self.table())?;
+            if granted {
+                won.push(claimed(task)?);
+            } else {
+                expired.push(task.key());
+            }
+        }
+        let one = Claim {
+            owner: req.owner.clone(),
+            lease_for: req.lease_for,
+            force: false,
+        };
+        for key in expired {
+            if won.len() >= req.limit {
+                break;
+            }
+            match cas::claim(self, &key, &one, now).await {
+                Ok(c) => won.push(c),
+                Err(Error::Refused { .. } | Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The one-statement hand-off (`handoff.sql`): `None` when the succeed fast path does not
+    /// apply (nothing was written; the caller takes the general path). A claim that found only
+    /// expired leases it could not take goes on with further rounds of `claim_next.sql`, as
+    /// `claim_next` does.
+    async fn handoff_fast(
+        &self,
+        lease: &Lease,
+        output: &Value,
+        next: &ClaimNext,
+        now: Timestamp,
+    ) -> Result<Option<Handoff>> {
+        let Ok(token) = i64::try_from(lease.token) else {
+            return Ok(None);
+        };
+        let record = success_record(lease, now)?;
+        let limit = i32::try_from(HISTORY_LIMIT).unwrap_or(i32::MAX);
+        let expires = now.plus(next.lease_for);
+        let want_i64 = i64::try_from(next.limit).unwrap_or(i64::MAX);
+        let mut rows = self
+            .run(false, || {
+                let sql = if next.stage.is_some() {
+                    &self.native.handoff_stage
+                } else {
+                    &self.native.handoff
+                };
+                let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
+                    .bind(lease.key.job.as_str())
+                    .bind(lease.key.id.as_str())
+                    .bind(token)
+                    .bind(lease.owner.as_str())
+                    .bind(i64::from(lease.attempt))
+                    .bind(Json(output))
+                    .bind(now.as_millis())
+                    .bind(Json(&record))
+                    .bind(lease.acquired_at.as_millis())
+                    .bind(limit)
+                    .bind(expires.as_millis())
+                    .bind(want_i64)
+                    .bind(next.owner.as_str());
+                if let Some(stage) = &next.stage {
+                    q = q.bind(stage.as_str());
+                }
+                q.fetch_all(&self.pool)
+            })
+            .await?
+            .into_iter();
+        // The completed row comes first (role 0); no row at all when the fast path did not apply.
+        let Some(first) = rows.next() else {
+            return Ok(None);
+        };
+        let role: i32 = first.try_get("role").map_err(|e| self.err(&e))?;
+        if role != 0 {
+            return Err(Error::backend(format!(
+                "postgres at {}: handoff.sql claimed without completing",
+                self.endpoint
+            )));
+        }
+        let done = rows::read_task(&first)
+            .map_err(|e| self.err(&e))?
+            .into_task(&self.table())?;
+        let claim_rows: Vec<PgRow> = rows.collect();
+        let found = claim_rows.len();
+        let mut won = Vec::with_capacity(next.limit.min(64));
+        self.take_claimed(claim_rows, next, now, &mut won).await?;
+        let won = if won.len() < next.limit && found >= next.limit {
+            self.claim_rounds(&lease.key.job, next, now, won).await?
+        } else {
+            self.note_claims(won.len());
+            won
+        };
+        Ok(Some(Handoff { done, next: won }))
     }
 
     /// The one-statement succeed; `None` when the row is not what the fast path assumes.
@@ -288,66 +449,24 @@ store_over_cas! {
             now: Timestamp,
         ) -> Result<Vec<Claimed>> {
             cas::check_claim_next(req)?;
-            let expires = now.plus(req.lease_for);
-            let one = Claim {
-                owner: req.owner.clone(),
-                lease_for: req.lease_for,
-                force: false,
-            };
-            let mut won = Vec::new();
-            for _round in 0..cas::MAX_CAS_ATTEMPTS {
-                let want = req.limit - won.len();
-                let want_i64 = i64::try_from(want).unwrap_or(i64::MAX);
-                let rows = self
-                    .run(false, || {
-                        let sql = if req.stage.is_some() {
-                            &self.native.claim_next_stage
-                        } else {
-                            &self.native.claim_next
-                        };
-                        let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
-                            .bind(job.as_str())
-                            .bind(now.as_millis())
-                            .bind(expires.as_millis())
-                            .bind(want_i64)
-                            .bind(req.owner.as_str());
-                        if let Some(stage) = &req.stage {
-                            q = q.bind(stage.as_str());
-                        }
-                        q.fetch_all(&self.pool)
-                    })
-                    .await?;
-                let found = rows.len();
-                let mut expired = Vec::new();
-                for row in rows {
-                    let granted: bool = row.try_get("granted").map_err(|e| self.err(&e))?;
-                    let task = rows::read_task(&row)
-                        .map_err(|e| self.err(&e))?
-                        .into_task(&self.table())?;
-                    if granted {
-                        won.push(claimed(task)?);
-                    } else {
-                        expired.push(task.key());
-                    }
-                }
-                // Expired leases: the dead attempt is recorded (or the task exhausted) by the pure
-                // rule, through the conditional-write path.
-                for key in expired {
-                    if won.len() == req.limit {
-                        break;
-                    }
-                    match cas::claim(self, &key, &one, now).await {
-                        Ok(c) => won.push(c),
-                        Err(Error::Refused { .. } | Error::NotFound(_)) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                if won.len() >= req.limit || found < want {
-                    break;
-                }
+            self.claim_rounds(job, req, now, Vec::new()).await
+        }
+        /// One statement (`handoff.sql`) when the succeed fast path applies; otherwise the general
+        /// path, as the trait's default: `succeed`, then `claim_next`.
+        async fn succeed_and_claim_next(
+            &self,
+            lease: &Lease,
+            output: Value,
+            next: &ClaimNext,
+            now: Timestamp,
+        ) -> Result<Handoff> {
+            cas::check_claim_next(next)?;
+            if let Some(handoff) = self.handoff_fast(lease, &output, next, now).await? {
+                return Ok(handoff);
             }
-            self.note_claims(won.len());
-            Ok(won)
+            let done = cas::succeed(self, lease, output, now).await?;
+            let next = self.claim_next(&lease.key.job, next, now).await?;
+            Ok(Handoff { done, next })
         }
         async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
             match self.succeed_fast(&self.pool, lease, &output, now).await? {
