@@ -304,12 +304,7 @@ impl Documents for FileDocuments {
         let stage = stage.map(str::to_owned);
         let found = self
             .locked(job, Access::Existing, move |s| {
-                let ids: Vec<_> = s
-                    .index
-                    .claimable(stage.as_deref(), now)
-                    .take(limit)
-                    .cloned()
-                    .collect();
+                let ids: Vec<_> = s.claimable(stage.as_deref(), now).take(limit).collect();
                 let mut found = Vec::with_capacity(ids.len());
                 for id in ids {
                     if let Some(t) = s.read_task(&id)? {

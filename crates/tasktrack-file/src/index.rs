@@ -42,7 +42,8 @@ impl Entry {
         }
     }
 
-    fn claim_key(&self) -> Option<ClaimKey> {
+    /// Where the task sorts in claim order, or `None` if it is never claimable as it is.
+    pub fn claim_key(&self) -> Option<ClaimKey> {
         self.claimable_at
             .map(|at| (Reverse(self.priority), at, self.id.clone()))
     }
@@ -70,7 +71,7 @@ pub enum Record {
 }
 
 /// Claim order: priority descending, then claimable instant, then id.
-type ClaimKey = (Reverse<i32>, Timestamp, TaskId);
+pub type ClaimKey = (Reverse<i32>, Timestamp, TaskId);
 
 /// The index of one job, as of some position in its journal.
 #[derive(Debug, Default)]
@@ -180,12 +181,13 @@ impl JobIndex {
         all
     }
 
-    /// Ids of tasks claimable at `now` (at `stage`, if given), in claim order, skipping `skip`.
+    /// Claim keys of the tasks claimable at `now` (at `stage`, if given), in claim order. (A
+    /// session adds its staged changes: [`crate::session::Session::claimable`].)
     pub fn claimable(
         &self,
         stage: Option<&str>,
         now: Timestamp,
-    ) -> impl Iterator<Item = &TaskId> + '_ {
+    ) -> impl Iterator<Item = &ClaimKey> + '_ {
         let set = match stage {
             None => Some(&self.claimable),
             Some(s) => self.claimable_by_stage.get(s),
@@ -193,7 +195,6 @@ impl JobIndex {
         set.into_iter()
             .flatten()
             .filter(move |(_, at, _)| *at <= now)
-            .map(|(_, _, id)| id)
     }
 
     /// `(stage, status, n)` rows for [`tasktrack_core::Counts::from_raw`].

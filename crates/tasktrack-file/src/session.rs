@@ -12,14 +12,14 @@
 //! running its operations one after the other.
 
 use crate::fsio::{self, Durability, io_error};
-use crate::index::{JobIndex, Record};
+use crate::index::{ClaimKey, Entry, JobIndex, Record};
 use crate::journal::{self, Change, JobPaths};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, mpsc};
-use tasktrack_core::{Error, Job, Result, Task, TaskId};
+use tasktrack_core::{Error, Job, Result, Task, TaskId, Timestamp};
 
 /// Whether an operation may create the job's directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,8 +164,9 @@ impl Slot {
     }
 
     /// Like [`Slot::with_lock`] with [`Access::Existing`], but batched with the concurrent
-    /// callers of this process (see the module docs). `f` must stage its changes last, after
-    /// every check that can fail, so that a failed operation stages nothing.
+    /// callers of this process (see the module docs). A failed operation must stage nothing
+    /// (its error is its caller's alone; the batch still commits): `f` stages its changes last,
+    /// after every check that can fail, or runs its steps in [`Session::all_or_nothing`].
     pub fn batched<T: Send + 'static>(
         &self,
         durability: Durability,
@@ -331,17 +332,72 @@ impl Session<'_> {
         }
     }
 
+    /// Ids of the tasks claimable at `now` (at `stage`, if given) as this session will leave
+    /// them, in claim order: the index's, with the staged changes applied (a task a change made
+    /// claimable, such as one advanced to its next pipeline stage, is among them; one it claimed
+    /// or finished is not). The files decide in the end: the caller reads each one.
+    pub fn claimable<'s>(
+        &'s self,
+        stage: Option<&'s str>,
+        now: Timestamp,
+    ) -> impl Iterator<Item = TaskId> + 's {
+        let mut staged: Vec<ClaimKey> = self
+            .overlay
+            .values()
+            .flatten()
+            .filter(|t| stage.is_none_or(|s| t.stage.as_deref() == Some(s)))
+            .filter_map(|t| Entry::of(t).claim_key())
+            .filter(|(_, at, _)| *at <= now)
+            .collect();
+        staged.sort();
+        let mut staged = staged.into_iter().peekable();
+        let mut indexed = self
+            .index
+            .claimable(stage, now)
+            .filter(|(_, _, id)| !self.overlay.contains_key(id))
+            .peekable();
+        std::iter::from_fn(move || match (indexed.peek(), staged.peek()) {
+            (Some(&a), Some(b)) if a > b => staged.next().map(|(_, _, id)| id),
+            (Some(_), _) => indexed.next().map(|(_, _, id)| id.clone()),
+            (None, _) => staged.next().map(|(_, _, id)| id),
+        })
+    }
+
     /// Adds changes to the session's transaction (committed when the session ends).
     pub fn stage(&mut self, changes: Vec<Change>) {
         for change in &changes {
-            match change {
-                Change::Put(task) => drop(self.overlay.insert(task.id.clone(), Some(task.clone()))),
-                Change::Delete(id) => drop(self.overlay.insert(id.clone(), None)),
-                Change::PutJob(job) => self.job_overlay = Some(Some(job.clone())),
-                Change::DeleteJob => self.job_overlay = Some(None),
-            }
+            self.overlay_change(change);
         }
         self.staged.extend(changes);
+    }
+
+    fn overlay_change(&mut self, change: &Change) {
+        match change {
+            Change::Put(task) => drop(self.overlay.insert(task.id.clone(), Some(task.clone()))),
+            Change::Delete(id) => drop(self.overlay.insert(id.clone(), None)),
+            Change::PutJob(job) => self.job_overlay = Some(Some(job.clone())),
+            Change::DeleteJob => self.job_overlay = Some(None),
+        }
+    }
+
+    /// Runs `f`, which may stage changes and then fail: on an error, what `f` staged is taken
+    /// back (the changes staged before stay), so a batched operation made of several steps
+    /// either stages all of them or none (see [`Slot::batched`]).
+    pub fn all_or_nothing<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let mark = self.staged.len();
+        let outcome = f(self);
+        if outcome.is_err() && self.staged.len() > mark {
+            self.staged.truncate(mark);
+            // The overlay is the staged changes applied in order: replay what is left.
+            self.overlay.clear();
+            self.job_overlay = None;
+            let staged = std::mem::take(&mut self.staged);
+            for change in &staged {
+                self.overlay_change(change);
+            }
+            self.staged = staged;
+        }
+        outcome
     }
 
     /// Commits the staged changes in one transaction (see [`crate::journal`] for why each
@@ -511,3 +567,76 @@ type Write = (PathBuf, Option<Vec<u8>>);
 
 /// A scratch file written and open: its path and handle.
 type Scratch = (PathBuf, File);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
+
+    use super::*;
+    use tasktrack_core::lifecycle::{self, ClaimDecision};
+    use tasktrack_core::{Claim, JobName, NewTask};
+
+    fn task(job: &Job, id: &str, priority: i32, now: Timestamp) -> Task {
+        let new = NewTask::new(TaskId::new(id).unwrap()).with_priority(priority);
+        lifecycle::create_task(job, &new, now).unwrap()
+    }
+
+    fn claimed(t: &Task, now: Timestamp) -> Task {
+        let claim = Claim::new("w", std::time::Duration::from_secs(60));
+        match lifecycle::claim(t, &claim, now).unwrap() {
+            ClaimDecision::Granted(c) => c.task,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn ids(s: &Session<'_>, now: Timestamp) -> Vec<String> {
+        s.claimable(None, now).map(|id| id.to_string()).collect()
+    }
+
+    /// The session's claim order is the index's with the staged changes applied, and
+    /// `all_or_nothing` takes back exactly what its closure staged.
+    #[test]
+    fn staged_changes_join_the_claim_order_and_a_failed_step_is_taken_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = JobName::new("j").unwrap();
+        let slot = Slot::new(JobPaths::new(dir.path(), &name));
+        let now = Timestamp::now();
+        let job = Job::new(name, now);
+        let (a, b, c) = (
+            task(&job, "a", 0, now),
+            task(&job, "b", 0, now),
+            task(&job, "c", 5, now),
+        );
+        slot.with_lock(Access::Create, Durability::Relaxed, |s| {
+            s.stage(vec![Change::Put(a.clone()), Change::Put(b.clone())]);
+            Ok(())
+        })
+        .unwrap();
+        slot.with_lock(Access::Existing, Durability::Relaxed, |s| {
+            assert_eq!(ids(s, now), ["a", "b"]);
+            // A claimed task leaves the order; a new one of higher priority comes first.
+            s.stage(vec![Change::Put(claimed(&a, now)), Change::Put(c.clone())]);
+            assert_eq!(ids(s, now), ["c", "b"]);
+            // A step that fails after staging leaves no trace; what came before stays.
+            let failed: Result<()> = s.all_or_nothing(|s| {
+                s.stage(vec![
+                    Change::Put(claimed(&b, now)),
+                    Change::Delete(c.id.clone()),
+                ]);
+                assert_eq!(ids(s, now), Vec::<String>::new());
+                Err(Error::backend("refused"))
+            });
+            assert!(failed.is_err());
+            assert_eq!(ids(s, now), ["c", "b"]);
+            assert_eq!(s.read_task(&c.id).unwrap(), Some(c.clone()));
+            assert_eq!(s.staged.len(), 2);
+            Ok(())
+        })
+        .unwrap();
+        slot.with_lock(Access::Existing, Durability::Relaxed, |s| {
+            assert_eq!(ids(s, now), ["c", "b"]);
+            Ok(())
+        })
+        .unwrap();
+    }
+}

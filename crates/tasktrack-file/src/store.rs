@@ -11,6 +11,12 @@
 //! `patch_data`) likewise read, apply their pure rule and stage the result in one batched lock
 //! hold, instead of the adapter's unlocked read followed by a conditional write: half the trips
 //! to the blocking pool, and no lost races to retry.
+//!
+//! The hand-off (`succeed_and_claim_next`) is `succeed`'s rule followed by `claim_next`'s
+//! candidates in the same lock hold and transaction: a worker looping on it costs one journal
+//! fsync per task (shared with the concurrent writers of its process) instead of two. The claim
+//! sees the success through the session (a task advanced to its next stage is claimable at
+//! once), and [`Session::all_or_nothing`] takes the success back if the claim fails.
 
 use crate::documents::FileDocuments;
 use crate::journal::Change;
@@ -61,11 +67,9 @@ fn claim_next_locked(s: &mut Session<'_>, req: &ClaimNext, now: Timestamp) -> Re
     let mut seen = 0;
     'passes: loop {
         let ids: Vec<TaskId> = s
-            .index
             .claimable(req.stage.as_deref(), now)
             .skip(seen)
             .take(req.limit + CANDIDATES_PER_PASS)
-            .cloned()
             .collect();
         if ids.is_empty() {
             break;
@@ -102,6 +106,26 @@ fn claim_next_locked(s: &mut Session<'_>, req: &ClaimNext, now: Timestamp) -> Re
     }
     s.stage(changes);
     Ok(won)
+}
+
+/// A hand-off under the job lock: the lease's success ([`lifecycle::succeed`]), then
+/// [`claim_next_locked`] on the same job, which sees that success (a task advanced to its next
+/// stage is pending there, and may be claimed again). All or nothing: a refused success, or a
+/// claim that fails, stages nothing.
+fn succeed_and_claim_next_locked(
+    s: &mut Session<'_>,
+    lease: &Lease,
+    output: Value,
+    req: &ClaimNext,
+    now: Timestamp,
+) -> Result<Handoff> {
+    s.all_or_nothing(|s| {
+        let task = s.read_task(&lease.key.id)?.ok_or_else(|| stale(lease))?;
+        let done = lifecycle::succeed(&task, lease, output, now)?;
+        s.stage(vec![Change::Put(done.clone())]);
+        let next = claim_next_locked(s, req, now)?;
+        Ok(Handoff { done, next })
+    })
 }
 
 /// Completes each `(position, lease, output)` of one job under its lock, staging every success
@@ -219,6 +243,25 @@ tasktrack_core::store_impl! {
                 both(lifecycle::succeed(t, &held, output, now))
             })
             .await
+        }
+        /// Native hand-off: the success and the next claims in one transaction (one lock hold,
+        /// one journal fsync, batched with this process's other writers of the job), instead of
+        /// two.
+        async fn succeed_and_claim_next(
+            &self,
+            lease: &Lease,
+            output: Value,
+            next: &ClaimNext,
+            now: Timestamp,
+        ) -> Result<Handoff> {
+            cas::check_claim_next(next)?;
+            let (held, req) = (lease.clone(), next.clone());
+            self.documents()
+                .batched(&lease.key.job, move |s| {
+                    succeed_and_claim_next_locked(s, &held, output, &req, now)
+                })
+                .await?
+                .ok_or_else(|| stale(lease))
         }
         /// Native batch: the leases of each job complete in one transaction (one lock hold, one
         /// journal fsync), instead of one per lease.

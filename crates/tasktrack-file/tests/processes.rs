@@ -3,7 +3,8 @@
 //!
 //! - `four_processes_of_four_workers_complete_each_task_exactly_once`: 4 processes × 4 workers
 //!   drain 2,000 tasks; every task succeeded once, by the per-task completion counter that each
-//!   worker appends to (one line per accepted `succeed`).
+//!   worker appends to (one line per accepted `succeed`). Half the workers of each process
+//!   complete by hand-offs (`succeed_and_claim_next`), half by `succeed` then `claim_next`.
 //! - `workers_killed_mid_write_lose_nothing_and_their_tasks_are_reclaimed`: worker processes are
 //!   SIGKILLed in a loop while they write; afterwards every file parses, no task is lost, the
 //!   index agrees with the files, and the tasks the dead held are reclaimed after their lease.
@@ -51,20 +52,34 @@ async fn child_process() {
             tokio::spawn(async move {
                 let me = format!("p{}-w{w}", std::process::id());
                 let req = ClaimNext::new(me.clone(), LEASE);
-                loop {
-                    let claimed = store
-                        .claim_next(&job, &req, Timestamp::now())
-                        .await
-                        .unwrap();
-                    let Some(c) = claimed.into_iter().next() else {
-                        return;
-                    };
+                // Half the workers complete by hand-offs (the success and the next claim in one
+                // call), half by `succeed` then `claim_next`.
+                let hand_off = w % 2 == 1;
+                let mut held = store
+                    .claim_next(&job, &req, Timestamp::now())
+                    .await
+                    .unwrap();
+                while let Some(c) = held.pop() {
                     tokio::time::sleep(work).await;
-                    let done = store
-                        .succeed(&c.lease, serde_json::json!({ "by": me }), Timestamp::now())
-                        .await;
-                    done.unwrap();
-                    record_completion(&log, c.task.id.as_str());
+                    let output = serde_json::json!({ "by": me });
+                    if hand_off {
+                        let got = store
+                            .succeed_and_claim_next(&c.lease, output, &req, Timestamp::now())
+                            .await
+                            .unwrap();
+                        record_completion(&log, c.task.id.as_str());
+                        held = got.next;
+                    } else {
+                        store
+                            .succeed(&c.lease, output, Timestamp::now())
+                            .await
+                            .unwrap();
+                        record_completion(&log, c.task.id.as_str());
+                        held = store
+                            .claim_next(&job, &req, Timestamp::now())
+                            .await
+                            .unwrap();
+                    }
                 }
             })
         })
@@ -74,7 +89,7 @@ async fn child_process() {
     }
 }
 
-/// The completion counter: one line per accepted `succeed`, appended with O_APPEND.
+/// The completion counter: one line per accepted success, appended with O_APPEND.
 fn record_completion(log: &Path, id: &str) {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
