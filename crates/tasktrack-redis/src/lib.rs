@@ -201,6 +201,7 @@ tasktrack_core::store_impl! {
         heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
         succeed(lease: &Lease, output: Value, now: Timestamp) -> Task;
         succeed_many(done: &[(Lease, Value)], now: Timestamp) -> Vec<Result<Task>>;
+        succeed_and_claim_next(lease: &Lease, output: Value, next: &ClaimNext, now: Timestamp) -> Handoff;
         fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
         counts(job: &JobName) -> Counts;
     }

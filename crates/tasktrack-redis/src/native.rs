@@ -1,4 +1,5 @@
-//! The hot paths as single Lua scripts: claim_next, heartbeat, succeed, fail, and bulk create.
+//! The hot paths as single Lua scripts: claim_next, heartbeat, succeed, the hand-off
+//! (succeed_and_claim_next), fail, and bulk create.
 //! Each restates a rule of [`tasktrack_core::lifecycle`] (named in the script) and is pinned to
 //! it by the conformance suite.
 
@@ -9,8 +10,8 @@ use serde_json::Value as Json;
 use std::time::Duration;
 use tasktrack_core::cas::{self, Documents};
 use tasktrack_core::{
-    ClaimNext, Claimed, CreateMode, Created, Error, Fail, JobName, Lease, NewTask, Result, Task,
-    TaskKey, Timestamp, lifecycle,
+    ClaimNext, Claimed, CreateMode, Created, Error, Fail, Handoff, JobName, Lease, NewTask, Result,
+    Task, TaskKey, Timestamp, lifecycle,
 };
 
 /// Tasks per insert script call, and how many such calls are in flight at once.
@@ -92,6 +93,11 @@ impl RedisDocs {
             .arg(now.as_millis())
             .arg(req.stage.as_deref().unwrap_or(""));
         let rows: Vec<(String, Vec<String>)> = self.eval(&inv).await?;
+        self.claimed(job, rows)
+    }
+
+    /// The tasks a claim script granted: `{id, fields...}` per task.
+    fn claimed(&self, job: &JobName, rows: Vec<(String, Vec<String>)>) -> Result<Vec<Claimed>> {
         let mut claimed = Vec::with_capacity(rows.len());
         for (id, flat) in rows {
             let key = TaskKey::parse(job.as_str(), &id)?;
@@ -100,6 +106,56 @@ impl RedisDocs {
             claimed.push(Claimed { task, lease });
         }
         Ok(claimed)
+    }
+
+    /// `succeed_claim_next.lua`: the success and the next claims in one script, so one round
+    /// trip per task. The request is checked before anything is sent; a stale lease writes
+    /// nothing and claims nothing.
+    pub async fn succeed_and_claim_next(
+        &self,
+        lease: &Lease,
+        output: Json,
+        req: &ClaimNext,
+        now: Timestamp,
+    ) -> Result<Handoff> {
+        cas::check_claim_next(req)?;
+        let output = encode_output(&output)?;
+        let job = &lease.key.job;
+        let mut inv = self.scripts.succeed_claim_next.prepare_invoke();
+        inv.key(self.keys.job_base(job))
+            .arg(lease.key.id.as_str())
+            .arg(lease.token)
+            .arg(&output)
+            .arg(now.as_millis())
+            .arg(&req.owner)
+            .arg(millis(req.lease_for))
+            .arg(req.limit)
+            .arg(req.stage.as_deref().unwrap_or(""));
+        let (done, rows) = match self.eval(&inv).await? {
+            Value::Int(0) => return Err(stale(lease)),
+            Value::Array(mut parts) if parts.len() == 2 => {
+                let rows = parts.pop().unwrap_or(Value::Nil);
+                let done = parts.pop().unwrap_or(Value::Nil);
+                (done, rows)
+            }
+            other => {
+                return Err(Error::backend(format!(
+                    "unexpected succeed_claim_next.lua reply for {}: {other:?}",
+                    lease.key
+                )));
+            }
+        };
+        let done = match self.fenced(&lease.key, done)? {
+            Fenced::Written(t) => *t,
+            _ => return Err(Error::backend("succeed_claim_next.lua answered no task")),
+        };
+        let rows: Vec<(String, Vec<String>)> = redis::from_redis_value(rows).map_err(|e| {
+            Error::backend(format!("unexpected succeed_claim_next.lua claims: {e}"))
+        })?;
+        Ok(Handoff {
+            done,
+            next: self.claimed(job, rows)?,
+        })
     }
 
     /// `heartbeat.lua`.

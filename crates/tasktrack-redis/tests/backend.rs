@@ -173,3 +173,83 @@ async fn succeed_many_answers_in_order_across_jobs_and_script_calls() {
         (299, 1)
     );
 }
+
+/// The hand-off script claims with `claim_next`'s rule for lapsed leases: an expired lease is
+/// recorded as `lease_expired` and reclaimed, and at `max_attempts` the task is exhausted and not
+/// returned.
+#[tokio::test]
+async fn succeed_and_claim_next_expires_lapsed_leases_as_claim_next_does() {
+    let Some(scratch) = scratch().await else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
+    let job = JobName::new("handoff").unwrap();
+    let at = Timestamp::from_millis;
+    let spec = JobSpec {
+        max_attempts: Some(2),
+        ..Default::default()
+    };
+    store.put_job(&job, &spec, at(1_000)).await.unwrap();
+    let news = ["a", "b"].map(|id| NewTask::new(TaskId::new(id).unwrap()));
+    store
+        .create(&job, &news, CreateMode::SkipExisting, at(1_000))
+        .await
+        .unwrap();
+    let short = ClaimNext::new("w1", std::time::Duration::from_secs(1)).with_limit(2);
+    let held = store.claim_next(&job, &short, at(1_000)).await.unwrap();
+    let ids: Vec<&str> = held.iter().map(|c| c.task.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    let b = store
+        .heartbeat(
+            &held[1].lease,
+            std::time::Duration::from_secs(60),
+            at(1_500),
+        )
+        .await
+        .unwrap();
+
+    // a's lease lapsed at 2,000: the hand-off of b records the expiry and claims a again.
+    let req = ClaimNext::new("w2", std::time::Duration::from_secs(1));
+    let got = store
+        .succeed_and_claim_next(&b, serde_json::json!("b"), &req, at(3_000))
+        .await
+        .unwrap();
+    assert_eq!(got.done.status, Status::Succeeded);
+    assert_eq!(got.next.len(), 1);
+    let a = &got.next[0];
+    assert_eq!(
+        (a.task.id.as_str(), a.task.attempts, a.lease.owner.as_str()),
+        ("a", 2, "w2")
+    );
+    let last = a.task.history.last().unwrap();
+    assert_eq!((last.outcome, last.attempt), (Outcome::LeaseExpired, 1));
+    assert_eq!(store.get(&a.task.key()).await.unwrap(), a.task);
+
+    // a's second lease lapses at 4,000 with attempts at max: exhausted, not handed to anyone.
+    let c = NewTask::new(TaskId::new("c").unwrap());
+    store
+        .create(&job, &[c], CreateMode::SkipExisting, at(3_000))
+        .await
+        .unwrap();
+    let c_key = TaskKey::parse("handoff", "c").unwrap();
+    let c = store
+        .claim(
+            &c_key,
+            &Claim::new("w3", std::time::Duration::from_secs(60)),
+            at(3_000),
+        )
+        .await
+        .unwrap();
+    let got = store
+        .succeed_and_claim_next(&c.lease, serde_json::json!("c"), &req, at(5_000))
+        .await
+        .unwrap();
+    assert!(got.next.is_empty(), "{:?}", got.next);
+    let a = store.get(&a.task.key()).await.unwrap();
+    assert_eq!((a.status, a.attempts), (Status::Exhausted, 2));
+    let counts = store.counts(&job).await.unwrap();
+    assert_eq!(
+        (counts.by_status.succeeded, counts.by_status.exhausted),
+        (2, 1)
+    );
+}
