@@ -44,6 +44,8 @@ dialect_queries! {
     Native in "mysql" {
         claim_lock,
         claim_lock_stage,
+        handoff_lock,
+        handoff_lock_stage,
         lock_keys,
         purge_batch,
     }
@@ -145,12 +147,14 @@ impl MySqlStore {
         format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "))
     }
 
-    /// One transaction: lock rows, apply `rule` to each, write the changed ones back in one
-    /// statement, commit. `lock` must select whole rows `FOR UPDATE`. Deadlocks re-run it all.
-    async fn locked_batch<R, L, F>(&self, lock: L, mut rule: F) -> Result<Vec<R>>
+    /// One transaction: lock rows, apply `rule` to them, write the tasks it returns back in one
+    /// statement, commit, and return the rule's answer. `lock` must select whole rows
+    /// `FOR UPDATE`. A rule answering `None` rolls back (nothing written) and `None` is returned.
+    /// Deadlocks re-run it all.
+    async fn locked_batch<R, L, F>(&self, lock: L, mut rule: F) -> Result<Option<R>>
     where
         L: Fn() -> sqlx::query::Query<'static, MySql, sqlx::mysql::MySqlArguments>,
-        F: FnMut(Task) -> Result<Option<(Task, Option<R>)>>,
+        F: FnMut(Vec<Task>) -> Result<Option<(Vec<Task>, R)>>,
         R: Send,
     {
         let table = self.table();
@@ -167,17 +171,22 @@ impl MySqlStore {
                     (_, mapped) => return Err(mapped),
                 },
             };
-            let mut writes = Vec::new();
-            let mut results = Vec::new();
-            for row in &locked {
-                let task = rows::read_task(row)
-                    .map_err(|e| self.err(&e))?
-                    .into_task(&table)?;
-                if let Some((new, result)) = rule(task)? {
-                    writes.push(RawTask::from_task(&new)?);
-                    results.extend(result);
-                }
-            }
+            let tasks = locked
+                .iter()
+                .map(|row| {
+                    rows::read_task(row)
+                        .map_err(|e| self.err(&e))?
+                        .into_task(&table)
+                })
+                .collect::<Result<Vec<Task>>>()?;
+            let Some((new, results)) = rule(tasks)? else {
+                // Dropping the transaction rolls it back (it only holds locks).
+                return Ok(None);
+            };
+            let writes = new
+                .iter()
+                .map(RawTask::from_task)
+                .collect::<Result<Vec<RawTask>>>()?;
             if !writes.is_empty() {
                 let mut st = Stmt::build::<Self>(format!(
                     "INSERT INTO {table} ({}) VALUES ",
@@ -196,7 +205,7 @@ impl MySqlStore {
                 }
             }
             match tx.commit().await {
-                Ok(()) => return Ok(results),
+                Ok(()) => return Ok(Some(results)),
                 Err(e) => match map_error(BACKEND, &self.endpoint, &e) {
                     (crate::common::Class::RolledBack, _)
                         if attempt < crate::common::ROLLBACK_RETRIES =>
@@ -237,17 +246,94 @@ impl MySqlStore {
                     }
                     q
                 },
-                |task| {
-                    let Some((lease, output)) = by_key.get(&task.key()) else {
+                |tasks| {
+                    let done: Vec<Task> = tasks
+                        .iter()
+                        .filter_map(|task| {
+                            let (lease, output) = by_key.get(&task.key())?;
+                            lifecycle::succeed(task, lease, (*output).clone(), now).ok()
+                        })
+                        .collect();
+                    Ok(Some((done.clone(), done)))
+                },
+            )
+            .await?
+            .unwrap_or_default();
+        Ok(written.into_iter().map(|t| (t.key(), t)).collect())
+    }
+
+    /// The hand-off in one transaction: locks the lease's row and the first claimable rows in
+    /// one statement (`handoff_lock.sql`), applies [`lifecycle::succeed`] to the first and
+    /// [`lifecycle::claim`] to the others ([`claim_rule`], exactly as `claim_next`), writes them
+    /// back in one statement and commits: four round trips (begin, lock, write, commit) and one
+    /// commit. `None` (nothing written) when the success is refused, the lease's row is gone, or
+    /// the completed task is claimable again (a pipeline stage); the caller then takes the
+    /// general path, which answers exactly as `succeed` and `claim_next`. When every locked
+    /// candidate was refused or exhausted, `claim_next` goes on in further transactions.
+    async fn handoff_locked(
+        &self,
+        lease: &Lease,
+        output: &Value,
+        next: &ClaimNext,
+        now: Timestamp,
+    ) -> Result<Option<Handoff>> {
+        let one = Claim {
+            owner: next.owner.clone(),
+            lease_for: next.lease_for,
+            force: false,
+        };
+        let want = i64::try_from(next.limit).unwrap_or(i64::MAX);
+        let (job, id) = (lease.key.job.to_string(), lease.key.id.to_string());
+        let sql = if next.stage.is_some() {
+            self.native.handoff_lock_stage.clone()
+        } else {
+            self.native.handoff_lock.clone()
+        };
+        let got = self
+            .locked_batch(
+                || {
+                    let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
+                        .bind(job.clone())
+                        .bind(id.clone())
+                        .bind(job.clone());
+                    if let Some(stage) = &next.stage {
+                        q = q.bind(stage.clone());
+                    }
+                    q.bind(now.as_millis()).bind(id.clone()).bind(want)
+                },
+                |mut tasks| {
+                    let Some(at) = tasks.iter().position(|t| t.key() == lease.key) else {
                         return Ok(None);
                     };
-                    Ok(lifecycle::succeed(&task, lease, (*output).clone(), now)
-                        .ok()
-                        .map(|t| (t.clone(), Some(t))))
+                    let mine = tasks.swap_remove(at);
+                    let Ok(done) = lifecycle::succeed(&mine, lease, output.clone(), now) else {
+                        return Ok(None);
+                    };
+                    if done.claimable_at().is_some() {
+                        return Ok(None);
+                    }
+                    let seen = tasks.len();
+                    let (mut writes, claimed) = claim_rule(tasks, &one, now)?;
+                    writes.push(done.clone());
+                    Ok(Some((writes, (done, claimed, seen))))
                 },
             )
             .await?;
-        Ok(written.into_iter().map(|t| (t.key(), t)).collect())
+        let Some((done, mut won, seen)) = got else {
+            return Ok(None);
+        };
+        if won.len() < next.limit && seen >= next.limit {
+            let rest = ClaimNext {
+                limit: next.limit - won.len(),
+                ..next.clone()
+            };
+            won.extend(self.claim_next(&lease.key.job, &rest, now).await?);
+        }
+        let next = won
+            .into_iter()
+            .map(|c| claimed(c.task))
+            .collect::<Result<Vec<Claimed>>>()?;
+        Ok(Some(Handoff { done, next }))
     }
 
     /// Applies the migrations not applied yet, under a named lock (`GET_LOCK`) so that workers
@@ -288,6 +374,36 @@ impl MySqlStore {
     }
 }
 
+/// The claim rule itself ([`lifecycle::claim`]) over locked candidate rows, taken in claim
+/// order (priority, then claimable since, then id: the order of `claim_lock.sql`): grants
+/// pending/failed rows, records an expired lease as a dead attempt or exhausts the task. Returns
+/// the rows to write back and the claims granted.
+fn claim_rule(
+    mut tasks: Vec<Task>,
+    one: &Claim,
+    now: Timestamp,
+) -> Result<(Vec<Task>, Vec<Claimed>)> {
+    tasks.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| a.claimable_at().cmp(&b.claimable_at()))
+            .then_with(|| a.id.as_str().as_bytes().cmp(b.id.as_str().as_bytes()))
+    });
+    let mut writes = Vec::with_capacity(tasks.len() + 1);
+    let mut won = Vec::with_capacity(tasks.len());
+    for task in &tasks {
+        match lifecycle::claim(task, one, now)? {
+            ClaimDecision::Granted(c) => {
+                writes.push(c.task.clone());
+                won.push(c);
+            }
+            ClaimDecision::Exhausted(t) => writes.push(t),
+            ClaimDecision::Refused(_) => {}
+        }
+    }
+    Ok((writes, won))
+}
+
 store_over_cas! {
     MySqlStore;
     native {
@@ -307,7 +423,6 @@ store_over_cas! {
             for _round in 0..cas::MAX_CAS_ATTEMPTS {
                 let want = req.limit - won.len();
                 let want_i64 = i64::try_from(want).unwrap_or(i64::MAX);
-                let mut seen = 0;
                 let (sql, job_s, stage) = if req.stage.is_some() {
                     (
                         self.native.claim_lock_stage.clone(),
@@ -326,18 +441,14 @@ store_over_cas! {
                             }
                             q.bind(now.as_millis()).bind(want_i64)
                         },
-                        |task| {
-                            seen += 1;
-                            // The claim rule itself (lifecycle::claim): grants pending/failed rows,
-                            // records an expired lease as a dead attempt or exhausts the task.
-                            match lifecycle::claim(&task, &one, now)? {
-                                ClaimDecision::Granted(c) => Ok(Some((c.task.clone(), Some(c)))),
-                                ClaimDecision::Exhausted(t) => Ok(Some((t, None))),
-                                ClaimDecision::Refused(_) => Ok(None),
-                            }
+                        |tasks| {
+                            let seen = tasks.len();
+                            let (writes, got) = claim_rule(tasks, &one, now)?;
+                            Ok(Some((writes, (got, seen))))
                         },
                     )
                     .await?;
+                let (got, seen) = got.unwrap_or_default();
                 won.extend(got);
                 if won.len() >= req.limit || seen < want {
                     break;
@@ -347,6 +458,24 @@ store_over_cas! {
             // Every Claimed already carries the lease lifecycle::claim made; re-derive it from the
             // written task so both dialects hand out leases the same way.
             won.into_iter().map(|c| claimed(c.task)).collect()
+        }
+        /// One transaction, one commit (`handoff_lock.sql`, then [`MySqlStore::handoff_locked`]);
+        /// the general path (`succeed`, then `claim_next`) when the lease's row is not completed
+        /// there (refused, or a pipeline task moved to its next stage, which the claim must see).
+        async fn succeed_and_claim_next(
+            &self,
+            lease: &Lease,
+            output: Value,
+            next: &ClaimNext,
+            now: Timestamp,
+        ) -> Result<Handoff> {
+            cas::check_claim_next(next)?;
+            if let Some(handoff) = self.handoff_locked(lease, &output, next, now).await? {
+                return Ok(handoff);
+            }
+            let done = cas::succeed(self, lease, output, now).await?;
+            let next = self.claim_next(&lease.key.job, next, now).await?;
+            Ok(Handoff { done, next })
         }
         async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
             cas::succeed(self, lease, output, now).await

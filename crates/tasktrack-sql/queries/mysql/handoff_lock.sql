@@ -1,0 +1,15 @@
+-- succeed_and_claim_next, step 1 of one short transaction: lock the presented lease's row (by
+-- primary key) and, in the same statement, the first claimable rows of the job in claim order
+-- exactly as claim_lock.sql does (SKIP LOCKED; a range scan of {t}task_claim), the lease's own
+-- row excepted (it is locked by the first part, and is about to be completed). Step 2 applies
+-- lifecycle::succeed to the lease's row and lifecycle::claim to the others in Rust; step 3 writes
+-- them back in one statement (same transaction). Pinned by
+-- succeed_and_claim_next_completes_then_claims and
+-- succeed_and_claim_next_with_a_stale_lease_claims_nothing.
+(SELECT * FROM {t}task WHERE job = ? AND id = ? FOR UPDATE)
+UNION ALL
+(SELECT * FROM {t}task
+    WHERE job = ? AND claimable = 1 AND claim_at <= ? AND id <> ?
+    ORDER BY priority DESC, claim_at, id
+    LIMIT ?
+    FOR UPDATE SKIP LOCKED)
