@@ -10,6 +10,12 @@
 //!   (`UPDATE … WHERE job = ? AND id = ? AND version = ?`), driven by [`tasktrack_core::cas`]; the
 //!   fenced operations (succeed, fail, heartbeat, …) are thereby refused for a stale token.
 //! - `succeed_many`: many completions in one transaction (one commit).
+//! - `succeed_and_claim_next` (a worker's hand-off): one transaction, one commit, 4 round trips
+//!   (`BEGIN`, one locking `SELECT` of the lease's row and the claim candidates,
+//!   `queries/mysql/handoff_lock.sql`, one write-back, `COMMIT`), against 6 round trips and 2
+//!   commits for `claim_next` + `succeed`. The rules are the pure ones, applied in Rust. When the
+//!   success is refused, or a pipeline task moves to a stage the claim must see, nothing is written
+//!   and the general path runs: `succeed`, then `claim_next`.
 //! - Counts are kept by row triggers in the same transaction as each write.
 //!
 //! # Layout

@@ -5,6 +5,11 @@
 //!   claimable rows of the claim index `FOR UPDATE SKIP LOCKED` and grants them with
 //!   `UPDATE … RETURNING`. Workers never wait for each other and never take the same row.
 //! - `succeed` is one fenced `UPDATE … WHERE token = $lease RETURNING *` (`succeed.sql`).
+//! - `succeed_and_claim_next` (a worker's hand-off) is one statement (`handoff.sql`): the
+//!   `succeed.sql` update and, only if it wrote its row (`EXISTS (SELECT 1 FROM done)`), the
+//!   claim of `claim_next.sql`, as data-modifying CTEs: one round trip and one commit per task.
+//!   When the succeed fast path does not apply (stale lease, pipeline stage) nothing is written
+//!   and the general path runs: `succeed`, then `claim_next`.
 //! - Every other operation is "load → pure rule → conditional write": the row is read with its
 //!   `version`, a [`tasktrack_core::lifecycle`] function decides, and the new row is written with
 //!   `UPDATE … WHERE job = $ AND id = $ AND version = $` (the
