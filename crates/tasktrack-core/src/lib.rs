@@ -14,7 +14,7 @@
 //! - [`time`]: [`Timestamp`], [`Clock`], [`SystemClock`], [`ManualClock`].
 //! - [`cas`]: [`cas::Documents`] + [`cas::CasStore`]: a whole store from versioned documents.
 //! - [`memory`]: `memory://`, built on the adapter.
-//! - [`tracker`]: [`Tracker::run`] / [`Tracker::run_next`].
+//! - [`tracker`]: [`Tracker::run`] / [`Tracker::run_next`] / [`Tracker::run_all`].
 //! - `testkit` (feature): the conformance suite.
 //!
 //! ## Example

@@ -1,6 +1,7 @@
 //! A profiling loop for the SQLite store alone (the full harness is `tasktrack-bench`): creates
-//! `N` tasks, drains them with `W` workers doing `claim_next(B)` + `succeed` (`succeed_many` when
-//! `B > 1`), prints tasks/s. Builds without the other backends, so it is quick to iterate on.
+//! `N` tasks, drains them with `W` workers, prints tasks/s. `B = 1`: hand-offs
+//! (`succeed_and_claim_next`, one call per task); `B = 0`: `claim_next(1)` + `succeed`; `B > 1`:
+//! `claim_next(B)` + `succeed_many`. Builds without the other backends, so it is quick to iterate on.
 //!
 //! `cargo run --release -p tasktrack-sqlite --example drain -- /tmp/drain.db 100000 4 1`
 
@@ -35,19 +36,34 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         .map(|w| {
             let (store, job) = (store.clone(), job.clone());
             tokio::spawn(async move {
-                let req =
-                    ClaimNext::new(format!("w{w}"), Duration::from_secs(300)).with_limit(batch);
+                let req = ClaimNext::new(format!("w{w}"), Duration::from_secs(300))
+                    .with_limit(batch.max(1));
                 let mut done = 0usize;
                 loop {
-                    let claimed = store.claim_next(&job, &req, Timestamp::now()).await?;
+                    let mut claimed = store.claim_next(&job, &req, Timestamp::now()).await?;
                     if claimed.is_empty() {
                         return Ok::<_, Error>(done);
+                    }
+                    if batch == 1 {
+                        while let Some(c) = claimed.pop() {
+                            let got = store
+                                .succeed_and_claim_next(
+                                    &c.lease,
+                                    serde_json::Value::Null,
+                                    &req,
+                                    Timestamp::now(),
+                                )
+                                .await?;
+                            claimed = got.next;
+                            done += 1;
+                        }
+                        continue;
                     }
                     let leases: Vec<_> = claimed
                         .into_iter()
                         .map(|c| (c.lease, serde_json::Value::Null))
                         .collect();
-                    if batch == 1 {
+                    if batch == 0 {
                         for (lease, out) in leases {
                             store.succeed(&lease, out, Timestamp::now()).await?;
                             done += 1;

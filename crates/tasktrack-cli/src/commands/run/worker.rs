@@ -1,4 +1,5 @@
-//! One worker: claim, run the command under a heartbeated lease, record the outcome, repeat.
+//! One worker: claim, run the command under a heartbeated lease, record the outcome (and, after
+//! a success, claim the next task in the same call), repeat.
 
 use super::child::{self, describe_exit};
 use super::stats::{Ended, Stats};
@@ -92,20 +93,25 @@ pub async fn work(shared: Arc<Shared>, owner: String) {
         limit: 1,
         stage: shared.stage.clone(),
     };
-    while !shared.stopping() && shared.reserve() {
+    // Tasks claimed by the last hand-off, run next without another claim.
+    let mut held: Vec<Claimed> = Vec::new();
+    while !shared.stopping() {
+        if let Some(c) = held.pop() {
+            shared.busy.fetch_add(1, Ordering::SeqCst);
+            held = execute(&shared, c, &req).await;
+            shared.busy.fetch_sub(1, Ordering::SeqCst);
+            shared.ended.notify_waiters();
+            continue;
+        }
+        if !shared.reserve() {
+            break;
+        }
         match shared
             .store
             .claim_next(&shared.job, &req, shared.clock.now())
             .await
         {
-            Ok(claimed) if !claimed.is_empty() => {
-                for c in claimed {
-                    shared.busy.fetch_add(1, Ordering::SeqCst);
-                    execute(&shared, c).await;
-                    shared.busy.fetch_sub(1, Ordering::SeqCst);
-                    shared.ended.notify_waiters();
-                }
-            }
+            Ok(claimed) if !claimed.is_empty() => held = claimed,
             Ok(_) => {
                 shared.unreserve();
                 match wait_for_more(&shared).await {
@@ -124,6 +130,11 @@ pub async fn work(shared: Arc<Shared>, owner: String) {
                 return shared.give_up(e).await;
             }
         }
+    }
+    // Stopped right after a hand-off claimed a task: give it back untouched.
+    for c in held {
+        let _ = shared.store.release(&c.lease, shared.clock.now()).await;
+        shared.stats.record(&c.task.id, Ended::Released);
     }
 }
 
@@ -163,8 +174,10 @@ async fn wait_for_more(shared: &Shared) -> Result<Option<Duration>> {
     })))
 }
 
-/// Runs the command for one claimed task and records how it ended.
-async fn execute(shared: &Shared, claimed: Claimed) {
+/// Runs the command for one claimed task and records how it ended. A success also claims the
+/// next task when the run goes on (a hand-off, [`Store::succeed_and_claim_next`]: one round trip
+/// per task); what it claimed is returned, to be run next.
+async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Claimed> {
     let Claimed { task, lease } = claimed;
     let started = std::time::Instant::now();
     let mut running = match child::spawn(&shared.command, &task, &lease) {
@@ -174,9 +187,10 @@ async fn execute(shared: &Shared, claimed: Claimed) {
             let _ = shared.store.release(&lease, shared.clock.now()).await;
             shared.stats.record(&task.id, Ended::Released);
             let program = shared.command.first().cloned().unwrap_or_default();
-            return shared
+            shared
                 .give_up(Error::invalid(format!("cannot start {program:?}: {e}")))
                 .await;
+            return Vec::new();
         }
     };
     let mut lost = false;
@@ -205,8 +219,20 @@ async fn execute(shared: &Shared, claimed: Claimed) {
     };
     let (stdout, stderr) = running.outputs().await;
     let mut tries = 0;
+    let mut hand_off = Some(next);
     let result = loop {
-        match record(shared, &lease, &status, killed, &stdout, &stderr).await {
+        // A retry after a transient error records the outcome alone: the first try may have
+        // claimed a task whose answer was lost, and a second claim would only add another.
+        let attempt = record(
+            shared,
+            &lease,
+            &status,
+            killed,
+            &stdout,
+            &stderr,
+            hand_off.take(),
+        );
+        match attempt.await {
             // The lease is still ours for a while: ride out a short outage rather than lose the result.
             Err(e) if e.is_transient() && tries < RECORD_TRIES => {
                 tries += 1;
@@ -219,21 +245,21 @@ async fn execute(shared: &Shared, claimed: Claimed) {
             other => break other,
         }
     };
-    let ended = match result {
-        Ok(ended) => ended,
+    let (ended, claimed) = match result {
+        Ok(recorded) => recorded,
         Err(e @ Error::StaleLease { .. }) => {
             shared.out.warn(format!(
                 "{}: result rejected, the lease was lost: {e}",
                 lease.key
             ));
-            Ended::Lost
+            (Ended::Lost, Vec::new())
         }
         Err(e) => {
             shared
                 .out
                 .warn(format!("{}: could not record the outcome: {e}", lease.key));
             shared.give_up(e).await;
-            Ended::Unrecorded
+            (Ended::Unrecorded, Vec::new())
         }
     };
     shared.stats.record(&task.id, ended);
@@ -252,9 +278,11 @@ async fn execute(shared: &Shared, claimed: Claimed) {
             started.elapsed()
         ));
     }
+    claimed
 }
 
-/// Writes how the command ended: released if we killed it, succeeded on exit 0, failed otherwise.
+/// Writes how the command ended: released if we killed it, succeeded on exit 0 (handing off to
+/// the next task if `hand_off` is given), failed otherwise. Returns what the hand-off claimed.
 async fn record(
     shared: &Shared,
     lease: &Lease,
@@ -262,22 +290,16 @@ async fn record(
     killed: bool,
     stdout: &child::Captured,
     stderr: &child::Captured,
-) -> Result<Ended> {
+    hand_off: Option<&ClaimNext>,
+) -> Result<(Ended, Vec<Claimed>)> {
     let now = shared.clock.now();
-    match status {
+    let ended = match status {
         _ if killed => shared
             .store
             .release(lease, now)
             .await
             .map(|_| Ended::Released),
-        Ok(s) if s.success() => {
-            let task = shared.store.succeed(lease, stdout.output(), now).await?;
-            Ok(if task.status == Status::Succeeded {
-                Ended::Succeeded
-            } else {
-                Ended::Advanced
-            })
-        }
+        Ok(s) if s.success() => return succeed(shared, lease, stdout.output(), hand_off).await,
         Ok(s) => {
             fail(
                 shared,
@@ -294,7 +316,48 @@ async fn record(
             )
             .await
         }
-    }
+    };
+    Ok((ended?, Vec::new()))
+}
+
+/// Records a success. With `hand_off`, while the run goes on and `--limit` allows another
+/// claim, the next task is claimed in the same call.
+async fn succeed(
+    shared: &Shared,
+    lease: &Lease,
+    output: serde_json::Value,
+    hand_off: Option<&ClaimNext>,
+) -> Result<(Ended, Vec<Claimed>)> {
+    let now = shared.clock.now();
+    let hand_off = match hand_off {
+        Some(req) if !shared.stopping() && shared.reserve() => Some(req),
+        _ => None,
+    };
+    let (task, next) = match hand_off {
+        Some(req) => match shared
+            .store
+            .succeed_and_claim_next(lease, output, req, now)
+            .await
+        {
+            Ok(got) => {
+                if got.next.is_empty() {
+                    shared.unreserve();
+                }
+                (got.done, got.next)
+            }
+            Err(e) => {
+                shared.unreserve();
+                return Err(e);
+            }
+        },
+        None => (shared.store.succeed(lease, output, now).await?, Vec::new()),
+    };
+    let ended = if task.status == Status::Succeeded {
+        Ended::Succeeded
+    } else {
+        Ended::Advanced
+    };
+    Ok((ended, next))
 }
 
 async fn fail(shared: &Shared, lease: &Lease, error: Failure) -> Result<Ended> {
