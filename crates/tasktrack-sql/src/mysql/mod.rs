@@ -4,7 +4,8 @@
 //! - `claim_next` is one short transaction (`READ COMMITTED`): lock the first claimable rows of
 //!   the claim index `FOR UPDATE SKIP LOCKED` (`queries/mysql/claim_lock.sql`), apply
 //!   [`tasktrack_core::lifecycle::claim`] to each in Rust — the pure rule itself, expired leases
-//!   included — and write them back with one multi-row upsert. MySQL has no `UPDATE … RETURNING`,
+//!   included — and write them back with one narrow `UPDATE … JOIN JSON_TABLE(?)` (only the
+//!   columns the rules changed; `write_back.rs`). MySQL has no `UPDATE … RETURNING`,
 //!   so this is the fewest round trips that return the claimed rows.
 //! - Every other operation is "load → pure rule → conditional write"
 //!   (`UPDATE … WHERE job = ? AND id = ? AND version = ?`), driven by [`tasktrack_core::cas`]; the
@@ -24,6 +25,7 @@
 
 mod docs;
 mod rows;
+mod write_back;
 
 use crate::common::config::Config;
 use crate::common::docs::{Queries, dialect_queries};
@@ -143,7 +145,8 @@ impl MySqlStore {
         format!("{}tasks", self.prefix)
     }
 
-    /// `INSERT … ON DUPLICATE KEY UPDATE` of whole rows: the write-back of a locked batch.
+    /// `INSERT … ON DUPLICATE KEY UPDATE` of whole rows: the write-back of a locked batch when a
+    /// written row was not among the locked ones (the rules never do that; kept as the safe path).
     fn upsert_sql(&self) -> String {
         let updates: Vec<String> = FIELDS
             .iter()
@@ -177,14 +180,13 @@ impl MySqlStore {
                     (_, mapped) => return Err(mapped),
                 },
             };
-            let tasks = locked
-                .iter()
-                .map(|row| {
-                    rows::read_task(row)
-                        .map_err(|e| self.err(&e))?
-                        .into_task(&table)
-                })
-                .collect::<Result<Vec<Task>>>()?;
+            let mut old = HashMap::with_capacity(locked.len());
+            let mut tasks = Vec::with_capacity(locked.len());
+            for row in &locked {
+                let raw = rows::read_task(row).map_err(|e| self.err(&e))?;
+                tasks.push(raw.clone().into_task(&table)?);
+                old.insert((raw.job.clone(), raw.id.clone()), raw);
+            }
             let Some((new, results)) = rule(tasks)? else {
                 // Dropping the transaction rolls it back (it only holds locks).
                 return Ok(None);
@@ -194,12 +196,30 @@ impl MySqlStore {
                 .map(RawTask::from_task)
                 .collect::<Result<Vec<RawTask>>>()?;
             if !writes.is_empty() {
-                let mut st = Stmt::build::<Self>(format!(
-                    "INSERT INTO {table} ({}) VALUES ",
-                    FIELDS.join(", ")
-                ));
-                st.push_rows(&writes).push(&self.upsert_sql());
-                if let Err(e) = self.query(&st).execute(&mut *tx).await {
+                // The narrow UPDATE (write_back.rs); whole rows only if a row was not locked here.
+                let written = match write_back::narrow_update(&table, &old, &writes) {
+                    Some((sql, doc)) => {
+                        sqlx::query(AssertSqlSafe(sql))
+                            .bind(doc)
+                            .execute(&mut *tx)
+                            .await
+                    }
+                    None if writes
+                        .iter()
+                        .all(|w| old.contains_key(&(w.job.clone(), w.id.clone()))) =>
+                    {
+                        Ok(Default::default())
+                    }
+                    None => {
+                        let mut st = Stmt::build::<Self>(format!(
+                            "INSERT INTO {table} ({}) VALUES ",
+                            FIELDS.join(", ")
+                        ));
+                        st.push_rows(&writes).push(&self.upsert_sql());
+                        self.query(&st).execute(&mut *tx).await
+                    }
+                };
+                if let Err(e) = written {
                     match map_error(BACKEND, &self.endpoint, &e) {
                         (crate::common::Class::RolledBack, _)
                             if attempt < crate::common::ROLLBACK_RETRIES =>

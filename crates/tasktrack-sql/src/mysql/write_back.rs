@@ -1,0 +1,133 @@
+//! The write-back of a locked batch (claims, completions, hand-offs) as one narrow `UPDATE`: only
+//! the columns the rules changed, for every row of the batch at once, the new values passed as one
+//! JSON document and read with `JSON_TABLE`:
+//!
+//! ```sql
+//! UPDATE JSON_TABLE(?, '$[*]' COLUMNS (job VARBINARY(512) PATH '$[0]', id … PATH '$[1]',
+//!                                      status SMALLINT PATH '$[2]', …)) v
+//! STRAIGHT_JOIN {t}task t ON t.job = v.job AND t.id = v.id
+//! SET t.status = v.status, …
+//! ```
+//!
+//! It replaces a multi-row `INSERT … ON DUPLICATE KEY UPDATE` of whole rows, whose attempted
+//! insert and duplicate-key lookup of every row were 40% of the server's time in a batched drain
+//! (`docs/benchmarks/mysql.md`). `STRAIGHT_JOIN` reads the document first and each row by primary
+//! key (`eq_ref`). The row triggers keep the counters as for any `UPDATE`.
+
+use crate::common::RawTask;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Every column a write-back may set (all but the key), in [`FIELDS`](crate::common::FIELDS)
+/// order, with the type `JSON_TABLE` reads it as. Text is read unbounded (`LONGTEXT`,
+/// `LONGBLOB`): the assignment to the table's column then fails in strict mode as the old upsert
+/// did, where `JSON_TABLE` would truncate silently.
+const COLUMNS: [(&str, &str); 24] = [
+    ("status", "SMALLINT"),
+    ("stage", "LONGBLOB"),
+    ("stages", "LONGTEXT CHARACTER SET utf8mb4"),
+    ("attempts", "BIGINT"),
+    ("max_attempts", "BIGINT"),
+    ("priority", "INT"),
+    ("not_before", "BIGINT"),
+    ("claim_at", "BIGINT"),
+    ("lease_owner", "LONGTEXT CHARACTER SET utf8mb4"),
+    ("lease_token", "BIGINT"),
+    ("lease_acquired_at", "BIGINT"),
+    ("lease_expires_at", "BIGINT"),
+    ("token", "BIGINT"),
+    ("version", "BIGINT"),
+    ("data", "LONGTEXT CHARACTER SET utf8mb4"),
+    ("output", "LONGTEXT CHARACTER SET utf8mb4"),
+    ("error_kind", "LONGTEXT CHARACTER SET utf8mb4"),
+    ("error_message", "LONGTEXT CHARACTER SET utf8mb4"),
+    ("error_detail", "LONGTEXT CHARACTER SET utf8mb4"),
+    ("history", "LONGTEXT CHARACTER SET utf8mb4"),
+    ("created_at", "BIGINT"),
+    ("updated_at", "BIGINT"),
+    ("started_at", "BIGINT"),
+    ("finished_at", "BIGINT"),
+];
+
+/// The columns of `r` in [`COLUMNS`] order, as JSON: numbers, strings, `null`; a JSON column as
+/// the string of its text (what the table stores).
+fn cells(r: &RawTask) -> [Value; 24] {
+    let text = |s: &Option<String>| s.clone().map_or(Value::Null, Value::String);
+    let json = |v: &Value| Value::String(v.to_string());
+    let int = |n: Option<i64>| n.map_or(Value::Null, Value::from);
+    [
+        Value::from(r.status),
+        text(&r.stage),
+        json(&r.stages),
+        Value::from(r.attempts),
+        Value::from(r.max_attempts),
+        Value::from(r.priority),
+        int(r.not_before),
+        int(r.claim_at),
+        text(&r.lease_owner),
+        int(r.lease_token),
+        int(r.lease_acquired_at),
+        int(r.lease_expires_at),
+        Value::from(r.token),
+        Value::from(r.version),
+        json(&r.data),
+        r.output.as_ref().map_or(Value::Null, json),
+        text(&r.error_kind),
+        text(&r.error_message),
+        text(&r.error_detail),
+        json(&r.history),
+        Value::from(r.created_at),
+        Value::from(r.updated_at),
+        int(r.started_at),
+        int(r.finished_at),
+    ]
+}
+
+/// The narrow `UPDATE` of `table` writing `new` over the rows `old` holds (by job and id), and
+/// its one parameter, the JSON document. `None` when a row of `new` is not in `old` (the caller
+/// writes whole rows then) or when nothing changed at all.
+pub(super) fn narrow_update(
+    table: &str,
+    old: &HashMap<(String, String), RawTask>,
+    new: &[RawTask],
+) -> Option<(String, String)> {
+    let mut rows = Vec::with_capacity(new.len());
+    let mut changed = [false; 24];
+    for r in new {
+        let before = old.get(&(r.job.clone(), r.id.clone()))?;
+        let (a, b) = (cells(before), cells(r));
+        for (i, flag) in changed.iter_mut().enumerate() {
+            *flag |= a[i] != b[i];
+        }
+        rows.push((r, b));
+    }
+    let picked: Vec<usize> = (0..COLUMNS.len()).filter(|i| changed[*i]).collect();
+    if picked.is_empty() {
+        return None;
+    }
+    let doc: Vec<Value> = rows
+        .into_iter()
+        .map(|(r, cells)| {
+            let mut row = Vec::with_capacity(picked.len() + 2);
+            row.push(Value::String(r.job.clone()));
+            row.push(Value::String(r.id.clone()));
+            row.extend(picked.iter().map(|i| cells[*i].clone()));
+            Value::Array(row)
+        })
+        .collect();
+    let mut columns = String::from(
+        "job VARBINARY(512) PATH '$[0]' ERROR ON ERROR, id VARBINARY(512) PATH '$[1]' ERROR ON ERROR",
+    );
+    let mut sets = Vec::with_capacity(picked.len());
+    for (n, i) in picked.iter().enumerate() {
+        let (name, ty) = COLUMNS[*i];
+        columns.push_str(&format!(", {name} {ty} PATH '$[{}]' ERROR ON ERROR", n + 2));
+        sets.push(format!("t.{name} = v.{name}"));
+    }
+    let sql = format!(
+        "UPDATE JSON_TABLE(?, '$[*]' COLUMNS ({columns})) v STRAIGHT_JOIN {table} t \
+         ON t.job = v.job AND t.id = v.id SET {}",
+        sets.join(", ")
+    );
+    Some((sql, Value::Array(doc).to_string()))
+}
