@@ -48,6 +48,24 @@ local function ctr(f)
   return f.status
 end
 
+-- The counter moves of this call, written once by `finish`: a move and its reverse in one call
+-- (the lease a hand-off ends and the one it grants, a heartbeat) write nothing, and a batch
+-- writes each counter it moved once instead of once per task.
+local moves = {}
+local function count(f, delta)
+  local c = ctr(f)
+  moves[c] = (moves[c] or 0) + delta
+end
+
+-- Writes the counter moves; every script that indexes or unindexes a task returns through it.
+local function finish(reply)
+  for c, n in pairs(moves) do
+    if n ~= 0 then redis.call('HINCRBY', B .. 'c', c, n) end
+  end
+  moves = {}
+  return reply
+end
+
 -- Removes `m` from one queue pair: a queued entry is in exactly one of the pair's ready and
 -- delayed sets (promotion moves it within its pair, without touching the task's hash, so the
 -- hash cannot say which). The likelier set is tried first and the other only on a miss, which
@@ -58,11 +76,11 @@ local function dequeue(ready, delayed, m, ready_first)
   if redis.call('ZREM', first, m) == 0 then redis.call('ZREM', second, m) end
 end
 
--- Removes a task (as it was) from every index and counter. `ready_first` when the caller found
+-- Removes a task (as it was) from every index and counter (counted by `finish`). `ready_first` when the caller found
 -- it in a ready set (claim_next); otherwise the delayed set is tried first, which is where an
 -- in_progress task's lease waits for its expiry (succeed, fail, heartbeat).
 local function unindex(id, f, ready_first)
-  redis.call('HINCRBY', B .. 'c', ctr(f), -1)
+  count(f, -1)
   redis.call('ZREM', B .. 's:' .. f.status, lmember(f, id))
   if f.qm then
     dequeue(B .. 'r', B .. 'd', f.qm, ready_first)
@@ -70,11 +88,12 @@ local function unindex(id, f, ready_first)
   end
 end
 
--- Adds a task (as it is now) to its indexes and counter; sets f.qm (the caller writes it).
+-- Adds a task (as it is now) to its indexes and counter (counted by `finish`); sets f.qm (the
+-- caller writes it).
 -- Claimable tasks go to the ready set if claimable at `now` (its updated_at: every write is
 -- stamped with the request's `now`), else to the delayed set scored by claimable_at.
 local function index(id, f)
-  redis.call('HINCRBY', B .. 'c', ctr(f), 1)
+  count(f, 1)
   redis.call('ZADD', B .. 's:' .. f.status, 0, lmember(f, id))
   local at = claimable_at(f)
   if at == nil then

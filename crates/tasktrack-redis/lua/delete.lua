@@ -5,4 +5,4 @@ local old = load(id)
 if old == nil or old.version ~= ARGV[2] then return 0 end
 unindex(id, old)
 redis.call('DEL', tkey(id))
-return 1
+return finish(1)

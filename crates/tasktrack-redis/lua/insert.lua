@@ -18,4 +18,4 @@ for i = 1, n do
   end
   pos = pos + 2 * k
 end
-return out
+return finish(out)

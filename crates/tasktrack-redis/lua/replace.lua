@@ -10,4 +10,4 @@ for i = 3, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
 unindex(id, old)
 index(id, f)
 store(id, f, old)
-return 1
+return finish(1)

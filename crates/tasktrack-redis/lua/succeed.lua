@@ -8,4 +8,4 @@ local out = {}
 for i = 2, #ARGV, 3 do
   out[#out + 1] = succeed_lease(ARGV[i], ARGV[i + 1], ARGV[i + 2], now)
 end
-return out
+return finish(out)

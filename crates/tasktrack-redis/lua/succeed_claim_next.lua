@@ -6,4 +6,4 @@
 local now = tonumber(ARGV[4])
 local done = succeed_lease(ARGV[1], ARGV[2], ARGV[3], now)
 if done == 0 then return 0 end
-return { done, claim_head(ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), now, ARGV[8]) }
+return finish({ done, claim_head(ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), now, ARGV[8]) })
