@@ -21,9 +21,15 @@
 //! - **Native, one round trip** (a script restating the rule, named in the script):
 //!   `claim_next` (`lua/claim_next.lua`: promotes due entries, reclaims expired leases, claims up
 //!   to `limit` tasks), `heartbeat`, `succeed` and `succeed_many` (`lua/succeed.lua` takes a
-//!   list of leases, up to 256 per call, each answered on its own), `fail` (the backoff instant
-//!   is computed in Rust and passed in), and `create` (`lua/insert.lua`, 500 tasks per call,
-//!   several calls in flight).
+//!   list of leases, up to 256 per call, each answered on its own), `succeed_and_claim_next`
+//!   (`lua/succeed_claim_next.lua`: the success and the next claims in one script, so a looping
+//!   worker pays one round trip per task; a stale lease claims nothing), `fail` (the backoff
+//!   instant is computed in Rust and passed in), and `create` (`lua/insert.lua`, 500 tasks per
+//!   call, several calls in flight).
+//!
+//!   The rules these scripts share are written once in `lua/common.lua` (prepended to every task
+//!   script): `succeed_lease`, `claim_head`, the index moves, and the counter moves, which each
+//!   script accumulates and writes once at its end (`finish`).
 //! - **Read + compare-and-set, two round trips**: everything else (`claim` of one id, `release`,
 //!   `patch_data`, `ignore`, `retry`, `report`, `delete`, replace-on-create, job records). The
 //!   pure rule of [`tasktrack_core::lifecycle`] runs in Rust on the task just read, and
