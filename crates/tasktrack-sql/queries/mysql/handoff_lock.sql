@@ -1,7 +1,10 @@
 -- succeed_and_claim_next, step 1 of one short transaction: lock the presented lease's row (by
 -- primary key) and, in the same statement, the first claimable rows of the job in claim order
--- exactly as claim_lock.sql does (SKIP LOCKED; a range scan of {t}task_claim), the lease's own
--- row excepted (it is locked by the first part, and is about to be completed). Step 2 applies
+-- exactly as claim_lock.sql does (SKIP LOCKED; a range scan of {t}task_claim). The second part
+-- may return the lease's own row again (if its lease expired); the caller leaves that copy out.
+-- It is not excluded here: `AND id <> ?` made MariaDB 10.11 scan the job's primary-key range and
+-- filesort it (EXPLAIN: `key: PRIMARY, rows: 49593, Using filesort`) instead of the claim index's
+-- first rows. Step 2 applies
 -- lifecycle::succeed to the lease's row and lifecycle::claim to the others in Rust; step 3 writes
 -- them back in one statement (same transaction). Pinned by
 -- succeed_and_claim_next_completes_then_claims and
@@ -9,7 +12,7 @@
 (SELECT * FROM {t}task WHERE job = ? AND id = ? FOR UPDATE)
 UNION ALL
 (SELECT * FROM {t}task
-    WHERE job = ? AND claimable = 1 AND claim_at <= ? AND id <> ?
+    WHERE job = ? AND claimable = 1 AND claim_at <= ?
     ORDER BY priority DESC, claim_at, id
     LIMIT ?
     FOR UPDATE SKIP LOCKED)

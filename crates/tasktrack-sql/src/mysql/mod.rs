@@ -325,20 +325,23 @@ impl MySqlStore {
                     if let Some(stage) = &next.stage {
                         q = q.bind(stage.clone());
                     }
-                    q.bind(now.as_millis()).bind(id.clone()).bind(want)
+                    q.bind(now.as_millis()).bind(want)
                 },
                 |mut tasks| {
                     let Some(at) = tasks.iter().position(|t| t.key() == lease.key) else {
                         return Ok(None);
                     };
-                    let mine = tasks.swap_remove(at);
+                    let mine = tasks.remove(at);
                     let Ok(done) = lifecycle::succeed(&mine, lease, output.clone(), now) else {
                         return Ok(None);
                     };
                     if done.claimable_at().is_some() {
                         return Ok(None);
                     }
+                    // The candidates as the claim part returned them: the lease's own row again,
+                    // if its lease expired (it counts towards the LIMIT, so towards `seen`).
                     let seen = tasks.len();
+                    tasks.retain(|t| t.key() != lease.key);
                     let (mut writes, claimed) = claim_rule(tasks, &one, now)?;
                     writes.push(done.clone());
                     Ok(Some((writes, (done, claimed, seen))))
