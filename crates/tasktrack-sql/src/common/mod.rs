@@ -19,7 +19,8 @@ use std::future::Future;
 use std::time::Duration;
 use tasktrack_core::cas::{self, Documents, Versioned};
 use tasktrack_core::{
-    Claimed, Error, Job, JobName, Lease, Purge, Result, Status, Task, TaskKey, Timestamp,
+    ClaimNext, Claimed, Error, Handoff, Job, JobName, Lease, Purge, Result, Status, Store, Task,
+    TaskKey, Timestamp,
 };
 
 /// Writes `impl Store for $store` through [`tasktrack_core::store_impl!`]: the methods given in
@@ -292,4 +293,19 @@ where
         answers.push(answer);
     }
     Ok(answers)
+}
+
+/// The general path of `succeed_and_claim_next` for both dialects, taken when their
+/// one-transaction hand-off does not apply (a refused success, a pipeline stage): what the
+/// trait's default does — `succeed` through the adapter, then the store's `claim_next`.
+pub async fn handoff_general<S: Documents + Store>(
+    store: &S,
+    lease: &Lease,
+    output: Value,
+    next: &ClaimNext,
+    now: Timestamp,
+) -> Result<Handoff> {
+    let done = cas::succeed(store, lease, output, now).await?;
+    let next = store.claim_next(&lease.key.job, next, now).await?;
+    Ok(Handoff { done, next })
 }

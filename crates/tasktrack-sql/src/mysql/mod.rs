@@ -31,7 +31,8 @@ use crate::common::config::Config;
 use crate::common::docs::{Queries, dialect_queries};
 use crate::common::migrate::{self, Migration};
 use crate::common::{
-    Dialect, FIELDS, RawTask, Stmt, claimed, map_error, probe, store_over_cas, succeed_many_batched,
+    Dialect, FIELDS, RawTask, Stmt, claimed, handoff_general, map_error, probe, store_over_cas,
+    succeed_many_batched,
 };
 use serde_json::Value;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
@@ -502,9 +503,7 @@ store_over_cas! {
             if let Some(handoff) = self.handoff_locked(lease, &output, next, now).await? {
                 return Ok(handoff);
             }
-            let done = cas::succeed(self, lease, output, now).await?;
-            let next = self.claim_next(&lease.key.job, next, now).await?;
-            Ok(Handoff { done, next })
+            handoff_general(self, lease, output, next, now).await
         }
         async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
             cas::succeed(self, lease, output, now).await

@@ -30,7 +30,9 @@ mod vacuum;
 use crate::common::config::Config;
 use crate::common::docs::{Queries, dialect_queries};
 use crate::common::migrate::{self, Migration};
-use crate::common::{Dialect, claimed, probe, store_over_cas, succeed_many_batched};
+use crate::common::{
+    Dialect, claimed, handoff_general, probe, store_over_cas, succeed_many_batched,
+};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
@@ -469,9 +471,7 @@ store_over_cas! {
             if let Some(handoff) = self.handoff_fast(lease, &output, next, now).await? {
                 return Ok(handoff);
             }
-            let done = cas::succeed(self, lease, output, now).await?;
-            let next = self.claim_next(&lease.key.job, next, now).await?;
-            Ok(Handoff { done, next })
+            handoff_general(self, lease, output, next, now).await
         }
         async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
             match self.succeed_fast(&self.pool, lease, &output, now).await? {
