@@ -264,11 +264,9 @@ impl PgStore {
         next: &ClaimNext,
         now: Timestamp,
     ) -> Result<Option<Handoff>> {
-        let Ok(token) = i64::try_from(lease.token) else {
+        let Some(success) = SuccessParams::new(lease, output, now)? else {
             return Ok(None);
         };
-        let record = success_record(lease, now)?;
-        let limit = i32::try_from(HISTORY_LIMIT).unwrap_or(i32::MAX);
         let expires = now.plus(next.lease_for);
         let want_i64 = i64::try_from(next.limit).unwrap_or(i64::MAX);
         let mut rows = self
@@ -278,17 +276,8 @@ impl PgStore {
                 } else {
                     &self.native.handoff
                 };
-                let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
-                    .bind(lease.key.job.as_str())
-                    .bind(lease.key.id.as_str())
-                    .bind(token)
-                    .bind(lease.owner.as_str())
-                    .bind(i64::from(lease.attempt))
-                    .bind(Json(output))
-                    .bind(now.as_millis())
-                    .bind(Json(&record))
-                    .bind(lease.acquired_at.as_millis())
-                    .bind(limit)
+                let mut q = success
+                    .bind(sqlx::query(AssertSqlSafe(sql.clone())))
                     .bind(expires.as_millis())
                     .bind(want_i64)
                     .bind(next.owner.as_str());
@@ -337,22 +326,11 @@ impl PgStore {
     where
         E: sqlx::PgExecutor<'e>,
     {
-        let Ok(token) = i64::try_from(lease.token) else {
+        let Some(success) = SuccessParams::new(lease, output, now)? else {
             return Ok(None);
         };
-        let record = success_record(lease, now)?;
-        let limit = i32::try_from(HISTORY_LIMIT).unwrap_or(i32::MAX);
-        let row = sqlx::query(AssertSqlSafe(self.native.succeed.clone()))
-            .bind(lease.key.job.as_str())
-            .bind(lease.key.id.as_str())
-            .bind(token)
-            .bind(lease.owner.as_str())
-            .bind(i64::from(lease.attempt))
-            .bind(Json(output))
-            .bind(now.as_millis())
-            .bind(Json(&record))
-            .bind(lease.acquired_at.as_millis())
-            .bind(limit)
+        let row = success
+            .bind(sqlx::query(AssertSqlSafe(self.native.succeed.clone())))
             .fetch_optional(exec)
             .await
             .map_err(|e| self.err(&e))?;
@@ -400,6 +378,50 @@ fn success_record(lease: &Lease, now: Timestamp) -> Result<Value> {
         error: None,
     };
     serde_json::to_value(&record).map_err(Error::backend)
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// The parameters `succeed.sql` and `handoff*.sql` share (`$1`–`$10`): the lease's row and
+/// fencing token, the output, and the task's new history record.
+struct SuccessParams<'a> {
+    lease: &'a Lease,
+    output: &'a Value,
+    now: Timestamp,
+    token: i64,
+    record: Value,
+}
+
+impl<'a> SuccessParams<'a> {
+    /// `None` when the token does not fit a `bigint`: the one-statement paths do not apply.
+    fn new(lease: &'a Lease, output: &'a Value, now: Timestamp) -> Result<Option<Self>> {
+        let Ok(token) = i64::try_from(lease.token) else {
+            return Ok(None);
+        };
+        let record = success_record(lease, now)?;
+        Ok(Some(Self {
+            lease,
+            output,
+            now,
+            token,
+            record,
+        }))
+    }
+
+    fn bind<'q>(&self, query: PgQuery<'q>) -> PgQuery<'q> {
+        let lease = self.lease;
+        query
+            .bind(lease.key.job.as_str())
+            .bind(lease.key.id.as_str())
+            .bind(self.token)
+            .bind(lease.owner.as_str())
+            .bind(i64::from(lease.attempt))
+            .bind(Json(self.output))
+            .bind(self.now.as_millis())
+            .bind(Json(&self.record))
+            .bind(lease.acquired_at.as_millis())
+            .bind(i32::try_from(HISTORY_LIMIT).unwrap_or(i32::MAX))
+    }
 }
 
 /// The leases of a batched completion as column arrays, bound to `succeed_many.sql`'s `unnest`.
