@@ -1,9 +1,10 @@
 //! [`Tracker`]: run a closure under a lease, with heartbeats, and record how it ended.
 //!
-//! `run` / `run_next` / `run_all` claim a task, renew its lease in the background (every third of the lease)
-//! while the closure runs, then record the closure's output on `Ok`, its error on `Err` (message
-//! and full chain as detail), or its panic. If the returned future is dropped before it finishes
-//! (cancellation, shutdown), the lease is released so the task is immediately claimable again.
+//! `run` / `run_next` / `run_all` claim a task, renew its lease in the background (every third of
+//! the lease) while the closure runs, then record the closure's output on `Ok`, its error on `Err`
+//! (message and full chain as detail), or its panic. If the returned future is dropped before it
+//! finishes (cancellation, shutdown), the lease is released so the task is immediately claimable
+//! again.
 //! Every transition is logged with `tracing` (claim, heartbeat trouble, succeeded / failed).
 
 use crate::error::{Error, Result};
