@@ -97,7 +97,15 @@ impl PgStore {
         let timeout_ms = config.statement_timeout.as_millis().to_string();
         let options = PgConnectOptions::from_str(&config.driver_url)
             .map_err(|e| Error::invalid(format!("bad PostgreSQL URL: {e}")))?
-            .options([("statement_timeout", timeout_ms.as_str())])
+            // No bitmap scans in the store's own sessions: every query it runs is written for
+            // an ordered index range scan. On a job bulk-created into a table the planner has no
+            // statistics for (autovacuum off or not yet run), it guessed a few dozen claimable
+            // rows and, for a batched claim (LIMIT 128), read every claimable row of the job by
+            // a bitmap scan and sorted them: 150–300 ms a claim at 100,000 tasks.
+            .options([
+                ("statement_timeout", timeout_ms.as_str()),
+                ("enable_bitmapscan", "off"),
+            ])
             .disable_statement_logging();
         let conn: sqlx::PgConnection = probe(BACKEND, &config, &options).await?;
         let _ = conn.close().await;
