@@ -44,6 +44,7 @@ use std::time::Duration;
 use tasktrack_core::cas;
 use tasktrack_core::lifecycle::{self, ClaimDecision};
 use tasktrack_core::*;
+use write_back::WriteBack;
 
 const BACKEND: &str = "mysql";
 
@@ -199,19 +200,14 @@ impl MySqlStore {
             if !writes.is_empty() {
                 // The narrow UPDATE (write_back.rs); whole rows only if a row was not locked here.
                 let written = match write_back::narrow_update(&table, &old, &writes) {
-                    Some((sql, doc)) => {
+                    WriteBack::Narrow { sql, doc } => {
                         sqlx::query(AssertSqlSafe(sql))
                             .bind(doc)
                             .execute(&mut *tx)
                             .await
                     }
-                    None if writes
-                        .iter()
-                        .all(|w| old.contains_key(&(w.job.clone(), w.id.clone()))) =>
-                    {
-                        Ok(Default::default())
-                    }
-                    None => {
+                    WriteBack::Unchanged => Ok(Default::default()),
+                    WriteBack::WholeRows => {
                         let mut st = Stmt::build::<Self>(format!(
                             "INSERT INTO {table} ({}) VALUES ",
                             FIELDS.join(", ")

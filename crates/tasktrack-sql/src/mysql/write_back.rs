@@ -83,18 +83,28 @@ fn cells(r: &RawTask) -> [Value; 24] {
     ]
 }
 
-/// The narrow `UPDATE` of `table` writing `new` over the rows `old` holds (by job and id), and
-/// its one parameter, the JSON document. `None` when a row of `new` is not in `old` (the caller
-/// writes whole rows then) or when nothing changed at all.
+/// How to write a batch back.
+pub(super) enum WriteBack {
+    /// The narrow `UPDATE` and its one parameter, the JSON document.
+    Narrow { sql: String, doc: String },
+    /// Every row was locked and none changed: nothing to write.
+    Unchanged,
+    /// A row to write was not among the locked ones: whole rows (an upsert) are needed.
+    WholeRows,
+}
+
+/// How to write `new` over the rows `old` holds (by job and id) in `table`.
 pub(super) fn narrow_update(
     table: &str,
     old: &HashMap<(String, String), RawTask>,
     new: &[RawTask],
-) -> Option<(String, String)> {
+) -> WriteBack {
     let mut rows = Vec::with_capacity(new.len());
     let mut changed = [false; 24];
     for r in new {
-        let before = old.get(&(r.job.clone(), r.id.clone()))?;
+        let Some(before) = old.get(&(r.job.clone(), r.id.clone())) else {
+            return WriteBack::WholeRows;
+        };
         let (a, b) = (cells(before), cells(r));
         for (i, flag) in changed.iter_mut().enumerate() {
             *flag |= a[i] != b[i];
@@ -103,7 +113,7 @@ pub(super) fn narrow_update(
     }
     let picked: Vec<usize> = (0..COLUMNS.len()).filter(|i| changed[*i]).collect();
     if picked.is_empty() {
-        return None;
+        return WriteBack::Unchanged;
     }
     let doc: Vec<Value> = rows
         .into_iter()
@@ -129,5 +139,8 @@ pub(super) fn narrow_update(
          ON t.job = v.job AND t.id = v.id SET {}",
         sets.join(", ")
     );
-    Some((sql, Value::Array(doc).to_string()))
+    WriteBack::Narrow {
+        sql,
+        doc: Value::Array(doc).to_string(),
+    }
 }
