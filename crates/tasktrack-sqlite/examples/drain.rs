@@ -1,7 +1,8 @@
 //! A profiling loop for the SQLite store alone (the full harness is `tasktrack-bench`): creates
 //! `N` tasks, drains them with `W` workers, prints tasks/s. `B = 1`: hand-offs
 //! (`succeed_and_claim_next`, one call per task); `B = 0`: `claim_next(1)` + `succeed`; `B > 1`:
-//! `claim_next(B)` + `succeed_many`. Builds without the other backends, so it is quick to iterate on.
+//! `claim_next(B)` + `succeed_many`. Builds without the other backends, so it is quick to iterate
+//! on.
 //!
 //! `cargo run --release -p tasktrack-sqlite --example drain -- /tmp/drain.db 100000 4 1`
 

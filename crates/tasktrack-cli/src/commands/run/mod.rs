@@ -4,10 +4,11 @@
 //! without a shell ([`child`]), heartbeat the lease every third of its length while it runs, and
 //! record the outcome with the lease (so a result that arrives after the lease was lost bounces
 //! with `StaleLease` and is reported, never written). A success is recorded with
-//! `succeed_and_claim_next`, so the next task comes with it: one store call per task. The run ends when nothing is claimable now
-//! or later in this run, when `--limit` claims were made, or on Ctrl-C / SIGTERM: then no new task
-//! is claimed, running commands get `--grace` to finish, the rest are killed and their leases
-//! released (the attempt is not counted), and the summary is printed.
+//! `succeed_and_claim_next`, so the next task comes with it: one store call per task. The run
+//! ends when nothing is claimable now or later in this run, when `--limit` claims were made, or
+//! on Ctrl-C / SIGTERM: then no new task is claimed, running commands get `--grace` to finish, the
+//! rest are killed and their leases released (the attempt is not counted), and the summary is
+//! printed.
 
 mod child;
 mod progress;
