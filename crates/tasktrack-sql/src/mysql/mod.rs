@@ -200,11 +200,12 @@ impl MySqlStore {
             if !writes.is_empty() {
                 // The narrow UPDATE (write_back.rs); whole rows only if a row was not locked here.
                 let written = match write_back::narrow_update(&table, &old, &writes) {
-                    WriteBack::Narrow { sql, doc } => {
-                        sqlx::query(AssertSqlSafe(sql))
-                            .bind(doc)
-                            .execute(&mut *tx)
-                            .await
+                    WriteBack::Narrow { sql, doc, keys } => {
+                        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(doc);
+                        for (job, id) in keys {
+                            q = q.bind(job).bind(id);
+                        }
+                        q.execute(&mut *tx).await
                     }
                     WriteBack::Unchanged => Ok(Default::default()),
                     WriteBack::WholeRows => {

@@ -13,6 +13,20 @@
 //! insert and duplicate-key lookup of every row were 40% of the server's time in a batched drain
 //! (`docs/benchmarks/mysql.md`). `STRAIGHT_JOIN` reads the document first and each row by primary
 //! key (`eq_ref`). The row triggers keep the counters as for any `UPDATE`.
+//!
+//! A batch of a few rows (a hand-off, a small claim) is written with the task table first
+//! instead, its rows picked by primary key:
+//!
+//! ```sql
+//! UPDATE {t}task t STRAIGHT_JOIN JSON_TABLE(?, …) v ON t.job = v.job AND t.id = v.id
+//! SET … WHERE (t.job, t.id) IN ((?, ?), …)
+//! ```
+//!
+//! MariaDB updates the first table of a multi-table `UPDATE` as it reads it; any later table's
+//! new values are first buffered in an internal temporary table, which goes to disk as soon as
+//! a `TEXT` column is set (history, output, the lease owner), and creating it was a third of a
+//! hand-off's server time. Task-first reads the document once per row, so it is kept for small
+//! batches ([`ON_THE_FLY_ROWS`]).
 
 use crate::common::RawTask;
 use serde_json::Value;
@@ -83,10 +97,18 @@ fn cells(r: &RawTask) -> [Value; 24] {
     ]
 }
 
+/// Batches of up to this many rows are written task-table-first (see the module docs).
+const ON_THE_FLY_ROWS: usize = 8;
+
 /// How to write a batch back.
 pub(super) enum WriteBack {
-    /// The narrow `UPDATE` and its one parameter, the JSON document.
-    Narrow { sql: String, doc: String },
+    /// The narrow `UPDATE` and its parameters: the JSON document, then the `(job, id)` of each
+    /// row when the statement picks them by primary key (task-table-first), else none.
+    Narrow {
+        sql: String,
+        doc: String,
+        keys: Vec<(String, String)>,
+    },
     /// Every row was locked and none changed: nothing to write.
     Unchanged,
     /// A row to write was not among the locked ones: whole rows (an upsert) are needed.
@@ -134,13 +156,86 @@ pub(super) fn narrow_update(
         columns.push_str(&format!(", {name} {ty} PATH '$[{}]' ERROR ON ERROR", n + 2));
         sets.push(format!("t.{name} = v.{name}"));
     }
-    let sql = format!(
-        "UPDATE JSON_TABLE(?, '$[*]' COLUMNS ({columns})) v STRAIGHT_JOIN {table} t \
-         ON t.job = v.job AND t.id = v.id SET {}",
-        sets.join(", ")
-    );
+    let document = format!("JSON_TABLE(?, '$[*]' COLUMNS ({columns})) v");
+    let (sql, keys) = if new.len() <= ON_THE_FLY_ROWS {
+        let pairs = vec!["(?, ?)"; new.len()].join(", ");
+        let sql = format!(
+            "UPDATE {table} t STRAIGHT_JOIN {document} ON t.job = v.job AND t.id = v.id \
+             SET {} WHERE (t.job, t.id) IN ({pairs})",
+            sets.join(", ")
+        );
+        (
+            sql,
+            new.iter().map(|r| (r.job.clone(), r.id.clone())).collect(),
+        )
+    } else {
+        let sql = format!(
+            "UPDATE {document} STRAIGHT_JOIN {table} t ON t.job = v.job AND t.id = v.id SET {}",
+            sets.join(", ")
+        );
+        (sql, Vec::new())
+    };
     WriteBack::Narrow {
         sql,
         doc: Value::Array(doc).to_string(),
+        keys,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lifecycle::ClaimDecision;
+    use std::time::Duration;
+    use tasktrack_core::{Claim, Job, JobName, NewTask, TaskId, Timestamp, lifecycle};
+
+    /// `n` pending tasks as locked, and the same tasks claimed (the write-back of a claim).
+    fn claimed(n: usize) -> (HashMap<(String, String), RawTask>, Vec<RawTask>) {
+        let now = Timestamp::from_millis(1_000);
+        let job = Job::new(JobName::new("j").unwrap(), now);
+        let claim = Claim {
+            owner: "w".into(),
+            lease_for: Duration::from_secs(60),
+            force: false,
+        };
+        let mut old = HashMap::new();
+        let mut new = Vec::new();
+        for i in 0..n {
+            let id = TaskId::new(format!("t{i}")).unwrap();
+            let task = lifecycle::create_task(&job, &NewTask::new(id), now).unwrap();
+            let raw = RawTask::from_task(&task).unwrap();
+            old.insert((raw.job.clone(), raw.id.clone()), raw);
+            let ClaimDecision::Granted(granted) = lifecycle::claim(&task, &claim, now).unwrap()
+            else {
+                panic!("a pending task is claimable");
+            };
+            new.push(RawTask::from_task(&granted.task).unwrap());
+        }
+        (old, new)
+    }
+
+    #[test]
+    fn a_few_rows_are_updated_task_table_first_by_primary_key() {
+        let (old, new) = claimed(ON_THE_FLY_ROWS);
+        let WriteBack::Narrow { sql, keys, .. } = narrow_update("task", &old, &new) else {
+            panic!("a claim changes its rows");
+        };
+        assert!(
+            sql.starts_with("UPDATE task t STRAIGHT_JOIN JSON_TABLE("),
+            "{sql}"
+        );
+        assert!(sql.ends_with(&format!("IN ({})", ["(?, ?)"; ON_THE_FLY_ROWS].join(", "))));
+        assert_eq!(keys.len(), ON_THE_FLY_ROWS);
+        assert_eq!(keys[0], ("j".to_string(), "t0".to_string()));
+    }
+
+    #[test]
+    fn larger_batches_read_the_document_first() {
+        let (old, new) = claimed(ON_THE_FLY_ROWS + 1);
+        let WriteBack::Narrow { sql, keys, .. } = narrow_update("task", &old, &new) else {
+            panic!("a claim changes its rows");
+        };
+        assert!(sql.starts_with("UPDATE JSON_TABLE("), "{sql}");
+        assert!(keys.is_empty());
     }
 }
