@@ -402,6 +402,65 @@ async fn handoff_matches_the_pure_rules(dialect: &str) {
     );
 }
 
+/// Eight workers handing off at once (on PostgreSQL their hand-offs are combined into shared
+/// statements): each gets its next task under its own lease, exactly as stored; a stale lease
+/// among them is refused without disturbing the others; every task is completed once.
+async fn concurrent_handoffs_grant_each_worker_its_own_lease(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let (j, now) = (job(), T0);
+    s.create(&j, &ids(240), CreateMode::SkipExisting, now)
+        .await
+        .unwrap();
+    let workers = (0..8).map(|w| {
+        let (s, j) = (s.inner.clone(), j.clone());
+        tokio::spawn(async move {
+            let req = ClaimNext::new(format!("w{w}"), LEASE);
+            let mut done = Vec::new();
+            let mut held = s.claim_next(&j, &req, now).await.unwrap().pop();
+            while let Some(c) = held {
+                let got = s
+                    .succeed_and_claim_next(&c.lease, json!(w), &req, now)
+                    .await
+                    .unwrap();
+                assert_eq!(got.done.key(), c.lease.key);
+                assert_eq!(got.done.status, Status::Succeeded);
+                if done.is_empty() && w == 0 {
+                    let again = s
+                        .succeed_and_claim_next(&c.lease, json!(w), &req, now)
+                        .await;
+                    assert!(matches!(again, Err(Error::StaleLease { .. })), "{again:?}");
+                }
+                done.push(c.lease.key.id.to_string());
+                held = got.next.into_iter().next();
+                if let Some(next) = &held {
+                    assert_eq!(next.lease.owner, format!("w{w}"));
+                    assert_eq!(s.get(&next.lease.key).await.unwrap(), next.task);
+                }
+            }
+            done
+        })
+    });
+    let mut completed = Vec::new();
+    for w in workers.collect::<Vec<_>>() {
+        completed.extend(w.await.unwrap());
+    }
+    completed.sort();
+    let before = completed.len();
+    completed.dedup();
+    assert_eq!(
+        (before, completed.len()),
+        (240, 240),
+        "each task completed once"
+    );
+    let counts = s.counts(&j).await.unwrap();
+    assert_eq!(
+        (counts.by_status.succeeded, counts.by_status.in_progress),
+        (240, 0)
+    );
+}
+
 /// Every case above, once per dialect: `postgres::<case>` and `mysql::<case>`.
 macro_rules! on_both_dialects {
     ($($case:ident),* $(,)?) => {
@@ -427,6 +486,7 @@ on_both_dialects!(
     init_is_idempotent_and_versioned,
     batched_completion_equals_one_by_one,
     handoff_matches_the_pure_rules,
+    concurrent_handoffs_grant_each_worker_its_own_lease,
 );
 
 /// The store vacuums the task table itself every `vacuum_every` granted claims (the claim index

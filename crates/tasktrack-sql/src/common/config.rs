@@ -13,6 +13,7 @@ use tasktrack_core::{Error, Result};
 /// | `schema` | `public` (PostgreSQL only) | the schema holding the tables |
 /// | `table_prefix` | `tasktrack_` | prefix of every table, view and trigger name |
 /// | `vacuum_every` | 10000 (PostgreSQL only) | claims between two `VACUUM`s of the task table the store runs itself; `0`: never |
+/// | `combine_handoffs` | `on` (PostgreSQL only) | send concurrent workers' hand-offs as one statement (`off`: one each) |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The URL with this crate's parameters removed, as the driver expects it.
@@ -31,6 +32,8 @@ pub struct Config {
     pub table_prefix: String,
     /// PostgreSQL: granted claims between two vacuums of the task table (0: never).
     pub vacuum_every: u64,
+    /// PostgreSQL: combine concurrent hand-offs into one statement.
+    pub combine_handoffs: bool,
 }
 
 impl Config {
@@ -56,6 +59,7 @@ impl Config {
             schema: None,
             table_prefix: "tasktrack_".to_string(),
             vacuum_every: 10_000,
+            combine_handoffs: true,
         };
         let mut kept = Vec::new();
         for (k, v) in parsed.query_pairs() {
@@ -79,6 +83,17 @@ impl Config {
                             "vacuum_every must be a number of claims, got {v:?}"
                         ))
                     })?;
+                }
+                "combine_handoffs" => {
+                    config.combine_handoffs = match v.as_ref() {
+                        "on" | "true" | "1" => true,
+                        "off" | "false" | "0" => false,
+                        _ => {
+                            return Err(Error::invalid(format!(
+                                "combine_handoffs must be on or off, got {v:?}"
+                            )));
+                        }
+                    };
                 }
                 _ => kept.push((k.into_owned(), v.into_owned())),
             }
@@ -131,7 +146,7 @@ mod tests {
     #[test]
     fn strips_our_parameters_and_keeps_the_drivers() {
         let c = Config::parse(
-            "postgres://u@db.example:6543/app?sslmode=disable&pool_size=4&statement_timeout=2s&schema=jobs&table_prefix=tt_&vacuum_every=0",
+            "postgres://u@db.example:6543/app?sslmode=disable&pool_size=4&statement_timeout=2s&schema=jobs&table_prefix=tt_&vacuum_every=0&combine_handoffs=off",
             5432,
         )
         .unwrap();
@@ -141,6 +156,7 @@ mod tests {
         assert_eq!(c.schema.as_deref(), Some("jobs"));
         assert_eq!(c.table_prefix, "tt_");
         assert_eq!(c.vacuum_every, 0);
+        assert!(!c.combine_handoffs);
         assert_eq!(
             c.driver_url,
             "postgres://u@db.example:6543/app?sslmode=disable"
@@ -161,5 +177,6 @@ mod tests {
         assert!(Config::parse("postgres://h/d?pool_size=0", 5432).is_err());
         assert!(Config::parse("postgres://h/d?statement_timeout=3h", 5432).is_err());
         assert!(Config::parse("postgres://h/d?vacuum_every=often", 5432).is_err());
+        assert!(Config::parse("postgres://h/d?combine_handoffs=maybe", 5432).is_err());
     }
 }

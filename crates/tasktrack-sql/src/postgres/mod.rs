@@ -10,6 +10,8 @@
 //!   claim of `claim_next.sql`, as data-modifying CTEs: one round trip and one commit per task.
 //!   When the succeed fast path does not apply (stale lease, pipeline stage) nothing is written
 //!   and the general path runs: `succeed`, then `claim_next`.
+//! - Hand-offs of concurrent workers are combined (`combine.rs`): those that queue while another
+//!   is in flight go out together as one statement (`handoff_many.sql`), one commit for all.
 //! - Every other operation is "load → pure rule → conditional write": the row is read with its
 //!   `version`, a [`tasktrack_core::lifecycle`] function decides, and the new row is written with
 //!   `UPDATE … WHERE job = $ AND id = $ AND version = $` (the
@@ -23,6 +25,7 @@
 //! `{prefix}task_count`, `{prefix}schema_version` and the analytics view `{prefix}tasks`, in the
 //! schema named by `?schema=` (default `public`).
 
+mod combine;
 mod docs;
 mod rows;
 mod vacuum;
@@ -33,6 +36,7 @@ use crate::common::migrate::{self, Migration};
 use crate::common::{
     Dialect, claimed, handoff_general, probe, store_over_cas, succeed_many_batched,
 };
+use combine::ViaCombiner;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
@@ -56,6 +60,7 @@ dialect_queries! {
         succeed_many,
         handoff,
         handoff_stage,
+        handoff_many,
         purge_batch,
         lock_migrations,
     }
@@ -86,6 +91,10 @@ pub struct PgStore {
     native: Arc<Native>,
     /// When the store vacuums the task table next (`vacuum.rs`).
     housekeeping: Arc<vacuum::Housekeeping>,
+    /// The queue to the task combining concurrent hand-offs (`combine.rs`), started at the
+    /// first hand-off; `None` inside: combining is off (`?combine_handoffs=off`).
+    combiner: Arc<std::sync::OnceLock<Option<combine::Combiner>>>,
+    combine_handoffs: bool,
 }
 
 impl PgStore {
@@ -126,6 +135,8 @@ impl PgStore {
             pool,
             endpoint,
             housekeeping: Arc::new(vacuum::Housekeeping::new(config.vacuum_every)),
+            combiner: Arc::default(),
+            combine_handoffs: config.combine_handoffs,
             q: Arc::new(Queries::postgres(|sql| render(sql, &t, &prefix))),
             native: Arc::new(Native::load(|sql| render(sql, &t, &prefix))),
             schema,
@@ -504,6 +515,13 @@ store_over_cas! {
             now: Timestamp,
         ) -> Result<Handoff> {
             cas::check_claim_next(next)?;
+            let (output, _slot) = match self.handoff_combined(lease, output, next, now).await? {
+                ViaCombiner::Done(handoff) => return Ok(*handoff),
+                ViaCombiner::NotCompleted(output) => {
+                    return handoff_general(self, lease, output, next, now).await;
+                }
+                ViaCombiner::NotSent(output, slot) => (output, slot),
+            };
             if let Some(handoff) = self.handoff_fast(lease, &output, next, now).await? {
                 return Ok(handoff);
             }
