@@ -486,7 +486,7 @@ store_over_cas! {
             // written task so both dialects hand out leases the same way.
             won.into_iter().map(|c| claimed(c.task)).collect()
         }
-        /// One transaction, one commit (`handoff_lock.sql`, then [`MySqlStore::handoff_locked`]);
+        /// One transaction, one commit (`handoff_lock.sql`, then `MySqlStore::handoff_locked`);
         /// the general path (`succeed`, then `claim_next`) when the lease's row is not completed
         /// there (refused, or a pipeline task moved to its next stage, which the claim must see).
         async fn succeed_and_claim_next(
