@@ -25,12 +25,11 @@
 //!
 //! The task ends when every clone of the store that could queue to it has been dropped.
 
-use super::{PgStore, SuccessParams};
+use super::{PgStore, SucceedColumns};
 use crate::common::{Dialect, claimed};
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
-use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Error as SqlError};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,7 +38,7 @@ use tasktrack_core::*;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// Most hand-offs one statement carries.
-pub(super) const MAX_COMBINED: usize = 64;
+const MAX_COMBINED: usize = 64;
 
 /// Hand-off statements in flight at once, direct or combined: one being written while the next
 /// batch forms. Measured with 16 workers: 1 drained 7,145–7,969 tasks/s, 2 7,079–7,710, 3
@@ -212,13 +211,13 @@ impl PgStore {
             .run(false, || {
                 sqlx::query(AssertSqlSafe(self.native.handoff_many.clone()))
                     .bind(job.as_str())
-                    .bind(&columns.id)
-                    .bind(&columns.token)
-                    .bind(&columns.owner)
-                    .bind(&columns.attempt)
-                    .bind(&columns.output)
-                    .bind(&columns.record)
-                    .bind(&columns.acquired_at)
+                    .bind(&columns.done.id)
+                    .bind(&columns.done.token)
+                    .bind(&columns.done.owner)
+                    .bind(&columns.done.attempt)
+                    .bind(&columns.done.output)
+                    .bind(&columns.done.record)
+                    .bind(&columns.done.acquired_at)
                     .bind(&columns.now)
                     .bind(&columns.next_owner)
                     .bind(&columns.expires)
@@ -266,15 +265,10 @@ impl PgStore {
     }
 }
 
-/// The hand-offs of a batch as the column arrays `handoff_many.sql` unnests.
+/// The hand-offs of a batch as the column arrays `handoff_many.sql` unnests: the leases' as
+/// for `succeed_many.sql`, then each hand-off's `now` and next lease.
 struct Columns {
-    id: Vec<String>,
-    token: Vec<i64>,
-    owner: Vec<String>,
-    attempt: Vec<i64>,
-    output: Vec<Json<Value>>,
-    record: Vec<Json<Value>>,
-    acquired_at: Vec<i64>,
+    done: SucceedColumns,
     now: Vec<i64>,
     next_owner: Vec<String>,
     expires: Vec<i64>,
@@ -284,31 +278,18 @@ impl Columns {
     fn of(requests: &[Request]) -> Result<Columns> {
         let n = requests.len();
         let mut c = Columns {
-            id: Vec::with_capacity(n),
-            token: Vec::with_capacity(n),
-            owner: Vec::with_capacity(n),
-            attempt: Vec::with_capacity(n),
-            output: Vec::with_capacity(n),
-            record: Vec::with_capacity(n),
-            acquired_at: Vec::with_capacity(n),
+            done: SucceedColumns::with_capacity(n),
             now: Vec::with_capacity(n),
             next_owner: Vec::with_capacity(n),
             expires: Vec::with_capacity(n),
         };
         for r in requests {
-            // `fits` checked the token, so every request has its parameters.
-            let Some(s) = SuccessParams::new(&r.lease, &r.output, r.now)? else {
+            // `fits` checked the token, so no lease is left out and the arrays stay aligned.
+            if !c.done.push(&r.lease, &r.output, r.now)? {
                 return Err(Error::backend(
                     "combined hand-off with a token beyond bigint",
                 ));
-            };
-            c.id.push(r.lease.key.id.to_string());
-            c.token.push(s.token);
-            c.owner.push(r.lease.owner.clone());
-            c.attempt.push(i64::from(r.lease.attempt));
-            c.output.push(Json(r.output.clone()));
-            c.record.push(Json(s.record));
-            c.acquired_at.push(r.lease.acquired_at.as_millis());
+            }
             c.now.push(r.now.as_millis());
             c.next_owner.push(r.next.owner.clone());
             c.expires.push(r.now.plus(r.next.lease_for).as_millis());

@@ -465,8 +465,15 @@ impl SucceedColumns {
     /// A lease whose token does not fit a BIGINT cannot match any row; it is left out here and
     /// answered by the general path.
     fn of(done: &[(Lease, Value)], now: Timestamp) -> Result<SucceedColumns> {
-        let n = done.len();
-        let mut c = SucceedColumns {
+        let mut c = SucceedColumns::with_capacity(done.len());
+        for (lease, output) in done {
+            c.push(lease, output, now)?;
+        }
+        Ok(c)
+    }
+
+    fn with_capacity(n: usize) -> SucceedColumns {
+        SucceedColumns {
             job: Vec::with_capacity(n),
             id: Vec::with_capacity(n),
             token: Vec::with_capacity(n),
@@ -475,21 +482,24 @@ impl SucceedColumns {
             output: Vec::with_capacity(n),
             record: Vec::with_capacity(n),
             acquired_at: Vec::with_capacity(n),
-        };
-        for (lease, output) in done {
-            let Ok(token) = i64::try_from(lease.token) else {
-                continue;
-            };
-            c.job.push(lease.key.job.to_string());
-            c.id.push(lease.key.id.to_string());
-            c.token.push(token);
-            c.owner.push(lease.owner.clone());
-            c.attempt.push(i64::from(lease.attempt));
-            c.output.push(Json(output.clone()));
-            c.record.push(Json(success_record(lease, now)?));
-            c.acquired_at.push(lease.acquired_at.as_millis());
         }
-        Ok(c)
+    }
+
+    /// Adds one lease's columns, its history record stamped `now`; `false` (nothing added) for a
+    /// token beyond BIGINT.
+    fn push(&mut self, lease: &Lease, output: &Value, now: Timestamp) -> Result<bool> {
+        let Ok(token) = i64::try_from(lease.token) else {
+            return Ok(false);
+        };
+        self.job.push(lease.key.job.to_string());
+        self.id.push(lease.key.id.to_string());
+        self.token.push(token);
+        self.owner.push(lease.owner.clone());
+        self.attempt.push(i64::from(lease.attempt));
+        self.output.push(Json(output.clone()));
+        self.record.push(Json(success_record(lease, now)?));
+        self.acquired_at.push(lease.acquired_at.as_millis());
+        Ok(true)
     }
 }
 
