@@ -94,6 +94,7 @@ pub struct PgStore {
     /// The queue to the task combining concurrent hand-offs (`combine.rs`), started at the
     /// first hand-off; `None` inside: combining is off (`?combine_handoffs=off`).
     combiner: Arc<std::sync::OnceLock<Option<combine::Combiner>>>,
+    /// `?combine_handoffs=` (default on).
     combine_handoffs: bool,
 }
 
