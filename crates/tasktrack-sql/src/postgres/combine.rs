@@ -135,17 +135,16 @@ impl PgStore {
         next: &ClaimNext,
         now: Timestamp,
     ) -> Result<ViaCombiner> {
-        let queue = self.combiner.get_or_init(|| {
-            // The task's own clone has no queue, so it does not keep itself alive.
-            let store = PgStore {
-                combiner: Arc::default(),
-                ..self.clone()
-            };
-            self.combine_handoffs.then(|| start(store))
-        });
-        let Some(combiner) = queue.as_ref().filter(|_| fits(lease, next)) else {
+        let Some(combiner) = self.combiner.as_ref().filter(|_| fits(lease, next)) else {
             return Ok(ViaCombiner::NotSent(output, None));
         };
+        let combiner = combiner.get_or_init(|| {
+            // The task's own clone has no combiner, so it does not keep itself alive.
+            start(PgStore {
+                combiner: None,
+                ..self.clone()
+            })
+        });
         // A free slot (no batch waiting for one): send this hand-off alone, at once, without
         // the trip through the combining task.
         if let Ok(slot) = combiner.slots.clone().try_acquire_owned() {

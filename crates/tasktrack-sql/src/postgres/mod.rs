@@ -91,11 +91,9 @@ pub struct PgStore {
     native: Arc<Native>,
     /// When the store vacuums the task table next (`vacuum.rs`).
     housekeeping: Arc<vacuum::Housekeeping>,
-    /// The queue to the task combining concurrent hand-offs (`combine.rs`), started at the
-    /// first hand-off; `None` inside: combining is off (`?combine_handoffs=off`).
-    combiner: Arc<std::sync::OnceLock<Option<combine::Combiner>>>,
-    /// `?combine_handoffs=` (default on).
-    combine_handoffs: bool,
+    /// The task combining concurrent hand-offs (`combine.rs`), started at the first hand-off;
+    /// `None` when combining is off (`?combine_handoffs=off`) and in the task's own clone.
+    combiner: Option<Arc<std::sync::OnceLock<combine::Combiner>>>,
 }
 
 impl PgStore {
@@ -136,8 +134,7 @@ impl PgStore {
             pool,
             endpoint,
             housekeeping: Arc::new(vacuum::Housekeeping::new(config.vacuum_every)),
-            combiner: Arc::default(),
-            combine_handoffs: config.combine_handoffs,
+            combiner: config.combine_handoffs.then(Arc::default),
             q: Arc::new(Queries::postgres(|sql| render(sql, &t, &prefix))),
             native: Arc::new(Native::load(|sql| render(sql, &t, &prefix))),
             schema,
