@@ -18,7 +18,7 @@ if ARGV[5] == '1' and tonumber(f.attempts) < tonumber(f.max_attempts) then
   f.nb = ARGV[6]
 else
   f.status = 'exhausted'
-  f.finished = tostring(now)
+  f.finished = digits(now)
 end
 touch(f, now)
 unindex(id, old)

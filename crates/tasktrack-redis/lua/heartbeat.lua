@@ -6,7 +6,7 @@ local f = load(id)
 if f == nil or f.status ~= 'in_progress' or f.ltoken ~= ARGV[2] then return 0 end
 local old = { status = f.status, stage = f.stage, updated = f.updated, qm = f.qm }
 local orig = snapshot(f)
-f.exp = tostring(now + tonumber(ARGV[3]))
+f.exp = digits(now + tonumber(ARGV[3]))
 touch(f, now)
 unindex(id, old)
 index(id, f)
