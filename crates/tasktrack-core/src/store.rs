@@ -317,3 +317,37 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// Progress of a job, without scanning its tasks.
     async fn counts(&self, job: &JobName) -> Result<Counts>;
 }
+
+/// A store URL fit to print: the password, if any, replaced by `***`
+/// (`postgres://app:secret@db/x` becomes `postgres://app:***@db/x`). Every face that shows a
+/// store URL (errors, `tasktrack init`, the benchmark) goes through it.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redact_url_hides_only_the_password() {
+        assert_eq!(
+            redact_url("postgres://app:secret@db:5432/x?schema=s"),
+            "postgres://app:***@db:5432/x?schema=s"
+        );
+        assert_eq!(redact_url("mongodb://u:p:q@h/db"), "mongodb://u:***@h/db");
+        for unchanged in [
+            "redis://127.0.0.1:6379/0",
+            "mysql://root@h/db",
+            "sqlite://./t.db",
+        ] {
+            assert_eq!(redact_url(unchanged), unchanged);
+        }
+    }
+}

@@ -5,7 +5,7 @@
 //! (default [`DEFAULT_DATABASE`]); `prefix` is put in front of the two collection names so that
 //! several trackers can share one database.
 
-use tasktrack_core::{Error, Result};
+use tasktrack_core::{Error, Result, redact_url};
 
 /// The database used when the URL names none.
 pub const DEFAULT_DATABASE: &str = "tasktrack";
@@ -37,7 +37,12 @@ impl Config {
 
 /// Splits a store URL into the driver's connection string, the database and the prefix.
 pub fn parse(url: &str) -> Result<Config> {
-    let bad = |why: &str| Error::invalid(format!("bad mongodb store URL {:?}: {why}", redact(url)));
+    let bad = |why: &str| {
+        Error::invalid(format!(
+            "bad mongodb store URL {:?}: {why}",
+            redact_url(url)
+        ))
+    };
     let rest = url
         .strip_prefix("mongodb://")
         .or_else(|| url.strip_prefix("mongodb+srv://"))
@@ -115,17 +120,6 @@ fn decode(s: &str) -> String {
         .map_or(String::new(), |(_, v)| v.into_owned())
 }
 
-/// The URL without its password, for error messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-            None => url.to_string(),
-        },
-        _ => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +162,5 @@ mod tests {
         ] {
             assert!(matches!(parse(url), Err(Error::InvalidInput(_))), "{url}");
         }
-        assert_eq!(redact("mongodb://u:secret@h/db"), "mongodb://u:***@h/db");
     }
 }

@@ -111,7 +111,7 @@ pub async fn open(url: &str) -> Result<MongoStore> {
         .map_err(|e| match *e.kind {
             mongodb::error::ErrorKind::InvalidArgument { .. } => Error::invalid(format!(
                 "bad mongodb store URL {:?}: {e}",
-                config::redact(url)
+                tasktrack_core::redact_url(url)
             )),
             _ => error::map(e, &config.hosts),
         })?;
