@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "tasktrack", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
-    /// Store URL: sqlite://PATH, file://DIR, postgres://…, redis://…, s3://…, memory://
+    /// Store URL: sqlite://PATH, file://DIR, postgres://…, mysql://…, redis://…, s3://BUCKET/PREFIX,
+    /// dynamodb://TABLE, mongodb://…, memory://
     #[arg(long, global = true, env = "TASKTRACK_STORE", default_value = tasktrack::DEFAULT_STORE_URL)]
     pub store: String,
     /// Print one JSON document on stdout instead of tables.
@@ -156,7 +157,7 @@ pub struct RunArgs {
     /// Stop after this many tasks.
     #[arg(long)]
     pub limit: Option<u64>,
-    /// Worker id recorded in leases and history (default: host:pid); workers get `/1`, `/2`, …
+    /// Worker id recorded in leases and history (default: host:pid:n); workers get `/1`, `/2`, …
     #[arg(long)]
     pub worker_id: Option<String>,
     /// Keep waiting for new tasks instead of exiting when the job is drained.
