@@ -1,7 +1,7 @@
 //! The store URL: where the server is, and the options this crate reads from its query string.
 
 use std::time::Duration;
-use tasktrack_core::{Error, Result};
+use tasktrack_core::{Error, Result, redact_url};
 
 /// Options taken from the URL's query string (and removed before the URL reaches the driver).
 ///
@@ -39,15 +39,17 @@ pub struct Config {
 impl Config {
     /// Parses a `postgres://`, `postgresql://`, `mysql://` or `mariadb://` URL.
     pub fn parse(url: &str, default_port: u16) -> Result<Config> {
-        let mut parsed =
-            url::Url::parse(url).map_err(|e| Error::invalid(format!("bad store URL: {e}")))?;
+        let bad_url = |e: url::ParseError| {
+            Error::invalid(format!("bad store URL {:?}: {e}", redact_url(url)))
+        };
+        let mut parsed = url::Url::parse(url).map_err(bad_url)?;
         if parsed.scheme() == "mariadb" {
             // sqlx knows MariaDB by its protocol's name. Url::set_scheme refuses some changes
             // between special and non-special schemes, so rebuild the string instead.
             let rest = url.split_once("://").map_or("", |(_, r)| r);
-            parsed = url::Url::parse(&format!("mysql://{rest}"))
-                .map_err(|e| Error::invalid(format!("bad store URL: {e}")))?;
+            parsed = url::Url::parse(&format!("mysql://{rest}")).map_err(bad_url)?;
         }
+        let postgres = parsed.scheme().starts_with("postgres");
         let host = parsed.host_str().unwrap_or("localhost").to_string();
         let endpoint = format!("{host}:{}", parsed.port().unwrap_or(default_port));
         let mut config = Config {
@@ -63,6 +65,12 @@ impl Config {
         };
         let mut kept = Vec::new();
         for (k, v) in parsed.query_pairs() {
+            if !postgres && POSTGRES_ONLY.contains(&k.as_ref()) {
+                return Err(Error::invalid(format!(
+                    "{k} is a PostgreSQL-only option; a MySQL/MariaDB store keeps its tables in \
+                     the database named in the URL's path"
+                )));
+            }
             match k.as_ref() {
                 "pool_size" => {
                     config.pool_size = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -106,6 +114,9 @@ impl Config {
         Ok(config)
     }
 }
+
+/// Options a MySQL/MariaDB URL refuses rather than silently ignores.
+const POSTGRES_ONLY: [&str; 3] = ["schema", "vacuum_every", "combine_handoffs"];
 
 /// `250ms`, `30s`, `2m`, or a bare number of milliseconds.
 fn parse_duration(what: &str, v: &str) -> Result<Duration> {
@@ -178,5 +189,24 @@ mod tests {
         assert!(Config::parse("postgres://h/d?statement_timeout=3h", 5432).is_err());
         assert!(Config::parse("postgres://h/d?vacuum_every=often", 5432).is_err());
         assert!(Config::parse("postgres://h/d?combine_handoffs=maybe", 5432).is_err());
+    }
+
+    #[test]
+    fn mysql_urls_refuse_postgres_only_options() {
+        for option in POSTGRES_ONLY {
+            let url = format!("mariadb://root@h/test?{option}=x");
+            let err = Config::parse(&url, 3306).unwrap_err().to_string();
+            assert!(err.contains("PostgreSQL-only"), "{url}: {err}");
+        }
+        assert!(Config::parse("mysql://root@h/test?table_prefix=tt_", 3306).is_ok());
+    }
+
+    #[test]
+    fn a_bad_url_is_named_without_its_password() {
+        let err = Config::parse("postgres://u:secret@[::1/x", 5432)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("postgres://u:***@[::1/x"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
     }
 }

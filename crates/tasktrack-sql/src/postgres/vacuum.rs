@@ -86,6 +86,9 @@ impl PgStore {
     /// Vacuums `tables` on one connection, without the statement timeout (a vacuum of a big
     /// table may take longer). `INDEX_CLEANUP ON`: PostgreSQL would otherwise skip the indexes
     /// when few heap pages hold dead rows, which is exactly the claim index's case.
+    ///
+    /// The timeout is restored whatever the vacuum answers; a connection on which that fails is
+    /// closed rather than returned to the pool without its timeout.
     async fn vacuum_tables(&self, tables: &str, analyze: bool) -> Result<()> {
         let mut conn = self.pool.acquire().await.map_err(|e| self.err(&e))?;
         let options = if analyze {
@@ -93,16 +96,21 @@ impl PgStore {
         } else {
             "INDEX_CLEANUP ON"
         };
-        for sql in [
-            "SET statement_timeout = 0".to_string(),
-            format!("VACUUM ({options}) {tables}"),
-            "RESET statement_timeout".to_string(),
-        ] {
-            sqlx::raw_sql(AssertSqlSafe(sql))
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| self.err(&e))?;
+        let run = |sql: String| sqlx::raw_sql(AssertSqlSafe(sql));
+        run("SET statement_timeout = 0".into())
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.err(&e))?;
+        let vacuumed = run(format!("VACUUM ({options}) {tables}"))
+            .execute(&mut *conn)
+            .await;
+        if let Err(e) = run("RESET statement_timeout".into())
+            .execute(&mut *conn)
+            .await
+        {
+            conn.detach();
+            return Err(self.err(&e));
         }
-        Ok(())
+        vacuumed.map(drop).map_err(|e| self.err(&e))
     }
 }
