@@ -420,3 +420,21 @@ async fn pipelines_run_stage_by_stage() {
     let t = tt(&s, &["--json", "show", "p", "x"]).await.json();
     assert_eq!(t["output"]["stdout"], "parse\n");
 }
+
+#[tokio::test]
+async fn bulk_commands_handle_each_id_once() {
+    let s = store();
+    tt(&s, &["report", "d", "a", "--failure"]).await;
+    tt(&s, &["report", "d", "b", "--failure"]).await;
+    tt(&s, &["add", "d", "c"]).await;
+    // `a` is named and also selected by --failed: retried and counted once, in the order given.
+    let r = tt(&s, &["--json", "retry", "d", "c", "a", "c", "--failed"]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let doc = r.json();
+    assert_eq!(doc["retried"], 3, "{doc}");
+    assert_eq!(doc["ids"], serde_json::json!(["c", "a", "b"]));
+    // A second delete of the same id would be "not found" (exit 4).
+    let r = tt(&s, &["--json", "delete", "d", "a", "a"]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(r.json()["deleted"], 1);
+}

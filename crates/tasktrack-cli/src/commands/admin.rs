@@ -11,6 +11,7 @@ use crate::args::{DeleteArgs, IgnoreArgs, PurgeArgs, RetryArgs};
 use crate::exit;
 use crate::parse;
 use serde_json::{Value, json};
+use std::collections::HashSet;
 use std::future::Future;
 use tasktrack::{
     Error, ErrorKind, Ignore, JobName, Purge, Result, Retry, Status, TaskId, TaskKey, TaskQuery,
@@ -46,7 +47,7 @@ pub async fn retry(ctx: &Ctx, args: RetryArgs) -> Result<u8> {
         ids.extend(tasks.into_iter().map(|t| t.id));
     }
     let req = Retry { force: args.force };
-    let result = each(ctx, &job, ids, |key| async move {
+    let result = each(&job, ids, |key| async move {
         ctx.store.retry(&key, &req, ctx.now()).await.map(|_| ())
     })
     .await?;
@@ -62,7 +63,7 @@ pub async fn ignore(ctx: &Ctx, args: IgnoreArgs) -> Result<u8> {
         force: args.force,
     };
     let req = &req;
-    let result = each(ctx, &job, ids, |key| async move {
+    let result = each(&job, ids, |key| async move {
         ctx.store.ignore(&key, req, ctx.now()).await.map(|_| ())
     })
     .await?;
@@ -97,7 +98,7 @@ pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<u8> {
             "say which tasks: ids, or --all for the whole job",
         ));
     }
-    let result = each(ctx, &job, ids, |key| async move {
+    let result = each(&job, ids, |key| async move {
         ctx.store.delete(&key, ctx.now()).await
     })
     .await?;
@@ -129,12 +130,16 @@ struct Each {
     refused: Vec<(TaskId, Error)>,
 }
 
-/// Applies `op` to each id; missing or refused tasks are collected, store failures stop.
-async fn each<F, Fut>(_ctx: &Ctx, job: &JobName, ids: Vec<TaskId>, op: F) -> Result<Each>
+/// Applies `op` once to each distinct id, in the order first given (an id named twice, or named
+/// and also selected by `--failed`, is handled and counted once); missing or refused tasks are
+/// collected, store failures stop.
+async fn each<F, Fut>(job: &JobName, mut ids: Vec<TaskId>, op: F) -> Result<Each>
 where
     F: Fn(TaskKey) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
+    let mut seen = HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
     let mut result = Each {
         done: Vec::new(),
         refused: Vec::new(),
