@@ -118,12 +118,16 @@ async fn invalid_input_is_one_line_exit_2_and_writes_nothing() {
     std::fs::write(&bad_json, "{\"id\":\"ok\"}\n{\"id\": \"broken\"\n").unwrap();
     let ctrl = dir.path().join("ctrl.txt");
     std::fs::write(&ctrl, "fine\nbad\u{1b}id\n").unwrap();
+    let good = dir.path().join("good.txt");
+    std::fs::write(&good, "fine\n").unwrap();
     let cases: Vec<Vec<&str>> = vec![
         vec!["add", "j", "ok", ""],
         vec!["add", "j", "ok", "a\u{7}b"],
         vec!["add", "j", "--file", bad_json.to_str().unwrap()],
         vec!["add", "j", "--file", ctrl.to_str().unwrap()],
         vec!["add", "j", "x", "--data", "{nope"],
+        // Stdin and a file at once: one of them would be ignored.
+        vec!["add", "j", "-", "--file", good.to_str().unwrap()],
         vec!["list", "j", "--status", "pending,bogus"],
         vec!["run", "j", "--lease", "0s", "--", "true"],
         vec!["job", "set", "j", "--lease", "0s"],

@@ -79,6 +79,11 @@ fn collect(args: &AddArgs, defaults: &NewTask) -> Result<Vec<NewTask>> {
             });
         }
     }
+    if from_stdin && let Some(path) = args.file.as_deref().filter(|p| *p != "-") {
+        return Err(Error::invalid(format!(
+            "`-` reads ids from stdin and --file {path:?} from a file: give one of them"
+        )));
+    }
     let source = match args.file.as_deref() {
         Some("-") => Some(("stdin".to_string(), read_stdin()?)),
         Some(path) => Some((
