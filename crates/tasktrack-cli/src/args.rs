@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     /// Store URL: sqlite://PATH, file://DIR, postgres://…, mysql://…, redis://…, s3://BUCKET/PREFIX,
     /// dynamodb://TABLE, mongodb://…, memory://
-    #[arg(long, global = true, env = "TASKTRACK_STORE", default_value = tasktrack::DEFAULT_STORE_URL)]
+    // `hide_env_values`: --help must not print the URL (and its password) from the environment.
+    #[arg(long, global = true, env = "TASKTRACK_STORE", hide_env_values = true, default_value = tasktrack::DEFAULT_STORE_URL)]
     pub store: String,
     /// Print one JSON document on stdout instead of tables.
     #[arg(long, global = true)]

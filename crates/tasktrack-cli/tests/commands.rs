@@ -42,6 +42,11 @@ impl Run {
 }
 
 async fn tt(store: &Arc<dyn Store>, args: &[&str]) -> Run {
+    tt_url(store, "memory://", args).await
+}
+
+/// As [`tt`], with the store opened from `url` as far as the command knows.
+async fn tt_url(store: &Arc<dyn Store>, url: &str, args: &[&str]) -> Run {
     let cli =
         Cli::try_parse_from(std::iter::once("tasktrack").chain(args.iter().copied())).unwrap();
     let (out, err) = (Buf::default(), Buf::default());
@@ -52,7 +57,7 @@ async fn tt(store: &Arc<dyn Store>, args: &[&str]) -> Run {
         Box::new(out.clone()),
         Box::new(err.clone()),
     );
-    let code = tasktrack_cli::execute_with(store.clone(), "memory://", cli.command, output).await;
+    let code = tasktrack_cli::execute_with(store.clone(), url, cli.command, output).await;
     Run {
         code,
         out: out.text(),
@@ -441,4 +446,23 @@ async fn bulk_commands_handle_each_id_once() {
     let r = tt(&s, &["--json", "delete", "d", "a", "a"]).await;
     assert_eq!(r.code, 0, "{}", r.err);
     assert_eq!(r.json()["deleted"], 1);
+}
+
+#[tokio::test]
+async fn init_never_prints_the_store_password() {
+    let s = store();
+    let url = "postgres://app:s3cret@db:5432/tasks";
+    let r = tt_url(&s, url, &["--json", "init"]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let doc = r.json();
+    assert_eq!(doc["store"], "postgres://app:***@db:5432/tasks");
+    assert_eq!(doc["location"], "postgres://app:***@db:5432/tasks");
+    let r = tt_url(&s, url, &["init"]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(
+        r.out.contains("postgres://app:***@db:5432/tasks"),
+        "{}",
+        r.out
+    );
+    assert!(!r.out.contains("s3cret") && !r.err.contains("s3cret"));
 }

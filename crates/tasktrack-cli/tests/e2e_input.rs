@@ -115,3 +115,17 @@ fn init_completions_and_jsonl_from_stdin() {
     assert_eq!(comp.code, 0);
     assert!(comp.out.contains("tasktrack"));
 }
+
+#[test]
+fn help_does_not_print_the_store_url_from_the_environment() {
+    let env = Env::new();
+    let done: support::Done = env
+        .command(&["--help"])
+        .env("TASKTRACK_STORE", "postgres://app:s3cret@db/tasks")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(done.code, 0, "{}", done.err);
+    assert!(done.out.contains("TASKTRACK_STORE"), "{}", done.out);
+    assert!(!done.out.contains("s3cret"), "{}", done.out);
+}

@@ -2,21 +2,21 @@
 
 use super::Ctx;
 use serde_json::json;
-use tasktrack::Result;
+use tasktrack::{Result, redact_url};
 
-/// Prints the store's URL and backend.
+/// Prints the store's URL (its password masked) and backend.
 pub async fn init(ctx: &Ctx) -> Result<u8> {
+    let url = redact_url(&ctx.url);
     let location = match ctx.url.split_once("://") {
         Some(("sqlite", path)) => std::path::absolute(path.split('?').next().unwrap_or(path))
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| path.to_string()),
-        _ => ctx.url.clone(),
+        _ => url.clone(),
     };
-    let doc = json!({ "store": ctx.url, "backend": ctx.store.backend(), "location": location });
+    let doc = json!({ "store": url, "backend": ctx.store.backend(), "location": location });
     ctx.out.emit(&doc, || {
         format!(
-            "store ready: {} ({} backend) at {location}",
-            ctx.url,
+            "store ready: {url} ({} backend) at {location}",
             ctx.store.backend()
         )
     })?;

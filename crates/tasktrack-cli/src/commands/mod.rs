@@ -28,7 +28,8 @@ pub use completions::completions;
 pub struct Ctx {
     /// The opened store.
     pub store: Arc<dyn Store>,
-    /// The URL it was opened from (for messages).
+    /// The URL it was opened from, password included: print it only through
+    /// [`tasktrack::redact_url`].
     pub url: String,
     /// Where to write.
     pub out: Output,
