@@ -91,11 +91,24 @@ async fn add_list_show_status_have_stable_json_shapes() {
     assert_eq!(list[0]["status"], "pending");
     assert_eq!(list[0]["status_code"], 0);
 
-    let r = tt(&s, &["--json", "list", "j", "--limit", "2"]).await;
-    assert_eq!(r.json().as_array().map(Vec::len), Some(2));
+    // Paging under --json: stdout is the bare array, the cursor a JSON line on stderr.
+    let r = tt(&s, &["--json", "list", "j", "--limit", "3"]).await;
+    assert_eq!(r.json().as_array().map(Vec::len), Some(3));
+    let cursor: Value = serde_json::from_str(r.err.trim()).unwrap();
+    let next = cursor["next"].as_str().unwrap();
+    let r = tt(
+        &s,
+        &["--json", "list", "j", "--limit", "3", "--after", next],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(r.json().as_array().map(Vec::len), Some(1), "the rest");
+    assert!(r.err.is_empty(), "no cursor after the last page: {}", r.err);
+    let r = tt(&s, &["-q", "list", "j", "--limit", "2"]).await;
     assert!(
-        r.err.is_empty(),
-        "notes are suppressed under --json: {}",
+        r.err
+            .starts_with("more tasks match: continue with --after "),
+        "the cursor is a result, printed under -q too: {}",
         r.err
     );
 

@@ -7,7 +7,7 @@ use crate::parse;
 use tasktrack::{Cursor, MAX_LIMIT, Result, Store, Task, TaskQuery};
 
 /// Prints up to `--limit` tasks (a JSON array under `--json`); when more match, the cursor to
-/// continue from is printed on stderr.
+/// continue from is printed on stderr (a JSON line `{"next": CURSOR}` under `--json`).
 pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<u8> {
     let mut query = TaskQuery::new(parse::job(&args.job)?);
     if let Some(s) = &args.status {
@@ -29,9 +29,16 @@ pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<u8> {
     }
     let (tasks, next) = fetch(ctx.store.as_ref(), query, limit).await?;
     ctx.out.emit(&tasks, || render(&tasks))?;
+    // The cursor is part of the result (without it a script cannot page), so it is printed
+    // under --json and -q too: stdout stays the bare array, the cursor goes to stderr.
     if let Some(next) = next {
-        ctx.out
-            .note(format!("more tasks match: continue with --after {next}"));
+        if ctx.out.json {
+            ctx.out
+                .stderr(&serde_json::json!({ "next": next.to_string() }).to_string());
+        } else {
+            ctx.out
+                .stderr(&format!("more tasks match: continue with --after {next}"));
+        }
     }
     Ok(crate::exit::OK)
 }
