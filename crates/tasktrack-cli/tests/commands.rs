@@ -479,3 +479,100 @@ async fn init_never_prints_the_store_password() {
     );
     assert!(!r.out.contains("s3cret") && !r.err.contains("s3cret"));
 }
+
+/// A memory store whose `release` and `counts` can be made to fail, to see that `run` says so.
+#[derive(Debug)]
+struct Faulty {
+    inner: MemoryStore,
+    /// `release` fails.
+    release_fails: std::sync::atomic::AtomicBool,
+    /// `counts` fails once a task has succeeded.
+    counts_fail_after_success: std::sync::atomic::AtomicBool,
+    succeeded: std::sync::atomic::AtomicBool,
+}
+
+impl Faulty {
+    fn new() -> Self {
+        Faulty {
+            inner: MemoryStore::in_memory(),
+            release_fails: Default::default(),
+            counts_fail_after_success: Default::default(),
+            succeeded: Default::default(),
+        }
+    }
+}
+
+mod faulty {
+    use super::Faulty;
+    use serde_json::Value;
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::time::Duration;
+    use tasktrack::*;
+
+    tasktrack::store_impl! {
+        Faulty;
+        native {
+            fn backend(&self) -> &'static str {
+                "faulty"
+            }
+            async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
+                if self.release_fails.load(SeqCst) {
+                    return Err(Error::backend("release broken by the test"));
+                }
+                self.inner.release(lease, now).await
+            }
+            async fn counts(&self, job: &JobName) -> Result<Counts> {
+                if self.counts_fail_after_success.load(SeqCst) && self.succeeded.load(SeqCst) {
+                    return Err(Error::backend("counts broken by the test"));
+                }
+                self.inner.counts(job).await
+            }
+            async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+                let task = self.inner.succeed(lease, output, now).await?;
+                self.succeeded.store(true, SeqCst);
+                Ok(task)
+            }
+        }
+        via self.inner {
+            init() -> ();
+            put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
+            get_job(job: &JobName) -> Job;
+            jobs(state: Option<JobState>) -> Vec<Job>;
+            set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
+            delete_job(job: &JobName, now: Timestamp) -> Deleted;
+            create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
+            claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
+            claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
+            heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
+            patch_data(lease: &Lease, patch: &Value, now: Timestamp) -> Task;
+            succeed_many(done: &[(Lease, Value)], now: Timestamp) -> Vec<Result<Task>>;
+            fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
+            ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
+            retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
+            report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
+            delete(key: &TaskKey, now: Timestamp) -> ();
+            purge(req: &Purge) -> u64;
+            get(key: &TaskKey) -> Task;
+            list(query: &TaskQuery) -> TaskPage;
+        }
+    }
+}
+
+#[tokio::test]
+async fn run_warns_when_a_release_fails() {
+    let faulty = Arc::new(Faulty::new());
+    faulty
+        .release_fails
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let s: Arc<dyn Store> = faulty;
+    tt(&s, &["add", "rel", "a"]).await;
+    let r = tt(&s, &["run", "rel", "--", "/definitely/not/a/program"]).await;
+    assert_eq!(r.code, 2, "{}", r.err);
+    assert!(
+        r.err
+            .contains("rel/a: could not release the lease; the task stays held until it expires: "),
+        "{}",
+        r.err
+    );
+    assert!(r.err.contains("release broken by the test"), "{}", r.err);
+}

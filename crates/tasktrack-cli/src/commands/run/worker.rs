@@ -70,6 +70,17 @@ impl Shared {
         self.stop.send_replace(true);
     }
 
+    /// Gives a claimed task back (its attempt not counted). A failure is warned about: the task
+    /// then stays held until its lease expires, and that attempt is counted as dead.
+    async fn release(&self, lease: &Lease) {
+        if let Err(e) = self.store.release(lease, self.clock.now()).await {
+            self.out.warn(format!(
+                "{}: could not release the lease; the task stays held until it expires: {e}",
+                lease.key
+            ));
+        }
+    }
+
     /// Sleeps `d`, or less if the run is stopped meanwhile.
     async fn pause(&self, d: Duration) {
         let mut stop = self.stop.subscribe();
@@ -133,7 +144,7 @@ pub async fn work(shared: Arc<Shared>, owner: String) {
     }
     // Stopped right after a hand-off claimed a task: give it back untouched.
     for c in held {
-        let _ = shared.store.release(&c.lease, shared.clock.now()).await;
+        shared.release(&c.lease).await;
         shared.stats.record(&c.task.id, Ended::Released);
     }
 }
@@ -184,7 +195,7 @@ async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Cla
         Ok(r) => r,
         Err(e) => {
             // Not the task's fault: give it back untouched and stop the run.
-            let _ = shared.store.release(&lease, shared.clock.now()).await;
+            shared.release(&lease).await;
             shared.stats.record(&task.id, Ended::Released);
             let program = shared.command.first().cloned().unwrap_or_default();
             shared
