@@ -325,9 +325,23 @@ async fn substitution_env_and_a_missing_program() {
     assert_eq!(t["output"]["env"], "sub|x 1|1|payload");
 
     tt(&s, &["add", "miss", "a"]).await;
-    let r = tt(&s, &["run", "miss", "--", "/definitely/not/a/program"]).await;
+    let r = tt(
+        &s,
+        &["--json", "run", "miss", "--", "/definitely/not/a/program"],
+    )
+    .await;
     assert_eq!(r.code, 2, "{}", r.err);
     assert!(r.err.contains("cannot start"), "{}", r.err);
+    let summary = &r.json()["summary"];
+    assert_eq!(
+        (
+            summary["attempts"].as_u64(),
+            summary["released"].as_u64(),
+            summary["processed"].as_u64()
+        ),
+        (Some(0), Some(1), Some(0)),
+        "no command ran: {summary}"
+    );
     let t = tt(&s, &["--json", "show", "miss", "a"]).await.json();
     assert_eq!(
         (t["status"].as_str(), t["attempts"].as_u64()),

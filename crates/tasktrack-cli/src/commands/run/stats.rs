@@ -51,7 +51,7 @@ struct Inner {
 pub struct Snapshot {
     /// Distinct tasks this run started.
     pub processed: u64,
-    /// Commands run.
+    /// Commands started (a task given back before its command ran is not one).
     pub attempts: u64,
     /// Attempts recorded as succeeded.
     pub succeeded: u64,
@@ -63,7 +63,7 @@ pub struct Snapshot {
     pub exhausted: u64,
     /// Attempts whose lease was lost (result rejected).
     pub lost: u64,
-    /// Attempts given back on interruption.
+    /// Claims given back on interruption (the command killed, or not started yet).
     pub released: u64,
     /// Attempts whose outcome could not be written.
     pub unrecorded: u64,
@@ -72,12 +72,28 @@ pub struct Snapshot {
 }
 
 impl Stats {
-    /// Records one attempt's end.
+    /// Records how an attempt whose command was started ended.
     pub fn record(&self, id: &TaskId, ended: Ended) {
+        self.add(id, ended, true);
+    }
+
+    /// Records a claimed task whose command never ran: given back untouched ([`Ended::Released`]
+    /// while the run stops, or when the command cannot be started at all). It is counted as
+    /// released, but not as a command run nor as a task processed, and it leaves the task's last
+    /// outcome in this run as it was.
+    pub fn record_not_run(&self, id: &TaskId, ended: Ended) {
+        self.add(id, ended, false);
+    }
+
+    fn add(&self, id: &TaskId, ended: Ended, ran: bool) {
         if let Ok(mut s) = self.inner.lock() {
-            s.attempts += 1;
+            if ran {
+                s.attempts += 1;
+            }
             *s.counts.entry(name(ended)).or_default() += 1;
-            s.last.insert(id.clone(), ended);
+            if ran || ended != Ended::Released {
+                s.last.insert(id.clone(), ended);
+            }
         }
     }
 
@@ -111,5 +127,27 @@ fn name(e: Ended) -> &'static str {
         Ended::Lost => "lost",
         Ended::Released => "released",
         Ended::Unrecorded => "unrecorded",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_given_back_before_its_command_ran_is_no_command_run() {
+        let stats = Stats::default();
+        let (a, b) = (TaskId::new("a").unwrap(), TaskId::new("b").unwrap());
+        stats.record(&a, Ended::Failed);
+        // `a` came back for a retry, was claimed again, and given back as the run stopped.
+        stats.record_not_run(&a, Ended::Released);
+        stats.record(&b, Ended::Released);
+        let s = stats.snapshot();
+        assert_eq!((s.attempts, s.released, s.failed), (2, 2, 1));
+        assert_eq!(s.processed, 2);
+        assert_eq!(
+            s.tasks_not_succeeded, 1,
+            "a's last outcome here is still its failure"
+        );
     }
 }

@@ -145,7 +145,7 @@ pub async fn work(shared: Arc<Shared>, owner: String) {
     // Stopped right after a hand-off claimed a task: give it back untouched.
     for c in held {
         shared.release(&c.lease).await;
-        shared.stats.record(&c.task.id, Ended::Released);
+        shared.stats.record_not_run(&c.task.id, Ended::Released);
     }
 }
 
@@ -196,7 +196,7 @@ async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Cla
         Err(e) => {
             // Not the task's fault: give it back untouched and stop the run.
             shared.release(&lease).await;
-            shared.stats.record(&task.id, Ended::Released);
+            shared.stats.record_not_run(&task.id, Ended::Released);
             let program = shared.command.first().cloned().unwrap_or_default();
             shared
                 .give_up(Error::invalid(format!("cannot start {program:?}: {e}")))
