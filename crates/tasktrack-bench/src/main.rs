@@ -68,7 +68,7 @@ async fn main() -> Result<()> {
     }
     let store = tasktrack::open(&args.store)
         .await
-        .with_context(|| format!("opening {}", args.store))?;
+        .with_context(|| format!("opening {}", tasktrack::redact_url(&args.store)))?;
     let job = JobName::new(format!("bench-{}", Timestamp::now().as_millis()))?;
 
     let create = bulk_create(&store, &job, args.tasks).await?;
@@ -85,7 +85,7 @@ async fn main() -> Result<()> {
         store.delete_job(&job, Timestamp::now()).await?;
     }
     let result = report::Report::new(
-        &args.store,
+        &tasktrack::redact_url(&args.store),
         store.backend(),
         &args,
         create,

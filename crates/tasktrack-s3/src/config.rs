@@ -82,7 +82,6 @@ impl Config {
             .clone()
             .or_else(|| env("AWS_ENDPOINT_URL_S3"))
             .or_else(|| aws.endpoint())
-            .or_else(|| env("AWS_ENDPOINT"))
             .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"))
     }
 

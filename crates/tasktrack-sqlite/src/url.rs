@@ -48,7 +48,8 @@ pub enum Synchronous {
 }
 
 impl Synchronous {
-    pub(crate) fn pragma(self) -> &'static str {
+    /// The value `PRAGMA synchronous` takes.
+    pub fn pragma(self) -> &'static str {
         match self {
             Synchronous::Normal => "NORMAL",
             Synchronous::Full => "FULL",

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, TransactionBehavior};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tasktrack_sqlite::url::{Location, SqliteUrl};
 
 /// Ops/s of the single-row update transaction loop, `ops` transactions over `workers` loops.
 pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
@@ -39,31 +40,19 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
     Ok(rate)
 }
 
-/// `sqlite://PATH[?synchronous=..&busy_timeout=..]` → (path, synchronous pragma, busy timeout).
+/// The store's own URL parser: (path, synchronous pragma, busy timeout).
 fn parse(url: &str) -> Result<(String, String, Duration)> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .context("not a sqlite:// URL")?;
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path == ":memory:" {
-        bail!("the sqlite ceiling needs a file (the in-memory store has no file to share)");
-    }
-    let mut synchronous = "NORMAL".to_string();
-    let mut busy = Duration::from_secs(5);
-    for (k, v) in query.split('&').filter_map(|p| p.split_once('=')) {
-        match k {
-            "synchronous" => synchronous = v.to_ascii_uppercase(),
-            "busy_timeout" => {
-                let ms = v.trim_end_matches("ms");
-                busy = match v.strip_suffix('s').filter(|_| !v.ends_with("ms")) {
-                    Some(secs) => Duration::from_secs(secs.parse()?),
-                    None => Duration::from_millis(ms.parse()?),
-                };
-            }
-            _ => {}
+    let url = SqliteUrl::parse(url)?;
+    match url.location {
+        Location::File(path) => Ok((
+            path.display().to_string(),
+            url.synchronous.pragma().to_string(),
+            url.busy_timeout,
+        )),
+        Location::Memory => {
+            bail!("the sqlite ceiling needs a file (the in-memory store has no file to share)")
         }
     }
-    Ok((path.to_string(), synchronous, busy))
 }
 
 fn setup(path: &str, synchronous: &str, busy: Duration, rows: usize) -> Result<Connection> {

@@ -169,7 +169,10 @@ impl std::str::FromStr for JobState {
         JobState::ALL
             .into_iter()
             .find(|st| st.as_str() == s)
-            .ok_or_else(|| Error::invalid(format!("unknown job state {s:?}")))
+            .ok_or_else(|| {
+                let known = JobState::ALL.map(JobState::as_str).join(", ");
+                Error::invalid(format!("unknown job state {s:?} (expected one of {known})"))
+            })
     }
 }
 
