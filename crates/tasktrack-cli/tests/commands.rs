@@ -590,3 +590,69 @@ async fn run_warns_when_a_release_fails() {
     );
     assert!(r.err.contains("release broken by the test"), "{}", r.err);
 }
+
+#[tokio::test]
+async fn a_task_whose_data_cannot_be_passed_fails_alone_and_the_run_goes_on() {
+    let s = store();
+    tt(&s, &["add", "sp", "ok"]).await;
+    tt(&s, &["add", "sp", "nul", "--data", r#""a\u0000b""#]).await;
+    let big = format!("\"{}\"", "x".repeat(200 * 1024));
+    tt(&s, &["add", "sp", "big", "--data", &big]).await;
+    let r = tt(
+        &s,
+        &[
+            "--json",
+            "run",
+            "sp",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$1\" | wc -c",
+            "sh",
+            "{data}",
+        ],
+    )
+    .await;
+    assert_eq!(
+        r.code, 3,
+        "the two bad tasks failed, the run went on: {}",
+        r.err
+    );
+    let doc = r.json();
+    assert_eq!(doc["error"], Value::Null, "{doc}");
+    let summary = &doc["summary"];
+    assert_eq!(
+        (
+            summary["processed"].as_u64(),
+            summary["attempts"].as_u64(),
+            summary["succeeded"].as_u64(),
+            summary["exhausted"].as_u64(),
+            summary["released"].as_u64(),
+        ),
+        (Some(3), Some(1), Some(1), Some(2), Some(0)),
+        "{summary}"
+    );
+    let ok = tt(&s, &["--json", "show", "sp", "ok"]).await.json();
+    assert_eq!(ok["status"], "succeeded");
+    for (id, why) in [("nul", "NUL byte"), ("big", "size limit")] {
+        let t = tt(&s, &["--json", "show", "sp", id]).await.json();
+        assert_eq!(
+            t["status"], "exhausted",
+            "{id}: the same data fails every time: {t}"
+        );
+        assert_eq!(t["error"]["kind"], "spawn", "{id}: {t}");
+        let message = t["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("cannot start the command: "),
+            "{id}: {message}"
+        );
+        let detail = t["error"]["detail"].as_str().unwrap();
+        assert!(detail.contains(why), "{id}: {detail}");
+        assert!(
+            r.err
+                .contains(&format!("sp/{id}: cannot start the command")),
+            "{}",
+            r.err
+        );
+    }
+}

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tasktrack::{Lease, Task};
+use tasktrack::{Failure, Lease, Task};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
@@ -34,6 +34,34 @@ pub fn substitute(arg: &str, task: &Task, lease: &Lease) -> String {
         .replace("{job}", task.job.as_str())
         .replace("{attempt}", &lease.attempt.to_string())
         .replace("{data}", &data_text(&task.data))
+}
+
+/// Whether a failed start is the task's own doing: an argument or environment value made from
+/// it that the system refuses — a NUL byte (`InvalidInput`), or a string over the size limit
+/// (`E2BIG`: 128 KiB per string on Linux) — rather than the program's (not found, not
+/// executable), which would fail the same way for every task.
+pub fn is_task_fault(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::ArgumentListTooLong
+    )
+}
+
+/// The failure recorded for a task whose command could not be started because of the task
+/// ([`is_task_fault`]): kind `spawn`, the system's message, and what in the task caused it.
+pub fn spawn_failure(error: &std::io::Error, task: &Task) -> Failure {
+    let data = data_text(&task.data).len();
+    let why = if error.kind() == std::io::ErrorKind::ArgumentListTooLong {
+        format!(
+            "an argument or environment value made from this task is over the system's size limit \
+             (128 KiB per string on Linux); its data ({{data}}, TASKTRACK_DATA) is {data} bytes"
+        )
+    } else {
+        "an argument or environment value made from this task is invalid: its data ({data}, \
+         TASKTRACK_DATA) contains a NUL byte, which no program can receive"
+            .to_string()
+    };
+    Failure::new("spawn", format!("cannot start the command: {error}")).with_detail(why)
 }
 
 /// A running command and the readers draining its pipes.

@@ -77,10 +77,11 @@ impl Stats {
         self.add(id, ended, true);
     }
 
-    /// Records a claimed task whose command never ran: given back untouched ([`Ended::Released`]
-    /// while the run stops, or when the command cannot be started at all). It is counted as
-    /// released, but not as a command run nor as a task processed, and it leaves the task's last
-    /// outcome in this run as it was.
+    /// Records a claimed task whose command never ran, which is not a command run: either given
+    /// back untouched ([`Ended::Released`] while the run stops, or when the program cannot be
+    /// started at all), which is not a task processed either and leaves the task's last outcome
+    /// in this run as it was; or recorded as a failure because the command cannot be started for
+    /// this task (its data does not fit in an argument or the environment).
     pub fn record_not_run(&self, id: &TaskId, ended: Ended) {
         self.add(id, ended, false);
     }

@@ -185,16 +185,39 @@ async fn wait_for_more(shared: &Shared) -> Result<Option<Duration>> {
     })))
 }
 
+/// How an attempt ended on this side, before it is recorded.
+enum Finished {
+    /// The command ran: its exit status (or why it could not be waited for), whether we killed
+    /// it, and what it printed.
+    Ran {
+        status: std::io::Result<std::process::ExitStatus>,
+        killed: bool,
+        stdout: child::Captured,
+        stderr: child::Captured,
+    },
+    /// The command could not be started because of this task (its data does not fit in an
+    /// argument or the environment): a failure of the task, not of the run.
+    NotStarted(Failure),
+}
+
 /// Runs the command for one claimed task and records how it ended. A success also claims the
 /// next task when the run goes on (a hand-off, [`Store::succeed_and_claim_next`]: one round trip
 /// per task); what it claimed is returned, to be run next.
 async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Claimed> {
     let Claimed { task, lease } = claimed;
     let started = std::time::Instant::now();
-    let mut running = match child::spawn(&shared.command, &task, &lease) {
-        Ok(r) => r,
+    let finished = match child::spawn(&shared.command, &task, &lease) {
+        Ok(running) => supervise(shared, &lease, running).await,
+        Err(e) if child::is_task_fault(&e) => {
+            shared.out.warn(format!(
+                "{}: cannot start the command for this task, recorded as its failure: {e}",
+                lease.key
+            ));
+            Finished::NotStarted(child::spawn_failure(&e, &task))
+        }
         Err(e) => {
-            // Not the task's fault: give it back untouched and stop the run.
+            // The program itself cannot be started: not the task's fault, and every other task
+            // would fail the same way. Give it back untouched and stop the run.
             shared.release(&lease).await;
             shared.stats.record_not_run(&task.id, Ended::Released);
             let program = shared.command.first().cloned().unwrap_or_default();
@@ -204,46 +227,12 @@ async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Cla
             return Vec::new();
         }
     };
-    let mut lost = false;
-    let mut killed = false;
-    let mut kill = shared.kill.subscribe();
-    let every = (shared.lease_for / 3).max(Duration::from_millis(1));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let status = loop {
-        tokio::select! {
-            status = running.child.wait() => break status,
-            _ = tick.tick(), if !lost => {
-                match shared.store.heartbeat(&lease, shared.lease_for, shared.clock.now()).await {
-                    Ok(_) => {}
-                    Err(e @ Error::StaleLease { .. }) => {
-                        lost = true;
-                        shared.out.warn(format!("{}: lease lost while the command runs; its result will be rejected ({e})", lease.key));
-                    }
-                    Err(e) => shared.out.warn(format!("{}: heartbeat failed, will retry: {e}", lease.key)),
-                }
-            }
-            () = until_set(&mut kill), if !killed => {
-                killed = true;
-                running.kill();
-            }
-        }
-    };
-    let (stdout, stderr) = running.outputs().await;
     let mut tries = 0;
     let mut hand_off = Some(next);
     let result = loop {
         // A retry after a transient error records the outcome alone: the first try may have
         // claimed a task whose answer was lost, and a second claim would only add another.
-        let attempt = record(
-            shared,
-            &lease,
-            &status,
-            killed,
-            &stdout,
-            &stderr,
-            hand_off.take(),
-        );
-        match attempt.await {
+        match record(shared, &lease, &finished, hand_off.take()).await {
             // The lease is still ours for a while: ride out a short outage rather than lose the result.
             Err(e) if e.is_transient() && tries < RECORD_TRIES => {
                 tries += 1;
@@ -273,12 +262,16 @@ async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Cla
             (Ended::Unrecorded, Vec::new())
         }
     };
-    shared.stats.record(&task.id, ended);
+    match &finished {
+        Finished::Ran { .. } => shared.stats.record(&task.id, ended),
+        Finished::NotStarted(_) => shared.stats.record_not_run(&task.id, ended),
+    }
     if shared.out.verbose > 0 {
-        let how = match (&status, ended) {
-            (Ok(s), Ended::Failed | Ended::Exhausted) => {
+        let how = match (&finished, ended) {
+            (Finished::Ran { status: Ok(s), .. }, Ended::Failed | Ended::Exhausted) => {
                 format!("{ended:?} ({})", describe_exit(s))
             }
+            (Finished::NotStarted(f), _) => format!("{ended:?} ({})", f.message),
             _ => format!("{ended:?}"),
         };
         shared.out.note(format!(
@@ -292,18 +285,65 @@ async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Cla
     claimed
 }
 
-/// Writes how the command ended: released if we killed it, succeeded on exit 0 (handing off to
-/// the next task if `hand_off` is given), failed otherwise. Returns what the hand-off claimed.
+/// Waits for the command to end, renewing the lease every third of its length, and kills it
+/// when the run's grace period is over.
+async fn supervise(shared: &Shared, lease: &Lease, mut running: child::Running) -> Finished {
+    let mut lost = false;
+    let mut killed = false;
+    let mut kill = shared.kill.subscribe();
+    let every = (shared.lease_for / 3).max(Duration::from_millis(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let status = loop {
+        tokio::select! {
+            status = running.child.wait() => break status,
+            _ = tick.tick(), if !lost => {
+                match shared.store.heartbeat(lease, shared.lease_for, shared.clock.now()).await {
+                    Ok(_) => {}
+                    Err(e @ Error::StaleLease { .. }) => {
+                        lost = true;
+                        shared.out.warn(format!("{}: lease lost while the command runs; its result will be rejected ({e})", lease.key));
+                    }
+                    Err(e) => shared.out.warn(format!("{}: heartbeat failed, will retry: {e}", lease.key)),
+                }
+            }
+            () = until_set(&mut kill), if !killed => {
+                killed = true;
+                running.kill();
+            }
+        }
+    };
+    let (stdout, stderr) = running.outputs().await;
+    Finished::Ran {
+        status,
+        killed,
+        stdout,
+        stderr,
+    }
+}
+
+/// Writes how the attempt ended: released if we killed the command, succeeded on exit 0
+/// (handing off to the next task if `hand_off` is given), failed otherwise — and exhausted at
+/// once when the command could not be started for this task (it would fail the same way every
+/// time). Returns what the hand-off claimed.
 async fn record(
     shared: &Shared,
     lease: &Lease,
-    status: &std::io::Result<std::process::ExitStatus>,
-    killed: bool,
-    stdout: &child::Captured,
-    stderr: &child::Captured,
+    finished: &Finished,
     hand_off: Option<&ClaimNext>,
 ) -> Result<(Ended, Vec<Claimed>)> {
     let now = shared.clock.now();
+    let (status, killed, stdout, stderr) = match finished {
+        Finished::NotStarted(failure) => {
+            let ended = fail(shared, lease, failure.clone(), false).await?;
+            return Ok((ended, Vec::new()));
+        }
+        Finished::Ran {
+            status,
+            killed,
+            stdout,
+            stderr,
+        } => (status, *killed, stdout, stderr),
+    };
     let ended = match status {
         _ if killed => shared
             .store
@@ -316,6 +356,7 @@ async fn record(
                 shared,
                 lease,
                 Failure::new("exit", describe_exit(s)).with_detail(stderr.tail()),
+                true,
             )
             .await
         }
@@ -324,6 +365,7 @@ async fn record(
                 shared,
                 lease,
                 Failure::new("exit", format!("could not wait for the command: {e}")),
+                true,
             )
             .await
         }
@@ -371,10 +413,11 @@ async fn succeed(
     Ok((ended, next))
 }
 
-async fn fail(shared: &Shared, lease: &Lease, error: Failure) -> Result<Ended> {
+/// Records a failure; `retryable: false` exhausts the task at once.
+async fn fail(shared: &Shared, lease: &Lease, error: Failure, retryable: bool) -> Result<Ended> {
     let req = Fail {
         error,
-        retryable: true,
+        retryable,
         backoff: shared.backoff,
     };
     let task = shared.store.fail(lease, &req, shared.clock.now()).await?;
