@@ -38,7 +38,8 @@
 //!   lease, default 5 minutes, or `--lease`); the task is then claimed again and the dead attempt is
 //!   counted. Keep leases much longer than clock skew between machines.
 //! - Commands are started without a shell, in their own process group; on interruption they get
-//!   `--grace` (10 s) and are then killed with SIGKILL (their own children are not signalled).
+//!   `--grace` (10 s) and are then killed with SIGKILL sent to that whole group (so their own
+//!   children too, unless they moved to another group).
 //! - Stdout is kept whole up to 1 MiB so that a JSON result can be parsed; beyond that, and for
 //!   stderr, the last 4 KiB are recorded.
 //! - `memory://` lives only as long as one command, so it is only useful for trying things out.

@@ -241,6 +241,52 @@ fn ctrl_c_releases_the_leases_of_killed_commands() {
     }
 }
 
+/// Whether a process is gone (or a zombie nobody reaped yet: it runs no more either).
+#[cfg(target_os = "linux")]
+fn gone(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn after_the_grace_period_the_whole_process_group_is_killed() {
+    let env = Env::new();
+    add_ids(&env, "group", 1);
+    let pids = env.path("pids.log");
+    let pids_s = pids.to_str().unwrap();
+    // The shell waits for a child of its own: killing the shell alone would leave `sleep` running.
+    let run = env.spawn(&[
+        "--json",
+        "run",
+        "group",
+        "--grace",
+        "100ms",
+        "--",
+        "sh",
+        "-c",
+        "sleep 30 & echo $! >> \"$1\"; wait",
+        "sh",
+        pids_s,
+    ]);
+    wait_until("the grandchild to start", LONG, || lines(&pids).len() == 1);
+    signal(&run, "INT");
+    let done = finish(run, LONG);
+    assert_eq!(done.code, 130, "{}", done.err);
+    assert!(!done.err.contains("could not kill"), "{}", done.err);
+    let sleeper = lines(&pids).remove(0);
+    wait_until(
+        "the grandchild to be killed",
+        Duration::from_secs(5),
+        || gone(&sleeper),
+    );
+}
+
 #[test]
 fn sigterm_lets_a_running_command_finish_within_the_grace_period() {
     let env = Env::new();

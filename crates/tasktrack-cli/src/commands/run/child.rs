@@ -142,18 +142,40 @@ pub fn spawn(command: &[String], task: &Task, lease: &Lease) -> std::io::Result<
 
 impl Running {
     /// Kills the command and, on Unix, its whole process group (a shell's children included),
-    /// so that nothing keeps running, or keeps the pipes open, after the grace period.
-    pub fn kill(&mut self) {
-        #[cfg(unix)]
-        if let Some(pid) = self.child.id() {
-            // kill(1) rather than an unsafe libc call; the group id is the child's pid.
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+    /// so that nothing keeps running, or keeps the pipes open, after the grace period. Returns
+    /// why the group could not be signalled (a group already gone is no error); the command
+    /// itself is killed in any case.
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        let group = self.kill_group();
+        // Already exited (and reaped) is fine: there is nothing left to kill.
         let _ = self.child.start_kill();
+        group
+    }
+
+    /// SIGKILL to the process group; its id is the command's pid (it was started with
+    /// `process_group(0)`).
+    #[cfg(unix)]
+    fn kill_group(&self) -> std::io::Result<()> {
+        use rustix::process::{Pid, Signal, kill_process_group};
+        // No id: the command was already waited for. Never pid 1: kill(-1) means "everyone".
+        let Some(pid) = self
+            .child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .filter(|id| *id > 1)
+            .and_then(Pid::from_raw)
+        else {
+            return Ok(());
+        };
+        match kill_process_group(pid, Signal::KILL) {
+            Err(rustix::io::Errno::SRCH) => Ok(()),
+            other => other.map_err(std::io::Error::from),
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn kill_group(&self) -> std::io::Result<()> {
+        Ok(())
     }
 
     /// Collects both streams once the child has exited. A grandchild that inherited the pipes

@@ -308,7 +308,12 @@ async fn supervise(shared: &Shared, lease: &Lease, mut running: child::Running) 
             }
             () = until_set(&mut kill), if !killed => {
                 killed = true;
-                running.kill();
+                if let Err(e) = running.kill() {
+                    shared.out.warn(format!(
+                        "{}: could not kill the command's process group (its own children may outlive it): {e}",
+                        lease.key
+                    ));
+                }
             }
         }
     };
