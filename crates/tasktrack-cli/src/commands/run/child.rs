@@ -192,25 +192,45 @@ pub const PIPE_PATIENCE: Duration = Duration::from_secs(1);
 
 /// Reads a pipe to its end, keeping the first `keep` bytes, or the last [`TAIL_BYTES`] once it
 /// grows beyond `keep` (the pipe is always drained, so the child never blocks on a full pipe).
+/// A read error ends the drain with a `[tasktrack: read error: …]` line appended, so that the
+/// record shows the output was cut short (and a stdout cut short is never taken for JSON).
 async fn drain(mut stream: impl AsyncRead + Unpin, keep: usize, into: Arc<Mutex<Captured>>) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let Ok(mut c) = into.lock() else { break };
-                c.bytes.extend_from_slice(&buf[..n]);
-                if c.bytes.len() > keep {
-                    let cut = c.bytes.len() - TAIL_BYTES.min(keep);
-                    c.bytes.drain(..cut);
-                    c.truncated = true;
-                }
+        let read = stream.read(&mut buf).await;
+        let Ok(mut c) = into.lock() else { break };
+        match read {
+            Ok(0) => break,
+            Ok(n) => c.push(&buf[..n], keep),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let newline = if c.bytes.last().is_some_and(|b| *b != b'\n') {
+                    "\n"
+                } else {
+                    ""
+                };
+                c.push(
+                    format!("{newline}[tasktrack: read error: {e}]\n").as_bytes(),
+                    keep,
+                );
+                break;
             }
         }
     }
 }
 
 impl Captured {
+    /// Appends what was read, keeping the first `keep` bytes, or the last [`TAIL_BYTES`] once
+    /// there are more.
+    fn push(&mut self, bytes: &[u8], keep: usize) {
+        self.bytes.extend_from_slice(bytes);
+        if self.bytes.len() > keep {
+            let cut = self.bytes.len() - TAIL_BYTES.min(keep);
+            self.bytes.drain(..cut);
+            self.truncated = true;
+        }
+    }
+
     /// The last [`TAIL_BYTES`] as text (invalid UTF-8 replaced).
     pub fn tail(&self) -> String {
         let start = self.bytes.len().saturating_sub(TAIL_BYTES);
@@ -282,6 +302,46 @@ mod tests {
         assert_eq!(
             c.output()["stdout"].as_str().map(|s| s.chars().count()),
             Some(TAIL_BYTES + 1)
+        );
+    }
+
+    /// Yields `data`, then fails.
+    struct Broken(Option<&'static [u8]>);
+
+    impl AsyncRead for Broken {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(match self.0.take() {
+                Some(data) => {
+                    buf.put_slice(data);
+                    Ok(())
+                }
+                None => Err(std::io::Error::other("the pipe broke")),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_error_is_marked_in_the_captured_text() {
+        let into = Arc::new(Mutex::new(Captured::default()));
+        drain(
+            Broken(Some(b"{\"partial\": ")),
+            FULL_STDOUT_BYTES,
+            into.clone(),
+        )
+        .await;
+        let c = std::mem::take(&mut *into.lock().unwrap());
+        assert_eq!(
+            c.tail(),
+            "{\"partial\": \n[tasktrack: read error: the pipe broke]\n"
+        );
+        assert_eq!(
+            c.output(),
+            json!({"stdout": "{\"partial\": \n[tasktrack: read error: the pipe broke]\n"}),
+            "output cut short is not taken for JSON"
         );
     }
 
