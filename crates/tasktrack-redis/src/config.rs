@@ -1,5 +1,7 @@
-//! The store URL: `redis://[user:password@]host:port/db?prefix=tt` (and `rediss://` for TLS).
+//! The store URL: `redis://[user:password@]host:port/db?prefix=tt`, and `rediss://…` for TLS
+//! (`&ca_file=/path/ca.pem` to trust only that PEM file's certificates instead of the system's).
 
+use std::path::PathBuf;
 use tasktrack_core::{Error, Result};
 
 /// The key prefix used when the URL names none.
@@ -14,6 +16,10 @@ pub(crate) struct Config {
     pub address: String,
     /// The key prefix; every key of this store starts with `<prefix>:`.
     pub prefix: String,
+    /// `rediss://`: the connection is TLS.
+    pub tls: bool,
+    /// With TLS: the PEM file of the certificates to trust (else the system's roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -29,16 +35,23 @@ impl Config {
         }
         let host = url.host_str().unwrap_or("127.0.0.1").to_string();
         let address = format!("{host}:{}", url.port().unwrap_or(6379));
+        let tls = url.scheme() == "rediss";
         let mut prefix = DEFAULT_PREFIX.to_string();
+        let mut ca_file = None;
         let mut kept = Vec::new();
         for (k, v) in url.query_pairs() {
-            if k == "prefix" {
-                prefix = v.into_owned();
-            } else {
-                kept.push((k.into_owned(), v.into_owned()));
+            match k.as_ref() {
+                "prefix" => prefix = v.into_owned(),
+                "ca_file" => ca_file = Some(PathBuf::from(v.as_ref())),
+                _ => kept.push((k.into_owned(), v.into_owned())),
             }
         }
         check_prefix(&prefix)?;
+        if ca_file.is_some() && !tls {
+            return Err(Error::invalid(
+                "ca_file is for TLS connections: use a rediss:// URL",
+            ));
+        }
         if kept.is_empty() {
             url.set_query(None);
         } else {
@@ -48,6 +61,8 @@ impl Config {
             connect: url.to_string(),
             address,
             prefix,
+            tls,
+            ca_file,
         })
     }
 }
@@ -82,5 +97,16 @@ mod tests {
         assert!(Config::parse("http://x").is_err());
         assert!(Config::parse("redis://x/0?prefix=a{b}").is_err());
         assert!(Config::parse("redis://x/0?prefix=").is_err());
+        assert!(Config::parse("redis://x/0?ca_file=/ca.pem").is_err());
+    }
+
+    #[test]
+    fn rediss_takes_a_ca_file_out_of_the_url() {
+        let c = Config::parse("rediss://h:6390/0?ca_file=/etc/tt/ca.pem&prefix=p").unwrap();
+        assert!(c.tls);
+        assert_eq!(c.ca_file, Some(PathBuf::from("/etc/tt/ca.pem")));
+        assert_eq!(c.connect, "rediss://h:6390/0");
+        let c = Config::parse("rediss://h/0").unwrap();
+        assert!(c.tls && c.ca_file.is_none());
     }
 }

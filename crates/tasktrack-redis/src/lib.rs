@@ -65,8 +65,9 @@
 //!   survives a crash; with `everysec` (the usual setting) up to a second of writes can be lost;
 //!   with persistence off (this repository's test server) a restart loses everything. A replica
 //!   promoted after a failover may miss the last writes (replication is asynchronous).
-//! - `rediss://` needs the `redis` crate's TLS feature, which this build does not enable: such a
-//!   URL is refused with a clear error.
+//! - `rediss://` connects with TLS (rustls), trusting the system's root certificates, or only
+//!   the PEM file named by `ca_file=` (a private CA, a self-signed server). Client certificates
+//!   (mutual TLS) are not supported.
 //! - Times are millisecond integers from the caller's clock; leases must be much longer than the
 //!   clock skew between workers. The server's clock (`TIME`) is never read.
 //!
@@ -101,19 +102,18 @@ pub struct RedisStore {
     docs: RedisDocs,
 }
 
-/// Connects to the server a `redis://host:port/db?prefix=tt` URL names.
+/// Connects to the server a `redis://host:port/db?prefix=tt` (or `rediss://…`) URL names.
 ///
 /// Fails with [`Error::Unavailable`] (naming `host:port`) when the server cannot be reached, and
 /// [`Error::InvalidInput`] for a malformed URL or prefix.
 pub async fn open(url: &str) -> Result<RedisStore> {
     let config = config::Config::parse(url)?;
-    if url.starts_with("rediss://") {
-        return Err(Error::invalid(
-            "rediss:// (TLS) is not compiled into this build; use redis:// or a TLS tunnel",
-        ));
-    }
-    let client = redis::Client::open(config.connect.as_str())
-        .map_err(|e| Error::invalid(format!("bad redis URL: {e}")))?;
+    let client = if config.tls {
+        tls_client(&config)?
+    } else {
+        redis::Client::open(config.connect.as_str())
+            .map_err(|e| Error::invalid(format!("bad redis URL: {e}")))?
+    };
     let manager_config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(Duration::from_secs(30)))
@@ -128,6 +128,28 @@ pub async fn open(url: &str) -> Result<RedisStore> {
         address: config.address,
     };
     Ok(RedisStore { docs })
+}
+
+/// A client for a `rediss://` URL: it trusts the system's root certificates, or only those of
+/// the URL's `ca_file`.
+fn tls_client(config: &config::Config) -> Result<redis::Client> {
+    // rustls uses one crypto provider per process and picks none by itself when several are
+    // compiled in (the AWS backends bring their own), so name one. An error only means that a
+    // provider is installed already, which serves as well.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let root_cert =
+        match &config.ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                Error::invalid(format!("cannot read ca_file {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert,
+    };
+    redis::Client::build_with_tls(config.connect.as_str(), certificates)
+        .map_err(|e| Error::invalid(format!("redis TLS setup for {}: {e}", config.address)))
 }
 
 impl RedisStore {
