@@ -656,3 +656,24 @@ async fn a_task_whose_data_cannot_be_passed_fails_alone_and_the_run_goes_on() {
         );
     }
 }
+
+#[tokio::test]
+async fn run_warns_when_the_summary_has_no_counts() {
+    let faulty = Arc::new(Faulty::new());
+    faulty
+        .counts_fail_after_success
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let s: Arc<dyn Store> = faulty;
+    tt(&s, &["add", "cnt", "a", "b"]).await;
+    // --limit 1: the run ends after one success, without asking for counts on the way.
+    let r = tt(&s, &["--json", "run", "cnt", "--limit", "1", "--", "true"]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(r.json()["counts"], Value::Null);
+    assert!(
+        r.err
+            .contains("tasktrack: cannot read cnt's counts for the summary (shown as unknown): ")
+            && r.err.contains("counts broken by the test"),
+        "{}",
+        r.err
+    );
+}

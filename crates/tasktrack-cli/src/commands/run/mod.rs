@@ -128,7 +128,15 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
     signals.abort();
     let snapshot = shared.stats.snapshot();
     let elapsed = started.elapsed();
-    let counts = ctx.store.counts(&job).await.ok();
+    let counts = match ctx.store.counts(&job).await {
+        Ok(counts) => Some(counts),
+        Err(e) => {
+            ctx.out.warn(format!(
+                "cannot read {job}'s counts for the summary (shown as unknown): {e}"
+            ));
+            None
+        }
+    };
     let fatal = shared.fatal.lock().await.take();
     let code = match &fatal {
         Some(e) => exit::code(e),

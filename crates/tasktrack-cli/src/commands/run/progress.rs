@@ -35,10 +35,30 @@ pub async fn report(shared: Arc<Shared>, base_finished: u64) {
     } else {
         PLAIN_EVERY
     };
+    // When the store cannot give the counts, the last ones shown stay, and a warning is
+    // printed once (not at every refresh).
+    let mut counts = None;
+    let mut warned = false;
     loop {
         let s = shared.stats.snapshot();
         let running = shared.busy.load(Ordering::SeqCst);
-        let counts = shared.store.counts(&shared.job).await.ok();
+        match shared.store.counts(&shared.job).await {
+            Ok(now) => counts = Some(now),
+            Err(e) if !warned => {
+                warned = true;
+                let say = || {
+                    shared.out.warn(format!(
+                        "cannot read {}'s counts for the progress display: {e}",
+                        shared.job
+                    ))
+                };
+                match &bar {
+                    Some(bar) => bar.suspend(say),
+                    None => say(),
+                }
+            }
+            Err(_) => {}
+        }
         let (done_total, total) = counts
             .as_ref()
             .map_or((0, 0), |c| (c.finished(), c.by_status.total()));
