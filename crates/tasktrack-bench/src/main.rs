@@ -46,7 +46,8 @@ struct Args {
     /// With `--batch 1`: `claim_next` then `succeed` (two calls per task) instead of hand-offs.
     #[arg(long, conflicts_with = "batch")]
     two_calls: bool,
-    /// Operations for the ceiling loop (default: as many as tasks, at most 20,000).
+    /// Operations for the ceiling loop, half just before the drain and half just after
+    /// (default: as many as tasks, at most 20,000).
     #[arg(long)]
     ceiling_ops: Option<usize>,
     /// Skip the ceiling measurement.
@@ -73,14 +74,18 @@ async fn main() -> Result<()> {
 
     let create = bulk_create(&store, &job, args.tasks).await?;
     let mode = Mode::of(&args);
+    // The ceiling brackets the drain: measured once just before it and once just after, so a
+    // machine whose speed changed during the run shows it (the two disagree) instead of
+    // skewing the ratio unseen.
+    let half = args
+        .ceiling_ops
+        .unwrap_or(args.tasks.min(20_000))
+        .div_ceil(2);
+    let ceiling_before = measure_ceiling(&args, half).await?;
     let drain = drain(&store, &job, args.workers, mode).await?;
+    let ceiling_after = measure_ceiling(&args, half).await?;
     let counts_ms = time_counts(&store, &job).await?;
-    let ceiling = if args.no_ceiling {
-        None
-    } else {
-        let ops = args.ceiling_ops.unwrap_or(args.tasks.min(20_000));
-        Some(ceiling::measure(&args.store, args.workers, ops).await?)
-    };
+    let ceiling = ceiling_before.into_iter().chain(ceiling_after).collect();
     if args.cleanup {
         store.delete_job(&job, Timestamp::now()).await?;
     }
@@ -94,6 +99,16 @@ async fn main() -> Result<()> {
         ceiling,
     );
     result.print(args.json)
+}
+
+/// One ceiling measurement of `ops` operations, or `None` with `--no-ceiling`.
+async fn measure_ceiling(args: &Args, ops: usize) -> Result<Option<f64>> {
+    if args.no_ceiling {
+        return Ok(None);
+    }
+    Ok(Some(
+        ceiling::measure(&args.store, args.workers, ops).await?,
+    ))
 }
 
 /// Creates `n` tasks in chunks; returns tasks/s.

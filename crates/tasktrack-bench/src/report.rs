@@ -28,8 +28,11 @@ pub struct Report {
     pub drain: Drain,
     /// Median counts(job) latency on the full job, ms.
     pub counts_ms: f64,
-    /// The backend's raw ceiling, ops/s (same workers, same run).
+    /// The backend's raw ceiling, ops/s (same workers, same run): the mean of `ceiling_runs`.
     pub ceiling_per_sec: Option<f64>,
+    /// The ceiling measured just before and just after the drain, ops/s (empty with
+    /// `--no-ceiling`). Far apart, they say the machine's speed changed during the run.
+    pub ceiling_runs: Vec<f64>,
     /// tasks_per_sec / ceiling_per_sec.
     pub ratio: Option<f64>,
 }
@@ -43,9 +46,11 @@ impl Report {
         create_per_sec: f64,
         drain: Drain,
         counts_ms: f64,
-        ceiling: Option<f64>,
+        ceiling_runs: Vec<f64>,
     ) -> Self {
         let tasks_per_sec = drain.tasks as f64 / drain.seconds;
+        let ceiling = (!ceiling_runs.is_empty())
+            .then(|| ceiling_runs.iter().sum::<f64>() / ceiling_runs.len() as f64);
         Report {
             store: url.to_string(),
             backend,
@@ -58,6 +63,7 @@ impl Report {
             drain,
             counts_ms,
             ceiling_per_sec: ceiling,
+            ceiling_runs,
             ratio: ceiling.map(|c| tasks_per_sec / c),
         }
     }
@@ -79,7 +85,7 @@ impl Report {
             "claim ms",
             "succeed ms",
             "counts ms",
-            "ceiling ops/s",
+            "ceiling ops/s (before / after)",
             "ratio",
         ]);
         let opt = |v: Option<f64>, digits: usize| {
@@ -99,7 +105,10 @@ impl Report {
             format!("{:.3}", self.drain.claim_ms),
             format!("{:.3}", self.drain.succeed_ms),
             format!("{:.3}", self.counts_ms),
-            opt(self.ceiling_per_sec, 0),
+            match (self.ceiling_per_sec, self.ceiling_runs.as_slice()) {
+                (Some(mean), [before, after]) => format!("{mean:.0} ({before:.0} / {after:.0})"),
+                (mean, _) => opt(mean, 0),
+            },
             opt(self.ratio, 2),
         ]);
         println!("{table}");
