@@ -24,10 +24,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/sqlite/002_counts_from_the_store.sql"),
     ),
+    (
+        3,
+        include_str!("../migrations/sqlite/003_attention_without_in.sql"),
+    ),
 ];
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How many reader connections a file database keeps.
 const READERS: usize = 4;

@@ -53,7 +53,8 @@ fn list_sql(q: &TaskQuery) -> (String, Vec<Sql>) {
         if q.statuses.iter().all(|s| ATTENTION.contains(s)) {
             // Repeats the partial index's WHERE word for word: SQLite uses a partial index only
             // when the query contains its condition as a term.
-            filters.push("status IN ('failed', 'exhausted', 'ignored')".into());
+            filters
+                .push("(status = 'failed' OR status = 'exhausted' OR status = 'ignored')".into());
         }
     }
     if let Some(stage) = &q.stage {
