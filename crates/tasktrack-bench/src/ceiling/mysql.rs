@@ -10,11 +10,12 @@ use std::time::Instant;
 
 /// Ops/s of the single-row update loop, `ops` statements over `workers` connections.
 pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
-    let url = driver_url(url);
+    // The store's own URL parser: `mariadb://` spelled `mysql://`, tasktrack's parameters removed.
+    let url = tasktrack_sql::Config::parse(url, 3306)?.driver_url;
     let workers = workers.max(1);
     let mut setup = MySqlConnection::connect(&url)
         .await
-        .with_context(|| format!("connecting to {url}"))?;
+        .with_context(|| format!("connecting to {}", tasktrack::redact_url(&url)))?;
     sqlx::raw_sql(
         "DROP TABLE IF EXISTS tasktrack_bench_ceiling;
          CREATE TABLE tasktrack_bench_ceiling (id INT PRIMARY KEY, n BIGINT NOT NULL) ENGINE = InnoDB;",
@@ -57,13 +58,4 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
         .execute(&mut setup)
         .await?;
     Ok(rate)
-}
-
-/// The store URL as the driver expects it: `mariadb://` spelled `mysql://`, tasktrack's own
-/// parameters removed (the same ones as on PostgreSQL).
-fn driver_url(url: &str) -> String {
-    match url.strip_prefix("mariadb://") {
-        Some(rest) => super::postgres::driver_url(&format!("mysql://{rest}")),
-        None => super::postgres::driver_url(url),
-    }
 }

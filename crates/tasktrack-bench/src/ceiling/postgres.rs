@@ -11,11 +11,12 @@ use std::time::Instant;
 
 /// Ops/s of the single-row `UPDATE … RETURNING` loop, `ops` statements over `workers` connections.
 pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
-    let url = driver_url(url);
+    // The store's own URL parser: tasktrack's parameters (`pool_size`, `schema`, …) removed.
+    let url = tasktrack_sql::Config::parse(url, 5432)?.driver_url;
     let workers = workers.max(1);
     let mut setup = PgConnection::connect(&url)
         .await
-        .with_context(|| format!("connecting to {url}"))?;
+        .with_context(|| format!("connecting to {}", tasktrack::redact_url(&url)))?;
     sqlx::raw_sql(
         "DROP TABLE IF EXISTS tasktrack_bench_ceiling;
          CREATE TABLE tasktrack_bench_ceiling (id integer PRIMARY KEY, n bigint NOT NULL);",
@@ -60,27 +61,4 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
         .execute(&mut setup)
         .await?;
     Ok(rate)
-}
-
-/// The store URL without the parameters only tasktrack understands (`pool_size`, `schema`, …);
-/// the MySQL ceiling uses it too.
-pub(super) fn driver_url(url: &str) -> String {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let ours = [
-        "pool_size",
-        "statement_timeout",
-        "connect_timeout",
-        "schema",
-        "table_prefix",
-        "vacuum_every",
-    ];
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.is_empty() && !ours.contains(&p.split('=').next().unwrap_or("")))
-        .collect();
-    if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    }
 }
