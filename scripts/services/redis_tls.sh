@@ -1,9 +1,11 @@
-# A TLS-only Redis for the rediss:// tests, on a free port for this run. Its certificate is signed
-# by a throw-away CA (the tests trust it with `ca_file`), both made by openssl and kept under
-# ~/.cache/tasktrack/redis-tls.
+# A TLS-only Redis for the rediss:// tests, on a free port for this run, that requires a client
+# certificate. Its certificate and the client's are signed by a throw-away CA (the tests trust
+# it with `ca_file`), all made by openssl for this run in a directory of its own (removed by
+# stop_redis_tls), so that concurrent runs never share or replace each other's files.
 
-# A CA (ca.pem) and a server certificate for 127.0.0.1 signed by it (cert.pem, key.pem) in $1.
-# A self-signed certificate would not do: rustls refuses a CA certificate as the server's own.
+# In $1: a CA (ca.pem), a server certificate for 127.0.0.1 (cert.pem, key.pem) and a client
+# certificate (client.pem, client-key.pem), both signed by the CA. A self-signed server
+# certificate would not do: rustls refuses a CA certificate as the server's own.
 make_test_certificates() {
   local dir="$1"
   openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=tasktrack test CA" \
@@ -13,33 +15,35 @@ make_test_certificates() {
   printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
     > "$dir/server.ext" &&
   openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" \
-    -CAcreateserial -days 30 -extfile "$dir/server.ext" -out "$dir/cert.pem"
+    -CAcreateserial -days 30 -extfile "$dir/server.ext" -out "$dir/cert.pem" &&
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=tasktrack test client" \
+    -keyout "$dir/client-key.pem" -out "$dir/client.csr" &&
+  printf 'extendedKeyUsage=clientAuth\n' > "$dir/client.ext" &&
+  openssl x509 -req -in "$dir/client.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" \
+    -CAcreateserial -days 30 -extfile "$dir/client.ext" -out "$dir/client.pem"
 } >/dev/null 2>&1
 
 start_redis_tls() {
-  local dir="$TASKTRACK_CACHE/redis-tls" how="bash scripts/test (needs redis-server built with TLS, and openssl)"
-  mkdir -p "$dir"
-  # Made again when missing or within an hour of expiry; the lock keeps concurrent runs apart.
-  if ! (
-    flock 9
-    openssl x509 -checkend 3600 -noout -in "$dir/cert.pem" >/dev/null 2>&1 || make_test_certificates "$dir"
-  ) 9>"$dir/certificates.lock"; then
+  local how="bash scripts/test (needs redis-server built with TLS, and openssl)"
+  REDIS_TLS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tasktrack-redis-tls.XXXXXX")
+  local dir="$REDIS_TLS_DIR"
+  if ! make_test_certificates "$dir"; then
     service_unavailable "Redis (TLS)" "$how"
     return 0
   fi
   REDIS_TLS_PORT=$(free_port)
   redis-server --port 0 --tls-port "$REDIS_TLS_PORT" --bind 127.0.0.1 \
     --tls-cert-file "$dir/cert.pem" --tls-key-file "$dir/key.pem" --tls-ca-cert-file "$dir/ca.pem" \
-    --tls-auth-clients no --save "" --appendonly no --daemonize yes \
-    --pidfile "$dir/redis-$REDIS_TLS_PORT.pid" --logfile "$dir/redis.log" --dir "$dir" >/dev/null 2>&1 || true
-  if wait_for "redis-cli --tls --cacert '$dir/ca.pem' -h 127.0.0.1 -p $REDIS_TLS_PORT ping" 15; then
-    export TASKTRACK_TEST_REDISS_URL="rediss://127.0.0.1:$REDIS_TLS_PORT/0?ca_file=$dir/ca.pem"
+    --tls-auth-clients yes --save "" --appendonly no --daemonize yes \
+    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir" >/dev/null 2>&1 || true
+  if wait_for "redis-cli --tls --cacert '$dir/ca.pem' --cert '$dir/client.pem' --key '$dir/client-key.pem' -h 127.0.0.1 -p $REDIS_TLS_PORT ping" 15; then
+    export TASKTRACK_TEST_REDISS_URL="rediss://127.0.0.1:$REDIS_TLS_PORT/0?ca_file=$dir/ca.pem&client_cert_file=$dir/client.pem&client_key_file=$dir/client-key.pem"
   else
     service_unavailable "Redis (TLS)" "$how"
   fi
 }
 stop_redis_tls() {
-  local pidfile="$TASKTRACK_CACHE/redis-tls/redis-${REDIS_TLS_PORT:-none}.pid"
-  [ -s "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
-  rm -f "$pidfile"
+  [ -n "${REDIS_TLS_DIR:-}" ] || return 0
+  [ -s "$REDIS_TLS_DIR/redis.pid" ] && kill "$(cat "$REDIS_TLS_DIR/redis.pid")" 2>/dev/null
+  rm -rf "$REDIS_TLS_DIR"
 }

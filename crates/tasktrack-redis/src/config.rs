@@ -1,5 +1,7 @@
 //! The store URL: `redis://[user:password@]host:port/db?prefix=tt`, and `rediss://…` for TLS
-//! (`&ca_file=/path/ca.pem` to trust only that PEM file's certificates instead of the system's).
+//! (`&ca_file=/path/ca.pem` to trust only that PEM file's certificates instead of the system's;
+//! `&client_cert_file=…&client_key_file=…` to present a client certificate, for servers that
+//! require one).
 
 use std::path::PathBuf;
 use tasktrack_core::{Error, Result};
@@ -20,6 +22,8 @@ pub(crate) struct Config {
     pub tls: bool,
     /// With TLS: the PEM file of the certificates to trust (else the system's roots).
     pub ca_file: Option<PathBuf>,
+    /// With TLS: the PEM files of the client certificate and its private key (both or neither).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl Config {
@@ -37,21 +41,34 @@ impl Config {
         let address = format!("{host}:{}", url.port().unwrap_or(6379));
         let tls = url.scheme() == "rediss";
         let mut prefix = DEFAULT_PREFIX.to_string();
-        let mut ca_file = None;
+        let (mut ca_file, mut cert_file, mut key_file) = (None, None, None);
         let mut kept = Vec::new();
         for (k, v) in url.query_pairs() {
+            let path = || Some(PathBuf::from(v.as_ref()));
             match k.as_ref() {
-                "prefix" => prefix = v.into_owned(),
-                "ca_file" => ca_file = Some(PathBuf::from(v.as_ref())),
+                "prefix" => prefix = v.to_string(),
+                "ca_file" => ca_file = path(),
+                "client_cert_file" => cert_file = path(),
+                "client_key_file" => key_file = path(),
                 _ => kept.push((k.into_owned(), v.into_owned())),
             }
         }
         check_prefix(&prefix)?;
-        if ca_file.is_some() && !tls {
+        let tls_files = ca_file.is_some() || cert_file.is_some() || key_file.is_some();
+        if tls_files && !tls {
             return Err(Error::invalid(
-                "ca_file is for TLS connections: use a rediss:// URL",
+                "ca_file, client_cert_file and client_key_file are for TLS connections: use a rediss:// URL",
             ));
         }
+        let client_cert = match (cert_file, key_file) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(Error::invalid(
+                    "client_cert_file and client_key_file go together: give both or neither",
+                ));
+            }
+        };
         if kept.is_empty() {
             url.set_query(None);
         } else {
@@ -63,6 +80,7 @@ impl Config {
             prefix,
             tls,
             ca_file,
+            client_cert,
         })
     }
 }
@@ -107,6 +125,22 @@ mod tests {
         assert_eq!(c.ca_file, Some(PathBuf::from("/etc/tt/ca.pem")));
         assert_eq!(c.connect, "rediss://h:6390/0");
         let c = Config::parse("rediss://h/0").unwrap();
-        assert!(c.tls && c.ca_file.is_none());
+        assert!(c.tls && c.ca_file.is_none() && c.client_cert.is_none());
+    }
+
+    #[test]
+    fn a_client_certificate_needs_both_files_and_tls() {
+        let c =
+            Config::parse("rediss://h/0?client_cert_file=/c.pem&client_key_file=/k.pem").unwrap();
+        assert_eq!(
+            c.client_cert,
+            Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")))
+        );
+        assert_eq!(c.connect, "rediss://h/0");
+        assert!(Config::parse("rediss://h/0?client_cert_file=/c.pem").is_err());
+        assert!(Config::parse("rediss://h/0?client_key_file=/k.pem").is_err());
+        assert!(
+            Config::parse("redis://h/0?client_cert_file=/c.pem&client_key_file=/k.pem").is_err()
+        );
     }
 }

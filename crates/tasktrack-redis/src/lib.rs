@@ -66,8 +66,8 @@
 //!   with persistence off (this repository's test server) a restart loses everything. A replica
 //!   promoted after a failover may miss the last writes (replication is asynchronous).
 //! - `rediss://` connects with TLS (rustls), trusting the system's root certificates, or only
-//!   the PEM file named by `ca_file=` (a private CA, a self-signed server). Client certificates
-//!   (mutual TLS) are not supported.
+//!   the PEM file named by `ca_file=` (a private CA); `client_cert_file=` and `client_key_file=`
+//!   present a client certificate to a server that requires one (mutual TLS).
 //! - Times are millisecond integers from the caller's clock; leases must be much longer than the
 //!   clock skew between workers. The server's clock (`TIME`) is never read.
 //!
@@ -131,21 +131,29 @@ pub async fn open(url: &str) -> Result<RedisStore> {
 }
 
 /// A client for a `rediss://` URL: it trusts the system's root certificates, or only those of
-/// the URL's `ca_file`.
+/// the URL's `ca_file`, and presents the URL's client certificate if it names one.
 fn tls_client(config: &config::Config) -> Result<redis::Client> {
     // rustls uses one crypto provider per process and picks none by itself when several are
     // compiled in (the AWS backends bring their own), so name one. An error only means that a
     // provider is installed already, which serves as well.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let root_cert =
-        match &config.ca_file {
-            Some(path) => Some(std::fs::read(path).map_err(|e| {
-                Error::invalid(format!("cannot read ca_file {}: {e}", path.display()))
-            })?),
-            None => None,
-        };
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| Error::invalid(format!("cannot read {what} {}: {e}", path.display())))
+    };
+    let root_cert = match &config.ca_file {
+        Some(path) => Some(read("ca_file", path)?),
+        None => None,
+    };
+    let client_tls = match &config.client_cert {
+        Some((cert, key)) => Some(redis::ClientTlsConfig {
+            client_cert: read("client_cert_file", cert)?,
+            client_key: read("client_key_file", key)?,
+        }),
+        None => None,
+    };
     let certificates = redis::TlsCertificates {
-        client_tls: None,
+        client_tls,
         root_cert,
     };
     redis::Client::build_with_tls(config.connect.as_str(), certificates)

@@ -1,6 +1,6 @@
 //! `rediss://`: the store over TLS, against the TLS-only Redis that `scripts/test` starts on a
-//! free port with a self-signed certificate (`TASKTRACK_TEST_REDISS_URL`, a `rediss://` URL
-//! whose `ca_file` names that certificate).
+//! free port (`scripts/services/redis_tls.sh`). The server requires a client certificate;
+//! `TASKTRACK_TEST_REDISS_URL` names the test CA (`ca_file`) and the client's certificate and key.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
@@ -68,6 +68,22 @@ async fn a_server_certificate_outside_the_trusted_roots_is_refused() {
     assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
     assert!(text.contains("127.0.0.1:"), "{text}");
     assert!(text.to_lowercase().contains("certificate"), "{text}");
+}
+
+#[tokio::test]
+async fn a_server_that_requires_a_client_certificate_refuses_a_client_without_one() {
+    let Some(base) = rediss_url() else {
+        return;
+    };
+    let (address, query) = base.split_once('?').unwrap();
+    let ca_only: Vec<&str> = query
+        .split('&')
+        .filter(|p| p.starts_with("ca_file="))
+        .collect();
+    let url = format!("{address}?{}", ca_only.join("&"));
+    let err = tasktrack_redis::open(&url).await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("127.0.0.1:"), "{err}");
 }
 
 #[tokio::test]
