@@ -648,6 +648,12 @@ async fn a_task_whose_data_cannot_be_passed_fails_alone_and_the_run_goes_on() {
         );
         let detail = t["error"]["detail"].as_str().unwrap();
         assert!(detail.contains(why), "{id}: {detail}");
+        if id == "big" {
+            assert!(
+                detail.contains("read it from the file named by TASKTRACK_DATA_FILE instead"),
+                "{id}: {detail}"
+            );
+        }
         assert!(
             r.err
                 .contains(&format!("sp/{id}: cannot start the command")),
@@ -655,6 +661,84 @@ async fn a_task_whose_data_cannot_be_passed_fails_alone_and_the_run_goes_on() {
             r.err
         );
     }
+}
+
+#[tokio::test]
+async fn data_over_64_kib_comes_in_a_file_and_smaller_data_in_the_environment() {
+    let s = store();
+    let copies = tempfile::tempdir().unwrap();
+    // Data text over 64 KiB (as compact JSON), exactly 64 KiB, and a few bytes.
+    let big = serde_json::json!({ "blob": "x".repeat(200 * 1024) }).to_string();
+    let edge = "y".repeat(64 * 1024);
+    for (id, data) in [
+        ("big", big.clone()),
+        ("edge", Value::String(edge.clone()).to_string()),
+        ("small", r#""payload""#.to_string()),
+    ] {
+        let r = tt(&s, &["add", "df", id, "--data", &data]).await;
+        assert_eq!(r.code, 0, "{}", r.err);
+    }
+    // Copies what the command was given into `$1`: TASKTRACK_DATA to <id>.env, the file of
+    // TASKTRACK_DATA_FILE to <id>.file and its path to <id>.path; prints the file's size.
+    let script = r#"d="$1/$2"
+        if [ -n "${TASKTRACK_DATA+set}" ]; then printf %s "$TASKTRACK_DATA" > "$d.env"; fi
+        if [ -n "${TASKTRACK_DATA_FILE+set}" ]; then
+            test -z "$TASKTRACK_DATA" || exit 9
+            cp "$TASKTRACK_DATA_FILE" "$d.file"
+            printf %s "$TASKTRACK_DATA_FILE" > "$d.path"
+            wc -c < "$TASKTRACK_DATA_FILE"
+        fi"#;
+    let r = tt(
+        &s,
+        &[
+            "--json",
+            "run",
+            "df",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            copies.path().to_str().unwrap(),
+            "{id}",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(r.json()["summary"]["succeeded"], 3, "{}", r.out);
+
+    let copy = |name: &str| std::fs::read_to_string(copies.path().join(name)).ok();
+    let t = tt(&s, &["--json", "show", "df", "big"]).await.json();
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["output"], big.len(), "the byte count of the file");
+    assert_eq!(copy("big.env"), None, "no TASKTRACK_DATA with the file");
+    assert_eq!(copy("big.file").as_deref(), Some(big.as_str()));
+    let path = std::path::PathBuf::from(copy("big.path").unwrap());
+    assert!(
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("tasktrack-data-")),
+        "{}",
+        path.display()
+    );
+    assert!(
+        !path.exists(),
+        "the file is removed once the command ended: {}",
+        path.display()
+    );
+
+    assert_eq!(copy("edge.env").as_deref(), Some(edge.as_str()));
+    assert_eq!(
+        copy("edge.file"),
+        None,
+        "64 KiB still goes in TASKTRACK_DATA"
+    );
+    assert_eq!(copy("small.env").as_deref(), Some("payload"));
+    assert_eq!(
+        copy("small.file"),
+        None,
+        "no TASKTRACK_DATA_FILE for small data"
+    );
 }
 
 #[tokio::test]

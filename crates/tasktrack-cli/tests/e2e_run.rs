@@ -4,6 +4,7 @@
 mod support;
 
 use std::collections::HashMap;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use support::{Env, finish, lines, signal, wait_until};
 
@@ -239,6 +240,151 @@ fn ctrl_c_releases_the_leases_of_killed_commands() {
         assert_eq!(t["attempts"], 0, "{id}: a released attempt is not counted");
         assert!(t["lease"].is_null(), "{id}: nothing left locked");
     }
+}
+
+/// Adds tasks with their data through JSON Lines on stdin (data over 128 KiB cannot be an
+/// argument of `add`).
+fn add_with_data(env: &Env, job: &str, tasks: &[(&str, &str)]) {
+    let jsonl: String = tasks
+        .iter()
+        .map(|(id, data)| format!("{}\n", serde_json::json!({ "id": id, "data": data })))
+        .collect();
+    let done = env.tt_stdin(&["add", job, "-"], &jsonl);
+    assert_eq!(done.code, 0, "{}", done.err);
+}
+
+/// Starts the binary in the background with these extra environment variables.
+fn spawn_with(env: &Env, vars: &[(&str, &str)], args: &[&str]) -> std::process::Child {
+    let mut command = env.command(args);
+    command
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command.spawn().unwrap()
+}
+
+#[test]
+fn a_data_file_is_removed_when_the_run_is_interrupted() {
+    let env = Env::new();
+    let tmp = env.path("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let big = "z".repeat(200 * 1024);
+    add_with_data(&env, "bigstop", &[("t1", &big)]);
+    let seen = env.path("seen.log");
+    let run = spawn_with(
+        &env,
+        &[("TMPDIR", tmp.to_str().unwrap())],
+        &[
+            "--json",
+            "run",
+            "bigstop",
+            "--grace",
+            "200ms",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$TASKTRACK_DATA_FILE\" >> \"$1\"; sleep 30",
+            "sh",
+            seen.to_str().unwrap(),
+        ],
+    );
+    wait_until("the command to start", LONG, || lines(&seen).len() == 1);
+    let file = std::path::PathBuf::from(lines(&seen).remove(0));
+    assert_eq!(file.parent(), Some(tmp.as_path()), "in TMPDIR");
+    assert_eq!(
+        std::fs::metadata(&file).map(|m| m.len()).ok(),
+        Some(big.len() as u64),
+        "the whole data, while the command runs"
+    );
+    signal(&run, "INT");
+    let done = finish(run, LONG);
+    assert_eq!(done.code, 130, "{}", done.err);
+    assert_eq!(done.json()["summary"]["released"], 1);
+    assert!(!file.exists(), "removed: {}", file.display());
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "nothing left in TMPDIR"
+    );
+}
+
+#[test]
+fn data_variables_inherited_by_run_never_reach_a_command() {
+    let env = Env::new();
+    let big = "z".repeat(200 * 1024);
+    add_with_data(&env, "inherit", &[("big", &big), ("small", "payload")]);
+    // As if this `run` were itself started by a task's command.
+    let run = spawn_with(
+        &env,
+        &[
+            ("TASKTRACK_DATA", "stale"),
+            ("TASKTRACK_DATA_FILE", "/stale/file"),
+        ],
+        &[
+            "--json",
+            "run",
+            "inherit",
+            "--",
+            "sh",
+            "-c",
+            r#"printf '{"data":"%s","file":"%s"}' "${TASKTRACK_DATA-unset}" "${TASKTRACK_DATA_FILE-unset}""#,
+        ],
+    );
+    let done = finish(run, LONG);
+    assert_eq!(done.code, 0, "{}", done.err);
+    let small = env.task("inherit", "small");
+    assert_eq!(
+        small["output"],
+        serde_json::json!({"data": "payload", "file": "unset"})
+    );
+    let big = env.task("inherit", "big");
+    assert_eq!(big["output"]["data"], "unset", "{big}");
+    let file = big["output"]["file"].as_str().unwrap();
+    assert!(file.contains("tasktrack-data-"), "{file}");
+}
+
+#[test]
+fn data_that_cannot_be_written_to_its_file_fails_the_attempt_retryably() {
+    let env = Env::new();
+    let big = "z".repeat(200 * 1024);
+    add_with_data(&env, "nowrite", &[("big", &big)]);
+    let missing = env.path("no-such-dir");
+    let run = spawn_with(
+        &env,
+        &[("TMPDIR", missing.to_str().unwrap())],
+        &["--json", "run", "nowrite", "--limit", "1", "--", "true"],
+    );
+    let done = finish(run, LONG);
+    assert_eq!(done.code, 3, "{}", done.err);
+    let summary = &done.json()["summary"];
+    assert_eq!(
+        (summary["attempts"].as_u64(), summary["failed"].as_u64()),
+        (Some(0), Some(1)),
+        "{summary}"
+    );
+    assert!(
+        done.err.contains(
+            "nowrite/big: cannot write the task's data to a temporary file, recorded as its failure: "
+        ),
+        "{}",
+        done.err
+    );
+    let t = env.task("nowrite", "big");
+    assert_eq!(t["status"], "failed", "retried later, not exhausted: {t}");
+    assert_eq!(t["error"]["kind"], "data_file", "{t}");
+    let message = t["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "cannot write the task's data to a temporary file in {}: ",
+            missing.display()
+        )),
+        "{message}"
+    );
+    assert!(
+        t["error"]["detail"].as_str().unwrap().contains("TMPDIR"),
+        "{t}"
+    );
 }
 
 /// Whether a process is gone (or a zombie nobody reaped yet: it runs no more either).

@@ -2,10 +2,12 @@
 //! and the last bytes of its output.
 
 use serde_json::{Value, json};
+use std::io::Write;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tasktrack::{Failure, Lease, Task};
+use tempfile::TempPath;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
@@ -23,6 +25,59 @@ pub fn data_text(data: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// Data text over this many bytes is not put in `TASKTRACK_DATA` but written to a temporary file
+/// named by `TASKTRACK_DATA_FILE`. Linux refuses any single environment string over 128 KiB
+/// (`MAX_ARG_STRLEN`, E2BIG), and all of the environment and the arguments together share one
+/// limit (`ARG_MAX`, a quarter of the stack limit, as little as 128 KiB): half the per-string
+/// limit leaves room for a `{data}` argument of the same text and for the inherited environment.
+pub const DATA_ENV_MAX: usize = 64 * 1024;
+
+/// How the task's data reaches the command: in `TASKTRACK_DATA`, or, over [`DATA_ENV_MAX`], in a
+/// temporary file named by `TASKTRACK_DATA_FILE`.
+pub enum DataEnv {
+    /// The data text itself, for `TASKTRACK_DATA`.
+    Inline(String),
+    /// The temporary file holding the data text; dropping it removes the file.
+    File(TempPath),
+}
+
+impl DataEnv {
+    /// The task's data text inline, or written to a new temporary file (in the system's temporary
+    /// directory, `TMPDIR`, readable by this user only) when it is over [`DATA_ENV_MAX`].
+    pub fn for_task(task: &Task) -> std::io::Result<Self> {
+        let text = data_text(&task.data);
+        if text.len() <= DATA_ENV_MAX {
+            return Ok(DataEnv::Inline(text));
+        }
+        let mut file = tempfile::Builder::new()
+            .prefix("tasktrack-data-")
+            .tempfile()?;
+        file.write_all(text.as_bytes())?;
+        file.flush()?;
+        // Closes our handle; the path (and the file) live until the `TempPath` is dropped.
+        Ok(DataEnv::File(file.into_temp_path()))
+    }
+}
+
+/// The failure recorded for a task whose data could not be written to its temporary file
+/// ([`DataEnv::for_task`]): kind `data_file`. Retryable: it is this machine's trouble (a full
+/// disk, a missing `TMPDIR`), not the data's.
+pub fn data_file_failure(error: &std::io::Error, task: &Task) -> Failure {
+    let data = data_text(&task.data).len();
+    Failure::new(
+        "data_file",
+        format!(
+            "cannot write the task's data to a temporary file in {}: {error}",
+            std::env::temp_dir().display()
+        ),
+    )
+    .with_detail(format!(
+        "its data is {data} bytes, over the {DATA_ENV_MAX} bytes passed in TASKTRACK_DATA, so the \
+         command gets it in a file named by TASKTRACK_DATA_FILE; the file could not be written \
+         (set TMPDIR to a writable directory with room for it)"
+    ))
 }
 
 /// Replaces `{id}`, `{job}`, `{attempt}`, `{data}` in one argument.
@@ -51,7 +106,16 @@ pub fn is_task_fault(error: &std::io::Error) -> bool {
 /// ([`is_task_fault`]): kind `spawn`, the system's message, and what in the task caused it.
 pub fn spawn_failure(error: &std::io::Error, task: &Task) -> Failure {
     let data = data_text(&task.data).len();
-    let why = if error.kind() == std::io::ErrorKind::ArgumentListTooLong {
+    let why = if error.kind() == std::io::ErrorKind::ArgumentListTooLong && data > DATA_ENV_MAX {
+        // The environment only has the file's path: the data came in through `{data}`.
+        format!(
+            "an argument made from this task is over the system's size limit (128 KiB per string \
+             on Linux): its data is {data} bytes, too large for {{data}} in an argument; read it \
+             from the file named by TASKTRACK_DATA_FILE instead (set in place of TASKTRACK_DATA \
+             when the data is over {DATA_ENV_MAX} bytes), e.g. \
+             sh -c 'process < \"$TASKTRACK_DATA_FILE\"'"
+        )
+    } else if error.kind() == std::io::ErrorKind::ArgumentListTooLong {
         format!(
             "an argument or environment value made from this task is over the system's size limit \
              (128 KiB per string on Linux); its data ({{data}}, TASKTRACK_DATA) is {data} bytes"
@@ -70,6 +134,10 @@ pub struct Running {
     pub child: Child,
     stdout: Stream,
     stderr: Stream,
+    /// The file named by `TASKTRACK_DATA_FILE`, if any: held until the command has exited and
+    /// its output was collected ([`Running::outputs`]), and removed when this is dropped, also
+    /// when the run is interrupted.
+    _data_file: Option<TempPath>,
 }
 
 /// A pipe being drained in the background into a shared buffer.
@@ -109,7 +177,15 @@ pub struct Captured {
 
 /// Starts `command` for the task: no shell, stdin closed, its own process group (so a Ctrl-C in
 /// the terminal reaches `run`, which decides what happens to the children), killed if dropped.
-pub fn spawn(command: &[String], task: &Task, lease: &Lease) -> std::io::Result<Running> {
+/// The data goes in `TASKTRACK_DATA` or in the file of `TASKTRACK_DATA_FILE` (`data`), never
+/// both: the other variable is removed, so a value inherited from `run`'s own environment (a
+/// `run` inside a task's command) cannot mislead the command.
+pub fn spawn(
+    command: &[String],
+    task: &Task,
+    lease: &Lease,
+    data: DataEnv,
+) -> std::io::Result<Running> {
     let program = command
         .first()
         .map(|p| substitute(p, task, lease))
@@ -119,7 +195,6 @@ pub fn spawn(command: &[String], task: &Task, lease: &Lease) -> std::io::Result<
         .env("TASKTRACK_JOB", task.job.as_str())
         .env("TASKTRACK_ID", task.id.as_str())
         .env("TASKTRACK_ATTEMPT", lease.attempt.to_string())
-        .env("TASKTRACK_DATA", data_text(&task.data))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -127,6 +202,18 @@ pub fn spawn(command: &[String], task: &Task, lease: &Lease) -> std::io::Result<
     match &task.stage {
         Some(stage) => cmd.env("TASKTRACK_STAGE", stage),
         None => cmd.env_remove("TASKTRACK_STAGE"),
+    };
+    let data_file = match data {
+        DataEnv::Inline(text) => {
+            cmd.env("TASKTRACK_DATA", text)
+                .env_remove("TASKTRACK_DATA_FILE");
+            None
+        }
+        DataEnv::File(path) => {
+            cmd.env("TASKTRACK_DATA_FILE", &*path)
+                .env_remove("TASKTRACK_DATA");
+            Some(path)
+        }
     };
     #[cfg(unix)]
     cmd.process_group(0);
@@ -137,6 +224,7 @@ pub fn spawn(command: &[String], task: &Task, lease: &Lease) -> std::io::Result<
         child,
         stdout,
         stderr,
+        _data_file: data_file,
     })
 }
 

@@ -195,9 +195,10 @@ enum Finished {
         stdout: child::Captured,
         stderr: child::Captured,
     },
-    /// The command could not be started because of this task (its data does not fit in an
-    /// argument or the environment): a failure of the task, not of the run.
-    NotStarted(Failure),
+    /// The command could not be started for this task: its data does not fit in an argument or
+    /// the environment (not retryable: it would fail the same way every time), or it could not
+    /// be written to its temporary file (retryable). A failure of the task, not of the run.
+    NotStarted { failure: Failure, retryable: bool },
 }
 
 /// Runs the command for one claimed task and records how it ended. A success also claims the
@@ -206,26 +207,43 @@ enum Finished {
 async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Claimed> {
     let Claimed { task, lease } = claimed;
     let started = std::time::Instant::now();
-    let finished = match child::spawn(&shared.command, &task, &lease) {
-        Ok(running) => supervise(shared, &lease, running).await,
-        Err(e) if child::is_task_fault(&e) => {
+    let finished = match child::DataEnv::for_task(&task) {
+        // Data over the environment's share could not be put in its file: this attempt fails,
+        // retryably (a full disk or a bad TMPDIR is this machine's trouble, not the data's).
+        Err(e) => {
             shared.out.warn(format!(
-                "{}: cannot start the command for this task, recorded as its failure: {e}",
+                "{}: cannot write the task's data to a temporary file, recorded as its failure: {e}",
                 lease.key
             ));
-            Finished::NotStarted(child::spawn_failure(&e, &task))
+            Finished::NotStarted {
+                failure: child::data_file_failure(&e, &task),
+                retryable: true,
+            }
         }
-        Err(e) => {
-            // The program itself cannot be started: not the task's fault, and every other task
-            // would fail the same way. Give it back untouched and stop the run.
-            shared.release(&lease).await;
-            shared.stats.record_not_run(&task.id, Ended::Released);
-            let program = shared.command.first().cloned().unwrap_or_default();
-            shared
-                .give_up(Error::invalid(format!("cannot start {program:?}: {e}")))
-                .await;
-            return Vec::new();
-        }
+        Ok(data) => match child::spawn(&shared.command, &task, &lease, data) {
+            Ok(running) => supervise(shared, &lease, running).await,
+            Err(e) if child::is_task_fault(&e) => {
+                shared.out.warn(format!(
+                    "{}: cannot start the command for this task, recorded as its failure: {e}",
+                    lease.key
+                ));
+                Finished::NotStarted {
+                    failure: child::spawn_failure(&e, &task),
+                    retryable: false,
+                }
+            }
+            Err(e) => {
+                // The program itself cannot be started: not the task's fault, and every other
+                // task would fail the same way. Give it back untouched and stop the run.
+                shared.release(&lease).await;
+                shared.stats.record_not_run(&task.id, Ended::Released);
+                let program = shared.command.first().cloned().unwrap_or_default();
+                shared
+                    .give_up(Error::invalid(format!("cannot start {program:?}: {e}")))
+                    .await;
+                return Vec::new();
+            }
+        },
     };
     let mut tries = 0;
     let mut hand_off = Some(next);
@@ -264,14 +282,14 @@ async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Cla
     };
     match &finished {
         Finished::Ran { .. } => shared.stats.record(&task.id, ended),
-        Finished::NotStarted(_) => shared.stats.record_not_run(&task.id, ended),
+        Finished::NotStarted { .. } => shared.stats.record_not_run(&task.id, ended),
     }
     if shared.out.verbose > 0 {
         let how = match (&finished, ended) {
             (Finished::Ran { status: Ok(s), .. }, Ended::Failed | Ended::Exhausted) => {
                 format!("{ended:?} ({})", describe_exit(s))
             }
-            (Finished::NotStarted(f), _) => format!("{ended:?} ({})", f.message),
+            (Finished::NotStarted { failure, .. }, _) => format!("{ended:?} ({})", failure.message),
             _ => format!("{ended:?}"),
         };
         shared.out.note(format!(
@@ -329,7 +347,7 @@ async fn supervise(shared: &Shared, lease: &Lease, mut running: child::Running) 
 /// Writes how the attempt ended: released if we killed the command, succeeded on exit 0
 /// (handing off to the next task if `hand_off` is given), failed otherwise — and exhausted at
 /// once when the command could not be started for this task (it would fail the same way every
-/// time). Returns what the hand-off claimed.
+/// time), unless only its data file could not be written. Returns what the hand-off claimed.
 async fn record(
     shared: &Shared,
     lease: &Lease,
@@ -338,8 +356,8 @@ async fn record(
 ) -> Result<(Ended, Vec<Claimed>)> {
     let now = shared.clock.now();
     let (status, killed, stdout, stderr) = match finished {
-        Finished::NotStarted(failure) => {
-            let ended = fail(shared, lease, failure.clone(), false).await?;
+        Finished::NotStarted { failure, retryable } => {
+            let ended = fail(shared, lease, failure.clone(), *retryable).await?;
             return Ok((ended, Vec::new()));
         }
         Finished::Ran {
