@@ -176,8 +176,8 @@ pub struct RunArgs {
     /// The command and its arguments; `{id}`, `{job}`, `{attempt}`, `{data}` are substituted.
     ///
     /// Its environment has TASKTRACK_JOB, TASKTRACK_ID, TASKTRACK_ATTEMPT, TASKTRACK_STAGE
-    /// (pipelines) and the task's data in TASKTRACK_DATA, or, when the data is over 64 KiB (too
-    /// large for the environment), TASKTRACK_DATA_FILE instead: the path of a temporary file
+    /// (pipelines) and the task's data in TASKTRACK_DATA, or, when the data is over 131,056 bytes
+    /// (too large for the environment), TASKTRACK_DATA_FILE instead: the path of a temporary file
     /// holding it, removed when the command has exited. Only one of the two is set.
     #[arg(last = true, required = true, num_args = 1..)]
     pub command: Vec<String>,

@@ -664,12 +664,13 @@ async fn a_task_whose_data_cannot_be_passed_fails_alone_and_the_run_goes_on() {
 }
 
 #[tokio::test]
-async fn data_over_64_kib_comes_in_a_file_and_smaller_data_in_the_environment() {
+async fn data_over_the_environment_limit_comes_in_a_file_and_smaller_data_in_the_environment() {
     let s = store();
     let copies = tempfile::tempdir().unwrap();
-    // Data text over 64 KiB (as compact JSON), exactly 64 KiB, and a few bytes.
+    // Data text over the limit (as compact JSON), exactly at it, and a few bytes.
     let big = serde_json::json!({ "blob": "x".repeat(200 * 1024) }).to_string();
-    let edge = "y".repeat(64 * 1024);
+    // At the limit: the JSON string's text is its content.
+    let edge = "y".repeat(128 * 1024 - "TASKTRACK_DATA=".len() - 1);
     for (id, data) in [
         ("big", big.clone()),
         ("edge", Value::String(edge.clone()).to_string()),
@@ -731,7 +732,7 @@ async fn data_over_64_kib_comes_in_a_file_and_smaller_data_in_the_environment() 
     assert_eq!(
         copy("edge.file"),
         None,
-        "64 KiB still goes in TASKTRACK_DATA"
+        "data at the limit still goes in TASKTRACK_DATA"
     );
     assert_eq!(copy("small.env").as_deref(), Some("payload"));
     assert_eq!(

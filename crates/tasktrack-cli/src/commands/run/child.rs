@@ -29,10 +29,10 @@ pub fn data_text(data: &Value) -> String {
 
 /// Data text over this many bytes is not put in `TASKTRACK_DATA` but written to a temporary file
 /// named by `TASKTRACK_DATA_FILE`. Linux refuses any single environment string over 128 KiB
-/// (`MAX_ARG_STRLEN`, E2BIG), and all of the environment and the arguments together share one
-/// limit (`ARG_MAX`, a quarter of the stack limit, as little as 128 KiB): half the per-string
-/// limit leaves room for a `{data}` argument of the same text and for the inherited environment.
-pub const DATA_ENV_MAX: usize = 64 * 1024;
+/// (`MAX_ARG_STRLEN`, E2BIG), counting `TASKTRACK_DATA=` and the closing NUL, so this is the
+/// largest data that fits: everything that could be started before the file existed still gets
+/// `TASKTRACK_DATA`, and scripts that read only it keep working for it.
+pub const DATA_ENV_MAX: usize = 128 * 1024 - "TASKTRACK_DATA=".len() - 1;
 
 /// How the task's data reaches the command: in `TASKTRACK_DATA`, or, over [`DATA_ENV_MAX`], in a
 /// temporary file named by `TASKTRACK_DATA_FILE`.
