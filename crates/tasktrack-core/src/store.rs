@@ -319,15 +319,65 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
 }
 
 /// A store URL fit to print: the password, if any, replaced by `***`
-/// (`postgres://app:secret@db/x` becomes `postgres://app:***@db/x`). Every face that shows a
-/// store URL (errors, `tasktrack init`, the benchmark) goes through it.
+/// (`postgres://app:secret@db/x` becomes `postgres://app:***@db/x`), and so is the value of every
+/// query parameter whose name says it holds a secret (`password`, `secret` or `token` in it, as
+/// in sqlx's `?password=` or `sslpassword=`). Every face that shows a store URL (errors,
+/// `tasktrack init`, the benchmark) goes through it.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-            None => url.to_string(),
-        },
-        _ => url.to_string(),
+    let (user_info, rest) = match user_info_end(url) {
+        Some(at) => (redact_user_info(&url[..at]), &url[at..]),
+        None => (String::new(), url),
+    };
+    let mut out = user_info;
+    match rest.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query.split('&').map(redact_param).collect();
+            out.push_str(path);
+            out.push('?');
+            out.push_str(&params.join("&"));
+        }
+        None => out.push_str(rest),
+    }
+    out
+}
+
+/// Where the user part of a store URL (`scheme://user:password`) ends: the index of the `@` after
+/// it, or `None` without one. The last `@` before the query, so a password holding an unencoded
+/// `@` or `/` stays whole; failing that, the first `@` if no `/` comes before it (a password
+/// holding an unencoded `?`). URL parsers that split by hand use it, so no part of a password
+/// ends up in a host or a database name (which errors print).
+pub fn user_info_end(url: &str) -> Option<usize> {
+    let start = url.find("://")? + 3;
+    let base = url.split_once('?').map_or(url, |(base, _)| base);
+    match base.rfind('@') {
+        Some(at) if at > start => Some(at),
+        _ => url[start..]
+            .find('@')
+            .filter(|at| !url[start..start + at].contains('/'))
+            .map(|at| start + at),
+    }
+}
+
+/// `scheme://user:password` with the password masked.
+fn redact_user_info(user_info: &str) -> String {
+    let start = user_info.find("://").map_or(0, |s| s + 3);
+    match user_info[start..].split_once(':') {
+        Some((user, _)) => format!("{}{user}:***", &user_info[..start]),
+        None => user_info.to_string(),
+    }
+}
+
+/// `name=value` with the value masked when the name says it is a secret.
+fn redact_param(param: &str) -> String {
+    match param.split_once('=') {
+        Some((name, _))
+            if ["password", "secret", "token"]
+                .iter()
+                .any(|word| name.to_ascii_lowercase().contains(word)) =>
+        {
+            format!("{name}=***")
+        }
+        _ => param.to_string(),
     }
 }
 
@@ -342,6 +392,29 @@ mod tests {
             "postgres://app:***@db:5432/x?schema=s"
         );
         assert_eq!(redact_url("mongodb://u:p:q@h/db"), "mongodb://u:***@h/db");
+        assert_eq!(redact_url("mongodb://u:p@ss@h/db"), "mongodb://u:***@h/db");
+        assert_eq!(redact_url("mongodb://u:p/s@h/db"), "mongodb://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:p?s@h/db?x=1"),
+            "postgres://u:***@h/db?x=1"
+        );
+    }
+
+    #[test]
+    fn redact_url_hides_secret_query_parameters() {
+        assert_eq!(
+            redact_url("postgres://app@db/x?schema=s&password=hunter2&sslpassword=k"),
+            "postgres://app@db/x?schema=s&password=***&sslpassword=***"
+        );
+        assert_eq!(
+            redact_url("s3://bucket/p?aws_secret_access_key=abc&session_token=t&region=eu"),
+            "s3://bucket/p?aws_secret_access_key=***&session_token=***&region=eu"
+        );
+        // An `@` in the query is not a user part.
+        assert_eq!(
+            redact_url("redis://h:6379/0?prefix=a@b"),
+            "redis://h:6379/0?prefix=a@b"
+        );
         for unchanged in [
             "redis://127.0.0.1:6379/0",
             "mysql://root@h/db",

@@ -5,7 +5,7 @@
 //! (default [`DEFAULT_DATABASE`]); `prefix` is put in front of the two collection names so that
 //! several trackers can share one database.
 
-use tasktrack_core::{Error, Result, redact_url};
+use tasktrack_core::{Error, Result, redact_url, user_info_end};
 
 /// The database used when the URL names none.
 pub const DEFAULT_DATABASE: &str = "tasktrack";
@@ -43,14 +43,19 @@ pub fn parse(url: &str) -> Result<Config> {
             redact_url(url)
         ))
     };
-    let rest = url
+    let scheme_end = url
         .strip_prefix("mongodb://")
         .or_else(|| url.strip_prefix("mongodb+srv://"))
+        .map(|rest| url.len() - rest.len())
         .ok_or_else(|| bad("expected mongodb://host[:port]/[database][?prefix=P]"))?;
-    // Hosts may be a comma-separated list, which the `url` crate cannot parse: split by hand.
+    // Hosts may be a comma-separated list, which the `url` crate cannot parse: split by hand,
+    // the user part first, so that no piece of a password lands in a host or database name.
+    let (user, rest) = match user_info_end(url) {
+        Some(at) => (&url[scheme_end..=at], &url[at + 1..]),
+        None => ("", &url[scheme_end..]),
+    };
     let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = before_query.split_once('/').unwrap_or((before_query, ""));
-    let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (hosts, path) = before_query.split_once('/').unwrap_or((before_query, ""));
     if hosts.is_empty() {
         return Err(bad("no host"));
     }
@@ -79,7 +84,7 @@ pub fn parse(url: &str) -> Result<Config> {
     } else {
         "mongodb"
     };
-    let mut driver_url = format!("{scheme}://{authority}");
+    let mut driver_url = format!("{scheme}://{user}{hosts}");
     if !path.is_empty() || !kept.is_empty() {
         driver_url.push('/');
         driver_url.push_str(path);
@@ -135,6 +140,28 @@ mod tests {
             c.driver_url,
             "mongodb://127.0.0.1:27017/ops?directConnection=true"
         );
+    }
+
+    #[test]
+    fn a_password_never_reaches_hosts_or_names() {
+        // Unencoded `/`, `?` and `@` in a password: split at the user part's end all the same.
+        for url in [
+            "mongodb://u:pa/ss@h:1/db",
+            "mongodb://u:pa?ss@h:1/db",
+            "mongodb://u:p@ss@h:1/db",
+        ] {
+            let c = parse(url).unwrap();
+            assert_eq!(
+                (c.hosts.as_str(), c.database.as_str()),
+                ("h:1", "db"),
+                "{url}"
+            );
+            assert_eq!(c.driver_url, url);
+        }
+        let e = parse("mongodb://u:se/cret@h/bad.name")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("cret"), "{e}");
     }
 
     #[test]
