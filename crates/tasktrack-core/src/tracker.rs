@@ -2,22 +2,32 @@
 //!
 //! `run` / `run_next` / `run_all` claim a task, renew its lease in the background (every third of
 //! the lease) while the closure runs, then record the closure's output on `Ok`, its error on `Err`
-//! (message and full chain as detail), or its panic. If the returned future is dropped before it
-//! finishes (cancellation, shutdown), the lease is released so the task is immediately claimable
-//! again.
+//! (message and full chain as detail), or its panic. If the returned future is dropped after the
+//! claim and before the outcome is recorded (a `select!`, a timeout, a cancelled request), the
+//! heartbeat stops and the lease is released by a task spawned on the current runtime, so the task
+//! is claimable again at once. Two gaps, where the lease instead runs out on its own (the task is
+//! then claimable again after its lease, that attempt counted as dead): a drop while the claim
+//! itself is in flight (the store may grant it after the caller is gone), and a drop while the
+//! runtime is shutting down (the release task never runs).
+//!
+//! A tracker and its clones are one worker (one owner id), and a claim by the holder of a live
+//! lease is re-entrant in the store. So that one task never runs twice at once in one process,
+//! a tracker remembers the tasks its runs hold (shared by its clones) and `run` refuses one of
+//! them with [`Refusal::Locked`].
 //! Every transition is logged with `tracing` (claim, heartbeat trouble, succeeded / failed).
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::model::*;
 use crate::store::{Claim, ClaimNext, Fail, Store};
 use crate::time::{Clock, SystemClock};
 use futures::FutureExt;
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::HashSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -56,10 +66,14 @@ pub struct Tracker {
     backoff: Backoff,
     stage: Option<String>,
     clock: Arc<dyn Clock>,
+    /// The tasks this tracker's runs hold right now, shared by its clones.
+    held: Arc<Mutex<HashSet<TaskKey>>>,
 }
 
 impl Tracker {
-    /// A tracker with the default lease (5 min), backoff and a unique worker id.
+    /// A tracker with the default lease (5 min), backoff and a unique worker id. It does not read
+    /// the job's record: for the lease and backoff a job was given (`put_job`, `tasktrack job
+    /// set`), use [`Tracker::for_job`].
     pub fn new(store: Arc<dyn Store>, job: JobName) -> Self {
         Tracker {
             store,
@@ -69,6 +83,7 @@ impl Tracker {
             backoff: Backoff::default(),
             stage: None,
             clock: Arc::new(SystemClock),
+            held: Arc::default(),
         }
     }
 
@@ -116,7 +131,8 @@ impl Tracker {
     }
 
     /// Claims the task `id`, runs `f`, records the outcome; returns the task as recorded.
-    /// A refusal (locked, succeeded, ...) is an [`Error::Refused`] and runs nothing.
+    /// A refusal (locked, succeeded, ...) is an [`Error::Refused`] and runs nothing; so is a task
+    /// that a run of this tracker or of a clone is running now ([`Refusal::Locked`]).
     pub async fn run<F, Fut, T, E>(&self, id: &TaskId, f: F) -> Result<Task>
     where
         F: FnOnce(TaskContext) -> Fut,
@@ -125,13 +141,18 @@ impl Tracker {
         E: Into<anyhow::Error>,
     {
         let key = TaskKey::new(self.job.clone(), id.clone());
+        let Some(held) = self.hold(&key) else {
+            return Err(self.held_here(&key).await);
+        };
         let claim = Claim {
             owner: self.owner.clone(),
             lease_for: self.lease_for,
             force: false,
         };
         let claimed = self.store.claim(&key, &claim, self.clock.now()).await?;
-        self.execute(claimed, f, None).await.map(|(done, _)| done)
+        self.execute(claimed, f, None, Some(held))
+            .await
+            .map(|(done, _)| done)
     }
 
     /// Claims the next claimable task and runs `f` on it; `None` when nothing is claimable now.
@@ -144,7 +165,12 @@ impl Tracker {
     {
         let claimed = self.claim_next().await?;
         match claimed.into_iter().next() {
-            Some(c) => self.execute(c, f, None).await.map(|(done, _)| Some(done)),
+            Some(c) => {
+                let held = self.hold(&c.lease.key);
+                self.execute(c, f, None, held)
+                    .await
+                    .map(|(done, _)| Some(done))
+            }
             None => Ok(None),
         }
     }
@@ -168,7 +194,8 @@ impl Tracker {
         let mut ran = 0;
         while let Some(c) = held.pop() {
             ran += 1;
-            held = match self.execute(c, &mut f, Some(&req)).await {
+            let key = self.hold(&c.lease.key);
+            held = match self.execute(c, &mut f, Some(&req), key).await {
                 Ok((_, Some(next))) => next,
                 Ok((_, None)) => self.claim_next().await?,
                 Err(e @ (Error::StaleLease { .. } | Error::Refused { .. })) => {
@@ -190,6 +217,32 @@ impl Tracker {
         }
     }
 
+    /// Marks `key` as held by a run of this tracker until the returned guard drops; `None` if a
+    /// run already holds it.
+    fn hold(&self, key: &TaskKey) -> Option<HeldKey> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.insert(key.clone()).then(|| HeldKey {
+            held: self.held.clone(),
+            key: key.clone(),
+        })
+    }
+
+    /// The refusal for a task a run of this tracker holds: locked by this very worker.
+    async fn held_here(&self, key: &TaskKey) -> Error {
+        let now = self.clock.now();
+        let expires_at = match self.store.get(key).await {
+            Ok(task) => task.lease.map_or(now, |l| l.expires_at),
+            Err(e) => return e,
+        };
+        Error::Refused {
+            key: key.to_string(),
+            reason: Refusal::Locked {
+                owner: self.owner.clone(),
+                expires_at,
+            },
+        }
+    }
+
     async fn claim_next(&self) -> Result<Vec<Claimed>> {
         let req = self.claim_request();
         self.store
@@ -198,12 +251,14 @@ impl Tracker {
     }
 
     /// Runs `f` under the lease and records the outcome. With `then`, a success also claims the
-    /// next task (a hand-off) and returns it; `None` when no claim was made.
+    /// next task (a hand-off) and returns it; `None` when no claim was made. `_held` marks the
+    /// task as this tracker's until the outcome is recorded (or the run dropped).
     async fn execute<F, Fut, T, E>(
         &self,
         claimed: Claimed,
         f: F,
         then: Option<&ClaimNext>,
+        _held: Option<HeldKey>,
     ) -> Result<(Task, Option<Vec<Claimed>>)>
     where
         F: FnOnce(TaskContext) -> Fut,
@@ -215,13 +270,13 @@ impl Tracker {
         let span = info_span!("task", job = %lease.key.job, id = %lease.key.id, attempt = lease.attempt, worker = %self.owner);
         async move {
             info!(token = lease.token, expires_at = %lease.expires_at, "claimed");
-            let mut release_guard = ReleaseOnDrop::new(self, &lease);
             let heartbeat = tokio::spawn(keep_alive(
                 self.store.clone(),
                 self.clock.clone(),
                 lease.clone(),
                 self.lease_for,
             ));
+            let mut release_guard = ReleaseOnDrop::new(self, &lease, heartbeat.abort_handle());
             let ctx = TaskContext {
                 task: claimed.task,
                 lease: lease.clone(),
@@ -320,9 +375,25 @@ async fn keep_alive(
     }
 }
 
-/// Releases the lease if the run is dropped before it recorded an outcome.
+/// Removes a task from its tracker's held set when the run that held it ends.
+#[derive(Debug)]
+struct HeldKey {
+    held: Arc<Mutex<HashSet<TaskKey>>>,
+    key: TaskKey,
+}
+
+impl Drop for HeldKey {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.remove(&self.key);
+    }
+}
+
+/// Stops the heartbeat when the run ends, however it ends, and releases the lease if the run is
+/// dropped before it recorded an outcome.
 struct ReleaseOnDrop {
     pending: Option<PendingRelease>,
+    heartbeat: tokio::task::AbortHandle,
 }
 
 /// What a release needs.
@@ -333,8 +404,9 @@ struct PendingRelease {
 }
 
 impl ReleaseOnDrop {
-    fn new(tracker: &Tracker, lease: &Lease) -> Self {
+    fn new(tracker: &Tracker, lease: &Lease, heartbeat: tokio::task::AbortHandle) -> Self {
         ReleaseOnDrop {
+            heartbeat,
             pending: Some(PendingRelease {
                 store: tracker.store.clone(),
                 clock: tracker.clock.clone(),
@@ -350,6 +422,9 @@ impl ReleaseOnDrop {
 
 impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
+        // A dropped `JoinHandle` does not stop its task: without this, a cancelled run whose
+        // release failed would renew its lease for as long as the process lives.
+        self.heartbeat.abort();
         let Some(PendingRelease {
             store,
             clock,
@@ -362,15 +437,25 @@ impl Drop for ReleaseOnDrop {
             return;
         };
         runtime.spawn(async move {
-            match store.release(&lease, clock.now()).await {
-                Ok(_) => info!(key = %lease.key, "cancelled; lease released"),
-                Err(e) => {
-                    warn!(key = %lease.key, error = %e, "cancelled; could not release the lease")
+            let mut tries = 0u32;
+            loop {
+                match store.release(&lease, clock.now()).await {
+                    Ok(_) => return info!(key = %lease.key, "cancelled; lease released"),
+                    Err(e) if e.is_transient() && tries < RELEASE_TRIES => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(200) * tries).await;
+                    }
+                    Err(e) => {
+                        return warn!(key = %lease.key, error = %e, "cancelled; could not release the lease; it runs out on its own");
+                    }
                 }
             }
         });
     }
 }
+
+/// Further tries of a cancelled run's release after a transient error.
+const RELEASE_TRIES: u32 = 3;
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
@@ -382,7 +467,8 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// `host:pid:n`, unique per tracker in a process.
+/// `host:pid:n`, unique per tracker in a process (a tracker's clones share it: they are one
+/// worker).
 pub fn default_worker_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let host = std::env::var("HOSTNAME")

@@ -246,3 +246,130 @@ async fn a_cancelled_run_releases_its_lease() {
         .unwrap();
     assert_eq!((t.status, t.attempts, t.lease), (Status::Pending, 0, None));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_task_running_in_this_tracker_or_a_clone_is_not_run_again() {
+    let (store, clock, job) = setup();
+    add(&store, &job, &clock, &["a"]).await;
+    let tracker = tracker(&store, &job, &clock);
+    let clone = tracker.clone();
+    let id = TaskId::new("a").unwrap();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
+    let first = tokio::spawn({
+        let (tracker, id) = (tracker.clone(), id.clone());
+        async move {
+            tracker
+                .run(&id, |_| async move {
+                    let _ = started_tx.send(());
+                    let _ = finish_rx.await;
+                    Ok::<_, std::io::Error>("first")
+                })
+                .await
+        }
+    });
+    started_rx.await.unwrap();
+    // The store would grant the same owner's claim again (re-entrant); the tracker refuses.
+    for t in [&tracker, &clone] {
+        let refused = t
+            .run(&id, |_| async { Ok::<_, std::io::Error>("second") })
+            .await
+            .unwrap_err();
+        match refused.refusal() {
+            Some(Refusal::Locked { owner, expires_at }) => {
+                assert_eq!(owner, "worker-1");
+                assert_eq!(*expires_at, clock.now().plus(Duration::from_secs(30)));
+            }
+            other => panic!("expected Locked, got {other:?} ({refused})"),
+        }
+    }
+    finish_tx.send(()).unwrap();
+    let done = first.await.unwrap().unwrap();
+    assert_eq!(
+        (done.status, done.attempts, done.output),
+        (Status::Succeeded, 1, Some(json!("first")))
+    );
+    // Once the first run has ended, the id is free again (here: already succeeded).
+    let again = tracker
+        .run(&id, |_| async { Ok::<_, std::io::Error>("third") })
+        .await
+        .unwrap_err();
+    assert_eq!(again.refusal(), Some(&Refusal::Succeeded));
+}
+
+/// A store whose `release` always fails, to see what a cancelled run does then.
+#[derive(Debug)]
+struct ReleaseFails {
+    inner: Arc<dyn Store>,
+    heartbeats: std::sync::atomic::AtomicUsize,
+}
+
+tasktrack_core::store_impl! {
+    ReleaseFails;
+    native {
+        fn backend(&self) -> &'static str {
+            "release-fails"
+        }
+        async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
+            self.heartbeats.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.heartbeat(lease, lease_for, now).await
+        }
+        async fn release(&self, _lease: &Lease, _now: Timestamp) -> Result<Task> {
+            Err(Error::Backend("release refused by the test".into()))
+        }
+    }
+    via self.inner {
+        init() -> ();
+        put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
+        get_job(job: &JobName) -> Job;
+        jobs(state: Option<JobState>) -> Vec<Job>;
+        set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
+        delete_job(job: &JobName, now: Timestamp) -> Deleted;
+        create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
+        claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
+        claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
+        patch_data(lease: &Lease, patch: &serde_json::Value, now: Timestamp) -> Task;
+        succeed(lease: &Lease, output: serde_json::Value, now: Timestamp) -> Task;
+        succeed_many(done: &[(Lease, serde_json::Value)], now: Timestamp) -> Vec<Result<Task>>;
+        fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
+        ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
+        retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
+        report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
+        delete(key: &TaskKey, now: Timestamp) -> ();
+        purge(req: &Purge) -> u64;
+        get(key: &TaskKey) -> Task;
+        list(query: &TaskQuery) -> TaskPage;
+        counts(job: &JobName) -> Counts;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_run_stops_its_heartbeat_even_when_the_release_fails() {
+    let (inner, clock, job) = setup();
+    add(&inner, &job, &clock, &["a"]).await;
+    let spy = Arc::new(ReleaseFails {
+        inner,
+        heartbeats: Default::default(),
+    });
+    let store: Arc<dyn Store> = spy.clone();
+    let tracker = tracker(&store, &job, &clock);
+    let id = TaskId::new("a").unwrap();
+    let run = tracker.run(&id, |_| async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok::<_, std::io::Error>(())
+    });
+    // Heartbeats every 10 s of a 30 s lease: two in 25 s, then the run is cancelled.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(25), run)
+            .await
+            .is_err()
+    );
+    let beats = spy.heartbeats.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(beats, 2);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(
+        spy.heartbeats.load(std::sync::atomic::Ordering::SeqCst),
+        beats,
+        "no heartbeat after the run was dropped"
+    );
+}
