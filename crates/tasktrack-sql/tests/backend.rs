@@ -530,3 +530,31 @@ async fn postgres_vacuums_the_task_table_every_n_claims() {
     }
     assert_eq!(seen, 1, "the 3rd claim made one vacuum due");
 }
+
+/// Bulk create writes at most 500 rows per statement, as documented (`cas::create` hands the
+/// store chunks of 500): each statement commits on its own, so the rows of one statement share
+/// one `xmin` (inserting transaction id), and 1,001 tasks take 3 of them (500, 500, 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_bulk_create_is_one_statement_per_500_tasks() {
+    let Some(s) = store("postgres").await else {
+        return;
+    };
+    let pg = tasktrack_sql::PgStore::connect(&s.scratch.url)
+        .await
+        .unwrap();
+    let j = job();
+    let created = pg
+        .create(&j, &ids(1001), CreateMode::SkipExisting, T0)
+        .await
+        .unwrap();
+    assert_eq!(created.created, 1001);
+    let table = pg.view_name().strip_suffix("tasks").unwrap().to_string() + "task";
+    let per_statement: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {table} WHERE job = $1 GROUP BY xmin::text ORDER BY 1 DESC"
+    )))
+    .bind(j.as_str())
+    .fetch_all(pg.pool())
+    .await
+    .unwrap();
+    assert_eq!(per_statement, vec![500, 500, 1]);
+}

@@ -195,9 +195,11 @@ pub(crate) async fn insert_task<D: Dialect>(s: &D, task: &Task) -> Result<bool> 
         .unwrap_or(false))
 }
 
-/// One multi-row insert skipping existing keys, `RETURNING id`, per chunk: bulk create is one
-/// round trip per 1000 tasks, and says exactly which ones were new. Where the insert cannot
-/// answer `RETURNING` (MySQL 8), one insert per task says it by its row count.
+/// One multi-row insert skipping existing keys, `RETURNING id`, per chunk of at most 1000 of
+/// `tasks`, saying exactly which ones were new. The adapter's bulk create
+/// ([`tasktrack_core::cas::create`]) calls this with at most 500 tasks at a time, so a create is
+/// one statement (one round trip) per 500 tasks. Where the insert cannot answer `RETURNING`
+/// (MySQL 8), one insert per task says it by its row count.
 pub(crate) async fn insert_tasks<D: Dialect>(s: &D, tasks: &[Task]) -> Result<Vec<bool>> {
     let (head, tail) = s.insert_skipping();
     let head = format!("{head} {} ({}) VALUES ", s.table(), FIELDS.join(", "));
