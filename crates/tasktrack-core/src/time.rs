@@ -23,6 +23,10 @@ impl Timestamp {
     /// The Unix epoch.
     pub const EPOCH: Timestamp = Timestamp(0);
 
+    /// The last instant RFC 3339 can write, 9999-12-31T23:59:59.999Z: [`Timestamp::plus`] stops
+    /// here, so a computed time (a very long lease, a capped backoff) always reads back.
+    pub const MAX: Timestamp = Timestamp(253_402_300_799_999);
+
     /// From milliseconds since the Unix epoch.
     pub const fn from_millis(millis: i64) -> Self {
         Timestamp(millis)
@@ -38,10 +42,10 @@ impl Timestamp {
         Timestamp(chrono::Utc::now().timestamp_millis())
     }
 
-    /// This instant plus `d` (saturating; sub-millisecond parts are dropped).
+    /// This instant plus `d`, at most [`Timestamp::MAX`] (sub-millisecond parts are dropped).
     pub fn plus(self, d: Duration) -> Self {
         let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        Timestamp(self.0.saturating_add(ms))
+        Timestamp(self.0.saturating_add(ms).min(Self::MAX.0.max(self.0)))
     }
 
     /// This instant minus `d` (saturating).
@@ -153,6 +157,18 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plus_stops_at_the_last_writable_instant() {
+        let now = Timestamp::from_millis(1_795_000_000_123);
+        assert_eq!(now.plus(Duration::MAX), Timestamp::MAX);
+        assert_eq!(Timestamp::MAX.to_rfc3339(), "9999-12-31T23:59:59.999Z");
+        let far = now.plus(Duration::from_secs(10_000 * 365 * 86_400));
+        assert_eq!(Timestamp::parse(&far.to_rfc3339()).unwrap(), far);
+        // An instant already past it (from_millis) is left where it is, never moved back.
+        let past = Timestamp::from_millis(i64::MAX - 5);
+        assert_eq!(past.plus(Duration::from_millis(1)), past);
+    }
 
     #[test]
     fn rfc3339_round_trip_keeps_milliseconds() {

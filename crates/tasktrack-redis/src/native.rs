@@ -165,9 +165,7 @@ impl RedisDocs {
         lease_for: Duration,
         now: Timestamp,
     ) -> Result<Lease> {
-        if lease_for.as_millis() == 0 {
-            return Err(Error::invalid("lease length must be at least 1ms"));
-        }
+        lifecycle::check_lease_length(lease_for)?;
         let mut inv = self.scripts.heartbeat.prepare_invoke();
         inv.key(self.keys.job_base(&lease.key.job))
             .arg(lease.key.id.as_str())

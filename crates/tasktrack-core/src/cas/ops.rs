@@ -261,10 +261,7 @@ pub fn check_claim_next(req: &ClaimNext) -> Result<()> {
     if req.limit == 0 {
         return Err(Error::invalid("claim limit must be at least 1"));
     }
-    if req.lease_for.as_millis() == 0 {
-        return Err(Error::invalid("lease length must be at least 1ms"));
-    }
-    Ok(())
+    crate::lifecycle::check_lease_length(req.lease_for)
 }
 
 /// [`Store::heartbeat`].

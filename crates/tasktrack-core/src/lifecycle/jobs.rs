@@ -34,9 +34,7 @@ pub fn apply_job_spec(
         job.max_attempts = n;
     }
     if let Some(l) = spec.lease {
-        if l.as_millis() == 0 {
-            return Err(Error::invalid("lease length must be at least 1ms"));
-        }
+        super::check_lease_length(l)?;
         job.lease_ms = duration_ms(l);
     }
     if let Some(b) = spec.backoff {

@@ -56,10 +56,22 @@ fn touch(task: &mut Task, now: Timestamp) {
     task.updated_at = now;
 }
 
-/// A lease of zero length is rejected before anything runs.
-fn check_lease_length(lease_for: Duration) -> Result<()> {
+/// The longest lease: a century. Longer ones mean "never expires", which a lease cannot promise
+/// (a dead worker's task would never be claimed again), and they overflow the expiry arithmetic
+/// of backends that compute it natively (Redis's Lua numbers).
+pub const MAX_LEASE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A lease of zero length, or over [`MAX_LEASE`], is rejected before anything runs. Every
+/// operation that takes a lease length goes through it, native backends included.
+pub fn check_lease_length(lease_for: Duration) -> Result<()> {
     if lease_for.as_millis() == 0 {
         return Err(Error::invalid("lease length must be at least 1ms"));
+    }
+    if lease_for > MAX_LEASE {
+        return Err(Error::invalid(format!(
+            "lease length must be at most 100 years, not {}s",
+            lease_for.as_secs()
+        )));
     }
     Ok(())
 }

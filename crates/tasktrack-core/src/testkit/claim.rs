@@ -85,9 +85,44 @@ pub async fn claim_of_finished_or_missing_task_says_why(h: Harness) -> Result<()
     Ok(())
 }
 
-/// A lease of zero length is rejected before anything runs (and an invalid worker id too).
-pub async fn claim_with_zero_lease_is_rejected(h: Harness) -> Result<()> {
-    h.add(&["a"]).await?;
+/// A lease of zero length, or longer than a century, is rejected before anything runs (and an
+/// invalid worker id too); a century-long lease is granted and its expiry reads back.
+pub async fn claim_with_zero_or_endless_lease_is_rejected(h: Harness) -> Result<()> {
+    h.add(&["a", "long"]).await?;
+    let endless = Duration::MAX;
+    let too_long = h
+        .store
+        .claim(&h.key("a"), &Claim::new("w", endless), h.now())
+        .await;
+    assert!(
+        matches!(too_long, Err(Error::InvalidInput(_))),
+        "{too_long:?}"
+    );
+    let too_long_next = h
+        .store
+        .claim_next(&h.job, &ClaimNext::new("w", endless), h.now())
+        .await;
+    assert!(
+        matches!(too_long_next, Err(Error::InvalidInput(_))),
+        "{too_long_next:?}"
+    );
+    let century = crate::lifecycle::MAX_LEASE;
+    let long = h
+        .store
+        .claim(&h.key("long"), &Claim::new("w", century), h.now())
+        .await?;
+    assert_eq!(long.lease.expires_at, h.now().plus(century));
+    let stored = h.get("long").await?;
+    assert_eq!(
+        stored.lease.map(|l| l.expires_at),
+        Some(h.now().plus(century))
+    );
+    let renewed = h.store.heartbeat(&long.lease, endless, h.now()).await;
+    assert!(
+        matches!(renewed, Err(Error::InvalidInput(_))),
+        "{renewed:?}"
+    );
+
     let zero = h
         .store
         .claim(&h.key("a"), &Claim::new("w", Duration::ZERO), h.now())

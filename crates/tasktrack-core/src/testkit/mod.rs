@@ -243,7 +243,7 @@ macro_rules! conformance_tests {
             claim::claim_refused_by_live_lease_counts_no_attempt,
             claim::own_live_lease_is_reentrant_with_the_same_token,
             claim::claim_of_finished_or_missing_task_says_why,
-            claim::claim_with_zero_lease_is_rejected,
+            claim::claim_with_zero_or_endless_lease_is_rejected,
             claim::force_claim_bumps_the_token_and_fences_the_holder,
             claim::claim_next_takes_higher_priority_then_older_first,
             claim::claim_next_batch_returns_distinct_tasks,
