@@ -274,12 +274,55 @@ async fn unreachable_server_is_one_line_naming_host_and_port(dialect: &str) {
     assert!(!text.contains('\n'), "{text}");
 }
 
+/// The versions `{prefix}schema_version` lists, in order.
+async fn schema_versions(s: &ScopedStore, dialect: &str) -> Vec<i32> {
+    let url = &s.scratch.url;
+    if dialect == "postgres" {
+        let pg = tasktrack_sql::PgStore::connect(url).await.unwrap();
+        let t = pg.view_name().strip_suffix("tasks").unwrap().to_string();
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT version FROM {t}schema_version ORDER BY version"
+        )))
+        .fetch_all(pg.pool())
+        .await
+        .unwrap()
+    } else {
+        let my = tasktrack_sql::MySqlStore::connect(url).await.unwrap();
+        let t = my.view_name().strip_suffix("tasks").unwrap().to_string();
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT version FROM {t}schema_version ORDER BY version"
+        )))
+        .fetch_all(my.pool())
+        .await
+        .unwrap()
+    }
+}
+
 async fn init_is_idempotent_and_versioned(dialect: &str) {
     let Some(s) = store(dialect).await else {
         return;
     };
     s.init().await.unwrap();
     s.init().await.unwrap();
+    let latest = if dialect == "postgres" {
+        vec![1]
+    } else {
+        vec![1, 2]
+    };
+    assert_eq!(schema_versions(&s, dialect).await, latest);
+    if dialect == "mysql" {
+        // MySQL DDL is not transactional: an init interrupted after a migration ran but before it
+        // was recorded runs it again, which must succeed.
+        admin_exec(
+            &s.scratch.url,
+            "DELETE FROM tasktrack_schema_version WHERE version = 2",
+        )
+        .await
+        .unwrap();
+        assert_eq!(schema_versions(&s, dialect).await, vec![1]);
+        s.init().await.unwrap();
+        assert_eq!(schema_versions(&s, dialect).await, latest);
+    }
     let j = job();
     s.create(
         &j,
@@ -461,6 +504,36 @@ async fn concurrent_handoffs_grant_each_worker_its_own_lease(dialect: &str) {
     );
 }
 
+/// An error far beyond 64 KiB (kind, message and detail; the library's Tracker records whole
+/// error chains) is recorded by `fail` and read back byte for byte, on the task and in its
+/// history. MySQL's version 1 schema held error_kind and error_message in `TEXT` (65,535 bytes):
+/// strict mode refused the write ("Data too long") until migration 2 made them `LONGTEXT`.
+async fn long_errors_are_recorded_exactly(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let (j, t0) = (job(), T0);
+    let claimed = create_and_claim(&s, &j, 1, 1, t0).await;
+    let long = |unit: &str, bytes: usize| unit.repeat(bytes / unit.len() + 1);
+    let error = Failure::new(long("kind-é-", 70 * 1024), long("message ✓ ", 100 * 1024))
+        .with_detail(long("detail 🦀\n", 100 * 1024));
+    assert!(error.kind.len() > 70 * 1024 && error.message.len() > 100 * 1024);
+    let t1 = t0.plus(Duration::from_secs(1));
+    let failed = s
+        .fail(&claimed[0].lease, &Fail::new(error.clone()), t1)
+        .await
+        .unwrap();
+    assert_eq!(failed.status, Status::Failed);
+    assert_eq!(failed.error.as_ref(), Some(&error));
+    let got = s.get(&claimed[0].task.key()).await.unwrap();
+    assert_eq!(got, failed);
+    assert_eq!(got.error.as_ref(), Some(&error));
+    assert_eq!(
+        got.history.last().and_then(|h| h.error.as_ref()),
+        Some(&error)
+    );
+}
+
 /// Every case above, once per dialect: `postgres::<case>` and `mysql::<case>`.
 macro_rules! on_both_dialects {
     ($($case:ident),* $(,)?) => {
@@ -487,6 +560,7 @@ on_both_dialects!(
     batched_completion_equals_one_by_one,
     handoff_matches_the_pure_rules,
     concurrent_handoffs_grant_each_worker_its_own_lease,
+    long_errors_are_recorded_exactly,
 );
 
 /// The store vacuums the task table itself every `vacuum_every` granted claims (the claim index

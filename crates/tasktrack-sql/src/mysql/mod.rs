@@ -62,11 +62,18 @@ dialect_queries! {
 }
 
 /// The versioned migrations, applied in order by `init` (`tasktrack init`).
-const MIGRATIONS: [Migration; 1] = [(
-    1,
-    "tables",
-    include_str!("../../migrations/mysql/0001_tables.sql"),
-)];
+const MIGRATIONS: [Migration; 2] = [
+    (
+        1,
+        "tables",
+        include_str!("../../migrations/mysql/0001_tables.sql"),
+    ),
+    (
+        2,
+        "long_errors",
+        include_str!("../../migrations/mysql/0002_long_errors.sql"),
+    ),
+];
 
 fn render(sql: &str, t: &str) -> Arc<str> {
     sql.replace("{t}", t).into()
