@@ -4,7 +4,7 @@ use crate::fsio::{self, Durability, corrupt, io_error};
 use crate::journal::{Change, JobPaths};
 use crate::session::{Access, Session, Slot};
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::io;
@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tasktrack_core::cas::{Documents, Versioned};
 use tasktrack_core::{
-    Error, Job, JobName, JobState, Result, Status, Task, TaskKey, TaskPage, TaskQuery, Timestamp,
+    Error, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey, TaskPage, TaskQuery,
+    Timestamp,
 };
 
 /// The marker file that says a directory is a tasktrack store, and in which layout version.
@@ -178,6 +179,54 @@ impl Inner {
     }
 }
 
+/// Task `id` as the session sees it, `None` if it is gone or its file is damaged: a damaged
+/// file is logged (naming it, as `get` of it does) and skipped by operations over many tasks.
+fn readable(s: &Session<'_>, id: &TaskId, during: &str) -> Result<Option<Task>> {
+    match s.read_task(id) {
+        Err(e @ Error::Corrupt { .. }) => {
+            tracing::warn!(job = %s.paths.job, error = %e, "skipping an unreadable task in {during}");
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
+/// The task files of the locked job that no listing returns, for `delete_job` to remove with
+/// the job record: `(ids, paths)`, the ids of indexed tasks whose file is damaged (removed
+/// through the journal), and the files the index does not know at all (those a rebuild left out
+/// as unreadable, or files put there by hand), removed directly. Under the lock every file a
+/// writer put there is in the index (its intent precedes its rename), so an unknown file is
+/// never a live task. Each one is logged.
+fn damaged_files(s: &Session<'_>) -> Result<(Vec<TaskId>, Vec<PathBuf>)> {
+    let mut indexed = Vec::new();
+    let mut known = HashSet::new();
+    for entry in s.index.entries_by_id() {
+        if let Err(e @ Error::Corrupt { .. }) = s.read_task(&entry.id) {
+            tracing::warn!(job = %s.paths.job, error = %e, "removing a damaged task file with its job");
+            indexed.push(entry.id.clone());
+        }
+        known.insert(s.paths.task(&entry.id));
+    }
+    let mut unindexed = Vec::new();
+    let listing = match fs::read_dir(&s.paths.tasks) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((indexed, unindexed)),
+        Err(e) => return Err(io_error("listing", &s.paths.tasks, e)),
+    };
+    for entry in listing {
+        let entry = entry.map_err(|e| io_error("listing", &s.paths.tasks, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let path = entry.path();
+        if name.starts_with('.') || !name.ends_with(".json") || known.contains(&path) {
+            continue;
+        }
+        tracing::warn!(job = %s.paths.job, path = %path.display(), "removing a task file the index does not know (left out as unreadable) with its job");
+        unindexed.push(path);
+    }
+    Ok((indexed, unindexed))
+}
+
 fn versioned<T>(value: T, version: u64) -> Versioned<T> {
     Versioned::new(value, version.to_string())
 }
@@ -307,7 +356,8 @@ impl Documents for FileDocuments {
                 let ids: Vec<_> = s.claimable(stage.as_deref(), now).take(limit).collect();
                 let mut found = Vec::with_capacity(ids.len());
                 for id in ids {
-                    if let Some(t) = s.read_task(&id)? {
+                    // A damaged file is skipped (as the native claim_next does).
+                    if let Some(t) = readable(s, &id, "claimable")? {
                         let v = t.version;
                         found.push(versioned(t, v));
                     }
@@ -323,13 +373,28 @@ impl Documents for FileDocuments {
         let page = self
             .locked(&query.job.clone(), Access::Existing, move |s| {
                 // The index picks the page (limit + 1, to know whether more follow); only those
-                // files are read.
-                let ids = s.index.list(&query, query.limit.saturating_add(1));
-                let mut tasks = Vec::with_capacity(ids.len());
-                for id in ids {
-                    if let Some(t) = s.read_task(&id)? {
-                        tasks.push(t);
+                // files are read. A damaged file is left out of the page (logged; `get` names
+                // it), and the page is filled from the tasks after it, so a cursor never skips
+                // a readable task and paging through a job (`delete_job`, `purge`) still works.
+                let want = query.limit.saturating_add(1);
+                let mut tasks = Vec::new();
+                let (mut asked, mut looked) = (want, 0);
+                loop {
+                    let ids = s.index.list(&query, asked);
+                    let exhausted = ids.len() < asked;
+                    for id in ids.into_iter().skip(looked) {
+                        if tasks.len() == want {
+                            break;
+                        }
+                        looked += 1;
+                        if let Some(t) = readable(s, &id, "list")? {
+                            tasks.push(t);
+                        }
                     }
+                    if tasks.len() == want || exhausted {
+                        break;
+                    }
+                    asked = asked.saturating_mul(2);
                 }
                 Ok(TaskPage::from_sorted(tasks, query.limit))
             })
@@ -394,8 +459,18 @@ impl Documents for FileDocuments {
                     return Ok(false);
                 }
                 // The directory, its lock file and journal stay: another process may be waiting
-                // on that very lock file, and a fresh one would not exclude it.
-                s.stage(vec![Change::DeleteJob]);
+                // on that very lock file, and a fresh one would not exclude it. The damaged task
+                // files no listing could return go with the job record (see `damaged_files`).
+                let (indexed, unindexed) = damaged_files(s)?;
+                let mut changes = vec![Change::DeleteJob];
+                changes.extend(indexed.into_iter().map(Change::Delete));
+                s.stage(changes);
+                for path in &unindexed {
+                    fsio::remove(path)?;
+                }
+                if !unindexed.is_empty() {
+                    fsio::sync_dir(&s.paths.tasks, s.durability())?;
+                }
                 Ok(true)
             })
             .await?;

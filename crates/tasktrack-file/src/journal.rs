@@ -272,7 +272,15 @@ pub(crate) fn catch_up(
         }
     }
     if index.open {
-        recover(paths, index, &mut file, durability)?;
+        match recover(paths, index, &mut file, durability) {
+            // A file the transaction names is damaged: the files cannot say how to finish it,
+            // so the index is rebuilt from them (leaving that one out, see `rebuild`).
+            Err(e @ Error::Corrupt { .. }) => {
+                let why = format!("a task file of an unfinished transaction is unreadable ({e})");
+                return rebuild(paths, index, durability, &why);
+            }
+            other => other?,
+        }
     }
     Ok(file)
 }
@@ -379,7 +387,14 @@ fn roll_forward(paths: &JobPaths, file: &mut File, header_len: u64) -> Result<us
 }
 
 /// Rebuilds the index from the task files (a missing or damaged journal) and returns the new
-/// journal. An unreadable task file stops the rebuild with an error naming it.
+/// journal.
+///
+/// A task file that does not parse, or holds a task that does not belong at its path, is
+/// logged and left out of the index: one damaged file must not make the whole job unusable
+/// (every operation of a job starts by catching up its index). It is not touched: `get` of it
+/// still answers [`Error::Corrupt`] naming it, writes of it are refused, and once it is
+/// repaired, deleting `index.log` indexes it again. An I/O error (a file that cannot be read at
+/// all) still fails the rebuild: it may be passing, and skipping would hide a healthy task.
 fn rebuild(
     paths: &JobPaths,
     index: &mut JobIndex,
@@ -402,18 +417,28 @@ fn rebuild(
         if name.starts_with('.') || !name.ends_with(".json") {
             continue;
         }
-        let bytes = fsio::read_optional(&path)?.unwrap_or_default();
-        let task: Task = fsio::from_document(&path, &bytes)?;
-        if task.job != paths.job || paths.task(&task.id) != path {
-            return Err(corrupt(
-                &path,
-                format!(
-                    "holds task {}, which does not belong at this path",
-                    task.key()
-                ),
-            ));
+        let Some(bytes) = fsio::read_optional(&path)? else {
+            continue; // removed since the listing (by hand: every writer waits for our lock)
+        };
+        let task = fsio::from_document::<Task>(&path, &bytes).and_then(|task| {
+            if task.job != paths.job || paths.task(&task.id) != path {
+                return Err(corrupt(
+                    &path,
+                    format!(
+                        "holds task {}, which does not belong at this path",
+                        task.key()
+                    ),
+                ));
+            }
+            Ok(task)
+        });
+        match task {
+            Ok(task) => fresh.apply(Record::Put(Entry::of(&task))),
+            Err(e @ Error::Corrupt { .. }) => {
+                tracing::warn!(job = %paths.job, error = %e, "leaving an unreadable task file out of the rebuilt index");
+            }
+            Err(e) => return Err(e),
         }
-        fresh.apply(Record::Put(Entry::of(&task)));
     }
     fresh.apply(Record::Commit);
     snapshot(paths, &mut fresh, durability)?;

@@ -83,12 +83,14 @@
 //!   once when it first touches the job: about a second at 100,000 tasks.
 //! - `counts` and `claim_next` read the index only (O(statuses) and O(claimed)); `list` filters
 //!   the index and reads only the page's files; `jobs` reads every `job.json`.
-//! - Deleting a job removes its records but keeps its directory, lock file and journal, because
-//!   another process may be waiting on that lock file.
+//! - Deleting a job removes its records, damaged task files included, but keeps its directory,
+//!   lock file and journal, because another process may be waiting on that lock file.
 //! - Hand edits: reading with `cat`/`jq` is the point; editing a task file by hand is not
 //!   supported while the store is in use (delete `index.log` afterwards to re-index). A file that
 //!   does not parse, or has an unknown schema version, is an [`Error::Corrupt`] naming it; every
-//!   other task stays readable, and `claim_next` skips it (logging an error).
+//!   other task stays readable: `claim_next` and `list` skip it (logging it), and an index
+//!   rebuild (a deleted or damaged `index.log`, a reboot) leaves it out, so it is no longer
+//!   counted until it is repaired and `index.log` deleted again. Deleting the job removes it.
 //!
 //! # Testing
 //! Needs no server: `cargo nextest run -p tasktrack-file --all-features` runs the conformance

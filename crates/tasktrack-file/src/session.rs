@@ -316,6 +316,11 @@ pub struct Session<'a> {
 }
 
 impl Session<'_> {
+    /// The store's durability setting.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
     /// Task `id` as this session will leave it: staged changes first, then the file.
     pub fn read_task(&self, id: &TaskId) -> Result<Option<Task>> {
         match self.overlay.get(id) {

@@ -323,3 +323,226 @@ async fn after_a_power_loss_the_journal_restores_task_files_the_disk_lost() {
         "a fresh snapshot: {text}"
     );
 }
+
+/// Every page of `job`'s tasks, `limit` at a time, as ids.
+async fn list_all(store: &FileStore, job: &JobName, limit: usize) -> Vec<String> {
+    let mut query = TaskQuery::new(job.clone()).with_limit(limit);
+    let mut ids = Vec::new();
+    loop {
+        let page = store.list(&query).await.unwrap();
+        assert!(page.tasks.len() <= limit);
+        ids.extend(page.tasks.iter().map(|t| t.id.to_string()));
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return ids,
+        }
+    }
+}
+
+/// The `*.json` files left in the job's `tasks/` directory.
+fn task_files(dir: &Path, job: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("jobs").join(job).join("tasks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// How the index comes to be rebuilt while a task file is damaged.
+#[derive(Debug, Clone, Copy)]
+enum Rebuild {
+    /// `index.log` deleted (the documented step after a hand edit).
+    Deleted,
+    /// A line of `index.log` that does not parse.
+    BadLine,
+    /// The journal was written in an earlier boot.
+    Reboot,
+    /// A dead writer's unfinished transaction names the damaged task.
+    Unfinished,
+}
+
+/// One damaged task file (t1) and one file holding a task that does not belong at its path,
+/// then a rebuild: both are left out of the index, and every other task, counts, claims, lists
+/// and deleting the job all work; deleting the job removes the damaged files too.
+async fn a_rebuild_leaves_damaged_files_out(how: Rebuild) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, job) = setup(dir.path(), 6).await;
+    let journal = dir.path().join("jobs/j/index.log");
+    if let Rebuild::Reboot = how {
+        // A journal made of a snapshot only (no full records to restore t1 from).
+        std::fs::remove_file(&journal).unwrap();
+        assert_eq!(open(dir.path()).await.counts(&job).await.unwrap().known, 6);
+    }
+    drop(store);
+    let t1 = task_file(dir.path(), "j", "t1");
+    std::fs::write(&t1, b"{ this is not json").unwrap();
+    let stray = task_file(dir.path(), "j", "stray");
+    std::fs::copy(task_file(dir.path(), "j", "t2"), &stray).unwrap();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let (header, rest) = text.split_once('\n').unwrap();
+    match how {
+        Rebuild::Deleted => std::fs::remove_file(&journal).unwrap(),
+        Rebuild::BadLine => std::fs::write(&journal, format!("{header}\ngarbage\n{rest}")).unwrap(),
+        Rebuild::Reboot => {
+            let mut header: serde_json::Value = serde_json::from_str(header).unwrap();
+            header["boot"] = serde_json::json!("an-earlier-boot");
+            std::fs::write(&journal, format!("{header}\n{rest}")).unwrap();
+        }
+        Rebuild::Unfinished => {
+            let intent = r#"{"put":{"id":"t1","version":9,"status":"succeeded","stage":null,"priority":0,"claimable_at":null,"updated_at":"2027-01-15T08:00:00.000Z"}}"#;
+            std::fs::write(&journal, format!("{text}{intent}\n")).unwrap();
+        }
+    }
+
+    let store = open(dir.path()).await;
+    assert_eq!(
+        store.get(&key(&job, "t0")).await.unwrap().status,
+        Status::Pending,
+        "{how:?}"
+    );
+    assert_corrupt_naming(store.get(&key(&job, "t1")).await, &t1, "invalid JSON");
+    let counts = store.counts(&job).await.unwrap();
+    assert!(counts.exists);
+    assert_eq!((counts.known, counts.by_status.pending), (5, 5), "{how:?}");
+    let healthy = ["t0", "t2", "t3", "t4", "t5"];
+    assert_eq!(list_all(&store, &job, 2).await, healthy, "{how:?}");
+    // Nothing overwrites the damaged file.
+    let err = store
+        .create(
+            &job,
+            &[NewTask::new(TaskId::new("t1").unwrap())],
+            CreateMode::SkipExisting,
+            now(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{how:?}");
+    let claimed = store
+        .claim_next(
+            &job,
+            &ClaimNext::new("w", Duration::from_secs(30)).with_limit(10),
+            now(),
+        )
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = claimed.iter().map(|c| c.task.id.to_string()).collect();
+    ids.sort();
+    assert_eq!(ids, healthy, "{how:?}");
+    for c in &claimed {
+        store
+            .succeed(&c.lease, serde_json::json!(1), now())
+            .await
+            .unwrap();
+    }
+
+    // The job can be deleted, and that takes the damaged files with it.
+    let deleted = store.delete_job(&job, now()).await.unwrap();
+    assert_eq!(
+        deleted,
+        Deleted {
+            tasks: 5,
+            kept_leased: 0,
+            job_removed: true
+        },
+        "{how:?}"
+    );
+    assert_eq!(task_files(dir.path(), "j"), Vec::<String>::new(), "{how:?}");
+    assert!(store.jobs(None).await.unwrap().is_empty());
+    assert_eq!(
+        store.get(&key(&job, "t1")).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let after = open(dir.path()).await.counts(&job).await.unwrap();
+    assert_eq!((after.exists, after.known), (false, 0), "{how:?}");
+}
+
+#[tokio::test]
+async fn a_damaged_file_found_when_index_log_is_deleted_leaves_the_job_usable() {
+    a_rebuild_leaves_damaged_files_out(Rebuild::Deleted).await;
+}
+
+#[tokio::test]
+async fn a_damaged_file_found_when_index_log_has_a_bad_line_leaves_the_job_usable() {
+    a_rebuild_leaves_damaged_files_out(Rebuild::BadLine).await;
+}
+
+#[tokio::test]
+async fn a_damaged_file_found_after_a_reboot_leaves_the_job_usable() {
+    if !Path::new("/proc/sys/kernel/random/boot_id").exists() {
+        eprintln!("SKIPPED: no boot id on this system, so a reboot does not rebuild the index");
+        return;
+    }
+    a_rebuild_leaves_damaged_files_out(Rebuild::Reboot).await;
+}
+
+#[tokio::test]
+async fn a_damaged_file_named_by_an_unfinished_transaction_leaves_the_job_usable() {
+    a_rebuild_leaves_damaged_files_out(Rebuild::Unfinished).await;
+}
+
+/// Files damaged while the index knows them: list pages skip them and stay full, with cursors
+/// that miss no readable task; purge and delete_job work; the job's deletion removes them.
+#[tokio::test]
+async fn damaged_files_the_index_knows_are_skipped_by_lists_and_removed_with_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, job) = setup(dir.path(), 7).await;
+    for id in ["t1", "t3", "t4"] {
+        std::fs::write(task_file(dir.path(), "j", id), b"").unwrap();
+    }
+    for limit in [1, 2, 3, 100] {
+        assert_eq!(
+            list_all(&store, &job, limit).await,
+            ["t0", "t2", "t5", "t6"],
+            "limit {limit}"
+        );
+    }
+    let first = store
+        .list(&TaskQuery::new(job.clone()).with_limit(2))
+        .await
+        .unwrap();
+    assert_eq!(first.tasks.len(), 2, "a page is filled past a damaged task");
+    assert!(first.next.is_some());
+
+    let claimed = store
+        .claim_next(
+            &job,
+            &ClaimNext::new("w", Duration::from_secs(30)).with_limit(2),
+            now(),
+        )
+        .await
+        .unwrap();
+    for c in &claimed {
+        store
+            .succeed(&c.lease, serde_json::json!(1), now())
+            .await
+            .unwrap();
+    }
+    let purged = store
+        .purge(&Purge {
+            job: Some(job.clone()),
+            statuses: vec![Status::Succeeded],
+            older_than: Timestamp::from_millis(now().as_millis() + 1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
+    assert_eq!(
+        store.counts(&job).await.unwrap().known,
+        5,
+        "the index still counts the damaged three"
+    );
+
+    let deleted = store.delete_job(&job, now()).await.unwrap();
+    assert_eq!((deleted.tasks, deleted.job_removed), (2, true));
+    assert_eq!(task_files(dir.path(), "j"), Vec::<String>::new());
+    let counts = store.counts(&job).await.unwrap();
+    assert_eq!((counts.exists, counts.known), (false, 0));
+    let counts = open(dir.path()).await.counts(&job).await.unwrap();
+    assert_eq!(
+        (counts.exists, counts.known),
+        (false, 0),
+        "the removals are in the journal"
+    );
+}
