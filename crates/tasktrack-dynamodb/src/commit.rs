@@ -18,10 +18,14 @@
 //! A transaction is all or nothing, so one stale write (a condition that fails) would cancel
 //! the others. AWS names the failed items (`CancellationReasons`): those writers are told
 //! `false` (their compare-and-swap loop re-reads, as for a lone write) and the rest are sent
-//! again. Two writes of one task never share a transaction (AWS refuses that): the second waits
-//! for the next one.
+//! again. Likewise a write that AWS refuses for a reason about the item itself
+//! (`ValidationError`, ...) fails alone, with AWS's message, and the rest are sent again. A task
+//! too large for a DynamoDB item never gets this far: its writer is answered
+//! [`tasktrack_core::Error::InvalidInput`] before queueing (`item::fitting_task_item`). Two
+//! writes of one task never share a transaction (AWS refuses that): the second waits for the
+//! next one.
 
-use crate::txn::{self, MAX_TRANSACT_BYTES, MAX_TRANSACT_ITEMS, Outcome, Transact};
+use crate::txn::{self, MAX_TRANSACT_BYTES, MAX_TRANSACT_ITEMS, Outcome, Reason, Transact};
 use aws_sdk_dynamodb::types::TransactWriteItem;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -161,8 +165,8 @@ impl GroupCommit {
     }
 }
 
-/// Sends `batch` as one transaction, again without the writes whose condition failed, until it
-/// commits; answers every writer.
+/// Sends `batch` as one transaction, again without the writes AWS named (a failed condition,
+/// or a reason about the item itself), until it commits; answers every writer.
 async fn commit(tx: &dyn Transact, counters: Counters<'_>, mut batch: Vec<Queued>) {
     let mut conflicts = 0;
     while !batch.is_empty() {
@@ -175,41 +179,47 @@ async fn commit(tx: &dyn Transact, counters: Counters<'_>, mut batch: Vec<Queued
             Ok(Outcome::Cancelled(reasons)) => reasons,
             Err(e) => return answer_all(batch, Err(e)),
         };
-        if reasons.iter().any(|r| txn::is_conflict(r)) {
+        let before = batch.len();
+        batch = settle(batch, &reasons);
+        if batch.is_empty() {
+            return;
+        }
+        if reasons.iter().any(Reason::is_conflict) {
             conflicts += 1;
             if conflicts > MAX_CONFLICT_RETRIES {
                 return answer_all(batch, Err(txn::cancelled("task write", &reasons)));
             }
             txn::pause(conflicts.min(7)).await;
-            continue;
+        } else if batch.len() == before {
+            // Nothing to drop, so sending the same transaction again would loop.
+            return answer_all(batch, Err(txn::cancelled("task write", &reasons)));
         }
-        batch = drop_refused(batch, &reasons);
     }
 }
 
-/// Answers `false` to the writers whose condition failed and returns the others (to be sent
-/// again). A reason that is neither "none" nor a failed condition fails the whole batch.
-fn drop_refused(batch: Vec<Queued>, reasons: &[String]) -> Vec<Queued> {
-    let refused = |i: usize| {
-        reasons
-            .get(i)
-            .is_some_and(|r| r == "ConditionalCheckFailed")
-    };
-    let unexpected = reasons
-        .iter()
-        .any(|r| r != "None" && r != "ConditionalCheckFailed");
-    if unexpected || !(0..batch.len()).any(refused) {
-        // Nothing to drop, so sending the same transaction again would loop.
-        answer_all(batch, Err(txn::cancelled("task write", reasons)));
+/// Answers the writers AWS named — `false` to those whose condition failed, an error with AWS's
+/// message to those refused for a reason about their item — and returns the others (to be sent
+/// again). A counter update refused for itself fails every writer (it carries all their counts).
+fn settle(batch: Vec<Queued>, reasons: &[Reason]) -> Vec<Queued> {
+    if let Some(r) = reasons.iter().skip(batch.len()).find(|r| r.is_item_error()) {
+        answer_all(
+            batch,
+            Err(txn::cancelled("counter update", std::slice::from_ref(r))),
+        );
         return Vec::new();
     }
     let mut rest = Vec::new();
     for (i, queued) in batch.into_iter().enumerate() {
-        if refused(i) {
-            // The receiver may have gone (its caller was cancelled): nothing to tell then.
-            let _ = queued.done.send(Ok(false));
-        } else {
-            rest.push(queued);
+        // The receiver may have gone (its caller was cancelled): nothing to tell then.
+        match reasons.get(i) {
+            Some(r) if r.is_refused() => {
+                let _ = queued.done.send(Ok(false));
+            }
+            Some(r) if r.is_item_error() => {
+                let error = r.item_error("write", &queued.write.key);
+                let _ = queued.done.send(Err(error));
+            }
+            _ => rest.push(queued),
         }
     }
     rest
@@ -245,7 +255,9 @@ fn answer_all(batch: Vec<Queued>, result: Result<bool>) {
 
 /// A task write's size as counted against `MAX_TRANSACT_BYTES` (a delete's key is small).
 fn write_size(write: &TransactWriteItem) -> usize {
-    write.put().map_or(256, |p| txn::item_size(p.item()))
+    write
+        .put()
+        .map_or(256, |p| crate::item::item_size(p.item()))
 }
 
 #[cfg(test)]
@@ -257,11 +269,14 @@ mod tests {
     use std::sync::Arc;
     use tasktrack_core::TaskId;
 
-    /// A fake that records each transaction's task ids and refuses the writes of `stale` ids.
+    /// A fake that records each transaction's task ids, refuses the writes of `stale` ids and
+    /// cancels those of `invalid` ids with a `ValidationError`, as AWS does for an item over
+    /// its size limit.
     #[derive(Default)]
     struct Fake {
         calls: Mutex<Vec<Vec<String>>>,
         stale: Vec<String>,
+        invalid: Vec<String>,
         /// Counter updates seen, as their ADD expressions.
         counters: Mutex<Vec<String>>,
     }
@@ -292,14 +307,21 @@ mod tests {
                         .push(u.update_expression().to_owned());
                 }
             }
-            let reasons: Vec<String> = ids
+            let reasons: Vec<Reason> = ids
                 .iter()
                 .map(|id| match id {
-                    Some(id) if self.stale.contains(id) => "ConditionalCheckFailed".to_owned(),
-                    _ => "None".to_owned(),
+                    Some(id) if self.stale.contains(id) => Reason::new(
+                        "ConditionalCheckFailed",
+                        Some("The conditional request failed".into()),
+                    ),
+                    Some(id) if self.invalid.contains(id) => Reason::new(
+                        "ValidationError",
+                        Some("Item size has exceeded the maximum allowed size".into()),
+                    ),
+                    _ => Reason::new("None", None),
                 })
                 .collect();
-            if reasons.iter().all(|r| r == "None") {
+            if reasons.iter().all(|r| r.code == "None") {
                 Ok(Outcome::Committed)
             } else {
                 Ok(Outcome::Cancelled(reasons))
@@ -361,6 +383,35 @@ mod tests {
         assert_eq!(results, vec![true, true, false, true]);
         let calls = fake.calls.lock().unwrap().clone();
         assert_eq!(calls, vec![vec!["a"], vec!["b", "c", "d"], vec!["b", "d"]]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_write_aws_refuses_fails_alone_with_aws_message_and_the_others_are_sent_again() {
+        let fake = Fake {
+            invalid: vec!["b".to_owned()],
+            stale: vec!["c".to_owned()],
+            ..Fake::default()
+        };
+        let commit = GroupCommit::default();
+        let writes = vec![write("a"), write("b"), write("c"), write("d")];
+        let mut results = commit.write_all(&fake, COUNTERS, writes).await.into_iter();
+        assert_eq!(results.next(), Some(Ok(true)));
+        match results.next() {
+            Some(Err(Error::InvalidInput(m))) => {
+                assert!(m.contains("j/b"), "names the task: {m}");
+                assert!(
+                    m.contains("ValidationError: Item size has exceeded the maximum allowed size"),
+                    "carries AWS's reason: {m}"
+                );
+            }
+            other => panic!("expected InvalidInput for b, got {other:?}"),
+        }
+        assert_eq!(results.next(), Some(Ok(false)), "c's condition failed");
+        assert_eq!(results.next(), Some(Ok(true)));
+        let calls = fake.calls.lock().unwrap().clone();
+        assert_eq!(calls, vec![vec!["a", "b", "c", "d"], vec!["a", "d"]]);
+        let counters = fake.counters.lock().unwrap().clone();
+        assert_eq!(counters.len(), 2, "each send carries one counter update");
     }
 
     #[tokio::test(flavor = "current_thread")]

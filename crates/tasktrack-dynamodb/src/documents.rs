@@ -107,7 +107,9 @@ impl DynamoDocuments {
     /// Replaces several tasks at once (a batch of claims, `succeed_many`): each write
     /// conditional on its own task being exactly the one read, all of them queued together so
     /// that they share one transaction (with the counter updates they need). One outcome per
-    /// pair, in order (`false`: that task changed). A single pair is a plain `replace_task`.
+    /// pair, in order (`false`: that task changed; `Err` for that task alone, e.g.
+    /// `InvalidInput` for a task too large for an item, which is never queued). A single pair
+    /// is a plain `replace_task`.
     pub(crate) async fn replace_tasks(
         &self,
         pairs: &[(&Versioned<Task>, Task)],
@@ -115,26 +117,59 @@ impl DynamoDocuments {
         if let [(old, new)] = pairs {
             return Ok(vec![self.replace_task(old, new).await]);
         }
-        let writes = pairs
-            .iter()
-            .map(|(old, new)| {
-                Ok(CountedWrite {
-                    key: new.key(),
-                    write: self.put(item::task_item(new)?, UNCHANGED, unchanged_values(old))?,
-                    deltas: Self::counter_move(Some(&old.value), Some(new)).unwrap_or_default(),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut results: Vec<Option<Result<bool>>> = Vec::with_capacity(pairs.len());
+        let mut writes = Vec::with_capacity(pairs.len());
+        for (old, new) in pairs {
+            match item::fitting_task_item(new) {
+                Ok(item) => {
+                    writes.push(CountedWrite {
+                        key: new.key(),
+                        write: self.put(item, UNCHANGED, unchanged_values(old))?,
+                        deltas: Self::counter_move(Some(&old.value), Some(new)).unwrap_or_default(),
+                    });
+                    results.push(None);
+                }
+                Err(e @ Error::InvalidInput(_)) => results.push(Some(Err(e))),
+                Err(e) => return Err(e),
+            }
+        }
         let counters = Counters {
             table: &self.counter_table,
             shards: self.counter_shards,
         };
-        let results = self.commit.write_all(self, counters, writes).await;
+        let mut written = self
+            .commit
+            .write_all(self, counters, writes)
+            .await
+            .into_iter();
+        let results: Vec<Result<bool>> = results
+            .into_iter()
+            .map(|r| {
+                r.or_else(|| written.next()).unwrap_or_else(|| {
+                    Err(Error::backend("internal: a queued write got no outcome"))
+                })
+            })
+            .collect();
         let refused = results.iter().filter(|r| matches!(r, Ok(false))).count();
         self.stats
             .refused
             .fetch_add(refused as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(results)
+    }
+
+    /// Inserts `tasks` that do not exist yet; one outcome per task: `Ok(true)` inserted,
+    /// `Ok(false)` it existed, `Err` for that task alone (too large for a DynamoDB item:
+    /// `InvalidInput` naming it; or refused by AWS for a reason about it). The others are
+    /// written whatever becomes of one.
+    pub(crate) async fn insert_each(&self, tasks: &[Task]) -> Result<Vec<Result<bool>>> {
+        txn::insert_tasks(
+            self,
+            &self.table,
+            &self.counter_table,
+            self.counter_shards,
+            tasks,
+        )
+        .await
     }
 
     /// A single conditional put or delete (no counter moves): one request.
@@ -382,19 +417,18 @@ impl Documents for DynamoDocuments {
             .unwrap_or(false))
     }
 
+    /// [`DynamoDocuments::insert_each`]; a task that could not be written fails the call, after
+    /// the others were written (`DynamoStore::create` reports them one by one instead).
     async fn insert_tasks(&self, tasks: &[Task]) -> Result<Vec<bool>> {
-        txn::insert_tasks(
-            self,
-            &self.table,
-            &self.counter_table,
-            self.counter_shards,
-            tasks,
-        )
-        .await
+        self.insert_each(tasks).await?.into_iter().collect()
     }
 
     async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {
-        let write = self.put(item::task_item(new)?, UNCHANGED, unchanged_values(old))?;
+        let write = self.put(
+            item::fitting_task_item(new)?,
+            UNCHANGED,
+            unchanged_values(old),
+        )?;
         let deltas = Self::counter_move(Some(&old.value), Some(new));
         self.write_task(new.key(), write, deltas).await
     }

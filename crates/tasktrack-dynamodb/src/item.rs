@@ -148,6 +148,69 @@ pub(crate) fn task_item(task: &Task) -> Result<Item> {
     Ok(item)
 }
 
+/// DynamoDB's limit on one item: 400 KB, counting attribute names and values (AWS's KB are
+/// 1,024 bytes). A task over it is refused with [`Error::InvalidInput`] before any request.
+pub(crate) const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// An item's size as DynamoDB counts it: each attribute's name (UTF-8 bytes) plus its value — a
+/// string's UTF-8 bytes, a binary's raw bytes, a number's significant digits at two per byte
+/// plus one byte, one byte for a boolean or null, 3 bytes plus one per element for a list or
+/// map (and the elements themselves), the sum of a set's elements.
+pub(crate) fn item_size(item: &Item) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => number_size(n),
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::L(l) => 3 + l.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, v)| 1 + k.len() + value_size(v))
+                .sum::<usize>()
+        }
+        AttributeValue::Ss(ss) => ss.iter().map(String::len).sum(),
+        AttributeValue::Ns(ns) => ns.iter().map(|n| number_size(n)).sum(),
+        AttributeValue::Bs(bs) => bs.iter().map(|b| b.as_ref().len()).sum(),
+        // A type added to the SDK later: a generous guess (we write none).
+        _ => 64,
+    }
+}
+
+/// A number's size: 1 byte per two significant digits (leading and trailing zeros trimmed),
+/// rounded up, plus 1.
+fn number_size(n: &str) -> usize {
+    let mantissa = n.split(['e', 'E']).next().unwrap_or(n);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+    significant.max(1).div_ceil(2) + 1
+}
+
+/// [`task_item`], refused with [`Error::InvalidInput`] (naming the task, its size and the limit)
+/// when it would not fit in one DynamoDB item: AWS would reject it, and with it every other
+/// write of the transaction it went in.
+pub(crate) fn fitting_task_item(task: &Task) -> Result<Item> {
+    let item = task_item(task)?;
+    let size = item_size(&item);
+    if size <= MAX_ITEM_BYTES {
+        return Ok(item);
+    }
+    let json = |v: Option<&serde_json::Value>| v.map_or(0, |v| v.to_string().len());
+    Err(Error::InvalidInput(format!(
+        "task {} would be a DynamoDB item of {size} bytes, over DynamoDB's limit of \
+         {MAX_ITEM_BYTES} bytes (400 KB) per item (its JSON data is {} bytes, its output {} bytes): \
+         not written; keep large results outside the task (a file, an object) and store a \
+         reference to them",
+        task.key(),
+        json(Some(&task.data)),
+        json(task.output.as_ref()),
+    )))
+}
+
 /// A job as a whole item.
 pub(crate) fn job_item(job: &Job) -> Result<Item> {
     let doc =
@@ -262,6 +325,64 @@ mod tests {
             list_pk(&j("a"), Status::Pending)
         );
         assert!(job_state_pk(JobState::Started).starts_with('j'));
+    }
+
+    #[test]
+    fn item_sizes_follow_dynamodb_rules() {
+        // Numbers: significant digits (leading and trailing zeros trimmed), two per byte, + 1.
+        for (number, size) in [
+            ("0", 2),
+            ("7", 2),
+            ("12", 2),
+            ("123", 3),
+            ("1000", 2),
+            ("-0012.50", 3),
+            ("12345678901234567890", 11),
+            ("1.5e10", 2),
+        ] {
+            assert_eq!(number_size(number), size, "{number}");
+        }
+        let item = Item::from([
+            ("pk".to_owned(), s("t:é")), // é is 2 bytes of UTF-8
+            ("v".to_owned(), n(12)),
+            (
+                "l".to_owned(),
+                AttributeValue::L(vec![s("ab"), AttributeValue::Bool(true)]),
+            ),
+        ]);
+        assert_eq!(
+            item_size(&item),
+            (2 + 4) + (1 + 2) + (1 + 3 + (1 + 2) + (1 + 1))
+        );
+    }
+
+    #[test]
+    fn a_task_fits_up_to_the_item_limit_and_not_a_byte_more() {
+        let now = Timestamp::from_millis(1_000);
+        let job = Job::new(JobName::new("j").unwrap(), now);
+        let task = |len: usize| {
+            let new = tasktrack_core::NewTask::new(tasktrack_core::TaskId::new("a").unwrap())
+                .with_data(serde_json::Value::String("x".repeat(len)));
+            tasktrack_core::lifecycle::create_task(&job, &new, now).unwrap()
+        };
+        // Each `x` of the data adds one byte to the item (the JSON string needs no escaping).
+        let base = item_size(&task_item(&task(0)).unwrap());
+        let fits = task(MAX_ITEM_BYTES - base);
+        assert_eq!(
+            item_size(&fitting_task_item(&fits).unwrap()),
+            MAX_ITEM_BYTES
+        );
+        match fitting_task_item(&task(MAX_ITEM_BYTES - base + 1)) {
+            Err(Error::InvalidInput(m)) => {
+                assert!(m.contains("task j/a"), "names the task: {m}");
+                assert!(
+                    m.contains(&format!("{} bytes", MAX_ITEM_BYTES + 1)),
+                    "its size: {m}"
+                );
+                assert!(m.contains("409600 bytes (400 KB)"), "the limit: {m}");
+            }
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
     }
 
     #[test]

@@ -68,7 +68,13 @@
 //!   claim time, conditionally, so it needs no read.
 //! - Another process's new, released or expired-lease tasks reach this process's claims at most
 //!   1 s late (the pool's time to live) or when its pool is used up; its own changes at once.
-//! - A task's JSON must fit in a DynamoDB item (400 KB, counting the index attributes).
+//! - A task's JSON must fit in a DynamoDB item (400 KB = 409,600 bytes, counting attribute
+//!   names and the index attributes). A write that would make a task larger (a big output,
+//!   data or history) is refused before any request with `InvalidInput` naming the task, its
+//!   size and the limit; only that call fails, never the other writes of its transaction, and
+//!   `create` writes the other tasks of the call before naming the ones left out. A write AWS
+//!   refuses for a reason about its item (`ValidationError`, ...) likewise fails alone, with
+//!   AWS's message, and the rest of its transaction is sent again.
 //! - Index reads are eventually consistent on AWS: a claim may see a stale candidate (its
 //!   conditional write then fails and the next one is tried) and a fresh write may take a moment
 //!   to appear in a list or in the in-progress part of `counts` (pending and in-progress may

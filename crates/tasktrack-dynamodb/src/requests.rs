@@ -4,7 +4,7 @@
 use crate::documents::DynamoDocuments;
 use crate::error::sdk_error;
 use crate::item::{self, Item};
-use crate::txn::{Outcome, Transact};
+use crate::txn::{Outcome, Reason, Transact};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{CancellationReason, TransactWriteItem};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,13 +90,16 @@ impl Transact for DynamoDocuments {
                         bump(&self.stats.replayed);
                         return Ok(Outcome::Committed);
                     }
-                    let codes = reasons
-                        .iter()
-                        .map(|r| r.code().unwrap_or("None").to_owned());
-                    return Ok(Outcome::Cancelled(codes.collect()));
+                    let reasons = reasons.iter().map(|r| {
+                        Reason::new(r.code().unwrap_or("None"), r.message().map(str::to_owned))
+                    });
+                    return Ok(Outcome::Cancelled(reasons.collect()));
                 }
                 if let Some(E::TransactionInProgressException(_)) = err.as_service_error() {
-                    return Ok(Outcome::Cancelled(vec!["TransactionConflict".into()]));
+                    return Ok(Outcome::Cancelled(vec![Reason::new(
+                        "TransactionConflict",
+                        None,
+                    )]));
                 }
                 Err(sdk_error("TransactWriteItems", &self.endpoint, err))
             }

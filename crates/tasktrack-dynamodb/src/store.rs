@@ -217,6 +217,49 @@ impl DynamoStore {
         Ok(None)
     }
 
+    /// `Store::create`: `cas::create` with one outcome per task (see the `create` above).
+    async fn create_tasks(
+        &self,
+        name: &JobName,
+        tasks: &[NewTask],
+        mode: CreateMode,
+        now: Timestamp,
+    ) -> Result<Created> {
+        let job = cas::ensure_job(&self.docs, name, now).await?;
+        let fresh = tasks
+            .iter()
+            .map(|n| lifecycle::create_task(&job, n, now))
+            .collect::<Result<Vec<_>>>()?;
+        let mut created = Created::default();
+        let mut refused = Vec::new();
+        for (news, chunk) in tasks.chunks(500).zip(fresh.chunks(500)) {
+            let inserted = self.docs.insert_each(chunk).await?;
+            for ((new, task), outcome) in news.iter().zip(chunk).zip(inserted) {
+                match outcome {
+                    Ok(true) => created.created += 1,
+                    Ok(false) if mode == CreateMode::Replace => {
+                        let replaced = cas::update_task(&self.docs, &task.key(), |old| {
+                            cas::Step::from_rule(lifecycle::replace_task(old, &job, new, now))
+                        })
+                        .await;
+                        match replaced {
+                            Ok(_) => created.replaced += 1,
+                            Err(e @ Error::InvalidInput(_)) => refused.push(e),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(false) => created.existing += 1,
+                    Err(e @ Error::InvalidInput(_)) => refused.push(e),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if refused.is_empty() {
+            return Ok(created);
+        }
+        Err(not_all_created(&refused, &created))
+    }
+
     /// A fenced lifecycle rule: on the remembered copy first, then the adapter's loop.
     async fn fenced<F>(&self, lease: &Lease, rule: F) -> Result<Task>
     where
@@ -267,6 +310,32 @@ impl Drop for DynamoStore {
             tracing::warn!(table = %self.docs.table, "could not delete the temporary DynamoDB table");
         }
     }
+}
+
+/// The error of a `create` that wrote every task but `refused`: names them (the first few in
+/// full) and says what became of the others.
+fn not_all_created(refused: &[Error], created: &Created) -> Error {
+    const SHOWN: usize = 3;
+    let mut reasons: Vec<String> = refused
+        .iter()
+        .take(SHOWN)
+        .map(|e| match e {
+            Error::InvalidInput(m) => m.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    if refused.len() > SHOWN {
+        reasons.push(format!("and {} more", refused.len() - SHOWN));
+    }
+    Error::InvalidInput(format!(
+        "{} task(s) not created: {}; the other tasks were written ({} created, {} existing, \
+         {} replaced)",
+        refused.len(),
+        reasons.join("; "),
+        created.created,
+        created.existing,
+        created.replaced
+    ))
 }
 
 /// A cheap shuffle of `items` (claim order matters only until a worker loses a race).
@@ -339,14 +408,21 @@ tasktrack_core::store_impl! {
                     .map(|a| (&a.candidate, a.task.clone()))
                     .collect();
                 let written = self.docs.replace_tasks(&pairs).await?;
-                let mut lost = false;
+                let (mut lost, mut failed) = (false, None);
                 for (attempt, written) in attempts.into_iter().zip(written) {
-                    if written? {
-                        self.remember(&attempt.task);
-                        won.extend(attempt.claimed);
-                    } else {
-                        lost = true;
+                    match written {
+                        Ok(true) => {
+                            self.remember(&attempt.task);
+                            won.extend(attempt.claimed);
+                        }
+                        Ok(false) => lost = true,
+                        // One claim of the batch could not be written (the others may have
+                        // been): keep what was won rather than drop leases we hold.
+                        Err(e) => failed = failed.or(Some(e)),
                     }
+                }
+                if let Some(e) = failed {
+                    return if won.is_empty() { Err(e) } else { Ok(won) };
                 }
                 if lost {
                     self.contended.store(CONTENDED_CALLS, Ordering::Relaxed);
@@ -357,6 +433,19 @@ tasktrack_core::store_impl! {
                 }
             }
             Ok(won)
+        }
+        /// `cas::create`, restated so that a task that cannot be written (too large for a
+        /// DynamoDB item) fails alone: every other task of the call is created (or found
+        /// existing, or replaced), then the call answers `InvalidInput` naming the ones left out
+        /// and what became of the rest.
+        async fn create(
+            &self,
+            job: &JobName,
+            tasks: &[NewTask],
+            mode: CreateMode,
+            now: Timestamp,
+        ) -> Result<Created> {
+            self.changing(self.create_tasks(job, tasks, mode, now)).await
         }
         async fn heartbeat(
             &self,
@@ -456,7 +545,6 @@ tasktrack_core::store_impl! {
     // Changes that may make tasks claimable: the claim pools are dropped afterwards.
     through_cas &self.docs around self.changing {
         delete_job(job: &JobName, now: Timestamp) -> Deleted;
-        create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
         ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
         retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
         report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;

@@ -5,8 +5,11 @@
 //! [`MAX_TRANSACT_BYTES`] per call), each task put conditioned on `attribute_not_exists(pk)` and
 //! the job's counter shard updated in the same transaction. When some tasks already exist, AWS
 //! cancels the whole transaction and says which items failed (`CancellationReasons`): those are
-//! reported as existing and the rest is sent again. moto accepts oversized transactions, so the
-//! limits are enforced here and pinned by a unit test with a fake [`Transact`].
+//! reported as existing and the rest is sent again. A task too large for a DynamoDB item is
+//! refused before anything is sent (AWS would cancel the whole transaction for it), and a
+//! cancellation reason about one item itself (`ValidationError`, ...) fails that task alone, with
+//! AWS's message; the others are sent again. moto accepts oversized transactions, so the limits
+//! are enforced here and pinned by a unit test with a fake [`Transact`].
 
 use crate::item::{self, Item};
 use async_trait::async_trait;
@@ -15,7 +18,7 @@ use aws_sdk_dynamodb::types::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use tasktrack_core::{Error, JobName, Result, Task};
+use tasktrack_core::{Error, JobName, Result, Task, TaskKey};
 
 /// The most items AWS accepts in one `TransactWriteItems`.
 pub(crate) const MAX_TRANSACT_ITEMS: usize = 100;
@@ -29,9 +32,59 @@ const MAX_CONFLICT_RETRIES: u32 = 16;
 pub(crate) enum Outcome {
     /// Every item was written.
     Committed,
-    /// Nothing was written; one reason code per item (`None`, `ConditionalCheckFailed`,
-    /// `TransactionConflict`, ...), as AWS reports them.
-    Cancelled(Vec<String>),
+    /// Nothing was written; one reason per item, as AWS reports them.
+    Cancelled(Vec<Reason>),
+}
+
+/// Why AWS cancelled a transaction, for one of its items: the `CancellationReason`'s code
+/// (`None`, `ConditionalCheckFailed`, `TransactionConflict`, `ValidationError`, ...) and message.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Reason {
+    /// AWS's code; `None` when this item was fine.
+    pub code: String,
+    /// AWS's message, when it gave one.
+    pub message: Option<String>,
+}
+
+impl Reason {
+    /// A reason with AWS's `code` and `message`.
+    pub(crate) fn new(code: impl Into<String>, message: Option<String>) -> Self {
+        Reason {
+            code: code.into(),
+            message,
+        }
+    }
+
+    /// The item's condition failed (it changed, or already exists).
+    pub(crate) fn is_refused(&self) -> bool {
+        self.code == "ConditionalCheckFailed"
+    }
+
+    /// Nothing wrong with the item: the same transaction may succeed if sent again.
+    pub(crate) fn is_conflict(&self) -> bool {
+        is_conflict(&self.code)
+    }
+
+    /// Something wrong with the item itself (`ValidationError`: too large, ...): sending it
+    /// again would fail again.
+    pub(crate) fn is_item_error(&self) -> bool {
+        self.code != "None" && !self.is_refused() && !self.is_conflict()
+    }
+
+    /// The error for the writer of the task at `key`: `InvalidInput` for a `ValidationError`
+    /// (what was written is what AWS refuses), `Backend` otherwise; with AWS's message.
+    pub(crate) fn item_error(&self, op: &str, key: &TaskKey) -> Error {
+        let message = format!(
+            "DynamoDB refused the {op} of task {key} ({}: {})",
+            self.code,
+            self.message.as_deref().unwrap_or("no message")
+        );
+        if self.code == "ValidationError" {
+            Error::InvalidInput(message)
+        } else {
+            Error::Backend(message)
+        }
+    }
 }
 
 /// The one call the write paths need; the real one is the SDK, tests use a fake.
@@ -93,71 +146,80 @@ fn insert_put(table: &str, item: Item) -> Result<TransactWriteItem> {
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
-/// Inserts `tasks` that do not exist yet; one flag per task (`false`: it existed).
+/// Inserts `tasks` that do not exist yet; one outcome per task: `Ok(true)` inserted,
+/// `Ok(false)` it existed, `Err` that task alone could not be written (too large for an item:
+/// [`Error::InvalidInput`]; or refused by AWS for a reason about it, with AWS's message). The
+/// other tasks are written whatever becomes of one. `Err` for the whole call: the store failed.
 pub(crate) async fn insert_tasks(
     tx: &dyn Transact,
     table: &str,
     counter_table: &str,
     shards: u32,
     tasks: &[Task],
-) -> Result<Vec<bool>> {
-    let mut inserted = vec![false; tasks.len()];
-    let items = tasks
-        .iter()
-        .map(item::task_item)
-        .collect::<Result<Vec<_>>>()?;
+) -> Result<Vec<Result<bool>>> {
+    let mut outcomes: Vec<Result<bool>> = vec![Ok(false); tasks.len()];
+    // (task index, item) of the tasks to send.
+    let mut accepted: Vec<(usize, Item)> = Vec::with_capacity(tasks.len());
+    for (i, task) in tasks.iter().enumerate() {
+        match item::fitting_task_item(task) {
+            Ok(item) => accepted.push((i, item)),
+            Err(e @ Error::InvalidInput(_)) => outcomes[i] = Err(e),
+            Err(e) => return Err(e),
+        }
+    }
     // Batches of consecutive tasks, leaving one slot per job for its counter update.
-    let mut start = 0;
-    while start < tasks.len() {
-        let (mut end, mut bytes, mut jobs) = (start, 0usize, Vec::<&JobName>::new());
-        while end < tasks.len() {
-            let size = item_size(&items[end]);
-            let new_job = !jobs.contains(&&tasks[end].job);
-            let count = end - start + 1 + jobs.len() + usize::from(new_job);
-            if end > start && (count > MAX_TRANSACT_ITEMS || bytes + size > MAX_TRANSACT_BYTES) {
+    let mut rest = accepted.as_slice();
+    while !rest.is_empty() {
+        let (mut end, mut bytes, mut jobs) = (0, 0usize, Vec::<&JobName>::new());
+        while end < rest.len() {
+            let (i, item) = &rest[end];
+            let size = item::item_size(item);
+            let new_job = !jobs.contains(&&tasks[*i].job);
+            let count = end + 1 + jobs.len() + usize::from(new_job);
+            if end > 0 && (count > MAX_TRANSACT_ITEMS || bytes + size > MAX_TRANSACT_BYTES) {
                 break;
             }
             if new_job {
-                jobs.push(&tasks[end].job);
+                jobs.push(&tasks[*i].job);
             }
             bytes += size;
             end += 1;
         }
-        let batch: Vec<usize> = (start..end).collect();
+        let (batch, later) = rest.split_at(end);
         insert_batch(
             tx,
             (table, counter_table),
             shards,
             tasks,
-            &items,
             batch,
-            &mut inserted,
+            &mut outcomes,
         )
         .await?;
-        start = end;
+        rest = later;
     }
-    Ok(inserted)
+    Ok(outcomes)
 }
 
-/// One transaction's worth of tasks, retried without the ones that turned out to exist.
+/// One transaction's worth of tasks, sent again without the ones that turned out to exist or
+/// that AWS refused for a reason about them, until the rest is written.
 async fn insert_batch(
     tx: &dyn Transact,
     (table, counter_table): (&str, &str),
     shards: u32,
     tasks: &[Task],
-    items: &[Item],
-    mut pending: Vec<usize>,
-    inserted: &mut [bool],
+    batch: &[(usize, Item)],
+    outcomes: &mut [Result<bool>],
 ) -> Result<()> {
+    let mut pending: Vec<&(usize, Item)> = batch.iter().collect();
     let mut conflicts = 0;
     while !pending.is_empty() {
         let mut writes = Vec::with_capacity(pending.len() + 1);
         let mut per_job: BTreeMap<&JobName, BTreeMap<String, i64>> = BTreeMap::new();
-        for &i in &pending {
-            writes.push(insert_put(table, items[i].clone())?);
-            let attr = item::counter_attr(tasks[i].stage.as_deref(), tasks[i].status);
+        for (i, item) in &pending {
+            writes.push(insert_put(table, item.clone())?);
+            let attr = item::counter_attr(tasks[*i].stage.as_deref(), tasks[*i].status);
             *per_job
-                .entry(&tasks[i].job)
+                .entry(&tasks[*i].job)
                 .or_default()
                 .entry(attr)
                 .or_default() += 1;
@@ -171,61 +233,72 @@ async fn insert_batch(
             )?;
             writes.push(TransactWriteItem::builder().update(update).build());
         }
-        match tx.transact(writes).await? {
+        let reasons = match tx.transact(writes).await? {
             Outcome::Committed => {
-                for &i in &pending {
-                    inserted[i] = true;
+                for (i, _) in &pending {
+                    outcomes[*i] = Ok(true);
                 }
                 return Ok(());
             }
-            Outcome::Cancelled(reasons) => {
-                let existing: Vec<usize> = pending
-                    .iter()
-                    .zip(&reasons)
-                    .filter(|(_, r)| r.as_str() == "ConditionalCheckFailed")
-                    .map(|(i, _)| *i)
-                    .collect();
-                if existing.is_empty() {
-                    if !reasons.iter().any(|r| is_conflict(r)) || conflicts >= MAX_CONFLICT_RETRIES
-                    {
-                        return Err(cancelled("bulk create", &reasons));
-                    }
-                    conflicts += 1;
-                    pause(conflicts).await;
+            Outcome::Cancelled(reasons) => reasons,
+        };
+        // The counter updates follow the puts: one refused for itself fails the whole batch
+        // (it carries every task's count).
+        if let Some(r) = reasons
+            .iter()
+            .skip(pending.len())
+            .find(|r| r.is_item_error())
+        {
+            return Err(cancelled("bulk create", std::slice::from_ref(r)));
+        }
+        let before = pending.len();
+        let mut kept = Vec::with_capacity(before);
+        for (k, entry) in pending.into_iter().enumerate() {
+            let (i, _) = entry;
+            match reasons.get(k) {
+                // Exists already: reported as such (its outcome stays `Ok(false)`).
+                Some(r) if r.is_refused() => {}
+                Some(r) if r.is_item_error() => {
+                    outcomes[*i] = Err(r.item_error("insert", &tasks[*i].key()));
                 }
-                pending.retain(|i| !existing.contains(i));
+                _ => kept.push(entry),
             }
+        }
+        pending = kept;
+        if reasons.iter().any(Reason::is_conflict) {
+            if conflicts >= MAX_CONFLICT_RETRIES {
+                return Err(cancelled("bulk create", &reasons));
+            }
+            conflicts += 1;
+            pause(conflicts).await;
+        } else if pending.len() == before {
+            // Nothing named: sending the same transaction again would loop.
+            return Err(cancelled("bulk create", &reasons));
         }
     }
     Ok(())
 }
 
 /// An error for a transaction cancelled for a reason we do not handle.
-pub(crate) fn cancelled(op: &str, reasons: &[String]) -> Error {
-    if reasons.iter().any(|r| is_conflict(r)) {
+pub(crate) fn cancelled(op: &str, reasons: &[Reason]) -> Error {
+    let described: Vec<String> = reasons
+        .iter()
+        .map(|r| match &r.message {
+            Some(m) if r.code != "None" => format!("{}: {m}", r.code),
+            _ => r.code.clone(),
+        })
+        .collect();
+    if reasons.iter().any(Reason::is_conflict) {
         Error::Contention(format!(
             "DynamoDB {op}: transaction kept conflicting ({})",
-            reasons.join(", ")
+            described.join(", ")
         ))
     } else {
         Error::Backend(format!(
             "DynamoDB {op}: transaction cancelled ({})",
-            reasons.join(", ")
+            described.join(", ")
         ))
     }
-}
-
-/// An upper bound of an item's size as DynamoDB counts it (names plus values).
-pub(crate) fn item_size(item: &Item) -> usize {
-    item.iter()
-        .map(|(k, v)| {
-            k.len()
-                + match v {
-                    AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
-                    _ => 64,
-                }
-        })
-        .sum()
 }
 
 #[cfg(test)]
@@ -240,6 +313,8 @@ mod tests {
         calls: Mutex<Vec<Vec<String>>>,
         /// Ids that "already exist": a transaction containing one is cancelled.
         existing: Vec<String>,
+        /// Ids AWS refuses with a `ValidationError`: a transaction containing one is cancelled.
+        invalid: Vec<String>,
         /// How many calls to cancel with a TransactionConflict first.
         conflicts: Mutex<u32>,
     }
@@ -264,11 +339,11 @@ mod tests {
                 return Ok(Outcome::Cancelled(
                     items
                         .iter()
-                        .map(|_| "TransactionConflict".to_owned())
+                        .map(|_| Reason::new("TransactionConflict", None))
                         .collect(),
                 ));
             }
-            let reasons: Vec<String> = items
+            let reasons: Vec<Reason> = items
                 .iter()
                 .map(|w| {
                     let id = w
@@ -276,14 +351,18 @@ mod tests {
                         .and_then(|p| p.item().get(item::SK))
                         .and_then(|v| v.as_s().ok());
                     if id.is_some_and(|id| self.existing.contains(id)) {
-                        "ConditionalCheckFailed"
+                        Reason::new("ConditionalCheckFailed", None)
+                    } else if id.is_some_and(|id| self.invalid.contains(id)) {
+                        Reason::new(
+                            "ValidationError",
+                            Some("One or more parameter values were invalid".into()),
+                        )
                     } else {
-                        "None"
+                        Reason::new("None", None)
                     }
-                    .to_owned()
                 })
                 .collect();
-            if reasons.iter().any(|r| r != "None") {
+            if reasons.iter().any(|r| r.code != "None") {
                 Ok(Outcome::Cancelled(reasons))
             } else {
                 Ok(Outcome::Committed)
@@ -306,12 +385,19 @@ mod tests {
             .collect()
     }
 
+    /// The outcomes as flags (`true` inserted), panicking on a per-task error.
+    fn flags(outcomes: Vec<Result<bool>>) -> Vec<bool> {
+        outcomes.into_iter().map(Result::unwrap).collect()
+    }
+
     #[tokio::test]
     async fn batches_stay_within_the_aws_item_limit() {
         let fake = Fake::default();
-        let flags = insert_tasks(&fake, "t", "t.counters", 4, &tasks(250))
-            .await
-            .unwrap();
+        let flags = flags(
+            insert_tasks(&fake, "t", "t.counters", 4, &tasks(250))
+                .await
+                .unwrap(),
+        );
         assert!(flags.iter().all(|f| *f));
         let sizes: Vec<usize> = fake.calls.lock().unwrap().iter().map(Vec::len).collect();
         assert_eq!(sizes, [99, 99, 52]);
@@ -323,9 +409,11 @@ mod tests {
             existing: vec!["t0001".into(), "t0007".into()],
             ..Fake::default()
         };
-        let flags = insert_tasks(&fake, "t", "t.counters", 1, &tasks(10))
-            .await
-            .unwrap();
+        let flags = flags(
+            insert_tasks(&fake, "t", "t.counters", 1, &tasks(10))
+                .await
+                .unwrap(),
+        );
         let expected: Vec<bool> = (0..10).map(|i| i != 1 && i != 7).collect();
         assert_eq!(flags, expected);
         let calls = fake.calls.lock().unwrap();
@@ -344,9 +432,11 @@ mod tests {
             ..Fake::default()
         };
         assert_eq!(
-            insert_tasks(&fake, "t", "t.counters", 1, &tasks(3))
-                .await
-                .unwrap(),
+            flags(
+                insert_tasks(&fake, "t", "t.counters", 1, &tasks(3))
+                    .await
+                    .unwrap()
+            ),
             [true; 3]
         );
         assert_eq!(fake.calls.lock().unwrap().len(), 3);
@@ -359,5 +449,58 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Contention(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_task_too_large_for_an_item_is_refused_alone_before_sending() {
+        let fake = Fake::default();
+        let mut tasks = tasks(10);
+        // 500 KB of data: over DynamoDB's 400 KB item limit.
+        tasks[3].data = serde_json::Value::String("x".repeat(500 * 1024));
+        let outcomes = insert_tasks(&fake, "t", "t.counters", 1, &tasks)
+            .await
+            .unwrap();
+        for (i, outcome) in outcomes.iter().enumerate() {
+            if i == 3 {
+                let Err(Error::InvalidInput(m)) = outcome else {
+                    panic!("expected InvalidInput for t0003, got {outcome:?}");
+                };
+                assert!(m.contains("j/t0003"), "names the task: {m}");
+                assert!(m.contains("409600 bytes"), "states the limit: {m}");
+            } else {
+                assert_eq!(outcome, &Ok(true), "task {i}");
+            }
+        }
+        let calls = fake.calls.lock().unwrap();
+        assert_eq!(calls.len(), 1, "one transaction, without the large task");
+        assert!(!calls[0].contains(&"t0003".to_owned()));
+        assert_eq!(calls[0].len(), 9);
+    }
+
+    #[tokio::test]
+    async fn a_task_aws_refuses_fails_alone_with_aws_message() {
+        let fake = Fake {
+            invalid: vec!["t0002".into()],
+            existing: vec!["t0004".into()],
+            ..Fake::default()
+        };
+        let outcomes = insert_tasks(&fake, "t", "t.counters", 1, &tasks(6))
+            .await
+            .unwrap();
+        let Err(Error::InvalidInput(m)) = &outcomes[2] else {
+            panic!("expected InvalidInput for t0002, got {:?}", outcomes[2]);
+        };
+        assert!(m.contains("j/t0002"), "names the task: {m}");
+        assert!(
+            m.contains("ValidationError: One or more parameter values were invalid"),
+            "carries AWS's message: {m}"
+        );
+        assert_eq!(outcomes[4], Ok(false), "t0004 existed");
+        for i in [0, 1, 3, 5] {
+            assert_eq!(outcomes[i], Ok(true), "task {i}");
+        }
+        let calls = fake.calls.lock().unwrap();
+        assert_eq!(calls.len(), 2, "one cancelled call, then the rest");
+        assert_eq!(calls[1], ["t0000", "t0001", "t0003", "t0005"]);
     }
 }

@@ -1,0 +1,169 @@
+//! Input that AWS would refuse for a whole transaction, on moto: a task too large for a
+//! DynamoDB item (400 KB) fails alone, with an error that names it, and the writes that would
+//! have shared its transaction go on.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tasktrack_core::*;
+use tasktrack_dynamodb::DynamoStore;
+
+/// A store on a fresh table, or `None` (SKIPPED without moto; a failure under `CI=true`).
+async fn store() -> Option<DynamoStore> {
+    let Ok(url) = common::fresh_url("&counter_shards=1") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "moto is not running: {}",
+            common::HOW_TO_START
+        );
+        eprintln!("SKIPPED: moto is not running ({})", common::HOW_TO_START);
+        return None;
+    };
+    Some(common::open_temporary(&url).await.unwrap())
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(1_700_000_000_000)
+}
+
+fn new_tasks(ids: &[&str]) -> Vec<NewTask> {
+    ids.iter()
+        .map(|id| NewTask::new(TaskId::new(*id).unwrap()))
+        .collect()
+}
+
+/// 500 KB of JSON: more than one DynamoDB item holds, less than the CLI keeps of stdout.
+fn too_large() -> Value {
+    Value::String("x".repeat(500 * 1024))
+}
+
+/// Creates `ids` in `job` and claims them all (in id order), returning their leases.
+async fn claimed(store: &DynamoStore, job: &JobName, ids: &[&str]) -> Vec<Lease> {
+    store
+        .create(job, &new_tasks(ids), CreateMode::SkipExisting, now())
+        .await
+        .unwrap();
+    let req = ClaimNext::new("w", Duration::from_secs(600)).with_limit(ids.len());
+    let claims = store.claim_next(job, &req, now()).await.unwrap();
+    let mut leases: Vec<Lease> = claims.into_iter().map(|c| c.lease).collect();
+    leases.sort_by(|a, b| a.key.id.as_str().cmp(b.key.id.as_str()));
+    assert_eq!(leases.len(), ids.len());
+    leases
+}
+
+fn assert_too_large(result: &Result<impl std::fmt::Debug>, key: &str) {
+    match result {
+        Err(Error::InvalidInput(m)) => {
+            assert!(m.contains(key), "names the task {key}: {m}");
+            assert!(m.contains("409600 bytes"), "states the limit: {m}");
+            assert!(
+                m.contains("its output 512002 bytes"),
+                "says what is large: {m}"
+            );
+        }
+        other => panic!("expected InvalidInput for {key}, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn one_oversize_succeed_fails_alone_among_concurrent_succeeds() {
+    let Some(store) = store().await else { return };
+    let job = JobName::new("big").unwrap();
+    let leases = claimed(&store, &job, &["a", "b", "c", "d"]).await;
+    let requests = store.documents().requests();
+    let before = requests.transact.load(Ordering::Relaxed);
+
+    // Polled in order on one thread: `a` sends alone, the others queue behind it and share the
+    // next transaction — which, without the size check, `c` would cancel for all of them.
+    let succeed = |i: usize, output: Value| store.succeed(&leases[i], output, now());
+    let results = tokio::join!(
+        succeed(0, json!({"n": 0})),
+        succeed(1, json!({"n": 1})),
+        succeed(2, too_large()),
+        succeed(3, json!({"n": 3})),
+    );
+    let results = [results.0, results.1, results.2, results.3];
+
+    assert_too_large(&results[2], "big/c");
+    for i in [0, 1, 3] {
+        let task = results[i].as_ref().unwrap();
+        assert_eq!(task.status, Status::Succeeded, "{}", task.id);
+        assert_eq!(
+            store.get(&leases[i].key).await.unwrap().output,
+            Some(json!({"n": i}))
+        );
+    }
+    assert_eq!(
+        requests.transact.load(Ordering::Relaxed) - before,
+        2,
+        "a alone, then b and d together"
+    );
+
+    // Nothing was written for `c`: its holder still holds it and can record the failure.
+    let c = store.get(&leases[2].key).await.unwrap();
+    assert_eq!((c.status, &c.output), (Status::InProgress, &None));
+    let fail = Fail::new(Failure::new("output_too_large", "the output does not fit"));
+    let failed = store.fail(&leases[2], &fail, now()).await.unwrap();
+    assert_eq!(failed.status, Status::Failed);
+    let counts = store.counts(&job).await.unwrap().by_status;
+    assert_eq!((counts.succeeded, counts.failed), (3, 1));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn succeed_many_answers_an_oversize_output_alone() {
+    let Some(store) = store().await else { return };
+    let job = JobName::new("big").unwrap();
+    let leases = claimed(&store, &job, &["a", "b", "c"]).await;
+    let done = vec![
+        (leases[0].clone(), json!(0)),
+        (leases[1].clone(), too_large()),
+        (leases[2].clone(), json!(2)),
+    ];
+    let results = store.succeed_many(&done, now()).await.unwrap();
+    assert_eq!(results.len(), 3);
+    assert_too_large(&results[1], "big/b");
+    for i in [0, 2] {
+        assert_eq!(results[i].as_ref().unwrap().status, Status::Succeeded);
+    }
+    let counts = store.counts(&job).await.unwrap().by_status;
+    assert_eq!((counts.succeeded, counts.in_progress), (2, 1));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn create_writes_every_task_but_an_oversize_one_and_names_it() {
+    let Some(store) = store().await else { return };
+    let job = JobName::new("big").unwrap();
+    let mut tasks = new_tasks(&["t0", "t1", "t2", "t3", "t4", "t5"]);
+    tasks[3] = tasks[3].clone().with_data(too_large());
+    store
+        .create(&job, &new_tasks(&["t1"]), CreateMode::SkipExisting, now())
+        .await
+        .unwrap();
+
+    let err = store
+        .create(&job, &tasks, CreateMode::SkipExisting, now())
+        .await
+        .unwrap_err();
+    let Error::InvalidInput(m) = &err else {
+        panic!("expected InvalidInput, got {err:?}");
+    };
+    assert!(m.contains("big/t3"), "names the task: {m}");
+    assert!(
+        m.contains("its JSON data is 512002 bytes"),
+        "says what is large: {m}"
+    );
+    assert!(m.contains("409600 bytes"), "states the limit: {m}");
+    assert!(m.contains("4 created, 1 existing, 0 replaced"), "{m}");
+
+    for id in ["t0", "t1", "t2", "t4", "t5"] {
+        let key = TaskKey::new(job.clone(), TaskId::new(id).unwrap());
+        assert_eq!(store.get(&key).await.unwrap().status, Status::Pending);
+    }
+    let t3 = TaskKey::new(job.clone(), TaskId::new("t3").unwrap());
+    assert!(matches!(store.get(&t3).await, Err(Error::NotFound(_))));
+    assert_eq!(store.counts(&job).await.unwrap().by_status.pending, 5);
+}
