@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tasktrack_core::cas::{Documents, Versioned};
 use tasktrack_core::{
-    Error, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey, TaskPage, TaskQuery,
-    Timestamp,
+    Cursor, Error, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey, TaskPage,
+    TaskQuery, Timestamp,
 };
 
 /// How many object requests one operation keeps in flight (bulk create, list pages).
@@ -72,6 +72,30 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn encode_json<T: serde::Serialize>(value: &T, what: &str) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| Error::backend(format!("encoding {what}: {e}")))
+}
+
+/// The page of `found` (tasks that match, in index order, each with its index position):
+/// the first `query.limit`, ordered by their own `(updated_at, id)`, and the cursor at the index
+/// position of the last of them when more were found.
+fn page_of(mut found: Vec<(i64, Task)>, query: &TaskQuery) -> TaskPage {
+    let more = found.len() > query.limit;
+    found.truncate(query.limit);
+    let next = if more {
+        found.last().map(|(at, task)| Cursor {
+            updated_at: Timestamp::from_millis(*at),
+            id: task.id.clone(),
+        })
+    } else {
+        None
+    };
+    let mut tasks: Vec<Task> = found.into_iter().map(|(_, task)| task).collect();
+    // A stale entry's task may have moved since (a newer `updated_at`); within the page the
+    // tasks are in the query's order all the same.
+    tasks.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
+    if query.newest_first {
+        tasks.reverse();
+    }
+    TaskPage { tasks, next }
 }
 
 impl S3Documents {
@@ -441,31 +465,69 @@ impl Documents for S3Documents {
         }
     }
 
+    /// A page of `query`, chosen by the index and read from the task documents.
+    ///
+    /// The index lags the tasks (another process's claims reach it with its next flush), so
+    /// some tasks read no longer match the query. The walk then goes on through the index after
+    /// the last entry it consumed until it holds `limit + 1` tasks that match as they are now, or
+    /// the index has no more hits: a page is short, and `next` is `None`, only at the real end.
+    /// The cursor is the index position of the page's last task (where the next page's walk
+    /// starts), which is the task's own position unless its entry is stale.
     async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
         let shards = self.fresh_index(&query.job).await?;
-        let mut hits: Vec<(i64, &str)> = shards
-            .iter()
-            .flat_map(|s| s.index.select_keyed(query))
-            .collect();
-        hits.sort_unstable();
-        if query.newest_first {
-            hits.reverse();
+        let want = query.limit.saturating_add(1);
+        // Index position `(updated_at ms, id)` consumed so far.
+        let mut from: Option<(i64, String)> = query
+            .after
+            .as_ref()
+            .map(|c| (c.updated_at.as_millis(), c.id.as_str().to_owned()));
+        // Tasks that match as read, in index order, each with its index position.
+        let mut found: Vec<(i64, Task)> = Vec::new();
+        let mut batch = want;
+        loop {
+            let cursor = from.as_ref().map(|(at, id)| (*at, id.as_str()));
+            let mut hits: Vec<(i64, &str)> = shards
+                .iter()
+                .flat_map(|s| s.index.select_after(query, cursor, batch))
+                .collect();
+            hits.sort_unstable();
+            if query.newest_first {
+                hits.reverse();
+            }
+            // Each shard gave up to `batch + 1`: more than `batch` in all means more remain.
+            let exhausted = hits.len() <= batch;
+            hits.truncate(batch);
+            let Some(last) = hits.last() else {
+                break;
+            };
+            from = Some((last.0, last.1.to_owned()));
+            let keys: Vec<(i64, TaskKey)> = hits
+                .iter()
+                .filter_map(|(at, id)| {
+                    TaskId::new(*id)
+                        .ok()
+                        .map(|id| (*at, TaskKey::new(query.job.clone(), id)))
+                })
+                .collect();
+            let tasks: Vec<(i64, Option<Versioned<Task>>)> = stream::iter(keys)
+                .map(|(at, key)| async move { Ok::<_, Error>((at, self.fetch(&key).await?)) })
+                .buffered(PARALLEL)
+                .try_collect()
+                .await?;
+            found.extend(
+                tasks
+                    .into_iter()
+                    .filter_map(|(at, task)| task.map(|t| (at, t.value)))
+                    .filter(|(_, task)| query.matches(task)),
+            );
+            if found.len() >= want || exhausted {
+                break;
+            }
+            // Stale entries met: read on in batches of at least PARALLEL, so that a long run of
+            // them costs few rounds.
+            batch = (want - found.len()).max(PARALLEL);
         }
-        hits.truncate(query.limit.saturating_add(1));
-        let keys: Vec<TaskKey> = hits
-            .into_iter()
-            .filter_map(|(_, id)| {
-                TaskId::new(id)
-                    .ok()
-                    .map(|id| TaskKey::new(query.job.clone(), id))
-            })
-            .collect();
-        let tasks: Vec<Option<Versioned<Task>>> = stream::iter(keys)
-            .map(|key| async move { self.fetch(&key).await })
-            .buffered(PARALLEL)
-            .try_collect()
-            .await?;
-        Ok(query.paginate(tasks.into_iter().flatten().map(|v| v.value)))
+        Ok(page_of(found, query))
     }
 
     async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {

@@ -184,11 +184,23 @@ impl Index {
 
     /// [`Index::select`] with each id's `updated_at` (ms), for merging shards.
     pub fn select_keyed(&self, query: &TaskQuery) -> Vec<(i64, &str)> {
-        let codes: Vec<u8> = query.statuses.iter().map(|s| s.code()).collect();
         let cursor = query
             .after
             .as_ref()
             .map(|c: &Cursor| (c.updated_at.as_millis(), c.id.as_str()));
+        self.select_after(query, cursor, query.limit)
+    }
+
+    /// Like [`Index::select_keyed`], but from the index position `cursor` (`(updated_at ms, id)`,
+    /// in place of the query's cursor) and at most `n + 1` ids: `list` walks on from the last
+    /// entry it consumed when some of the tasks it read no longer match.
+    pub fn select_after(
+        &self,
+        query: &TaskQuery,
+        cursor: Option<(i64, &str)>,
+        n: usize,
+    ) -> Vec<(i64, &str)> {
+        let codes: Vec<u8> = query.statuses.iter().map(|s| s.code()).collect();
         let mut hits: Vec<(i64, &str)> = self
             .tasks
             .iter()
@@ -210,7 +222,7 @@ impl Index {
         if query.newest_first {
             hits.reverse();
         }
-        hits.truncate(query.limit.saturating_add(1));
+        hits.truncate(n.saturating_add(1));
         hits
     }
 }
@@ -278,6 +290,36 @@ mod tests {
         assert_eq!(idx.select(&q), ["b"]);
         q.newest_first = true;
         assert_eq!(idx.select(&q), ["a"]);
+    }
+
+    #[test]
+    fn select_after_walks_on_from_an_index_position() {
+        let mut idx = Index::new();
+        for (i, id) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            idx.apply(&Update::Put(
+                (*id).into(),
+                entry(0, 0, Some(0), 1, i as i64),
+            ));
+        }
+        idx.apply(&Update::Put("x".into(), entry(40, 0, None, 1, 9)));
+        let q = TaskQuery::new(JobName::new("j").unwrap())
+            .with_statuses([Status::Pending])
+            .with_limit(1);
+        // `n + 1` hits after the position, whatever the query's own limit and cursor.
+        assert_eq!(
+            idx.select_after(&q, Some((1, "b")), 2),
+            [(2, "c"), (3, "d"), (4, "e")]
+        );
+        assert_eq!(idx.select_after(&q, Some((3, "d")), 2), [(4, "e")]);
+        assert_eq!(idx.select_after(&q, None, 0), [(0, "a")]);
+        let newest = TaskQuery {
+            newest_first: true,
+            ..q
+        };
+        assert_eq!(
+            idx.select_after(&newest, Some((2, "c")), 5),
+            [(1, "b"), (0, "a")]
+        );
     }
 
     #[test]

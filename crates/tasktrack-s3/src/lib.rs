@@ -58,7 +58,7 @@
 //! | heartbeat, patch_data | 1 task PUT (index update deferred) |
 //! | claim of an id, ignore, retry | 1 task GET + 1 task PUT + 1 shard PUT |
 //! | counts | 1 job GET + 8 conditional shard GETs |
-//! | list (page of n) | 8 conditional shard GETs + n + 1 task GETs |
+//! | list (page of n) | 8 conditional shard GETs + n + 1 task GETs (+ 1 per stale entry passed, below) |
 //! | get | 1 GET |
 //!
 //! So a task created, claimed and succeeded by one process costs about 3 requests after its
@@ -78,6 +78,13 @@
 //!   GET); [`S3Documents::rebuild_index`] rebuilds a job's index from a full listing. Counts
 //!   and lists include every change of the process asking, and other processes' changes once
 //!   flushed (at most one claim per worker behind).
+//! - A list page picks ids from the index but decides on the task documents it reads: a task
+//!   that no longer matches (claimed elsewhere since its entry was written) is left out, and the
+//!   page walks on through the index after the last entry it consumed until it holds `limit + 1`
+//!   matching tasks or the index ends. So a page is short, and `next` is `None`, only at the real
+//!   end, and paging visits every task that matches throughout. The cursor is the index position
+//!   of the page's last task: a task whose entry is stale is listed as it is now, in the page of
+//!   its entry's position (ordered within the page by its own `updated_at`).
 //! - Claim order (priority, then claimable-at, then id) is exact for one claimer. After a claim
 //!   of this process loses a race to another process, it picks at random among the first 32
 //!   candidates for 2 s, so that processes stop colliding on the head of the queue.
