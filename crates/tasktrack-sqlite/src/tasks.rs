@@ -93,7 +93,8 @@ pub(crate) async fn succeed_many(
 }
 
 /// [`Store::create`]: the job record is created if missing, then the tasks are inserted
-/// [`CHUNK`] at a time, each chunk one transaction.
+/// [`CHUNK`] at a time, each chunk one transaction; every task is checked first, so that a
+/// refused batch writes nothing.
 pub(crate) async fn create(
     db: &Arc<Db>,
     job: &JobName,
@@ -101,6 +102,9 @@ pub(crate) async fn create(
     mode: CreateMode,
     now: Timestamp,
 ) -> Result<Created> {
+    for new in tasks {
+        lifecycle::check_new_task(job, new)?;
+    }
     let mut total = Created::default();
     for chunk in tasks.chunks(CHUNK) {
         let (job, chunk) = (job.clone(), chunk.to_vec());

@@ -4,22 +4,30 @@ use super::claim::{grant, take_from_holder};
 use super::finish::{fail, succeed};
 use super::{record, touch};
 use crate::error::{Error, Refusal, Result};
-use crate::model::{Backoff, Failure, Job, NewTask, Outcome, Status, Task, TaskKey};
+use crate::model::{Backoff, Failure, Job, JobName, NewTask, Outcome, Status, Task, TaskKey};
 use crate::store::{Claim, Fail, Ignore, Report, Retry};
 use crate::time::Timestamp;
 use serde_json::json;
 use std::time::Duration;
 
+/// What [`create_task`] refuses in a new task, whatever its job's defaults (which are valid by
+/// construction): a store that writes a large batch in several transactions checks every task
+/// with this first, so that a refused batch writes nothing.
+pub fn check_new_task(job: &JobName, new: &NewTask) -> Result<()> {
+    if new.max_attempts == Some(0) {
+        return Err(Error::invalid(format!(
+            "{job}/{}: max_attempts must be at least 1",
+            new.id
+        )));
+    }
+    Ok(())
+}
+
 /// A new `pending` task, with the job's defaults for what `new` leaves unset; a staged job's
 /// task starts at its first stage.
 pub fn create_task(job: &Job, new: &NewTask, now: Timestamp) -> Result<Task> {
+    check_new_task(&job.name, new)?;
     let max_attempts = new.max_attempts.unwrap_or(job.max_attempts);
-    if max_attempts == 0 {
-        return Err(Error::invalid(format!(
-            "{}/{}: max_attempts must be at least 1",
-            job.name, new.id
-        )));
-    }
     Ok(Task {
         job: job.name.clone(),
         id: new.id.clone(),

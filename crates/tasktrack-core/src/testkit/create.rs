@@ -95,17 +95,19 @@ pub async fn create_replace_starts_afresh_and_fences_the_holder(h: Harness) -> R
 
 /// A task with a limit of zero attempts could never run: rejected, nothing written.
 pub async fn create_with_zero_max_attempts_is_rejected(h: Harness) -> Result<()> {
-    let bad = [
-        NewTask::new(tid("ok")),
-        NewTask::new(tid("zero")).with_max_attempts(0),
-    ];
+    // Large enough that a store writing it in chunks (1,000 tasks on SQLite, 500 through the
+    // adapter) would have committed some before meeting the bad one.
+    let mut bad: Vec<NewTask> = (0..1_500)
+        .map(|i| NewTask::new(tid(&format!("ok{i:04}"))))
+        .collect();
+    bad.push(NewTask::new(tid("zero")).with_max_attempts(0));
     let result = h
         .store
         .create(&h.job, &bad, CreateMode::SkipExisting, h.now())
         .await;
     assert!(matches!(result, Err(Error::InvalidInput(_))), "{result:?}");
     assert!(
-        matches!(h.get("ok").await, Err(Error::NotFound(_))),
+        matches!(h.get("ok0000").await, Err(Error::NotFound(_))),
         "nothing of a rejected batch is written"
     );
     Ok(())
