@@ -221,14 +221,17 @@ tasktrack_core::store_impl! {
             lease_for: Duration,
             now: Timestamp,
         ) -> Result<Lease> {
-            // As in the adapter, a heartbeat for a task that is gone is NotFound.
+            // As in the adapter, a heartbeat for a task that is gone is a stale lease.
             let held = lease.clone();
             let renewed = self
                 .under_lock(lease, move |t| {
                     lifecycle::heartbeat(t, &held, lease_for, now)
                 })
                 .await?;
-            renewed.ok_or_else(|| Error::NotFound(format!("task {}", lease.key)))
+            renewed.ok_or_else(|| Error::StaleLease {
+                key: lease.key.to_string(),
+                token: lease.token,
+            })
         }
         async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
             let (held, patch) = (lease.clone(), patch.clone());

@@ -271,22 +271,30 @@ pub async fn heartbeat<D: Documents + ?Sized>(
     lease_for: Duration,
     now: Timestamp,
 ) -> Result<Lease> {
-    update_task(docs, &lease.key, |task| {
+    let renewed = update_task(docs, &lease.key, |task| {
         match lifecycle::heartbeat(task, lease, lease_for, now) {
             Ok((t, l)) => Step::Write(t, Ok(l)),
             Err(e) => Step::Keep(Err(e)),
         }
     })
-    .await
+    .await;
+    vanished_is_stale(renewed, lease)
 }
 
-/// Maps a task that vanished under a lease to [`Error::StaleLease`].
+/// A rule applied under a lease; a task that vanished under it is [`Error::StaleLease`].
 async fn fenced<D, F>(docs: &D, lease: &Lease, rule: F) -> Result<Task>
 where
     D: Documents + ?Sized,
     F: Fn(&Task) -> Result<Task> + Send + Sync,
 {
-    match update_task(docs, &lease.key, |task| Step::from_rule(rule(task))).await {
+    let done = update_task(docs, &lease.key, |task| Step::from_rule(rule(task))).await;
+    vanished_is_stale(done, lease)
+}
+
+/// Maps a task that vanished under a lease (deleted once the lease ran out) to
+/// [`Error::StaleLease`]: to the lease's holder the task was taken away.
+fn vanished_is_stale<T>(result: Result<T>, lease: &Lease) -> Result<T> {
+    match result {
         Err(Error::NotFound(_)) => Err(Error::StaleLease {
             key: lease.key.to_string(),
             token: lease.token,

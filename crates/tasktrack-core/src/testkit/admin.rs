@@ -120,9 +120,11 @@ pub async fn nothing_leaves_succeeded_without_force(h: Harness) -> Result<()> {
 }
 
 /// Deleting a task is refused while a live lease holds it; afterwards it is gone.
+/// Once deleted, the old lease is stale for every fenced operation (never `NotFound`: to its
+/// holder the task was taken away, and a worker stops on `StaleLease`).
 pub async fn delete_is_refused_on_a_live_lease(h: Harness) -> Result<()> {
     h.add(&["a"]).await?;
-    h.claim("a", "w").await?;
+    let held = h.claim("a", "w").await?.lease;
     assert_refused(
         h.store.delete(&h.key("a"), h.now()).await,
         &Refusal::Locked {
@@ -137,6 +139,33 @@ pub async fn delete_is_refused_on_a_live_lease(h: Harness) -> Result<()> {
         h.store.delete(&h.key("a"), h.now()).await,
         Err(Error::NotFound(_))
     ));
+    let now = h.now();
+    let fail = Fail::new(Failure::new("e", "late"));
+    let answers = [
+        (
+            "heartbeat",
+            h.store.heartbeat(&held, LEASE, now).await.map(|_| ()),
+        ),
+        (
+            "patch_data",
+            h.store
+                .patch_data(&held, &json!({"k": 1}), now)
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "succeed",
+            h.store.succeed(&held, json!(null), now).await.map(|_| ()),
+        ),
+        ("fail", h.store.fail(&held, &fail, now).await.map(|_| ())),
+        ("release", h.store.release(&held, now).await.map(|_| ())),
+    ];
+    for (op, answer) in answers {
+        assert!(
+            matches!(answer, Err(Error::StaleLease { .. })),
+            "{op} on a deleted task: {answer:?}"
+        );
+    }
     Ok(())
 }
 
