@@ -30,7 +30,9 @@
 //! the (small) in-progress partition of the list index. Bulk create is `TransactWriteItems` of
 //! up to 99 puts conditioned on `attribute_not_exists(pk)` plus one counter update
 //! (`BatchWriteItem` cannot carry conditions); tasks that already exist are reported by AWS's
-//! cancellation reasons and the rest is sent again. Job records are conditional puts on their
+//! cancellation reasons and the rest is sent again; an id given twice in one call is put once
+//! (AWS refuses two operations on one item in a transaction), the later occurrences reported
+//! as existing, as the core's adapter does. Job records are conditional puts on their
 //! version. A refused write whose current item is exactly the record we wrote (returned by
 //! `ReturnValuesOnConditionCheckFailure=ALL_OLD`) is an SDK retry of our own landed write, and
 //! counts as done.

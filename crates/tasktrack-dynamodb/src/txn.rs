@@ -5,7 +5,9 @@
 //! [`MAX_TRANSACT_BYTES`] per call), each task put conditioned on `attribute_not_exists(pk)` and
 //! the job's counter shard updated in the same transaction. When some tasks already exist, AWS
 //! cancels the whole transaction and says which items failed (`CancellationReasons`): those are
-//! reported as existing and the rest is sent again. A task too large for a DynamoDB item is
+//! reported as existing and the rest is sent again. A key is put once per call (AWS refuses a
+//! transaction with two operations on one item): a later occurrence is reported as existing. A
+//! task too large for a DynamoDB item is
 //! refused before anything is sent (AWS would cancel the whole transaction for it), and a
 //! cancellation reason about one item itself (`ValidationError`, ...) fails that task alone, with
 //! AWS's message; the others are sent again. moto accepts oversized transactions, so the limits
@@ -16,7 +18,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 use tasktrack_core::{Error, JobName, Result, Task, TaskKey};
 
@@ -147,7 +149,8 @@ fn insert_put(table: &str, item: Item) -> Result<TransactWriteItem> {
 }
 
 /// Inserts `tasks` that do not exist yet; one outcome per task: `Ok(true)` inserted,
-/// `Ok(false)` it existed, `Err` that task alone could not be written (too large for an item:
+/// `Ok(false)` it existed (or an earlier task of `tasks` has its key: the first occurrence
+/// wins), `Err` that task alone could not be written (too large for an item:
 /// [`Error::InvalidInput`]; or refused by AWS for a reason about it, with AWS's message). The
 /// other tasks are written whatever becomes of one. `Err` for the whole call: the store failed.
 pub(crate) async fn insert_tasks(
@@ -160,9 +163,18 @@ pub(crate) async fn insert_tasks(
     let mut outcomes: Vec<Result<bool>> = vec![Ok(false); tasks.len()];
     // (task index, item) of the tasks to send.
     let mut accepted: Vec<(usize, Item)> = Vec::with_capacity(tasks.len());
+    // One put per key: AWS refuses a whole transaction with two operations on one item. A
+    // later occurrence of an id in the call is what it would be if sent after the first: a task
+    // that exists (`Ok(false)`; `create` reports it as existing, or replaces it), as in the
+    // core's adapter and the memory store. A task refused as too large takes no id.
+    let mut keys: HashSet<TaskKey> = HashSet::with_capacity(tasks.len());
     for (i, task) in tasks.iter().enumerate() {
         match item::fitting_task_item(task) {
-            Ok(item) => accepted.push((i, item)),
+            Ok(item) => {
+                if keys.insert(task.key()) {
+                    accepted.push((i, item));
+                }
+            }
             Err(e @ Error::InvalidInput(_)) => outcomes[i] = Err(e),
             Err(e) => return Err(e),
         }
@@ -333,6 +345,15 @@ mod tests {
                 .filter_map(|p| p.item().get(item::SK).and_then(|v| v.as_s().ok()).cloned())
                 .collect();
             self.calls.lock().unwrap().push(ids.clone());
+            let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+            if distinct.len() < ids.len() {
+                // What AWS answers (for the whole request) to two operations on one item.
+                return Err(Error::Backend(
+                    "ValidationException: Transaction request cannot include multiple \
+                     operations on one item"
+                        .into(),
+                ));
+            }
             let mut conflicts = self.conflicts.lock().unwrap();
             if *conflicts > 0 {
                 *conflicts -= 1;
@@ -449,6 +470,29 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Contention(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_id_given_twice_is_put_once_and_its_later_occurrences_reported_as_existing() {
+        let fake = Fake {
+            existing: vec!["t0001".into()],
+            ..Fake::default()
+        };
+        let mut tasks = tasks(4);
+        tasks[2] = tasks[0].clone(); // [t0000, t0001, t0000, t0003, t0001]
+        tasks.push(tasks[1].clone());
+        let outcomes = flags(
+            insert_tasks(&fake, "t", "t.counters", 1, &tasks)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(outcomes, [true, false, false, true, false]);
+        let calls = fake.calls.lock().unwrap();
+        assert_eq!(
+            *calls,
+            [vec!["t0000", "t0001", "t0003"], vec!["t0000", "t0003"]],
+            "each id once per transaction; t0001 existed"
+        );
     }
 
     #[tokio::test]

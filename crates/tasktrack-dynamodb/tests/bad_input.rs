@@ -1,6 +1,7 @@
 //! Input that AWS would refuse for a whole transaction, on moto: a task too large for a
 //! DynamoDB item (400 KB) fails alone, with an error that names it, and the writes that would
-//! have shared its transaction go on.
+//! have shared its transaction go on; an id given twice in one `create` (two puts of one item)
+//! is created once, and the call reports what the memory store reports.
 
 #![allow(clippy::unwrap_used)]
 
@@ -166,4 +167,55 @@ async fn create_writes_every_task_but_an_oversize_one_and_names_it() {
     let t3 = TaskKey::new(job.clone(), TaskId::new("t3").unwrap());
     assert!(matches!(store.get(&t3).await, Err(Error::NotFound(_))));
     assert_eq!(store.counts(&job).await.unwrap().by_status.pending, 5);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_id_given_twice_in_one_create_is_created_once_as_the_memory_store_does() {
+    let Some(store) = store().await else { return };
+    let memory = MemoryStore::in_memory();
+    let job = JobName::new("dup").unwrap();
+    let task = |id: &str, n: u32| NewTask::new(TaskId::new(id).unwrap()).with_data(json!({"n": n}));
+    let calls = [
+        (
+            CreateMode::SkipExisting,
+            vec![task("a", 1), task("b", 1), task("a", 2)],
+            Created {
+                created: 2,
+                existing: 1,
+                replaced: 0,
+            },
+        ),
+        (
+            CreateMode::Replace,
+            vec![task("c", 1), task("c", 2), task("d", 1), task("c", 3)],
+            Created {
+                created: 2,
+                existing: 0,
+                replaced: 2,
+            },
+        ),
+    ];
+    for (mode, tasks, expected) in calls {
+        let ours = store.create(&job, &tasks, mode, now()).await.unwrap();
+        let reference = memory.create(&job, &tasks, mode, now()).await.unwrap();
+        assert_eq!(ours, reference, "{mode:?}: as the memory store");
+        assert_eq!(ours, expected, "{mode:?}");
+    }
+    // `a` as first given; `c` replaced by each later occurrence, in order.
+    for (id, data) in [("a", 1), ("b", 1), ("c", 3), ("d", 1)] {
+        let key = TaskKey::new(job.clone(), TaskId::new(id).unwrap());
+        let (ours, reference) = (
+            store.get(&key).await.unwrap(),
+            memory.get(&key).await.unwrap(),
+        );
+        assert_eq!(ours.data, json!({"n": data}), "{id}");
+        assert_eq!(
+            (ours.status, ours.version, &ours.data),
+            (reference.status, reference.version, &reference.data),
+            "{id}: as the memory store"
+        );
+    }
+    let counts = store.counts(&job).await.unwrap().by_status;
+    assert_eq!(counts.pending, 4, "each task counted once");
+    assert_eq!(counts, memory.counts(&job).await.unwrap().by_status);
 }
