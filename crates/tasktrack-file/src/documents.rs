@@ -2,6 +2,7 @@
 
 use crate::fsio::{self, Durability, corrupt, io_error};
 use crate::journal::{Change, JobPaths};
+use crate::keys;
 use crate::session::{Access, Session, Slot};
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
@@ -165,13 +166,33 @@ impl Inner {
         let mut jobs = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| io_error("listing", &self.jobs_dir, e))?;
+            // Only job directories: a stray file (`.DS_Store`, a README) is not a job, and a
+            // dot entry never is (an encoded job name never starts with a dot).
+            if entry.file_name().to_string_lossy().starts_with('.') || !entry.path().is_dir() {
+                continue;
+            }
             let path = entry.path().join("job.json");
             let Some(bytes) = fsio::read_optional(&path)? else {
-                continue;
+                continue; // a deleted job's directory (see `delete_job`), or not a job at all
             };
-            let job: Job = fsio::from_document(&path, &bytes)?;
-            if state.is_none_or(|s| job.state == s) {
-                jobs.push(job);
+            let job = fsio::from_document::<Job>(&path, &bytes).and_then(|job| {
+                if keys::encode(job.name.as_str()) != entry.file_name().to_string_lossy() {
+                    return Err(corrupt(
+                        &path,
+                        format!("holds job {}, which does not belong here", job.name),
+                    ));
+                }
+                Ok(job)
+            });
+            match job {
+                Ok(job) if state.is_none_or(|s| job.state == s) => jobs.push(job),
+                Ok(_) => {}
+                // One damaged record must not hide every other job (nor stop `purge` of all
+                // jobs): it is logged and left out; `get_job` of it names the file.
+                Err(e @ Error::Corrupt { .. }) => {
+                    tracing::warn!(error = %e, "leaving an unreadable job record out of the job list");
+                }
+                Err(e) => return Err(e),
             }
         }
         jobs.sort_by(|a, b| a.name.cmp(&b.name));

@@ -91,6 +91,9 @@
 //!   other task stays readable: `claim_next` and `list` skip it (logging it), and an index
 //!   rebuild (a deleted or damaged `index.log`, a reboot) leaves it out, so it is no longer
 //!   counted until it is repaired and `index.log` deleted again. Deleting the job removes it.
+//!   Likewise `jobs` (and `purge` of all jobs) ignores entries of `jobs/` that are not
+//!   directories (`.DS_Store`, a README) and leaves out, logging it, a `job.json` that does not
+//!   parse or names another job; `get_job` and `counts` of that job name the file.
 //!
 //! # Testing
 //! Needs no server: `cargo nextest run -p tasktrack-file --all-features` runs the conformance

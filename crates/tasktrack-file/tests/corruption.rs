@@ -546,3 +546,71 @@ async fn damaged_files_the_index_knows_are_skipped_by_lists_and_removed_with_the
         "the removals are in the journal"
     );
 }
+
+/// Stray files in `jobs/` are not jobs, and one damaged (or misplaced) job record is left out
+/// of `jobs()` instead of failing it, so `purge` of all jobs still reaches the others.
+#[tokio::test]
+async fn stray_entries_and_damaged_job_records_do_not_stop_jobs_or_purge_of_all_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    for name in ["a", "b", "c"] {
+        let job = JobName::new(name).unwrap();
+        let tasks: Vec<NewTask> = (0..2)
+            .map(|i| NewTask::new(TaskId::new(format!("t{i}")).unwrap()))
+            .collect();
+        store
+            .create(&job, &tasks, CreateMode::SkipExisting, now())
+            .await
+            .unwrap();
+        let claimed = store
+            .claim_next(
+                &job,
+                &ClaimNext::new("w", Duration::from_secs(30)).with_limit(2),
+                now(),
+            )
+            .await
+            .unwrap();
+        for c in &claimed {
+            store
+                .succeed(&c.lease, serde_json::json!(1), now())
+                .await
+                .unwrap();
+        }
+    }
+    let jobs_dir = dir.path().join("jobs");
+    std::fs::write(jobs_dir.join(".DS_Store"), b"\0\0\0\x01Bud1").unwrap();
+    std::fs::write(jobs_dir.join("README"), b"these are my jobs").unwrap();
+    std::fs::create_dir(jobs_dir.join("notes")).unwrap();
+    let b_record = jobs_dir.join("b/job.json");
+    std::fs::write(&b_record, b"{ not json").unwrap();
+    // A copy of a's record in another directory names a job that does not live there.
+    std::fs::create_dir(jobs_dir.join("d")).unwrap();
+    std::fs::copy(jobs_dir.join("a/job.json"), jobs_dir.join("d/job.json")).unwrap();
+
+    let names: Vec<String> = store
+        .jobs(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.name.to_string())
+        .collect();
+    assert_eq!(names, ["a", "c"]);
+    let purged = store
+        .purge(&Purge {
+            job: None,
+            statuses: vec![Status::Succeeded],
+            older_than: Timestamp::from_millis(now().as_millis() + 1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(purged, 4, "a's and c's tasks");
+    for name in ["a", "c"] {
+        let job = JobName::new(name).unwrap();
+        assert_eq!(store.counts(&job).await.unwrap().known, 0, "{name}");
+    }
+    // b is left alone, and its record is named wherever it is needed.
+    let b = JobName::new("b").unwrap();
+    assert_eq!(list_all(&store, &b, 10).await, ["t0", "t1"]);
+    assert_corrupt_naming(store.get_job(&b).await, &b_record, "invalid JSON");
+    assert_corrupt_naming(store.counts(&b).await, &b_record, "invalid JSON");
+}
