@@ -762,3 +762,119 @@ async fn run_warns_when_the_summary_has_no_counts() {
         r.err
     );
 }
+
+mod refusing {
+    //! A store wrapper for the test below.
+    use serde_json::Value;
+    use tasktrack::*;
+
+    /// A store that refuses outputs over 100 bytes, as DynamoDB refuses an item over 400 KB.
+    #[derive(Debug)]
+    pub struct RefusesBigOutputs(pub MemoryStore);
+
+    fn refuse_big(output: &Value) -> Result<()> {
+        match output.to_string().len() {
+            n if n > 100 => Err(Error::InvalidInput(format!(
+                "output of {n} bytes is over this store's limit of 100"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    tasktrack::store_impl! {
+        RefusesBigOutputs;
+        native {
+            fn backend(&self) -> &'static str {
+                "refuses-big-outputs"
+            }
+            async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+                refuse_big(&output)?;
+                self.0.succeed(lease, output, now).await
+            }
+            async fn succeed_and_claim_next(
+                &self,
+                lease: &Lease,
+                output: Value,
+                next: &ClaimNext,
+                now: Timestamp,
+            ) -> Result<Handoff> {
+                refuse_big(&output)?;
+                self.0.succeed_and_claim_next(lease, output, next, now).await
+            }
+        }
+        via self.0 {
+            init() -> ();
+            put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
+            get_job(job: &JobName) -> Job;
+            jobs(state: Option<JobState>) -> Vec<Job>;
+            set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
+            delete_job(job: &JobName, now: Timestamp) -> Deleted;
+            create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
+            claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
+            claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
+            heartbeat(lease: &Lease, lease_for: std::time::Duration, now: Timestamp) -> Lease;
+            patch_data(lease: &Lease, patch: &Value, now: Timestamp) -> Task;
+            succeed_many(done: &[(Lease, Value)], now: Timestamp) -> Vec<Result<Task>>;
+            fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
+            release(lease: &Lease, now: Timestamp) -> Task;
+            ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
+            retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
+            report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
+            delete(key: &TaskKey, now: Timestamp) -> ();
+            purge(req: &Purge) -> u64;
+            get(key: &TaskKey) -> Task;
+            list(query: &TaskQuery) -> TaskPage;
+            counts(job: &JobName) -> Counts;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_outcome_the_store_refuses_fails_that_task_and_the_run_goes_on() {
+    let s: Arc<dyn Store> = Arc::new(refusing::RefusesBigOutputs(MemoryStore::in_memory()));
+    for (id, words) in [("small", "1"), ("big", "200"), ("also-small", "2")] {
+        let r = tt(&s, &["add", "rf", id, "--data", words]).await;
+        assert_eq!(r.code, 0, "{}", r.err);
+    }
+    // Prints as many words as the task's data says: 200 words is over the store's limit.
+    let r = tt(
+        &s,
+        &[
+            "--json",
+            "run",
+            "rf",
+            "--workers",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            "for i in $(seq \"$TASKTRACK_DATA\"); do printf 'word '; done",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 3, "one task failed, the run went on: {}", r.err);
+    let summary = &r.json()["summary"];
+    assert_eq!(
+        (summary["succeeded"].as_u64(), summary["exhausted"].as_u64()),
+        (Some(2), Some(1)),
+        "{summary}"
+    );
+    let big = tt(&s, &["--json", "show", "rf", "big"]).await.json();
+    assert_eq!(big["status"], "exhausted", "{big}");
+    assert_eq!(big["error"]["kind"], "unrecordable", "{big}");
+    let message = big["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("over this store's limit of 100"),
+        "{message}"
+    );
+    assert!(
+        r.err
+            .contains("rf/big: the store refused this attempt's outcome"),
+        "{}",
+        r.err
+    );
+    for id in ["small", "also-small"] {
+        let t = tt(&s, &["--json", "show", "rf", id]).await.json();
+        assert_eq!(t["status"], "succeeded", "{id}: {t}");
+    }
+}

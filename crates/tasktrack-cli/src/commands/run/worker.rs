@@ -263,6 +263,24 @@ async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Cla
             other => break other,
         }
     };
+    let result = match result {
+        // The store refused what this attempt produced (an output over a DynamoDB item's size,
+        // say): that is this task's failure, recorded as such, not a reason to stop the run.
+        Err(e @ Error::InvalidInput(_)) => {
+            shared.out.warn(format!(
+                "{}: the store refused this attempt's outcome, recorded as its failure: {e}",
+                lease.key
+            ));
+            let failure = Failure::new(
+                "unrecordable",
+                format!("the store refused this attempt's outcome: {e}"),
+            );
+            fail(shared, &lease, failure, false)
+                .await
+                .map(|ended| (ended, Vec::new()))
+        }
+        other => other,
+    };
     let (ended, claimed) = match result {
         Ok(recorded) => recorded,
         Err(e @ Error::StaleLease { .. }) => {
