@@ -417,7 +417,7 @@ impl Documents for DynamoDocuments {
             .unwrap_or(false))
     }
 
-    /// [`DynamoDocuments::insert_each`]; a task that could not be written fails the call, after
+    /// `DynamoDocuments::insert_each`; a task that could not be written fails the call, after
     /// the others were written (`DynamoStore::create` reports them one by one instead).
     async fn insert_tasks(&self, tasks: &[Task]) -> Result<Vec<bool>> {
         self.insert_each(tasks).await?.into_iter().collect()
