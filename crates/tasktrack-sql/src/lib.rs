@@ -41,6 +41,10 @@
 //! - `counts` reads at most 64 shards × statuses × stages counter rows per job, never the tasks.
 //! - `delete_job` removes tasks one conditional delete at a time; `purge` deletes in batches of
 //!   1000 rows per statement.
+//! - PostgreSQL cannot store U+0000 (NUL) in `text` or in a `jsonb` string: in what workers and
+//!   people report (output, error, history) the store replaces it with U+FFFD, so the outcome is
+//!   recorded; in a task's `data` it is refused with [`Error::InvalidInput`] naming the task.
+//!   MySQL stores it as is. See `docs/backends/postgres.md`, "Limits".
 //! - PostgreSQL: every claim leaves a dead entry at the front of the claim index until a vacuum;
 //!   the store vacuums the task table itself every `?vacuum_every=` claims (default 10,000, in
 //!   the background). See the backend docs for the rest of the vacuum advice.

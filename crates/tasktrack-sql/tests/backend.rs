@@ -534,6 +534,172 @@ async fn long_errors_are_recorded_exactly(dialect: &str) {
     );
 }
 
+/// U+0000 (NUL) in what workers and people report — a command's captured `find -print0` output,
+/// an error message — is recorded. PostgreSQL cannot store it in `text` nor in a `jsonb` string,
+/// so there it becomes U+FFFD (in string values and object keys), and every call returns the
+/// task as stored; MySQL stores it as is. A task's `data` is input: PostgreSQL refuses U+0000 in
+/// it with `InvalidInput` naming the task (create, in either mode), and any other U+0000 the
+/// server refuses is `InvalidInput` too (a job's metadata), never a plain backend error.
+async fn nul_in_reports_is_recorded(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let pg = dialect == "postgres";
+    let stored = |text: &str| {
+        if pg {
+            text.replace('\0', "\u{FFFD}")
+        } else {
+            text.to_string()
+        }
+    };
+    let (j, t0) = (job(), T0);
+    let claimed = create_and_claim(&s, &j, 5, 3, t0).await;
+    let t1 = t0.plus(Duration::from_secs(1));
+    let out = json!({"stdout": "a\u{0}b", "k\u{0}": ["x\u{0}"]});
+    let want_out = {
+        let mut m = serde_json::Map::new();
+        m.insert("stdout".into(), json!(stored("a\0b")));
+        m.insert(stored("k\0"), json!([stored("x\0")]));
+        serde_json::Value::Object(m)
+    };
+    if pg {
+        assert_eq!(
+            want_out,
+            json!({"stdout": "a\u{FFFD}b", "k\u{FFFD}": ["x\u{FFFD}"]})
+        );
+    }
+
+    // succeed (the one-statement path on PostgreSQL).
+    let done = s.succeed(&claimed[0].lease, out.clone(), t1).await.unwrap();
+    assert_eq!(done.status, Status::Succeeded);
+    assert_eq!(done.output.as_ref(), Some(&want_out));
+    assert_eq!(s.get(&done.key()).await.unwrap(), done);
+
+    // The hand-off, and batched completion.
+    let next = ClaimNext::new("w2", LEASE);
+    let handed = s
+        .succeed_and_claim_next(&claimed[1].lease, out.clone(), &next, t1)
+        .await
+        .unwrap();
+    assert_eq!(handed.done.output.as_ref(), Some(&want_out));
+    assert_eq!(s.get(&handed.done.key()).await.unwrap(), handed.done);
+    assert_eq!(handed.next.len(), 1);
+    let many = s
+        .succeed_many(&[(claimed[2].lease.clone(), out.clone())], t1)
+        .await
+        .unwrap();
+    let many = many[0].as_ref().unwrap();
+    assert_eq!(many.output.as_ref(), Some(&want_out));
+    assert_eq!(&s.get(&many.key()).await.unwrap(), many);
+
+    // fail: the error and its history record.
+    let error = Failure::new("exit\0", "printed a\0b").with_detail("tail\0end");
+    let want_error =
+        Failure::new(stored("exit\0"), stored("printed a\0b")).with_detail(stored("tail\0end"));
+    let failed = s
+        .fail(&handed.next[0].lease, &Fail::new(error), t1)
+        .await
+        .unwrap();
+    assert_eq!(failed.status, Status::Failed);
+    assert_eq!(failed.error.as_ref(), Some(&want_error));
+    assert_eq!(
+        failed.history.last().and_then(|h| h.error.as_ref()),
+        Some(&want_error)
+    );
+    assert_eq!(s.get(&failed.key()).await.unwrap(), failed);
+
+    // ignore's reason and report's detail.
+    let last = TaskKey::new(j.clone(), TaskId::new("t00004").unwrap());
+    let ignored = s
+        .ignore(
+            &last,
+            &Ignore {
+                reason: Some("skip\0".into()),
+                force: false,
+            },
+            t1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ignored.history.last().and_then(|h| h.error.as_ref()),
+        Some(&Failure::new("ignored", stored("skip\0")))
+    );
+    assert_eq!(s.get(&last).await.unwrap(), ignored);
+    let reported_key = TaskKey::new(j.clone(), TaskId::new("reported").unwrap());
+    let reported = s
+        .report(
+            &reported_key,
+            &Report {
+                success: false,
+                detail: Some("r\0".into()),
+            },
+            t1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reported.error.as_ref().map(|e| e.message.as_str()),
+        Some(stored("r\0").as_str())
+    );
+    assert_eq!(s.get(&reported_key).await.unwrap(), reported);
+
+    // data is input: refused on PostgreSQL, naming the task; stored as is on MySQL.
+    let bad = NewTask::new(TaskId::new("bad").unwrap()).with_data(json!({"x": "a\u{0}b"}));
+    let bad_key = TaskKey::new(j.clone(), bad.id.clone());
+    let created = s
+        .create(&j, std::slice::from_ref(&bad), CreateMode::SkipExisting, t1)
+        .await;
+    let replacing = NewTask::new(TaskId::new("t00000").unwrap()).with_data(json!(["\u{0}"]));
+    let replaced = s.create(&j, &[replacing], CreateMode::Replace, t1).await;
+    let t2 = t1.plus(Duration::from_secs(1));
+    let held = s
+        .claim(&reported_key, &Claim::new("w3", LEASE), t2)
+        .await
+        .unwrap();
+    let patched = s
+        .patch_data(&held.lease, &json!({"checkpoint": "\u{0}"}), t2)
+        .await;
+    let spec = JobSpec {
+        metadata: Some(json!({"owner": "\u{0}"})),
+        ..JobSpec::default()
+    };
+    let put = s.put_job(&j, &spec, t1).await;
+    if pg {
+        for (result, key) in [
+            (created.map(|_| ()), "bad"),
+            (replaced.map(|_| ()), "t00000"),
+            (patched.map(|_| ()), "reported"),
+        ] {
+            let Err(Error::InvalidInput(message)) = result else {
+                panic!("{result:?}");
+            };
+            assert!(message.contains(&format!("task {j}/{key}")), "{message}");
+            assert!(
+                message.contains("U+0000") && message.contains("PostgreSQL cannot store"),
+                "{message}"
+            );
+        }
+        assert!(matches!(s.get(&bad_key).await, Err(Error::NotFound(_))));
+        assert_eq!(s.get(&done.key()).await.unwrap(), done, "not replaced");
+        assert_eq!(
+            s.get(&reported_key).await.unwrap(),
+            held.task,
+            "not patched"
+        );
+        let Err(Error::InvalidInput(message)) = put else {
+            panic!("{put:?}");
+        };
+        assert!(message.contains("U+0000"), "{message}");
+    } else {
+        assert_eq!(created.unwrap().created, 1);
+        assert_eq!(s.get(&bad_key).await.unwrap().data, bad.data);
+        assert_eq!(replaced.unwrap().replaced, 1);
+        assert_eq!(patched.unwrap().data["checkpoint"], json!("\u{0}"));
+        put.unwrap();
+    }
+}
+
 /// Every case above, once per dialect: `postgres::<case>` and `mysql::<case>`.
 macro_rules! on_both_dialects {
     ($($case:ident),* $(,)?) => {
@@ -561,6 +727,7 @@ on_both_dialects!(
     handoff_matches_the_pure_rules,
     concurrent_handoffs_grant_each_worker_its_own_lease,
     long_errors_are_recorded_exactly,
+    nul_in_reports_is_recorded,
 );
 
 /// The store vacuums the task table itself every `vacuum_every` granted claims (the claim index

@@ -16,7 +16,7 @@ use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
-use tasktrack_core::{Error, Job};
+use tasktrack_core::{Error, Job, Task};
 
 /// One bound parameter, as the shared code knows it; each dialect binds it with its own types.
 #[derive(Debug)]
@@ -214,6 +214,30 @@ pub(crate) trait Dialect: Send + Sync {
     fn push_id_prefix<'a>(&self, st: &mut Stmt<'a>, prefix: &'a str);
     /// One batch of a purge of `job` (at most [`PURGE_BATCH`](super::docs::PURGE_BATCH) rows).
     fn purge_batch<'a>(&'a self, job: &'a str, codes: &[i16], older_than: i64) -> Stmt<'a>;
+
+    /// Makes a task row fit to write (insert or conditional write), or refuses it with
+    /// [`Error::InvalidInput`] naming the task. Every row the shared write path writes goes
+    /// through it. As is by default; PostgreSQL replaces the U+0000 its columns cannot hold in
+    /// what workers report and refuses it in `data`.
+    fn storable(&self, _row: &mut RawTask) -> Result<()> {
+        Ok(())
+    }
+
+    /// `task` as [`Dialect::storable`] writes it, so that an operation returns the task as
+    /// stored. As is by default.
+    fn as_stored(&self, task: Task) -> Result<Task> {
+        Ok(task)
+    }
+
+    /// Awaits a write through the adapter and returns its task as stored ([`Dialect::as_stored`]):
+    /// the `around` of the operations that record what a worker or a person reported (`fail`,
+    /// `ignore`, `report`).
+    fn stored<F>(&self, write: F) -> impl Future<Output = Result<Task>> + Send
+    where
+        F: Future<Output = Result<Task>> + Send,
+    {
+        async move { write.await.and_then(|task| self.as_stored(task)) }
+    }
 
     /// Runs one driver call, re-running it if the server rolled it back (see [`retrying`]).
     fn run<T, F, Fut>(&self, idempotent: bool, op: F) -> impl Future<Output = Result<T>>

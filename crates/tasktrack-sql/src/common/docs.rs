@@ -207,7 +207,11 @@ pub(crate) async fn insert_tasks<D: Dialect>(s: &D, tasks: &[Task]) -> Result<Ve
     for chunk in tasks.chunks(1000) {
         let raws = chunk
             .iter()
-            .map(RawTask::from_task)
+            .map(|t| {
+                let mut raw = RawTask::from_task(t)?;
+                s.storable(&mut raw)?;
+                Ok(raw)
+            })
             .collect::<Result<Vec<_>>>()?;
         if !s.insert_returns() {
             for r in raws.chunks(1) {
@@ -234,7 +238,8 @@ pub(crate) async fn replace_task<D: Dialect>(
     old: &Versioned<Task>,
     new: &Task,
 ) -> Result<bool> {
-    let raw = RawTask::from_task(new)?;
+    let mut raw = RawTask::from_task(new)?;
+    s.storable(&mut raw)?;
     let st = Stmt::stored(&s.queries().replace_task)
         .bind(Param::Task(&raw))
         .bind(version_of(old.value.version)?);

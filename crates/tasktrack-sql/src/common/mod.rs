@@ -26,9 +26,11 @@ use tasktrack_core::{
 /// Writes `impl Store for $store` through [`tasktrack_core::store_impl!`]: the methods given in
 /// `native { … }` as written, and what both dialects do the same way — `init` runs the store's
 /// migrations, `purge` is [`docs::purge`], and every other operation goes through the
-/// compare-and-swap adapter ([`tasktrack_core::cas`]) over the store's [`Documents`] impl. The
-/// lists below are the whole of what both dialects leave to the adapter; what each restates
-/// natively (claims, batched completion, …) is in its own `native` block.
+/// compare-and-swap adapter ([`tasktrack_core::cas`]) over the store's [`Documents`] impl; the
+/// operations that record what a worker or a person reported (`fail`, `ignore`, `report`)
+/// return their task as the dialect stored it ([`Dialect::stored`]). The lists below are the
+/// whole of what both dialects leave to the adapter; what each restates natively (claims,
+/// batched completion, …) is in its own `native` block.
 macro_rules! store_over_cas {
     ($store:ty; native { $($native:tt)* }) => {
         tasktrack_core::store_impl! {
@@ -55,15 +57,19 @@ macro_rules! store_over_cas {
                 claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
                 heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
                 patch_data(lease: &Lease, patch: &Value, now: Timestamp) -> Task;
-                fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
                 release(lease: &Lease, now: Timestamp) -> Task;
-                ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
                 retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
-                report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
                 delete(key: &TaskKey, now: Timestamp) -> ();
                 get(key: &TaskKey) -> Task;
                 list(query: &TaskQuery) -> TaskPage;
                 counts(job: &JobName) -> Counts;
+            }
+            // What a worker or a person reports, returned as the dialect stored it
+            // (`Dialect::stored`: on PostgreSQL, U+0000 replaced).
+            through_cas self around self.stored {
+                fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
+                ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
+                report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
             }
         }
     };
@@ -174,6 +180,15 @@ pub fn map_error(backend: &str, endpoint: &str, e: &sqlx::Error) -> (Class, Erro
                 c if c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03" => {
                     (Class::Connection, Error::Unavailable(message))
                 }
+                // PostgreSQL: U+0000 in text (character_not_in_repertoire) or in a jsonb string
+                // (untranslatable_character). The store replaces it in what workers report
+                // (`RawTask::replace_nul`); anything else holding it is the caller's input.
+                "22021" | "22P05" if backend == "postgres" => (
+                    Class::Other,
+                    Error::InvalidInput(format!(
+                        "{message}: PostgreSQL cannot store the character U+0000 (NUL) in text or jsonb"
+                    )),
+                ),
                 "57014" | "70100" => (
                     Class::Other,
                     Error::Unavailable(format!("{message}: statement timeout")),

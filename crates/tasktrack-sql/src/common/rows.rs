@@ -73,6 +73,58 @@ pub struct RawTask {
     pub finished_at: Option<i64>,
 }
 
+/// What replaces U+0000 (NUL) in the values PostgreSQL stores for a worker: U+FFFD, the
+/// replacement character. PostgreSQL cannot store U+0000 in `text` (SQLSTATE 22021) nor in a
+/// `jsonb` string (22P05).
+pub(crate) const NUL_REPLACEMENT: &str = "\u{FFFD}";
+
+/// Whether any string of `v`, object keys included, holds U+0000.
+pub(crate) fn json_has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(json_has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        _ => false,
+    }
+}
+
+/// Replaces every U+0000 of `s` with [`NUL_REPLACEMENT`]; whether there was any.
+pub(crate) fn replace_nul(s: &mut String) -> bool {
+    if !s.contains('\0') {
+        return false;
+    }
+    *s = s.replace('\0', NUL_REPLACEMENT);
+    true
+}
+
+/// [`replace_nul`] in every string of `v`: values, and keys of objects (two keys that become
+/// equal leave one of their values).
+pub(crate) fn replace_nul_json(v: &mut Value) -> bool {
+    match v {
+        Value::String(s) => replace_nul(s),
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, v| replace_nul_json(v) | changed),
+        Value::Object(map) if map.keys().any(|k| k.contains('\0')) => {
+            for (mut k, mut v) in std::mem::take(map) {
+                replace_nul(&mut k);
+                replace_nul_json(&mut v);
+                map.insert(k, v);
+            }
+            true
+        }
+        Value::Object(map) => map
+            .values_mut()
+            .fold(false, |changed, v| replace_nul_json(v) | changed),
+        _ => false,
+    }
+}
+
+/// [`replace_nul`] in an optional column.
+fn replace_nul_opt(s: &mut Option<String>) -> bool {
+    s.as_mut().is_some_and(replace_nul)
+}
+
 fn ms(t: Timestamp) -> i64 {
     t.as_millis()
 }
@@ -117,6 +169,25 @@ impl RawTask {
             started_at: t.started_at.map(ms),
             finished_at: t.finished_at.map(ms),
         })
+    }
+
+    /// Replaces U+0000 with U+FFFD ([`NUL_REPLACEMENT`]) in the columns that hold what a worker
+    /// or a person reported: `output`, `error_kind`, `error_message`, `error_detail`, `history`
+    /// (every JSON string, keys included) and `lease_owner`. Not in `data` (input, never altered:
+    /// the PostgreSQL store refuses it instead), nor in the keys and stage names (the core
+    /// refuses control characters in those). Whether anything changed. PostgreSQL only: MySQL
+    /// stores U+0000 as is.
+    pub(crate) fn replace_nul(&mut self) -> bool {
+        let mut changed = false;
+        if let Some(output) = &mut self.output {
+            changed |= replace_nul_json(output);
+        }
+        changed |= replace_nul_opt(&mut self.error_kind);
+        changed |= replace_nul_opt(&mut self.error_message);
+        changed |= replace_nul_opt(&mut self.error_detail);
+        changed |= replace_nul_json(&mut self.history);
+        changed |= replace_nul_opt(&mut self.lease_owner);
+        changed
     }
 
     /// The task this row holds; an unreadable row is [`Error::Corrupt`] naming `table/job/id`.

@@ -5,6 +5,7 @@
 use super::rows::{bind_param, read_task};
 use super::{BACKEND, PgStore};
 use crate::common::docs::{PURGE_BATCH, Queries, documents_over_dialect};
+use crate::common::rows::json_has_nul;
 use crate::common::{Dialect, Param, RawTask, Stmt};
 use async_trait::async_trait;
 use serde_json::Value;
@@ -78,6 +79,31 @@ impl Dialect for PgStore {
         Ok(Param::Json(
             serde_json::to_value(job).map_err(Error::backend)?,
         ))
+    }
+
+    /// PostgreSQL cannot store U+0000 (NUL) in `text` nor in a `jsonb` string. In what workers
+    /// and people report (output, error, history, lease owner) it is replaced with U+FFFD, so
+    /// that the outcome is recorded; a task's `data` is input and is refused instead, naming the
+    /// task, before anything is sent.
+    fn storable(&self, row: &mut RawTask) -> Result<()> {
+        if json_has_nul(&row.data) {
+            return Err(Error::invalid(format!(
+                "task {}/{}: its data holds the character U+0000 (NUL), which PostgreSQL cannot \
+                 store (in jsonb); nothing was written for it",
+                row.job, row.id
+            )));
+        }
+        row.replace_nul();
+        Ok(())
+    }
+
+    fn as_stored(&self, task: Task) -> Result<Task> {
+        let mut row = RawTask::from_task(&task)?;
+        if row.replace_nul() {
+            row.into_task(&self.table())
+        } else {
+            Ok(task)
+        }
     }
 
     fn insert_skipping(&self) -> (&'static str, &'static str) {

@@ -33,6 +33,7 @@ mod vacuum;
 use crate::common::config::Config;
 use crate::common::docs::{Queries, dialect_queries};
 use crate::common::migrate::{self, Migration};
+use crate::common::rows::{json_has_nul, replace_nul_json};
 use crate::common::{
     Dialect, claimed, handoff_general, probe, store_over_cas, succeed_many_batched,
 };
@@ -41,6 +42,7 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -389,6 +391,27 @@ impl PgStore {
     }
 }
 
+/// A worker's output as PostgreSQL stores it: U+0000 replaced with U+FFFD in every string, keys
+/// included (`RawTask::replace_nul` does the same for every row the adapter writes). Applied where an output enters the store, so that the one-statement paths
+/// and the adapter's write the same value, and return it as stored.
+fn storable_output(mut output: Value) -> Value {
+    replace_nul_json(&mut output);
+    output
+}
+
+/// [`storable_output`] for a batch; borrowed when no output holds U+0000 (the usual case).
+fn storable_outputs(done: &[(Lease, Value)]) -> Cow<'_, [(Lease, Value)]> {
+    if done.iter().any(|(_, output)| json_has_nul(output)) {
+        Cow::Owned(
+            done.iter()
+                .map(|(lease, output)| (lease.clone(), storable_output(output.clone())))
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(done)
+    }
+}
+
 /// The history record `lifecycle::succeed` appends for a single-step task held by `lease`.
 fn success_record(lease: &Lease, now: Timestamp) -> Result<Value> {
     let record = Attempt {
@@ -523,6 +546,7 @@ store_over_cas! {
             now: Timestamp,
         ) -> Result<Handoff> {
             cas::check_claim_next(next)?;
+            let output = storable_output(output);
             let (output, _slot) = match self.handoff_combined(lease, output, next, now).await? {
                 ViaCombiner::Done(handoff) => return Ok(*handoff),
                 ViaCombiner::NotCompleted(output) => {
@@ -536,6 +560,7 @@ store_over_cas! {
             handoff_general(self, lease, output, next, now).await
         }
         async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+            let output = storable_output(output);
             match self.succeed_fast(&self.pool, lease, &output, now).await? {
                 Some(task) => Ok(task),
                 None => cas::succeed(self, lease, output, now).await,
@@ -548,7 +573,8 @@ store_over_cas! {
             done: &[(Lease, Value)],
             now: Timestamp,
         ) -> Result<Vec<Result<Task>>> {
-            succeed_many_batched(self, done, now, self.succeed_many_fast(done, now)).await
+            let done = storable_outputs(done);
+            succeed_many_batched(self, &done, now, self.succeed_many_fast(&done, now)).await
         }
     }
 }
