@@ -3,7 +3,7 @@
 use crate::index::{Index, Update};
 use crate::indexer::{Indexer, SHARDS, SNAPSHOT_FRESH_FOR, Snapshot, shard_of};
 use crate::layout::Layout;
-use crate::objects::{Got, Objects, Put, RequestCounts};
+use crate::objects::{Got, Objects, Put, RequestCounts, Stored};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt, stream};
 use std::collections::HashMap;
@@ -138,6 +138,20 @@ impl S3Documents {
             cache.clear();
         }
         cache.insert(task.key(), Versioned::new(task.clone(), etag));
+    }
+
+    /// Remembers `key` as a refused write found it (so that the retry after a lost race may
+    /// start from it instead of another GET), or forgets it if that read found nothing usable.
+    fn adopt(&self, key: &TaskKey, current: Option<Stored>) {
+        let read = current.and_then(|c| {
+            serde_json::from_slice::<Task>(&c.body)
+                .ok()
+                .map(|task| (task, c.etag))
+        });
+        match read {
+            Some((task, etag)) if task.key() == *key => self.remember(&task, &etag),
+            _ => self.forget(key),
+        }
     }
 
     fn forget(&self, key: &TaskKey) {
@@ -364,27 +378,30 @@ impl Documents for S3Documents {
             .map(|t| Ok((self.layout().task(&t.key()), encode_json(t, "task")?)))
             .collect::<Result<Vec<_>>>()?;
         let objects = &self.inner.objects;
-        let written: Vec<Option<String>> = stream::iter(writes)
-            .map(|(path, body)| async move {
-                match objects.put(&path, body, None).await? {
-                    Put::Written(etag) => Ok::<_, Error>(Some(etag)),
-                    Put::Conflict => Ok(None),
-                }
-            })
+        let outcomes: Vec<Put> = stream::iter(writes)
+            .map(|(path, body)| async move { objects.put(&path, body, None).await })
             .buffered(PARALLEL)
             .try_collect()
             .await?;
         let mut by_job: HashMap<&JobName, Vec<Update>> = HashMap::new();
-        for (task, etag) in tasks.iter().zip(&written) {
-            if let Some(etag) = etag {
-                self.remember(task, etag);
-                by_job.entry(&task.job).or_default().push(Update::put(task));
+        let mut created = Vec::with_capacity(tasks.len());
+        for (task, outcome) in tasks.iter().zip(outcomes) {
+            match outcome {
+                Put::Written(etag) => {
+                    self.remember(task, &etag);
+                    by_job.entry(&task.job).or_default().push(Update::put(task));
+                    created.push(true);
+                }
+                Put::Conflict(current) => {
+                    self.adopt(&task.key(), current);
+                    created.push(false);
+                }
             }
         }
         for (job, updates) in by_job {
             self.index(job, updates).await;
         }
-        Ok(written.iter().map(Option::is_some).collect())
+        Ok(created)
     }
 
     async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {
@@ -417,8 +434,8 @@ impl Documents for S3Documents {
                 }
                 Ok(true)
             }
-            Put::Conflict => {
-                self.forget(&key);
+            Put::Conflict(current) => {
+                self.adopt(&key, current);
                 self.unreserve(&key);
                 if new.status == Status::InProgress && old.value.status != Status::InProgress {
                     *lock(&self.inner.contended_until) = Some(Instant::now() + CONTENDED_FOR);

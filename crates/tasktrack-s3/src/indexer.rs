@@ -301,13 +301,18 @@ impl Indexer {
             }
             let body = serde_json::to_vec(&next)
                 .map_err(|e| Error::backend(format!("encoding {path}: {e}")))?;
-            match objects.put(&path, body, base.etag.as_deref()).await? {
+            // Unverified: should a refusal be our own write landed on an attempt whose answer
+            // was lost, the re-read below finds our entries in place and writes nothing more.
+            match objects
+                .put_unverified(&path, body, base.etag.as_deref())
+                .await?
+            {
                 Put::Written(etag) => {
                     shard.set_snapshot(Arc::new(next), Some(etag));
                     shard.writes.fetch_add(1, Ordering::AcqRel);
                     return Ok(());
                 }
-                Put::Conflict => {
+                Put::Conflict(_) => {
                     pause(attempt).await;
                     base = self.read(objects, layout, job, k).await?;
                 }
@@ -342,7 +347,10 @@ impl Indexer {
             }
             let body = serde_json::to_vec(&next)
                 .map_err(|e| Error::backend(format!("encoding {path}: {e}")))?;
-            if let Put::Written(etag) = objects.put(&path, body, current.etag.as_deref()).await? {
+            if let Put::Written(etag) = objects
+                .put_unverified(&path, body, current.etag.as_deref())
+                .await?
+            {
                 let shard = self.shard(job, k);
                 shard.set_snapshot(Arc::new(next), Some(etag));
                 shard.writes.fetch_add(1, Ordering::AcqRel);
@@ -368,6 +376,36 @@ pub async fn pause(attempt: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::objects::fake::{LostAnswers, objects};
+
+    /// Shards are written unverified: a shard PUT that landed but whose retry was refused is
+    /// taken for a lost race, and the re-read finds our entries in place.
+    #[tokio::test]
+    async fn a_shard_write_refused_on_retry_after_it_landed_is_not_sent_again() {
+        let bucket = Arc::new(LostAnswers::default());
+        let objects = objects(bucket.clone());
+        let (layout, job) = (Layout::new("p"), JobName::new("j").unwrap());
+        let indexer = Indexer::default();
+        let entry = Entry(0, 0, Some(0), 1, 0, None);
+        let k = shard_of("t1");
+        bucket.lose_next_put(&format!(".index-{k}"));
+        indexer
+            .write(
+                &objects,
+                &layout,
+                &job,
+                vec![Update::Put("t1".into(), entry.clone())],
+            )
+            .await
+            .unwrap();
+        assert_eq!(bucket.lost(), 1, "the fault fired");
+        let counted = objects.requests();
+        assert_eq!(counted.put, 1, "written once: {counted:?}");
+        let fresh = Indexer::default();
+        let shards = fresh.read_all(&objects, &layout, &job).await.unwrap();
+        assert_eq!(shards[k].index.tasks.get("t1"), Some(&entry));
+        assert!(indexer.queued(&job).is_empty(), "nothing left to write");
+    }
 
     #[test]
     fn shards_are_stable_and_spread() {

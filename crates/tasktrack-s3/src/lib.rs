@@ -24,6 +24,11 @@
 //! body always changes. Two workers claiming the same task therefore race on one conditional
 //! PUT, and exactly one wins.
 //!
+//! A refused PUT of a task or job record is checked with one GET before it counts as a lost
+//! race: object_store retries a PUT answered with a server error even when it is conditional,
+//! and if the first attempt was applied, the retry is refused by our own write. Identical bytes
+//! mean the write is ours (see [`objects`] and the limits below).
+//!
 //! The index (below) is written *after* the task, also with conditional PUTs on its ETag (a
 //! version-ordered merge: an entry is only replaced by a newer version of its task). It is never
 //! the authority: every claim re-reads (or holds the ETag of) the task and writes it conditionally,
@@ -61,6 +66,10 @@
 //! | list (page of n) | 8 conditional shard GETs + n + 1 task GETs (+ 1 per stale entry passed, below) |
 //! | get | 1 GET |
 //!
+//! A refused conditional PUT of a task or job record (a lost race; creating a task that exists)
+//! costs one GET more, to check that the refusal was not our own landed write; the retry after
+//! a lost claim or after a `412` on this process's copy starts from that read.
+//!
 //! So a task created, claimed and succeeded by one process costs about 3 requests after its
 //! creation (4 with it); the old trackers needed 3-4 and were not atomic. Claims also read
 //! shards this process has not seen for 2 s (conditional GETs, about 0.2 per task under load).
@@ -88,6 +97,16 @@
 //! - Claim order (priority, then claimable-at, then id) is exact for one claimer. After a claim
 //!   of this process loses a race to another process, it picks at random among the first 32
 //!   candidates for 2 s, so that processes stop colliding on the head of the queue.
+//! - object_store retries a request answered `5xx`, `429` or `408` (and `409` to an `If-Match`
+//!   PUT), conditional PUTs included, without telling us. When the first attempt was applied and
+//!   only its answer failed, the retry is refused (`412`) because of our own write. So every
+//!   refused PUT of a task or job record is checked with a GET: if the object holds exactly the
+//!   bytes we sent, the write landed and counts as done (a claim is ours, a `succeed` succeeded,
+//!   a create created and indexes its task). No one else sends those bytes: every task write
+//!   has a new `version` and the writer's own worker, lease and times. Index shards skip the
+//!   check: their writers re-read and merge after every refusal and find their entries there.
+//!   If the object changed again before the GET, the refusal stands as a lost race (a claim that
+//!   landed that way keeps its task until its lease expires, as below).
 //! - A conditional PUT whose answer is lost (timeout) is not retried by object_store (it is not
 //!   idempotent): the operation fails with `Unavailable` and may or may not have landed. A
 //!   `succeed` retried by the caller is then answered from the task as it is; a claim that

@@ -120,3 +120,107 @@ tasktrack_core::store_impl! {
         counts(job: &JobName) -> Counts;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::Layout;
+    use crate::objects::fake::{LostAnswers, objects};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn store(bucket: Arc<LostAnswers>) -> S3Store {
+        S3Store::new(
+            S3Documents::new(objects(bucket), Layout::new("p")),
+            "s3://fake/p",
+        )
+    }
+
+    /// Each write of a task's life lands, but its answer is lost and object_store's retry of
+    /// the same conditional PUT is refused (`412`): each is still reported as done.
+    #[tokio::test]
+    async fn writes_that_landed_before_a_retry_was_refused_count_as_done() {
+        let bucket = Arc::new(LostAnswers::default());
+        let store = store(bucket.clone());
+        let job = JobName::new("j").unwrap();
+        let key = TaskKey::new(job.clone(), TaskId::new("t1").unwrap());
+        let now = Timestamp::from_millis(1_700_000_000_000);
+
+        // create: counted as created, not as existing, and indexed (claim_next finds it).
+        bucket.lose_next_put("/t1.json");
+        let created = store
+            .create(
+                &job,
+                &[NewTask::new(key.id.clone())],
+                CreateMode::SkipExisting,
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!((created.created, created.existing), (1, 0), "{created:?}");
+
+        // claim_next: the claim is ours, not an orphaned lease.
+        bucket.lose_next_put("/t1.json");
+        let claimed = store
+            .claim_next(&job, &ClaimNext::new("w1", Duration::from_secs(60)), now)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "our claim was taken for a lost race");
+        assert_eq!(claimed[0].task.attempts, 1);
+
+        // succeed: done, not StaleLease.
+        bucket.lose_next_put("/t1.json");
+        let done = store
+            .succeed(
+                &claimed[0].lease,
+                json!("ok"),
+                now.plus(Duration::from_secs(1)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.status, Status::Succeeded);
+        assert_eq!(bucket.lost(), 3, "every fault fired");
+
+        let stored = store.get(&key).await.unwrap();
+        assert_eq!(stored.status, Status::Succeeded);
+        assert_eq!((stored.attempts, stored.token), (1, 1));
+        assert_eq!(stored.output, Some(json!("ok")));
+        let counts = store.counts(&job).await.unwrap();
+        assert_eq!(counts.by_status.succeeded, 1, "{counts:?}");
+    }
+
+    /// A claim that really lost its race is still reported lost: the other worker's lease
+    /// stands, and nothing is claimed twice.
+    #[tokio::test]
+    async fn a_claim_that_lost_to_another_writer_stays_lost() {
+        let bucket = Arc::new(LostAnswers::default());
+        let mine = store(bucket.clone());
+        let theirs = store(bucket.clone());
+        let job = JobName::new("j").unwrap();
+        let key = TaskKey::new(job.clone(), TaskId::new("t1").unwrap());
+        let now = Timestamp::from_millis(1_700_000_000_000);
+        mine.create(
+            &job,
+            &[NewTask::new(key.id.clone())],
+            CreateMode::SkipExisting,
+            now,
+        )
+        .await
+        .unwrap();
+        let req = Claim {
+            owner: "theirs".into(),
+            lease_for: Duration::from_secs(60),
+            force: false,
+        };
+        let won = theirs.claim(&key, &req, now).await.unwrap();
+        // `mine` still has the task as created in its cache and index: its claim is refused.
+        let claimed = mine
+            .claim_next(&job, &ClaimNext::new("mine", Duration::from_secs(60)), now)
+            .await
+            .unwrap();
+        assert!(claimed.is_empty(), "{claimed:?}");
+        let stored = mine.get(&key).await.unwrap();
+        assert_eq!(stored.lease.map(|l| l.owner), Some("theirs".to_owned()));
+        assert_eq!(stored.token, won.lease.token);
+    }
+}
