@@ -34,12 +34,12 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
             tokio::spawn(async move {
                 let mut etag = match objects.put(&path, body(w, 0), None).await? {
                     Put::Written(e) => e,
-                    Put::Conflict => anyhow::bail!("ceiling object {path} exists already"),
+                    Put::Conflict(_) => anyhow::bail!("ceiling object {path} exists already"),
                 };
                 for i in 1..per_worker {
                     etag = match objects.put(&path, body(w, i), Some(&etag)).await? {
                         Put::Written(e) => e,
-                        Put::Conflict => {
+                        Put::Conflict(_) => {
                             anyhow::bail!("ceiling object {path} changed under the loop")
                         }
                     };
