@@ -73,8 +73,8 @@
 //! - A task's JSON must fit in a DynamoDB item (400 KB = 409,600 bytes, counting attribute
 //!   names and the index attributes). A write that would make a task larger (a big output,
 //!   data or history) is refused before any request with `InvalidInput` naming the task, its
-//!   size and the limit; only that call fails, never the other writes of its transaction, and
-//!   `create` writes the other tasks of the call before naming the ones left out. A write AWS
+//!   size and the limit; only that call fails, never the other writes of its transaction (a
+//!   `create` holding such a task writes nothing, as for any invalid task). A write AWS
 //!   refuses for a reason about its item (`ValidationError`, ...) likewise fails alone, with
 //!   AWS's message, and the rest of its transaction is sent again.
 //! - Index reads are eventually consistent on AWS: a claim may see a stale candidate (its

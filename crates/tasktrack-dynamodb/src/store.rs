@@ -230,6 +230,11 @@ impl DynamoStore {
             .iter()
             .map(|n| lifecycle::create_task(&job, n, now))
             .collect::<Result<Vec<_>>>()?;
+        // A task over the item size limit refuses the whole call before anything is written, as
+        // any other invalid task does (conformance: a refused create writes nothing).
+        for task in &fresh {
+            crate::item::fitting_task_item(task)?;
+        }
         let mut created = Created::default();
         let mut refused = Vec::new();
         for (news, chunk) in tasks.chunks(500).zip(fresh.chunks(500)) {
