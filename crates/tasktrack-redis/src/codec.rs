@@ -3,9 +3,11 @@
 //! Fields (all strings): `status`, `stage`, `stages` (JSON), `attempts`, `max_attempts`,
 //! `priority`, `nb` (not_before), `token`, `version`, `owner`/`ltoken`/`acq`/`exp` (the lease),
 //! `data`, `output`, `error` (JSON), `history` (one `Attempt` JSON per line), `created`,
-//! `updated`, `started`, `finished`, and `qm` (the task's claim-queue member, kept by the Lua
-//! scripts). Timestamps are integer milliseconds; an absent field is `None`. User JSON is stored
-//! as its text and never re-encoded by a script.
+//! `updated`, `started`, `finished`, `qm` (the task's claim-queue member, kept by the Lua
+//! scripts) and `qx` (only on a task `claim_next` set aside as corrupt: the field that failed,
+//! see `lua/common.lua`; not decoded, and dropped by the task's next write). Timestamps are
+//! integer milliseconds; an absent field is `None`. User JSON is stored as its text and never
+//! re-encoded by a script.
 
 use std::collections::HashMap;
 use tasktrack_core::{
@@ -112,7 +114,9 @@ pub(crate) fn decode(
             })
             .transpose()
     };
-    let status: Status = text("status")?.parse().map_err(|_| bad("unknown status"))?;
+    let status: Status = text("status")?
+        .parse()
+        .map_err(|_| bad("field status is not a known status"))?;
     let lease = match fields.get("owner") {
         Some(owner) => Some(LeaseState {
             owner: owner.clone(),
@@ -148,7 +152,8 @@ pub(crate) fn decode(
         stages,
         attempts: small("attempts")?,
         max_attempts: small("max_attempts")?,
-        priority: i32::try_from(req("priority")?).map_err(|_| bad("priority out of range"))?,
+        priority: i32::try_from(req("priority")?)
+            .map_err(|_| bad("field priority is out of range"))?,
         not_before: time("nb")?,
         lease,
         token: int("token")?,

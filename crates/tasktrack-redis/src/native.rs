@@ -5,6 +5,7 @@
 
 use crate::codec;
 use crate::docs::RedisDocs;
+use crate::error;
 use redis::Value;
 use serde_json::Value as Json;
 use std::time::Duration;
@@ -52,7 +53,9 @@ fn lease_of(task: &Task) -> Result<Lease> {
     })
 }
 
-/// A fenced script's answer: the task's new fields, or 0 for a stale lease (-1: slow path).
+/// A fenced script's answer: the task's new fields, or 0 for a stale lease (-1: slow path). A
+/// corrupt task is an error: an error reply (mapped by [`crate::error::map`]), or, as one entry of
+/// `succeed.lua`'s batch, the same text as a plain string.
 enum Fenced {
     Written(Box<Task>),
     Stale,
@@ -64,6 +67,12 @@ impl RedisDocs {
         match reply {
             Value::Int(0) => Ok(Fenced::Stale),
             Value::Int(-1) => Ok(Fenced::SlowPath),
+            Value::BulkString(text) => {
+                let text = String::from_utf8_lossy(&text);
+                Err(error::corrupt_reply(&text).unwrap_or_else(|| {
+                    Error::backend(format!("unexpected script reply for {key}: {text}"))
+                }))
+            }
             other => {
                 let flat: Vec<String> = redis::from_redis_value(other).map_err(|e| {
                     Error::backend(format!("unexpected script reply for {key}: {e}"))

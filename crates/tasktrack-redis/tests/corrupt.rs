@@ -1,0 +1,431 @@
+//! Task hashes edited behind the store's back (by hand, or a partial write by another tool):
+//! the scripts check a task's fields before writing anything for it, so a corrupt task never
+//! makes a script fail halfway (Redis keeps a failed script's earlier writes). `claim_next` sets
+//! a corrupt head aside and goes on; the single-task scripts refuse it as `Corrupt`, writing
+//! nothing; counters always equal a recount of the task hashes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
+
+mod common;
+
+use common::scratch;
+use redis::aio::MultiplexedConnection;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tasktrack_core::*;
+
+/// Raw access to one job's keys, for corrupting them and for reading what the scripts wrote.
+struct Raw {
+    conn: MultiplexedConnection,
+    prefix: String,
+    base: String,
+}
+
+impl Raw {
+    async fn new(prefix: &str, job: &str) -> Raw {
+        let client = redis::Client::open(common::url()).unwrap();
+        Raw {
+            conn: client.get_multiplexed_async_connection().await.unwrap(),
+            prefix: format!("{prefix}:"),
+            base: format!("{prefix}:{{{job}}}:"),
+        }
+    }
+
+    fn task_key(&self, id: &str) -> String {
+        format!("{}t:{id}", self.base)
+    }
+
+    async fn cmd<T: redis::FromRedisValue>(&mut self, cmd: &mut redis::Cmd) -> T {
+        cmd.query_async(&mut self.conn).await.unwrap()
+    }
+
+    async fn hset(&mut self, id: &str, field: &str, value: &str) {
+        let key = self.task_key(id);
+        let _: i64 = self
+            .cmd(redis::cmd("HSET").arg(key).arg(field).arg(value))
+            .await;
+    }
+
+    async fn hdel(&mut self, id: &str, field: &str) {
+        let key = self.task_key(id);
+        let removed: i64 = self.cmd(redis::cmd("HDEL").arg(key).arg(field)).await;
+        assert_eq!(removed, 1, "{id} had no field {field}");
+    }
+
+    async fn hash(&mut self, id: &str) -> BTreeMap<String, String> {
+        let key = self.task_key(id);
+        self.cmd(redis::cmd("HGETALL").arg(key)).await
+    }
+
+    /// The members of one of the job's sorted sets (`r`, `d`, `x`, ...), in order.
+    async fn members(&mut self, set: &str) -> Vec<String> {
+        let key = format!("{}{set}", self.base);
+        self.cmd(redis::cmd("ZRANGE").arg(key).arg(0).arg(-1)).await
+    }
+
+    async fn keys(&mut self, pattern: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self.cmd(redis::cmd("KEYS").arg(pattern)).await;
+        keys.sort();
+        keys
+    }
+
+    /// Every key of the store's prefix with its whole content: equal before and after a call
+    /// means the call wrote nothing.
+    async fn dump(&mut self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for key in self.keys(&format!("{}*", self.prefix)).await {
+            let kind: String = self.cmd(redis::cmd("TYPE").arg(&key)).await;
+            let content = match kind.as_str() {
+                "hash" => {
+                    let h: BTreeMap<String, String> =
+                        self.cmd(redis::cmd("HGETALL").arg(&key)).await;
+                    format!("{h:?}")
+                }
+                "zset" => {
+                    let z: Vec<(String, String)> = self
+                        .cmd(
+                            redis::cmd("ZRANGE")
+                                .arg(&key)
+                                .arg(0)
+                                .arg(-1)
+                                .arg("WITHSCORES"),
+                        )
+                        .await;
+                    format!("{z:?}")
+                }
+                other => panic!("unexpected key type {other} of {key}"),
+            };
+            out.insert(key, content);
+        }
+        out
+    }
+
+    /// The job's counters hash (zeros left out).
+    async fn counters(&mut self) -> BTreeMap<String, i64> {
+        let key = format!("{}c", self.base);
+        let all: BTreeMap<String, i64> = self.cmd(redis::cmd("HGETALL").arg(key)).await;
+        all.into_iter().filter(|(_, n)| *n != 0).collect()
+    }
+
+    /// The counters a full recount of the task hashes gives (`status` or `status:stage`).
+    async fn recount(&mut self) -> BTreeMap<String, i64> {
+        let mut out = BTreeMap::new();
+        for key in self.keys(&format!("{}t:*", self.base)).await {
+            let (status, stage): (Option<String>, Option<String>) = self
+                .cmd(redis::cmd("HMGET").arg(&key).arg("status").arg("stage"))
+                .await;
+            let status = status.unwrap_or_else(|| panic!("{key} has no status"));
+            let counter = match stage {
+                Some(stage) => format!("{status}:{stage}"),
+                None => status,
+            };
+            *out.entry(counter).or_default() += 1;
+        }
+        out
+    }
+
+    /// The ids of the task hashes whose status is `status`.
+    async fn ids_in(&mut self, status: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let start = self.task_key("");
+        for key in self.keys(&format!("{}t:*", self.base)).await {
+            let s: Option<String> = self.cmd(redis::cmd("HGET").arg(&key).arg("status")).await;
+            if s.as_deref() == Some(status) {
+                out.insert(key[start.len()..].to_string());
+            }
+        }
+        out
+    }
+}
+
+fn ids(claimed: &[Claimed]) -> Vec<&str> {
+    claimed.iter().map(|c| c.task.id.as_str()).collect()
+}
+
+fn assert_corrupt<T: std::fmt::Debug>(result: Result<T>, location: &str, field: &str) {
+    match result {
+        Err(Error::Corrupt {
+            location: at,
+            message,
+        }) => {
+            assert_eq!(at, location);
+            assert!(
+                message.contains(&format!("field {field} ")),
+                "{message} should name {field}"
+            );
+        }
+        other => panic!("expected Corrupt naming {field} at {location}, got {other:?}"),
+    }
+}
+
+/// Six tasks by priority, three of them corrupt (`attempts` not a number, `priority` not a
+/// number, `token` missing): one `claim_next(3)` grants exactly the three healthy ones, writes
+/// nothing to the corrupt ones but the set-aside marker, leaves no task in_progress that it did
+/// not return, and keeps the counters equal to a recount. A repaired task comes back.
+#[tokio::test]
+async fn claim_next_sets_corrupt_heads_aside_and_grants_the_healthy_ones() {
+    let Some(scratch) = scratch().await else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
+    let job = JobName::new("heads").unwrap();
+    let now = Timestamp::from_millis(10_000);
+    let news: Vec<NewTask> = ["a", "b", "c", "d", "e", "f"]
+        .iter()
+        .zip([6, 5, 4, 3, 2, 1])
+        .map(|(id, p)| NewTask::new(TaskId::new(*id).unwrap()).with_priority(p))
+        .collect();
+    store
+        .create(&job, &news, CreateMode::SkipExisting, now)
+        .await
+        .unwrap();
+    let mut raw = Raw::new(scratch.0.prefix(), "heads").await;
+    raw.hset("a", "attempts", "many").await;
+    raw.hset("c", "priority", "high").await;
+    raw.hdel("e", "token").await;
+    let mut before = BTreeMap::new();
+    for id in ["a", "c", "e"] {
+        before.insert(id, raw.hash(id).await);
+    }
+
+    let req = ClaimNext::new("w", Duration::from_secs(60)).with_limit(3);
+    let claimed = store.claim_next(&job, &req, now).await.unwrap();
+    assert_eq!(ids(&claimed), ["b", "d", "f"]);
+    for c in &claimed {
+        assert_eq!((c.task.status, c.task.attempts), (Status::InProgress, 1));
+        assert_eq!(store.get(&c.task.key()).await.unwrap(), c.task);
+    }
+    // None orphaned: what is in_progress is exactly what the call returned.
+    let held: BTreeSet<String> = ids(&claimed).into_iter().map(String::from).collect();
+    assert_eq!(raw.ids_in("in_progress").await, held);
+    // The corrupt tasks: untouched but for the field naming what is wrong, out of the queues,
+    // listed in the set-aside set.
+    for (id, field) in [("a", "attempts"), ("c", "priority"), ("e", "token")] {
+        let mut expected = before[id].clone();
+        expected.insert("qx".to_string(), field.to_string());
+        assert_eq!(raw.hash(id).await, expected, "{id}");
+    }
+    assert_eq!(raw.members("x").await, ["a", "c", "e"]);
+    assert!(raw.members("r").await.is_empty());
+    let leases: Vec<String> = raw.members("d").await;
+    assert_eq!(leases.len(), 3, "{leases:?}");
+    assert_eq!(raw.counters().await, raw.recount().await);
+    let counts = store.counts(&job).await.unwrap();
+    assert_eq!(
+        (counts.by_status.pending, counts.by_status.in_progress),
+        (3, 3)
+    );
+
+    // The job stays claimable: nothing is left, and that is an empty answer, not an error.
+    let again = store.claim_next(&job, &req, now).await.unwrap();
+    assert!(again.is_empty(), "{again:?}");
+
+    // Repaired by hand, a task comes back with its next write through the store.
+    raw.hset("a", "attempts", "0").await;
+    let a = TaskKey::parse("heads", "a").unwrap();
+    let retried = store.retry(&a, &Retry { force: false }, now).await.unwrap();
+    assert_eq!(retried.status, Status::Pending);
+    assert!(!raw.hash("a").await.contains_key("qx"));
+    assert_eq!(raw.members("x").await, ["c", "e"]);
+    let claimed = store.claim_next(&job, &req, now).await.unwrap();
+    assert_eq!(ids(&claimed), ["a"]);
+    assert_eq!(raw.counters().await, raw.recount().await);
+}
+
+/// A pipeline task is queued twice (the job's queue and its stage's): set aside from one, it
+/// leaves both, so a claim on its stage does not meet it again. A lapsed lease of a corrupt task
+/// is set aside too, not expired: the healthy lapsed lease next to it is expired and reclaimed.
+#[tokio::test]
+async fn corrupt_staged_tasks_and_lapsed_leases_are_set_aside_once() {
+    let Some(scratch) = scratch().await else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
+    let job = JobName::new("piped").unwrap();
+    let at = Timestamp::from_millis;
+    let spec = JobSpec {
+        stages: Some(vec!["one".into(), "two".into()]),
+        ..Default::default()
+    };
+    store.put_job(&job, &spec, at(1_000)).await.unwrap();
+    let news = ["p", "q", "s", "t"].map(|id| NewTask::new(TaskId::new(id).unwrap()));
+    store
+        .create(&job, &news, CreateMode::SkipExisting, at(1_000))
+        .await
+        .unwrap();
+    let mut raw = Raw::new(scratch.0.prefix(), "piped").await;
+
+    // p and q leased for one second; then q's `attempts` is corrupted.
+    let short = ClaimNext::new("w1", Duration::from_secs(1)).with_limit(2);
+    let held = store.claim_next(&job, &short, at(1_000)).await.unwrap();
+    assert_eq!(ids(&held), ["p", "q"]);
+    raw.hset("q", "attempts", "1.5").await;
+    // s's `created` is corrupted while it waits in both queues.
+    raw.hset("s", "created", "yesterday").await;
+
+    // At 3,000 both leases have lapsed. Queue order: s, t (claimable since 1,000), then p, q
+    // (since their expiry at 2,000). s is set aside, t claimed, p expired and reclaimed, q set
+    // aside as it is.
+    let req = ClaimNext::new("w2", Duration::from_secs(60)).with_limit(3);
+    let q_before = raw.hash("q").await;
+    let got = store.claim_next(&job, &req, at(3_000)).await.unwrap();
+    assert_eq!(ids(&got), ["t", "p"]);
+    let p = &got[1].task;
+    assert_eq!(
+        (p.attempts, p.lease.as_ref().unwrap().owner.as_str()),
+        (2, "w2")
+    );
+    assert_eq!(p.history.last().unwrap().outcome, Outcome::LeaseExpired);
+    let mut q_expected = q_before;
+    q_expected.insert("qx".into(), "attempts".into());
+    assert_eq!(raw.hash("q").await, q_expected);
+    assert_eq!(raw.members("x").await, ["q", "s"]);
+    for set in ["r", "d", "r:one", "d:one"] {
+        let members = raw.members(set).await;
+        assert!(
+            members
+                .iter()
+                .all(|m| !m.ends_with('q') && !m.ends_with('s')),
+            "{set}: {members:?}"
+        );
+    }
+    let on_stage = ClaimNext::new("w3", Duration::from_secs(60))
+        .with_limit(3)
+        .at_stage("one");
+    assert!(
+        store
+            .claim_next(&job, &on_stage, at(3_000))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        raw.hash("s").await.get("qx").map(String::as_str),
+        Some("created")
+    );
+    assert_eq!(raw.counters().await, raw.recount().await);
+    let in_progress: BTreeSet<String> = ["p", "q", "t"].map(String::from).into();
+    assert_eq!(raw.ids_in("in_progress").await, in_progress);
+}
+
+/// succeed, heartbeat, fail, the hand-off and a batched succeed on a task with a corrupt field:
+/// `Corrupt` naming the task's key and the field, and nothing written (every key of the store
+/// reads the same before and after); in a batch, only that lease's entry.
+#[tokio::test]
+async fn fenced_calls_on_a_corrupt_task_are_corrupt_and_write_nothing() {
+    let Some(scratch) = scratch().await else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
+    let job = JobName::new("fenced").unwrap();
+    let now = Timestamp::from_millis(50_000);
+    let news = ["x", "y", "z"].map(|id| NewTask::new(TaskId::new(id).unwrap()));
+    store
+        .create(&job, &news, CreateMode::SkipExisting, now)
+        .await
+        .unwrap();
+    let req = ClaimNext::new("w", Duration::from_secs(60)).with_limit(3);
+    let leases: Vec<Lease> = store
+        .claim_next(&job, &req, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.lease)
+        .collect();
+    assert_eq!(leases.len(), 3);
+    // A pending task, so that a hand-off that wrongly went on would have something to claim.
+    store
+        .create(
+            &job,
+            &[NewTask::new(TaskId::new("w").unwrap())],
+            CreateMode::SkipExisting,
+            now,
+        )
+        .await
+        .unwrap();
+    let mut raw = Raw::new(scratch.0.prefix(), "fenced").await;
+    let y = &leases[1];
+    let hkey = raw.task_key("y");
+    let later = Timestamp::from_millis(51_000);
+
+    // (field, corrupt value or None to remove it)
+    let cases: [(&str, Option<&str>); 14] = [
+        ("attempts", Some("many")),
+        ("attempts", Some("-1")),
+        ("attempts", Some(" 1")),
+        ("max_attempts", Some("0x3")),
+        ("priority", Some("99999999999")),
+        ("token", Some("")),
+        ("version", Some("v7")),
+        ("version", None),
+        ("status", Some("bogus")),
+        ("status", None),
+        ("created", None),
+        ("ltoken", Some("1e0")),
+        ("exp", Some("soon")),
+        ("acq", None),
+    ];
+    for (field, value) in cases {
+        let original = raw.hash("y").await.get(field).cloned().unwrap();
+        match value {
+            Some(v) => raw.hset("y", field, v).await,
+            None => raw.hdel("y", field).await,
+        }
+        let before = raw.dump().await;
+        let what = format!("{field} = {value:?}");
+        assert_corrupt(store.succeed(y, json!("out"), later).await, &hkey, field);
+        assert_corrupt(
+            store.heartbeat(y, Duration::from_secs(60), later).await,
+            &hkey,
+            field,
+        );
+        let fail = Fail::new(Failure::new("boom", "it broke"));
+        assert_corrupt(store.fail(y, &fail, later).await, &hkey, field);
+        assert_corrupt(
+            store
+                .succeed_and_claim_next(y, json!("out"), &req, later)
+                .await,
+            &hkey,
+            field,
+        );
+        // The compare-and-set paths read the task first: the same error, from the decoding.
+        assert_corrupt(store.release(y, later).await, &hkey, field);
+        assert_eq!(raw.dump().await, before, "{what}: something was written");
+        raw.hset("y", field, &original).await;
+    }
+
+    // `stages`, read by succeed only when the task has a stage.
+    raw.hset("y", "stage", "one").await;
+    raw.hset("y", "stages", "not json").await;
+    let before = raw.dump().await;
+    assert_corrupt(store.succeed(y, json!("out"), later).await, &hkey, "stages");
+    assert_eq!(raw.dump().await, before);
+    raw.hdel("y", "stage").await;
+    raw.hset("y", "stages", "[]").await;
+
+    // In a batch, the corrupt lease's entry alone is Corrupt; the others succeed, counted.
+    raw.hset("y", "token", "one").await;
+    let y_before = raw.hash("y").await;
+    let done: Vec<(Lease, serde_json::Value)> =
+        leases.iter().map(|l| (l.clone(), json!("out"))).collect();
+    let results = store.succeed_many(&done, later).await.unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0].as_ref().unwrap().status, Status::Succeeded);
+    assert_corrupt(results[1].clone(), &hkey, "token");
+    assert_eq!(results[2].as_ref().unwrap().status, Status::Succeeded);
+    assert_eq!(raw.hash("y").await, y_before);
+    assert_eq!(raw.counters().await, raw.recount().await);
+
+    // Repaired, the same lease still holds the task.
+    raw.hset("y", "token", &y.token.to_string()).await;
+    let task = store.succeed(y, json!("out"), later).await.unwrap();
+    assert_eq!(task.status, Status::Succeeded);
+    let counts = store.counts(&job).await.unwrap();
+    assert_eq!(
+        (counts.by_status.succeeded, counts.by_status.pending),
+        (3, 1)
+    );
+    assert_eq!(raw.counters().await, raw.recount().await);
+}
