@@ -220,7 +220,15 @@ impl Documents for MemoryDocuments {
         match state.jobs.get(&old.value.name) {
             Some(current) if current.version.to_string() == old.revision => {
                 state.jobs.remove(&old.value.name);
-                state.tasks.remove(&old.value.name);
+                // Only the record: a task created after `delete_job`'s scan (and maybe claimed
+                // since) stays, as on every other backend; an emptied job's map goes.
+                if state
+                    .tasks
+                    .get(&old.value.name)
+                    .is_some_and(|job| job.tasks.is_empty())
+                {
+                    state.tasks.remove(&old.value.name);
+                }
                 Ok(true)
             }
             _ => Ok(false),
@@ -235,5 +243,54 @@ impl Documents for MemoryDocuments {
             .filter(|j| state_filter.is_none_or(|s| j.state == s))
             .cloned()
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NewTask, TaskId};
+
+    #[tokio::test]
+    async fn deleting_a_job_record_leaves_a_task_created_after_the_scan() {
+        let docs = MemoryDocuments::default();
+        let now = Timestamp::from_millis(1_000);
+        let name = JobName::new("j").unwrap_or_else(|e| panic!("{e}"));
+        let record = crate::cas::ensure_job(&docs, &name, now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let late = crate::lifecycle::create_task(
+            &record,
+            &NewTask::new(TaskId::new("late").unwrap_or_else(|e| panic!("{e}"))),
+            now,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        docs.insert_tasks(&[late])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let versioned = docs
+            .get_job(&name)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("job"));
+        assert!(
+            docs.delete_job(&versioned)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        );
+        assert!(
+            docs.get_job(&name)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none()
+        );
+        let key = TaskKey::new(name, TaskId::new("late").unwrap_or_else(|e| panic!("{e}")));
+        assert!(
+            docs.get_task(&key)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_some(),
+            "the late task stays"
+        );
     }
 }
