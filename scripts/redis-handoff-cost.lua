@@ -18,10 +18,14 @@ local function micros()
   local t = redis.call('TIME')
   return t[1] * 1e6 + t[2]
 end
-local function token_of(flat)
+-- The lease's fence as the client sends it: `<token>:<acquired ms>`.
+local function fence_of(flat)
+  local token, acq
   for i = 1, #flat, 2 do
-    if flat[i] == 'ltoken' then return flat[i + 1] end
+    if flat[i] == 'ltoken' then token = flat[i + 1] end
+    if flat[i] == 'acq' then acq = flat[i + 1] end
   end
+  return token .. ':' .. acq
 end
 
 local started = micros()
@@ -29,7 +33,7 @@ local claimed = finish(claim_head('w', 30000, 1, now + 1, ''))
 local done_count = 0
 while #claimed > 0 do
   local at = now + 2 + done_count
-  local done = succeed_lease(claimed[1][1], token_of(claimed[1][2]), '{"ok":true}', at)
+  local done = succeed_lease(claimed[1][1], fence_of(claimed[1][2]), '{"ok":true}', at)
   if done == 0 then return 'stale lease after ' .. done_count .. ' hand-offs' end
   claimed = finish({ done, claim_head('w', 30000, 1, at, '') })[2]
   done_count = done_count + 1

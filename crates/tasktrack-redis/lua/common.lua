@@ -303,6 +303,13 @@ local function touch(f, now)
   f.updated = digits(now)
 end
 
+-- lifecycle::check_fence: a lease holds the task by its token and its acquisition instant
+-- (`<token>:<ms>`, sent by the client as one argument), so the lease of a deleted task does not
+-- hold a task created again under its id, whose tokens restart.
+local function fence(f)
+  return (f.ltoken or '') .. ':' .. (f.acq or '')
+end
+
 local function drop_lease(f)
   f.owner, f.ltoken, f.acq, f.exp = nil, nil, nil, nil
 end
@@ -325,12 +332,12 @@ end
 -- attempt, drop the lease, clear the error, write the output; next pipeline stage, pending and
 -- claimable at once, or `succeeded`). Returns the task's new fields, 0 for a stale lease, or
 -- `corrupt`'s text for a task that fails `check` (in both cases nothing is written).
-local function succeed_lease(id, token, output, now)
+local function succeed_lease(id, lease_fence, output, now)
   local f = load(id)
   if f == nil then return 0 end
   local bad = check(f)
   if bad then return corrupt(id, f, bad) end
-  if f.status ~= 'in_progress' or f.ltoken ~= token then return 0 end
+  if f.status ~= 'in_progress' or fence(f) ~= lease_fence then return 0 end
   local nxt = next_stage(f)
   if nxt == false then return corrupt(id, f, 'stages') end
   local old = prior(f)

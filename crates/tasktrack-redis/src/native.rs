@@ -133,7 +133,7 @@ impl RedisDocs {
         let mut inv = self.scripts.succeed_claim_next.prepare_invoke();
         inv.key(self.keys.job_base(job))
             .arg(lease.key.id.as_str())
-            .arg(lease.token)
+            .arg(fence(lease))
             .arg(&output)
             .arg(now.as_millis())
             .arg(&req.owner)
@@ -178,7 +178,7 @@ impl RedisDocs {
         let mut inv = self.scripts.heartbeat.prepare_invoke();
         inv.key(self.keys.job_base(&lease.key.job))
             .arg(lease.key.id.as_str())
-            .arg(lease.token)
+            .arg(fence(lease))
             .arg(millis(lease_for))
             .arg(now.as_millis());
         match self.fenced(&lease.key, self.eval(&inv).await?)? {
@@ -250,7 +250,7 @@ impl RedisDocs {
             .arg(now.as_millis());
         for e in entries {
             inv.arg(e.lease.key.id.as_str())
-                .arg(e.lease.token)
+                .arg(fence(e.lease))
                 .arg(&e.output);
         }
         let replies: Vec<Value> = self.eval(&inv).await?;
@@ -284,7 +284,7 @@ impl RedisDocs {
         let mut inv = self.scripts.fail.prepare_invoke();
         inv.key(self.keys.job_base(&lease.key.job))
             .arg(lease.key.id.as_str())
-            .arg(lease.token)
+            .arg(fence(lease))
             .arg(lease.attempt)
             .arg(error)
             .arg(if req.retryable { "1" } else { "0" })
@@ -355,4 +355,10 @@ fn stale(lease: &Lease) -> Error {
         key: lease.key.to_string(),
         token: lease.token,
     }
+}
+
+/// What a script checks a lease against: its token and acquisition instant, `<token>:<ms>`
+/// (`fence` in common.lua), as lifecycle::check_fence compares both.
+fn fence(lease: &Lease) -> String {
+    format!("{}:{}", lease.token, lease.acquired_at.as_millis())
 }

@@ -77,11 +77,19 @@ pub fn check_lease_length(lease_for: Duration) -> Result<()> {
 }
 
 /// The fencing rule: only the holder of the current token may act on an `in_progress` task.
+///
+/// The lease's acquisition time must match too. A task deleted (once its lease ran out) and
+/// created again starts counting tokens afresh, so its first claim has the token the deleted
+/// task's first claim had; the acquisition times differ (the new claim comes after the old
+/// lease's expiry), which fences the old holder out of the new task.
 pub fn check_fence(task: &Task, lease: &Lease) -> Result<()> {
     let holds = task.job == lease.key.job
         && task.id == lease.key.id
         && task.status == Status::InProgress
-        && task.lease.as_ref().is_some_and(|l| l.token == lease.token);
+        && task
+            .lease
+            .as_ref()
+            .is_some_and(|l| l.token == lease.token && l.acquired_at == lease.acquired_at);
     if holds {
         Ok(())
     } else {

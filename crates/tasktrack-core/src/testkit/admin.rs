@@ -169,6 +169,57 @@ pub async fn delete_is_refused_on_a_live_lease(h: Harness) -> Result<()> {
     Ok(())
 }
 
+/// A task deleted once its lease ran out and created again is a new task: its first claim has
+/// the same token as the deleted task's had, but the deleted task's holder is fenced out of it.
+pub async fn a_lease_on_a_deleted_task_does_not_hold_its_re_creation(h: Harness) -> Result<()> {
+    h.add(&["a"]).await?;
+    let old = h.claim("a", "w1").await?.lease;
+    h.advance(LEASE);
+    h.store.delete(&h.key("a"), h.now()).await?;
+    h.add(&["a"]).await?;
+    h.advance(Duration::from_secs(1));
+    let new = h.claim("a", "w2").await?.lease;
+    assert_eq!(new.token, old.token, "tokens restart with the task");
+    let now = h.now();
+    let stale = [
+        (
+            "heartbeat",
+            h.store.heartbeat(&old, LEASE, now).await.map(|_| ()),
+        ),
+        (
+            "succeed",
+            h.store.succeed(&old, json!("old"), now).await.map(|_| ()),
+        ),
+        (
+            "fail",
+            h.store
+                .fail(&old, &Fail::new(Failure::new("e", "old")), now)
+                .await
+                .map(|_| ()),
+        ),
+        ("release", h.store.release(&old, now).await.map(|_| ())),
+        (
+            "patch_data",
+            h.store
+                .patch_data(&old, &json!({"old": 1}), now)
+                .await
+                .map(|_| ()),
+        ),
+    ];
+    for (op, answer) in stale {
+        assert!(
+            matches!(answer, Err(Error::StaleLease { .. })),
+            "{op} with the deleted task's lease: {answer:?}"
+        );
+    }
+    let done = h.store.succeed(&new, json!("new"), now).await?;
+    assert_eq!(
+        (done.status, done.output),
+        (Status::Succeeded, Some(json!("new")))
+    );
+    Ok(())
+}
+
 /// `report` records outcomes without a claim (creating the task if needed), and the tallies and
 /// the ids per outcome are queryable.
 pub async fn report_records_outcomes_without_a_claim(h: Harness) -> Result<()> {

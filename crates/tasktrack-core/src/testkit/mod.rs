@@ -269,6 +269,7 @@ macro_rules! conformance_tests {
             admin::retry_resets_attempts_from_failed_exhausted_and_ignored,
             admin::nothing_leaves_succeeded_without_force,
             admin::delete_is_refused_on_a_live_lease,
+            admin::a_lease_on_a_deleted_task_does_not_hold_its_re_creation,
             admin::report_records_outcomes_without_a_claim,
             admin::purge_removes_only_old_finished_tasks,
             admin::delete_job_keeps_tasks_with_live_leases,
