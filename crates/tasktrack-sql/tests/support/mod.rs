@@ -179,7 +179,9 @@ pub async fn mysql_store() -> Option<Arc<dyn Store>> {
     .await
 }
 
-/// A store that drops its namespace when the last handle goes.
+/// A store that drops its namespace when the last handle goes. It forwards every method of
+/// [`Store`], those with a default included (`init`, `succeed_many`, `succeed_and_claim_next`),
+/// so that tests reach the stores' native implementations, not the trait's defaults.
 #[derive(Clone)]
 pub struct ScopedStore {
     pub inner: Arc<dyn Store>,
@@ -255,6 +257,17 @@ impl Store for ScopedStore {
         now: Timestamp,
     ) -> Result<Vec<Result<Task>>> {
         self.inner.succeed_many(done, now).await
+    }
+    async fn succeed_and_claim_next(
+        &self,
+        lease: &Lease,
+        output: Value,
+        next: &ClaimNext,
+        now: Timestamp,
+    ) -> Result<Handoff> {
+        self.inner
+            .succeed_and_claim_next(lease, output, next, now)
+            .await
     }
     async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
         self.inner.fail(lease, req, now).await
