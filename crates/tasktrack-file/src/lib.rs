@@ -63,7 +63,8 @@
 //! (`succeed_and_claim_next`), whose success and next claims are one transaction (one journal
 //! fsync per task for a worker looping on it, instead of two). Concurrent writers of one job
 //! in one process are batched into one transaction (group commit: the first caller leads and
-//! runs everything queued; each operation sees the changes of those before it, as if they had
+//! runs everything queued, then hands the leadership to a waiting caller if more was queued
+//! meanwhile and returns; each operation sees the changes of those before it, as if they had
 //! run one after the other). Readers of a single task (`get`) take no lock.
 //!
 //! With `?durability=relaxed` nothing is fsynced: a killed process still loses nothing (the page

@@ -2,14 +2,19 @@
 //! the conditional writes of concurrent callers into one transaction (group commit).
 //!
 //! Within a process, callers of the same job queue their operation. The first one becomes the
-//! *leader*: it takes the job's lock, runs every queued operation, commits all their changes at
-//! once, answers their callers, and goes on with whatever was queued meanwhile until the queue is
-//! empty; the others just wait for their answer. (Without a leader, every waiting thread would
-//! take the lock in turn and find one operation to run: no batching at all.) One commit is one
-//! journal intent,
-//! the task files fsynced in parallel, one directory fsync. Each operation sees the changes of
-//! those before it in the batch (through the session's overlay), so a batch is equivalent to
-//! running its operations one after the other.
+//! *leader*: it takes the job's lock, runs every queued operation (its own among them), commits
+//! all their changes at once and answers their callers; the others just wait for their answer.
+//! (Without a leader, every waiting thread would take the lock in turn and find one operation to
+//! run: no batching at all.) A leader runs that one batch only: if more operations were queued
+//! meanwhile, it hands the leadership to the thread of the first of them, which runs the next
+//! batch, and returns its own answer at once. (A leader that went on until the queue was empty
+//! could keep its own caller waiting indefinitely under sustained load, its operation long
+//! committed and its lease perhaps running out.) Every queued operation is run: a leader resigns
+//! only under the queue's lock and when the queue is empty, so an operation queued while a
+//! leader exists is either in a batch it takes or owned by the thread it hands over to. One
+//! commit is one journal intent, the task files fsynced in parallel, one directory fsync. Each
+//! operation sees the changes of those before it in the batch (through the session's overlay),
+//! so a batch is equivalent to running its operations one after the other.
 
 use crate::fsio::{self, Durability, io_error};
 use crate::index::{ClaimKey, Entry, JobIndex, Record};
@@ -43,6 +48,17 @@ type Run = Box<dyn FnOnce(Option<&mut Session<'_>>) -> Finish + Send>;
 struct Queued {
     run: Run,
     fail: Box<dyn FnOnce(Error) + Send>,
+    /// Makes the operation's thread the leader (see [`Slot::lead`]); `false` if that thread is
+    /// gone.
+    promote: Box<dyn Fn() -> bool + Send>,
+}
+
+/// What a thread waiting in [`Slot::batched`] receives.
+enum Message<T> {
+    /// Its operation's answer.
+    Answer(Result<Option<T>>),
+    /// It now leads the queue, which holds its operation.
+    Lead,
 }
 
 /// One job as this process sees it: its paths, its lock file, its in-memory index and the
@@ -64,7 +80,8 @@ struct Queue {
 }
 
 /// Resigns the leadership if the leader stops by a panic, failing what is queued (no one else
-/// would run it). A leader that finishes normally resigns itself, under the queue lock.
+/// would run it). A leader that finishes normally resigns, or hands over, itself under the queue
+/// lock.
 struct Leadership<'a> {
     slot: &'a Slot,
     resigned: bool,
@@ -172,49 +189,78 @@ impl Slot {
         durability: Durability,
         f: impl FnOnce(&mut Session<'_>) -> Result<T> + Send + 'static,
     ) -> Result<Option<T>> {
-        let (tx, rx) = mpsc::channel::<Result<Option<T>>>();
-        let failed = tx.clone();
+        let (tx, rx) = mpsc::channel::<Message<T>>();
+        let (failed, promoted) = (tx.clone(), tx.clone());
         let run = move |session: Option<&mut Session<'_>>| -> Finish {
             let outcome = match session {
                 None => Ok(None),
                 Some(s) => f(s).map(Some),
             };
             Box::new(move |committed: Result<()>| {
-                let _ = tx.send(committed.and(outcome));
+                let _ = tx.send(Message::Answer(committed.and(outcome)));
             })
         };
         let fail = move |e: Error| {
-            let _ = failed.send(Err(e));
+            let _ = failed.send(Message::Answer(Err(e)));
         };
+        let promote = move || promoted.send(Message::Lead).is_ok();
         let lead = {
             let mut queue = self.queue();
             queue.ops.push(Queued {
                 run: Box::new(run),
                 fail: Box::new(fail),
+                promote: Box::new(promote),
             });
             !std::mem::replace(&mut queue.leader, true)
         };
         if lead {
-            let mut leadership = Leadership {
-                slot: self,
-                resigned: false,
-            };
-            loop {
-                let ops = {
-                    let mut queue = self.queue();
-                    if queue.ops.is_empty() {
-                        // Resign while holding the queue lock: whoever queues next leads.
-                        queue.leader = false;
-                        leadership.resigned = true;
-                        break;
-                    }
-                    std::mem::take(&mut queue.ops)
-                };
-                self.run_batch(ops, durability);
+            self.lead(durability);
+        }
+        loop {
+            match rx.recv() {
+                Ok(Message::Answer(answer)) => return answer,
+                // The leader ran a batch without this operation and handed over: run the queue
+                // (this operation is in it), then read the answer.
+                Ok(Message::Lead) => self.lead(durability),
+                Err(_) => {
+                    return Err(Error::backend(
+                        "a batched file operation was lost (a panic?)",
+                    ));
+                }
             }
         }
-        rx.recv()
-            .map_err(|_| Error::backend("a batched file operation was lost (a panic?)"))?
+    }
+
+    /// Runs the queue as its leader, which has an operation in it: one batch of everything
+    /// queued, then, if more was queued meanwhile, makes the thread of the first waiting
+    /// operation the leader (the leadership never lapses in between, so nothing queued waits
+    /// for a leader that will not come), or resigns if the queue is empty. Both under the queue
+    /// lock, where operations are queued: an operation queued after the check finds no leader
+    /// and leads itself.
+    fn lead(&self, durability: Durability) {
+        let mut leadership = Leadership {
+            slot: self,
+            resigned: false,
+        };
+        loop {
+            let ops = std::mem::take(&mut self.queue().ops);
+            if !ops.is_empty() {
+                self.run_batch(ops, durability);
+            }
+            let mut queue = self.queue();
+            if queue.ops.is_empty() {
+                // Whoever queues next leads.
+                queue.leader = false;
+                leadership.resigned = true;
+                return;
+            }
+            // Hand over (the flag stays set: the woken thread leads). Only if every waiting
+            // thread is gone, which a thread blocked on its answer cannot be, run on.
+            if queue.ops.iter().any(|op| (op.promote)()) {
+                leadership.resigned = true;
+                return;
+            }
+        }
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
@@ -592,6 +638,115 @@ mod tests {
             ClaimDecision::Granted(c) => c.task,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A slot over a fresh job directory in `dir`.
+    fn slot_in(dir: &Path) -> std::sync::Arc<Slot> {
+        let slot = Slot::new(JobPaths::new(dir, &JobName::new("j").unwrap()));
+        slot.with_lock(Access::Create, Durability::Relaxed, |_| Ok(()))
+            .unwrap();
+        std::sync::Arc::new(slot)
+    }
+
+    /// A leader runs one batch, the one holding its own operation, and returns: what was queued
+    /// meanwhile is run by the thread it hands the queue to, not by the leader (which, leading
+    /// until the queue ran dry, would keep its caller waiting as long as others kept queueing).
+    #[test]
+    fn a_leader_answers_its_caller_after_its_batch_and_hands_the_queue_over() {
+        use std::thread;
+        let dir = tempfile::tempdir().unwrap();
+        let slot = slot_in(dir.path());
+        let (entered, entered_rx) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel::<()>();
+        let a = {
+            let slot = slot.clone();
+            thread::spawn(move || {
+                let ran_on = slot.batched(Durability::Relaxed, move |_| {
+                    entered.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    Ok(thread::current().id())
+                });
+                (thread::current().id(), ran_on.unwrap().unwrap())
+            })
+        };
+        // A leads, and its batch is running.
+        entered_rx.recv().unwrap();
+        let b = {
+            let slot = slot.clone();
+            thread::spawn(move || {
+                let ran_on = slot.batched(Durability::Relaxed, |_| Ok(thread::current().id()));
+                (thread::current().id(), ran_on.unwrap().unwrap())
+            })
+        };
+        // B's operation is queued behind A's batch (a wait for a state, not for time).
+        while slot.queue().ops.is_empty() {
+            thread::yield_now();
+        }
+        assert!(slot.queue().leader);
+        go.send(()).unwrap();
+        let (a_thread, a_ran_on) = a.join().unwrap();
+        let (b_thread, b_ran_on) = b.join().unwrap();
+        assert_eq!(a_ran_on, a_thread);
+        assert_eq!(
+            b_ran_on, b_thread,
+            "B's operation ran on B's thread: A handed the queue over instead of running it"
+        );
+        let queue = slot.queue();
+        assert!(
+            queue.ops.is_empty() && !queue.leader,
+            "the last leader resigned"
+        );
+    }
+
+    /// Many threads batching at once: every operation runs exactly once, its changes are
+    /// committed, and each caller gets its own answer (no operation left in the queue without a
+    /// leader).
+    #[test]
+    fn every_batched_operation_runs_once_and_answers_its_own_caller() {
+        const THREADS: usize = 8;
+        const EACH: usize = 40;
+        let dir = tempfile::tempdir().unwrap();
+        let slot = slot_in(dir.path());
+        let now = Timestamp::now();
+        let job = Job::new(JobName::new("j").unwrap(), now);
+        let workers: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let (slot, job) = (slot.clone(), job.clone());
+                std::thread::spawn(move || {
+                    for k in 0..EACH {
+                        let new = task(&job, &format!("t{i}-{k}"), 0, now);
+                        let id = new.id.clone();
+                        let answer = slot
+                            .batched(Durability::Relaxed, move |s| {
+                                assert_eq!(s.read_task(&new.id)?, None, "run once");
+                                let id = new.id.clone();
+                                s.stage(vec![Change::Put(new)]);
+                                Ok(id)
+                            })
+                            .unwrap();
+                        assert_eq!(answer, Some(id));
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        {
+            let queue = slot.queue();
+            assert!(queue.ops.is_empty() && !queue.leader);
+        }
+        slot.with_lock(Access::Existing, Durability::Relaxed, |s| {
+            assert_eq!(s.index.len(), THREADS * EACH);
+            for i in 0..THREADS {
+                for k in 0..EACH {
+                    let id = TaskId::new(format!("t{i}-{k}")).unwrap();
+                    assert!(s.read_task(&id)?.is_some(), "{id} committed");
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
     }
 
     fn ids(s: &Session<'_>, now: Timestamp) -> Vec<String> {
