@@ -69,7 +69,7 @@ fn claim_next_locked(s: &mut Session<'_>, req: &ClaimNext, now: Timestamp) -> Re
         let ids: Vec<TaskId> = s
             .claimable(req.stage.as_deref(), now)
             .skip(seen)
-            .take(req.limit + CANDIDATES_PER_PASS)
+            .take(req.limit.saturating_add(CANDIDATES_PER_PASS))
             .collect();
         if ids.is_empty() {
             break;

@@ -80,3 +80,39 @@ async fn a_hand_off_is_one_transaction_and_two_calls_are_two() {
         .await;
     assert!(matches!(gone, Err(Error::StaleLease { .. })), "{gone:?}");
 }
+
+/// A limit of `usize::MAX` ("everything claimable") claims every task, by `claim_next` and by a
+/// hand-off, instead of overflowing (a panic in debug builds).
+#[tokio::test]
+async fn a_claim_limit_of_usize_max_claims_everything_claimable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tasktrack_file::open(&format!("file://{}", dir.path().display()))
+        .await
+        .unwrap();
+    let job = JobName::new("j").unwrap();
+    let tasks: Vec<NewTask> = (0..40)
+        .map(|i| NewTask::new(TaskId::new(format!("t{i:02}")).unwrap()))
+        .collect();
+    store
+        .create(&job, &tasks[..20], CreateMode::SkipExisting, now())
+        .await
+        .unwrap();
+    let all = ClaimNext::new("w", LEASE).with_limit(usize::MAX);
+    let claimed = store.claim_next(&job, &all, now()).await.unwrap();
+    assert_eq!(claimed.len(), 20);
+    store
+        .create(&job, &tasks[20..], CreateMode::SkipExisting, now())
+        .await
+        .unwrap();
+    let got = store
+        .succeed_and_claim_next(&claimed[0].lease, serde_json::json!(1), &all, now())
+        .await
+        .unwrap();
+    assert_eq!(got.done.status, Status::Succeeded);
+    assert_eq!(got.next.len(), 20);
+    let counts = store.counts(&job).await.unwrap();
+    assert_eq!(
+        (counts.by_status.in_progress, counts.by_status.succeeded),
+        (39, 1)
+    );
+}
