@@ -700,6 +700,252 @@ async fn nul_in_reports_is_recorded(dialect: &str) {
     }
 }
 
+/// Runs `sql` in the test's own schema / database; `{t}` is the table prefix (schema-qualified
+/// on PostgreSQL).
+async fn exec_scratch(s: &ScopedStore, dialect: &str, sql: &str) {
+    let url = &s.scratch.url;
+    if dialect == "postgres" {
+        let pg = tasktrack_sql::PgStore::connect(url).await.unwrap();
+        let t = pg.view_name().strip_suffix("tasks").unwrap().to_string();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.replace("{t}", &t)))
+            .execute(pg.pool())
+            .await
+            .unwrap();
+    } else {
+        let my = tasktrack_sql::MySqlStore::connect(url).await.unwrap();
+        let t = my.view_name().strip_suffix("tasks").unwrap().to_string();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.replace("{t}", &t)))
+            .execute(my.pool())
+            .await
+            .unwrap();
+    }
+}
+
+/// Makes the server refuse every update of a task row that meets `when` (a condition on `NEW`
+/// and `OLD`, in the dialect's SQL): a trigger that raises an error. It stands for any failure
+/// of work that follows a committed write (a lost connection, a timeout).
+async fn poison_updates(s: &ScopedStore, dialect: &str, when: &str) {
+    let sql = if dialect == "postgres" {
+        format!(
+            "CREATE FUNCTION {{t}}poison() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'poisoned update'; END $$; \
+             CREATE TRIGGER poison BEFORE UPDATE ON {{t}}task FOR EACH ROW WHEN ({when}) \
+             EXECUTE FUNCTION {{t}}poison();"
+        )
+    } else {
+        format!(
+            "CREATE TRIGGER {{t}}poison BEFORE UPDATE ON {{t}}task FOR EACH ROW BEGIN \
+             IF {when} THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'poisoned update'; \
+             END IF; END"
+        )
+    };
+    exec_scratch(s, dialect, &sql).await;
+}
+
+fn key(j: &JobName, id: &str) -> TaskKey {
+    TaskKey::new(j.clone(), TaskId::new(id).unwrap())
+}
+
+/// The general path of the hand-off (a pipeline task, which moves to its next stage): once the
+/// success is written, a claim that fails is not the hand-off's error — it answers with the
+/// success and nothing claimed (an `Err` would say that nothing happened).
+async fn handoff_keeps_its_success_when_the_claim_after_it_fails(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let (j, t0) = (job(), T0);
+    let spec = JobSpec {
+        stages: Some(vec!["a".into(), "b".into()]),
+        ..JobSpec::default()
+    };
+    s.put_job(&j, &spec, t0).await.unwrap();
+    let claimed = create_and_claim(&s, &j, 1, 1, t0).await;
+    assert_eq!(claimed[0].task.stage.as_deref(), Some("a"));
+    // The claim after the success (the task itself, now pending at stage b) fails.
+    poison_updates(&s, dialect, "NEW.lease_owner = 'poisoned'").await;
+    let t1 = t0.plus(Duration::from_secs(1));
+    let next = ClaimNext::new("poisoned", LEASE);
+    let got = s
+        .succeed_and_claim_next(&claimed[0].lease, json!(1), &next, t1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (got.done.status, got.done.stage.as_deref()),
+        (Status::Pending, Some("b"))
+    );
+    assert_eq!(s.get(&got.done.key()).await.unwrap(), got.done);
+    assert!(got.next.is_empty());
+    // The claim on its own is the call's error: nothing was granted.
+    assert!(matches!(
+        s.claim_next(&j, &next, t1).await,
+        Err(Error::Backend(_))
+    ));
+}
+
+/// PostgreSQL: the hand-off statement and `claim_next.sql` commit their success and grants
+/// before the rows whose lease expired go through the pure rule (a conditional write each).
+/// When that write fails, the success and the leases granted are still returned; only a claim
+/// that granted nothing answers the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_committed_grants_when_an_expiry_fails() {
+    let Some(s) = store("postgres").await else {
+        return;
+    };
+    let (j, t0) = (job(), T0);
+    let t1 = t0.plus(Duration::from_secs(1));
+    let claimed = create_and_claim(&s, &j, 3, 2, t1).await;
+    // Every lease has expired: t00001 is a candidate after t00002 (pending since t1).
+    let t2 = t1.plus(LEASE).plus(Duration::from_millis(1));
+    let t00001 = s.get(&key(&j, "t00001")).await.unwrap();
+    // The expiry of a lease (a history entry lease_expired) fails on the server.
+    poison_updates(&s, "postgres", "NEW.history::text LIKE '%lease_expired%'").await;
+
+    // The hand-off: success and t00002 granted by the statement, t00001's expiry fails.
+    let next = ClaimNext::new("w2", LEASE).with_limit(2);
+    let got = s
+        .succeed_and_claim_next(&claimed[0].lease, json!("done"), &next, t2)
+        .await
+        .unwrap();
+    assert_eq!(got.done.status, Status::Succeeded);
+    assert_eq!(s.get(&got.done.key()).await.unwrap(), got.done);
+    assert_eq!(got.next.len(), 1);
+    assert_eq!(got.next[0].task.id.as_str(), "t00002");
+    assert_eq!(got.next[0].lease.owner, "w2");
+    assert_eq!(s.get(&key(&j, "t00002")).await.unwrap(), got.next[0].task);
+    assert_eq!(
+        s.get(&key(&j, "t00001")).await.unwrap(),
+        t00001,
+        "left as it was"
+    );
+
+    // claim_next: `late` granted by the statement, t00001's expiry fails.
+    s.create(
+        &j,
+        &[NewTask::new(TaskId::new("late").unwrap())],
+        CreateMode::SkipExisting,
+        t2,
+    )
+    .await
+    .unwrap();
+    let won = s
+        .claim_next(&j, &ClaimNext::new("w3", LEASE).with_limit(2), t2)
+        .await
+        .unwrap();
+    assert_eq!(won.len(), 1);
+    assert_eq!(won[0].task.id.as_str(), "late");
+    assert_eq!(s.get(&key(&j, "late")).await.unwrap(), won[0].task);
+    // Nothing but t00001 left: nothing granted, so the error is the call's.
+    assert!(matches!(
+        s.claim_next(&j, &ClaimNext::new("w4", LEASE), t2).await,
+        Err(Error::Backend(_))
+    ));
+    assert_eq!(s.get(&key(&j, "t00001")).await.unwrap(), t00001);
+    // The row stayed claimable: once the server accepts the write, it is expired and claimed.
+    exec_scratch(&s, "postgres", "DROP TRIGGER poison ON {t}task").await;
+    let again = s
+        .claim_next(&j, &ClaimNext::new("w4", LEASE), t2)
+        .await
+        .unwrap();
+    assert_eq!(again[0].task.id.as_str(), "t00001");
+    assert_eq!(
+        again[0].task.history.last().map(|h| h.outcome),
+        Some(Outcome::LeaseExpired)
+    );
+}
+
+/// MySQL: a hand-off transaction whose candidates were all refused or exhausted goes on with
+/// `claim_next`, and `claim_next` goes on with further rounds; each round is its own committed
+/// transaction. When a later one fails, what the committed ones did is returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_keeps_committed_work_when_a_later_claim_round_fails() {
+    let Some(s) = store("mysql").await else {
+        return;
+    };
+    let (j, t0) = (job(), T0);
+    let t1 = t0.plus(Duration::from_secs(1));
+    let t2 = t1.plus(LEASE).plus(Duration::from_millis(1));
+    // Any grant of a task named `late` fails on the server.
+    poison_updates(&s, "mysql", "NEW.id = 'late' AND NEW.status = 10").await;
+    let once = |id: &str| NewTask::new(TaskId::new(id).unwrap()).with_max_attempts(1);
+
+    // The hand-off: `mine` (held until after t2) succeeds and `dies` (its lease expired on its
+    // only attempt) is exhausted in one transaction; its claim found nothing to grant, so
+    // claim_next goes on, and its grant of `late` fails.
+    s.create(
+        &j,
+        &[once("dies"), NewTask::new(TaskId::new("mine").unwrap())],
+        CreateMode::SkipExisting,
+        t0,
+    )
+    .await
+    .unwrap();
+    let claim = Claim::new("w", LEASE);
+    s.claim(&key(&j, "dies"), &claim, t1).await.unwrap();
+    let mine = s
+        .claim(&key(&j, "mine"), &claim, t1.plus(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    s.create(
+        &j,
+        &[NewTask::new(TaskId::new("late").unwrap())],
+        CreateMode::SkipExisting,
+        t2,
+    )
+    .await
+    .unwrap();
+    let got = s
+        .succeed_and_claim_next(&mine.lease, json!("done"), &ClaimNext::new("w2", LEASE), t2)
+        .await
+        .unwrap();
+    assert_eq!(got.done.status, Status::Succeeded);
+    assert_eq!(s.get(&got.done.key()).await.unwrap(), got.done);
+    assert!(got.next.is_empty());
+    assert_eq!(
+        s.get(&key(&j, "dies")).await.unwrap().status,
+        Status::Exhausted
+    );
+    assert_eq!(
+        s.get(&key(&j, "late")).await.unwrap().status,
+        Status::Pending
+    );
+
+    // claim_next: round 1 grants `first` and exhausts `dies2` (two candidates, one lease);
+    // round 2's grant of `late` fails.
+    let k = job();
+    s.create(
+        &k,
+        &[NewTask::new(TaskId::new("first").unwrap()), once("dies2")],
+        CreateMode::SkipExisting,
+        t0,
+    )
+    .await
+    .unwrap();
+    s.claim(&key(&k, "dies2"), &claim, t1).await.unwrap();
+    s.create(
+        &k,
+        &[NewTask::new(TaskId::new("late").unwrap())],
+        CreateMode::SkipExisting,
+        t2,
+    )
+    .await
+    .unwrap();
+    let won = s
+        .claim_next(&k, &ClaimNext::new("w3", LEASE).with_limit(2), t2)
+        .await
+        .unwrap();
+    assert_eq!(won.len(), 1);
+    assert_eq!(won[0].task.id.as_str(), "first");
+    assert_eq!(s.get(&key(&k, "first")).await.unwrap(), won[0].task);
+    assert_eq!(
+        s.get(&key(&k, "dies2")).await.unwrap().status,
+        Status::Exhausted
+    );
+    assert_eq!(
+        s.get(&key(&k, "late")).await.unwrap().status,
+        Status::Pending
+    );
+}
+
 /// Every case above, once per dialect: `postgres::<case>` and `mysql::<case>`.
 macro_rules! on_both_dialects {
     ($($case:ident),* $(,)?) => {
@@ -728,6 +974,7 @@ on_both_dialects!(
     concurrent_handoffs_grant_each_worker_its_own_lease,
     long_errors_are_recorded_exactly,
     nul_in_reports_is_recorded,
+    handoff_keeps_its_success_when_the_claim_after_it_fails,
 );
 
 /// The store vacuums the task table itself every `vacuum_every` granted claims (the claim index

@@ -311,8 +311,11 @@ where
 }
 
 /// The general path of `succeed_and_claim_next` for both dialects, taken when their
-/// one-transaction hand-off does not apply (a refused success, a pipeline stage): what the
-/// trait's default does — `succeed` through the adapter, then the store's `claim_next`.
+/// one-transaction hand-off does not apply (a refused success, a pipeline stage): `succeed`
+/// through the adapter, then the store's `claim_next`. Unlike the trait's default, a failed
+/// claim after the success was written is not the call's error ([`after_commit`]): the hand-off
+/// answers with the success and nothing claimed, as the overriding stores promise that an `Err`
+/// means neither happened.
 pub async fn handoff_general<S: Documents + Store>(
     store: &S,
     lease: &Lease,
@@ -321,6 +324,28 @@ pub async fn handoff_general<S: Documents + Store>(
     now: Timestamp,
 ) -> Result<Handoff> {
     let done = cas::succeed(store, lease, output, now).await?;
-    let next = store.claim_next(&lease.key.job, next, now).await?;
+    let next = match store.claim_next(&lease.key.job, next, now).await {
+        Ok(next) => next,
+        Err(e) => {
+            after_commit(Store::backend(store), "hand-off", &lease.key.job, 0, &e);
+            Vec::new()
+        }
+    };
     Ok(Handoff { done, next })
+}
+
+/// Logs (warn) an error of the work that follows a committed write: the work after the
+/// statement that completed a hand-off's task or granted leases (expiring the candidates whose
+/// lease had run out, further claim rounds, a hand-off's claim after its success). What was
+/// committed stands and the call returns it — the success, and the `kept` leases granted so far
+/// — because an `Err` would tell the caller that nothing happened, and the leases would be lost
+/// to it until they expire. The claims not made are made by a later `claim_next`.
+pub fn after_commit(backend: &str, operation: &str, job: &JobName, kept: usize, e: &Error) {
+    tracing::warn!(
+        backend,
+        job = %job,
+        leases_kept = kept,
+        error = %e,
+        "{operation}: follow-up work failed after the write committed; returning what was committed"
+    );
 }

@@ -18,6 +18,10 @@
 //!   success is refused, or a pipeline task moves to a stage the claim must see, nothing is written
 //!   and the general path runs: `succeed`, then `claim_next`.
 //! - Counts are kept by row triggers in the same transaction as each write.
+//! - What a committed transaction did stands: an error of a later one in the same call (another
+//!   claim round, the `claim_next` after a hand-off, the claim after a general-path success) is
+//!   logged and the call returns the success and the leases granted so far
+//!   (`common::after_commit`).
 //!
 //! # Layout
 //! See `migrations/mysql/`: `{prefix}job`, `{prefix}task`, `{prefix}task_count`,
@@ -31,8 +35,8 @@ use crate::common::config::Config;
 use crate::common::docs::{Queries, dialect_queries};
 use crate::common::migrate::{self, Migration};
 use crate::common::{
-    Dialect, FIELDS, RawTask, Stmt, claimed, handoff_general, map_error, probe, store_over_cas,
-    succeed_many_batched,
+    Dialect, FIELDS, RawTask, Stmt, after_commit, claimed, handoff_general, map_error, probe,
+    store_over_cas, succeed_many_batched,
 };
 use serde_json::Value;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
@@ -353,21 +357,23 @@ impl MySqlStore {
                 },
             )
             .await?;
-        let Some((done, mut won, seen)) = got else {
+        let Some((done, won, seen)) = got else {
             return Ok(None);
         };
+        // Committed: the success and the leases granted stand. Claiming more is follow-up work
+        // whose error is not the hand-off's (`after_commit`).
+        let mut won = leases_of(won, &lease.key.job);
         if won.len() < next.limit && seen >= next.limit {
             let rest = ClaimNext {
                 limit: next.limit - won.len(),
                 ..next.clone()
             };
-            won.extend(self.claim_next(&lease.key.job, &rest, now).await?);
+            match self.claim_next(&lease.key.job, &rest, now).await {
+                Ok(more) => won.extend(more),
+                Err(e) => after_commit(BACKEND, "hand-off", &lease.key.job, won.len(), &e),
+            }
         }
-        let next = won
-            .into_iter()
-            .map(|c| claimed(c.task))
-            .collect::<Result<Vec<Claimed>>>()?;
-        Ok(Some(Handoff { done, next }))
+        Ok(Some(Handoff { done, next: won }))
     }
 
     /// Applies the migrations not applied yet, under a named lock (`GET_LOCK`) so that workers
@@ -406,6 +412,22 @@ impl MySqlStore {
         })
         .await
     }
+}
+
+/// The leases of claims a committed transaction granted, each re-derived from the task as
+/// written ([`claimed`]) so that both dialects hand out leases the same way. A task without a
+/// lease cannot come out of [`lifecycle::claim`]; were one to, it is logged and left out (its
+/// lease expires), not made the call's error, since the others are granted.
+fn leases_of(won: Vec<Claimed>, job: &JobName) -> Vec<Claimed> {
+    won.into_iter()
+        .filter_map(|c| match claimed(c.task) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                after_commit(BACKEND, "claim", job, 0, &e);
+                None
+            }
+        })
+        .collect()
 }
 
 /// The claim rule itself ([`lifecycle::claim`]) over locked candidate rows, taken in claim
@@ -481,17 +503,25 @@ store_over_cas! {
                             Ok(Some((writes, (got, seen))))
                         },
                     )
-                    .await?;
-                let (got, seen) = got.unwrap_or_default();
+                    .await;
+                let (got, seen) = match got {
+                    Ok(got) => got.unwrap_or_default(),
+                    // Nothing granted: the error is the call's.
+                    Err(e) if won.is_empty() => return Err(e),
+                    // The leases of the rounds committed before are the caller's whatever
+                    // failed after them.
+                    Err(e) => {
+                        after_commit(BACKEND, "claim_next", job, won.len(), &e);
+                        break;
+                    }
+                };
                 won.extend(got);
                 if won.len() >= req.limit || seen < want {
                     break;
                 }
             }
             won.truncate(req.limit);
-            // Every Claimed already carries the lease lifecycle::claim made; re-derive it from the
-            // written task so both dialects hand out leases the same way.
-            won.into_iter().map(|c| claimed(c.task)).collect()
+            Ok(leases_of(won, job))
         }
         /// One transaction, one commit (`handoff_lock.sql`, then `MySqlStore::handoff_locked`);
         /// the general path (`succeed`, then `claim_next`) when the lease's row is not completed

@@ -25,8 +25,8 @@
 //!
 //! The task ends when every clone of the store that could queue to it has been dropped.
 
-use super::{PgStore, SucceedColumns};
-use crate::common::{Dialect, claimed};
+use super::{BACKEND, PgStore, SucceedColumns};
+use crate::common::{Dialect, after_commit, claimed};
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -241,11 +241,19 @@ impl PgStore {
                 answers.push(Ok(None));
                 continue;
             };
-            let next = match granted.remove(&ord) {
-                Some(task) => claimed(task).map(|c| vec![c]),
+            // Committed: the success stands, and so does the lease granted with it. Claiming
+            // on its own (none was granted) is follow-up work whose error is not this hand-off's.
+            let (next, error) = match granted.remove(&ord) {
+                Some(task) => match claimed(task) {
+                    Ok(c) => (vec![c], None),
+                    Err(e) => (Vec::new(), Some(e)),
+                },
                 None => self.claim_rounds(job, &r.next, r.now, Vec::new()).await,
             };
-            answers.push(next.map(|next| Some(Handoff { done, next })));
+            if let Some(e) = error {
+                after_commit(BACKEND, "combined hand-off", job, next.len(), &e);
+            }
+            answers.push(Ok(Some(Handoff { done, next })));
         }
         Ok(answers)
     }

@@ -19,6 +19,10 @@
 //!   over this dialect's `docs.rs`; driven by the public [`tasktrack_core::cas`] functions). A
 //!   lost race re-reads and retries.
 //! - Counts are kept by statement-level triggers in the same transaction as each write.
+//! - What a committed statement did stands: an error of the work after it (expiring candidates
+//!   whose lease ran out, further claim rounds, the claim after a general-path success) is
+//!   logged and the call returns the success and the leases granted so far
+//!   (`common::after_commit`).
 //!
 //! # Layout
 //! See the migrations in `migrations/postgres/`: `{prefix}job`, `{prefix}task`,
@@ -35,7 +39,7 @@ use crate::common::docs::{Queries, dialect_queries};
 use crate::common::migrate::{self, Migration};
 use crate::common::rows::{json_has_nul, replace_nul_json};
 use crate::common::{
-    Dialect, claimed, handoff_general, probe, store_over_cas, succeed_many_batched,
+    Dialect, after_commit, claimed, handoff_general, probe, store_over_cas, succeed_many_batched,
 };
 use combine::ViaCombiner;
 use serde_json::Value;
@@ -193,15 +197,19 @@ impl PgStore {
     }
 
     /// Claims for `req` until `won` holds `req.limit` leases or the job has nothing claimable
-    /// left: one `claim_next.sql` per round (see [`PgStore::take_claimed`]).
+    /// left: one `claim_next.sql` per round (see [`PgStore::take_claimed`]). Returns the leases
+    /// won, and the error that cut the rounds short, if any. Each round's statement commits on
+    /// its own, so the leases it granted are won whatever fails after it: they are always
+    /// returned, and the caller decides what the error means ([`crate::common::after_commit`]).
     async fn claim_rounds(
         &self,
         job: &JobName,
         req: &ClaimNext,
         now: Timestamp,
         mut won: Vec<Claimed>,
-    ) -> Result<Vec<Claimed>> {
+    ) -> (Vec<Claimed>, Option<Error>) {
         let expires = now.plus(req.lease_for);
+        let mut error = None;
         for _round in 0..cas::MAX_CAS_ATTEMPTS {
             if won.len() >= req.limit {
                 break;
@@ -226,21 +234,36 @@ impl PgStore {
                     }
                     q.fetch_all(&self.pool)
                 })
-                .await?;
+                .await;
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            };
             let found = rows.len();
-            self.take_claimed(rows, req, now, &mut won).await?;
+            if let Err(e) = self.take_claimed(rows, req, now, &mut won).await {
+                error = Some(e);
+                break;
+            }
             if found < want {
                 break;
             }
         }
         self.note_claims(won.len());
-        Ok(won)
+        (won, error)
     }
 
     /// Takes the rows of a claim (`claim_next.sql`, or the claim part of `handoff.sql`) into
     /// `won`: a granted row as written; a row whose lease expired (`granted` false) through the
     /// pure rule and the conditional-write path, which records the dead attempt or exhausts the
     /// task (claimed only if it is granted, and only up to `req.limit`).
+    ///
+    /// The statement has committed when this runs: every lease it granted goes into `won` even
+    /// when an error stops the rest (a row that cannot be read, an expiry whose write fails);
+    /// the first such error is returned for the caller to report ([`PgStore::claim_rounds`]).
+    /// Expired rows left untouched stay claimable for the next claim.
     async fn take_claimed(
         &self,
         rows: Vec<PgRow>,
@@ -248,16 +271,25 @@ impl PgStore {
         now: Timestamp,
         won: &mut Vec<Claimed>,
     ) -> Result<()> {
+        let mut first_error = None;
         let mut expired = Vec::new();
         for row in rows {
-            let granted: bool = row.try_get("granted").map_err(|e| self.err(&e))?;
-            let task = rows::read_task(&row)
-                .map_err(|e| self.err(&e))?
-                .into_task(&self.table())?;
-            if granted {
-                won.push(claimed(task)?);
-            } else {
-                expired.push(task.key());
+            let read = row
+                .try_get::<bool, _>("granted")
+                .and_then(|granted| Ok((granted, rows::read_task(&row)?)))
+                .map_err(|e| self.err(&e))
+                .and_then(|(granted, raw)| Ok((granted, raw.into_task(&self.table())?)));
+            match read {
+                Ok((true, task)) => match claimed(task) {
+                    Ok(c) => won.push(c),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                },
+                Ok((false, task)) => expired.push(task.key()),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         let one = Claim {
@@ -272,16 +304,23 @@ impl PgStore {
             match cas::claim(self, &key, &one, now).await {
                 Ok(c) => won.push(c),
                 Err(Error::Refused { .. } | Error::NotFound(_)) => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    break;
+                }
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// The one-statement hand-off (`handoff.sql`): `None` when the succeed fast path does not
     /// apply (nothing was written; the caller takes the general path). A claim that found only
     /// expired leases it could not take goes on with further rounds of `claim_next.sql`, as
     /// `claim_next` does.
+    ///
+    /// Once the statement has returned, the success and the leases it granted are committed:
+    /// an error of the work after it (expiring candidates, further rounds) is logged
+    /// ([`crate::common::after_commit`]) and the hand-off answers with what it won.
     async fn handoff_fast(
         &self,
         lease: &Lease,
@@ -327,16 +366,22 @@ impl PgStore {
         let done = rows::read_task(&first)
             .map_err(|e| self.err(&e))?
             .into_task(&self.table())?;
+        // Committed from here on: the success and the leases granted stand.
         let claim_rows: Vec<PgRow> = rows.collect();
         let found = claim_rows.len();
         let mut won = Vec::with_capacity(next.limit.min(64));
-        self.take_claimed(claim_rows, next, now, &mut won).await?;
-        let won = if won.len() < next.limit && found >= next.limit {
-            self.claim_rounds(&lease.key.job, next, now, won).await?
+        let mut error = self
+            .take_claimed(claim_rows, next, now, &mut won)
+            .await
+            .err();
+        if error.is_none() && won.len() < next.limit && found >= next.limit {
+            (won, error) = self.claim_rounds(&lease.key.job, next, now, won).await;
         } else {
             self.note_claims(won.len());
-            won
-        };
+        }
+        if let Some(e) = error {
+            after_commit(BACKEND, "hand-off", &lease.key.job, won.len(), &e);
+        }
         Ok(Some(Handoff { done, next: won }))
     }
 
@@ -534,10 +579,20 @@ store_over_cas! {
             now: Timestamp,
         ) -> Result<Vec<Claimed>> {
             cas::check_claim_next(req)?;
-            self.claim_rounds(job, req, now, Vec::new()).await
+            match self.claim_rounds(job, req, now, Vec::new()).await {
+                (won, None) => Ok(won),
+                // Nothing granted: the error is the call's.
+                (won, Some(e)) if won.is_empty() => Err(e),
+                // Leases granted by a committed round are the caller's whatever failed after.
+                (won, Some(e)) => {
+                    after_commit(BACKEND, "claim_next", job, won.len(), &e);
+                    Ok(won)
+                }
+            }
         }
         /// One statement (`handoff.sql`) when the succeed fast path applies; otherwise the general
-        /// path, as the trait's default: `succeed`, then `claim_next`.
+        /// path (`handoff_general`): `succeed`, then `claim_next`. Either way, once the success is
+        /// written an error of the claiming is logged, not returned (`after_commit`).
         async fn succeed_and_claim_next(
             &self,
             lease: &Lease,
