@@ -41,15 +41,22 @@ fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-/// The condition of every replace and delete: the record is exactly the one we read.
-/// (`v` alone would do — every write bumps it — but status and token make the intent plain.)
-const UNCHANGED: &str = "v = :v AND st = :st AND tok = :tok";
+/// The condition of every replace and delete: the record is exactly the one we read. `v` alone
+/// would do for one task's life (every write bumps it), but a task deleted and created again
+/// under its id counts versions and tokens afresh, so a copy of the deleted task (a worker's
+/// remembered copy) could match the new one on `v`, `st` and `tok`; its last write instant
+/// (`lsk`: updated_at and id) tells them apart.
+const UNCHANGED: &str = "v = :v AND st = :st AND tok = :tok AND lsk = :lsk";
 
 fn unchanged_values(old: &Versioned<Task>) -> HashMap<String, AttributeValue> {
     HashMap::from([
         (":v".into(), n(&old.revision)),
         (":st".into(), s(old.value.status.as_str())),
         (":tok".into(), n(old.value.token)),
+        (
+            ":lsk".into(),
+            s(item::list_sk(old.value.updated_at, old.value.id.as_str())),
+        ),
     ])
 }
 
