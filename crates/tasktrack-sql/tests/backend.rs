@@ -691,6 +691,18 @@ async fn nul_in_reports_is_recorded(dialect: &str) {
             panic!("{put:?}");
         };
         assert!(message.contains("U+0000"), "{message}");
+        // Past the first 500-row statement: still nothing of the call is written.
+        let mut many: Vec<NewTask> = (0..600)
+            .map(|i| NewTask::new(TaskId::new(format!("many{i:03}")).unwrap()))
+            .collect();
+        many.push(bad.clone());
+        let refused = s.create(&j, &many, CreateMode::SkipExisting, t2).await;
+        assert!(
+            matches!(refused, Err(Error::InvalidInput(_))),
+            "{refused:?}"
+        );
+        let first = TaskKey::new(j.clone(), TaskId::new("many000").unwrap());
+        assert!(matches!(s.get(&first).await, Err(Error::NotFound(_))));
     } else {
         assert_eq!(created.unwrap().created, 1);
         assert_eq!(s.get(&bad_key).await.unwrap().data, bad.data);

@@ -67,6 +67,13 @@ pub trait Documents: fmt::Debug + Send + Sync + 'static {
     /// Inserts `task` unless its key exists; `false` if it existed.
     async fn insert_task(&self, task: &Task) -> Result<bool>;
 
+    /// Refuses, before anything of a `create` is written, a new task this store cannot hold (an
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) naming it), so that a refused create
+    /// writes nothing even when its inserts go out in several chunks. Nothing by default.
+    fn check_new_tasks(&self, _tasks: &[Task]) -> Result<()> {
+        Ok(())
+    }
+
     /// Inserts many tasks; one flag per task, as [`Documents::insert_task`]. Override to batch.
     async fn insert_tasks(&self, tasks: &[Task]) -> Result<Vec<bool>> {
         let mut inserted = Vec::with_capacity(tasks.len());

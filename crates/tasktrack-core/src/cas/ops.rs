@@ -160,6 +160,7 @@ pub async fn create<D: Documents + ?Sized>(
         .iter()
         .map(|n| lifecycle::create_task(&job, n, now))
         .collect::<Result<Vec<_>>>()?;
+    docs.check_new_tasks(&fresh)?;
     let mut created = Created::default();
     for (news, chunk) in tasks.chunks(500).zip(fresh.chunks(500)) {
         let inserted = docs.insert_tasks(chunk).await?;

@@ -101,6 +101,15 @@ macro_rules! documents_over_dialect {
             async fn insert_task(&self, task: &Task) -> Result<bool> {
                 $crate::common::docs::insert_task(self, task).await
             }
+            fn check_new_tasks(&self, tasks: &[Task]) -> Result<()> {
+                for task in tasks {
+                    $crate::common::Dialect::storable(
+                        self,
+                        &mut $crate::common::rows::RawTask::from_task(task)?,
+                    )?;
+                }
+                Ok(())
+            }
             async fn insert_tasks(&self, tasks: &[Task]) -> Result<Vec<bool>> {
                 $crate::common::docs::insert_tasks(self, tasks).await
             }
