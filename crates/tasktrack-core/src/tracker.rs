@@ -141,7 +141,7 @@ impl Tracker {
         E: Into<anyhow::Error>,
     {
         let key = TaskKey::new(self.job.clone(), id.clone());
-        let Some(held) = self.hold(&key) else {
+        let Some(mark) = self.hold(&key) else {
             return Err(self.held_here(&key).await);
         };
         let claim = Claim {
@@ -150,7 +150,7 @@ impl Tracker {
             force: false,
         };
         let claimed = self.store.claim(&key, &claim, self.clock.now()).await?;
-        self.execute(claimed, f, None, Some(held))
+        self.execute(claimed, f, None, Some(mark))
             .await
             .map(|(done, _)| done)
     }
@@ -166,8 +166,8 @@ impl Tracker {
         let claimed = self.claim_next().await?;
         match claimed.into_iter().next() {
             Some(c) => {
-                let held = self.hold(&c.lease.key);
-                self.execute(c, f, None, held)
+                let mark = self.hold(&c.lease.key);
+                self.execute(c, f, None, mark)
                     .await
                     .map(|(done, _)| Some(done))
             }
@@ -194,8 +194,8 @@ impl Tracker {
         let mut ran = 0;
         while let Some(c) = held.pop() {
             ran += 1;
-            let key = self.hold(&c.lease.key);
-            held = match self.execute(c, &mut f, Some(&req), key).await {
+            let mark = self.hold(&c.lease.key);
+            held = match self.execute(c, &mut f, Some(&req), mark).await {
                 Ok((_, Some(next))) => next,
                 Ok((_, None)) => self.claim_next().await?,
                 Err(e @ (Error::StaleLease { .. } | Error::Refused { .. })) => {
@@ -251,14 +251,14 @@ impl Tracker {
     }
 
     /// Runs `f` under the lease and records the outcome. With `then`, a success also claims the
-    /// next task (a hand-off) and returns it; `None` when no claim was made. `_held` marks the
-    /// task as this tracker's until the outcome is recorded (or the run dropped).
+    /// next task (a hand-off) and returns it; `None` when no claim was made. `_mark` keeps the
+    /// task marked as this tracker's until the outcome is recorded (or the run is dropped).
     async fn execute<F, Fut, T, E>(
         &self,
         claimed: Claimed,
         f: F,
         then: Option<&ClaimNext>,
-        _held: Option<HeldKey>,
+        _mark: Option<HeldKey>,
     ) -> Result<(Task, Option<Vec<Claimed>>)>
     where
         F: FnOnce(TaskContext) -> Fut,
