@@ -146,9 +146,13 @@ local function count(f, delta)
 end
 
 -- Writes the counter moves; every script that indexes or unindexes a task returns through it.
+-- A counter that reaches 0 is removed, so a job whose tasks are all deleted leaves no counters
+-- hash behind (Redis drops an empty hash); a missing counter reads as 0.
 local function finish(reply)
   for c, n in pairs(moves) do
-    if n ~= 0 then redis.call('HINCRBY', B .. 'c', c, n) end
+    if n ~= 0 and redis.call('HINCRBY', B .. 'c', c, n) == 0 then
+      redis.call('HDEL', B .. 'c', c)
+    end
   end
   moves = {}
   return reply

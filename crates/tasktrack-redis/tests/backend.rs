@@ -120,6 +120,39 @@ async fn remove_all_deletes_every_key_of_the_prefix() {
     assert_eq!(s.0.remove_all().await.unwrap(), 0);
 }
 
+/// A drained job, once deleted, leaves no key at all under the prefix: counters that reach zero
+/// are removed with the tasks, so deleting jobs never leaves an empty counters hash behind.
+#[tokio::test]
+async fn a_deleted_job_leaves_no_keys() {
+    let Some(s) = scratch().await else { return };
+    let job = JobName::new("drained").unwrap();
+    let now = Timestamp::from_millis(5);
+    let news: Vec<NewTask> = (0..5)
+        .map(|i| NewTask::new(TaskId::new(format!("t{i}")).unwrap()))
+        .collect();
+    s.0.create(&job, &news, CreateMode::SkipExisting, now)
+        .await
+        .unwrap();
+    let req = ClaimNext::new("w", std::time::Duration::from_secs(60)).with_limit(5);
+    for c in s.0.claim_next(&job, &req, now).await.unwrap() {
+        s.0.succeed(&c.lease, serde_json::json!(1), now)
+            .await
+            .unwrap();
+    }
+    let deleted = s.0.delete_job(&job, now).await.unwrap();
+    assert_eq!((deleted.tasks, deleted.job_removed), (5, true));
+    let client = redis::Client::open(common::url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", s.0.prefix()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys, Vec::<String>::new());
+    let counts = s.0.counts(&job).await.unwrap();
+    assert_eq!((counts.exists, counts.known), (false, 0));
+}
+
 /// `succeed_many` splits a batch into one script call per run of one job's leases (and per 256
 /// leases): a batch of 600 leases alternating between two jobs in runs, with a stale lease in
 /// the middle, still answers each lease in its own place.
