@@ -45,9 +45,27 @@ pub async fn ignore_is_refused_on_a_live_lease_unless_forced(h: Harness) -> Resu
     Ok(())
 }
 
-/// Retry resets to pending with zero attempts from failed, exhausted and ignored.
+/// Retry resets to pending with zero attempts from failed, exhausted and ignored; under a live
+/// lease it is refused unless forced, which fences the holder out.
 pub async fn retry_resets_attempts_from_failed_exhausted_and_ignored(h: Harness) -> Result<()> {
-    h.add(&["failed", "exhausted", "ignored"]).await?;
+    h.add(&["failed", "exhausted", "ignored", "live"]).await?;
+    // Under a live lease: refused, unless forced, which fences the holder out.
+    let held = h.claim("live", "w").await?;
+    assert_refused(
+        h.store
+            .retry(&h.key("live"), &Retry::default(), h.now())
+            .await,
+        &Refusal::Locked {
+            owner: String::new(),
+            expires_at: h.now(),
+        },
+    );
+    let forced = h
+        .store
+        .retry(&h.key("live"), &Retry { force: true }, h.now())
+        .await?;
+    assert_eq!((forced.status, forced.attempts), (Status::Pending, 0));
+    assert_stale(h.store.succeed(&held.lease, json!("late"), h.now()).await);
     let c = h.claim("failed", "w").await?;
     h.store
         .fail(&c.lease, &Fail::new(Failure::new("x", "once")), h.now())
@@ -79,13 +97,14 @@ pub async fn retry_resets_attempts_from_failed_exhausted_and_ignored(h: Harness)
     }
     assert_eq!(
         h.claim_next("w", 10).await?.len(),
-        3,
+        4,
         "all claimable at once"
     );
     Ok(())
 }
 
-/// Nothing leaves `succeeded` without force: not a claim, ignore, retry, report or release.
+/// Nothing leaves `succeeded` without force: not a claim, ignore, retry, report or release;
+/// a forced retry or ignore does.
 pub async fn nothing_leaves_succeeded_without_force(h: Harness) -> Result<()> {
     h.add(&["a"]).await?;
     let c = h.claim("a", "w").await?;
@@ -116,6 +135,17 @@ pub async fn nothing_leaves_succeeded_without_force(h: Harness) -> Result<()> {
         .retry(&h.key("a"), &Retry { force: true }, h.now())
         .await?;
     assert_eq!((t.status, t.attempts), (Status::Pending, 0));
+    // A forced ignore moves a succeeded task too.
+    h.add(&["b"]).await?;
+    let c = h.claim("b", "w").await?;
+    h.store.succeed(&c.lease, json!("out"), h.now()).await?;
+    let skip = Ignore {
+        reason: Some("not needed after all".into()),
+        force: true,
+    };
+    let t = h.store.ignore(&h.key("b"), &skip, h.now()).await?;
+    assert_eq!(t.status, Status::Ignored);
+    assert_eq!(h.get("b").await?.status, Status::Ignored);
     Ok(())
 }
 
@@ -280,10 +310,17 @@ pub async fn purge_removes_only_old_finished_tasks(h: Harness) -> Result<()> {
         "old-done",
         "old-ignored",
         "old-failed",
+        "old-exhausted",
         "new-done",
         "running",
     ])
     .await?;
+    let c = h.claim("old-exhausted", "w").await?;
+    let fatal = Fail {
+        retryable: false,
+        ..Fail::new(Failure::new("x", "fatal"))
+    };
+    h.store.fail(&c.lease, &fatal, h.now()).await?;
     let c = h.claim("old-done", "w").await?;
     h.store.succeed(&c.lease, json!(1), h.now()).await?;
     h.store
@@ -298,11 +335,11 @@ pub async fn purge_removes_only_old_finished_tasks(h: Harness) -> Result<()> {
     h.claim("running", "w").await?;
     let req = Purge {
         job: Some(h.job.clone()),
-        statuses: vec![Status::Succeeded, Status::Ignored],
+        statuses: vec![Status::Succeeded, Status::Ignored, Status::Exhausted],
         older_than: cutoff,
     };
-    assert_eq!(h.store.purge(&req).await?, 2);
-    for gone in ["old-done", "old-ignored"] {
+    assert_eq!(h.store.purge(&req).await?, 3);
+    for gone in ["old-done", "old-ignored", "old-exhausted"] {
         assert!(
             matches!(h.get(gone).await, Err(Error::NotFound(_))),
             "{gone}"
@@ -323,7 +360,8 @@ pub async fn purge_removes_only_old_finished_tasks(h: Harness) -> Result<()> {
     Ok(())
 }
 
-/// Deleting a job removes its tasks and record, but never a task under a live lease.
+/// Deleting a job removes its tasks and record, but never a task under a live lease; a job
+/// that is gone is `NotFound`.
 pub async fn delete_job_keeps_tasks_with_live_leases(h: Harness) -> Result<()> {
     h.add(&["a", "b", "c"]).await?;
     h.claim("a", "w").await?;
@@ -338,5 +376,7 @@ pub async fn delete_job_keeps_tasks_with_live_leases(h: Harness) -> Result<()> {
         Err(Error::NotFound(_))
     ));
     assert!(!h.store.counts(&h.job).await?.exists);
+    let again = h.store.delete_job(&h.job, h.now()).await;
+    assert!(matches!(again, Err(Error::NotFound(_))), "{again:?}");
     Ok(())
 }
