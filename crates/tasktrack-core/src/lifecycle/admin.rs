@@ -63,7 +63,7 @@ pub fn replace_task(existing: &Task, job: &Job, new: &NewTask, now: Timestamp) -
     t.version = old.version;
     t.created_at = old.created_at;
     t.history = old.history;
-    touch(&mut t, now);
+    touch(&mut t, now)?;
     Ok(t)
 }
 
@@ -79,7 +79,7 @@ pub fn ignore(task: &Task, req: &Ignore, now: Timestamp) -> Result<Task> {
     record(&mut t, Outcome::Ignored, note, now);
     t.status = Status::Ignored;
     t.finished_at = Some(now);
-    touch(&mut t, now);
+    touch(&mut t, now)?;
     Ok(t)
 }
 
@@ -98,7 +98,7 @@ pub fn retry(task: &Task, req: &Retry, now: Timestamp) -> Result<Task> {
     t.not_before = None;
     t.started_at = None;
     t.finished_at = None;
-    touch(&mut t, now);
+    touch(&mut t, now)?;
     Ok(t)
 }
 
@@ -131,7 +131,7 @@ pub fn report(
     }
     let mut t = task;
     take_from_holder(&mut t, now);
-    let claimed = grant(t, &Claim::new("report", Duration::from_millis(1)), now);
+    let claimed = grant(t, &Claim::new("report", Duration::from_millis(1)), now)?;
     if req.success {
         let output = json!({ "detail": req.detail });
         succeed(&claimed.task, &claimed.lease, output, now)

@@ -1,6 +1,6 @@
 //! Claiming: who may take a task, and what taking it changes.
 
-use super::{check_lease_length, record, touch};
+use super::{bumped, check_lease_length, record, touch};
 use crate::error::{Refusal, Result};
 use crate::model::{Claimed, Failure, Lease, LeaseState, Outcome, Status, Task, validate_key};
 use crate::store::Claim;
@@ -31,7 +31,7 @@ pub fn claim(task: &Task, req: &Claim, now: Timestamp) -> Result<ClaimDecision> 
     if req.force {
         let mut t = task.clone();
         take_from_holder(&mut t, now);
-        return Ok(ClaimDecision::Granted(grant(t, req, now)));
+        return Ok(ClaimDecision::Granted(grant(t, req, now)?));
     }
     let decision = match task.status {
         Status::Succeeded => ClaimDecision::Refused(Refusal::Succeeded),
@@ -39,22 +39,22 @@ pub fn claim(task: &Task, req: &Claim, now: Timestamp) -> Result<ClaimDecision> 
         Status::Ignored => ClaimDecision::Refused(Refusal::Ignored),
         Status::Pending | Status::Failed => match task.not_before {
             Some(until) if now < until => ClaimDecision::Refused(Refusal::NotYet { until }),
-            _ => ClaimDecision::Granted(grant(task.clone(), req, now)),
+            _ => ClaimDecision::Granted(grant(task.clone(), req, now)?),
         },
         Status::InProgress => match &task.lease {
             Some(l) if now < l.expires_at && l.owner == req.owner => {
-                ClaimDecision::Granted(renew(task.clone(), req, now))
+                ClaimDecision::Granted(renew(task.clone(), req, now)?)
             }
             Some(l) if now < l.expires_at => ClaimDecision::Refused(Refusal::Locked {
                 owner: l.owner.clone(),
                 expires_at: l.expires_at,
             }),
             _ => {
-                let t = expire(task, now);
+                let t = expire(task, now)?;
                 if t.status == Status::Exhausted {
                     ClaimDecision::Exhausted(t)
                 } else {
-                    ClaimDecision::Granted(grant(t, req, now))
+                    ClaimDecision::Granted(grant(t, req, now)?)
                 }
             }
         },
@@ -65,7 +65,7 @@ pub fn claim(task: &Task, req: &Claim, now: Timestamp) -> Result<ClaimDecision> 
 /// The expired-lease rule: records the dead attempt as `lease_expired` in history and as the
 /// last error; the task becomes `exhausted` if that was its last attempt, else claimable (`failed`
 /// with no backoff). Only meaningful for an `in_progress` task whose lease ran out.
-pub fn expire(task: &Task, now: Timestamp) -> Task {
+pub fn expire(task: &Task, now: Timestamp) -> Result<Task> {
     let mut t = task.clone();
     end_expired_lease(&mut t, now);
     if t.attempts >= t.max_attempts {
@@ -75,8 +75,8 @@ pub fn expire(task: &Task, now: Timestamp) -> Task {
         t.status = Status::Failed;
         t.not_before = None;
     }
-    touch(&mut t, now);
-    t
+    touch(&mut t, now)?;
+    Ok(t)
 }
 
 /// Records the dead attempt of an expired lease and drops the lease.
@@ -108,10 +108,10 @@ pub(super) fn take_from_holder(t: &mut Task, now: Timestamp) {
 }
 
 /// Hands the task to the claimant: attempts + 1, token + 1, a fresh lease.
-pub(super) fn grant(mut t: Task, req: &Claim, now: Timestamp) -> Claimed {
+pub(super) fn grant(mut t: Task, req: &Claim, now: Timestamp) -> Result<Claimed> {
     t.status = Status::InProgress;
     t.attempts = t.attempts.saturating_add(1);
-    t.token += 1;
+    t.token = bumped(t.token, "fencing token", &t)?;
     t.not_before = None;
     t.started_at = Some(now);
     t.finished_at = None;
@@ -121,17 +121,17 @@ pub(super) fn grant(mut t: Task, req: &Claim, now: Timestamp) -> Claimed {
         acquired_at: now,
         expires_at: now.plus(req.lease_for),
     });
-    touch(&mut t, now);
-    claimed(t)
+    touch(&mut t, now)?;
+    Ok(claimed(t))
 }
 
 /// Re-entrant claim by the live holder: same token, later expiry.
-fn renew(mut t: Task, req: &Claim, now: Timestamp) -> Claimed {
+fn renew(mut t: Task, req: &Claim, now: Timestamp) -> Result<Claimed> {
     if let Some(l) = t.lease.as_mut() {
         l.expires_at = l.expires_at.max(now.plus(req.lease_for));
     }
-    touch(&mut t, now);
-    claimed(t)
+    touch(&mut t, now)?;
+    Ok(claimed(t))
 }
 
 fn claimed(task: Task) -> Claimed {

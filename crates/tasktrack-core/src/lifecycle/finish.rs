@@ -22,7 +22,7 @@ pub fn heartbeat(
     if let Some(l) = t.lease.as_mut() {
         l.expires_at = now.plus(lease_for);
     }
-    touch(&mut t, now);
+    touch(&mut t, now)?;
     let renewed = lease_of(&t);
     Ok((t, renewed))
 }
@@ -33,7 +33,7 @@ pub fn patch_data(task: &Task, lease: &Lease, patch: &Value, now: Timestamp) -> 
     check_fence(task, lease)?;
     let mut t = task.clone();
     merge_patch(&mut t.data, patch);
-    touch(&mut t, now);
+    touch(&mut t, now)?;
     Ok(t)
 }
 
@@ -59,7 +59,7 @@ pub fn succeed(task: &Task, lease: &Lease, output: Value, now: Timestamp) -> Res
             t.finished_at = Some(now);
         }
     }
-    touch(&mut t, now);
+    touch(&mut t, now)?;
     Ok(t)
 }
 
@@ -78,7 +78,7 @@ pub fn fail(task: &Task, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Ta
         t.status = Status::Exhausted;
         t.finished_at = Some(now);
     }
-    touch(&mut t, now);
+    touch(&mut t, now)?;
     Ok(t)
 }
 
@@ -92,7 +92,7 @@ pub fn release(task: &Task, lease: &Lease, now: Timestamp) -> Result<Task> {
     t.attempts = t.attempts.saturating_sub(1);
     t.not_before = None;
     t.started_at = None;
-    touch(&mut t, now);
+    touch(&mut t, now)?;
     Ok(t)
 }
 

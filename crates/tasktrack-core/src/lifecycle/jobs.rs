@@ -15,7 +15,7 @@ pub fn apply_job_spec(
     let mut job = match existing {
         Some(j) => {
             let mut j = j.clone();
-            j.version += 1;
+            j.version = bumped_job_version(&j)?;
             j.updated_at = now;
             j
         }
@@ -72,7 +72,19 @@ pub fn move_job_state(job: &Job, change: JobStateChange, now: Timestamp) -> Resu
     }
     let mut j = job.clone();
     j.state = change.to;
-    j.version += 1;
+    j.version = bumped_job_version(&j)?;
     j.updated_at = now;
     Ok(j)
+}
+
+/// A job record's version + 1; at the top of its range (a record edited by hand),
+/// [`Error::Corrupt`] instead of a wrap back to a reused version.
+fn bumped_job_version(job: &Job) -> Result<u64> {
+    job.version.checked_add(1).ok_or_else(|| Error::Corrupt {
+        location: format!("job {}", job.name),
+        message: format!(
+            "its version is at the largest value it can hold ({})",
+            job.version
+        ),
+    })
 }

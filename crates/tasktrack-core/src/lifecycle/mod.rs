@@ -51,9 +51,19 @@ use crate::time::Timestamp;
 use std::time::Duration;
 
 /// Every write bumps the version and `updated_at`.
-fn touch(task: &mut Task, now: Timestamp) {
-    task.version += 1;
+fn touch(task: &mut Task, now: Timestamp) -> Result<()> {
+    task.version = bumped(task.version, "version", task)?;
     task.updated_at = now;
+    Ok(())
+}
+
+/// `n + 1` for a counter of `task`; a stored value at the top of its range (only a record
+/// edited by hand holds one) is [`Error::Corrupt`], never a wrap back to a reused number.
+fn bumped(n: u64, what: &str, task: &Task) -> Result<u64> {
+    n.checked_add(1).ok_or_else(|| Error::Corrupt {
+        location: task.key().to_string(),
+        message: format!("its {what} is at the largest value it can hold ({n})"),
+    })
 }
 
 /// The longest lease: a century. Longer ones mean "never expires", which a lease cannot promise
@@ -118,5 +128,41 @@ fn record(task: &mut Task, outcome: Outcome, error: Option<Failure>, now: Timest
     if task.history.len() > HISTORY_LIMIT {
         let excess = task.history.len() - HISTORY_LIMIT;
         task.history.drain(..excess);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Job, JobName, NewTask, TaskId};
+    use crate::store::Claim;
+
+    fn task() -> Task {
+        let now = Timestamp::from_millis(1_000);
+        let job = Job::new(JobName::new("j").unwrap_or_else(|e| panic!("{e}")), now);
+        let id = TaskId::new("t").unwrap_or_else(|e| panic!("{e}"));
+        create_task(&job, &NewTask::new(id), now).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A counter at the top of its range (a hand-edited record) is corrupt, never wrapped back
+    /// to a number already used (a reused fencing token would let a stale worker in).
+    #[test]
+    fn counters_at_their_limit_are_corrupt_not_wrapped() {
+        let now = Timestamp::from_millis(2_000);
+        let claim = Claim::new("w", Duration::from_secs(60));
+        let mut at_limit = task();
+        at_limit.token = u64::MAX;
+        let refused = super::claim(&at_limit, &claim, now);
+        assert!(
+            matches!(&refused, Err(Error::Corrupt { message, .. }) if message.contains("fencing token")),
+            "{refused:?}"
+        );
+        let mut old = task();
+        old.version = u64::MAX;
+        let refused = ignore(&old, &crate::store::Ignore::default(), now);
+        assert!(
+            matches!(&refused, Err(Error::Corrupt { message, .. }) if message.contains("version")),
+            "{refused:?}"
+        );
     }
 }
