@@ -1,8 +1,9 @@
 //! Conformance case: random operation sequences against a reference model.
 //!
 //! The reference model is a map of tasks moved only by the pure functions of
-//! [`crate::lifecycle`]. Random sequences of operations (create, claim, claim_next, succeed,
-//! fail, release, heartbeat, ignore, retry, report, time passing — including stale leases) run
+//! [`crate::lifecycle`]. Random sequences of operations (create, claim, forced claim, claim_next,
+//! succeed, the hand-off `succeed_and_claim_next`, fail, release, heartbeat, ignore, retry,
+//! report, delete, time passing — including stale leases) run
 //! on the store and on the model; after every step the results and every task must agree. This is
 //! what keeps a backend that restates rules natively (SQL, Lua) equal to the rules.
 
@@ -21,14 +22,17 @@ const IDS: u8 = 4;
 enum Op {
     Create(u8),
     Claim(u8, u8),
+    ForceClaim(u8, u8),
     ClaimNext(u8),
     Succeed(u8),
+    Handoff(u8, u8),
     Fail(u8, bool),
     Release(u8),
     Heartbeat(u8),
     Ignore(u8, bool),
     Retry(u8, bool),
     Report(u8, bool),
+    Delete(u8),
     Advance(u16),
 }
 
@@ -36,14 +40,17 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..IDS).prop_map(Op::Create),
         3 => (0..IDS, 0..2u8).prop_map(|(i, w)| Op::Claim(i, w)),
+        1 => (0..IDS, 0..2u8).prop_map(|(i, w)| Op::ForceClaim(i, w)),
         3 => (0..2u8).prop_map(Op::ClaimNext),
         3 => any::<u8>().prop_map(Op::Succeed),
+        3 => (any::<u8>(), 0..2u8).prop_map(|(l, w)| Op::Handoff(l, w)),
         3 => (any::<u8>(), any::<bool>()).prop_map(|(l, r)| Op::Fail(l, r)),
         1 => any::<u8>().prop_map(Op::Release),
         1 => any::<u8>().prop_map(Op::Heartbeat),
         1 => (0..IDS, any::<bool>()).prop_map(|(i, f)| Op::Ignore(i, f)),
         1 => (0..IDS, any::<bool>()).prop_map(|(i, f)| Op::Retry(i, f)),
         1 => (0..IDS, any::<bool>()).prop_map(|(i, s)| Op::Report(i, s)),
+        1 => (0..IDS).prop_map(Op::Delete),
         2 => (1..45u16).prop_map(Op::Advance),
     ]
 }
@@ -186,8 +193,11 @@ async fn run_sequence(h: &Harness, job: JobName, ops: &[Op]) -> Result<()> {
                 }
                 (answer(&got, |_| None), Answer::Ok(None))
             }
-            Op::Claim(i, w) => {
-                let req = Claim::new(owners[usize::from(*w)], LEASE);
+            Op::Claim(i, w) | Op::ForceClaim(i, w) => {
+                let req = Claim {
+                    force: matches!(op, Op::ForceClaim(..)),
+                    ..Claim::new(owners[usize::from(*w)], LEASE)
+                };
                 let got = h.store.claim(&key(*i), &req, now).await;
                 let want = model.claim(&key(*i), &req, now);
                 if let Ok(c) = &got {
@@ -217,6 +227,46 @@ async fn run_sequence(h: &Harness, job: JobName, ops: &[Op]) -> Result<()> {
                     )
                 };
                 (answer(&got, ids), answer(&want, ids))
+            }
+            Op::Handoff(l, w) => {
+                let Some(lease) = pick(&leases, *l) else {
+                    continue;
+                };
+                let next = ClaimNext::new(owners[usize::from(*w)], LEASE);
+                let got = h
+                    .store
+                    .succeed_and_claim_next(&lease, json!(step), &next, now)
+                    .await;
+                if let Ok(done) = &got {
+                    leases.extend(done.next.iter().map(|c| c.lease.clone()));
+                }
+                // The contract: the success, then (only if it was recorded) claim_next.
+                let want = model
+                    .fenced(&lease, |t| lifecycle::succeed(t, &lease, json!(step), now))
+                    .and_then(|done| {
+                        let req = Claim::new(next.owner.clone(), LEASE);
+                        Ok(Handoff {
+                            done,
+                            next: model.claim_next(&req, now)?,
+                        })
+                    });
+                let ids = |h: &Handoff| {
+                    let next: Vec<String> = h.next.iter().map(|c| c.task.id.to_string()).collect();
+                    Some(format!("{} then {}", h.done.id, next.join(",")))
+                };
+                (answer(&got, ids), answer(&want, ids))
+            }
+            Op::Delete(i) => {
+                let k = key(*i);
+                let got = h.store.delete(&k, now).await;
+                let want = match model.tasks.get(&k.id) {
+                    None => Err(Error::NotFound(k.to_string())),
+                    Some(t) => lifecycle::check_delete(t, now),
+                };
+                if want.is_ok() {
+                    model.tasks.remove(&k.id);
+                }
+                (answer(&got, |_| None), answer(&want, |_| None))
             }
             Op::Succeed(l) | Op::Fail(l, _) | Op::Release(l) | Op::Heartbeat(l) => {
                 let Some(lease) = pick(&leases, *l) else {
