@@ -2,7 +2,8 @@
 //!
 //! The reference model is a map of tasks moved only by the pure functions of
 //! [`crate::lifecycle`]. Random sequences of operations (create, claim, forced claim, claim_next,
-//! succeed, the hand-off `succeed_and_claim_next`, fail, release, heartbeat, ignore, retry,
+//! batch claims, succeed, `succeed_many`, the hand-off `succeed_and_claim_next`, fail, release,
+//! heartbeat, ignore, retry,
 //! report, delete, time passing — including stale leases) run
 //! on the store and on the model; after every step the results and every task must agree. This is
 //! what keeps a backend that restates rules natively (SQL, Lua) equal to the rules.
@@ -24,7 +25,9 @@ enum Op {
     Claim(u8, u8),
     ForceClaim(u8, u8),
     ClaimNext(u8),
+    ClaimNextMany(u8, u8),
     Succeed(u8),
+    SucceedMany(u8, u8),
     Handoff(u8, u8),
     Fail(u8, bool),
     Release(u8),
@@ -42,7 +45,9 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..IDS, 0..2u8).prop_map(|(i, w)| Op::Claim(i, w)),
         1 => (0..IDS, 0..2u8).prop_map(|(i, w)| Op::ForceClaim(i, w)),
         3 => (0..2u8).prop_map(Op::ClaimNext),
+        1 => (0..2u8, 2..4u8).prop_map(|(w, n)| Op::ClaimNextMany(w, n)),
         3 => any::<u8>().prop_map(Op::Succeed),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::SucceedMany(a, b)),
         3 => (any::<u8>(), 0..2u8).prop_map(|(l, w)| Op::Handoff(l, w)),
         3 => (any::<u8>(), any::<bool>()).prop_map(|(l, r)| Op::Fail(l, r)),
         1 => any::<u8>().prop_map(Op::Release),
@@ -124,6 +129,16 @@ impl Model {
     }
 
     fn claim_next(&mut self, req: &Claim, now: Timestamp) -> Result<Vec<Claimed>> {
+        self.claim_next_many(req, 1, now)
+    }
+
+    /// Up to `limit` tasks in claim order, as repeated single claims would take them.
+    fn claim_next_many(
+        &mut self,
+        req: &Claim,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Claimed>> {
         let mut order: Vec<&Task> = self
             .tasks
             .values()
@@ -137,12 +152,16 @@ impl Model {
             )
         });
         let keys: Vec<TaskKey> = order.into_iter().map(Task::key).collect();
+        let mut won = Vec::new();
         for key in keys {
+            if won.len() == limit {
+                break;
+            }
             if let Ok(c) = self.claim(&key, req, now) {
-                return Ok(vec![c]);
+                won.push(c);
             }
         }
-        Ok(Vec::new())
+        Ok(won)
     }
 }
 
@@ -208,13 +227,21 @@ async fn run_sequence(h: &Harness, job: JobName, ops: &[Op]) -> Result<()> {
                     answer(&want, |c| Some(c.lease.key.id.to_string())),
                 )
             }
-            Op::ClaimNext(w) => {
+            Op::ClaimNext(w) | Op::ClaimNextMany(w, _) => {
+                let limit = match op {
+                    Op::ClaimNextMany(_, n) => usize::from(*n),
+                    _ => 1,
+                };
                 let req = Claim::new(owners[usize::from(*w)], LEASE);
                 let got = h
                     .store
-                    .claim_next(&job, &ClaimNext::new(req.owner.clone(), LEASE), now)
+                    .claim_next(
+                        &job,
+                        &ClaimNext::new(req.owner.clone(), LEASE).with_limit(limit),
+                        now,
+                    )
                     .await;
-                let want = model.claim_next(&req, now);
+                let want = model.claim_next_many(&req, limit, now);
                 if let Ok(cs) = &got {
                     leases.extend(cs.iter().map(|c| c.lease.clone()));
                 }
@@ -255,6 +282,30 @@ async fn run_sequence(h: &Harness, job: JobName, ops: &[Op]) -> Result<()> {
                     Some(format!("{} then {}", h.done.id, next.join(",")))
                 };
                 (answer(&got, ids), answer(&want, ids))
+            }
+            Op::SucceedMany(a, b) => {
+                let (Some(first), Some(second)) = (pick(&leases, *a), pick(&leases, *b)) else {
+                    continue;
+                };
+                if first.key == second.key {
+                    continue;
+                }
+                let done = [(first, json!(step)), (second, json!(-1))];
+                let got = h.store.succeed_many(&done, now).await;
+                let want: Vec<Result<Task>> = done
+                    .iter()
+                    .map(|(lease, output)| {
+                        model.fenced(lease, |t| lifecycle::succeed(t, lease, output.clone(), now))
+                    })
+                    .collect();
+                let each = |rs: &Vec<Result<Task>>| {
+                    let kinds: Vec<String> = rs
+                        .iter()
+                        .map(|r| format!("{:?}", answer(r, |_| None)))
+                        .collect();
+                    Some(kinds.join("; "))
+                };
+                (answer(&got, each), Answer::Ok(each(&want)))
             }
             Op::Delete(i) => {
                 let k = key(*i);
