@@ -105,14 +105,23 @@ impl RedisDocs {
         self.claimed(job, rows)
     }
 
-    /// The tasks a claim script granted: `{id, fields...}` per task.
+    /// The tasks a claim script granted: `{id, fields...}` per task. A granted task that does
+    /// not decode (its JSON edited by hand: the scripts pass JSON through unparsed) is logged
+    /// and left out rather than failing the call, which would lose the other grants: its lease
+    /// runs out, each later grant of it counts an attempt, and at its last one the claim script
+    /// exhausts it, so it never blocks the job.
     fn claimed(&self, job: &JobName, rows: Vec<(String, Vec<String>)>) -> Result<Vec<Claimed>> {
         let mut claimed = Vec::with_capacity(rows.len());
         for (id, flat) in rows {
             let key = TaskKey::parse(job.as_str(), &id)?;
-            let task = codec::decode_flat(&key, flat, &self.keys.task(&key))?;
-            let lease = lease_of(&task)?;
-            claimed.push(Claimed { task, lease });
+            let decoded = codec::decode_flat(&key, flat, &self.keys.task(&key))
+                .and_then(|task| Ok((lease_of(&task)?, task)));
+            match decoded {
+                Ok((lease, task)) => claimed.push(Claimed { task, lease }),
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "granted task left out: it does not decode")
+                }
+            }
         }
         Ok(claimed)
     }

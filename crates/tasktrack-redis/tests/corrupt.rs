@@ -234,6 +234,51 @@ async fn claim_next_sets_corrupt_heads_aside_and_grants_the_healthy_ones() {
     assert_eq!(raw.counters().await, raw.recount().await);
 }
 
+/// JSON the scripts pass through unparsed (`data`, here) can only be checked by the client: a
+/// granted task that does not decode is left out of the answer instead of failing the call (and
+/// losing the other grants with it). It is not lost: its lease runs out, each later grant counts
+/// an attempt, and at its last one the claim script exhausts it, so it never blocks the job.
+#[tokio::test]
+async fn a_granted_task_whose_json_does_not_decode_is_left_out_not_an_error() {
+    let Some(scratch) = scratch().await else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
+    let job = JobName::new("json").unwrap();
+    let mut now = Timestamp::from_millis(10_000);
+    let news: Vec<NewTask> = ["a", "b", "c"]
+        .iter()
+        .zip([3, 2, 1])
+        .map(|(id, p)| {
+            NewTask::new(TaskId::new(*id).unwrap())
+                .with_priority(p)
+                .with_max_attempts(2)
+        })
+        .collect();
+    store
+        .create(&job, &news, CreateMode::SkipExisting, now)
+        .await
+        .unwrap();
+    let mut raw = Raw::new(scratch.0.prefix(), "json").await;
+    raw.hset("b", "data", "{not json").await;
+
+    let lease = Duration::from_secs(60);
+    let req = ClaimNext::new("w", lease).with_limit(3);
+    let claimed = store.claim_next(&job, &req, now).await.unwrap();
+    assert_eq!(ids(&claimed), ["a", "c"], "the healthy grants are kept");
+    let b = TaskKey::parse("json", "b").unwrap();
+    assert!(matches!(store.get(&b).await, Err(Error::Corrupt { .. })));
+
+    // Two more lapsed leases: the second grant is its last attempt, then it is exhausted.
+    for _ in 0..2 {
+        now = now.plus(lease).plus(Duration::from_secs(1));
+        let again = store.claim_next(&job, &req, now).await.unwrap();
+        assert!(again.iter().all(|c| c.task.id.as_str() != "b"), "{again:?}");
+    }
+    assert_eq!(raw.hash("b").await["status"], "exhausted");
+    assert_eq!(raw.counters().await, raw.recount().await);
+}
+
 /// A pipeline task is queued twice (the job's queue and its stage's): set aside from one, it
 /// leaves both, so a claim on its stage does not meet it again. A lapsed lease of a corrupt task
 /// is set aside too, not expired: the healthy lapsed lease next to it is expired and reclaimed.
