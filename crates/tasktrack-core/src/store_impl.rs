@@ -21,8 +21,9 @@
 ///
 /// - Sections come in any order, each as many times as needed; every section is optional but
 ///   together they must name every required `Store` method. `backend` is not async, so it is
-///   always in `native`. `init` and `succeed_many` have defaults in the trait: leaving them out
-///   *uses the default*, so a wrapper must list them.
+///   always in `native`. `init`, `succeed_many` and `succeed_and_claim_next` have defaults in
+///   the trait: leaving them out *uses the default*, so a wrapper must list them (a test
+///   wrapper that did not forward the hand-off tested the default, never the backend's own).
 /// - An entry is the method's name, its arguments after `&self` (names and types, as in the
 ///   trait) and what it returns inside `Result`: `get(key: &TaskKey) -> Task;`. Add
 ///   `=> other_name` to call a function of another name: `jobs(state: Option<JobState>) ->

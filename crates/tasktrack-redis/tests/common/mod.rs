@@ -93,8 +93,8 @@ pub async fn store() -> Option<Arc<dyn Store>> {
 }
 
 // Every operation forwards to the wrapped store. The list must name every `Store` method the
-// backend implements natively (`init` and `succeed_many` included), or the suite would test the
-// trait's default instead of the backend.
+// backend implements natively (`init`, `succeed_many` and `succeed_and_claim_next` included), or
+// the suite would test the trait's default instead of the backend.
 tasktrack_core::store_impl! {
     Scratch;
     native {
@@ -116,6 +116,7 @@ tasktrack_core::store_impl! {
         patch_data(lease: &Lease, patch: &Value, now: Timestamp) -> Task;
         succeed(lease: &Lease, output: Value, now: Timestamp) -> Task;
         succeed_many(done: &[(Lease, Value)], now: Timestamp) -> Vec<Result<Task>>;
+        succeed_and_claim_next(lease: &Lease, output: Value, next: &ClaimNext, now: Timestamp) -> Handoff;
         fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
         release(lease: &Lease, now: Timestamp) -> Task;
         ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
