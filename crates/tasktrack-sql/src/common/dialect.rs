@@ -223,6 +223,13 @@ pub(crate) trait Dialect: Send + Sync {
         Ok(())
     }
 
+    /// Refuses a task's `data` this database cannot store, with [`Error::InvalidInput`] naming
+    /// the task: the part of [`Dialect::storable`] a `create` checks for every task before its
+    /// first statement. Anything goes by default; PostgreSQL refuses U+0000.
+    fn check_data(&self, _job: &str, _id: &str, _data: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+
     /// `task` as [`Dialect::storable`] writes it, so that an operation returns the task as
     /// stored. As is by default.
     fn as_stored(&self, task: Task) -> Result<Task> {

@@ -103,9 +103,11 @@ macro_rules! documents_over_dialect {
             }
             fn check_new_tasks(&self, tasks: &[Task]) -> Result<()> {
                 for task in tasks {
-                    $crate::common::Dialect::storable(
+                    $crate::common::Dialect::check_data(
                         self,
-                        &mut $crate::common::rows::RawTask::from_task(task)?,
+                        task.job.as_str(),
+                        task.id.as_str(),
+                        &task.data,
                     )?;
                 }
                 Ok(())

@@ -86,14 +86,18 @@ impl Dialect for PgStore {
     /// that the outcome is recorded; a task's `data` is input and is refused instead, naming the
     /// task, before anything is sent.
     fn storable(&self, row: &mut RawTask) -> Result<()> {
-        if json_has_nul(&row.data) {
+        self.check_data(&row.job, &row.id, &row.data)?;
+        row.replace_nul();
+        Ok(())
+    }
+
+    fn check_data(&self, job: &str, id: &str, data: &Value) -> Result<()> {
+        if json_has_nul(data) {
             return Err(Error::invalid(format!(
-                "task {}/{}: its data holds the character U+0000 (NUL), which PostgreSQL cannot \
-                 store (in jsonb); nothing was written for it",
-                row.job, row.id
+                "task {job}/{id}: its data holds the character U+0000 (NUL), which PostgreSQL \
+                 cannot store (in jsonb); nothing was written for it"
             )));
         }
-        row.replace_nul();
         Ok(())
     }
 
