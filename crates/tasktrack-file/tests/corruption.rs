@@ -340,6 +340,19 @@ async fn list_all(store: &FileStore, job: &JobName, limit: usize) -> Vec<String>
 }
 
 /// The `*.json` files left in the job's `tasks/` directory.
+/// Claims up to `limit` tasks of `job` and succeeds each; the ids it ran, in claim order.
+async fn claim_and_succeed(store: &FileStore, job: &JobName, limit: usize) -> Vec<String> {
+    let req = ClaimNext::new("w", Duration::from_secs(30)).with_limit(limit);
+    let claimed = store.claim_next(job, &req, now()).await.unwrap();
+    for c in &claimed {
+        store
+            .succeed(&c.lease, serde_json::json!(1), now())
+            .await
+            .unwrap();
+    }
+    claimed.iter().map(|c| c.task.id.to_string()).collect()
+}
+
 fn task_files(dir: &Path, job: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir.join("jobs").join(job).join("tasks"))
         .unwrap()
@@ -419,23 +432,9 @@ async fn a_rebuild_leaves_damaged_files_out(how: Rebuild) {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{how:?}");
-    let claimed = store
-        .claim_next(
-            &job,
-            &ClaimNext::new("w", Duration::from_secs(30)).with_limit(10),
-            now(),
-        )
-        .await
-        .unwrap();
-    let mut ids: Vec<_> = claimed.iter().map(|c| c.task.id.to_string()).collect();
+    let mut ids = claim_and_succeed(&store, &job, 10).await;
     ids.sort();
     assert_eq!(ids, healthy, "{how:?}");
-    for c in &claimed {
-        store
-            .succeed(&c.lease, serde_json::json!(1), now())
-            .await
-            .unwrap();
-    }
 
     // The job can be deleted, and that takes the damaged files with it.
     let deleted = store.delete_job(&job, now()).await.unwrap();
@@ -505,20 +504,7 @@ async fn damaged_files_the_index_knows_are_skipped_by_lists_and_removed_with_the
     assert_eq!(first.tasks.len(), 2, "a page is filled past a damaged task");
     assert!(first.next.is_some());
 
-    let claimed = store
-        .claim_next(
-            &job,
-            &ClaimNext::new("w", Duration::from_secs(30)).with_limit(2),
-            now(),
-        )
-        .await
-        .unwrap();
-    for c in &claimed {
-        store
-            .succeed(&c.lease, serde_json::json!(1), now())
-            .await
-            .unwrap();
-    }
+    claim_and_succeed(&store, &job, 2).await;
     let purged = store
         .purge(&Purge {
             job: Some(job.clone()),
@@ -562,20 +548,7 @@ async fn stray_entries_and_damaged_job_records_do_not_stop_jobs_or_purge_of_all_
             .create(&job, &tasks, CreateMode::SkipExisting, now())
             .await
             .unwrap();
-        let claimed = store
-            .claim_next(
-                &job,
-                &ClaimNext::new("w", Duration::from_secs(30)).with_limit(2),
-                now(),
-            )
-            .await
-            .unwrap();
-        for c in &claimed {
-            store
-                .succeed(&c.lease, serde_json::json!(1), now())
-                .await
-                .unwrap();
-        }
+        claim_and_succeed(&store, &job, 2).await;
     }
     let jobs_dir = dir.path().join("jobs");
     std::fs::write(jobs_dir.join(".DS_Store"), b"\0\0\0\x01Bud1").unwrap();
