@@ -754,6 +754,18 @@ async fn poison_updates(s: &ScopedStore, dialect: &str, when: &str) {
     exec_scratch(s, dialect, &sql).await;
 }
 
+/// Creates the task `late` in `j`: one more claimable task, made after the others.
+async fn add_late(s: &ScopedStore, j: &JobName, now: Timestamp) {
+    s.create(
+        j,
+        &[NewTask::new(TaskId::new("late").unwrap())],
+        CreateMode::SkipExisting,
+        now,
+    )
+    .await
+    .unwrap();
+}
+
 fn key(j: &JobName, id: &str) -> TaskKey {
     TaskKey::new(j.clone(), TaskId::new(id).unwrap())
 }
@@ -831,14 +843,7 @@ async fn postgres_keeps_committed_grants_when_an_expiry_fails() {
     );
 
     // claim_next: `late` granted by the statement, t00001's expiry fails.
-    s.create(
-        &j,
-        &[NewTask::new(TaskId::new("late").unwrap())],
-        CreateMode::SkipExisting,
-        t2,
-    )
-    .await
-    .unwrap();
+    add_late(&s, &j, t2).await;
     let won = s
         .claim_next(&j, &ClaimNext::new("w3", LEASE).with_limit(2), t2)
         .await
@@ -897,14 +902,7 @@ async fn mysql_keeps_committed_work_when_a_later_claim_round_fails() {
         .claim(&key(&j, "mine"), &claim, t1.plus(Duration::from_secs(1)))
         .await
         .unwrap();
-    s.create(
-        &j,
-        &[NewTask::new(TaskId::new("late").unwrap())],
-        CreateMode::SkipExisting,
-        t2,
-    )
-    .await
-    .unwrap();
+    add_late(&s, &j, t2).await;
     let got = s
         .succeed_and_claim_next(&mine.lease, json!("done"), &ClaimNext::new("w2", LEASE), t2)
         .await
@@ -933,14 +931,7 @@ async fn mysql_keeps_committed_work_when_a_later_claim_round_fails() {
     .await
     .unwrap();
     s.claim(&key(&k, "dies2"), &claim, t1).await.unwrap();
-    s.create(
-        &k,
-        &[NewTask::new(TaskId::new("late").unwrap())],
-        CreateMode::SkipExisting,
-        t2,
-    )
-    .await
-    .unwrap();
+    add_late(&s, &k, t2).await;
     let won = s
         .claim_next(&k, &ClaimNext::new("w3", LEASE).with_limit(2), t2)
         .await
