@@ -163,17 +163,32 @@ impl RedisDocs {
                 )));
             }
         };
-        let done = match self.fenced(&lease.key, done)? {
-            Fenced::Written(t) => *t,
-            _ => return Err(Error::backend("succeed_claim_next.lua answered no task")),
-        };
         let rows: Vec<(String, Vec<String>)> = redis::from_redis_value(rows).map_err(|e| {
             Error::backend(format!("unexpected succeed_claim_next.lua claims: {e}"))
         })?;
-        Ok(Handoff {
-            done,
-            next: self.claimed(job, rows)?,
-        })
+        let next = self.claimed(job, rows)?;
+        match self.fenced(&lease.key, done) {
+            Ok(Fenced::Written(done)) => Ok(Handoff { done: *done, next }),
+            Ok(_) => Err(Error::backend("succeed_claim_next.lua answered no task")),
+            Err(e) => {
+                // The success is written, but the completed task does not decode (its hash was
+                // edited by hand). The caller gets the error and so never sees the leases the
+                // script granted: release them now rather than leave them to expire as failed
+                // attempts.
+                self.release_unseen(&next, now).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Releases leases granted by a call that answers an error (so their holder never learns
+    /// of them). Best effort: a lease that cannot be released expires on its own.
+    async fn release_unseen(&self, granted: &[Claimed], now: Timestamp) {
+        for c in granted {
+            if let Err(e) = cas::release(self, &c.lease, now).await {
+                tracing::warn!(key = %c.lease.key, error = %e, "granted lease not released: it will expire");
+            }
+        }
     }
 
     /// `heartbeat.lua`.

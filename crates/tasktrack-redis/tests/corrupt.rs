@@ -279,6 +279,43 @@ async fn a_granted_task_whose_json_does_not_decode_is_left_out_not_an_error() {
     assert_eq!(raw.counters().await, raw.recount().await);
 }
 
+/// A hand-off whose completed task does not decode once written (its `data` edited by hand):
+/// the call answers `Corrupt`, and the task it granted is released, not left held by a lease
+/// its worker never heard of (which would expire as a failed attempt).
+#[tokio::test]
+async fn a_hand_off_that_answers_an_error_releases_what_it_granted() {
+    let Some(scratch) = scratch().await else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
+    let job = JobName::new("handoff").unwrap();
+    let now = Timestamp::from_millis(10_000);
+    let news = ["a", "b"].map(|id| NewTask::new(TaskId::new(id).unwrap()));
+    store
+        .create(&job, &news, CreateMode::SkipExisting, now)
+        .await
+        .unwrap();
+    let req = ClaimNext::new("w", Duration::from_secs(60));
+    let a = store.claim_next(&job, &req, now).await.unwrap().remove(0);
+    assert_eq!(a.task.id.as_str(), "a");
+    let mut raw = Raw::new(scratch.0.prefix(), "handoff").await;
+    raw.hset("a", "data", "{not json").await;
+
+    let later = now.plus(Duration::from_secs(1));
+    let got = store
+        .succeed_and_claim_next(&a.lease, json!("out"), &req, later)
+        .await;
+    assert!(matches!(got, Err(Error::Corrupt { .. })), "{got:?}");
+    assert_eq!(raw.hash("a").await["status"], "succeeded");
+    let b = store
+        .get(&TaskKey::parse("handoff", "b").unwrap())
+        .await
+        .unwrap();
+    assert_eq!((b.status, b.lease), (Status::Pending, None), "released");
+    assert_eq!(b.attempts, 0, "a released claim is not an attempt");
+    assert_eq!(raw.counters().await, raw.recount().await);
+}
+
 /// A pipeline task is queued twice (the job's queue and its stage's): set aside from one, it
 /// leaves both, so a claim on its stage does not meet it again. A lapsed lease of a corrupt task
 /// is set aside too, not expired: the healthy lapsed lease next to it is expired and reclaimed.
