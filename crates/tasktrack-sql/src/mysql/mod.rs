@@ -173,75 +173,35 @@ impl MySqlStore {
     /// statement, commit, and return the rule's answer. `lock` must select whole rows
     /// `FOR UPDATE`. A rule answering `None` rolls back (nothing written) and `None` is returned.
     /// Deadlocks re-run it all.
+    ///
+    /// Every way out that does not commit rolls back explicitly, before returning: a dropped
+    /// sqlx transaction only queues its `ROLLBACK` for the connection's next use (sqlx sends it
+    /// from a spawned task when the connection goes back to the pool), and until then its row
+    /// locks stay, so the caller's next claim would `SKIP LOCKED` past rows nobody holds.
     async fn locked_batch<R, L, F>(&self, lock: L, mut rule: F) -> Result<Option<R>>
     where
         L: Fn() -> sqlx::query::Query<'static, MySql, sqlx::mysql::MySqlArguments>,
         F: FnMut(Vec<Task>) -> Result<Option<(Vec<Task>, R)>>,
         R: Send,
     {
-        let table = self.table();
         for attempt in 0..=crate::common::ROLLBACK_RETRIES {
             let mut tx = self.pool.begin().await.map_err(|e| self.err(&e))?;
-            let locked = match lock().fetch_all(&mut *tx).await {
-                Ok(rows) => rows,
-                Err(e) => match map_error(BACKEND, &self.endpoint, &e) {
-                    (crate::common::Class::RolledBack, _)
-                        if attempt < crate::common::ROLLBACK_RETRIES =>
-                    {
-                        continue;
-                    }
-                    (_, mapped) => return Err(mapped),
+            let failed = match self.lock_rule_write(&mut tx, &lock, &mut rule).await {
+                Ok(Some(results)) => match tx.commit().await {
+                    Ok(()) => return Ok(Some(results)),
+                    Err(e) => Failed::Sql(e),
                 },
-            };
-            let mut old = HashMap::with_capacity(locked.len());
-            let mut tasks = Vec::with_capacity(locked.len());
-            for row in &locked {
-                let raw = rows::read_task(row).map_err(|e| self.err(&e))?;
-                tasks.push(raw.clone().into_task(&table)?);
-                old.insert((raw.job.clone(), raw.id.clone()), raw);
-            }
-            let Some((new, results)) = rule(tasks)? else {
-                // Dropping the transaction rolls it back (it only holds locks).
-                return Ok(None);
-            };
-            let writes = new
-                .iter()
-                .map(RawTask::from_task)
-                .collect::<Result<Vec<RawTask>>>()?;
-            if !writes.is_empty() {
-                // The narrow UPDATE (write_back.rs); whole rows only if a row was not locked here.
-                let written = match write_back::narrow_update(&table, &old, &writes) {
-                    WriteBack::Narrow { sql, doc, keys } => {
-                        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(doc);
-                        for (job, id) in keys {
-                            q = q.bind(job).bind(id);
-                        }
-                        q.execute(&mut *tx).await
-                    }
-                    WriteBack::Unchanged => Ok(Default::default()),
-                    WriteBack::WholeRows => {
-                        let mut st = Stmt::build::<Self>(format!(
-                            "INSERT INTO {table} ({}) VALUES ",
-                            FIELDS.join(", ")
-                        ));
-                        st.push_rows(&writes).push(&self.upsert_sql());
-                        self.query(&st).execute(&mut *tx).await
-                    }
-                };
-                if let Err(e) = written {
-                    match map_error(BACKEND, &self.endpoint, &e) {
-                        (crate::common::Class::RolledBack, _)
-                            if attempt < crate::common::ROLLBACK_RETRIES =>
-                        {
-                            continue;
-                        }
-                        (_, mapped) => return Err(mapped),
-                    }
+                Ok(None) => {
+                    roll_back(tx).await;
+                    return Ok(None);
                 }
-            }
-            match tx.commit().await {
-                Ok(()) => return Ok(Some(results)),
-                Err(e) => match map_error(BACKEND, &self.endpoint, &e) {
+                Err(failed) => {
+                    roll_back(tx).await;
+                    failed
+                }
+            };
+            match failed {
+                Failed::Sql(e) => match map_error(BACKEND, &self.endpoint, &e) {
                     (crate::common::Class::RolledBack, _)
                         if attempt < crate::common::ROLLBACK_RETRIES =>
                     {
@@ -249,12 +209,69 @@ impl MySqlStore {
                     }
                     (_, mapped) => return Err(mapped),
                 },
+                Failed::Other(e) => return Err(e),
             }
         }
         Err(Error::Contention(format!(
             "mysql at {}: too many deadlocks",
             self.endpoint
         )))
+    }
+
+    /// The body of one [`locked_batch`](Self::locked_batch) attempt, up to (not including) the
+    /// commit: the rule's tasks written and its answer, or `None` when it wrote nothing.
+    async fn lock_rule_write<R, L, F>(
+        &self,
+        tx: &mut sqlx::Transaction<'static, MySql>,
+        lock: &L,
+        rule: &mut F,
+    ) -> std::result::Result<Option<R>, Failed>
+    where
+        L: Fn() -> sqlx::query::Query<'static, MySql, sqlx::mysql::MySqlArguments>,
+        F: FnMut(Vec<Task>) -> Result<Option<(Vec<Task>, R)>>,
+    {
+        let table = self.table();
+        let locked = lock().fetch_all(&mut **tx).await.map_err(Failed::Sql)?;
+        let mut old = HashMap::with_capacity(locked.len());
+        let mut tasks = Vec::with_capacity(locked.len());
+        for row in &locked {
+            let raw = rows::read_task(row).map_err(|e| Failed::Other(self.err(&e)))?;
+            tasks.push(raw.clone().into_task(&table)?);
+            old.insert((raw.job.clone(), raw.id.clone()), raw);
+        }
+        let Some((new, results)) = rule(tasks)? else {
+            return Ok(None);
+        };
+        let writes = new
+            .iter()
+            .map(RawTask::from_task)
+            .collect::<Result<Vec<RawTask>>>()?;
+        if writes.is_empty() {
+            return Ok(Some(results));
+        }
+        // The narrow UPDATE (write_back.rs); whole rows only if a row was not locked here.
+        match write_back::narrow_update(&table, &old, &writes) {
+            WriteBack::Narrow { sql, doc, keys } => {
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(doc);
+                for (job, id) in keys {
+                    q = q.bind(job).bind(id);
+                }
+                q.execute(&mut **tx).await.map_err(Failed::Sql)?;
+            }
+            WriteBack::Unchanged => {}
+            WriteBack::WholeRows => {
+                let mut st = Stmt::build::<Self>(format!(
+                    "INSERT INTO {table} ({}) VALUES ",
+                    FIELDS.join(", ")
+                ));
+                st.push_rows(&writes).push(&self.upsert_sql());
+                self.query(&st)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(Failed::Sql)?;
+            }
+        }
+        Ok(Some(results))
     }
 
     /// Many tasks succeeded in one transaction (one commit): locks the leases' rows by primary
@@ -411,6 +428,28 @@ impl MySqlStore {
             render(sql, &self.prefix).to_string()
         })
         .await
+    }
+}
+
+/// Why an attempt of [`MySqlStore::locked_batch`] did not commit: a database error (which may
+/// be a deadlock worth running again) or the store's own refusal.
+enum Failed {
+    Sql(sqlx::Error),
+    Other(Error),
+}
+
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
+        Failed::Other(e)
+    }
+}
+
+/// Rolls `tx` back now (see [`MySqlStore::locked_batch`] for why not on drop). If that fails,
+/// the dropped transaction queues the rollback again, and the pool sends it, or closes the
+/// connection (which also ends the transaction), on the connection's way back.
+async fn roll_back(tx: sqlx::Transaction<'static, MySql>) {
+    if let Err(e) = tx.rollback().await {
+        tracing::warn!(error = %e, "mysql: rollback failed; the pool retries it or closes the connection");
     }
 }
 
