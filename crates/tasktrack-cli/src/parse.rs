@@ -27,6 +27,15 @@ pub fn positive_duration(flag: &str, s: &str) -> Result<Duration> {
     Ok(d)
 }
 
+/// A lease length: longer than zero and at most a century ([`tasktrack::lifecycle::MAX_LEASE`]),
+/// checked here so that a `run` refuses it before it starts anything.
+pub fn lease(s: &str) -> Result<Duration> {
+    let d = positive_duration("lease", s)?;
+    tasktrack::lifecycle::check_lease_length(d)
+        .map_err(|e| Error::invalid(format!("--lease {s:?}: {}", strip_prefix(&e))))?;
+    Ok(d)
+}
+
 /// `INITIAL..MAX` (`1s..5m`), a single `INITIAL` (capped at 5 minutes or itself), or `none`.
 pub fn backoff(s: &str) -> Result<Backoff> {
     if s.trim() == "none" {
@@ -179,6 +188,13 @@ mod tests {
                 .contains("at least 1ms")
         );
         assert!(duration("lease", "soon").is_err());
+        assert_eq!(lease("5m").unwrap(), Duration::from_secs(300));
+        assert!(
+            lease("500000y")
+                .unwrap_err()
+                .to_string()
+                .contains("--lease \"500000y\": lease length must be at most 100 years")
+        );
         let b = backoff("1s..5m").unwrap();
         assert_eq!((b.initial_ms, b.max_ms), (1_000, 300_000));
         assert_eq!(backoff("none").unwrap(), Backoff::NONE);

@@ -571,3 +571,79 @@ fn the_same_session_works_on_the_file_store() {
     assert_eq!(env.json(&["status", "f"])["by_status"]["succeeded"], 6);
     assert_eq!(env.json(&["list", "f"]).as_array().map(Vec::len), Some(6));
 }
+
+#[test]
+fn a_hangup_releases_the_leases_like_sigterm() {
+    // Under `nohup` the binary inherits SIGHUP ignored and (rightly) keeps it so.
+    let ignored = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("SigIgn:"))
+                .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        })
+        .is_none_or(|mask| mask & 1 != 0);
+    if ignored {
+        eprintln!("skipped: SIGHUP is ignored in this environment (or not on Linux)");
+        return;
+    }
+    let env = Env::new();
+    add_ids(&env, "hup", 2);
+    let log = env.path("starts.log");
+    let log_s = log.to_str().unwrap();
+    let run = env.spawn(&[
+        "--json",
+        "run",
+        "hup",
+        "--workers",
+        "2",
+        "--grace",
+        "200ms",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$1\" >> \"$2\"; sleep 30",
+        "sh",
+        "{id}",
+        log_s,
+    ]);
+    wait_until("two commands to start", LONG, || lines(&log).len() == 2);
+    // The terminal or the SSH session went away.
+    signal(&run, "HUP");
+    let done = finish(run, LONG);
+    assert_eq!(done.code, 130, "{}", done.err);
+    assert_eq!(done.json()["summary"]["released"], 2);
+    for id in ["t001", "t002"] {
+        let t = env.task("hup", id);
+        assert_eq!(t["status"], "pending", "{id}: {t}");
+        assert!(t["lease"].is_null(), "{id}: nothing left locked");
+    }
+}
+
+#[test]
+fn a_command_without_a_placeholder_is_warned_about_and_runs() {
+    let env = Env::new();
+    add_ids(&env, "same", 2);
+    let done = env.tt(&["run", "same", "--", "true"]);
+    assert_eq!(done.code, 0, "{}", done.err);
+    assert!(
+        done.err.contains("has no {id}"),
+        "a forgotten {{id}} is pointed out: {}",
+        done.err
+    );
+    assert_eq!(env.json(&["status", "same"])["by_status"]["succeeded"], 2);
+    let quiet = env.tt(&["run", "same", "-q", "--", "sh", "-c", "true", "{id}"]);
+    assert!(!quiet.err.contains("has no {id}"), "{}", quiet.err);
+}
+
+#[test]
+fn a_lease_over_a_century_is_refused_before_run_starts() {
+    let env = Env::new();
+    assert_eq!(env.tt(&["add", "j", "a"]).code, 0);
+    let done = env.tt(&["run", "j", "--lease", "500000y", "--", "true", "{id}"]);
+    assert_eq!(done.code, 2, "{}", done.err);
+    assert_eq!(done.err.lines().count(), 1, "{}", done.err);
+    assert!(done.err.contains("--lease"), "{}", done.err);
+    assert!(done.out.is_empty(), "no run summary: {}", done.out);
+    assert_eq!(env.task("j", "a")["attempts"], 0);
+}

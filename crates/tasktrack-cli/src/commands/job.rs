@@ -56,11 +56,7 @@ fn spec(args: &JobSetArgs) -> Result<JobSpec> {
             .transpose()?,
         amount,
         max_attempts: args.max_attempts,
-        lease: args
-            .lease
-            .as_deref()
-            .map(|l| parse::positive_duration("lease", l))
-            .transpose()?,
+        lease: args.lease.as_deref().map(parse::lease).transpose()?,
         backoff: args.backoff.as_deref().map(parse::backoff).transpose()?,
         stages,
         state: args

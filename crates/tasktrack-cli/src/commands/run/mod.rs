@@ -42,11 +42,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
     }
     let grace = parse::duration("grace", &args.grace)?;
     let poll = parse::positive_duration("poll", &args.poll)?;
-    let lease = args
-        .lease
-        .as_deref()
-        .map(|l| parse::positive_duration("lease", l))
-        .transpose()?;
+    let lease = args.lease.as_deref().map(parse::lease).transpose()?;
     let base_owner = args
         .worker_id
         .clone()
@@ -54,6 +50,17 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
     validate_key("worker id", &base_owner)?;
     if args.command.first().is_none_or(|p| p.is_empty()) {
         return Err(Error::invalid("no command to run: give it after `--`"));
+    }
+    if !args
+        .command
+        .iter()
+        .any(|a| a.contains("{id}") || a.contains("{data}"))
+    {
+        // Legitimate for a script that reads TASKTRACK_ID, but far more often a forgotten {id}.
+        ctx.out.warn(
+            "the command has no {id} (nor {data}): every task runs the same command line, which \
+             learns its task only from TASKTRACK_ID in its environment",
+        );
     }
     let record = match ctx.store.get_job(&job).await {
         Ok(record) => Some(record),
@@ -190,13 +197,19 @@ async fn on_signals(shared: Arc<Shared>, grace: Duration, mut signals: Signals) 
     shared.kill.send_replace(true);
 }
 
-/// SIGINT and SIGTERM, registered before any work starts so that no signal can slip through
-/// to the default action (which would leave leases held until they expire).
+/// SIGINT, SIGTERM and SIGHUP, registered before any work starts so that no signal can slip
+/// through to the default action (which would leave leases held until they expire, and the
+/// commands, in their own process groups, running on as orphans).
+///
+/// SIGHUP (the terminal or the SSH session closed) is handled like SIGTERM, unless `run` was
+/// started with it ignored (`nohup`): then it stays ignored, as the user asked.
 struct Signals {
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -205,9 +218,15 @@ impl Signals {
         {
             use tokio::signal::unix::{SignalKind, signal};
             let fail = |e: std::io::Error| Error::backend(format!("cannot handle signals: {e}"));
+            let hup = if hangup_ignored() {
+                None
+            } else {
+                Some(signal(SignalKind::hangup()).map_err(fail)?)
+            };
             Ok(Signals {
                 int: signal(SignalKind::interrupt()).map_err(fail)?,
                 term: signal(SignalKind::terminate()).map_err(fail)?,
+                hup,
             })
         }
         #[cfg(not(unix))]
@@ -218,9 +237,16 @@ impl Signals {
     async fn next(&mut self) -> bool {
         #[cfg(unix)]
         {
+            let hup = async {
+                match &mut self.hup {
+                    Some(hup) => hup.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 s = self.int.recv() => s.is_some(),
                 s = self.term.recv() => s.is_some(),
+                s = hup => s.is_some(),
             }
         }
         #[cfg(not(unix))]
@@ -228,6 +254,22 @@ impl Signals {
             tokio::signal::ctrl_c().await.is_ok()
         }
     }
+}
+
+/// Whether SIGHUP was ignored when `run` started (`nohup tasktrack run …`). Read from
+/// `/proc/self/status` (bit 0 of `SigIgn` is SIGHUP), since asking the kernel directly takes
+/// unsafe code. Elsewhere than Linux the answer is "yes", so that SIGHUP keeps its disposition:
+/// a `nohup` is never overridden.
+#[cfg(unix)]
+fn hangup_ignored() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return true;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_none_or(|mask| mask & 1 != 0)
 }
 
 fn summary(
@@ -254,7 +296,7 @@ fn summary(
         row("lease lost (result rejected)", s.lost.to_string());
     }
     if s.released > 0 {
-        row("released (interrupted)", s.released.to_string());
+        row("released (lease given back)", s.released.to_string());
     }
     if s.unrecorded > 0 {
         row("outcome not recorded", s.unrecorded.to_string());
