@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// Turn any command into a resumable, parallel, retried, tracked batch.
 #[derive(Debug, Parser)]
-#[command(name = "tasktrack", version, about, long_about = None, propagate_version = true)]
+#[command(name = "tasktrack", version, propagate_version = true)]
 pub struct Cli {
     /// Store URL: sqlite://PATH, file://DIR, postgres://…, mysql://…, redis://…, s3://BUCKET/PREFIX,
     /// dynamodb://TABLE, mongodb://…, memory://
@@ -310,16 +310,17 @@ pub struct ExportArgs {
 
 /// `report`
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("outcome").required(true).multiple(false))]
 pub struct ReportArgs {
     /// The job.
     pub job: String,
     /// The task id (created if new).
     pub id: String,
     /// Count a success.
-    #[arg(long, conflicts_with = "failure", required_unless_present = "failure")]
+    #[arg(long, group = "outcome")]
     pub success: bool,
     /// Count a failure.
-    #[arg(long)]
+    #[arg(long, group = "outcome")]
     pub failure: bool,
     /// A note: the output's detail on success, the error message on failure.
     #[arg(long)]

@@ -67,6 +67,13 @@ use tasktrack::{Store, SystemClock};
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        // Under --json a usage error is the same one JSON line as any other error, so a script
+        // can read it; help and version stay text.
+        Err(e) if json_requested(std::env::args_os()) && !is_help(&e) => {
+            let out = Output::stdio(true, false, 0);
+            out.error(&tasktrack::Error::invalid(usage_message(&e)));
+            return ExitCode::from(exit::USAGE);
+        }
         // clap prints help/version (exit 0) and usage errors (exit 2) itself.
         Err(e) => e.exit(),
     };
@@ -126,6 +133,45 @@ fn finish(out: &Output, result: tasktrack::Result<u8>) -> u8 {
     }
 }
 
+/// Whether `--json` is among the arguments (before a `--`, after which they belong to `run`'s
+/// command), for the errors found before the arguments could be parsed.
+pub fn json_requested(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    args.into_iter()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
+fn is_help(e: &clap::Error) -> bool {
+    use clap::error::ErrorKind;
+    matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+}
+
+/// A clap error as one line: its message without the `error: ` prefix, the usage and the hint.
+pub fn usage_message(e: &clap::Error) -> String {
+    use clap::error::ErrorKind;
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return "no command given: see tasktrack --help".to_string();
+    }
+    let text = e.render().to_string();
+    let message = text
+        .split("\n\nUsage:")
+        .next()
+        .and_then(|m| m.split("\n\nFor more information").next())
+        .unwrap_or(&text);
+    let mut line = String::new();
+    for part in message.trim_start_matches("error: ").lines().map(str::trim) {
+        if part.is_empty() {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(if part.starts_with("tip:") { "; " } else { " " });
+        }
+        line.push_str(part);
+    }
+    line
+}
+
 /// Logs go to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` overrides.
 fn init_tracing(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
@@ -139,6 +185,8 @@ fn init_tracing(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: a log file or a pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

@@ -129,3 +129,97 @@ fn help_does_not_print_the_store_url_from_the_environment() {
     assert!(done.out.contains("TASKTRACK_STORE"), "{}", done.out);
     assert!(!done.out.contains("s3cret"), "{}", done.out);
 }
+
+#[test]
+fn id_files_name_the_line_that_is_not_utf8_and_ignore_a_byte_order_mark() {
+    let env = Env::new();
+    let bad = env.path("latin1.txt");
+    std::fs::write(&bad, b"ok\nna\xefve\n").unwrap();
+    let done = env.tt(&["add", "j", "--file", bad.to_str().unwrap()]);
+    assert_eq!(done.code, 2, "{}", done.err);
+    assert_eq!(done.err.lines().count(), 1, "{}", done.err);
+    assert!(
+        done.err.contains("latin1.txt:2: not valid UTF-8"),
+        "the line is named: {}",
+        done.err
+    );
+    assert_eq!(env.json(&["status", "j"])["known"], 0, "nothing written");
+
+    // A file saved by a Windows editor: a byte order mark, then CRLF lines.
+    let bom = env.path("bom.txt");
+    std::fs::write(
+        &bom,
+        b"\xEF\xBB\xBF{\"id\":\"first\",\"priority\":7}\r\nsecond\r\n",
+    )
+    .unwrap();
+    let done = env.tt(&["--json", "add", "w", "--file", bom.to_str().unwrap()]);
+    assert_eq!(done.code, 0, "{}", done.err);
+    assert_eq!(done.json()["created"], 2);
+    assert_eq!(
+        env.task("w", "first")["priority"],
+        7,
+        "the first line is JSON"
+    );
+    assert_eq!(env.task("w", "second")["id"], "second");
+}
+
+#[test]
+fn usage_errors_under_json_are_one_json_line() {
+    let env = Env::new();
+    for args in [
+        vec!["--json", "lsit"],
+        vec!["--json", "list"],
+        vec!["--json", "report", "j", "a"],
+        vec!["list", "j", "--json", "--limit", "many"],
+    ] {
+        let done = env.tt(&args);
+        assert_eq!(done.code, 2, "{args:?}: {}", done.err);
+        assert_eq!(done.err.lines().count(), 1, "{args:?}: {}", done.err);
+        let err: serde_json::Value = serde_json::from_str(done.err.trim())
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", done.err));
+        assert_eq!(err["error"]["kind"], "invalid_input", "{args:?}");
+        assert!(done.out.is_empty(), "{args:?}: {}", done.out);
+    }
+    // `--json` after `--` belongs to run's command; help stays text.
+    let text = env.tt(&["run", "j", "--workers", "x", "--", "cmd", "--json"]);
+    assert_eq!(text.code, 2);
+    assert!(text.err.starts_with("error:"), "{}", text.err);
+    let help = env.tt(&["--json", "--help"]);
+    assert_eq!(help.code, 0);
+    assert!(help.out.contains("Usage:"), "{}", help.out);
+}
+
+#[test]
+fn report_says_it_needs_success_or_failure() {
+    let env = Env::new();
+    let done = env.tt(&["report", "j", "a"]);
+    assert_eq!(done.code, 2);
+    assert!(
+        done.err.contains("--success|--failure"),
+        "both choices are named: {}",
+        done.err
+    );
+    assert_eq!(
+        env.tt(&["report", "j", "a", "--success", "--failure"]).code,
+        2
+    );
+}
+
+#[test]
+fn logs_on_a_pipe_have_no_colour_codes() {
+    let env = Env::file_store();
+    assert_eq!(env.tt(&["add", "j", "a", "b"]).code, 0);
+    let task = env.path("store/jobs/j/tasks/a.json");
+    std::fs::write(&task, "{garbage").unwrap();
+    let done = env.tt(&["list", "j"]);
+    assert!(
+        done.err.contains("corrupt"),
+        "a warning is logged: {}",
+        done.err
+    );
+    assert!(
+        !done.err.contains('\u{1b}'),
+        "no ANSI codes: {:?}",
+        done.err
+    );
+}

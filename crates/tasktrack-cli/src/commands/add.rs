@@ -88,14 +88,23 @@ fn collect(args: &AddArgs, defaults: &NewTask) -> Result<Vec<NewTask>> {
         Some("-") => Some(("stdin".to_string(), read_stdin()?)),
         Some(path) => Some((
             path.to_string(),
-            std::fs::read_to_string(path)
+            std::fs::read(path)
                 .map_err(|e| Error::invalid(format!("cannot read --file {path:?}: {e}")))?,
         )),
         None if from_stdin => Some(("stdin".to_string(), read_stdin()?)),
         None => None,
     };
-    if let Some((name, text)) = source {
-        for (n, line) in text.split('\n').enumerate() {
+    if let Some((name, bytes)) = source {
+        // A byte order mark (Windows editors write one) is no part of the first id.
+        let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
+        for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            let line = std::str::from_utf8(line).map_err(|e| {
+                Error::invalid(format!(
+                    "{name}:{}: not valid UTF-8 (at byte {} of the line); ids must be UTF-8 text",
+                    n + 1,
+                    e.valid_up_to() + 1
+                ))
+            })?;
             if let Some(task) = parse::task_line(line, n + 1, &name, defaults)? {
                 tasks.push(task);
             }
@@ -106,10 +115,13 @@ fn collect(args: &AddArgs, defaults: &NewTask) -> Result<Vec<NewTask>> {
     Ok(tasks)
 }
 
-fn read_stdin() -> Result<String> {
-    let mut text = String::new();
+/// The UTF-8 encoding of U+FEFF, the byte order mark some editors put at the start of a file.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+fn read_stdin() -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
     std::io::stdin()
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .map_err(|e| Error::invalid(format!("cannot read ids from stdin: {e}")))?;
-    Ok(text)
+    Ok(bytes)
 }
