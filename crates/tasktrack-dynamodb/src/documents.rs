@@ -164,17 +164,23 @@ impl DynamoDocuments {
         Ok(results)
     }
 
-    /// Inserts `tasks` that do not exist yet; one outcome per task: `Ok(true)` inserted,
-    /// `Ok(false)` it existed, `Err` for that task alone (too large for a DynamoDB item:
-    /// `InvalidInput` naming it; or refused by AWS for a reason about it). The others are
-    /// written whatever becomes of one.
-    pub(crate) async fn insert_each(&self, tasks: &[Task]) -> Result<Vec<Result<bool>>> {
+    /// Inserts `tasks` that do not exist yet, `items[i]` being the item of `tasks[i]`
+    /// (`item::fitting_task_item`) or why it cannot be written. One outcome per task:
+    /// `Ok(true)` inserted, `Ok(false)` it existed, `Err` for that task alone (its entry of
+    /// `items`, e.g. too large for a DynamoDB item: `InvalidInput` naming it; or refused by AWS
+    /// for a reason about it). The others are written whatever becomes of one.
+    pub(crate) async fn insert_each(
+        &self,
+        tasks: &[Task],
+        items: Vec<Result<Item>>,
+    ) -> Result<Vec<Result<bool>>> {
         txn::insert_tasks(
             self,
             &self.table,
             &self.counter_table,
             self.counter_shards,
             tasks,
+            items,
         )
         .await
     }
@@ -427,7 +433,8 @@ impl Documents for DynamoDocuments {
     /// `DynamoDocuments::insert_each`; a task that could not be written fails the call, after
     /// the others were written (`DynamoStore::create` reports them one by one instead).
     async fn insert_tasks(&self, tasks: &[Task]) -> Result<Vec<bool>> {
-        self.insert_each(tasks).await?.into_iter().collect()
+        let items = tasks.iter().map(item::fitting_task_item).collect();
+        self.insert_each(tasks, items).await?.into_iter().collect()
     }
 
     async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {

@@ -3,6 +3,7 @@
 //! to save requests. Every write stays conditional; the rules stay in `tasktrack_core::lifecycle`.
 
 use crate::documents::DynamoDocuments;
+use crate::item::{self, Item};
 use crate::pool::{CandidatePool, POOL_SIZE, Slot};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -230,15 +231,19 @@ impl DynamoStore {
             .iter()
             .map(|n| lifecycle::create_task(&job, n, now))
             .collect::<Result<Vec<_>>>()?;
-        // A task over the item size limit refuses the whole call before anything is written, as
-        // any other invalid task does (conformance: a refused create writes nothing).
-        for task in &fresh {
-            crate::item::fitting_task_item(task)?;
-        }
+        // Each task's item is built once: here, where a task over the item size limit refuses
+        // the whole call before anything is written, as any other invalid task does
+        // (conformance: a refused create writes nothing); then it is sent.
+        let items = fresh
+            .iter()
+            .map(item::fitting_task_item)
+            .collect::<Result<Vec<Item>>>()?;
+        let mut items = items.into_iter();
         let mut created = Created::default();
         let mut refused = Vec::new();
         for (news, chunk) in tasks.chunks(500).zip(fresh.chunks(500)) {
-            let inserted = self.docs.insert_each(chunk).await?;
+            let chunk_items = items.by_ref().take(chunk.len()).map(Ok).collect();
+            let inserted = self.docs.insert_each(chunk, chunk_items).await?;
             for ((new, task), outcome) in news.iter().zip(chunk).zip(inserted) {
                 match outcome {
                     Ok(true) => created.created += 1,

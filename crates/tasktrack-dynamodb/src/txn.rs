@@ -148,18 +148,24 @@ fn insert_put(table: &str, item: Item) -> Result<TransactWriteItem> {
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
-/// Inserts `tasks` that do not exist yet; one outcome per task: `Ok(true)` inserted,
+/// Inserts `tasks` that do not exist yet, `items[i]` being the item of `tasks[i]` (built once,
+/// by the caller) or why it cannot be written; one outcome per task: `Ok(true)` inserted,
 /// `Ok(false)` it existed (or an earlier task of `tasks` has its key: the first occurrence
-/// wins), `Err` that task alone could not be written (too large for an item:
-/// [`Error::InvalidInput`]; or refused by AWS for a reason about it, with AWS's message). The
-/// other tasks are written whatever becomes of one. `Err` for the whole call: the store failed.
+/// wins), `Err` that task alone could not be written (its item was an
+/// [`Error::InvalidInput`], e.g. too large; or refused by AWS for a reason about it, with
+/// AWS's message). The other tasks are written whatever becomes of one. `Err` for the whole
+/// call: the store failed (or an item could not be built for another reason).
 pub(crate) async fn insert_tasks(
     tx: &dyn Transact,
     table: &str,
     counter_table: &str,
     shards: u32,
     tasks: &[Task],
+    items: Vec<Result<Item>>,
 ) -> Result<Vec<Result<bool>>> {
+    if items.len() != tasks.len() {
+        return Err(Error::backend("internal: one item per task to insert"));
+    }
     let mut outcomes: Vec<Result<bool>> = vec![Ok(false); tasks.len()];
     // (task index, item) of the tasks to send.
     let mut accepted: Vec<(usize, Item)> = Vec::with_capacity(tasks.len());
@@ -168,8 +174,8 @@ pub(crate) async fn insert_tasks(
     // that exists (`Ok(false)`; `create` reports it as existing, or replaces it), as in the
     // core's adapter and the memory store. A task refused as too large takes no id.
     let mut keys: HashSet<TaskKey> = HashSet::with_capacity(tasks.len());
-    for (i, task) in tasks.iter().enumerate() {
-        match item::fitting_task_item(task) {
+    for (i, (task, item)) in tasks.iter().zip(items).enumerate() {
+        match item {
             Ok(item) => {
                 if keys.insert(task.key()) {
                     accepted.push((i, item));
@@ -406,6 +412,12 @@ mod tests {
             .collect()
     }
 
+    /// `insert_tasks` of `tasks` with their items, built as `DynamoStore::create` builds them.
+    async fn insert(fake: &Fake, shards: u32, tasks: &[Task]) -> Result<Vec<Result<bool>>> {
+        let items = tasks.iter().map(item::fitting_task_item).collect();
+        insert_tasks(fake, "t", "t.counters", shards, tasks, items).await
+    }
+
     /// The outcomes as flags (`true` inserted), panicking on a per-task error.
     fn flags(outcomes: Vec<Result<bool>>) -> Vec<bool> {
         outcomes.into_iter().map(Result::unwrap).collect()
@@ -414,11 +426,7 @@ mod tests {
     #[tokio::test]
     async fn batches_stay_within_the_aws_item_limit() {
         let fake = Fake::default();
-        let flags = flags(
-            insert_tasks(&fake, "t", "t.counters", 4, &tasks(250))
-                .await
-                .unwrap(),
-        );
+        let flags = flags(insert(&fake, 4, &tasks(250)).await.unwrap());
         assert!(flags.iter().all(|f| *f));
         let sizes: Vec<usize> = fake.calls.lock().unwrap().iter().map(Vec::len).collect();
         assert_eq!(sizes, [99, 99, 52]);
@@ -430,11 +438,7 @@ mod tests {
             existing: vec!["t0001".into(), "t0007".into()],
             ..Fake::default()
         };
-        let flags = flags(
-            insert_tasks(&fake, "t", "t.counters", 1, &tasks(10))
-                .await
-                .unwrap(),
-        );
+        let flags = flags(insert(&fake, 1, &tasks(10)).await.unwrap());
         let expected: Vec<bool> = (0..10).map(|i| i != 1 && i != 7).collect();
         assert_eq!(flags, expected);
         let calls = fake.calls.lock().unwrap();
@@ -452,23 +456,14 @@ mod tests {
             conflicts: Mutex::new(2),
             ..Fake::default()
         };
-        assert_eq!(
-            flags(
-                insert_tasks(&fake, "t", "t.counters", 1, &tasks(3))
-                    .await
-                    .unwrap()
-            ),
-            [true; 3]
-        );
+        assert_eq!(flags(insert(&fake, 1, &tasks(3)).await.unwrap()), [true; 3]);
         assert_eq!(fake.calls.lock().unwrap().len(), 3);
 
         let fake = Fake {
             conflicts: Mutex::new(1_000),
             ..Fake::default()
         };
-        let err = insert_tasks(&fake, "t", "t.counters", 1, &tasks(3))
-            .await
-            .unwrap_err();
+        let err = insert(&fake, 1, &tasks(3)).await.unwrap_err();
         assert!(matches!(err, Error::Contention(_)), "{err}");
     }
 
@@ -481,11 +476,7 @@ mod tests {
         let mut tasks = tasks(4);
         tasks[2] = tasks[0].clone(); // [t0000, t0001, t0000, t0003, t0001]
         tasks.push(tasks[1].clone());
-        let outcomes = flags(
-            insert_tasks(&fake, "t", "t.counters", 1, &tasks)
-                .await
-                .unwrap(),
-        );
+        let outcomes = flags(insert(&fake, 1, &tasks).await.unwrap());
         assert_eq!(outcomes, [true, false, false, true, false]);
         let calls = fake.calls.lock().unwrap();
         assert_eq!(
@@ -501,9 +492,7 @@ mod tests {
         let mut tasks = tasks(10);
         // 500 KB of data: over DynamoDB's 400 KB item limit.
         tasks[3].data = serde_json::Value::String("x".repeat(500 * 1024));
-        let outcomes = insert_tasks(&fake, "t", "t.counters", 1, &tasks)
-            .await
-            .unwrap();
+        let outcomes = insert(&fake, 1, &tasks).await.unwrap();
         for (i, outcome) in outcomes.iter().enumerate() {
             if i == 3 {
                 let Err(Error::InvalidInput(m)) = outcome else {
@@ -528,9 +517,7 @@ mod tests {
             existing: vec!["t0004".into()],
             ..Fake::default()
         };
-        let outcomes = insert_tasks(&fake, "t", "t.counters", 1, &tasks(6))
-            .await
-            .unwrap();
+        let outcomes = insert(&fake, 1, &tasks(6)).await.unwrap();
         let Err(Error::InvalidInput(m)) = &outcomes[2] else {
             panic!("expected InvalidInput for t0002, got {:?}", outcomes[2]);
         };
