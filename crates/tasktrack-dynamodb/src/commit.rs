@@ -21,7 +21,7 @@
 //! again. Likewise a write that AWS refuses for a reason about the item itself
 //! (`ValidationError`, ...) fails alone, with AWS's message, and the rest are sent again. A task
 //! too large for a DynamoDB item never gets this far: its writer is answered
-//! [`tasktrack_core::Error::InvalidInput`] before queueing (`item::fitting_task_item`). Two
+//! [`tasktrack_core::Error::InvalidInput`] before queueing (`crate::fit`). Two
 //! writes of one task never share a transaction (AWS refuses that): the second waits for the
 //! next one.
 

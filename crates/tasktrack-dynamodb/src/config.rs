@@ -1,9 +1,11 @@
-//! `dynamodb://table?endpoint=…&region=…&counter_shards=…`: parsing, and the SDK client.
+//! `dynamodb://table?endpoint=…&region=…&counter_shards=…&item_limit=…`: parsing, and the SDK
+//! client.
 //!
 //! Anything the URL does not say comes from the standard AWS configuration chain: environment
 //! (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...),
 //! profiles (`AWS_PROFILE`, `~/.aws/config`), SSO, container and instance roles.
 
+use crate::fit::{MAX_ITEM_BYTES, MIN_ITEM_BYTES};
 use aws_config::{BehaviorVersion, Region};
 use tasktrack_core::{Error, Result};
 
@@ -25,10 +27,15 @@ pub struct Settings {
     pub profile: Option<String>,
     /// `?counter_shards=`: counter items per job, spreading the counter writes.
     pub counter_shards: u32,
+    /// `?item_limit=`: the largest item the store writes, in bytes (DynamoDB's 400 KB by
+    /// default; lower for a DynamoDB-compatible server with a lower limit, such as moto's
+    /// 405,000 bytes).
+    pub item_limit: usize,
 }
 
 impl Settings {
-    /// Parses a `dynamodb://table[?endpoint=…&region=…&profile=…&counter_shards=…]` URL.
+    /// Parses a `dynamodb://table[?endpoint=…&region=…&profile=…&counter_shards=…&item_limit=…]`
+    /// URL.
     pub fn parse(raw: &str) -> Result<Settings> {
         let url = url::Url::parse(raw)
             .map_err(|e| Error::invalid(format!("bad DynamoDB URL {raw:?}: {e}")))?;
@@ -52,6 +59,7 @@ impl Settings {
             region: None,
             profile: None,
             counter_shards: DEFAULT_COUNTER_SHARDS,
+            item_limit: MAX_ITEM_BYTES,
         };
         for (key, value) in url.query_pairs() {
             match key.as_ref() {
@@ -69,9 +77,20 @@ impl Settings {
                             ))
                         })?;
                 }
+                "item_limit" => {
+                    settings.item_limit = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (MIN_ITEM_BYTES..=MAX_ITEM_BYTES).contains(n))
+                        .ok_or_else(|| {
+                            Error::invalid(format!(
+                                "item_limit must be {MIN_ITEM_BYTES}..={MAX_ITEM_BYTES} bytes, got {value:?}"
+                            ))
+                        })?;
+                }
                 other => {
                     return Err(Error::invalid(format!(
-                        "unknown dynamodb:// URL parameter {other:?}; known: endpoint, region, profile, counter_shards"
+                        "unknown dynamodb:// URL parameter {other:?}; known: endpoint, region, profile, counter_shards, item_limit"
                     )));
                 }
             }
@@ -128,18 +147,18 @@ mod tests {
     #[test]
     fn parses_table_and_parameters() {
         let s = Settings::parse(
-            "dynamodb://tasks?endpoint=http://127.0.0.1:5000&region=eu-west-1&counter_shards=8",
+            "dynamodb://tasks?endpoint=http://127.0.0.1:5000&region=eu-west-1&counter_shards=8&item_limit=400000",
         )
         .unwrap();
         assert_eq!(s.table, "tasks");
         assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
         assert_eq!(s.region.as_deref(), Some("eu-west-1"));
         assert_eq!(s.counter_shards, 8);
+        assert_eq!(s.item_limit, 400_000);
+        let defaults = Settings::parse("dynamodb://my_table.v2/").unwrap();
         assert_eq!(
-            Settings::parse("dynamodb://my_table.v2/")
-                .unwrap()
-                .counter_shards,
-            DEFAULT_COUNTER_SHARDS
+            (defaults.counter_shards, defaults.item_limit),
+            (DEFAULT_COUNTER_SHARDS, 409_600)
         );
     }
 
@@ -152,6 +171,8 @@ mod tests {
             "dynamodb://tasks/extra",
             "dynamodb://tasks?bogus=1",
             "dynamodb://tasks?counter_shards=0",
+            "dynamodb://tasks?item_limit=409601",
+            "dynamodb://tasks?item_limit=1000",
             "s3://tasks",
         ] {
             let err = Settings::parse(bad).unwrap_err();

@@ -2,6 +2,7 @@
 
 use crate::commit::{CountedWrite, Counters, GroupCommit};
 use crate::error::{build_error, sdk_error};
+use crate::fit::{self, Fitted};
 use crate::item::{self, Item};
 use crate::requests::{Requests, bump, same_doc};
 use crate::txn;
@@ -27,6 +28,8 @@ pub struct DynamoDocuments {
     /// Where requests go, for error messages.
     pub(crate) endpoint: String,
     pub(crate) counter_shards: u32,
+    /// The largest item written (`?item_limit=`, DynamoDB's 400 KB by default).
+    pub(crate) item_limit: usize,
     /// Requests sent, by kind (shared by clones).
     pub(crate) stats: std::sync::Arc<Requests>,
     /// Counted writes waiting to share a transaction (shared by clones).
@@ -111,64 +114,73 @@ impl DynamoDocuments {
         Ok(written)
     }
 
+    /// `task` as it will be stored, replacing `old` (`None`: inserted), and its item: the
+    /// rules of [`crate::fit`] (data and output leave room, failure records give way), or
+    /// [`Error::InvalidInput`] naming the task, its size and the limit. No request.
+    pub(crate) fn fit(&self, old: Option<&Task>, task: Task) -> Result<Fitted> {
+        fit::fit(self.item_limit, old, task)
+    }
+
+    /// Replaces `old` by `new` (fitted by [`DynamoDocuments::fit`]) if the item is still
+    /// exactly the one read. `Some`: written, the task as stored; `None`: it changed.
+    pub(crate) async fn write(&self, old: &Versioned<Task>, new: Fitted) -> Result<Option<Task>> {
+        let Fitted { task, item } = new;
+        let write = self.put(item, UNCHANGED, unchanged_values(old))?;
+        let deltas = Self::counter_move(Some(&old.value), Some(&task));
+        Ok(self
+            .write_task(task.key(), write, deltas)
+            .await?
+            .then_some(task))
+    }
+
     /// Replaces several tasks at once (a batch of claims, `succeed_many`): each write
     /// conditional on its own task being exactly the one read, all of them queued together so
     /// that they share one transaction (with the counter updates they need). One outcome per
-    /// pair, in order (`false`: that task changed; `Err` for that task alone, e.g.
-    /// `InvalidInput` for a task too large for an item, which is never queued). A single pair
-    /// is a plain `replace_task`.
-    pub(crate) async fn replace_tasks(
+    /// pair, in order, as [`DynamoDocuments::write`] (`Err` for that task alone: AWS refused
+    /// it). A single pair is a plain `write`.
+    pub(crate) async fn write_all(
         &self,
-        pairs: &[(&Versioned<Task>, Task)],
-    ) -> Result<Vec<Result<bool>>> {
-        if let [(old, new)] = pairs {
-            return Ok(vec![self.replace_task(old, new).await]);
+        mut pairs: Vec<(&Versioned<Task>, Fitted)>,
+    ) -> Result<Vec<Result<Option<Task>>>> {
+        if pairs.len() == 1
+            && let Some((old, new)) = pairs.pop()
+        {
+            return Ok(vec![self.write(old, new).await]);
         }
-        let mut results: Vec<Option<Result<bool>>> = Vec::with_capacity(pairs.len());
+        let mut tasks = Vec::with_capacity(pairs.len());
         let mut writes = Vec::with_capacity(pairs.len());
-        for (old, new) in pairs {
-            match item::fitting_task_item(new) {
-                Ok(item) => {
-                    writes.push(CountedWrite {
-                        key: new.key(),
-                        write: self.put(item, UNCHANGED, unchanged_values(old))?,
-                        deltas: Self::counter_move(Some(&old.value), Some(new)).unwrap_or_default(),
-                    });
-                    results.push(None);
-                }
-                Err(e @ Error::InvalidInput(_)) => results.push(Some(Err(e))),
-                Err(e) => return Err(e),
-            }
+        for (old, Fitted { task, item }) in pairs {
+            writes.push(CountedWrite {
+                key: task.key(),
+                write: self.put(item, UNCHANGED, unchanged_values(old))?,
+                deltas: Self::counter_move(Some(&old.value), Some(&task)).unwrap_or_default(),
+            });
+            tasks.push(task);
         }
         let counters = Counters {
             table: &self.counter_table,
             shards: self.counter_shards,
         };
-        let mut written = self
-            .commit
-            .write_all(self, counters, writes)
-            .await
-            .into_iter();
-        let results: Vec<Result<bool>> = results
-            .into_iter()
-            .map(|r| {
-                r.or_else(|| written.next()).unwrap_or_else(|| {
-                    Err(Error::backend("internal: a queued write got no outcome"))
-                })
-            })
-            .collect();
-        let refused = results.iter().filter(|r| matches!(r, Ok(false))).count();
+        let written = self.commit.write_all(self, counters, writes).await;
+        if written.len() != tasks.len() {
+            return Err(Error::backend("internal: a queued write got no outcome"));
+        }
+        let refused = written.iter().filter(|r| matches!(r, Ok(false))).count();
         self.stats
             .refused
             .fetch_add(refused as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(results)
+        Ok(tasks
+            .into_iter()
+            .zip(written)
+            .map(|(task, written)| written.map(|w| w.then_some(task)))
+            .collect())
     }
 
-    /// Inserts `tasks` that do not exist yet, `items[i]` being the item of `tasks[i]`
-    /// (`item::fitting_task_item`) or why it cannot be written. One outcome per task:
+    /// Inserts `tasks` that do not exist yet, `items[i]` being the item of `tasks[i]` (fitted
+    /// by [`DynamoDocuments::fit`]) or why it cannot be written. One outcome per task:
     /// `Ok(true)` inserted, `Ok(false)` it existed, `Err` for that task alone (its entry of
-    /// `items`, e.g. too large for a DynamoDB item: `InvalidInput` naming it; or refused by AWS
-    /// for a reason about it). The others are written whatever becomes of one.
+    /// `items`; or refused by AWS for a reason about it). The others are written whatever
+    /// becomes of one.
     pub(crate) async fn insert_each(
         &self,
         tasks: &[Task],
@@ -183,6 +195,19 @@ impl DynamoDocuments {
             items,
         )
         .await
+    }
+
+    /// Inserts one task (fitted) unless it exists: `Some` the task as stored, `None` it existed.
+    pub(crate) async fn insert(&self, new: Fitted) -> Result<Option<Task>> {
+        let Fitted { task, item } = new;
+        let inserted = self
+            .insert_each(std::slice::from_ref(&task), vec![Ok(item)])
+            .await?;
+        match inserted.into_iter().next() {
+            Some(Ok(true)) => Ok(Some(task)),
+            Some(Ok(false)) | None => Ok(None),
+            Some(Err(e)) => Err(e),
+        }
     }
 
     /// A single conditional put or delete (no counter moves): one request.
@@ -422,29 +447,25 @@ impl Documents for DynamoDocuments {
     }
 
     async fn insert_task(&self, task: &Task) -> Result<bool> {
-        Ok(self
-            .insert_tasks(std::slice::from_ref(task))
-            .await?
-            .first()
-            .copied()
-            .unwrap_or(false))
+        Ok(self.insert(self.fit(None, task.clone())?).await?.is_some())
     }
 
     /// `DynamoDocuments::insert_each`; a task that could not be written fails the call, after
     /// the others were written (`DynamoStore::create` reports them one by one instead).
     async fn insert_tasks(&self, tasks: &[Task]) -> Result<Vec<bool>> {
-        let items = tasks.iter().map(item::fitting_task_item).collect();
+        let items = tasks
+            .iter()
+            .map(|t| self.fit(None, t.clone()).map(|f| f.item))
+            .collect();
         self.insert_each(tasks, items).await?.into_iter().collect()
     }
 
+    /// A conditional put of `new`, fitted into an item first: refused with `InvalidInput` if it
+    /// cannot fit. What is stored may differ from `new` by failure records cut to fit (see the
+    /// crate docs, `# Limits`); `DynamoStore` answers the task as stored.
     async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {
-        let write = self.put(
-            item::fitting_task_item(new)?,
-            UNCHANGED,
-            unchanged_values(old),
-        )?;
-        let deltas = Self::counter_move(Some(&old.value), Some(new));
-        self.write_task(new.key(), write, deltas).await
+        let fitted = self.fit(Some(&old.value), new.clone())?;
+        Ok(self.write(old, fitted).await?.is_some())
     }
 
     async fn delete_task(&self, old: &Versioned<Task>) -> Result<bool> {

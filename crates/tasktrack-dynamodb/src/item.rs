@@ -148,10 +148,6 @@ pub(crate) fn task_item(task: &Task) -> Result<Item> {
     Ok(item)
 }
 
-/// DynamoDB's limit on one item: 400 KB, counting attribute names and values (AWS's KB are
-/// 1,024 bytes). A task over it is refused with [`Error::InvalidInput`] before any request.
-pub(crate) const MAX_ITEM_BYTES: usize = 400 * 1024;
-
 /// An item's size as DynamoDB counts it: each attribute's name (UTF-8 bytes) plus its value — a
 /// string's UTF-8 bytes, a binary's raw bytes, a number's significant digits at two per byte
 /// plus one byte, one byte for a boolean or null, 3 bytes plus one per element for a list or
@@ -188,27 +184,6 @@ fn number_size(n: &str) -> usize {
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
     let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
     significant.max(1).div_ceil(2) + 1
-}
-
-/// [`task_item`], refused with [`Error::InvalidInput`] (naming the task, its size and the limit)
-/// when it would not fit in one DynamoDB item: AWS would reject it, and with it every other
-/// write of the transaction it went in.
-pub(crate) fn fitting_task_item(task: &Task) -> Result<Item> {
-    let item = task_item(task)?;
-    let size = item_size(&item);
-    if size <= MAX_ITEM_BYTES {
-        return Ok(item);
-    }
-    let json = |v: Option<&serde_json::Value>| v.map_or(0, |v| v.to_string().len());
-    Err(Error::InvalidInput(format!(
-        "task {} would be a DynamoDB item of {size} bytes, over DynamoDB's limit of \
-         {MAX_ITEM_BYTES} bytes (400 KB) per item (its JSON data is {} bytes, its output {} bytes): \
-         not written; keep large results outside the task (a file, an object) and store a \
-         reference to them",
-        task.key(),
-        json(Some(&task.data)),
-        json(task.output.as_ref()),
-    )))
 }
 
 /// A job as a whole item.
@@ -354,35 +329,6 @@ mod tests {
             item_size(&item),
             (2 + 4) + (1 + 2) + (1 + 3 + (1 + 2) + (1 + 1))
         );
-    }
-
-    #[test]
-    fn a_task_fits_up_to_the_item_limit_and_not_a_byte_more() {
-        let now = Timestamp::from_millis(1_000);
-        let job = Job::new(JobName::new("j").unwrap(), now);
-        let task = |len: usize| {
-            let new = tasktrack_core::NewTask::new(tasktrack_core::TaskId::new("a").unwrap())
-                .with_data(serde_json::Value::String("x".repeat(len)));
-            tasktrack_core::lifecycle::create_task(&job, &new, now).unwrap()
-        };
-        // Each `x` of the data adds one byte to the item (the JSON string needs no escaping).
-        let base = item_size(&task_item(&task(0)).unwrap());
-        let fits = task(MAX_ITEM_BYTES - base);
-        assert_eq!(
-            item_size(&fitting_task_item(&fits).unwrap()),
-            MAX_ITEM_BYTES
-        );
-        match fitting_task_item(&task(MAX_ITEM_BYTES - base + 1)) {
-            Err(Error::InvalidInput(m)) => {
-                assert!(m.contains("task j/a"), "names the task: {m}");
-                assert!(
-                    m.contains(&format!("{} bytes", MAX_ITEM_BYTES + 1)),
-                    "its size: {m}"
-                );
-                assert!(m.contains("409600 bytes (400 KB)"), "the limit: {m}");
-            }
-            other => panic!("expected InvalidInput, got {other:?}"),
-        }
     }
 
     #[test]

@@ -15,9 +15,11 @@
 //! ```
 //!
 //! ## URL
-//! `dynamodb://TABLE[?endpoint=URL&region=R&profile=P&counter_shards=N]`. What the URL leaves
-//! out comes from the standard AWS configuration: `AWS_ENDPOINT_URL` (or
+//! `dynamodb://TABLE[?endpoint=URL&region=R&profile=P&counter_shards=N&item_limit=BYTES]`. What
+//! the URL leaves out comes from the standard AWS configuration: `AWS_ENDPOINT_URL` (or
 //! `AWS_ENDPOINT_URL_DYNAMODB`), `AWS_REGION`, credentials, `AWS_PROFILE`, SSO, roles.
+//! `item_limit` ([`MIN_ITEM_BYTES`]..=[`MAX_ITEM_BYTES`], the default) lowers the largest item
+//! written, for a DynamoDB-compatible server with a lower limit (moto: 405,000 bytes).
 //!
 //! # Atomicity
 //! Every write is conditional on the record being exactly the one read — `v` (version),
@@ -71,11 +73,25 @@
 //! - Another process's new, released or expired-lease tasks reach this process's claims at most
 //!   1 s late (the pool's time to live) or when its pool is used up; its own changes at once.
 //! - A task's JSON must fit in a DynamoDB item (400 KB = 409,600 bytes, counting attribute
-//!   names and the index attributes). A write that would make a task larger (a big output,
-//!   data or history) is refused before any request with `InvalidInput` naming the task, its
-//!   size and the limit; only that call fails, never the other writes of its transaction (a
-//!   `create` holding such a task writes nothing, as for any invalid task). A write AWS
-//!   refuses for a reason about its item (`ValidationError`, ...) likewise fails alone, with
+//!   names and the index attributes), and a task grows as it is worked on (a lease, each
+//!   failure's error, each expired lease's record). Every task write is fitted before any
+//!   request, so that no task can outgrow its item and stay stuck at the head of the queue:
+//!   1. A write that makes data or output larger (create, data patch, success) must leave
+//!      [`RESERVED_BYTES`] (2 KB) of the item free; otherwise it is refused with `InvalidInput`
+//!      naming the task, its size and the limit. Only that call fails, never the other writes
+//!      of its transaction (a `create` holding such a task writes nothing, as for any invalid
+//!      task).
+//!   2. A write still too large cuts failure records until it fits: history tracebacks
+//!      (oldest first), then the start of the last error's traceback (its end is kept), then
+//!      the oldest history records, each cut marked with a note of the bytes cut. Data,
+//!      output, error kinds and messages are never cut: every `fail` is recorded.
+//!   3. A claim whose lease still does not fit exhausts the task instead, with an error of
+//!      kind `unrecordable` saying why; `claim_next` goes on with the next task, `claim`
+//!      answers `Refused(Exhausted)`. Only a task written without the reserve (before these
+//!      rules, or under a larger `item_limit`) can need this; one over the limit even as
+//!      exhausted is left out of claims with a warning.
+//!
+//!   A write AWS refuses for a reason about its item (`ValidationError`, ...) fails alone, with
 //!   AWS's message, and the rest of its transaction is sent again.
 //! - Index reads are eventually consistent on AWS: a claim may see a stale candidate (its
 //!   conditional write then fails and the next one is tried) and a fresh write may take a moment
@@ -101,6 +117,7 @@ pub mod commit;
 mod config;
 mod documents;
 mod error;
+mod fit;
 mod item;
 pub mod pool;
 mod requests;
@@ -110,6 +127,7 @@ mod txn;
 
 pub use config::{DEFAULT_COUNTER_SHARDS, MAX_COUNTER_SHARDS, Settings};
 pub use documents::DynamoDocuments;
+pub use fit::{MAX_ITEM_BYTES, MIN_ITEM_BYTES, RESERVED_BYTES};
 pub use requests::Requests;
 pub use store::DynamoStore;
 
@@ -126,6 +144,7 @@ pub async fn open(url: &str) -> Result<DynamoStore> {
         table: settings.table,
         endpoint,
         counter_shards: settings.counter_shards,
+        item_limit: settings.item_limit,
         stats: Default::default(),
         commit: Default::default(),
     }))

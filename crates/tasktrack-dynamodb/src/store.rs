@@ -3,7 +3,8 @@
 //! to save requests. Every write stays conditional; the rules stay in `tasktrack_core::lifecycle`.
 
 use crate::documents::DynamoDocuments;
-use crate::item::{self, Item};
+use crate::fit::{self, ClaimWrite, Fitted};
+use crate::item::Item;
 use crate::pool::{CandidatePool, POOL_SIZE, Slot};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tasktrack_core::cas::{self, Documents, MAX_CAS_ATTEMPTS, Versioned};
-use tasktrack_core::lifecycle::{self, ClaimDecision};
+use tasktrack_core::lifecycle;
 use tasktrack_core::*;
 
 /// Extra claim candidates fetched beyond the batch size, so that a worker that loses a race for
@@ -47,14 +48,14 @@ pub struct DynamoStore {
     temporary: Option<crate::Settings>,
 }
 
-/// One claim about to be written: the candidate as read, the task as the claim makes it, what
-/// the caller gets if it is written (`None`: the claim exhausts the task instead), and the local
-/// reservation, held until the write's outcome is known.
+/// One claim about to be written: the candidate as read, the task as the claim makes it (with
+/// its item), the lease the caller gets if it is written (`None`: the claim exhausts the task
+/// instead), and the local reservation, held until the write's outcome is known.
 struct Attempt<'a> {
     candidate: Versioned<Task>,
-    task: Task,
-    claimed: Option<Claimed>,
-    _reserved: Reserved<'a>,
+    fitted: Fitted,
+    lease: Option<Lease>,
+    reserved: Reserved<'a>,
 }
 
 /// Removes a key from `claiming` when the attempt ends, however it ends.
@@ -141,7 +142,9 @@ impl DynamoStore {
 
     /// Takes up to `want` candidates from `slot`'s pool that this worker can try now: still
     /// claimable at `now`, not being claimed by another local worker, granted (or exhausted) by
-    /// the lifecycle rule. The flag: some candidate was skipped because a local worker holds it.
+    /// the lifecycle rule, fitted into an item (`crate::fit`: a task that cannot hold a lease
+    /// is exhausted instead). The flag: some candidate was skipped because a local worker holds
+    /// it.
     fn pick(
         &self,
         slot: &Slot,
@@ -162,16 +165,22 @@ impl DynamoStore {
                 continue;
             };
             // lifecycle::claim decides; an expired lease at max attempts becomes exhausted.
-            let (task, claimed) = match lifecycle::claim(&candidate.value, claim, now)? {
-                ClaimDecision::Granted(c) => (c.task.clone(), Some(c)),
-                ClaimDecision::Exhausted(t) => (t, None),
-                ClaimDecision::Refused(_) => continue,
+            let limit = self.docs.item_limit;
+            let (fitted, lease) = match fit::fit_claim(limit, &candidate.value, claim, now)? {
+                ClaimWrite::Write(fitted, lease) => (fitted, lease),
+                ClaimWrite::Refused(_) => continue,
+                ClaimWrite::Unwritable(why) => {
+                    // Over the limit even as exhausted (written under a larger `item_limit`):
+                    // left out, so that it never fails the claims of the others.
+                    tracing::warn!(task = %candidate.value.key(), "not claimable: {why}");
+                    continue;
+                }
             };
             attempts.push(Attempt {
                 candidate,
-                task,
-                claimed,
-                _reserved: reserved,
+                fitted,
+                lease,
+                reserved,
             });
         }
         Ok((attempts, busy))
@@ -196,26 +205,91 @@ impl DynamoStore {
         }
     }
 
-    /// Applies a lease holder's `rule` to the remembered copy and writes it conditionally.
-    /// `None`: no copy, the rule refused on it, or the copy was stale — take the normal path.
+    /// Applies a lease holder's `rule` to the remembered copy and writes it conditionally:
+    /// the task as stored and the rule's result. `None`: no copy, the rule refused on it, or
+    /// the copy was stale — take the normal path.
     async fn on_recent<R>(
         &self,
         key: &TaskKey,
         rule: impl FnOnce(&Task) -> Option<(Task, R)>,
-    ) -> Result<Option<R>> {
+    ) -> Result<Option<(Task, R)>> {
         let Some(copy) = lock(&self.recent).get(key).cloned() else {
             return Ok(None);
         };
         let Some((new, result)) = rule(&copy) else {
             return Ok(None);
         };
-        let old = Versioned::new(copy.clone(), copy.version.to_string());
-        if self.docs.replace_task(&old, &new).await? {
-            self.remember(&new);
-            return Ok(Some(result));
+        let revision = copy.version.to_string();
+        let old = Versioned::new(copy, revision);
+        let fitted = self.docs.fit(Some(&old.value), new)?;
+        if let Some(stored) = self.docs.write(&old, fitted).await? {
+            self.remember(&stored);
+            return Ok(Some((stored, result)));
         }
         lock(&self.recent).remove(key);
         Ok(None)
+    }
+
+    /// The compare-and-swap loop of `cas::update_task` (read, apply `rule`, write if unchanged,
+    /// again on a conflict), answering the task as stored: `rule` gives the task to write,
+    /// fitted into an item (`crate::fit`), or the error to answer (nothing written).
+    async fn update_fitted(
+        &self,
+        key: &TaskKey,
+        mut rule: impl FnMut(&Task) -> Result<Fitted> + Send,
+    ) -> Result<Task> {
+        for attempt in 0..MAX_CAS_ATTEMPTS {
+            let Some(current) = self.docs.get_task(key).await? else {
+                return Err(Error::NotFound(format!("task {key}")));
+            };
+            let new = rule(&current.value)?;
+            if let Some(stored) = self.docs.write(&current, new).await? {
+                return Ok(stored);
+            }
+            crate::txn::pause(attempt).await;
+        }
+        Err(Error::Contention(format!(
+            "task {key}: too many conflicting writes"
+        )))
+    }
+
+    /// [`DynamoStore::update_fitted`] of a lifecycle rule's task.
+    async fn update(
+        &self,
+        key: &TaskKey,
+        rule: impl Fn(&Task) -> Result<Task> + Send + Sync,
+    ) -> Result<Task> {
+        self.update_fitted(key, |t| self.docs.fit(Some(t), rule(t)?))
+            .await
+    }
+
+    /// `cas::report`, its write fitted (`crate::fit`) and answering the task as stored.
+    async fn report_outcome(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
+        for attempt in 0..MAX_CAS_ATTEMPTS {
+            let written = match self.docs.get_task(key).await? {
+                Some(current) => {
+                    let job = Job::new(key.job.clone(), now);
+                    let new = lifecycle::report(Some(&current.value), &job, key, req, now)?;
+                    if new == current.value {
+                        return Ok(new);
+                    }
+                    let fitted = self.docs.fit(Some(&current.value), new)?;
+                    self.docs.write(&current, fitted).await?
+                }
+                None => {
+                    let job = cas::ensure_job(&self.docs, &key.job, now).await?;
+                    let new = lifecycle::report(None, &job, key, req, now)?;
+                    self.docs.insert(self.docs.fit(None, new)?).await?
+                }
+            };
+            if let Some(task) = written {
+                return Ok(task);
+            }
+            crate::txn::pause(attempt).await;
+        }
+        Err(Error::Contention(format!(
+            "task {key}: too many conflicting writes"
+        )))
     }
 
     /// `Store::create`: `cas::create` with one outcome per task (see the `create` above).
@@ -227,17 +301,18 @@ impl DynamoStore {
         now: Timestamp,
     ) -> Result<Created> {
         let job = cas::ensure_job(&self.docs, name, now).await?;
-        let fresh = tasks
-            .iter()
-            .map(|n| lifecycle::create_task(&job, n, now))
-            .collect::<Result<Vec<_>>>()?;
         // Each task's item is built once: here, where a task over the item size limit refuses
         // the whole call before anything is written, as any other invalid task does
         // (conformance: a refused create writes nothing); then it is sent.
-        let items = fresh
+        let (fresh, items): (Vec<Task>, Vec<Item>) = tasks
             .iter()
-            .map(item::fitting_task_item)
-            .collect::<Result<Vec<Item>>>()?;
+            .map(|n| {
+                let fitted = self.docs.fit(None, lifecycle::create_task(&job, n, now)?)?;
+                Ok((fitted.task, fitted.item))
+            })
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
         let mut items = items.into_iter();
         let mut created = Created::default();
         let mut refused = Vec::new();
@@ -248,10 +323,11 @@ impl DynamoStore {
                 match outcome {
                     Ok(true) => created.created += 1,
                     Ok(false) if mode == CreateMode::Replace => {
-                        let replaced = cas::update_task(&self.docs, &task.key(), |old| {
-                            cas::Step::from_rule(lifecycle::replace_task(old, &job, new, now))
-                        })
-                        .await;
+                        let replaced = self
+                            .update(&task.key(), |old| {
+                                lifecycle::replace_task(old, &job, new, now)
+                            })
+                            .await;
                         match replaced {
                             Ok(_) => created.replaced += 1,
                             Err(e @ Error::InvalidInput(_)) => refused.push(e),
@@ -275,21 +351,19 @@ impl DynamoStore {
     where
         F: Fn(&Task) -> Result<Task> + Send + Sync,
     {
-        if let Some(task) = self
-            .on_recent(&lease.key, |t| rule(t).ok().map(|n| (n.clone(), n)))
+        if let Some((task, ())) = self
+            .on_recent(&lease.key, |t| rule(t).ok().map(|n| (n, ())))
             .await?
         {
             return Ok(task);
         }
-        let result =
-            match cas::update_task(&self.docs, &lease.key, |t| cas::Step::from_rule(rule(t))).await
-            {
-                Err(Error::NotFound(_)) => Err(Error::StaleLease {
-                    key: lease.key.to_string(),
-                    token: lease.token,
-                }),
-                other => other,
-            };
+        let result = match self.update(&lease.key, &rule).await {
+            Err(Error::NotFound(_)) => Err(Error::StaleLease {
+                key: lease.key.to_string(),
+                token: lease.token,
+            }),
+            other => other,
+        };
         if let Ok(task) = &result {
             self.remember(task);
         }
@@ -362,10 +436,32 @@ tasktrack_core::store_impl! {
         fn backend(&self) -> &'static str {
             "dynamodb"
         }
+        /// `cas::claim`, its write fitted (`crate::fit`): a task that cannot hold a lease is
+        /// exhausted instead, saying why, and the claim answers `Refused(Exhausted)`.
         async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
-            let claimed = cas::claim(&self.docs, key, req, now).await?;
-            self.remember(&claimed.task);
-            Ok(claimed)
+            let limit = self.docs.item_limit;
+            let mut granted = None;
+            let task = self
+                .update_fitted(key, |t| match fit::fit_claim(limit, t, req, now)? {
+                    ClaimWrite::Write(fitted, lease) => {
+                        granted = lease;
+                        Ok(fitted)
+                    }
+                    ClaimWrite::Refused(reason) => Err(Error::Refused {
+                        key: key.to_string(),
+                        reason,
+                    }),
+                    ClaimWrite::Unwritable(why) => Err(Error::InvalidInput(why)),
+                })
+                .await?;
+            self.remember(&task);
+            match granted {
+                Some(lease) => Ok(Claimed { task, lease }),
+                None => Err(Error::Refused {
+                    key: key.to_string(),
+                    reason: Refusal::Exhausted,
+                }),
+            }
         }
         /// `cas::claim_next`, restated: candidates come from this process's pool (one Query serves
         /// many claims, see `crate::pool`), workers of this process never race each other for one
@@ -413,24 +509,35 @@ tasktrack_core::store_impl! {
                 }
                 progress = true;
                 // Several claims (a batch) go out in one transaction; one claim is one PutItem.
-                let pairs: Vec<_> = attempts
-                    .iter()
-                    .map(|a| (&a.candidate, a.task.clone()))
-                    .collect();
-                let written = self.docs.replace_tasks(&pairs).await?;
+                // The reservations are held until the outcomes are known.
+                let n = attempts.len();
+                let (mut olds, mut news, mut leases, mut reserved) = (
+                    Vec::with_capacity(n),
+                    Vec::with_capacity(n),
+                    Vec::with_capacity(n),
+                    Vec::with_capacity(n),
+                );
+                for a in attempts {
+                    olds.push(a.candidate);
+                    news.push(a.fitted);
+                    leases.push(a.lease);
+                    reserved.push(a.reserved);
+                }
+                let written = self.docs.write_all(olds.iter().zip(news).collect()).await?;
                 let (mut lost, mut failed) = (false, None);
-                for (attempt, written) in attempts.into_iter().zip(written) {
+                for (lease, written) in leases.into_iter().zip(written) {
                     match written {
-                        Ok(true) => {
-                            self.remember(&attempt.task);
-                            won.extend(attempt.claimed);
+                        Ok(Some(task)) => {
+                            self.remember(&task);
+                            won.extend(lease.map(|lease| Claimed { task, lease }));
                         }
-                        Ok(false) => lost = true,
+                        Ok(None) => lost = true,
                         // One claim of the batch could not be written (the others may have
                         // been): keep what was won rather than drop leases we hold.
                         Err(e) => failed = failed.or(Some(e)),
                     }
                 }
+                drop(reserved);
                 if let Some(e) = failed {
                     return if won.is_empty() { Err(e) } else { Ok(won) };
                 }
@@ -468,7 +575,7 @@ tasktrack_core::store_impl! {
                     lifecycle::heartbeat(t, lease, lease_for, now).ok()
                 })
                 .await?;
-            if let Some(renewed) = fast {
+            if let Some((_, renewed)) = fast {
                 return Ok(renewed);
             }
             let renewed = cas::heartbeat(&self.docs, lease, lease_for, now).await?;
@@ -492,32 +599,38 @@ tasktrack_core::store_impl! {
             now: Timestamp,
         ) -> Result<Vec<Result<Task>>> {
             let mut results: Vec<Option<Result<Task>>> = vec![None; done.len()];
-            let fast: Vec<(usize, Versioned<Task>, Task)> = done
-                .iter()
-                .enumerate()
-                .filter_map(|(i, (lease, output))| {
-                    let copy = lock(&self.recent).get(&lease.key).cloned()?;
-                    let new = lifecycle::succeed(&copy, lease, output.clone(), now).ok()?;
-                    let revision = copy.version.to_string();
-                    Some((i, Versioned::new(copy, revision), new))
-                })
-                .collect();
-            let pairs: Vec<_> = fast
-                .iter()
-                .map(|(_, old, new)| (old, new.clone()))
-                .collect();
-            let written = self.docs.replace_tasks(&pairs).await?;
-            for ((i, old, new), written) in fast.into_iter().zip(written) {
-                match written {
-                    Ok(true) => {
-                        self.remember(&new);
-                        results[i] = Some(Ok(new));
+            // (index in `done`, remembered copy, its completion fitted into an item).
+            let (mut fast, mut news) = (Vec::new(), Vec::new());
+            for (i, (lease, output)) in done.iter().enumerate() {
+                let Some(copy) = lock(&self.recent).get(&lease.key).cloned() else {
+                    continue;
+                };
+                let Ok(new) = lifecycle::succeed(&copy, lease, output.clone(), now) else {
+                    continue;
+                };
+                match self.docs.fit(Some(&copy), new) {
+                    Ok(fitted) => {
+                        let revision = copy.version.to_string();
+                        fast.push((i, Versioned::new(copy, revision)));
+                        news.push(fitted);
                     }
-                    Ok(false) => {
+                    Err(e @ Error::InvalidInput(_)) => results[i] = Some(Err(e)),
+                    Err(e) => return Err(e),
+                }
+            }
+            let pairs = fast.iter().map(|(_, old)| old).zip(news).collect();
+            let written = self.docs.write_all(pairs).await?;
+            for ((i, old), written) in fast.iter().zip(written) {
+                match written {
+                    Ok(Some(task)) => {
+                        self.remember(&task);
+                        results[*i] = Some(Ok(task));
+                    }
+                    Ok(None) => {
                         lock(&self.recent).remove(&old.value.key());
                     }
                     Err(e @ Error::Unavailable(_)) => return Err(e),
-                    Err(e) => results[i] = Some(Err(e)),
+                    Err(e) => results[*i] = Some(Err(e)),
                 }
             }
             for (slot, (lease, output)) in results.iter_mut().zip(done) {
@@ -539,6 +652,19 @@ tasktrack_core::store_impl! {
             self.changing(self.fenced(lease, |t| lifecycle::release(t, lease, now)))
                 .await
         }
+        // As the adapter's, with each write fitted (`crate::fit`) and the task as stored
+        // answered; they may make tasks claimable, so the claim pools are dropped afterwards.
+        async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
+            self.changing(self.update(key, |t| lifecycle::ignore(t, req, now)))
+                .await
+        }
+        async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
+            self.changing(self.update(key, |t| lifecycle::retry(t, req, now)))
+                .await
+        }
+        async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
+            self.changing(self.report_outcome(key, req, now)).await
+        }
     }
     via self.docs {
         init() -> ();
@@ -555,9 +681,6 @@ tasktrack_core::store_impl! {
     // Changes that may make tasks claimable: the claim pools are dropped afterwards.
     through_cas &self.docs around self.changing {
         delete_job(job: &JobName, now: Timestamp) -> Deleted;
-        ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
-        retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
-        report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
         delete(key: &TaskKey, now: Timestamp) -> ();
         purge(req: &Purge) -> u64;
     }

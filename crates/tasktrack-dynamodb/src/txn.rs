@@ -414,7 +414,10 @@ mod tests {
 
     /// `insert_tasks` of `tasks` with their items, built as `DynamoStore::create` builds them.
     async fn insert(fake: &Fake, shards: u32, tasks: &[Task]) -> Result<Vec<Result<bool>>> {
-        let items = tasks.iter().map(item::fitting_task_item).collect();
+        let items = tasks
+            .iter()
+            .map(|t| crate::fit::fit(crate::fit::MAX_ITEM_BYTES, None, t.clone()).map(|f| f.item))
+            .collect();
         insert_tasks(fake, "t", "t.counters", shards, tasks, items).await
     }
 
