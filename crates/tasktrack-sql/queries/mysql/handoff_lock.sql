@@ -8,11 +8,13 @@
 -- lifecycle::succeed to the lease's row and lifecycle::claim to the others in Rust; step 3 writes
 -- them back in one statement (same transaction). Pinned by
 -- succeed_and_claim_next_completes_then_claims and
--- succeed_and_claim_next_with_a_stale_lease_claims_nothing.
+-- succeed_and_claim_next_with_a_stale_lease_claims_nothing. A hand-off that claims at a stage runs
+-- the same statement with its `/*stage: … */` filter uncommented (`at_stage`; the stage bound
+-- after the second job).
 (SELECT * FROM {t}task WHERE job = ? AND id = ? FOR UPDATE)
 UNION ALL
 (SELECT * FROM {t}task
-    WHERE job = ? AND claimable = 1 AND claim_at <= ?
+    WHERE job = ? AND claimable = 1 /*stage: AND stage = ? */ AND claim_at <= ?
     ORDER BY priority DESC, claim_at, id
     LIMIT ?
     FOR UPDATE SKIP LOCKED)

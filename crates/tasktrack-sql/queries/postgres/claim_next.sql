@@ -1,4 +1,5 @@
--- claim_next in one statement (one round trip, one commit).
+-- claim_next in one statement (one round trip, one commit). A claim at a stage runs the same
+-- statement with its `/*stage: … */` filter uncommented (`at_stage`; $6 the stage).
 --
 -- candidates: the first $4 claimable rows in claim order, an index range scan of
 -- {p}task_claim; FOR UPDATE SKIP LOCKED makes concurrent workers take disjoint rows without
@@ -14,7 +15,7 @@
 WITH candidates AS (
     SELECT job, id, status, priority AS rank_priority, claim_at AS rank_at
     FROM {t}task
-    WHERE job = $1 AND claim_at IS NOT NULL AND claim_at <= $2
+    WHERE job = $1 AND claim_at IS NOT NULL AND claim_at <= $2 /*stage: AND stage = $6 */
     ORDER BY priority DESC, claim_at, id
     LIMIT $4
     FOR UPDATE SKIP LOCKED

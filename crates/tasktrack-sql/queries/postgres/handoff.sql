@@ -15,6 +15,9 @@
 -- and the caller applies lifecycle::expire to them as claim_next does.
 --
 -- role: 0 for the completed row (first), 1 for the claimed rows, in claim order.
+--
+-- A hand-off that claims at a stage runs the same statement with its `/*stage: … */` filter
+-- uncommented (`at_stage`; $14 the stage).
 WITH done AS (
     UPDATE {t}task SET
         status = 40,
@@ -33,7 +36,7 @@ WITH done AS (
 ), candidates AS (
     SELECT job, id, status, priority AS rank_priority, claim_at AS rank_at
     FROM {t}task
-    WHERE job = $1 AND claim_at IS NOT NULL AND claim_at <= $7 AND id <> $2
+    WHERE job = $1 AND claim_at IS NOT NULL AND claim_at <= $7 /*stage: AND stage = $14 */ AND id <> $2
         AND EXISTS (SELECT 1 FROM done)
     ORDER BY priority DESC, claim_at, id
     LIMIT $12

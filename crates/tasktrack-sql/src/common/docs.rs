@@ -24,25 +24,54 @@ macro_rules! load_queries {
         }
     };
 }
-pub(crate) use load_queries;
 
-/// Declares a dialect's own statements, read from `queries/<dir>/<field>.sql` by `load`.
+/// Declares a dialect's own statements, read from `queries/<dir>/<field>.sql` by `load`. Each
+/// statement after `at_stage` is the one it names with its stage filter turned on
+/// ([`at_stage`]), so a claim at a stage restates nothing.
 macro_rules! dialect_queries {
-    ($(#[$doc:meta])* $ty:ident in $dir:literal { $($name:ident),* $(,)? }) => {
+    (
+        $(#[$doc:meta])* $ty:ident in $dir:literal { $($name:ident),* $(,)? }
+        at_stage { $($staged:ident <- $base:ident),* $(,)? }
+    ) => {
         $(#[$doc])*
         #[derive(Debug)]
         struct $ty {
             $($name: std::sync::Arc<str>,)*
+            $($staged: std::sync::Arc<str>,)*
         }
 
         impl $ty {
             fn load(render: impl Fn(&str) -> std::sync::Arc<str>) -> $ty {
-                $crate::common::docs::load_queries!($ty, $dir, render, [$($name),*])
+                $(let $name = render(include_str!(concat!(
+                    "../../queries/", $dir, "/", stringify!($name), ".sql"
+                )));)*
+                $(let $staged = $crate::common::docs::at_stage(&$base);)*
+                $ty { $($name,)* $($staged,)* }
             }
         }
     };
 }
 pub(crate) use dialect_queries;
+
+/// `sql` with its stage filter turned on: every `/*stage: … */` comment replaced by what it holds.
+/// A claim's statement carries the filter a claim at a stage adds as such a comment, which the
+/// database ignores, so that one file serves both claims (`queries/*/claim_*.sql`, `handoff*.sql`).
+pub(crate) fn at_stage(sql: &str) -> Arc<str> {
+    const OPEN: &str = "/*stage:";
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(start) = rest.find(OPEN) {
+        let inner = &rest[start + OPEN.len()..];
+        let Some(end) = inner.find("*/") else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        out.push_str(&inner[..end]);
+        rest = &inner[end + 2..];
+    }
+    out.push_str(rest);
+    out.into()
+}
 
 /// Declares the statements both dialects have, and how each dialect loads them.
 macro_rules! shared_queries {
@@ -416,4 +445,20 @@ pub(crate) async fn purge<D: Dialect + Documents>(s: &D, req: &Purge) -> Result<
         }
     }
     Ok(purged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::at_stage;
+
+    #[test]
+    fn at_stage_uncomments_every_stage_filter_and_nothing_else() {
+        let sql = "WHERE job = ? /* a note */ /*stage: AND stage = ? */ AND at <= ? /*stage:x*/";
+        assert_eq!(
+            &*at_stage(sql),
+            "WHERE job = ? /* a note */  AND stage = ?  AND at <= ? x"
+        );
+        assert_eq!(&*at_stage("no filter"), "no filter");
+        assert_eq!(&*at_stage("cut /*stage: short"), "cut /*stage: short");
+    }
 }

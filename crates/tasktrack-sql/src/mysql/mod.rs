@@ -57,11 +57,13 @@ dialect_queries! {
     /// filled in once at open.
     Native in "mysql" {
         claim_lock,
-        claim_lock_stage,
         handoff_lock,
-        handoff_lock_stage,
         lock_keys,
         purge_batch,
+    }
+    at_stage {
+        claim_lock_stage <- claim_lock,
+        handoff_lock_stage <- handoff_lock,
     }
 }
 

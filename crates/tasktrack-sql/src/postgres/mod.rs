@@ -61,14 +61,16 @@ dialect_queries! {
     /// filled in once at open.
     Native in "postgres" {
         claim_next,
-        claim_next_stage,
         succeed,
         succeed_many,
         handoff,
-        handoff_stage,
         handoff_many,
         purge_batch,
         lock_migrations,
+    }
+    at_stage {
+        claim_next_stage <- claim_next,
+        handoff_stage <- handoff,
     }
 }
 
