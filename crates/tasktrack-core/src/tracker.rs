@@ -299,7 +299,32 @@ impl Tracker {
         .await
     }
 
+    /// Records what `f` produced. When the store refuses it (an output too large for the
+    /// store, say: [`Error::InvalidInput`]), that is the attempt's failure, recorded as
+    /// [`Failure::unrecordable`] and not retried, rather than an error that would leave the
+    /// lease to expire and the same work to run again.
     async fn record<T: Serialize, E: Into<anyhow::Error>>(
+        &self,
+        lease: &Lease,
+        result: std::thread::Result<std::result::Result<T, E>>,
+        then: Option<&ClaimNext>,
+    ) -> Result<(Task, Option<Vec<Claimed>>)> {
+        match self.record_outcome(lease, result, then).await {
+            Err(refusal @ Error::InvalidInput(_)) => {
+                warn!(error = %refusal, "the store refused this attempt's outcome; recorded as its failure");
+                let req = Fail {
+                    error: Failure::unrecordable(&refusal),
+                    retryable: false,
+                    backoff: self.backoff,
+                };
+                let task = self.store.fail(lease, &req, self.clock.now()).await?;
+                Ok((task, None))
+            }
+            recorded => recorded,
+        }
+    }
+
+    async fn record_outcome<T: Serialize, E: Into<anyhow::Error>>(
         &self,
         lease: &Lease,
         result: std::thread::Result<std::result::Result<T, E>>,

@@ -373,3 +373,107 @@ async fn a_cancelled_run_stops_its_heartbeat_even_when_the_release_fails() {
         "no heartbeat after the run was dropped"
     );
 }
+
+/// A store that refuses every output holding `"huge"`, as a store with a size limit refuses an
+/// output too large for it.
+#[derive(Debug)]
+struct RefusesHugeOutputs {
+    inner: Arc<dyn Store>,
+}
+
+impl RefusesHugeOutputs {
+    fn check(output: &serde_json::Value) -> Result<()> {
+        match output.get("huge") {
+            Some(_) => Err(Error::invalid("output too large for this store")),
+            None => Ok(()),
+        }
+    }
+}
+
+tasktrack_core::store_impl! {
+    RefusesHugeOutputs;
+    native {
+        fn backend(&self) -> &'static str {
+            "refuses-huge-outputs"
+        }
+        async fn succeed(&self, lease: &Lease, output: serde_json::Value, now: Timestamp) -> Result<Task> {
+            Self::check(&output)?;
+            self.inner.succeed(lease, output, now).await
+        }
+        async fn succeed_and_claim_next(&self, lease: &Lease, output: serde_json::Value, next: &ClaimNext, now: Timestamp) -> Result<Handoff> {
+            Self::check(&output)?;
+            self.inner.succeed_and_claim_next(lease, output, next, now).await
+        }
+    }
+    via self.inner {
+        init() -> ();
+        put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
+        get_job(job: &JobName) -> Job;
+        jobs(state: Option<JobState>) -> Vec<Job>;
+        set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
+        delete_job(job: &JobName, now: Timestamp) -> Deleted;
+        create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
+        claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
+        claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
+        heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
+        patch_data(lease: &Lease, patch: &serde_json::Value, now: Timestamp) -> Task;
+        succeed_many(done: &[(Lease, serde_json::Value)], now: Timestamp) -> Vec<Result<Task>>;
+        fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
+        release(lease: &Lease, now: Timestamp) -> Task;
+        ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
+        retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
+        report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
+        delete(key: &TaskKey, now: Timestamp) -> ();
+        purge(req: &Purge) -> u64;
+        get(key: &TaskKey) -> Task;
+        list(query: &TaskQuery) -> TaskPage;
+        counts(job: &JobName) -> Counts;
+    }
+}
+
+/// An output the store refuses is the attempt's failure (kind `unrecordable`, not retried), as
+/// `tasktrack run` records it: the task is not left held until its lease expires, to run again.
+/// `run_all` goes on to the next task.
+#[tokio::test]
+async fn an_output_the_store_refuses_is_recorded_as_an_unrecordable_failure() {
+    let (inner, clock, job) = setup();
+    add(&inner, &job, &clock, &["a", "b", "c"]).await;
+    let store: Arc<dyn Store> = Arc::new(RefusesHugeOutputs {
+        inner: inner.clone(),
+    });
+    let t = tracker(&store, &job, &clock);
+    let a = t
+        .run(&TaskId::new("a").unwrap(), |_| async {
+            Ok::<_, std::io::Error>(json!({ "huge": "..." }))
+        })
+        .await
+        .unwrap();
+    assert_eq!((a.status, a.lease.is_none()), (Status::Exhausted, true));
+    let error = a.error.unwrap();
+    assert_eq!(error.kind, "unrecordable");
+    assert!(
+        error.message.contains("output too large"),
+        "{}",
+        error.message
+    );
+
+    // Through the hand-off too: b's output is refused, c's is stored.
+    let ran = t
+        .run_all(|ctx| async move {
+            let output = match ctx.task.id.as_str() {
+                "b" => json!({ "huge": "..." }),
+                id => json!({ "id": id }),
+            };
+            Ok::<_, std::io::Error>(output)
+        })
+        .await
+        .unwrap();
+    assert_eq!(ran, 2);
+    let status = |id: &'static str| {
+        let key = TaskKey::new(job.clone(), TaskId::new(id).unwrap());
+        let inner = inner.clone();
+        async move { inner.get(&key).await.unwrap().status }
+    };
+    assert_eq!(status("b").await, Status::Exhausted);
+    assert_eq!(status("c").await, Status::Succeeded);
+}

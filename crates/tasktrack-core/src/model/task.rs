@@ -164,6 +164,17 @@ impl Failure {
         self.detail = Some(detail.into());
         self
     }
+
+    /// The failure to record when the store refused what an attempt produced (`refusal`, an
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput): an output too large for a DynamoDB
+    /// item, say): kind `unrecordable`. Record it as not retryable, since running the task again
+    /// would most likely produce the same. The `Tracker` and `tasktrack run` both do.
+    pub fn unrecordable(refusal: &crate::Error) -> Self {
+        Failure::new(
+            "unrecordable",
+            format!("the store refused this attempt's outcome: {refusal}"),
+        )
+    }
 }
 
 /// How an attempt (or an administrative action) ended.

@@ -271,11 +271,7 @@ async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Cla
                 "{}: the store refused this attempt's outcome, recorded as its failure: {e}",
                 lease.key
             ));
-            let failure = Failure::new(
-                "unrecordable",
-                format!("the store refused this attempt's outcome: {e}"),
-            );
-            fail(shared, &lease, failure, false)
+            fail(shared, &lease, Failure::unrecordable(&e), false)
                 .await
                 .map(|ended| (ended, Vec::new()))
         }
