@@ -23,10 +23,9 @@ pub fn validate_key(what: &str, s: &str) -> Result<()> {
         )));
     }
     if let Some(c) = s.chars().find(|c| c.is_control()) {
+        // `{:?}` quotes and escapes (a tab shows as `\t`), once.
         return Err(Error::invalid(format!(
-            "{what} {:?} contains the control character {:?}",
-            s.escape_debug().to_string(),
-            c
+            "{what} {s:?} contains the control character {c:?}"
         )));
     }
     Ok(())
@@ -156,6 +155,15 @@ mod tests {
         assert!(TaskId::new("a\nb").is_err());
         assert!(TaskId::new("a\0b").is_err());
         assert!(TaskId::new("../é/%").is_ok());
+    }
+
+    #[test]
+    fn a_control_character_is_named_and_the_key_quoted_once() {
+        let e = TaskId::new("a\tb").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"invalid input: task id "a\tb" contains the control character '\t'"#
+        );
     }
 
     #[test]
