@@ -208,7 +208,13 @@ fn report_says_it_needs_success_or_failure() {
 #[test]
 fn logs_on_a_pipe_have_no_colour_codes() {
     let env = Env::file_store();
-    assert_eq!(env.tt(&["add", "j", "a", "b"]).code, 0);
+    let first = env.tt(&["add", "j", "a", "b"]);
+    assert_eq!(first.code, 0);
+    assert!(
+        !first.err.contains("WARN"),
+        "a new job's first write warns of nothing: {}",
+        first.err
+    );
     let task = env.path("store/jobs/j/tasks/a.json");
     std::fs::write(&task, "{garbage").unwrap();
     let done = env.tt(&["list", "j"]);

@@ -217,10 +217,17 @@ pub(crate) fn catch_up(
     let path = &paths.journal;
     let mut file = match open_journal(path)? {
         Some(file) => file,
-        None => return rebuild(paths, index, durability, "index.log is missing"),
+        // A job's first write: nothing to rebuild from, so nothing to warn about.
+        None if !has_task_files(paths) => return rebuild(paths, index, durability, None),
+        None => return rebuild(paths, index, durability, Some("index.log is missing")),
     };
     let Some((header, header_len)) = read_header(path, &mut file)? else {
-        return rebuild(paths, index, durability, "index.log has no valid header");
+        return rebuild(
+            paths,
+            index,
+            durability,
+            Some("index.log has no valid header"),
+        );
     };
     if let Some(boot) = boot_id()
         && header.boot.as_deref() != Some(boot)
@@ -230,7 +237,7 @@ pub(crate) fn catch_up(
             paths,
             index,
             durability,
-            "the machine rebooted since index.log was written",
+            Some("the machine rebooted since index.log was written"),
         );
     }
     let generation = header.generation;
@@ -260,7 +267,7 @@ pub(crate) fn catch_up(
                 Ok(record) => index.apply(record),
                 Err(e) => {
                     let why = format!("line {} of index.log is unreadable ({e})", index.lines + 1);
-                    return rebuild(paths, index, durability, &why);
+                    return rebuild(paths, index, durability, Some(&why));
                 }
             }
         }
@@ -277,7 +284,7 @@ pub(crate) fn catch_up(
             // so the index is rebuilt from them (leaving that one out, see `rebuild`).
             Err(e @ Error::Corrupt { .. }) => {
                 let why = format!("a task file of an unfinished transaction is unreadable ({e})");
-                return rebuild(paths, index, durability, &why);
+                return rebuild(paths, index, durability, Some(&why));
             }
             other => other?,
         }
@@ -386,8 +393,27 @@ fn roll_forward(paths: &JobPaths, file: &mut File, header_len: u64) -> Result<us
     Ok(latest.len())
 }
 
+/// Whether the job's task folder holds any task file (a rebuild would have something to read).
+/// A folder that cannot be listed counts as holding some: the rebuild then reports why.
+fn has_task_files(paths: &JobPaths) -> bool {
+    match fs::read_dir(&paths.tasks) {
+        Ok(mut entries) => entries.any(|entry| {
+            entry.map_or(true, |e| {
+                is_task_file_name(&e.file_name().to_string_lossy())
+            })
+        }),
+        Err(e) => e.kind() != io::ErrorKind::NotFound,
+    }
+}
+
+/// A task file's name: `<encoded id>.json`, not hidden (hidden names are writes in progress).
+fn is_task_file_name(name: &str) -> bool {
+    !name.starts_with('.') && name.ends_with(".json")
+}
+
 /// Rebuilds the index from the task files (a missing or damaged journal) and returns the new
-/// journal.
+/// journal. `why` says what was wrong and is logged as a warning; `None` for a job's first
+/// write, where there is no journal yet and nothing to rebuild from.
 ///
 /// A task file that does not parse, or holds a task that does not belong at its path, is
 /// logged and left out of the index: one damaged file must not make the whole job unusable
@@ -399,9 +425,11 @@ fn rebuild(
     paths: &JobPaths,
     index: &mut JobIndex,
     durability: Durability,
-    why: &str,
+    why: Option<&str>,
 ) -> Result<File> {
-    tracing::warn!(job = %paths.job, "rebuilding the index from the task files: {why}");
+    if let Some(why) = why {
+        tracing::warn!(job = %paths.job, "rebuilding the index from the task files: {why}");
+    }
     fsio::clear_scratch(&paths.scratch)?;
     let mut fresh = JobIndex::default();
     let entries = match fs::read_dir(&paths.tasks) {
@@ -414,7 +442,7 @@ fn rebuild(
         let path = entry.path();
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') || !name.ends_with(".json") {
+        if !is_task_file_name(&name) {
             continue;
         }
         let Some(bytes) = fsio::read_optional(&path)? else {
