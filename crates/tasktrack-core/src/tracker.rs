@@ -5,10 +5,11 @@
 //! (message and full chain as detail), or its panic. If the returned future is dropped after the
 //! claim and before the outcome is recorded (a `select!`, a timeout, a cancelled request), the
 //! heartbeat stops and the lease is released by a task spawned on the current runtime, so the task
-//! is claimable again at once. Two gaps, where the lease instead runs out on its own (the task is
-//! then claimable again after its lease, that attempt counted as dead): a drop while the claim
-//! itself is in flight (the store may grant it after the caller is gone), and a drop while the
-//! runtime is shutting down (the release task never runs).
+//! is claimable again at once. A drop while a claim is in flight strands nothing either: claims
+//! run on their own task, and leases granted to a caller that is gone are released. One gap,
+//! where the lease instead runs out on its own (the task is then claimable again after its lease,
+//! that attempt counted as dead): a drop while the runtime is shutting down (the release task
+//! never runs).
 //!
 //! A tracker and its clones are one worker (one owner id), and a claim by the holder of a live
 //! lease is re-entrant in the store. So that one task never runs twice at once in one process,
@@ -149,7 +150,12 @@ impl Tracker {
             lease_for: self.lease_for,
             force: false,
         };
-        let claimed = self.store.claim(&key, &claim, self.clock.now()).await?;
+        let (store, now) = (self.store.clone(), self.clock.now());
+        let claimed = self
+            .granting(async move { store.claim(&key, &claim, now).await }, |c| {
+                vec![c.lease]
+            })
+            .await?;
         self.execute(claimed, f, None, Some(mark))
             .await
             .map(|(done, _)| done)
@@ -244,10 +250,26 @@ impl Tracker {
     }
 
     async fn claim_next(&self) -> Result<Vec<Claimed>> {
-        let req = self.claim_request();
-        self.store
-            .claim_next(&self.job, &req, self.clock.now())
-            .await
+        let (store, job, req, now) = (
+            self.store.clone(),
+            self.job.clone(),
+            self.claim_request(),
+            self.clock.now(),
+        );
+        self.granting(
+            async move { store.claim_next(&job, &req, now).await },
+            |won| won.into_iter().map(|c| c.lease).collect(),
+        )
+        .await
+    }
+
+    /// [`granting`] with this tracker's store and clock.
+    async fn granting<T, Fut>(&self, call: Fut, granted: fn(T) -> Vec<Lease>) -> Result<T>
+    where
+        Fut: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        granting(self.store.clone(), self.clock.clone(), call, granted).await
     }
 
     /// Runs `f` under the lease and records the outcome. With `then`, a success also claims the
@@ -368,15 +390,52 @@ impl Tracker {
         let now = self.clock.now();
         match then {
             Some(req) => {
+                let (store, lease, req) = (self.store.clone(), lease.clone(), req.clone());
                 let got = self
-                    .store
-                    .succeed_and_claim_next(lease, output, req, now)
+                    .granting(
+                        async move {
+                            store
+                                .succeed_and_claim_next(&lease, output, &req, now)
+                                .await
+                        },
+                        |got| got.next.into_iter().map(|c| c.lease).collect(),
+                    )
                     .await?;
                 Ok((got.done, Some(got.next)))
             }
             None => Ok((self.store.succeed(lease, output, now).await?, None)),
         }
     }
+}
+
+/// Runs a store call that grants leases (`claim`, `claim_next`, the hand-off) so that dropping
+/// the caller's future while the call is in flight strands nothing: the call runs on its own task
+/// to the end, and if the caller is gone by then, the leases it granted (`granted`) are released
+/// instead of running out (an expired lease counts as a failed attempt). A store call that
+/// panics is an [`Error::Backend`], not a panic in the caller.
+async fn granting<T, Fut>(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    call: Fut,
+    granted: fn(T) -> Vec<Lease>,
+) -> Result<T>
+where
+    Fut: Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        if let Err(Ok(unwanted)) = answer.send(call.await) {
+            for lease in granted(unwanted) {
+                give_back(store.clone(), clock.clone(), lease, "caller gone").await;
+            }
+        }
+    });
+    answered.await.unwrap_or_else(|_| {
+        Err(Error::backend(
+            "the store call ended without an answer (it panicked)",
+        ))
+    })
 }
 
 /// Renews the lease every third of its length until aborted or fenced out.
@@ -461,21 +520,26 @@ impl Drop for ReleaseOnDrop {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        runtime.spawn(async move {
-            let mut tries = 0u32;
-            loop {
-                match store.release(&lease, clock.now()).await {
-                    Ok(_) => return info!(key = %lease.key, "cancelled; lease released"),
-                    Err(e) if e.is_transient() && tries < RELEASE_TRIES => {
-                        tries += 1;
-                        tokio::time::sleep(Duration::from_millis(200) * tries).await;
-                    }
-                    Err(e) => {
-                        return warn!(key = %lease.key, error = %e, "cancelled; could not release the lease; it runs out on its own");
-                    }
-                }
+        runtime.spawn(give_back(store, clock, lease, "cancelled"));
+    }
+}
+
+/// Releases a lease nobody will use (its run was cancelled, or its claim answered a caller that
+/// is gone), retrying a transient error a few times; a lease that cannot be released runs out
+/// on its own.
+async fn give_back(store: Arc<dyn Store>, clock: Arc<dyn Clock>, lease: Lease, why: &'static str) {
+    let mut tries = 0u32;
+    loop {
+        match store.release(&lease, clock.now()).await {
+            Ok(_) => return info!(key = %lease.key, "{why}; lease released"),
+            Err(e) if e.is_transient() && tries < RELEASE_TRIES => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200) * tries).await;
             }
-        });
+            Err(e) => {
+                return warn!(key = %lease.key, error = %e, "{why}; could not release the lease; it runs out on its own");
+            }
+        }
     }
 }
 

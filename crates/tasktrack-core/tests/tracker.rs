@@ -477,3 +477,135 @@ async fn an_output_the_store_refuses_is_recorded_as_an_unrecordable_failure() {
     assert_eq!(status("b").await, Status::Exhausted);
     assert_eq!(status("c").await, Status::Succeeded);
 }
+
+/// A store that, for the operation named in `hold`, grants the leases and then waits for `open`
+/// before answering: a claim in flight whose caller may be gone by the time it answers.
+#[derive(Debug)]
+struct HeldAnswers {
+    inner: Arc<dyn Store>,
+    hold: &'static str,
+    entered: tokio::sync::Notify,
+    open: tokio::sync::Notify,
+    released: tokio::sync::Notify,
+}
+
+impl HeldAnswers {
+    fn new(inner: &Arc<dyn Store>, hold: &'static str) -> Arc<HeldAnswers> {
+        Arc::new(HeldAnswers {
+            inner: inner.clone(),
+            hold,
+            entered: tokio::sync::Notify::new(),
+            open: tokio::sync::Notify::new(),
+            released: tokio::sync::Notify::new(),
+        })
+    }
+
+    async fn gate(&self, op: &str) {
+        if op == self.hold {
+            self.entered.notify_one();
+            self.open.notified().await;
+        }
+    }
+}
+
+tasktrack_core::store_impl! {
+    HeldAnswers;
+    native {
+        fn backend(&self) -> &'static str {
+            "held-answers"
+        }
+        async fn claim_next(&self, job: &JobName, req: &ClaimNext, now: Timestamp) -> Result<Vec<Claimed>> {
+            let won = self.inner.claim_next(job, req, now).await;
+            self.gate("claim_next").await;
+            won
+        }
+        async fn succeed_and_claim_next(&self, lease: &Lease, output: serde_json::Value, next: &ClaimNext, now: Timestamp) -> Result<Handoff> {
+            let got = self.inner.succeed_and_claim_next(lease, output, next, now).await;
+            self.gate("handoff").await;
+            got
+        }
+        async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
+            let task = self.inner.release(lease, now).await;
+            if task.is_ok() {
+                self.released.notify_one();
+            }
+            task
+        }
+    }
+    via self.inner {
+        init() -> ();
+        put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
+        get_job(job: &JobName) -> Job;
+        jobs(state: Option<JobState>) -> Vec<Job>;
+        set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
+        delete_job(job: &JobName, now: Timestamp) -> Deleted;
+        create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
+        claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
+        heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
+        patch_data(lease: &Lease, patch: &serde_json::Value, now: Timestamp) -> Task;
+        succeed(lease: &Lease, output: serde_json::Value, now: Timestamp) -> Task;
+        succeed_many(done: &[(Lease, serde_json::Value)], now: Timestamp) -> Vec<Result<Task>>;
+        fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
+        ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
+        retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
+        report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
+        delete(key: &TaskKey, now: Timestamp) -> ();
+        purge(req: &Purge) -> u64;
+        get(key: &TaskKey) -> Task;
+        list(query: &TaskQuery) -> TaskPage;
+        counts(job: &JobName) -> Counts;
+    }
+}
+
+/// Drops `run` once the store has granted its claim (`entered`), then lets the store answer, and
+/// waits (in paused time: no wall clock) for the lease to be given back.
+async fn drop_while_answering<F: std::future::Future>(gate: &HeldAnswers, run: F) {
+    tokio::select! {
+        _ = run => panic!("the store's answer is held, so the run cannot end"),
+        _ = gate.entered.notified() => {}
+    }
+    gate.open.notify_one();
+    tokio::time::timeout(Duration::from_secs(600), gate.released.notified())
+        .await
+        .expect("the lease granted to the dropped run is released");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_dropped_while_its_claim_is_in_flight_gives_the_lease_back() {
+    let (inner, clock, job) = setup();
+    add(&inner, &job, &clock, &["a"]).await;
+    let gate = HeldAnswers::new(&inner, "claim_next");
+    let store: Arc<dyn Store> = gate.clone();
+    let t = tracker(&store, &job, &clock);
+    drop_while_answering(
+        &gate,
+        t.run_next(|_| async { Ok::<_, std::io::Error>(json!(1)) }),
+    )
+    .await;
+    let a = inner
+        .get(&TaskKey::new(job.clone(), TaskId::new("a").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!((a.status, a.lease, a.attempts), (Status::Pending, None, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_all_dropped_while_a_hand_off_is_in_flight_gives_the_next_lease_back() {
+    let (inner, clock, job) = setup();
+    add(&inner, &job, &clock, &["a", "b"]).await;
+    let gate = HeldAnswers::new(&inner, "handoff");
+    let store: Arc<dyn Store> = gate.clone();
+    let t = tracker(&store, &job, &clock);
+    drop_while_answering(
+        &gate,
+        t.run_all(|_| async { Ok::<_, std::io::Error>(json!(1)) }),
+    )
+    .await;
+    let key = |id: &str| TaskKey::new(job.clone(), TaskId::new(id).unwrap());
+    let (a, b) = (
+        inner.get(&key("a")).await.unwrap(),
+        inner.get(&key("b")).await.unwrap(),
+    );
+    assert_eq!(a.status, Status::Succeeded);
+    assert_eq!((b.status, b.lease, b.attempts), (Status::Pending, None, 0));
+}
