@@ -19,12 +19,16 @@
 //! the others. AWS names the failed items (`CancellationReasons`): those writers are told
 //! `false` (their compare-and-swap loop re-reads, as for a lone write) and the rest are sent
 //! again. Likewise a write that AWS refuses for a reason about the item itself
-//! (`ValidationError`, ...) fails alone, with AWS's message, and the rest are sent again. A task
+//! (`ValidationError`, ...) fails alone, with AWS's message, and the rest are sent again; a
+//! transaction refused as a whole for what one of its items carries (moto's answer to an item
+//! over its own size limit, `Outcome::Invalid`) is sent again one write at a time, so that the
+//! write at fault fails alone ([`tasktrack_core::Error::InvalidInput`] naming its task). A task
 //! too large for a DynamoDB item never gets this far: its writer is answered
 //! [`tasktrack_core::Error::InvalidInput`] before queueing (`crate::fit`). Two
 //! writes of one task never share a transaction (AWS refuses that): the second waits for the
 //! next one.
 
+use crate::error::refused_write;
 use crate::txn::{self, MAX_TRANSACT_BYTES, MAX_TRANSACT_ITEMS, Outcome, Reason, Transact};
 use aws_sdk_dynamodb::types::TransactWriteItem;
 use std::collections::{BTreeMap, HashSet};
@@ -177,6 +181,7 @@ async fn commit(tx: &dyn Transact, counters: Counters<'_>, mut batch: Vec<Queued
         let reasons = match tx.transact(items).await {
             Ok(Outcome::Committed) => return answer_all(batch, Ok(true)),
             Ok(Outcome::Cancelled(reasons)) => reasons,
+            Ok(Outcome::Invalid(message)) => return refused(tx, counters, batch, &message).await,
             Err(e) => return answer_all(batch, Err(e)),
         };
         let before = batch.len();
@@ -194,6 +199,24 @@ async fn commit(tx: &dyn Transact, counters: Counters<'_>, mut batch: Vec<Queued
             // Nothing to drop, so sending the same transaction again would loop.
             return answer_all(batch, Err(txn::cancelled("task write", &reasons)));
         }
+    }
+}
+
+/// Answers the writers of `batch`, a transaction AWS refused as a whole for what one of its
+/// items carries (`Outcome::Invalid`, with AWS's `message`): a lone writer is told
+/// `InvalidInput` naming its task; several are sent again one by one, to find which.
+async fn refused(tx: &dyn Transact, counters: Counters<'_>, mut batch: Vec<Queued>, message: &str) {
+    if batch.len() == 1
+        && let Some(queued) = batch.pop()
+    {
+        let subject = format!("task {}", queued.write.key);
+        let _ = queued
+            .done
+            .send(Err(refused_write("write", &subject, message)));
+        return;
+    }
+    for queued in batch {
+        Box::pin(commit(tx, counters, vec![queued])).await;
     }
 }
 
@@ -277,6 +300,9 @@ mod tests {
         calls: Mutex<Vec<Vec<String>>>,
         stale: Vec<String>,
         invalid: Vec<String>,
+        /// Ids whose item the server refuses with a `ValidationException` for the whole
+        /// transaction, as moto does for an item over its size limit.
+        too_large: Vec<String>,
         /// Counter updates seen, as their ADD expressions.
         counters: Mutex<Vec<String>>,
     }
@@ -306,6 +332,11 @@ mod tests {
                         .unwrap()
                         .push(u.update_expression().to_owned());
                 }
+            }
+            if ids.iter().flatten().any(|id| self.too_large.contains(id)) {
+                return Ok(Outcome::Invalid(
+                    "Item size has exceeded the maximum allowed size".into(),
+                ));
             }
             let reasons: Vec<Reason> = ids
                 .iter()
@@ -412,6 +443,44 @@ mod tests {
         assert_eq!(calls, vec![vec!["a", "b", "c", "d"], vec!["a", "d"]]);
         let counters = fake.counters.lock().unwrap().clone();
         assert_eq!(counters.len(), 2, "each send carries one counter update");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_transaction_refused_as_a_whole_is_sent_again_write_by_write() {
+        let fake = Fake {
+            too_large: vec!["b".to_owned()],
+            stale: vec!["c".to_owned()],
+            ..Fake::default()
+        };
+        let commit = GroupCommit::default();
+        let writes = vec![write("a"), write("b"), write("c"), write("d")];
+        let mut results = commit.write_all(&fake, COUNTERS, writes).await.into_iter();
+        assert_eq!(results.next(), Some(Ok(true)));
+        match results.next() {
+            Some(Err(Error::InvalidInput(m))) => {
+                assert!(m.contains("write of task j/b"), "names the task: {m}");
+                assert!(
+                    m.contains(
+                        "ValidationException: Item size has exceeded the maximum allowed size"
+                    ),
+                    "carries AWS's message: {m}"
+                );
+            }
+            other => panic!("expected InvalidInput for b, got {other:?}"),
+        }
+        assert_eq!(results.next(), Some(Ok(false)), "c's condition failed");
+        assert_eq!(results.next(), Some(Ok(true)));
+        let calls = fake.calls.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            vec![
+                vec!["a", "b", "c", "d"],
+                vec!["a"],
+                vec!["b"],
+                vec!["c"],
+                vec!["d"]
+            ]
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]

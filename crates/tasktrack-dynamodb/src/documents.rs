@@ -1,7 +1,7 @@
 //! [`DynamoDocuments`]: the `Documents` trait of the core's compare-and-swap adapter, on one table.
 
 use crate::commit::{CountedWrite, Counters, GroupCommit};
-use crate::error::{build_error, sdk_error};
+use crate::error::{build_error, content_refusal, refused_write, sdk_error};
 use crate::fit::{self, Fitted};
 use crate::item::{self, Item};
 use crate::requests::{Requests, bump, same_doc};
@@ -98,7 +98,7 @@ impl DynamoDocuments {
         deltas: Option<BTreeMap<String, i64>>,
     ) -> Result<bool> {
         let Some(deltas) = deltas else {
-            return self.write_one(write).await;
+            return self.write_one(&format!("task {key}"), write).await;
         };
         let counters = Counters {
             table: &self.counter_table,
@@ -210,8 +210,10 @@ impl DynamoDocuments {
         }
     }
 
-    /// A single conditional put or delete (no counter moves): one request.
-    async fn write_one(&self, write: TransactWriteItem) -> Result<bool> {
+    /// A single conditional put or delete (no counter moves) of `subject` (`task job/id`, `job
+    /// name`, for errors): one request. A put AWS refuses for what it carries (too large, ...)
+    /// is [`Error::InvalidInput`] naming `subject`.
+    async fn write_one(&self, subject: &str, write: TransactWriteItem) -> Result<bool> {
         bump(&self.stats.write);
         if let Some(put) = write.put {
             let result = self
@@ -238,7 +240,10 @@ impl DynamoDocuments {
                         bump(&self.stats.refused);
                         Ok(false)
                     }
-                    _ => Err(sdk_error("PutItem", &self.endpoint, e)),
+                    _ => Err(match content_refusal(&e) {
+                        Some(message) => refused_write("write", subject, &message),
+                        None => sdk_error("PutItem", &self.endpoint, e),
+                    }),
                 },
             };
         }
@@ -602,7 +607,7 @@ impl Documents for DynamoDocuments {
             "attribute_not_exists(pk)",
             HashMap::new(),
         )?;
-        self.write_one(write).await
+        self.write_one(&format!("job {}", job.name), write).await
     }
 
     async fn replace_job(&self, old: &Versioned<Job>, new: &Job) -> Result<bool> {
@@ -611,13 +616,14 @@ impl Documents for DynamoDocuments {
             "v = :v",
             HashMap::from([(":v".into(), n(&old.revision))]),
         )?;
-        self.write_one(write).await
+        self.write_one(&format!("job {}", new.name), write).await
     }
 
     async fn delete_job(&self, old: &Versioned<Job>) -> Result<bool> {
         let values = HashMap::from([(":v".into(), n(&old.revision))]);
         let write = self.delete(item::job_key(&old.value.name), "v = :v", values)?;
-        self.write_one(write).await
+        self.write_one(&format!("job {}", old.value.name), write)
+            .await
     }
 
     async fn list_jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {

@@ -2,7 +2,7 @@
 //! fact our own (an SDK retry of a write whose response was lost), and counting requests.
 
 use crate::documents::DynamoDocuments;
-use crate::error::sdk_error;
+use crate::error::{content_refusal, sdk_error};
 use crate::item::{self, Item};
 use crate::txn::{Outcome, Reason, Transact};
 use async_trait::async_trait;
@@ -94,6 +94,9 @@ impl Transact for DynamoDocuments {
                         Reason::new(r.code().unwrap_or("None"), r.message().map(str::to_owned))
                     });
                     return Ok(Outcome::Cancelled(reasons.collect()));
+                }
+                if let Some(message) = content_refusal(&err) {
+                    return Ok(Outcome::Invalid(message));
                 }
                 if let Some(E::TransactionInProgressException(_)) = err.as_service_error() {
                     return Ok(Outcome::Cancelled(vec![Reason::new(

@@ -7,12 +7,16 @@
 //! cancels the whole transaction and says which items failed (`CancellationReasons`): those are
 //! reported as existing and the rest is sent again. A key is put once per call (AWS refuses a
 //! transaction with two operations on one item): a later occurrence is reported as existing. A
-//! task too large for a DynamoDB item is
-//! refused before anything is sent (AWS would cancel the whole transaction for it), and a
-//! cancellation reason about one item itself (`ValidationError`, ...) fails that task alone, with
-//! AWS's message; the others are sent again. moto accepts oversized transactions, so the limits
-//! are enforced here and pinned by a unit test with a fake [`Transact`].
+//! task too large for a DynamoDB item is refused before anything is sent (AWS would cancel the
+//! whole transaction for it), and a cancellation reason about one item itself
+//! (`ValidationError`, ...) fails that task alone, with AWS's message; the others are sent
+//! again. A transaction refused as a whole for what one of its items carries
+//! ([`Outcome::Invalid`]: moto's answer to an item over its own size limit) is sent again one
+//! task at a time, so that the task at fault fails alone ([`Error::InvalidInput`] naming it)
+//! and the others are written. moto accepts oversized transactions, so the limits are enforced
+//! here and pinned by a unit test with a fake [`Transact`].
 
+use crate::error::refused_write;
 use crate::item::{self, Item};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
@@ -36,6 +40,12 @@ pub(crate) enum Outcome {
     Committed,
     /// Nothing was written; one reason per item, as AWS reports them.
     Cancelled(Vec<Reason>),
+    /// Nothing was written: AWS refused the whole request for what one of its items carries
+    /// (a `ValidationException` such as "Item size has exceeded the maximum allowed size",
+    /// [`crate::error::content_refusal`]), without saying which item: AWS's message. What moto
+    /// answers for an item over its limit in a transaction (AWS names the item instead, with a
+    /// `ValidationError` reason).
+    Invalid(String),
 }
 
 /// Why AWS cancelled a transaction, for one of its items: the `CancellationReason`'s code
@@ -259,6 +269,27 @@ async fn insert_batch(
                 return Ok(());
             }
             Outcome::Cancelled(reasons) => reasons,
+            Outcome::Invalid(message) => {
+                // One task: it is the one. Several: each goes alone, to find which.
+                if let [(i, _)] = pending.as_slice() {
+                    let subject = format!("task {}", tasks[*i].key());
+                    outcomes[*i] = Err(refused_write("insert", &subject, &message));
+                    return Ok(());
+                }
+                for entry in pending {
+                    let alone = std::slice::from_ref(entry);
+                    Box::pin(insert_batch(
+                        tx,
+                        (table, counter_table),
+                        shards,
+                        tasks,
+                        alone,
+                        outcomes,
+                    ))
+                    .await?;
+                }
+                return Ok(());
+            }
         };
         // The counter updates follow the puts: one refused for itself fails the whole batch
         // (it carries every task's count).
@@ -333,6 +364,9 @@ mod tests {
         existing: Vec<String>,
         /// Ids AWS refuses with a `ValidationError`: a transaction containing one is cancelled.
         invalid: Vec<String>,
+        /// Ids whose item the server refuses with a `ValidationException` for the whole
+        /// transaction, as moto does for an item over its size limit.
+        too_large: Vec<String>,
         /// How many calls to cancel with a TransactionConflict first.
         conflicts: Mutex<u32>,
     }
@@ -358,6 +392,11 @@ mod tests {
                     "ValidationException: Transaction request cannot include multiple \
                      operations on one item"
                         .into(),
+                ));
+            }
+            if ids.iter().any(|id| self.too_large.contains(id)) {
+                return Ok(Outcome::Invalid(
+                    "Item size has exceeded the maximum allowed size".into(),
                 ));
             }
             let mut conflicts = self.conflicts.lock().unwrap();
@@ -536,5 +575,36 @@ mod tests {
         let calls = fake.calls.lock().unwrap();
         assert_eq!(calls.len(), 2, "one cancelled call, then the rest");
         assert_eq!(calls[1], ["t0000", "t0001", "t0003", "t0005"]);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_refused_as_a_whole_is_sent_again_task_by_task() {
+        let fake = Fake {
+            too_large: vec!["t0002".into()],
+            existing: vec!["t0003".into()],
+            ..Fake::default()
+        };
+        let outcomes = insert(&fake, 1, &tasks(4)).await.unwrap();
+        let Err(Error::InvalidInput(m)) = &outcomes[2] else {
+            panic!("expected InvalidInput for t0002, got {:?}", outcomes[2]);
+        };
+        assert!(m.contains("insert of task j/t0002"), "names the task: {m}");
+        assert!(
+            m.contains("ValidationException: Item size has exceeded the maximum allowed size"),
+            "carries AWS's message: {m}"
+        );
+        assert_eq!(outcomes[..2], [Ok(true), Ok(true)]);
+        assert_eq!(outcomes[3], Ok(false), "t0003 existed");
+        let calls = fake.calls.lock().unwrap();
+        assert_eq!(
+            *calls,
+            [
+                vec!["t0000", "t0001", "t0002", "t0003"],
+                vec!["t0000"],
+                vec!["t0001"],
+                vec!["t0002"],
+                vec!["t0003"],
+            ]
+        );
     }
 }
