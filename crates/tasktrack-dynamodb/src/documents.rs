@@ -455,8 +455,22 @@ impl Documents for DynamoDocuments {
         Ok(self.insert(self.fit(None, task.clone())?).await?.is_some())
     }
 
+    /// Each task fitted into an item (`crate::fit`: its data must leave [`fit::RESERVED_BYTES`]
+    /// of the item free), as [`Documents::insert_tasks`] will: the first that cannot is refused
+    /// with `InvalidInput` naming it, its size and the limit, before `cas::create` writes
+    /// anything. No request.
+    fn check_new_tasks(&self, tasks: &[Task]) -> Result<()> {
+        for task in tasks {
+            self.fit(None, task.clone())?;
+        }
+        Ok(())
+    }
+
     /// `DynamoDocuments::insert_each`; a task that could not be written fails the call, after
-    /// the others were written (`DynamoStore::create` reports them one by one instead).
+    /// the others were written (`DynamoStore::create` reports them one by one instead). Through
+    /// `cas::create`, a task too large for an item never gets here: `check_new_tasks` refused
+    /// the call first, so that nothing of it is written; what still fails here is what AWS
+    /// refuses (a server with a lower item limit than `?item_limit=`).
     async fn insert_tasks(&self, tasks: &[Task]) -> Result<Vec<bool>> {
         let items = tasks
             .iter()

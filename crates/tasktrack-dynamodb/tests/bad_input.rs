@@ -221,3 +221,56 @@ async fn an_id_given_twice_in_one_create_is_created_once_as_the_memory_store_doe
     assert_eq!(counts.pending, 4, "each task counted once");
     assert_eq!(counts, memory.counts(&job).await.unwrap().by_status);
 }
+
+/// The core's generic `cas::create` over `DynamoDocuments` (what a caller composing the document
+/// layer gets): a task too large for an item refuses the whole call before anything is written,
+/// as `DynamoStore::create` does and every backend guarantees (`Documents::check_new_tasks`).
+#[tokio::test(flavor = "current_thread")]
+async fn cas_create_over_the_documents_with_an_oversize_task_writes_nothing() {
+    let Some(store) = store().await else { return };
+    let docs = store.documents();
+    let job = JobName::new("big").unwrap();
+    let mut tasks = new_tasks(&["t0", "t1", "t2"]);
+    tasks[1] = tasks[1].clone().with_data(too_large());
+
+    let err = cas::create(docs, &job, &tasks, CreateMode::SkipExisting, now())
+        .await
+        .unwrap_err();
+    let Error::InvalidInput(m) = &err else {
+        panic!("expected InvalidInput, got {err:?}");
+    };
+    assert!(m.contains("big/t1"), "names the task: {m}");
+    assert!(m.contains("409600 bytes"), "states the limit: {m}");
+    for id in ["t0", "t1", "t2"] {
+        let key = TaskKey::new(job.clone(), TaskId::new(id).unwrap());
+        assert!(
+            matches!(store.get(&key).await, Err(Error::NotFound(_))),
+            "{id} not written"
+        );
+    }
+    assert_eq!(store.counts(&job).await.unwrap().by_status.total(), 0);
+
+    // The rule of the store's own writes: data must leave 2 KB of the item free.
+    let reserve = 409_600 - tasktrack_dynamodb::RESERVED_BYTES;
+    let sized = |id: &str, bytes: usize| {
+        NewTask::new(TaskId::new(id).unwrap()).with_data(Value::String("x".repeat(bytes)))
+    };
+    let refused = cas::create(
+        docs,
+        &job,
+        &[sized("small", 1_000), sized("over", reserve)],
+        CreateMode::SkipExisting,
+        now(),
+    )
+    .await;
+    assert!(
+        matches!(&refused, Err(Error::InvalidInput(m)) if m.contains("big/over")),
+        "{refused:?}"
+    );
+    assert_eq!(store.counts(&job).await.unwrap().by_status.total(), 0);
+    let small = [sized("small", 1_000)];
+    let created = cas::create(docs, &job, &small, CreateMode::SkipExisting, now())
+        .await
+        .unwrap();
+    assert_eq!(created.created, 1);
+}
