@@ -8,7 +8,7 @@
 //! | 3 | `run`: some processed task ended `failed`, `exhausted`, or lost its lease |
 //! | 4 | the job or task does not exist |
 //! | 5 | the lifecycle refused (a live lease holds the task, it already succeeded, …) |
-//! | 130 | `run` was interrupted (Ctrl-C / SIGTERM / SIGHUP) after releasing its leases |
+//! | 130 | `run` was interrupted (Ctrl-C / SIGTERM / SIGHUP) after releasing its leases, or gave up releasing them (interrupted again, or the store did not answer) |
 
 use tasktrack::{Error, ErrorKind};
 

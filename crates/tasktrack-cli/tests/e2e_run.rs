@@ -647,3 +647,57 @@ fn a_lease_over_a_century_is_refused_before_run_starts() {
     assert!(done.out.is_empty(), "no run summary: {}", done.out);
     assert_eq!(env.task("j", "a")["attempts"], 0);
 }
+
+#[test]
+fn a_second_ctrl_c_kills_at_once_and_the_leases_are_still_released() {
+    let env = Env::new();
+    add_ids(&env, "twice", 3);
+    let log = env.path("starts.log");
+    let log_s = log.to_str().unwrap();
+    // Stderr goes to a file, read while the run goes on, to interrupt again only once the first
+    // interrupt was seen (two signals close together may arrive as one).
+    let stderr = env.path("stderr.log");
+    let run = env
+        .command(&[
+            "--json",
+            "run",
+            "twice",
+            "--workers",
+            "2",
+            "--grace",
+            "1h",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$1\" >> \"$2\"; sleep 30",
+            "sh",
+            "{id}",
+            log_s,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until("two commands to start", LONG, || lines(&log).len() == 2);
+    signal(&run, "INT");
+    let said = |what: &str| lines(&stderr).iter().any(|l| l.contains(what));
+    wait_until("the first interrupt", LONG, || {
+        said("interrupted: claiming no more")
+    });
+    signal(&run, "INT");
+    let done = finish(run, LONG);
+    let err = std::fs::read_to_string(&stderr).unwrap();
+    assert_eq!(done.code, 130, "{err}");
+    assert!(
+        err.contains("interrupt once more to exit at once, leaving the leases to expire"),
+        "the way out is shown: {err}"
+    );
+    assert!(!err.contains("without releasing"), "{err}");
+    assert_eq!(done.json()["summary"]["released"], 2);
+    for id in ["t001", "t002", "t003"] {
+        let t = env.task("twice", id);
+        assert_eq!(t["status"], "pending", "{id}: {t}");
+        assert!(t["lease"].is_null(), "{id}: nothing left locked");
+    }
+}

@@ -154,7 +154,7 @@ impl Stream {
     }
 
     /// What was read, after waiting at most `patience` for the end of the stream.
-    async fn finish(mut self, patience: Duration) -> Captured {
+    async fn finish(&mut self, patience: Duration) -> Captured {
         if let Some(mut reader) = self.reader.take()
             && tokio::time::timeout(patience, &mut reader).await.is_err()
         {
@@ -268,10 +268,22 @@ impl Running {
 
     /// Collects both streams once the child has exited. A grandchild that inherited the pipes
     /// may keep them open: after [`PIPE_PATIENCE`] what was read so far is taken.
-    pub async fn outputs(self) -> (Captured, Captured) {
+    pub async fn outputs(mut self) -> (Captured, Captured) {
         let out = self.stdout.finish(PIPE_PATIENCE).await;
         let err = self.stderr.finish(PIPE_PATIENCE).await;
         (out, err)
+    }
+}
+
+/// A command not yet waited for when it is dropped (a `run` that gave up on releasing its leases
+/// and exits at once, its tasks dropped with the runtime) is killed with its whole process
+/// group, not only the direct child (`kill_on_drop`): nothing it started keeps running.
+impl Drop for Running {
+    fn drop(&mut self) {
+        // No id: the command was waited for (its pid may be anyone's by now): nothing to do.
+        if self.child.id().is_some() {
+            let _ = self.kill();
+        }
     }
 }
 
@@ -431,6 +443,66 @@ mod tests {
             json!({"stdout": "{\"partial\": \n[tasktrack: read error: the pipe broke]\n"}),
             "output cut short is not taken for JSON"
         );
+    }
+
+    /// Whether a process is gone (or a zombie: dead, waiting to be reaped).
+    #[cfg(target_os = "linux")]
+    fn gone(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_command_dropped_before_it_was_waited_for_is_killed_with_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        // The shell waits for a child of its own, as `spawn` starts it: its own process group.
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg("sleep 600 & echo $! > \"$1\"; wait")
+            .arg("sh")
+            .arg(&pid_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let running = Running {
+            stdout: Stream::start(child.stdout.take(), TAIL_BYTES),
+            stderr: Stream::start(child.stderr.take(), TAIL_BYTES),
+            child,
+            _data_file: None,
+        };
+        let patience = std::time::Instant::now();
+        let sleeper = loop {
+            let text = std::fs::read_to_string(&pid_file).unwrap_or_default();
+            if text.ends_with('\n') {
+                break text.trim().to_string();
+            }
+            assert!(
+                patience.elapsed() < Duration::from_secs(60),
+                "sleep never started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        // What a run that exits at once does to a command it has not waited for yet.
+        drop(running);
+        let patience = std::time::Instant::now();
+        while !gone(&sleeper) {
+            assert!(
+                patience.elapsed() < Duration::from_secs(60),
+                "the command's own child {sleeper} outlived it"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! ends when nothing is claimable now or later in this run, when `--limit` claims were made, or
 //! on Ctrl-C / SIGTERM: then no new task is claimed, running commands get `--grace` to finish, the
 //! rest are killed and their leases released (the attempt is not counted), and the summary is
-//! printed.
+//! printed. Releasing may take [`RELEASE_PATIENCE`] at most, and a further Ctrl-C cuts it short:
+//! then `run` exits at once (130) and the leases left expire on their own.
 
 mod child;
 mod progress;
@@ -110,7 +111,12 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
     });
     let base_finished = ctx.store.counts(&job).await?.finished();
     let started = Instant::now();
-    let signals = tokio::spawn(on_signals(shared.clone(), grace, Signals::register()?));
+    let mut signals = tokio::spawn(on_signals(
+        shared.clone(),
+        grace,
+        RELEASE_PATIENCE,
+        Signals::register()?,
+    ));
     let progress = tokio::spawn(progress::report(shared.clone(), base_finished));
     let workers: Vec<_> = (1..=args.workers)
         .map(|n| {
@@ -122,11 +128,26 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
             tokio::spawn(worker::work(shared.clone(), owner))
         })
         .collect();
-    for w in workers {
-        if let Err(e) = w.await {
-            shared
-                .out
-                .warn(format!("a worker stopped unexpectedly: {e}"));
+    let workers_done = async {
+        for w in workers {
+            if let Err(e) = w.await {
+                shared
+                    .out
+                    .warn(format!("a worker stopped unexpectedly: {e}"));
+            }
+        }
+    };
+    tokio::pin!(workers_done);
+    let mut listening = true;
+    loop {
+        tokio::select! {
+            () = &mut workers_done => break,
+            escalated = &mut signals, if listening => match escalated {
+                // The workers (and any store call they hang in) are dropped with the runtime.
+                Ok(Some(why)) => return Ok(abandon(&shared, why)),
+                // No more signals can come: the workers end on their own.
+                _ => listening = false,
+            },
         }
     }
     progress.abort();
@@ -135,7 +156,20 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
     signals.abort();
     let snapshot = shared.stats.snapshot();
     let elapsed = started.elapsed();
-    let counts = match ctx.store.counts(&job).await {
+    let counts = if interrupted {
+        // Ctrl-C no longer reaches anything: an interrupted run must not hang on its summary.
+        tokio::time::timeout(RELEASE_PATIENCE, ctx.store.counts(&job))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Unavailable(format!(
+                    "the store did not answer within {}",
+                    humantime::format_duration(RELEASE_PATIENCE)
+                )))
+            })
+    } else {
+        ctx.store.counts(&job).await
+    };
+    let counts = match counts {
         Ok(counts) => Some(counts),
         Err(e) => {
             ctx.out.warn(format!(
@@ -179,10 +213,32 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
     Ok(code)
 }
 
-/// First Ctrl-C / SIGTERM: stop claiming. Then after `grace`, or at a second signal: kill.
-async fn on_signals(shared: Arc<Shared>, grace: Duration, mut signals: Signals) {
+/// How long an interrupted run may take, once its commands were told to die, to collect them,
+/// release their leases (store retries included) and read the summary's counts. Past it, it
+/// exits without releasing what is left ([`Abandon::Timeout`]): a store that stopped answering
+/// must not keep `run` from ending.
+const RELEASE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Why an interrupted run exits at once, leaving leases to expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Abandon {
+    /// Interrupted again after the commands were killed.
+    Signal,
+    /// Releasing took longer than [`RELEASE_PATIENCE`].
+    Timeout,
+}
+
+/// First Ctrl-C / SIGTERM: stop claiming. Then after `grace`, or at a second signal: kill. Then,
+/// at a further signal or once releasing the leases took `patience`: give up on them, returned
+/// for `run` to exit at once. `None`: no signal can be received any more (none came).
+async fn on_signals(
+    shared: Arc<Shared>,
+    grace: Duration,
+    patience: Duration,
+    mut signals: impl Interrupts,
+) -> Option<Abandon> {
     if !signals.next().await {
-        return;
+        return None;
     }
     shared.stop.send_replace(true);
     let running = shared.busy.load(std::sync::atomic::Ordering::SeqCst);
@@ -190,11 +246,60 @@ async fn on_signals(shared: Arc<Shared>, grace: Duration, mut signals: Signals) 
         "interrupted: claiming no more tasks; {running} running command(s) get {} to finish (interrupt again to kill them now)",
         humantime::format_duration(grace)
     ));
-    tokio::select! {
-        () = tokio::time::sleep(grace) => {}
-        _ = signals.next() => {}
-    }
+    let again = tokio::select! {
+        () = tokio::time::sleep(grace) => false,
+        s = signals.next() => s,
+    };
     shared.kill.send_replace(true);
+    if again {
+        shared.out.warn(
+            "interrupted again: killing the running commands and releasing their leases \
+             (interrupt once more to exit at once, leaving the leases to expire)",
+        );
+    }
+    let deadline = tokio::time::sleep(patience);
+    tokio::pin!(deadline);
+    tokio::select! {
+        () = &mut deadline => Some(Abandon::Timeout),
+        s = signals.next() => {
+            if s {
+                return Some(Abandon::Signal);
+            }
+            deadline.await;
+            Some(Abandon::Timeout)
+        }
+    }
+}
+
+/// Says why the leases still held are left to expire; the exit code of a run that gives up on
+/// them. Written under `-q` too: it is the run's outcome, not a remark.
+fn abandon(shared: &Shared, why: Abandon) -> u8 {
+    let why = match why {
+        Abandon::Signal => "interrupted again".to_string(),
+        Abandon::Timeout => format!(
+            "the store did not answer within {} while the leases were being released",
+            humantime::format_duration(RELEASE_PATIENCE)
+        ),
+    };
+    shared.out.stderr(&format!(
+        "tasktrack: {why}: exiting without releasing the leases still held; their tasks stay in \
+         progress until the leases expire ({} after their last renewal), then any run can claim \
+         them again",
+        humantime::format_duration(shared.lease_for)
+    ));
+    exit::INTERRUPTED
+}
+
+/// Where interruptions come from: the process's signals ([`Signals`]), or a test's channel.
+trait Interrupts: Send + 'static {
+    /// Waits for the next one; `false` if none can come any more.
+    fn next(&mut self) -> impl Future<Output = bool> + Send;
+}
+
+impl Interrupts for Signals {
+    fn next(&mut self) -> impl Future<Output = bool> + Send {
+        self.recv()
+    }
 }
 
 /// SIGINT, SIGTERM and SIGHUP, registered before any work starts so that no signal can slip
@@ -234,7 +339,7 @@ impl Signals {
     }
 
     /// Waits for the next signal; `false` if signals can no longer be received.
-    async fn next(&mut self) -> bool {
+    async fn recv(&mut self) -> bool {
         #[cfg(unix)]
         {
             let hup = async {
@@ -317,4 +422,113 @@ fn summary(
         );
     }
     t.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::Output;
+    use tokio::sync::mpsc;
+
+    /// Interruptions a test sends through a channel.
+    struct Sent(mpsc::UnboundedReceiver<()>);
+
+    impl Interrupts for Sent {
+        async fn next(&mut self) -> bool {
+            self.0.recv().await.is_some()
+        }
+    }
+
+    /// Nothing any test here waits for this long: it only guards against a hang.
+    const HANG: Duration = Duration::from_secs(60);
+    const NEVER: Duration = Duration::from_secs(3_600);
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            store: Arc::new(tasktrack::MemoryStore::in_memory()),
+            clock: Arc::new(tasktrack::SystemClock),
+            out: Output::new(
+                false,
+                true,
+                0,
+                Box::new(std::io::sink()),
+                Box::new(std::io::sink()),
+            ),
+            job: parse::job("j").unwrap(),
+            stage: None,
+            lease_for: DEFAULT_LEASE,
+            backoff: Backoff::default(),
+            command: vec!["true".to_string()],
+            follow: false,
+            poll: Duration::from_secs(1),
+            remaining: AtomicU64::new(u64::MAX),
+            busy: AtomicUsize::new(0),
+            ended: Notify::new(),
+            stats: stats::Stats::default(),
+            stop: watch::channel(false).0,
+            kill: watch::channel(false).0,
+            fatal: Mutex::new(None),
+        })
+    }
+
+    async fn until_set(flag: &watch::Sender<bool>, what: &str) {
+        let mut rx = flag.subscribe();
+        tokio::time::timeout(HANG, rx.wait_for(|v| *v))
+            .await
+            .unwrap_or_else(|_| panic!("{what} never happened"))
+            .unwrap();
+    }
+
+    type Escalation = tokio::task::JoinHandle<Option<Abandon>>;
+
+    fn start(
+        grace: Duration,
+        patience: Duration,
+    ) -> (Arc<Shared>, mpsc::UnboundedSender<()>, Escalation) {
+        let shared = shared();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(on_signals(shared.clone(), grace, patience, Sent(rx)));
+        (shared, tx, task)
+    }
+
+    async fn outcome(task: Escalation) -> Option<Abandon> {
+        tokio::time::timeout(HANG, task)
+            .await
+            .expect("the escalation never ended")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_first_interrupt_stops_the_second_kills_the_third_abandons_the_leases() {
+        let (shared, tx, task) = start(NEVER, NEVER);
+        tx.send(()).unwrap();
+        until_set(&shared.stop, "stop").await;
+        assert!(!*shared.kill.borrow(), "running commands get their grace");
+        tx.send(()).unwrap();
+        until_set(&shared.kill, "kill").await;
+        assert!(!task.is_finished(), "the leases are being released");
+        tx.send(()).unwrap();
+        assert_eq!(outcome(task).await, Some(Abandon::Signal));
+    }
+
+    #[tokio::test]
+    async fn after_the_grace_period_one_more_interrupt_abandons_the_leases() {
+        let (shared, tx, task) = start(Duration::ZERO, NEVER);
+        tx.send(()).unwrap();
+        until_set(&shared.kill, "kill after the grace period").await;
+        assert!(!task.is_finished(), "the leases are being released");
+        tx.send(()).unwrap();
+        assert_eq!(outcome(task).await, Some(Abandon::Signal));
+    }
+
+    #[tokio::test]
+    async fn releasing_for_longer_than_the_patience_abandons_the_leases() {
+        let (shared, tx, task) = start(NEVER, Duration::from_millis(50));
+        tx.send(()).unwrap();
+        tx.send(()).unwrap();
+        until_set(&shared.kill, "kill").await;
+        // No further interrupt: the store just does not answer.
+        assert_eq!(outcome(task).await, Some(Abandon::Timeout));
+        drop(tx);
+    }
 }
