@@ -488,7 +488,8 @@ pub async fn delete_job<D: Documents + ?Sized>(
     })
 }
 
-/// [`Store::purge`]: finished tasks only, re-checked at delete time.
+/// [`Store::purge`]: finished tasks only, each re-checked by [`lifecycle::purgeable`] at delete
+/// time.
 pub async fn purge<D: Documents + ?Sized>(docs: &D, req: &Purge) -> Result<u64> {
     req.validate()?;
     let jobs = match &req.job {
@@ -508,8 +509,7 @@ pub async fn purge<D: Documents + ?Sized>(docs: &D, req: &Purge) -> Result<u64> 
         for_each_page(docs, query, |page| doomed.extend(page)).await?;
         for task in doomed {
             if let Some(current) = docs.get_task(&task.key()).await?
-                && req.statuses.contains(&current.value.status)
-                && current.value.updated_at < req.older_than
+                && lifecycle::purgeable(&current.value, req)
                 && docs.delete_task(&current).await?
             {
                 purged += 1;

@@ -1,11 +1,11 @@
-//! What people and producers do: create, replace, ignore, retry, report, delete.
+//! What people and producers do: create, replace, ignore, retry, report, delete, purge.
 
 use super::claim::{grant, take_from_holder};
 use super::finish::{fail, succeed};
 use super::{record, touch};
 use crate::error::{Error, Refusal, Result};
 use crate::model::{Backoff, Failure, Job, JobName, NewTask, Outcome, Status, Task, TaskKey};
-use crate::store::{Claim, Fail, Ignore, Report, Retry};
+use crate::store::{Claim, Fail, Ignore, Purge, Report, Retry};
 use crate::time::Timestamp;
 use serde_json::json;
 use std::time::Duration;
@@ -158,6 +158,16 @@ pub fn check_delete(task: &Task, now: Timestamp) -> Result<()> {
         }),
         None => Ok(()),
     }
+}
+
+/// Whether `purge` removes `task`: a task of the purge's job (of any job when it names none), in
+/// one of its statuses, last written strictly before its cut-off. Only a finished task qualifies
+/// ([`Purge::validate`] refuses live statuses first), so a purge never takes work from a worker.
+pub fn purgeable(task: &Task, req: &Purge) -> bool {
+    req.job.as_ref().is_none_or(|job| *job == task.job)
+        && task.status.is_terminal()
+        && req.statuses.contains(&task.status)
+        && task.updated_at < req.older_than
 }
 
 /// Administrative moves leave `succeeded` and live leases alone unless forced.

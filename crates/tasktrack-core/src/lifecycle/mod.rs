@@ -40,7 +40,9 @@ mod claim;
 mod finish;
 mod jobs;
 
-pub use admin::{check_delete, check_new_task, create_task, ignore, replace_task, report, retry};
+pub use admin::{
+    check_delete, check_new_task, create_task, ignore, purgeable, replace_task, report, retry,
+};
 pub use claim::{ClaimDecision, claim, expire};
 pub use finish::{fail, heartbeat, patch_data, release, succeed};
 pub use jobs::{apply_job_spec, move_job_state};
