@@ -37,13 +37,26 @@ pub fn lease(s: &str) -> Result<Duration> {
 }
 
 /// `INITIAL..MAX` (`1s..5m`), a single `INITIAL` (capped at 5 minutes or itself), or `none`.
+/// The store keeps whole milliseconds: a delay above zero but below 1 ms is refused rather than
+/// stored as zero (`1ns..2ns` would silently be no backoff at all).
 pub fn backoff(s: &str) -> Result<Backoff> {
     if s.trim() == "none" {
         return Ok(Backoff::NONE);
     }
+    let delay = |part: &str| {
+        let d = duration("backoff", part)?;
+        if !d.is_zero() && d < Duration::from_millis(1) {
+            return Err(Error::invalid(format!(
+                "--backoff {s:?}: {} is below 1ms, the smallest delay the store keeps (it counts \
+                 whole milliseconds); use 0s or none for no backoff",
+                humantime::format_duration(d)
+            )));
+        }
+        Ok(d)
+    };
     match s.split_once("..") {
         Some((a, b)) => {
-            let (initial, max) = (duration("backoff", a)?, duration("backoff", b)?);
+            let (initial, max) = (delay(a)?, delay(b)?);
             if max < initial {
                 return Err(Error::invalid(format!(
                     "--backoff {s:?}: the maximum is below the initial delay"
@@ -52,7 +65,7 @@ pub fn backoff(s: &str) -> Result<Backoff> {
             Ok(Backoff::new(initial, max))
         }
         None => {
-            let initial = duration("backoff", s)?;
+            let initial = delay(s)?;
             Ok(Backoff::new(initial, initial.max(Duration::from_secs(300))))
         }
     }
@@ -199,6 +212,14 @@ mod tests {
         assert_eq!((b.initial_ms, b.max_ms), (1_000, 300_000));
         assert_eq!(backoff("none").unwrap(), Backoff::NONE);
         assert!(backoff("5m..1s").is_err());
+        assert!(
+            backoff("1ns..2ns")
+                .unwrap_err()
+                .to_string()
+                .contains("1ns is below 1ms")
+        );
+        let b = backoff("1ms..2ms").unwrap();
+        assert_eq!((b.initial_ms, b.max_ms), (1, 2));
     }
 
     #[test]

@@ -229,3 +229,42 @@ fn logs_on_a_pipe_have_no_colour_codes() {
         done.err
     );
 }
+
+#[test]
+fn a_duration_below_the_stores_millisecond_is_refused_not_stored_as_zero() {
+    let env = Env::new();
+    assert_eq!(
+        env.tt(&["job", "set", "j", "--backoff", "2s..1m", "--lease", "1m"])
+            .code,
+        0
+    );
+    for args in [
+        vec!["job", "set", "j", "--backoff", "1ns..2ns"],
+        vec!["job", "set", "j", "--backoff", "500us"],
+        vec!["job", "set", "j", "--backoff", "0s..999us"],
+        vec!["job", "set", "j", "--lease", "500us"],
+        vec!["run", "j", "--lease", "1ns", "--", "true", "{id}"],
+    ] {
+        let done = env.tt(&args);
+        assert_eq!(done.code, 2, "{args:?}: {}", done.err);
+        assert_eq!(done.err.lines().count(), 1, "{args:?}: {}", done.err);
+        assert!(
+            done.err.contains("1ms"),
+            "{args:?}: the unit is named: {}",
+            done.err
+        );
+        assert!(done.out.is_empty(), "{args:?}: {}", done.out);
+    }
+    let job = env.json(&["job", "show", "j"]);
+    assert_eq!(
+        (&job["backoff"]["initial_ms"], &job["backoff"]["max_ms"]),
+        (&serde_json::json!(2_000), &serde_json::json!(60_000)),
+        "unchanged: {job}"
+    );
+    assert_eq!(job["lease_ms"], 60_000, "unchanged: {job}");
+    // Zero stays what it says: no backoff.
+    assert_eq!(env.tt(&["job", "set", "j", "--backoff", "0s"]).code, 0);
+    let done = env.tt(&["job", "set", "j", "--backoff", "1ms..2ms"]);
+    assert_eq!(done.code, 0, "{}", done.err);
+    assert!(done.out.contains("1ms..2ms"), "{}", done.out);
+}
