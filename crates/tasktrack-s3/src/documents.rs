@@ -1,11 +1,12 @@
 //! [`S3Documents`]: the [`Documents`] trait over S3 objects, the job index and a task cache.
 
-use crate::index::{Index, Update};
+use crate::index::{Entry, Index, Update};
 use crate::indexer::{Indexer, SHARDS, SNAPSHOT_FRESH_FOR, Snapshot, shard_of};
 use crate::layout::Layout;
 use crate::objects::{Got, Objects, Put, RequestCounts, Stored};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt, stream};
+use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -272,6 +273,10 @@ impl S3Documents {
     /// Walks the shards' merged claim order and returns up to `limit` tasks that really are
     /// claimable, read from the cache when the index names the cached version, else from S3.
     /// Entries found stale are queued as repairs.
+    ///
+    /// The order is the index's with this process's unwritten changes (deferred claims and
+    /// heartbeats, repairs) in place of the entries they supersede, so that a task claimed here
+    /// is placed at its lease's expiry, not where the index still has it.
     async fn pick(
         &self,
         job: &JobName,
@@ -280,11 +285,28 @@ impl S3Documents {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<Versioned<Task>>> {
-        let mut order: Vec<_> = shards
+        let queued = self.inner.indexer.queued(job);
+        let indexed = |id: &str| shards.get(shard_of(id)).and_then(|s| s.index.tasks.get(id));
+        // An unwritten change of ours older than the index's entry (another process wrote the
+        // task since) no longer counts.
+        let mine = |id: &str| match queued.get(id) {
+            Some(Some(e)) if indexed(id).is_some_and(|i| i.version() > e.version()) => None,
+            other => other,
+        };
+        let mut order: Vec<(Reverse<i32>, i64, &str, &Entry)> = shards
             .iter()
             .flat_map(|s| s.index.claimable_keyed(stage, now))
+            .filter(|(_, _, id)| mine(id).is_none())
+            .filter_map(|(priority, at, id)| Some((priority, at, id, indexed(id)?)))
             .collect();
-        order.sort_unstable();
+        for id in queued.keys() {
+            if let Some(Some(e)) = mine(id)
+                && let Some((priority, at)) = e.claim_key(stage, now)
+            {
+                order.push((priority, at, id.as_str(), e));
+            }
+        }
+        order.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
         if self.contended() {
             // Another process is claiming from the same job: walking the same order, we would
             // both go for the head and one of us would lose every race. Under contention each
@@ -295,21 +317,10 @@ impl S3Documents {
         }
         let mut found = Vec::new();
         let mut repairs = Vec::new();
-        let queued = self.inner.indexer.queued(job);
-        for (_, _, id) in order {
+        for (_, _, id, entry) in order {
             if found.len() == limit {
                 break;
             }
-            let entry = match queued.get(id) {
-                // Our own unwritten change says it is not claimable (we claimed it) or gone.
-                Some(None) => continue,
-                Some(Some(mine)) if mine.2.is_none_or(|at| at > now.as_millis()) => continue,
-                Some(Some(mine)) => mine,
-                None => match shards.get(shard_of(id)).and_then(|s| s.index.tasks.get(id)) {
-                    Some(e) => e,
-                    None => continue,
-                },
-            };
             let Ok(task_id) = TaskId::new(id) else {
                 tracing::warn!(job = %job, id, "s3: index names an invalid task id; skipped");
                 continue;

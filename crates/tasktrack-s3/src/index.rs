@@ -53,6 +53,17 @@ impl Entry {
     fn stage(&self) -> Option<&str> {
         self.5.as_deref()
     }
+
+    /// The task's place in the claim order, `(Reverse(priority), claimable_at ms)`, if it may be
+    /// claimable at `now` (at `stage`, if given); `None` if not.
+    pub fn claim_key(&self, stage: Option<&str>, now: Timestamp) -> Option<(Reverse<i32>, i64)> {
+        match self.2 {
+            Some(at) if at <= now.as_millis() && (stage.is_none() || self.stage() == stage) => {
+                Some((Reverse(self.1), at))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A change to apply to the index, made from a task document that has been written.
@@ -144,15 +155,12 @@ impl Index {
         stage: Option<&str>,
         now: Timestamp,
     ) -> Vec<(Reverse<i32>, i64, &str)> {
-        let now = now.as_millis();
         let mut found: Vec<(Reverse<i32>, i64, &str)> = self
             .tasks
             .iter()
-            .filter_map(|(id, e)| match e.2 {
-                Some(at) if at <= now && (stage.is_none() || e.stage() == stage) => {
-                    Some((Reverse(e.1), at, id.as_str()))
-                }
-                _ => None,
+            .filter_map(|(id, e)| {
+                let (priority, at) = e.claim_key(stage, now)?;
+                Some((priority, at, id.as_str()))
             })
             .collect();
         found.sort_unstable();
