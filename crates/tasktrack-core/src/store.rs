@@ -23,7 +23,8 @@ pub enum CreateMode {
     /// Leave it as it is (idempotent bulk import). The default.
     #[default]
     SkipExisting,
-    /// Start it afresh as `pending` with the new data; the token is bumped so a current holder is fenced out.
+    /// Start it afresh as `pending` with the new data ([`crate::lifecycle::replace_task`]): a
+    /// current holder is fenced out, and the token counter goes on from where it was.
     Replace,
 }
 

@@ -1,34 +1,90 @@
 //! Conformance case: random operation sequences against a reference model.
 //!
 //! The reference model is a map of tasks moved only by the pure functions of
-//! [`crate::lifecycle`]. Random sequences of operations (create, claim, forced claim, claim_next,
-//! batch claims, succeed, `succeed_many`, the hand-off `succeed_and_claim_next`, fail, release,
-//! heartbeat, ignore, retry,
-//! report, delete, time passing — including stale leases) run
-//! on the store and on the model; after every step the results and every task must agree. This is
-//! what keeps a backend that restates rules natively (SQL, Lua) equal to the rules.
+//! [`crate::lifecycle`]. Random sequences of operations run on the store and on the model; after
+//! every step the results and every task must agree. This is what keeps a backend that restates
+//! rules natively (SQL, Lua) equal to the rules. The operations:
+//!
+//! - create of one to three tasks, with [`CreateMode::SkipExisting`] or [`CreateMode::Replace`]
+//!   (of a task in any status, a live or expired lease and `succeeded` included), each with a
+//!   random priority and `not_before`, so that claim order and delayed claimability are
+//!   exercised;
+//! - claim, forced claim, `claim_next` (one or a batch, at any stage or at one stage), the
+//!   hand-off `succeed_and_claim_next`;
+//! - succeed, `succeed_many`, fail, release, heartbeat — with current and stale leases;
+//! - ignore, retry, report, delete;
+//! - purge of finished tasks, of the sequence's job or of all jobs, with valid and invalid
+//!   status sets;
+//! - time passing, so that leases expire and backoffs and `not_before` pass.
+//!
+//! About a third of the sequences run on a job with two pipeline stages (set by `put_job` before
+//! the first operation), so that success advances the stage.
+//!
+//! The case runs its clock from an instant years before the other cases' (and before any real
+//! clock a test might use), and removes each sequence's job afterwards: a purge of all jobs
+//! (cut off at most a millisecond after the case's now) can then only remove this case's own tasks, even on
+//! a store whose cases share a namespace, and the count it answers is the model's.
+//!
+//! A sequence that disagrees is shrunk to the smallest failing sequence found, which the failure
+//! message shows with what differed. `TASKTRACK_MODEL_CHECK_SEQUENCES` (a count) and
+//! `TASKTRACK_MODEL_CHECK_SEED` (0-255) run a longer or a different search.
 
 use super::*;
 use crate::ErrorKind;
 use crate::lifecycle::{self, ClaimDecision};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use proptest::test_runner::TestRunner;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::json;
 use std::collections::BTreeMap;
 
 const IDS: u8 = 4;
 
+/// The stages of a pipeline sequence's job. `claim_next` asks for them in unstaged sequences
+/// too, where they match nothing.
+const STAGES: [&str; 2] = ["s0", "s1"];
+
+/// Where the case's clock starts: 2001, long before the harness's usual start (2027) and any
+/// real clock.
+const EPOCH: Timestamp = Timestamp::from_millis(1_000_000_000_000);
+
+/// A task to create.
+#[derive(Debug, Clone)]
+struct Add {
+    id: u8,
+    priority: i8,
+    /// `not_before` this many times ten seconds from now; `None`: at once.
+    delay: Option<u8>,
+}
+
+/// A purge: of the sequence's job or of all jobs, of the statuses in `statuses` (a bit set over
+/// [`PURGE_STATUSES`]; empty, or with a live status, is invalid), of tasks last written more
+/// than `age` seconds ago (`Some(0)`: before now), or `None`: up to now included.
+#[derive(Debug, Clone)]
+struct PurgeOp {
+    all_jobs: bool,
+    statuses: u8,
+    age: Option<u8>,
+}
+
+const PURGE_STATUSES: [Status; 4] = [
+    Status::Succeeded,
+    Status::Exhausted,
+    Status::Ignored,
+    Status::Failed,
+];
+
 #[derive(Debug, Clone)]
 enum Op {
-    Create(u8),
+    /// A create of one to three tasks (duplicate ids dropped), replacing existing ones if set.
+    Create(bool, Vec<Add>),
     Claim(u8, u8),
     ForceClaim(u8, u8),
-    ClaimNext(u8),
-    ClaimNextMany(u8, u8),
+    ClaimNext(u8, Option<u8>),
+    ClaimNextMany(u8, u8, Option<u8>),
     Succeed(u8),
     SucceedMany(u8, u8),
-    Handoff(u8, u8),
+    Handoff(u8, u8, Option<u8>),
     Fail(u8, bool),
     Release(u8),
     Heartbeat(u8),
@@ -36,19 +92,43 @@ enum Op {
     Retry(u8, bool),
     Report(u8, bool),
     Delete(u8),
+    Purge(PurgeOp),
     Advance(u16),
+}
+
+fn stage() -> impl Strategy<Value = Option<u8>> {
+    prop::option::weighted(0.3, 0..2u8)
+}
+
+fn add() -> impl Strategy<Value = Add> {
+    (0..IDS, -1..2i8, prop::option::weighted(0.3, 0..4u8)).prop_map(|(id, priority, delay)| Add {
+        id,
+        priority,
+        delay,
+    })
+}
+
+fn purge() -> impl Strategy<Value = PurgeOp> {
+    let statuses = prop_oneof![5 => 1..8u8, 1 => 0..16u8];
+    let age = prop_oneof![2 => Just(None), 1 => Just(Some(0u8)), 1 => (1..90u8).prop_map(Some)];
+    (prop::bool::weighted(0.3), statuses, age).prop_map(|(all_jobs, statuses, age)| PurgeOp {
+        all_jobs,
+        statuses,
+        age,
+    })
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (0..IDS).prop_map(Op::Create),
+        4 => (prop::bool::weighted(0.35), prop::collection::vec(add(), 1..4))
+            .prop_map(|(replace, adds)| Op::Create(replace, adds)),
         3 => (0..IDS, 0..2u8).prop_map(|(i, w)| Op::Claim(i, w)),
         1 => (0..IDS, 0..2u8).prop_map(|(i, w)| Op::ForceClaim(i, w)),
-        3 => (0..2u8).prop_map(Op::ClaimNext),
-        1 => (0..2u8, 2..4u8).prop_map(|(w, n)| Op::ClaimNextMany(w, n)),
+        3 => (0..2u8, stage()).prop_map(|(w, s)| Op::ClaimNext(w, s)),
+        1 => (0..2u8, 2..4u8, stage()).prop_map(|(w, n, s)| Op::ClaimNextMany(w, n, s)),
         3 => any::<u8>().prop_map(Op::Succeed),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::SucceedMany(a, b)),
-        3 => (any::<u8>(), 0..2u8).prop_map(|(l, w)| Op::Handoff(l, w)),
+        3 => (any::<u8>(), 0..2u8, stage()).prop_map(|(l, w, s)| Op::Handoff(l, w, s)),
         3 => (any::<u8>(), any::<bool>()).prop_map(|(l, r)| Op::Fail(l, r)),
         1 => any::<u8>().prop_map(Op::Release),
         1 => any::<u8>().prop_map(Op::Heartbeat),
@@ -56,7 +136,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..IDS, any::<bool>()).prop_map(|(i, f)| Op::Retry(i, f)),
         1 => (0..IDS, any::<bool>()).prop_map(|(i, s)| Op::Report(i, s)),
         1 => (0..IDS).prop_map(Op::Delete),
-        2 => (1..45u16).prop_map(Op::Advance),
+        2 => purge().prop_map(Op::Purge),
+        3 => (1..45u16).prop_map(Op::Advance),
     ]
 }
 
@@ -77,10 +158,26 @@ fn answer<T>(r: &Result<T>, id: impl Fn(&T) -> Option<String>) -> Answer {
 /// The fields every backend must agree on.
 fn projection(t: &Task) -> serde_json::Value {
     json!({
-        "status": t.status, "stage": t.stage, "attempts": t.attempts, "max_attempts": t.max_attempts,
-        "token": t.token, "not_before": t.not_before, "lease": t.lease, "data": t.data, "output": t.output,
-        "error": t.error, "history": t.history, "started_at": t.started_at, "finished_at": t.finished_at,
+        "status": t.status, "stage": t.stage, "stages": t.stages, "attempts": t.attempts,
+        "max_attempts": t.max_attempts, "priority": t.priority, "token": t.token,
+        "not_before": t.not_before, "lease": t.lease, "data": t.data, "output": t.output,
+        "error": t.error, "history": t.history, "created_at": t.created_at,
+        "started_at": t.started_at, "finished_at": t.finished_at,
     })
+}
+
+/// The stage name a `claim_next` asks for.
+fn stage_name(s: &Option<u8>) -> Option<&'static str> {
+    s.map(|s| STAGES[usize::from(s) % STAGES.len()])
+}
+
+/// A `claim_next` request.
+fn next_request(owner: &str, limit: usize, stage: &Option<u8>) -> ClaimNext {
+    let req = ClaimNext::new(owner, LEASE).with_limit(limit);
+    match stage_name(stage) {
+        Some(s) => req.at_stage(s),
+        None => req,
+    }
 }
 
 struct Model {
@@ -91,6 +188,24 @@ struct Model {
 impl Model {
     fn write(&mut self, t: Task) {
         self.tasks.insert(t.id.clone(), t);
+    }
+
+    /// `create` of one task: new, left alone, or replaced.
+    fn create(&mut self, new: &NewTask, mode: CreateMode, now: Timestamp) -> Result<Created> {
+        let mut created = Created::default();
+        match self.tasks.get(&new.id) {
+            None => {
+                self.write(lifecycle::create_task(&self.job, new, now)?);
+                created.created = 1;
+            }
+            Some(existing) if mode == CreateMode::Replace => {
+                let t = lifecycle::replace_task(existing, &self.job, new, now)?;
+                self.write(t);
+                created.replaced = 1;
+            }
+            Some(_) => created.existing = 1,
+        }
+        Ok(created)
     }
 
     fn fenced(&mut self, lease: &Lease, rule: impl Fn(&Task) -> Result<Task>) -> Result<Task> {
@@ -128,21 +243,15 @@ impl Model {
         }
     }
 
-    fn claim_next(&mut self, req: &Claim, now: Timestamp) -> Result<Vec<Claimed>> {
-        self.claim_next_many(req, 1, now)
-    }
-
-    /// Up to `limit` tasks in claim order, as repeated single claims would take them.
-    fn claim_next_many(
-        &mut self,
-        req: &Claim,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Claimed>> {
+    /// Up to `req.limit` tasks (at `req.stage`, if given) in claim order, as repeated single
+    /// claims would take them.
+    fn claim_next(&mut self, req: &ClaimNext, now: Timestamp) -> Result<Vec<Claimed>> {
+        let claim = Claim::new(req.owner.clone(), req.lease_for);
         let mut order: Vec<&Task> = self
             .tasks
             .values()
             .filter(|t| t.is_claimable(now))
+            .filter(|t| req.stage.is_none() || t.stage == req.stage)
             .collect();
         order.sort_by_key(|t| {
             (
@@ -154,37 +263,193 @@ impl Model {
         let keys: Vec<TaskKey> = order.into_iter().map(Task::key).collect();
         let mut won = Vec::new();
         for key in keys {
-            if won.len() == limit {
+            if won.len() == req.limit {
                 break;
             }
-            if let Ok(c) = self.claim(&key, req, now) {
+            if let Ok(c) = self.claim(&key, &claim, now) {
                 won.push(c);
             }
         }
         Ok(won)
     }
+
+    /// Removes the finished tasks `req` selects; how many.
+    fn purge(&mut self, req: &Purge) -> Result<u64> {
+        req.validate()?;
+        let before = self.tasks.len();
+        self.tasks.retain(|_, t| !lifecycle::purgeable(t, req));
+        Ok((before - self.tasks.len()) as u64)
+    }
 }
 
+/// Runs, at most, of variations of a failing sequence while looking for a smaller one that fails
+/// too.
+const SHRINK_RUNS: usize = 300;
+
 /// Random sequences of operations on the store agree, step by step, with the pure rules.
+///
+/// A sequence that disagrees is shrunk (proptest's shrinking, then dropping operations one at a
+/// time; each candidate runs on a fresh job) and the case fails with the smallest failing
+/// sequence found.
 pub async fn random_operation_sequences_agree_with_the_reference_model(h: Harness) -> Result<()> {
-    let mut runner = TestRunner::deterministic();
-    let sequences = h.scaled(40);
+    h.clock.set(EPOCH);
+    let (sequences, mut runner) = depth(h.scaled(20))?;
+    let strategy = (
+        prop::bool::weighted(0.35),
+        prop::collection::vec(op(), 20..70),
+    );
+    let mut runs = 0;
     for seq in 0..sequences {
-        let ops = prop::collection::vec(op(), 10..40)
+        let mut tree = strategy
             .new_tree(&mut runner)
-            .map_err(|e| Error::backend(format!("strategy: {e}")))?
-            .current();
-        let job = JobName::new(format!("{}-{seq}", h.job))?;
-        run_sequence(&h, job, &ops).await?;
+            .map_err(|e| Error::backend(format!("strategy: {e}")))?;
+        let Some(first) = run_and_clean(&h, &mut runs, &tree.current()).await? else {
+            continue;
+        };
+        let (mut smallest, mut why) = first.keep(tree.current());
+        let mut budget = SHRINK_RUNS;
+        let mut more = tree.simplify();
+        while more && budget > SHRINK_RUNS / 2 {
+            budget -= 1;
+            more = match run_and_clean(&h, &mut runs, &tree.current()).await? {
+                Some(failure) => {
+                    (smallest, why) = failure.keep(tree.current());
+                    tree.simplify()
+                }
+                None => tree.complicate(),
+            };
+        }
+        // Proptest keeps the length within the strategy's range: drop operations one at a time
+        // while the rest still fails, until none can go.
+        let mut dropped = true;
+        while dropped && budget > 0 {
+            dropped = false;
+            let mut i = smallest.1.len();
+            while i > 0 && budget > 0 {
+                i -= 1;
+                budget -= 1;
+                let mut fewer = smallest.clone();
+                fewer.1.remove(i);
+                if let Some(failure) = run_and_clean(&h, &mut runs, &fewer).await? {
+                    (smallest, why) = failure.keep(fewer);
+                    i = i.min(smallest.1.len());
+                    dropped = true;
+                }
+            }
+        }
+        let (staged, ops) = smallest;
+        panic!(
+            "sequence {seq} disagrees with the reference model. Smallest failing sequence \
+             ({} operations, pipeline job: {staged}): {ops:?}\n{why}",
+            ops.len()
+        );
     }
     Ok(())
 }
 
-async fn run_sequence(h: &Harness, job: JobName, ops: &[Op]) -> Result<()> {
+/// How many sequences to run, and from which seed: `default` from proptest's deterministic seed,
+/// unless `TASKTRACK_MODEL_CHECK_SEQUENCES` (a count) or `TASKTRACK_MODEL_CHECK_SEED` (0-255)
+/// ask for a longer or a different search.
+fn depth(default: usize) -> Result<(usize, TestRunner)> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let bad = |name: &str, e: &dyn std::fmt::Display| Error::invalid(format!("{name}: {e}"));
+    let sequences = match var("TASKTRACK_MODEL_CHECK_SEQUENCES") {
+        Some(n) => n
+            .parse()
+            .map_err(|e| bad("TASKTRACK_MODEL_CHECK_SEQUENCES", &e))?,
+        None => default,
+    };
+    let runner = match var("TASKTRACK_MODEL_CHECK_SEED") {
+        Some(seed) => {
+            let seed: u8 = seed
+                .parse()
+                .map_err(|e| bad("TASKTRACK_MODEL_CHECK_SEED", &e))?;
+            let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]);
+            TestRunner::new_with_rng(Config::default(), rng)
+        }
+        None => TestRunner::deterministic(),
+    };
+    Ok((sequences, runner))
+}
+
+/// How a sequence disagreed with the model.
+struct Disagreement {
+    /// How many operations ran, the one that disagreed included.
+    ran: usize,
+    what: String,
+}
+
+impl Disagreement {
+    /// The sequence cut after the operation that disagreed, and what differed.
+    fn keep(self, (staged, mut ops): (bool, Vec<Op>)) -> ((bool, Vec<Op>), String) {
+        ops.truncate(self.ran);
+        ((staged, ops), self.what)
+    }
+}
+
+/// Runs one sequence on a fresh job, then removes the job: `Some` if the store and the model
+/// disagreed.
+async fn run_and_clean(
+    h: &Harness,
+    runs: &mut usize,
+    (staged, ops): &(bool, Vec<Op>),
+) -> Result<Option<Disagreement>> {
+    let job = JobName::new(format!("{}-{runs}", h.job))?;
+    *runs += 1;
+    let mut ran = 0;
+    let outcome = match run_sequence(h, &job, *staged, ops, &mut ran).await {
+        Ok(disagreement) => disagreement,
+        Err(e) => Some(format!("the store failed at step {}: {e}", ran.max(1) - 1)),
+    };
+    // Every lease has run out an hour later: the job goes, with all its tasks (a sequence that
+    // never created its job has nothing to remove).
+    h.advance(Duration::from_secs(3600));
+    let cleaned = match h.store.delete_job(&job, h.now()).await {
+        Ok(d) if (d.kept_leased, d.job_removed) == (0, true) => None,
+        Ok(d) => Some(format!(
+            "delete_job at the end, with no live lease left: {d:?}"
+        )),
+        Err(Error::NotFound(_)) => None,
+        Err(e) => Some(format!("delete_job at the end: {e}")),
+    };
+    Ok(match (outcome, cleaned) {
+        (Some(what), _) => Some(Disagreement { ran, what }),
+        (None, Some(what)) => Some(Disagreement {
+            ran: ops.len(),
+            what,
+        }),
+        (None, None) => None,
+    })
+}
+
+/// Runs `ops` on the store and on the model, counting them in `ran`: `Some(what differed)` at
+/// the first disagreement.
+async fn run_sequence(
+    h: &Harness,
+    job: &JobName,
+    staged: bool,
+    ops: &[Op],
+    ran: &mut usize,
+) -> Result<Option<String>> {
+    let job = job.clone();
     let mut model = Model {
         job: Job::new(job.clone(), h.now()),
         tasks: BTreeMap::new(),
     };
+    if staged {
+        let spec = JobSpec {
+            stages: Some(STAGES.map(String::from).to_vec()),
+            ..JobSpec::default()
+        };
+        let stored = h.store.put_job(&job, &spec, h.now()).await?;
+        model.job = lifecycle::apply_job_spec(None, &job, &spec, h.now())?;
+        if stored.stages != model.job.stages {
+            return Ok(Some(format!(
+                "put_job: stages {:?}, expected {:?}",
+                stored.stages, model.job.stages
+            )));
+        }
+    }
     let mut leases: Vec<Lease> = Vec::new();
     let owners = ["w0", "w1"];
     let key = |i: u8| TaskKey::new(job.clone(), tid(&format!("t{i}")));
@@ -192,25 +457,43 @@ async fn run_sequence(h: &Harness, job: JobName, ops: &[Op]) -> Result<()> {
         |leases: &Vec<Lease>, l: u8| leases.get(usize::from(l) % leases.len().max(1)).cloned();
     let backoff = Backoff::default();
     for (step, op) in ops.iter().enumerate() {
+        *ran = step + 1;
         let now = h.now();
-        let ctx = || format!("step {step} {op:?} of {ops:?}");
+        let ctx = || format!("step {step} {op:?}");
         let (got, want) = match op {
-            Op::Create(i) => {
+            Op::Create(replace, adds) => {
                 // Two attempts only, so that exhaustion (by failure and by expiry) is common.
-                let new = NewTask::new(key(*i).id).with_max_attempts(2);
-                let got = h
-                    .store
-                    .create(
-                        &job,
-                        std::slice::from_ref(&new),
-                        CreateMode::SkipExisting,
-                        now,
-                    )
-                    .await;
-                if !model.tasks.contains_key(&new.id) {
-                    model.write(lifecycle::create_task(&model.job, &new, now)?);
+                let mut news: Vec<NewTask> = Vec::new();
+                for add in adds {
+                    let new = NewTask {
+                        not_before: add
+                            .delay
+                            .map(|d| now.plus(Duration::from_secs(10 * u64::from(d)))),
+                        ..NewTask::new(key(add.id).id)
+                            .with_max_attempts(2)
+                            .with_priority(i32::from(add.priority))
+                            .with_data(json!({ "step": step }))
+                    };
+                    if !news.iter().any(|n| n.id == new.id) {
+                        news.push(new);
+                    }
                 }
-                (answer(&got, |_| None), Answer::Ok(None))
+                let mode = if *replace {
+                    CreateMode::Replace
+                } else {
+                    CreateMode::SkipExisting
+                };
+                let got = h.store.create(&job, &news, mode, now).await;
+                let want = news.iter().try_fold(Created::default(), |sum, new| {
+                    let one = model.create(new, mode, now)?;
+                    Ok::<_, Error>(Created {
+                        created: sum.created + one.created,
+                        existing: sum.existing + one.existing,
+                        replaced: sum.replaced + one.replaced,
+                    })
+                });
+                let counts = |c: &Created| Some(format!("{c:?}"));
+                (answer(&got, counts), answer(&want, counts))
             }
             Op::Claim(i, w) | Op::ForceClaim(i, w) => {
                 let req = Claim {
@@ -227,21 +510,14 @@ async fn run_sequence(h: &Harness, job: JobName, ops: &[Op]) -> Result<()> {
                     answer(&want, |c| Some(c.lease.key.id.to_string())),
                 )
             }
-            Op::ClaimNext(w) | Op::ClaimNextMany(w, _) => {
+            Op::ClaimNext(w, stage) | Op::ClaimNextMany(w, _, stage) => {
                 let limit = match op {
-                    Op::ClaimNextMany(_, n) => usize::from(*n),
+                    Op::ClaimNextMany(_, n, _) => usize::from(*n),
                     _ => 1,
                 };
-                let req = Claim::new(owners[usize::from(*w)], LEASE);
-                let got = h
-                    .store
-                    .claim_next(
-                        &job,
-                        &ClaimNext::new(req.owner.clone(), LEASE).with_limit(limit),
-                        now,
-                    )
-                    .await;
-                let want = model.claim_next_many(&req, limit, now);
+                let req = next_request(owners[usize::from(*w)], limit, stage);
+                let got = h.store.claim_next(&job, &req, now).await;
+                let want = model.claim_next(&req, now);
                 if let Ok(cs) = &got {
                     leases.extend(cs.iter().map(|c| c.lease.clone()));
                 }
@@ -255,11 +531,11 @@ async fn run_sequence(h: &Harness, job: JobName, ops: &[Op]) -> Result<()> {
                 };
                 (answer(&got, ids), answer(&want, ids))
             }
-            Op::Handoff(l, w) => {
+            Op::Handoff(l, w, stage) => {
                 let Some(lease) = pick(&leases, *l) else {
                     continue;
                 };
-                let next = ClaimNext::new(owners[usize::from(*w)], LEASE);
+                let next = next_request(owners[usize::from(*w)], 1, stage);
                 let got = h
                     .store
                     .succeed_and_claim_next(&lease, json!(step), &next, now)
@@ -271,10 +547,9 @@ async fn run_sequence(h: &Harness, job: JobName, ops: &[Op]) -> Result<()> {
                 let want = model
                     .fenced(&lease, |t| lifecycle::succeed(t, &lease, json!(step), now))
                     .and_then(|done| {
-                        let req = Claim::new(next.owner.clone(), LEASE);
                         Ok(Handoff {
                             done,
-                            next: model.claim_next(&req, now)?,
+                            next: model.claim_next(&next, now)?,
                         })
                     });
                 let ids = |h: &Handoff| {
@@ -318,6 +593,25 @@ async fn run_sequence(h: &Harness, job: JobName, ops: &[Op]) -> Result<()> {
                     model.tasks.remove(&k.id);
                 }
                 (answer(&got, |_| None), answer(&want, |_| None))
+            }
+            Op::Purge(p) => {
+                let req = Purge {
+                    job: (!p.all_jobs).then(|| job.clone()),
+                    statuses: PURGE_STATUSES
+                        .iter()
+                        .enumerate()
+                        .filter(|(bit, _)| p.statuses & (1 << bit) != 0)
+                        .map(|(_, s)| *s)
+                        .collect(),
+                    older_than: match p.age {
+                        Some(secs) => now.minus(Duration::from_secs(u64::from(secs))),
+                        None => now.plus(Duration::from_millis(1)),
+                    },
+                };
+                let got = h.store.purge(&req).await;
+                let want = model.purge(&req);
+                let count = |n: &u64| Some(n.to_string());
+                (answer(&got, count), answer(&want, count))
             }
             Op::Succeed(l) | Op::Fail(l, _) | Op::Release(l) | Op::Heartbeat(l) => {
                 let Some(lease) = pick(&leases, *l) else {
@@ -420,7 +714,12 @@ async fn run_sequence(h: &Harness, job: JobName, ops: &[Op]) -> Result<()> {
                 continue;
             }
         };
-        assert_eq!(got, want, "answers differ at {}", ctx());
+        if got != want {
+            return Ok(Some(format!(
+                "answers differ at {}:\n store: {got:?}\n model: {want:?}",
+                ctx()
+            )));
+        }
         for i in 0..IDS {
             let stored = match h.store.get(&key(i)).await {
                 Ok(t) => Some(projection(&t)),
@@ -428,8 +727,20 @@ async fn run_sequence(h: &Harness, job: JobName, ops: &[Op]) -> Result<()> {
                 Err(e) => return Err(e),
             };
             let modelled = model.tasks.get(&key(i).id).map(projection);
-            assert_eq!(stored, modelled, "task t{i} differs after {}", ctx());
+            if stored != modelled {
+                return Ok(Some(format!(
+                    "task t{i} differs after {}:\n store: {}\n model: {}",
+                    ctx(),
+                    show(&stored),
+                    show(&modelled)
+                )));
+            }
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+fn show(task: &Option<serde_json::Value>) -> String {
+    task.as_ref()
+        .map_or("(none)".to_string(), |t| t.to_string())
 }
