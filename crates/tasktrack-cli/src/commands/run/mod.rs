@@ -213,10 +213,10 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
     Ok(code)
 }
 
-/// How long an interrupted run may take, once its commands were told to die, to collect them,
-/// release their leases (store retries included) and read the summary's counts. Past it, it
-/// exits without releasing what is left ([`Abandon::Timeout`]): a store that stopped answering
-/// must not keep `run` from ending.
+/// How long an interrupted run may take, once its commands were told to die, to collect them and
+/// release their leases (store retries included); past it, it exits without releasing what is
+/// left ([`Abandon::Timeout`]): a store that stopped answering must not keep `run` from ending.
+/// Reading the summary's counts afterwards gets as long again (then they are shown as unknown).
 const RELEASE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Why an interrupted run exits at once, leaving leases to expire.
