@@ -297,25 +297,92 @@ async fn a_task_running_in_this_tracker_or_a_clone_is_not_run_again() {
     assert_eq!(again.refusal(), Some(&Refusal::Succeeded));
 }
 
-/// A store whose `release` always fails, to see what a cancelled run does then.
+/// The faults a [`Faulty`] store has switched on.
+#[derive(Debug, Default)]
+struct Faults {
+    release_fails: bool,
+    refuse_huge_outputs: bool,
+    hold: Option<&'static str>,
+}
+
+/// A store with faults switched on by the test: `release` always fails; outputs holding `"huge"`
+/// are refused (as a store with a size limit refuses an output too large for it); the answer
+/// of the operation named by `hold` (`claim_next` or `handoff`) waits, after the store granted
+/// its leases, until `open` is notified (a call in flight whose caller may be gone by then).
+/// It counts heartbeats and notifies `released` after each successful release.
 #[derive(Debug)]
-struct ReleaseFails {
+struct Faulty {
     inner: Arc<dyn Store>,
+    faults: Faults,
     heartbeats: std::sync::atomic::AtomicUsize,
+    entered: tokio::sync::Notify,
+    open: tokio::sync::Notify,
+    released: tokio::sync::Notify,
+}
+
+impl Faulty {
+    fn new(inner: &Arc<dyn Store>, faults: Faults) -> Arc<Faulty> {
+        Arc::new(Faulty {
+            inner: inner.clone(),
+            faults,
+            heartbeats: Default::default(),
+            entered: Default::default(),
+            open: Default::default(),
+            released: Default::default(),
+        })
+    }
+
+    fn check_output(&self, output: &serde_json::Value) -> Result<()> {
+        match output.get("huge") {
+            Some(_) if self.faults.refuse_huge_outputs => {
+                Err(Error::invalid("output too large for this store"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn gate(&self, op: &str) {
+        if self.faults.hold == Some(op) {
+            self.entered.notify_one();
+            self.open.notified().await;
+        }
+    }
 }
 
 tasktrack_core::store_impl! {
-    ReleaseFails;
+    Faulty;
     native {
         fn backend(&self) -> &'static str {
-            "release-fails"
+            "faulty"
         }
         async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
             self.heartbeats.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.inner.heartbeat(lease, lease_for, now).await
         }
-        async fn release(&self, _lease: &Lease, _now: Timestamp) -> Result<Task> {
-            Err(Error::Backend("release refused by the test".into()))
+        async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
+            if self.faults.release_fails {
+                return Err(Error::Backend("release refused by the test".into()));
+            }
+            let task = self.inner.release(lease, now).await;
+            if task.is_ok() {
+                self.released.notify_one();
+            }
+            task
+        }
+        async fn claim_next(&self, job: &JobName, req: &ClaimNext, now: Timestamp) -> Result<Vec<Claimed>> {
+            let won = self.inner.claim_next(job, req, now).await;
+            self.gate("claim_next").await;
+            won
+        }
+        async fn succeed(&self, lease: &Lease, output: serde_json::Value, now: Timestamp) -> Result<Task> {
+            self.check_output(&output)?;
+            self.inner.succeed(lease, output, now).await
+        }
+        async fn succeed_and_claim_next(&self, lease: &Lease, output: serde_json::Value, next: &ClaimNext, now: Timestamp) -> Result<Handoff> {
+            self.check_output(&output)?;
+            let got = self.inner.succeed_and_claim_next(lease, output, next, now).await;
+            self.gate("handoff").await;
+            got
         }
     }
     via self.inner {
@@ -327,9 +394,7 @@ tasktrack_core::store_impl! {
         delete_job(job: &JobName, now: Timestamp) -> Deleted;
         create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
         claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
-        claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
         patch_data(lease: &Lease, patch: &serde_json::Value, now: Timestamp) -> Task;
-        succeed(lease: &Lease, output: serde_json::Value, now: Timestamp) -> Task;
         succeed_many(done: &[(Lease, serde_json::Value)], now: Timestamp) -> Vec<Result<Task>>;
         fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
         ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
@@ -347,10 +412,13 @@ tasktrack_core::store_impl! {
 async fn a_cancelled_run_stops_its_heartbeat_even_when_the_release_fails() {
     let (inner, clock, job) = setup();
     add(&inner, &job, &clock, &["a"]).await;
-    let spy = Arc::new(ReleaseFails {
-        inner,
-        heartbeats: Default::default(),
-    });
+    let spy = Faulty::new(
+        &inner,
+        Faults {
+            release_fails: true,
+            ..Faults::default()
+        },
+    );
     let store: Arc<dyn Store> = spy.clone();
     let tracker = tracker(&store, &job, &clock);
     let id = TaskId::new("a").unwrap();
@@ -374,63 +442,6 @@ async fn a_cancelled_run_stops_its_heartbeat_even_when_the_release_fails() {
     );
 }
 
-/// A store that refuses every output holding `"huge"`, as a store with a size limit refuses an
-/// output too large for it.
-#[derive(Debug)]
-struct RefusesHugeOutputs {
-    inner: Arc<dyn Store>,
-}
-
-impl RefusesHugeOutputs {
-    fn check(output: &serde_json::Value) -> Result<()> {
-        match output.get("huge") {
-            Some(_) => Err(Error::invalid("output too large for this store")),
-            None => Ok(()),
-        }
-    }
-}
-
-tasktrack_core::store_impl! {
-    RefusesHugeOutputs;
-    native {
-        fn backend(&self) -> &'static str {
-            "refuses-huge-outputs"
-        }
-        async fn succeed(&self, lease: &Lease, output: serde_json::Value, now: Timestamp) -> Result<Task> {
-            Self::check(&output)?;
-            self.inner.succeed(lease, output, now).await
-        }
-        async fn succeed_and_claim_next(&self, lease: &Lease, output: serde_json::Value, next: &ClaimNext, now: Timestamp) -> Result<Handoff> {
-            Self::check(&output)?;
-            self.inner.succeed_and_claim_next(lease, output, next, now).await
-        }
-    }
-    via self.inner {
-        init() -> ();
-        put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
-        get_job(job: &JobName) -> Job;
-        jobs(state: Option<JobState>) -> Vec<Job>;
-        set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
-        delete_job(job: &JobName, now: Timestamp) -> Deleted;
-        create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
-        claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
-        claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
-        heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
-        patch_data(lease: &Lease, patch: &serde_json::Value, now: Timestamp) -> Task;
-        succeed_many(done: &[(Lease, serde_json::Value)], now: Timestamp) -> Vec<Result<Task>>;
-        fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
-        release(lease: &Lease, now: Timestamp) -> Task;
-        ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
-        retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
-        report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
-        delete(key: &TaskKey, now: Timestamp) -> ();
-        purge(req: &Purge) -> u64;
-        get(key: &TaskKey) -> Task;
-        list(query: &TaskQuery) -> TaskPage;
-        counts(job: &JobName) -> Counts;
-    }
-}
-
 /// An output the store refuses is the attempt's failure (kind `unrecordable`, not retried), as
 /// `tasktrack run` records it: the task is not left held until its lease expires, to run again.
 /// `run_all` goes on to the next task.
@@ -438,9 +449,13 @@ tasktrack_core::store_impl! {
 async fn an_output_the_store_refuses_is_recorded_as_an_unrecordable_failure() {
     let (inner, clock, job) = setup();
     add(&inner, &job, &clock, &["a", "b", "c"]).await;
-    let store: Arc<dyn Store> = Arc::new(RefusesHugeOutputs {
-        inner: inner.clone(),
-    });
+    let store: Arc<dyn Store> = Faulty::new(
+        &inner,
+        Faults {
+            refuse_huge_outputs: true,
+            ..Faults::default()
+        },
+    );
     let t = tracker(&store, &job, &clock);
     let a = t
         .run(&TaskId::new("a").unwrap(), |_| async {
@@ -478,88 +493,9 @@ async fn an_output_the_store_refuses_is_recorded_as_an_unrecordable_failure() {
     assert_eq!(status("c").await, Status::Succeeded);
 }
 
-/// A store that, for the operation named in `hold`, grants the leases and then waits for `open`
-/// before answering: a claim in flight whose caller may be gone by the time it answers.
-#[derive(Debug)]
-struct HeldAnswers {
-    inner: Arc<dyn Store>,
-    hold: &'static str,
-    entered: tokio::sync::Notify,
-    open: tokio::sync::Notify,
-    released: tokio::sync::Notify,
-}
-
-impl HeldAnswers {
-    fn new(inner: &Arc<dyn Store>, hold: &'static str) -> Arc<HeldAnswers> {
-        Arc::new(HeldAnswers {
-            inner: inner.clone(),
-            hold,
-            entered: tokio::sync::Notify::new(),
-            open: tokio::sync::Notify::new(),
-            released: tokio::sync::Notify::new(),
-        })
-    }
-
-    async fn gate(&self, op: &str) {
-        if op == self.hold {
-            self.entered.notify_one();
-            self.open.notified().await;
-        }
-    }
-}
-
-tasktrack_core::store_impl! {
-    HeldAnswers;
-    native {
-        fn backend(&self) -> &'static str {
-            "held-answers"
-        }
-        async fn claim_next(&self, job: &JobName, req: &ClaimNext, now: Timestamp) -> Result<Vec<Claimed>> {
-            let won = self.inner.claim_next(job, req, now).await;
-            self.gate("claim_next").await;
-            won
-        }
-        async fn succeed_and_claim_next(&self, lease: &Lease, output: serde_json::Value, next: &ClaimNext, now: Timestamp) -> Result<Handoff> {
-            let got = self.inner.succeed_and_claim_next(lease, output, next, now).await;
-            self.gate("handoff").await;
-            got
-        }
-        async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
-            let task = self.inner.release(lease, now).await;
-            if task.is_ok() {
-                self.released.notify_one();
-            }
-            task
-        }
-    }
-    via self.inner {
-        init() -> ();
-        put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
-        get_job(job: &JobName) -> Job;
-        jobs(state: Option<JobState>) -> Vec<Job>;
-        set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
-        delete_job(job: &JobName, now: Timestamp) -> Deleted;
-        create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
-        claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
-        heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
-        patch_data(lease: &Lease, patch: &serde_json::Value, now: Timestamp) -> Task;
-        succeed(lease: &Lease, output: serde_json::Value, now: Timestamp) -> Task;
-        succeed_many(done: &[(Lease, serde_json::Value)], now: Timestamp) -> Vec<Result<Task>>;
-        fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
-        ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
-        retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
-        report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
-        delete(key: &TaskKey, now: Timestamp) -> ();
-        purge(req: &Purge) -> u64;
-        get(key: &TaskKey) -> Task;
-        list(query: &TaskQuery) -> TaskPage;
-        counts(job: &JobName) -> Counts;
-    }
-}
-
 /// Drops `run` once the store has granted its claim (`entered`), then lets the store answer, and
 /// waits (in paused time: no wall clock) for the lease to be given back.
-async fn drop_while_answering<F: std::future::Future>(gate: &HeldAnswers, run: F) {
+async fn drop_while_answering<F: std::future::Future>(gate: &Faulty, run: F) {
     tokio::select! {
         _ = run => panic!("the store's answer is held, so the run cannot end"),
         _ = gate.entered.notified() => {}
@@ -576,7 +512,13 @@ async fn drop_while_answering<F: std::future::Future>(gate: &HeldAnswers, run: F
 async fn a_run_dropped_while_its_claim_is_in_flight_gives_the_lease_back() {
     let (inner, clock, job) = setup();
     add(&inner, &job, &clock, &["a"]).await;
-    let gate = HeldAnswers::new(&inner, "claim_next");
+    let gate = Faulty::new(
+        &inner,
+        Faults {
+            hold: Some("claim_next"),
+            ..Faults::default()
+        },
+    );
     let store: Arc<dyn Store> = gate.clone();
     let t = tracker(&store, &job, &clock);
     drop_while_answering(
@@ -595,7 +537,13 @@ async fn a_run_dropped_while_its_claim_is_in_flight_gives_the_lease_back() {
 async fn a_run_all_dropped_while_a_hand_off_is_in_flight_gives_the_next_lease_back() {
     let (inner, clock, job) = setup();
     add(&inner, &job, &clock, &["a", "b"]).await;
-    let gate = HeldAnswers::new(&inner, "handoff");
+    let gate = Faulty::new(
+        &inner,
+        Faults {
+            hold: Some("handoff"),
+            ..Faults::default()
+        },
+    );
     let store: Arc<dyn Store> = gate.clone();
     let t = tracker(&store, &job, &clock);
     drop_while_answering(
