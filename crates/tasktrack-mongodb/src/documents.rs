@@ -87,6 +87,86 @@ impl MongoDocuments {
             .collect()
     }
 
+    /// Up to `limit` claimable tasks of `job` (at `stage`) in claim order, and how many
+    /// documents were read for them: a document that does not decode is set aside
+    /// ([`MongoDocuments::set_aside`]) and left out, so one damaged task never blocks the job's
+    /// queue.
+    pub(crate) async fn claim_candidates(
+        &self,
+        job: &JobName,
+        stage: Option<&str>,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<(Vec<Versioned<Task>>, usize)> {
+        // `claim_at` first: SecantusDB plans a filter clause by clause, in order, and takes the
+        // first one an index serves (the sparse `claimable` index). MongoDB ignores the order.
+        let mut filter = doc! {"claim_at": {"$lte": now.as_millis()}, "job": job.as_str()};
+        if let Some(stage) = stage {
+            filter.insert("stage", stage);
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let cursor = self
+            .tasks
+            .find(filter)
+            .sort(doc! {"priority": -1, "claim_at": 1, "id": 1})
+            .limit(limit)
+            .await
+            .map_err(|e| self.err(e))?;
+        let docs: Vec<Document> = cursor.try_collect().await.map_err(|e| self.err(e))?;
+        let read = docs.len();
+        let mut tasks = Vec::with_capacity(read);
+        for d in docs {
+            let (id, version, claim_at) = (
+                d.get("_id").cloned(),
+                d.get("version").cloned(),
+                d.get("claim_at").cloned(),
+            );
+            match self.versioned_task(d) {
+                Ok(task) => tasks.push(task),
+                Err(e @ Error::Corrupt { .. }) => {
+                    if let Some(id) = id {
+                        self.set_aside(id, version, claim_at, &e.to_string())
+                            .await?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((tasks, read))
+    }
+
+    /// Takes a task document out of the claim path: `claim_at` removed (so neither the claim
+    /// indexes nor a claim's query find it again) and `set_aside` set to why (left out if the
+    /// document has no room for it). Conditional on
+    /// the `version` and `claim_at` read, so a task written meanwhile is left alone. The
+    /// document is otherwise untouched; a read of it still answers why it is unusable, and
+    /// the next write of it by the store (`tasktrack retry` once it is repaired) brings it
+    /// back, without the marker.
+    pub(crate) async fn set_aside(
+        &self,
+        id: Bson,
+        version: Option<Bson>,
+        claim_at: Option<Bson>,
+        why: &str,
+    ) -> Result<()> {
+        let absent = || Bson::Document(doc! {"$exists": false});
+        let filter = doc! {
+            "_id": id,
+            "version": version.unwrap_or_else(absent),
+            "claim_at": claim_at.unwrap_or_else(absent),
+        };
+        let update = doc! {"$unset": {"claim_at": ""}, "$set": {"set_aside": why}};
+        if self.tasks.update_one(filter.clone(), update).await.is_err() {
+            // The marker may be what does not fit (a document at the size limit): without it,
+            // the update only makes the document smaller.
+            self.tasks
+                .update_one(filter, doc! {"$unset": {"claim_at": ""}})
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
     async fn find_tasks(
         &self,
         filter: Document,
@@ -207,11 +287,20 @@ impl Documents for MongoDocuments {
     }
 
     async fn insert_task(&self, task: &Task) -> Result<bool> {
-        match self.tasks.insert_one(codec::task_to_doc(task)?).await {
+        match self.tasks.insert_one(codec::new_task_to_doc(task)?).await {
             Ok(_) => Ok(true),
             Err(e) if is_duplicate_key(&e) => Ok(false),
             Err(e) => Err(self.err(e)),
         }
+    }
+
+    /// Every new task measured against the document size limit before the first chunk is sent
+    /// (see `codec`), so that a create refused for one task writes nothing.
+    fn check_new_tasks(&self, tasks: &[Task]) -> Result<()> {
+        for task in tasks {
+            codec::new_task_to_doc(task)?;
+        }
+        Ok(())
     }
 
     /// One unordered `insertMany` per chunk: a duplicate `_id` refuses that task only.
@@ -221,7 +310,7 @@ impl Documents for MongoDocuments {
         }
         let docs = tasks
             .iter()
-            .map(codec::task_to_doc)
+            .map(codec::new_task_to_doc)
             .collect::<Result<Vec<_>>>()?;
         let mut inserted = vec![true; tasks.len()];
         if let Err(e) = self.tasks.insert_many(docs).ordered(false).await {
@@ -262,19 +351,7 @@ impl Documents for MongoDocuments {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<Versioned<Task>>> {
-        // `claim_at` first: SecantusDB plans a filter clause by clause, in order, and takes the
-        // first one an index serves (the sparse `claimable` index). MongoDB ignores the order.
-        let mut filter = doc! {"claim_at": {"$lte": now.as_millis()}, "job": job.as_str()};
-        if let Some(stage) = stage {
-            filter.insert("stage", stage);
-        }
-        let tasks = self
-            .find_tasks(filter, doc! {"priority": -1, "claim_at": 1, "id": 1}, limit)
-            .await?;
-        Ok(tasks
-            .into_iter()
-            .map(|t| Versioned::new(t.clone(), t.version.to_string()))
-            .collect())
+        Ok(self.claim_candidates(job, stage, now, limit).await?.0)
     }
 
     /// Filters, order and cursor all in the query, on the `list` / `list_by_status` indexes.

@@ -63,6 +63,13 @@
 //!   (`InvalidInput`); an `output` of JSON `null` reads back as no output.
 //! - Timestamps are stored as RFC 3339 text (years 0000–9999, in which text order is time order).
 //! - `mongodb+srv://` needs the driver's DNS resolver feature, which this build leaves out.
+//! - A task document may not exceed 16 MiB: a write that would is `InvalidInput` naming the
+//!   task, and nothing is written; new tasks must leave 64 KiB free. A claim that no longer
+//!   fits exhausts the task as `unrecordable` (or sets it aside) instead of blocking the queue.
+//! - An unreadable task document is `Corrupt` naming it; `claim_next` sets it aside (removes
+//!   its `claim_at`, adds `set_aside`) and hands out the job's other tasks.
+//! - Unless the URL says otherwise, a request waits at most 10 s for a server and a
+//!   connection 5 s to open ([`SERVER_SELECTION_TIMEOUT`], [`CONNECT_TIMEOUT`]).
 //! - Multi-document operations (`delete_job`, `purge`) are per-document conditional writes, not
 //!   a transaction: each task is removed atomically, a crash in between leaves the rest.
 //! - Supported target: MongoDB ≥ 6 (partial indexes; nothing newer is needed).
@@ -115,12 +122,32 @@ pub async fn open(url: &str) -> Result<MongoStore> {
             )),
             _ => error::map(e, &config.hosts),
         })?;
-    if options.app_name.is_none() {
-        options.app_name = Some("tasktrack".to_string());
-    }
+    with_defaults(&mut options);
     let client = Client::with_options(options).map_err(|e| error::map(e, &config.hosts))?;
     let docs = MongoDocuments::new(&client, config);
     Ok(MongoStore { client, docs })
+}
+
+/// How long a request waits for a server before it is [`Error::Unavailable`], unless the URL
+/// says (`serverSelectionTimeoutMS`): the driver's own default, 30 s, left a command against a
+/// server that is down hanging for half a minute. 10 s still rides out a typical replica-set
+/// election.
+pub const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long opening one connection may take, unless the URL says (`connectTimeoutMS`; the
+/// driver's default is 10 s).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The options this backend sets where the URL is silent: the timeouts above and the
+/// application name the server logs.
+fn with_defaults(options: &mut ClientOptions) {
+    options
+        .server_selection_timeout
+        .get_or_insert(SERVER_SELECTION_TIMEOUT);
+    options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
+    options
+        .app_name
+        .get_or_insert_with(|| "tasktrack".to_string());
 }
 
 impl MongoStore {
@@ -173,5 +200,30 @@ tasktrack_core::store_impl! {
         get(key: &TaskKey) -> Task;
         list(query: &TaskQuery) -> TaskPage;
         counts(job: &JobName) -> Counts;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn options(url: &str) -> ClientOptions {
+        let mut options = ClientOptions::parse(url).await.unwrap();
+        with_defaults(&mut options);
+        options
+    }
+
+    #[tokio::test]
+    async fn timeouts_are_short_unless_the_url_sets_them() {
+        let o = options("mongodb://127.0.0.1:1").await;
+        assert_eq!(o.server_selection_timeout, Some(SERVER_SELECTION_TIMEOUT));
+        assert_eq!(o.connect_timeout, Some(CONNECT_TIMEOUT));
+        assert_eq!(o.app_name.as_deref(), Some("tasktrack"));
+        let o =
+            options("mongodb://h/?serverSelectionTimeoutMS=60000&connectTimeoutMS=100&appName=x")
+                .await;
+        assert_eq!(o.server_selection_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(o.connect_timeout, Some(Duration::from_millis(100)));
+        assert_eq!(o.app_name.as_deref(), Some("x"));
     }
 }

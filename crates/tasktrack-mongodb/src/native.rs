@@ -12,12 +12,16 @@
 //! `docs/benchmarks/mongodb.md`), which made a 2,000-task drain quadratic. Point reads and
 //! writes by `_id` are cheap on both servers.
 
-use crate::codec::task_id;
+use crate::codec::{self, task_id};
 use crate::documents::MongoDocuments;
 use futures::future::join_all;
+use mongodb::bson::Bson;
 use tasktrack_core::cas::{self, Documents, MAX_CAS_ATTEMPTS, Versioned, check_claim_next};
 use tasktrack_core::lifecycle::{self, ClaimDecision};
-use tasktrack_core::{Claim, ClaimNext, Claimed, Error, JobName, Lease, Result, Task, Timestamp};
+use tasktrack_core::{
+    Backoff, Claim, ClaimNext, Claimed, Error, Fail, Failure, JobName, Lease, Result, Task,
+    Timestamp,
+};
 
 /// [`tasktrack_core::Store::claim_next`]: one sorted `find` of the first claimable tasks
 /// (full documents), then one conditional `replaceOne` per candidate until `limit` are won.
@@ -46,10 +50,11 @@ pub async fn claim_next(
     for round in 0..MAX_CAS_ATTEMPTS {
         let want = req.limit - won.len();
         let fetch = want.saturating_mul(SPARE_FACTOR);
-        let candidates = docs
-            .claimable(job, req.stage.as_deref(), now, fetch)
+        let (candidates, read) = docs
+            .claim_candidates(job, req.stage.as_deref(), now, fetch)
             .await?;
-        let more_exist = candidates.len() == fetch;
+        // Documents set aside as unreadable count as read: more may follow them.
+        let more_exist = read == fetch;
         let mut missed = false;
         for position in trial_order(candidates.len(), want) {
             if won.len() == req.limit {
@@ -85,8 +90,59 @@ async fn claim_one(
         ClaimDecision::Exhausted(t) => (t, None),
         ClaimDecision::Refused(_) => return Ok(None),
     };
-    let written = docs.replace_task(candidate, &new).await?;
-    Ok(claimed.filter(|_| written))
+    match docs.replace_task(candidate, &new).await {
+        Ok(written) => Ok(claimed.filter(|_| written)),
+        Err(e) if codec::is_too_large(&e) => {
+            unwritable(docs, candidate, claimed, &e, now).await?;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A claim of `candidate` that does not fit in a document (its data and history fill it): the
+/// claim is granted and failed at once instead, not retryable, kind `unrecordable`, so the
+/// task ends `exhausted` with the reason recorded and the queue goes on past it; its oldest
+/// attempt records are dropped if that is what it takes to fit. If even that does not fit
+/// (its data alone fills the document), the task is set aside, as an unreadable one is.
+/// Nothing is returned to the caller either way.
+async fn unwritable(
+    docs: &MongoDocuments,
+    candidate: &Versioned<Task>,
+    claimed: Option<Claimed>,
+    why: &Error,
+    now: Timestamp,
+) -> Result<()> {
+    if let Some(c) = claimed {
+        let fail = Fail {
+            error: Failure::new(
+                "unrecordable",
+                format!("the store cannot hold this task under a lease: {why}"),
+            ),
+            retryable: false,
+            backoff: Backoff::NONE,
+        };
+        let mut exhausted = lifecycle::fail(&c.task, &c.lease, &fail, now)?;
+        loop {
+            match docs.replace_task(candidate, &exhausted).await {
+                Ok(_) => return Ok(()),
+                // The oldest attempt records give way; the newest (this one) stays.
+                Err(e) if codec::is_too_large(&e) && exhausted.history.len() > 1 => {
+                    exhausted.history.remove(0);
+                }
+                Err(e) if codec::is_too_large(&e) => break,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let task = &candidate.value;
+    docs.set_aside(
+        Bson::String(task_id(&task.job, &task.id)),
+        Some(Bson::Int64(codec::int(task.version))),
+        task.claimable_at().map(|at| Bson::Int64(at.as_millis())),
+        &why.to_string(),
+    )
+    .await
 }
 
 /// How many candidates a claim reads per task it wants (see [`claim_next`]).
