@@ -29,10 +29,13 @@ use tasktrack_core::{
 /// The `find` asks for [`SPARE_FACTOR`] × `limit` candidates. The first `limit` are tried first,
 /// in a shuffled order so that workers racing for the same head of the queue spread over it
 /// instead of all colliding on its first task; a lone worker wins them all and so gets exactly
-/// the first `limit` tasks in claim order. Only a worker that lost some of them to another goes
-/// on to the spares (shuffled too), which saves it a second sorted query — the expensive request
-/// on a server that sorts by reading every match (SecantusDB). The search repeats while tasks
-/// are missing and candidates were lost. The result is returned in claim order.
+/// the first `limit` tasks in claim order. A worker that misses some of them goes on to the
+/// spares, which saves it a second sorted query — the expensive request on a server that sorts
+/// by reading every match (SecantusDB): in claim order while it has lost no race (a head task
+/// that its expired lease exhausted is not one, and the next task in claim order must take its
+/// place, as repeated single claims would), shuffled once it lost one (see [`Trials`]). The
+/// search repeats while tasks are missing and candidates were missed. The result is returned in
+/// claim order.
 pub async fn claim_next(
     docs: &MongoDocuments,
     job: &JobName,
@@ -56,7 +59,8 @@ pub async fn claim_next(
         // Documents set aside as unreadable count as read: more may follow them.
         let more_exist = read == fetch;
         let mut missed = false;
-        for position in trial_order(candidates.len(), want) {
+        let mut trials = Trials::new(candidates.len(), want);
+        while let Some(position) = trials.next_position() {
             if won.len() == req.limit {
                 break;
             }
@@ -64,9 +68,14 @@ pub async fn claim_next(
                 continue;
             };
             match claim_one(docs, candidate, &claim, now).await? {
-                Some(claimed) => won.push(((round, position), claimed)),
-                // Taken by another worker, or exhausted by its expired lease: look again.
-                None => missed = true,
+                Trial::Won(claimed) => won.push(((round, position), claimed)),
+                // Not claimable after all (exhausted by its expired lease): look again.
+                Trial::Passed => missed = true,
+                // Taken by another worker: look again, spread over what is left.
+                Trial::Lost => {
+                    missed = true;
+                    trials.lost();
+                }
             }
         }
         if won.len() == req.limit || (!missed && !more_exist) {
@@ -77,24 +86,36 @@ pub async fn claim_next(
     Ok(won.into_iter().map(|(_, c)| c).collect())
 }
 
+/// What became of one candidate of a claim.
+#[allow(clippy::large_enum_variant)] // short-lived, never stored
+enum Trial {
+    /// Claimed.
+    Won(Claimed),
+    /// Changed by someone else since it was read: another worker took it.
+    Lost,
+    /// Not claimable as read (an expired lease at its last attempt, now written `exhausted`), or
+    /// set aside as unwritable.
+    Passed,
+}
+
 /// `lifecycle::claim` on one candidate, written conditionally on the version it was read at.
-/// `None` when the candidate was not won (changed meanwhile, refused, or exhausted).
 async fn claim_one(
     docs: &MongoDocuments,
     candidate: &Versioned<Task>,
     claim: &Claim,
     now: Timestamp,
-) -> Result<Option<Claimed>> {
+) -> Result<Trial> {
     let (new, claimed) = match lifecycle::claim(&candidate.value, claim, now)? {
         ClaimDecision::Granted(c) => (c.task.clone(), Some(c)),
         ClaimDecision::Exhausted(t) => (t, None),
-        ClaimDecision::Refused(_) => return Ok(None),
+        ClaimDecision::Refused(_) => return Ok(Trial::Passed),
     };
     match docs.replace_task(candidate, &new).await {
-        Ok(written) => Ok(claimed.filter(|_| written)),
+        Ok(false) => Ok(Trial::Lost),
+        Ok(true) => Ok(claimed.map_or(Trial::Passed, Trial::Won)),
         Err(e) if codec::is_too_large(&e) => {
             unwritable(docs, candidate, claimed, &e, now).await?;
-            Ok(None)
+            Ok(Trial::Passed)
         }
         Err(e) => Err(e),
     }
@@ -148,15 +169,40 @@ async fn unwritable(
 /// How many candidates a claim reads per task it wants (see [`claim_next`]).
 pub const SPARE_FACTOR: usize = 4;
 
-/// Positions `0..len` in the order a claim tries them: the first `head` shuffled, then the
-/// rest shuffled.
-fn trial_order(len: usize, head: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..len).collect();
-    let split = head.min(len);
-    let (first, spares) = order.split_at_mut(split);
-    shuffle(first);
-    shuffle(spares);
-    order
+/// The order in which a claim tries the positions `0..len` of its candidates (claim order):
+/// the first `head` (as many as it wants) shuffled, then the spares in claim order — until
+/// [`Trials::lost`] says a candidate went to another worker: the spares not tried yet are
+/// shuffled then, so that racing workers spread over them too.
+struct Trials {
+    order: Vec<usize>,
+    head: usize,
+    next: usize,
+}
+
+impl Trials {
+    fn new(len: usize, head: usize) -> Self {
+        let mut order: Vec<usize> = (0..len).collect();
+        let head = head.min(len);
+        shuffle(&mut order[..head]);
+        Trials {
+            order,
+            head,
+            next: 0,
+        }
+    }
+
+    /// The next position to try.
+    fn next_position(&mut self) -> Option<usize> {
+        let position = self.order.get(self.next).copied();
+        self.next += 1;
+        position
+    }
+
+    /// A candidate was lost to another worker.
+    fn lost(&mut self) {
+        let untried = self.next.max(self.head).min(self.order.len());
+        shuffle(&mut self.order[untried..]);
+    }
 }
 
 /// Fisher–Yates with a xorshift seeded from the clock's sub-second nanoseconds: spreading
@@ -235,19 +281,45 @@ fn stale(lease: &Lease) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::trial_order;
+    use super::Trials;
+
+    fn all(trials: &mut Trials) -> Vec<usize> {
+        std::iter::from_fn(|| trials.next_position()).collect()
+    }
 
     #[test]
-    fn the_head_is_tried_before_any_spare() {
+    fn the_head_is_tried_before_any_spare_and_the_spares_in_claim_order() {
         for _ in 0..20 {
-            let order = trial_order(10, 3);
+            let order = all(&mut Trials::new(10, 3));
             let mut head = order[..3].to_vec();
             head.sort_unstable();
             assert_eq!(head, [0, 1, 2]);
-            let mut all = order.clone();
-            all.sort_unstable();
-            assert_eq!(all, (0..10).collect::<Vec<_>>());
+            assert_eq!(order[3..], [3, 4, 5, 6, 7, 8, 9]);
         }
-        assert_eq!(trial_order(2, 5).len(), 2);
+        assert_eq!(all(&mut Trials::new(2, 5)).len(), 2);
+    }
+
+    #[test]
+    fn after_a_lost_race_the_untried_spares_are_shuffled() {
+        let mut shuffled = false;
+        for _ in 0..20 {
+            let mut trials = Trials::new(10, 3);
+            let mut order: Vec<usize> = (0..4).filter_map(|_| trials.next_position()).collect();
+            assert_eq!(order[3], 3, "the first spare, in claim order");
+            trials.lost();
+            order.extend(all(&mut trials));
+            let mut rest = order[4..].to_vec();
+            shuffled |= rest != [4, 5, 6, 7, 8, 9];
+            rest.sort_unstable();
+            assert_eq!(rest, [4, 5, 6, 7, 8, 9]);
+        }
+        assert!(shuffled, "20 shuffles of six spares all left them in order");
+        // A race lost in the head leaves the rest of the head before the spares.
+        let mut trials = Trials::new(10, 3);
+        trials.next_position();
+        trials.lost();
+        let mut head: Vec<usize> = (0..2).filter_map(|_| trials.next_position()).collect();
+        head.sort_unstable();
+        assert!(head.iter().all(|p| *p < 3), "{head:?}");
     }
 }
