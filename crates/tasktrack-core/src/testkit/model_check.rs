@@ -57,9 +57,10 @@ struct Add {
     delay: Option<u8>,
 }
 
-/// A purge: of the sequence's job or of all jobs, of the statuses in `statuses` (a bit set over
-/// [`PURGE_STATUSES`]; empty, or with a live status, is invalid), of tasks last written more
-/// than `age` seconds ago (`Some(0)`: before now), or `None`: up to now included.
+/// A purge: of the sequence's job or of all jobs; of the statuses in `statuses`, a bit set over
+/// [`PURGE_STATUSES`] (empty, or with a live status, is invalid); cut off `age` seconds before
+/// now (`Some(0)`: a task written now stays), or with `None` a millisecond after now (every
+/// finished task goes).
 #[derive(Debug, Clone)]
 struct PurgeOp {
     all_jobs: bool,
