@@ -968,6 +968,35 @@ async fn mysql_keeps_committed_work_when_a_later_claim_round_fails() {
     );
 }
 
+/// A batch claim answers in claim order even when it mixes rows it granted in one statement
+/// with expired leases it reclaimed through the pure rule afterwards (PostgreSQL used to list
+/// the granted rows first; found by the model check).
+async fn a_batch_claim_answers_in_claim_order_expired_leases_included(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let (j, t0) = (job(), T0);
+    let tasks = [("low", -1), ("high", 0)]
+        .map(|(id, p)| NewTask::new(TaskId::new(id).unwrap()).with_priority(p));
+    s.create(&j, &tasks, CreateMode::SkipExisting, t0)
+        .await
+        .unwrap();
+    s.claim(&key(&j, "high"), &Claim::new("w", LEASE), t0)
+        .await
+        .unwrap();
+    let later = t0.plus(LEASE).plus(Duration::from_secs(1));
+    let won = s
+        .claim_next(&j, &ClaimNext::new("w2", LEASE).with_limit(2), later)
+        .await
+        .unwrap();
+    let order: Vec<&str> = won.iter().map(|c| c.task.id.as_str()).collect();
+    assert_eq!(
+        order,
+        ["high", "low"],
+        "priority first, the expired lease included"
+    );
+}
+
 /// Every case above, once per dialect: `postgres::<case>` and `mysql::<case>`.
 macro_rules! on_both_dialects {
     ($($case:ident),* $(,)?) => {
@@ -997,6 +1026,7 @@ on_both_dialects!(
     long_errors_are_recorded_exactly,
     nul_in_reports_is_recorded,
     handoff_keeps_its_success_when_the_claim_after_it_fails,
+    a_batch_claim_answers_in_claim_order_expired_leases_included,
 );
 
 /// The store vacuums the task table itself every `vacuum_every` granted claims (the claim index

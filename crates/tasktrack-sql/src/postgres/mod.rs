@@ -258,14 +258,17 @@ impl PgStore {
     }
 
     /// Takes the rows of a claim (`claim_next.sql`, or the claim part of `handoff.sql`) into
-    /// `won`: a granted row as written; a row whose lease expired (`granted` false) through the
-    /// pure rule and the conditional-write path, which records the dead attempt or exhausts the
-    /// task (claimed only if it is granted, and only up to `req.limit`).
+    /// `won`, in the statement's order, which is claim order: a granted row as written; a row
+    /// whose lease expired (`granted` false) through the pure rule and the conditional-write
+    /// path, which records the dead attempt or exhausts the task (claimed only if it is granted,
+    /// and only up to `req.limit`). Taking them in turn keeps `won` in claim order, as every
+    /// backend answers (the model check compares the order).
     ///
     /// The statement has committed when this runs: every lease it granted goes into `won` even
-    /// when an error stops the rest (a row that cannot be read, an expiry whose write fails);
-    /// the first such error is returned for the caller to report ([`PgStore::claim_rounds`]).
-    /// Expired rows left untouched stay claimable for the next claim.
+    /// when an error stops the rest (a row that cannot be read; an expiry whose write fails,
+    /// after which no further expiry is tried); the first such error is returned for the caller
+    /// to report ([`PgStore::claim_rounds`]). Expired rows left untouched stay claimable for the
+    /// next claim.
     async fn take_claimed(
         &self,
         rows: Vec<PgRow>,
@@ -274,42 +277,36 @@ impl PgStore {
         won: &mut Vec<Claimed>,
     ) -> Result<()> {
         let mut first_error = None;
-        let mut expired = Vec::new();
+        let mut expiry_failed = false;
+        let one = Claim {
+            owner: req.owner.clone(),
+            lease_for: req.lease_for,
+            force: false,
+        };
         for row in rows {
             let read = row
                 .try_get::<bool, _>("granted")
                 .and_then(|granted| Ok((granted, rows::read_task(&row)?)))
                 .map_err(|e| self.err(&e))
                 .and_then(|(granted, raw)| Ok((granted, raw.into_task(&self.table())?)));
-            match read {
-                Ok((true, task)) => match claimed(task) {
-                    Ok(c) => won.push(c),
+            let error = match read {
+                Ok((true, task)) => claimed(task).map(|c| won.push(c)).err(),
+                Ok((false, _)) if expiry_failed || won.len() >= req.limit => None,
+                Ok((false, task)) => match cas::claim(self, &task.key(), &one, now).await {
+                    Ok(c) => {
+                        won.push(c);
+                        None
+                    }
+                    Err(Error::Refused { .. } | Error::NotFound(_)) => None,
                     Err(e) => {
-                        first_error.get_or_insert(e);
+                        expiry_failed = true;
+                        Some(e)
                     }
                 },
-                Ok((false, task)) => expired.push(task.key()),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        let one = Claim {
-            owner: req.owner.clone(),
-            lease_for: req.lease_for,
-            force: false,
-        };
-        for key in expired {
-            if won.len() >= req.limit {
-                break;
-            }
-            match cas::claim(self, &key, &one, now).await {
-                Ok(c) => won.push(c),
-                Err(Error::Refused { .. } | Error::NotFound(_)) => {}
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                    break;
-                }
+                Err(e) => Some(e),
+            };
+            if let Some(e) = error {
+                first_error.get_or_insert(e);
             }
         }
         first_error.map_or(Ok(()), Err)
