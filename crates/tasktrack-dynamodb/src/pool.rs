@@ -14,7 +14,10 @@
 //!   tasks that became claimable since — created or released by another process, a lease
 //!   expiring, a backoff ending — are seen by the next Query, at most that long after;
 //! - **until this process changes which tasks are claimable** (create, fail, release, retry,
-//!   ...: the pools are dropped), so one process always sees its own changes at once.
+//!   a success at a non-final pipeline stage, ...: the pools are dropped; a final success leaves
+//!   them be), so one process always sees its own changes at once. A task this process claims
+//!   by id is taken out of the pools, and `claim_next` skips a candidate that this process has
+//!   since written with a live lease.
 //!
 //! Within those bounds the pool is in claim order, so a lone worker claims exactly in claim
 //! order (priority, then claimable-at, then id).
@@ -24,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tasktrack_core::cas::Versioned;
-use tasktrack_core::{JobName, Task, Timestamp};
+use tasktrack_core::{JobName, Task, TaskKey, Timestamp};
 
 /// How many candidates one Query fetches into a pool (at least the claim's limit plus a spread).
 pub const POOL_SIZE: usize = 32;
@@ -116,6 +119,16 @@ impl CandidatePool {
         lock(&self.pools).clear();
     }
 
+    /// Takes `key` out of every pool: this process changed that task by other means (a claim by
+    /// id), so the copy a pool holds is stale.
+    pub(crate) fn remove(&self, key: &TaskKey) {
+        for ((job, _), pool) in lock(&self.pools).iter_mut() {
+            if *job == key.job {
+                pool.tasks.retain(|c| c.value.id != key.id);
+            }
+        }
+    }
+
     /// Shuffles what is left of `slot`'s pool (after a lost race: the other process's workers
     /// are taking the same candidates in the same order).
     pub(crate) fn shuffle(&self, slot: &Slot) {
@@ -178,6 +191,24 @@ mod tests {
             "a dropped pool stays dropped"
         );
         assert!(!pool.has(&slot(), t));
+    }
+
+    #[test]
+    fn a_removed_task_is_no_longer_offered() {
+        let pool = CandidatePool::default();
+        let t = Timestamp::from_millis(5_000);
+        let staged = (JobName::new("j").unwrap(), Some("s".to_string()));
+        pool.fill(slot(), t, pool.generation(), candidates(3));
+        pool.fill(staged.clone(), t, pool.generation(), candidates(2));
+        pool.remove(&TaskKey::new(
+            JobName::new("j").unwrap(),
+            TaskId::new("t1").unwrap(),
+        ));
+        assert_eq!(ids(&pool, t), ["t0", "t2"]);
+        let staged: Vec<String> = std::iter::from_fn(|| pool.take(&staged, t))
+            .map(|c| c.value.id.to_string())
+            .collect();
+        assert_eq!(staged, ["t0"]);
     }
 
     #[test]

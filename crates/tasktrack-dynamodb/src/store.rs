@@ -157,7 +157,7 @@ impl DynamoStore {
             let Some(candidate) = self.pool.take(slot, now) else {
                 break;
             };
-            if !candidate.value.is_claimable(now) {
+            if !candidate.value.is_claimable(now) || self.held_since(&candidate.value, now) {
                 continue;
             }
             let Some(reserved) = self.reserve(&candidate.value.key()) else {
@@ -184,6 +184,25 @@ impl DynamoStore {
             });
         }
         Ok((attempts, busy))
+    }
+
+    /// Whether this process has since written `candidate` (a pool's copy) with a live lease (a
+    /// claim by id, by any owner): not claimable, whoever holds it. Trying it would lose the
+    /// write (taken for contention), or, for the holder's own claim made at the same instant,
+    /// replay it: the holder would get the task again as if newly claimed.
+    fn held_since(&self, candidate: &Task, now: Timestamp) -> bool {
+        lock(&self.recent)
+            .get(&candidate.key())
+            .is_some_and(|copy| copy.version > candidate.version && !copy.is_claimable(now))
+    }
+
+    /// Drops the claim pools if a task this process just wrote is claimable afterwards (a
+    /// success at a non-final pipeline stage: pending at the next one), so that the next
+    /// claims see it; a final success leaves them be.
+    fn wrote(&self, task: &Task) {
+        if task.claimable_at().is_some() {
+            self.pool.invalidate();
+        }
     }
 
     fn reserve(&self, key: &TaskKey) -> Option<Reserved<'_>> {
@@ -453,7 +472,11 @@ tasktrack_core::store_impl! {
                     }),
                     ClaimWrite::Unwritable(why) => Err(Error::InvalidInput(why)),
                 })
-                .await?;
+                .await;
+            // Whatever became of it, the pools' copy of the task is stale now (claimed, or
+            // exhausted): `claim_next` would lose its write on it, or replay this claim.
+            self.pool.remove(key);
+            let task = task?;
             self.remember(&task);
             match granted {
                 Some(lease) => Ok(Claimed { task, lease }),
@@ -587,8 +610,11 @@ tasktrack_core::store_impl! {
                 .await
         }
         async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
-            self.fenced(lease, |t| lifecycle::succeed(t, lease, output.clone(), now))
-                .await
+            let task = self
+                .fenced(lease, |t| lifecycle::succeed(t, lease, output.clone(), now))
+                .await?;
+            self.wrote(&task);
+            Ok(task)
         }
         /// All completions at once: every lease whose remembered copy the rule accepts is written
         /// in one transaction (group commit, see `crate::commit`), conditional per task; the rest
@@ -624,6 +650,7 @@ tasktrack_core::store_impl! {
                 match written {
                     Ok(Some(task)) => {
                         self.remember(&task);
+                        self.wrote(&task);
                         results[*i] = Some(Ok(task));
                     }
                     Ok(None) => {
