@@ -26,16 +26,7 @@ const LIMIT: usize = 400_000;
 /// A URL naming a fresh table (`item_limit` is added by [`open`]), or `None` (SKIPPED without
 /// moto; a failure under `CI=true`).
 fn url() -> Option<String> {
-    let Ok(url) = common::fresh_url("&counter_shards=1") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "moto is not running: {}",
-            common::HOW_TO_START
-        );
-        eprintln!("SKIPPED: moto is not running ({})", common::HOW_TO_START);
-        return None;
-    };
-    Some(url)
+    common::fresh_url_or_skip("&counter_shards=1")
 }
 
 /// A store on `url`'s table (created, and deleted when the store is dropped), at `item_limit`.

@@ -22,16 +22,7 @@ use tasktrack_dynamodb::DynamoStore;
 /// A store on a fresh table at the default `item_limit` (above moto's), or `None` (SKIPPED
 /// without moto; a failure under `CI=true`).
 async fn store() -> Option<DynamoStore> {
-    let Ok(url) = common::fresh_url("&counter_shards=1") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "moto is not running: {}",
-            common::HOW_TO_START
-        );
-        eprintln!("SKIPPED: moto is not running ({})", common::HOW_TO_START);
-        return None;
-    };
-    Some(common::open_temporary(&url).await.unwrap())
+    common::fresh_store().await
 }
 
 fn now() -> Timestamp {
