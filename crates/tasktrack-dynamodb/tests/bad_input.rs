@@ -8,9 +8,10 @@
 
 mod common;
 
+use common::{claimed, new_tasks, now};
+
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 use tasktrack_core::*;
 use tasktrack_dynamodb::DynamoStore;
 
@@ -19,33 +20,9 @@ async fn store() -> Option<DynamoStore> {
     common::fresh_store().await
 }
 
-fn now() -> Timestamp {
-    Timestamp::from_millis(1_700_000_000_000)
-}
-
-fn new_tasks(ids: &[&str]) -> Vec<NewTask> {
-    ids.iter()
-        .map(|id| NewTask::new(TaskId::new(*id).unwrap()))
-        .collect()
-}
-
 /// 500 KB of JSON: more than one DynamoDB item holds, less than the CLI keeps of stdout.
 fn too_large() -> Value {
     Value::String("x".repeat(500 * 1024))
-}
-
-/// Creates `ids` in `job` and claims them all (in id order), returning their leases.
-async fn claimed(store: &DynamoStore, job: &JobName, ids: &[&str]) -> Vec<Lease> {
-    store
-        .create(job, &new_tasks(ids), CreateMode::SkipExisting, now())
-        .await
-        .unwrap();
-    let req = ClaimNext::new("w", Duration::from_secs(600)).with_limit(ids.len());
-    let claims = store.claim_next(job, &req, now()).await.unwrap();
-    let mut leases: Vec<Lease> = claims.into_iter().map(|c| c.lease).collect();
-    leases.sort_by(|a, b| a.key.id.as_str().cmp(b.key.id.as_str()));
-    assert_eq!(leases.len(), ids.len());
-    leases
 }
 
 fn assert_too_large(result: &Result<impl std::fmt::Debug>, key: &str) {

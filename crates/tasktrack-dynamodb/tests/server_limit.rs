@@ -13,6 +13,8 @@
 
 mod common;
 
+use common::{claimed, new_tasks, now};
+
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,10 +27,6 @@ async fn store() -> Option<DynamoStore> {
     common::fresh_store().await
 }
 
-fn now() -> Timestamp {
-    Timestamp::from_millis(1_700_000_000_000)
-}
-
 fn key(job: &JobName, id: &str) -> TaskKey {
     TaskKey::new(job.clone(), TaskId::new(id).unwrap())
 }
@@ -36,26 +34,6 @@ fn key(job: &JobName, id: &str) -> TaskKey {
 /// 406,000 bytes of JSON: within the store's limit (409,600 less 2 KB), over moto's 405,000.
 fn over_moto() -> Value {
     Value::String("x".repeat(406_000))
-}
-
-fn new_tasks(ids: &[&str]) -> Vec<NewTask> {
-    ids.iter()
-        .map(|id| NewTask::new(TaskId::new(*id).unwrap()))
-        .collect()
-}
-
-/// Creates `ids` in `job` and claims them all (in id order), returning their leases.
-async fn claimed(store: &DynamoStore, job: &JobName, ids: &[&str]) -> Vec<Lease> {
-    store
-        .create(job, &new_tasks(ids), CreateMode::SkipExisting, now())
-        .await
-        .unwrap();
-    let req = ClaimNext::new("w", Duration::from_secs(600)).with_limit(ids.len());
-    let claims = store.claim_next(job, &req, now()).await.unwrap();
-    let mut leases: Vec<Lease> = claims.into_iter().map(|c| c.lease).collect();
-    leases.sort_by(|a, b| a.key.id.as_str().cmp(b.key.id.as_str()));
-    assert_eq!(leases.len(), ids.len());
-    leases
 }
 
 /// `result` is the `InvalidInput` of moto's refusal of task `key`.

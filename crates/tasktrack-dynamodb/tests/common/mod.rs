@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use tasktrack_core::{Error, Result, Store};
+use std::time::Duration;
+use tasktrack_core::{
+    ClaimNext, CreateMode, Error, JobName, Lease, NewTask, Result, Store, TaskId, Timestamp,
+};
 use tasktrack_dynamodb::{DynamoStore, Settings};
 
 /// How to start the emulator, for the skip / failure message.
@@ -76,4 +79,32 @@ pub async fn store() -> Option<Arc<dyn Store>> {
             .map(|s| Arc::new(s) as Arc<dyn Store>)
     })
     .await
+}
+
+/// The instant the single-process tests run at.
+pub fn now() -> Timestamp {
+    Timestamp::from_millis(1_700_000_000_000)
+}
+
+/// Plain new tasks named `ids`.
+#[allow(clippy::unwrap_used)] // test ids are valid
+pub fn new_tasks(ids: &[&str]) -> Vec<NewTask> {
+    ids.iter()
+        .map(|id| NewTask::new(TaskId::new(*id).unwrap()))
+        .collect()
+}
+
+/// Creates `ids` in `job` and claims them all (in id order), returning their leases.
+#[allow(clippy::unwrap_used)] // a test's setup failing is the test failing
+pub async fn claimed(store: &DynamoStore, job: &JobName, ids: &[&str]) -> Vec<Lease> {
+    store
+        .create(job, &new_tasks(ids), CreateMode::SkipExisting, now())
+        .await
+        .unwrap();
+    let req = ClaimNext::new("w", Duration::from_secs(600)).with_limit(ids.len());
+    let claims = store.claim_next(job, &req, now()).await.unwrap();
+    let mut leases: Vec<Lease> = claims.into_iter().map(|c| c.lease).collect();
+    leases.sort_by(|a, b| a.key.id.as_str().cmp(b.key.id.as_str()));
+    assert_eq!(leases.len(), ids.len());
+    leases
 }
