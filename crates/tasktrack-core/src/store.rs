@@ -118,6 +118,21 @@ impl Fail {
             backoff: Backoff::default(),
         }
     }
+
+    /// What a store records when a claim's lease does not fit in the task's stored form (its
+    /// document or item would outgrow the backend's size limit; `why` says how): kind
+    /// `unrecordable`, not retryable, so the task is exhausted instead of being offered again at
+    /// the head of its queue by every claim.
+    pub fn unleasable(why: impl std::fmt::Display) -> Self {
+        Fail {
+            error: Failure::new(
+                Failure::UNRECORDABLE,
+                format!("the store cannot hold this task under a lease: {why}"),
+            ),
+            retryable: false,
+            backoff: Backoff::NONE,
+        }
+    }
 }
 
 /// A person's decision to skip a task.

@@ -31,9 +31,7 @@
 use crate::item::{self, Item};
 use serde::Serialize;
 use tasktrack_core::lifecycle::{self, ClaimDecision};
-use tasktrack_core::{
-    Backoff, Claim, Error, Fail, Failure, Lease, Refusal, Result, Task, Timestamp,
-};
+use tasktrack_core::{Claim, Error, Fail, Lease, Refusal, Result, Task, Timestamp};
 
 /// DynamoDB's limit on one item: 400 KB, counting attribute names and values (AWS's KB are
 /// 1,024 bytes). The default of `?item_limit=`.
@@ -111,14 +109,7 @@ pub(crate) fn fit_claim(
         Err(Error::InvalidInput(why)) => why,
         Err(e) => return Err(e),
     };
-    let unrecordable = Fail {
-        error: Failure::new(
-            "unrecordable",
-            format!("the store cannot hold this task under a lease: {why}"),
-        ),
-        retryable: false,
-        backoff: Backoff::NONE,
-    };
+    let unrecordable = Fail::unleasable(why);
     exhausted(lifecycle::fail(
         &granted.task,
         &granted.lease,
@@ -264,7 +255,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
     use std::time::Duration;
-    use tasktrack_core::{Job, JobName, NewTask, Status, TaskId};
+    use tasktrack_core::{Failure, Job, JobName, NewTask, Status, TaskId};
 
     const LIMIT: usize = MAX_ITEM_BYTES;
 

@@ -19,8 +19,7 @@ use mongodb::bson::Bson;
 use tasktrack_core::cas::{self, Documents, MAX_CAS_ATTEMPTS, Versioned, check_claim_next};
 use tasktrack_core::lifecycle::{self, ClaimDecision};
 use tasktrack_core::{
-    Backoff, Claim, ClaimNext, Claimed, Error, Fail, Failure, JobName, Lease, Result, Task,
-    Timestamp,
+    Claim, ClaimNext, Claimed, Error, Fail, JobName, Lease, Result, Task, Timestamp,
 };
 
 /// [`tasktrack_core::Store::claim_next`]: one sorted `find` of the first claimable tasks
@@ -135,14 +134,7 @@ async fn unwritable(
     now: Timestamp,
 ) -> Result<()> {
     if let Some(c) = claimed {
-        let fail = Fail {
-            error: Failure::new(
-                "unrecordable",
-                format!("the store cannot hold this task under a lease: {why}"),
-            ),
-            retryable: false,
-            backoff: Backoff::NONE,
-        };
+        let fail = Fail::unleasable(why);
         let mut exhausted = lifecycle::fail(&c.task, &c.lease, &fail, now)?;
         loop {
             match docs.replace_task(candidate, &exhausted).await {

@@ -165,13 +165,17 @@ impl Failure {
         self
     }
 
+    /// The kind of a failure the store could not record as it was ([`Failure::unrecordable`],
+    /// `Fail::unleasable`).
+    pub const UNRECORDABLE: &'static str = "unrecordable";
+
     /// The failure to record when the store refused what an attempt produced (`refusal`, an
     /// [`Error::InvalidInput`](crate::Error::InvalidInput): an output too large for a DynamoDB
     /// item, say): kind `unrecordable`. Record it as not retryable, since running the task again
     /// would most likely produce the same. The `Tracker` and `tasktrack run` both do.
     pub fn unrecordable(refusal: &crate::Error) -> Self {
         Failure::new(
-            "unrecordable",
+            Failure::UNRECORDABLE,
             format!("the store refused this attempt's outcome: {refusal}"),
         )
     }
