@@ -9,6 +9,19 @@ fn url(path: &std::path::Path) -> String {
     format!("sqlite://{}", path.display())
 }
 
+/// Creates task `a` in `job`: the one task these cases put in a file before they damage or
+/// lock it.
+async fn create_a(store: &impl Store, job: &JobName, now: Timestamp) -> Result<Created> {
+    store
+        .create(
+            job,
+            &[NewTask::new(TaskId::new("a").unwrap())],
+            CreateMode::SkipExisting,
+            now,
+        )
+        .await
+}
+
 #[tokio::test]
 async fn a_directory_is_invalid_input_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
@@ -79,15 +92,7 @@ async fn reopening_keeps_the_data_and_migrates_nothing() {
     let now = Timestamp::from_millis(1_000);
     {
         let store = tasktrack_sqlite::open(&url(&path)).await.unwrap();
-        store
-            .create(
-                &job,
-                &[NewTask::new(TaskId::new("a").unwrap())],
-                CreateMode::SkipExisting,
-                now,
-            )
-            .await
-            .unwrap();
+        create_a(&store, &job, now).await.unwrap();
     }
     let store = tasktrack_sqlite::open(&url(&path)).await.unwrap();
     store.init().await.unwrap();
@@ -153,15 +158,7 @@ async fn a_corrupt_row_is_corrupt_naming_the_row() {
     let store = tasktrack_sqlite::open(&url(&path)).await.unwrap();
     let job = JobName::new("j").unwrap();
     let now = Timestamp::from_millis(1_000);
-    store
-        .create(
-            &job,
-            &[NewTask::new(TaskId::new("a").unwrap())],
-            CreateMode::SkipExisting,
-            now,
-        )
-        .await
-        .unwrap();
+    create_a(&store, &job, now).await.unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute(
         "UPDATE tasktrack_task SET data = '{not json' WHERE id = 'a'",
@@ -199,29 +196,13 @@ async fn a_writer_held_past_the_busy_timeout_is_transient_contention() {
     // Another process holds the write lock.
     let other = rusqlite::Connection::open(&path).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let err = store
-        .create(
-            &job,
-            &[NewTask::new(TaskId::new("a").unwrap())],
-            CreateMode::SkipExisting,
-            now,
-        )
-        .await
-        .unwrap_err();
+    let err = create_a(&store, &job, now).await.unwrap_err();
     assert!(matches!(err, Error::Contention(_)), "{err:?}");
     assert!(err.is_transient());
     // Reads are served from the WAL snapshot meanwhile.
     assert!(!store.counts(&job).await.unwrap().exists);
     other.execute_batch("COMMIT").unwrap();
-    store
-        .create(
-            &job,
-            &[NewTask::new(TaskId::new("a").unwrap())],
-            CreateMode::SkipExisting,
-            now,
-        )
-        .await
-        .unwrap();
+    create_a(&store, &job, now).await.unwrap();
 }
 
 #[tokio::test]
@@ -231,15 +212,7 @@ async fn the_view_shows_stable_columns_with_readable_times() {
     let store = tasktrack_sqlite::open(&url(&path)).await.unwrap();
     let job = JobName::new("j").unwrap();
     let now = Timestamp::parse("2026-11-23T10:00:00.250Z").unwrap();
-    store
-        .create(
-            &job,
-            &[NewTask::new(TaskId::new("a").unwrap())],
-            CreateMode::SkipExisting,
-            now,
-        )
-        .await
-        .unwrap();
+    create_a(&store, &job, now).await.unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
     let (status, code, created): (String, i64, String) = conn
         .query_row("SELECT status, status_code, created_at FROM tasktrack_tasks WHERE job = 'j' AND id = 'a'", [], |r| {
