@@ -6,7 +6,7 @@
 //! | 1 | tasktrack's own trouble: store unreachable, corrupt record, backend error |
 //! | 2 | bad arguments or input (nothing was written) |
 //! | 3 | `run`: some processed task ended `failed`, `exhausted`, or lost its lease |
-//! | 4 | the job or task does not exist |
+//! | 4 | the job or task does not exist (a command that reads or changes one named job: see [`crate::commands`]) |
 //! | 5 | the lifecycle refused (a live lease holds the task, it already succeeded, …) |
 //! | 130 | `run` was interrupted (Ctrl-C / SIGTERM / SIGHUP) after releasing its leases, or gave up releasing them (interrupted again, or the store did not answer) |
 

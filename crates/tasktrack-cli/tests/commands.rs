@@ -162,9 +162,12 @@ async fn invalid_input_is_one_line_exit_2_and_writes_nothing() {
             r.err
         );
     }
-    let r = tt(&s, &["--json", "status", "j"]).await;
-    assert_eq!(r.json()["known"], 0, "nothing was written");
-    assert_eq!(r.json()["exists"], false);
+    let r = tt(&s, &["status", "j"]).await;
+    assert_eq!(
+        r.code, 4,
+        "nothing was written, not even the job: {}",
+        r.err
+    );
 }
 
 #[tokio::test]
@@ -502,6 +505,8 @@ struct Faulty {
     release_fails: std::sync::atomic::AtomicBool,
     /// `counts` fails once a task has succeeded.
     counts_fail_after_success: std::sync::atomic::AtomicBool,
+    /// `counts` fails.
+    counts_fail: std::sync::atomic::AtomicBool,
     succeeded: std::sync::atomic::AtomicBool,
 }
 
@@ -511,6 +516,7 @@ impl Faulty {
             inner: MemoryStore::in_memory(),
             release_fails: Default::default(),
             counts_fail_after_success: Default::default(),
+            counts_fail: Default::default(),
             succeeded: Default::default(),
         }
     }
@@ -536,7 +542,9 @@ mod faulty {
                 self.inner.release(lease, now).await
             }
             async fn counts(&self, job: &JobName) -> Result<Counts> {
-                if self.counts_fail_after_success.load(SeqCst) && self.succeeded.load(SeqCst) {
+                if self.counts_fail.load(SeqCst)
+                    || (self.counts_fail_after_success.load(SeqCst) && self.succeeded.load(SeqCst))
+                {
                     return Err(Error::backend("counts broken by the test"));
                 }
                 self.inner.counts(job).await
@@ -877,4 +885,180 @@ async fn an_outcome_the_store_refuses_fails_that_task_and_the_run_goes_on() {
         let t = tt(&s, &["--json", "show", "rf", id]).await.json();
         assert_eq!(t["status"], "succeeded", "{id}: {t}");
     }
+}
+
+/// Every command that reads or changes one named job, given one that does not exist.
+const ON_A_MISSING_JOB: &[&[&str]] = &[
+    &["list", "nosuchjob"],
+    &["list", "nosuchjob", "--status", "failed"],
+    &["status", "nosuchjob"],
+    &["show", "nosuchjob", "a"],
+    &["retry", "nosuchjob", "a"],
+    &["retry", "nosuchjob", "--failed"],
+    &["ignore", "nosuchjob", "a", "b"],
+    &["delete", "nosuchjob", "a"],
+    &["delete", "nosuchjob", "--all"],
+    &["purge", "nosuchjob", "--older-than", "0s"],
+    &["export", "nosuchjob"],
+    &["export", "nosuchjob", "--format", "csv"],
+    &["job", "show", "nosuchjob"],
+];
+
+/// What every one of them says on stderr, after `tasktrack: ` or as the JSON error's message.
+const NO_SUCH_JOB: &str =
+    "not found: job \"nosuchjob\" does not exist (`tasktrack jobs` lists the jobs)";
+
+#[tokio::test]
+async fn a_job_that_does_not_exist_is_an_error_naming_it_not_an_empty_answer() {
+    let s = store();
+    tt(&s, &["add", "real", "a", "b"]).await;
+    for args in ON_A_MISSING_JOB {
+        let r = tt(&s, args).await;
+        assert_eq!(r.code, 4, "{args:?}: {}", r.err);
+        assert_eq!(r.out, "", "{args:?}: nothing on stdout");
+        assert_eq!(r.err, format!("tasktrack: {NO_SUCH_JOB}\n"), "{args:?}");
+
+        let json: Vec<&str> = std::iter::once("--json")
+            .chain(args.iter().copied())
+            .collect();
+        let r = tt(&s, &json).await;
+        assert_eq!(r.code, 4, "{json:?}: {}", r.err);
+        assert_eq!(r.out, "", "{json:?}: nothing on stdout");
+        let error: Value = serde_json::from_str(&r.err).unwrap();
+        assert_eq!(
+            error,
+            serde_json::json!({ "error": { "kind": "not_found", "message": NO_SUCH_JOB } }),
+            "{json:?}"
+        );
+    }
+    let jobs = tt(&s, &["--json", "jobs"]).await.json();
+    assert_eq!(
+        jobs.as_array().map(Vec::len),
+        Some(1),
+        "none created: {jobs}"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_answer_about_a_job_that_exists_is_success() {
+    let s = store();
+    let r = tt(&s, &["status"]).await;
+    assert_eq!((r.code, r.out.as_str()), (0, "no jobs\n"), "{}", r.err);
+    assert_eq!(
+        tt(&s, &["--json", "status"]).await.json(),
+        serde_json::json!([])
+    );
+    // Jobs that exist with no task: made by `job set`, or emptied by deleting its tasks.
+    assert_eq!(tt(&s, &["job", "set", "empty"]).await.code, 0);
+    tt(&s, &["add", "emptied", "a"]).await;
+    tt(&s, &["delete", "emptied", "a"]).await;
+    tt(&s, &["add", "some", "a"]).await;
+    for job in ["empty", "emptied"] {
+        let r = tt(&s, &["list", job]).await;
+        assert_eq!(
+            (r.code, r.out.as_str()),
+            (0, "no tasks match\n"),
+            "{job}: {}",
+            r.err
+        );
+        let r = tt(&s, &["--json", "list", job]).await;
+        assert_eq!(
+            (r.code, r.json()),
+            (0, serde_json::json!([])),
+            "{job}: {}",
+            r.err
+        );
+        let r = tt(&s, &["--json", "status", job]).await;
+        assert_eq!(
+            (r.code, &r.json()["exists"]),
+            (0, &Value::Bool(true)),
+            "{job}"
+        );
+        let r = tt(&s, &["export", job]).await;
+        assert_eq!((r.code, r.out.as_str()), (0, ""), "{job}: {}", r.err);
+    }
+    let r = tt(&s, &["list", "some", "--status", "failed"]).await;
+    assert_eq!(
+        (r.code, r.out.as_str()),
+        (0, "no tasks match\n"),
+        "{}",
+        r.err
+    );
+    let r = tt(&s, &["--json", "retry", "some", "--failed"]).await;
+    assert_eq!(
+        (r.code, &r.json()["retried"]),
+        (0, &Value::from(0)),
+        "{}",
+        r.err
+    );
+    let r = tt(&s, &["--json", "purge", "some", "--older-than", "1d"]).await;
+    assert_eq!(
+        (r.code, &r.json()["purged"]),
+        (0, &Value::from(0)),
+        "{}",
+        r.err
+    );
+    let r = tt(
+        &s,
+        &["export", "some", "--format", "csv", "--status", "failed"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(r.out.lines().count(), 1, "the header alone: {}", r.out);
+    // A missing task of a job that exists is still a missing task, not a missing job.
+    let r = tt(&s, &["retry", "some", "zz"]).await;
+    assert_eq!(r.code, 4, "{}", r.err);
+    assert!(!r.err.contains("job \"some\" does not exist"), "{}", r.err);
+    let r = tt(&s, &["show", "some", "zz"]).await;
+    assert_eq!(r.code, 4, "{}", r.err);
+    assert!(!r.err.contains("job \"some\" does not exist"), "{}", r.err);
+    // Commands that act on a job before it exists create it.
+    for args in [
+        &["add", "new-by-add", "a"][..],
+        &["report", "new-by-report", "a", "--success"],
+        &["job", "set", "new-by-set"],
+    ] {
+        assert_eq!(tt(&s, args).await.code, 0, "{args:?}");
+    }
+    let r = tt(&s, &["status"]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(!r.out.contains("no such job"), "{}", r.out);
+    assert_eq!(
+        tt(&s, &["--json", "status"])
+            .await
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(6)
+    );
+}
+
+#[tokio::test]
+async fn a_job_with_tasks_is_never_looked_up() {
+    let faulty = Arc::new(Faulty::new());
+    let s: Arc<dyn Store> = faulty.clone();
+    tt(&s, &["add", "busy", "a", "b", "c"]).await;
+    tt(&s, &["report", "busy", "c", "--failure"]).await;
+    // The look-up is a `counts`: broken, it would fail any command that made it.
+    faulty
+        .counts_fail
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    for (args, code) in [
+        (&["list", "busy"][..], 0),
+        (&["list", "busy", "--status", "failed"], 0),
+        (&["show", "busy", "a"], 0),
+        (&["export", "busy"], 0),
+        (&["export", "busy", "--format", "csv"], 0),
+        (&["retry", "busy", "--failed"], 0),
+        // `a` is ignored, `zz` missing: a task was changed, so the job exists.
+        (&["ignore", "busy", "a", "zz"], 4),
+        (&["delete", "busy", "b"], 0),
+    ] {
+        let r = tt(&s, args).await;
+        assert_eq!(r.code, code, "{args:?}: {}", r.err);
+        assert!(!r.err.contains("counts broken"), "{args:?}: {}", r.err);
+    }
+    let r = tt(&s, &["list", "busy", "--status", "exhausted"]).await;
+    assert_eq!(r.code, 1, "an empty answer asks: {}", r.err);
+    assert!(r.err.contains("counts broken by the test"), "{}", r.err);
 }

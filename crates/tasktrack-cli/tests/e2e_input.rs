@@ -3,7 +3,10 @@
 
 mod support;
 
-use support::Env;
+use std::time::Duration;
+use support::{Env, finish, lines, signal, wait_until};
+
+const LONG: Duration = Duration::from_secs(60);
 
 #[test]
 fn invalid_input_is_one_line_nonzero_and_writes_nothing() {
@@ -57,9 +60,12 @@ fn invalid_input_is_one_line_nonzero_and_writes_nothing() {
         "the line is named: {}",
         stdin.err
     );
-    let status = env.json(&["status", "j"]);
-    assert_eq!(status["known"], 0, "nothing was written: {status}");
-    assert_eq!(status["exists"], false);
+    let status = env.tt(&["status", "j"]);
+    assert_eq!(
+        status.code, 4,
+        "nothing was written, not even the job: {}",
+        status.err
+    );
 }
 
 #[cfg(feature = "all-backends")]
@@ -91,6 +97,57 @@ fn json_errors_and_exit_codes_for_missing_and_refused() {
     assert_eq!(env.tt(&["retry", "j", "a", "--force"]).code, 0);
     let usage = env.tt(&["list"]);
     assert_eq!(usage.code, 2, "clap usage errors are exit 2");
+}
+
+#[test]
+fn a_job_that_does_not_exist_is_exit_4_with_a_one_line_error_naming_it() {
+    let env = Env::new();
+    assert_eq!(env.tt(&["add", "real", "a"]).code, 0);
+    let text = env.tt(&["list", "nosuchjob"]);
+    assert_eq!((text.code, text.out.as_str()), (4, ""), "{}", text.err);
+    assert_eq!(
+        text.err,
+        "tasktrack: not found: job \"nosuchjob\" does not exist (`tasktrack jobs` lists the jobs)\n"
+    );
+    let json = env.tt(&["--json", "list", "nosuchjob"]);
+    assert_eq!((json.code, json.out.as_str()), (4, ""), "{}", json.err);
+    let err: serde_json::Value = serde_json::from_str(json.err.trim()).unwrap();
+    assert_eq!(err["error"]["kind"], "not_found", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("job \"nosuchjob\" does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn status_watch_waits_for_a_job_that_does_not_exist_yet() {
+    let env = Env::new();
+    let out = env.path("watch.jsonl");
+    let watch = env
+        .command(&["--json", "status", "later", "--watch", "--interval", "50ms"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = || lines(&out).first().cloned();
+    wait_until("the first refresh", LONG, || first().is_some());
+    let doc: serde_json::Value = serde_json::from_str(&first().unwrap()).unwrap();
+    assert_eq!(
+        (&doc["job"], &doc["exists"]),
+        (&"later".into(), &false.into()),
+        "{doc}"
+    );
+    assert_eq!(env.tt(&["add", "later", "a"]).code, 0);
+    wait_until("a refresh that sees the job", LONG, || {
+        lines(&out).iter().any(|l| l.contains("\"exists\":true"))
+    });
+    signal(&watch, "INT");
+    let done = finish(watch, LONG);
+    assert_eq!(done.code, 0, "{}", done.err);
 }
 
 #[test]
@@ -143,7 +200,11 @@ fn id_files_name_the_line_that_is_not_utf8_and_ignore_a_byte_order_mark() {
         "the line is named: {}",
         done.err
     );
-    assert_eq!(env.json(&["status", "j"])["known"], 0, "nothing written");
+    assert_eq!(
+        env.tt(&["status", "j"]).code,
+        4,
+        "nothing written, not even the job"
+    );
 
     // A file saved by a Windows editor: a byte order mark, then CRLF lines.
     let bom = env.path("bom.txt");

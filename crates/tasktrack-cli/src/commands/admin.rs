@@ -3,10 +3,11 @@
 //! Ids are all validated first (exit 2, nothing written). Then each task is handled on its own:
 //! a task that is missing or refused (a live lease holds it, it already succeeded) is reported on
 //! stderr and in the JSON document, the others proceed, and the exit code says the worst (4 or 5).
-//! A store failure stops at once (exit 1).
+//! A store failure stops at once (exit 1). When no task was changed, the job is looked up: if it
+//! does not exist, that is the one error (exit 4) instead of a "not found" per id or a count of 0.
 
-use super::Ctx;
 use super::list::fetch;
+use super::{Ctx, ensure_job, job_not_found};
 use crate::args::{DeleteArgs, IgnoreArgs, PurgeArgs, RetryArgs};
 use crate::exit;
 use crate::parse;
@@ -47,7 +48,7 @@ pub async fn retry(ctx: &Ctx, args: RetryArgs) -> Result<u8> {
         ids.extend(tasks.into_iter().map(|t| t.id));
     }
     let req = Retry { force: args.force };
-    let result = each(&job, ids, |key| async move {
+    let result = each(ctx, &job, ids, |key| async move {
         ctx.store.retry(&key, &req, ctx.now()).await.map(|_| ())
     })
     .await?;
@@ -63,7 +64,7 @@ pub async fn ignore(ctx: &Ctx, args: IgnoreArgs) -> Result<u8> {
         force: args.force,
     };
     let req = &req;
-    let result = each(&job, ids, |key| async move {
+    let result = each(ctx, &job, ids, |key| async move {
         ctx.store.ignore(&key, req, ctx.now()).await.map(|_| ())
     })
     .await?;
@@ -74,7 +75,7 @@ pub async fn ignore(ctx: &Ctx, args: IgnoreArgs) -> Result<u8> {
 pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<u8> {
     let job = parse::job(&args.job)?;
     if args.all {
-        let deleted = ctx.store.delete_job(&job, ctx.now()).await?;
+        let deleted = job_not_found(&job, ctx.store.delete_job(&job, ctx.now()).await)?;
         let doc = json!({ "job": job, "deleted": deleted.tasks, "kept_leased": deleted.kept_leased, "job_removed": deleted.job_removed });
         ctx.out.emit(&doc, || {
             let mut s = format!("{job}: {} tasks deleted", deleted.tasks);
@@ -98,7 +99,7 @@ pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<u8> {
             "say which tasks: ids, or --all for the whole job",
         ));
     }
-    let result = each(&job, ids, |key| async move {
+    let result = each(ctx, &job, ids, |key| async move {
         ctx.store.delete(&key, ctx.now()).await
     })
     .await?;
@@ -116,6 +117,9 @@ pub async fn purge(ctx: &Ctx, args: PurgeArgs) -> Result<u8> {
     };
     req.validate()?;
     let n = ctx.store.purge(&req).await?;
+    if let Some(job) = job.as_ref().filter(|_| n == 0) {
+        ensure_job(ctx, job).await?;
+    }
     let doc =
         json!({ "job": job, "purged": n, "older_than": req.older_than, "statuses": req.statuses });
     let scope = job.map_or("all jobs".to_string(), |j| j.to_string());
@@ -132,8 +136,9 @@ struct Each {
 
 /// Applies `op` once to each distinct id, in the order first given (an id named twice, or named
 /// and also selected by `--failed`, is handled and counted once); missing or refused tasks are
-/// collected, store failures stop.
-async fn each<F, Fut>(job: &JobName, mut ids: Vec<TaskId>, op: F) -> Result<Each>
+/// collected, store failures stop. When no task was changed and the job does not exist, that is
+/// the error.
+async fn each<F, Fut>(ctx: &Ctx, job: &JobName, mut ids: Vec<TaskId>, op: F) -> Result<Each>
 where
     F: Fn(TaskKey) -> Fut,
     Fut: Future<Output = Result<()>>,
@@ -157,6 +162,9 @@ where
             }
             Err(e) => return Err(e),
         }
+    }
+    if result.done.is_empty() {
+        ensure_job(ctx, job).await?;
     }
     Ok(result)
 }

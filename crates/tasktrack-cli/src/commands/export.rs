@@ -1,10 +1,11 @@
-//! `export JOB [--format jsonl|csv]`: every task of a job, streamed page by page.
+//! `export JOB [--format jsonl|csv]`: every task of a job, streamed page by page (a job that
+//! does not exist is an error, with nothing on stdout).
 //!
 //! JSON Lines carry the whole task record (the same shape as `show --json`). CSV has one row per
 //! task with the columns in [`CSV_COLUMNS`]; `data` and `output` are compact JSON in one cell,
 //! quoted per RFC 4180 (the error's detail is left out: it is multi-line; use JSON Lines for it).
 
-use super::Ctx;
+use super::{Ctx, ensure_job};
 use crate::args::ExportArgs;
 use crate::parse;
 use tasktrack::{Error, MAX_LIMIT, Result, Task, TaskQuery};
@@ -45,12 +46,16 @@ pub async fn export(ctx: &Ctx, args: ExportArgs) -> Result<u8> {
     if let Some(s) = &args.status {
         query.statuses = parse::statuses(s)?;
     }
+    let mut page = ctx.store.list(&query).await?;
+    // Asked before the CSV header is printed, so that a missing job leaves stdout empty.
+    if page.tasks.is_empty() {
+        ensure_job(ctx, &query.job).await?;
+    }
     if csv {
         ctx.out.print(&format!("{}\n", CSV_COLUMNS.join(",")))?;
     }
     let mut n = 0usize;
     loop {
-        let page = ctx.store.list(&query).await?;
         let mut chunk = String::new();
         for task in &page.tasks {
             let line = if csv {
@@ -67,6 +72,7 @@ pub async fn export(ctx: &Ctx, args: ExportArgs) -> Result<u8> {
             Some(next) => query.after = Some(next),
             None => break,
         }
+        page = ctx.store.list(&query).await?;
     }
     ctx.out.note(format!("{n} tasks exported"));
     Ok(crate::exit::OK)

@@ -1,6 +1,6 @@
 //! `job set`, `job show` and `jobs`.
 
-use super::Ctx;
+use super::{Ctx, job_not_found};
 use crate::args::{JobCommand, JobSetArgs, JobsArgs};
 use crate::output::{bar, table, when};
 use crate::parse;
@@ -15,7 +15,10 @@ pub async fn job(ctx: &Ctx, cmd: JobCommand) -> Result<u8> {
             let spec = spec(&args)?;
             ctx.store.put_job(&name, &spec, ctx.now()).await?
         }
-        JobCommand::Show(args) => ctx.store.get_job(&parse::job(&args.job)?).await?,
+        JobCommand::Show(args) => {
+            let name = parse::job(&args.job)?;
+            job_not_found(&name, ctx.store.get_job(&name).await)?
+        }
     };
     ctx.out.emit(&record, || describe(&record))?;
     Ok(crate::exit::OK)

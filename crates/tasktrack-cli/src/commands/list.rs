@@ -1,15 +1,17 @@
 //! `list JOB`: a job's tasks, oldest update first, with keyset pagination.
 
-use super::Ctx;
+use super::{Ctx, ensure_job};
 use crate::args::ListArgs;
 use crate::output::{clip, table, when};
 use crate::parse;
 use tasktrack::{Cursor, MAX_LIMIT, Result, Store, Task, TaskQuery};
 
 /// Prints up to `--limit` tasks (a JSON array under `--json`); when more match, the cursor to
-/// continue from is printed on stderr (a JSON line `{"next": CURSOR}` under `--json`).
+/// continue from is printed on stderr (a JSON line `{"next": CURSOR}` under `--json`). A job
+/// that does not exist is an error, not an empty list.
 pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<u8> {
-    let mut query = TaskQuery::new(parse::job(&args.job)?);
+    let job = parse::job(&args.job)?;
+    let mut query = TaskQuery::new(job.clone());
     if let Some(s) = &args.status {
         query.statuses = parse::statuses(s)?;
     }
@@ -28,6 +30,9 @@ pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<u8> {
         ));
     }
     let (tasks, next) = fetch(ctx.store.as_ref(), query, limit).await?;
+    if tasks.is_empty() {
+        ensure_job(ctx, &job).await?;
+    }
     ctx.out.emit(&tasks, || render(&tasks))?;
     // The cursor is part of the result (without it a script cannot page), so it is printed
     // under --json and -q too: stdout stays the bare array, the cursor goes to stderr.

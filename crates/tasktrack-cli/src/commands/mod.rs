@@ -3,6 +3,14 @@
 //! Every command takes the [`Ctx`] (store, output, clock) and its parsed arguments and returns
 //! the exit code on success; errors travel up as [`tasktrack::Error`] and become exit codes in
 //! [`crate::exit::code`].
+//!
+//! # A job that does not exist
+//! A command that reads or changes one named job fails with [`no_such_job`] (exit 4) when the
+//! job does not exist, so that a typo in a job name is not mistaken for an empty job: `list`,
+//! `status JOB`, `show`, `retry`, `ignore`, `delete`, `purge JOB`, `export`, `job show`, and
+//! `run` (with its own hint). Commands that create the job or wait for it keep working: `add`,
+//! `report`, `job set`, `run --follow` / `--force`, `status JOB --watch`. The job is looked up
+//! ([`ensure_job`]) only when the answer is empty: a command that found tasks pays nothing.
 
 mod add;
 mod admin;
@@ -19,7 +27,7 @@ mod status;
 use crate::args::Command;
 use crate::output::Output;
 use std::sync::Arc;
-use tasktrack::{Clock, Result, Store, Timestamp};
+use tasktrack::{Clock, Counts, Error, ErrorKind, JobName, Result, Store, Timestamp};
 
 pub use completions::completions;
 
@@ -41,6 +49,40 @@ impl Ctx {
     /// The current instant from the context's clock.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+}
+
+/// The error of a command given a job that does not exist (not found, exit 4).
+pub fn no_such_job(job: &JobName) -> Error {
+    Error::NotFound(format!(
+        "job {job:?} does not exist (`tasktrack jobs` lists the jobs)"
+    ))
+}
+
+/// Whether these counts are those of a job that does not exist: no record and no task. (A
+/// task always comes with its job's record; counting its tasks too keeps a job that has any
+/// from ever being called missing.)
+pub fn is_missing(counts: &Counts) -> bool {
+    !counts.exists && counts.known == 0
+}
+
+/// `Ok` when the job exists, [`no_such_job`] when it does not. Call it only when a command's
+/// answer is empty (no task listed, exported, purged or changed), so that the common path, a
+/// job with tasks, costs no extra store call; the look-up is one [`Store::counts`].
+pub async fn ensure_job(ctx: &Ctx, job: &JobName) -> Result<()> {
+    if is_missing(&ctx.store.counts(job).await?) {
+        return Err(no_such_job(job));
+    }
+    Ok(())
+}
+
+/// `result`, with a [`ErrorKind::NotFound`] error replaced by [`no_such_job`]: for the store
+/// calls whose only "not found" is the job's own (`get_job`, `delete_job`), so that every
+/// command names a missing job in the same words.
+pub fn job_not_found<T>(job: &JobName, result: Result<T>) -> Result<T> {
+    match result {
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(no_such_job(job)),
+        other => other,
     }
 }
 

@@ -1,15 +1,21 @@
 //! `show JOB ID`: the whole record, history and last error included.
 
-use super::Ctx;
+use super::{Ctx, ensure_job};
 use crate::args::ShowArgs;
 use crate::output::{clip, table, when};
 use crate::parse;
-use tasktrack::{Result, Task};
+use tasktrack::{ErrorKind, Result, Task};
 
-/// Prints one task.
+/// Prints one task; when it is not found, the error says whether its job is missing too.
 pub async fn show(ctx: &Ctx, args: ShowArgs) -> Result<u8> {
     let key = parse::key(&parse::job(&args.job)?, &args.id)?;
-    let task = ctx.store.get(&key).await?;
+    let task = match ctx.store.get(&key).await {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            ensure_job(ctx, &key.job).await?;
+            return Err(e);
+        }
+        other => other?,
+    };
     ctx.out.emit(&task, || render(&task))?;
     Ok(crate::exit::OK)
 }

@@ -1,6 +1,6 @@
 //! `status [JOB] [--watch]`: counts per status (and stage) with a progress bar.
 
-use super::Ctx;
+use super::{Ctx, is_missing, no_such_job};
 use crate::args::StatusArgs;
 use crate::output::{bar, table};
 use crate::parse;
@@ -9,11 +9,19 @@ use std::io::IsTerminal;
 use tasktrack::{Counts, Result, Status, StatusCounts};
 
 /// Prints the counts once, or every `--interval` until interrupted with `--watch`.
+///
+/// A named job that does not exist is an error, except under `--watch`: a watch may start
+/// before the job's first tasks are added, and shows it as "(no such job)" until then.
 pub async fn status(ctx: &Ctx, args: StatusArgs) -> Result<u8> {
     let job = args.job.as_deref().map(parse::job).transpose()?;
     let interval = parse::positive_duration("interval", &args.interval)?;
     if !args.watch {
         let all = gather(ctx, job.as_ref()).await?;
+        if let (Some(job), [counts]) = (&job, all.as_slice())
+            && is_missing(counts)
+        {
+            return Err(no_such_job(job));
+        }
         let doc = document(&all, job.is_some());
         ctx.out.emit(&doc, || render(&all))?;
         return Ok(crate::exit::OK);
@@ -84,7 +92,7 @@ fn render(all: &[Counts]) -> String {
     header.push("progress");
     let mut t = table(&header);
     for c in all {
-        let name = if c.exists {
+        let name = if !is_missing(c) {
             c.job.to_string()
         } else {
             format!("{} (no such job)", c.job)
