@@ -8,17 +8,26 @@
 //! - create of one to three tasks, with [`CreateMode::SkipExisting`] or [`CreateMode::Replace`]
 //!   (of a task in any status, a live or expired lease and `succeeded` included), each with a
 //!   random priority and `not_before`, so that claim order and delayed claimability are
-//!   exercised;
+//!   exercised, and mostly with its own `max_attempts` (else the job's);
 //! - claim, forced claim, `claim_next` (one or a batch, at any stage or at one stage), the
 //!   hand-off `succeed_and_claim_next`;
-//! - succeed, `succeed_many`, fail, release, heartbeat — with current and stale leases;
+//! - succeed, `succeed_many`, fail (with the job record's backoff), release, heartbeat,
+//!   `patch_data` (an object merged, `null` members removing keys, a non-object replacing the
+//!   data whole) — with current and stale leases;
 //! - ignore, retry, report, delete;
 //! - purge of finished tasks, of the sequence's job or of all jobs, with valid and invalid
 //!   status sets;
+//! - the job record: `put_job` (max_attempts, lease, backoff, amount, metadata, stages, state;
+//!   invalid values too), `set_job_state` (with no expected state, the current one or another),
+//!   `jobs(state)` (only the sequence's own job is compared: other cases' jobs may be listed);
+//!   the stored record (`get_job`) is compared with the model's after each `put_job` and
+//!   `set_job_state` and after the last operation, which is where a stray write by another
+//!   operation shows;
 //! - time passing, so that leases expire and backoffs and `not_before` pass.
 //!
 //! About a third of the sequences run on a job with two pipeline stages (set by `put_job` before
-//! the first operation), so that success advances the stage.
+//! the first operation), so that success advances the stage; a later `put_job` may change the
+//! stages of the tasks created after it.
 //!
 //! The case runs its clock from an instant years before the other cases' (and before any real
 //! clock a test might use), and removes each sequence's job afterwards: a purge of all jobs
@@ -35,8 +44,11 @@ use crate::lifecycle::{self, ClaimDecision};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
+
+mod job_record;
+use job_record::{Expect, JobChange};
 
 const IDS: u8 = 4;
 
@@ -55,6 +67,8 @@ struct Add {
     priority: i8,
     /// `not_before` this many times ten seconds from now; `None`: at once.
     delay: Option<u8>,
+    /// Its own `max_attempts` of 2 (so that exhaustion is common); `false`: the job's.
+    own_limit: bool,
 }
 
 /// A purge: of the sequence's job or of all jobs; of the statuses in `statuses`, a bit set over
@@ -94,7 +108,51 @@ enum Op {
     Report(u8, bool),
     Delete(u8),
     Purge(PurgeOp),
+    Patch(u8, PatchShape),
+    PutJob(JobChange),
+    SetJobState(JobState, Expect),
+    Jobs(Option<JobState>),
     Advance(u16),
+}
+
+/// A patch of a leased task's data: a JSON merge patch (RFC 7386), which
+/// [`lifecycle::patch_data`] applies and never refuses for its shape.
+#[derive(Debug, Clone, Copy)]
+enum PatchShape {
+    /// An object: its keys are set, and its nested object is merged into the one already there.
+    Merge,
+    /// `null` members: each removes its key (at the top and nested); one names an absent key,
+    /// which stays absent. On data that is not an object, the result is `{}`.
+    Remove,
+    /// Not an object: it replaces `data` whole (an array, a number, a string, `null`).
+    Replace(u8),
+}
+
+impl PatchShape {
+    /// The patch; its values name `step`, so that every patch writes something new.
+    fn patch(self, step: usize) -> Value {
+        match self {
+            PatchShape::Merge => json!({
+                "patched": step,
+                "nested": { "at": step, "big": 9_007_199_254_740_993u64, "half": 0.5, "ü": "✓" },
+            }),
+            PatchShape::Remove => json!({ "step": null, "nested": { "at": null }, "absent": null }),
+            PatchShape::Replace(k) => match k % 4 {
+                0 => json!([step, { "in_array": null }]),
+                1 => json!(step),
+                2 => json!(format!("step {step} ✓")),
+                _ => Value::Null,
+            },
+        }
+    }
+}
+
+fn patch_shape() -> impl Strategy<Value = PatchShape> {
+    prop_oneof![
+        2 => Just(PatchShape::Merge),
+        1 => Just(PatchShape::Remove),
+        1 => (0..4u8).prop_map(PatchShape::Replace),
+    ]
 }
 
 fn stage() -> impl Strategy<Value = Option<u8>> {
@@ -102,11 +160,18 @@ fn stage() -> impl Strategy<Value = Option<u8>> {
 }
 
 fn add() -> impl Strategy<Value = Add> {
-    (0..IDS, -1..2i8, prop::option::weighted(0.3, 0..4u8)).prop_map(|(id, priority, delay)| Add {
-        id,
-        priority,
-        delay,
-    })
+    (
+        0..IDS,
+        -1..2i8,
+        prop::option::weighted(0.3, 0..4u8),
+        prop::bool::weighted(0.8),
+    )
+        .prop_map(|(id, priority, delay, own_limit)| Add {
+            id,
+            priority,
+            delay,
+            own_limit,
+        })
 }
 
 fn purge() -> impl Strategy<Value = PurgeOp> {
@@ -138,6 +203,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..IDS, any::<bool>()).prop_map(|(i, s)| Op::Report(i, s)),
         1 => (0..IDS).prop_map(Op::Delete),
         2 => purge().prop_map(Op::Purge),
+        2 => (any::<u8>(), patch_shape()).prop_map(|(l, p)| Op::Patch(l, p)),
+        1 => job_record::job_change().prop_map(Op::PutJob),
+        1 => (job_record::job_state(), job_record::expect()).prop_map(|(s, e)| Op::SetJobState(s, e)),
+        1 => prop::option::weighted(0.7, job_record::job_state()).prop_map(Op::Jobs),
         3 => (1..45u16).prop_map(Op::Advance),
     ]
 }
@@ -167,6 +236,28 @@ fn projection(t: &Task) -> serde_json::Value {
     })
 }
 
+/// `value` as JSON text with every object's keys sorted: a backend may keep keys in another
+/// order (PostgreSQL's `jsonb` does), which does not make two values differ.
+fn canonical(value: &Value) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by_key(|(k, _)| *k);
+                Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), sorted(v)))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
+}
+
 /// The stage name a `claim_next` asks for.
 fn stage_name(s: &Option<u8>) -> Option<&'static str> {
     s.map(|s| STAGES[usize::from(s) % STAGES.len()])
@@ -182,7 +273,10 @@ fn next_request(owner: &str, limit: usize, stage: &Option<u8>) -> ClaimNext {
 }
 
 struct Model {
-    job: Job,
+    /// The sequence's job.
+    name: JobName,
+    /// Its record: `None` until a create, a report or a `put_job` makes it.
+    job: Option<Job>,
     tasks: BTreeMap<TaskId, Task>,
 }
 
@@ -191,16 +285,33 @@ impl Model {
         self.tasks.insert(t.id.clone(), t);
     }
 
+    /// The job record, made with the defaults at `now` when there is none yet (as `create` and
+    /// `report` make it).
+    fn ensure_job(&mut self, now: Timestamp) -> Job {
+        self.job
+            .get_or_insert_with(|| Job::new(self.name.clone(), now))
+            .clone()
+    }
+
+    /// The backoff the sequence's workers fail with: the job record's, as a worker made by
+    /// `Tracker::for_job` uses (the default before there is a record).
+    fn backoff(&self) -> Backoff {
+        self.job
+            .as_ref()
+            .map_or_else(Backoff::default, |j| j.backoff)
+    }
+
     /// `create` of one task: new, left alone, or replaced.
     fn create(&mut self, new: &NewTask, mode: CreateMode, now: Timestamp) -> Result<Created> {
         let mut created = Created::default();
+        let job = self.ensure_job(now);
         match self.tasks.get(&new.id) {
             None => {
-                self.write(lifecycle::create_task(&self.job, new, now)?);
+                self.write(lifecycle::create_task(&job, new, now)?);
                 created.created = 1;
             }
             Some(existing) if mode == CreateMode::Replace => {
-                let t = lifecycle::replace_task(existing, &self.job, new, now)?;
+                let t = lifecycle::replace_task(existing, &job, new, now)?;
                 self.write(t);
                 created.replaced = 1;
             }
@@ -434,7 +545,8 @@ async fn run_sequence(
 ) -> Result<Option<String>> {
     let job = job.clone();
     let mut model = Model {
-        job: Job::new(job.clone(), h.now()),
+        name: job.clone(),
+        job: None,
         tasks: BTreeMap::new(),
     };
     if staged {
@@ -442,13 +554,10 @@ async fn run_sequence(
             stages: Some(STAGES.map(String::from).to_vec()),
             ..JobSpec::default()
         };
-        let stored = h.store.put_job(&job, &spec, h.now()).await?;
-        model.job = lifecycle::apply_job_spec(None, &job, &spec, h.now())?;
-        if stored.stages != model.job.stages {
-            return Ok(Some(format!(
-                "put_job: stages {:?}, expected {:?}",
-                stored.stages, model.job.stages
-            )));
+        h.store.put_job(&job, &spec, h.now()).await?;
+        model.job = Some(lifecycle::apply_job_spec(None, &job, &spec, h.now())?);
+        if let Some(differs) = job_record::job_differs(h, &model, "the pipeline's put_job").await? {
+            return Ok(Some(differs));
         }
     }
     let mut leases: Vec<Lease> = Vec::new();
@@ -456,7 +565,6 @@ async fn run_sequence(
     let key = |i: u8| TaskKey::new(job.clone(), tid(&format!("t{i}")));
     let pick =
         |leases: &Vec<Lease>, l: u8| leases.get(usize::from(l) % leases.len().max(1)).cloned();
-    let backoff = Backoff::default();
     for (step, op) in ops.iter().enumerate() {
         *ran = step + 1;
         let now = h.now();
@@ -470,8 +578,8 @@ async fn run_sequence(
                         not_before: add
                             .delay
                             .map(|d| now.plus(Duration::from_secs(10 * u64::from(d)))),
+                        max_attempts: add.own_limit.then_some(2),
                         ..NewTask::new(key(add.id).id)
-                            .with_max_attempts(2)
                             .with_priority(i32::from(add.priority))
                             .with_data(json!({ "step": step }))
                     };
@@ -633,7 +741,7 @@ async fn run_sequence(
                         let req = Fail {
                             error: Failure::new("model", format!("step {step}")),
                             retryable: *retryable,
-                            backoff,
+                            backoff: model.backoff(),
                         };
                         (
                             answer(&h.store.fail(&lease, &req, now).await, none),
@@ -704,12 +812,28 @@ async fn run_sequence(
                     detail: Some(format!("step {step}")),
                 };
                 let got = h.store.report(&k, &req, now).await;
-                let want = lifecycle::report(model.tasks.get(&k.id), &model.job, &k, &req, now);
+                let record = model.ensure_job(now);
+                let want = lifecycle::report(model.tasks.get(&k.id), &record, &k, &req, now);
                 if let Ok(t) = &want {
                     model.write(t.clone());
                 }
                 (answer(&got, |_| None), answer(&want, |_| None))
             }
+            Op::Patch(l, shape) => {
+                let Some(lease) = pick(&leases, *l) else {
+                    continue;
+                };
+                let patch = shape.patch(step);
+                let got = h.store.patch_data(&lease, &patch, now).await;
+                let want = model.fenced(&lease, |t| lifecycle::patch_data(t, &lease, &patch, now));
+                let task = |t: &Task| Some(canonical(&projection(t)));
+                (answer(&got, task), answer(&want, task))
+            }
+            Op::PutJob(change) => job_record::put_job(h, &mut model, change, step, now).await,
+            Op::SetJobState(to, expect) => {
+                job_record::set_job_state(h, &mut model, *to, *expect, now).await
+            }
+            Op::Jobs(state) => job_record::jobs(h, &model, *state).await,
             Op::Advance(secs) => {
                 h.advance(Duration::from_secs(u64::from(*secs)));
                 continue;
@@ -737,8 +861,15 @@ async fn run_sequence(
                 )));
             }
         }
+        if matches!(op, Op::PutJob(_) | Op::SetJobState(..)) {
+            if let Some(differs) = job_record::job_differs(h, &model, &ctx()).await? {
+                return Ok(Some(differs));
+            }
+        }
     }
-    Ok(None)
+    // Other operations must leave the record alone but for its implicit creation: one check
+    // at the end finds a stray write, and shrinking then finds the operation that made it.
+    job_record::job_differs(h, &model, "the last step").await
 }
 
 fn show(task: &Option<serde_json::Value>) -> String {
