@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{claimed, new_tasks, now};
+use common::{claimed, invalid_input, key, new_tasks, now, succeed_many_abc};
 
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
@@ -26,17 +26,13 @@ fn too_large() -> Value {
 }
 
 fn assert_too_large(result: &Result<impl std::fmt::Debug>, key: &str) {
-    match result {
-        Err(Error::InvalidInput(m)) => {
-            assert!(m.contains(key), "names the task {key}: {m}");
-            assert!(m.contains("409600 bytes"), "states the limit: {m}");
-            assert!(
-                m.contains("its output 512002 bytes"),
-                "says what is large: {m}"
-            );
-        }
-        other => panic!("expected InvalidInput for {key}, got {other:?}"),
-    }
+    let m = invalid_input(result, key);
+    assert!(m.contains(key), "names the task {key}: {m}");
+    assert!(m.contains("409600 bytes"), "states the limit: {m}");
+    assert!(
+        m.contains("its output 512002 bytes"),
+        "says what is large: {m}"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -87,13 +83,7 @@ async fn one_oversize_succeed_fails_alone_among_concurrent_succeeds() {
 async fn succeed_many_answers_an_oversize_output_alone() {
     let Some(store) = store().await else { return };
     let job = JobName::new("big").unwrap();
-    let leases = claimed(&store, &job, &["a", "b", "c"]).await;
-    let done = vec![
-        (leases[0].clone(), json!(0)),
-        (leases[1].clone(), too_large()),
-        (leases[2].clone(), json!(2)),
-    ];
-    let results = store.succeed_many(&done, now()).await.unwrap();
+    let (_, results) = succeed_many_abc(&store, &job, too_large()).await;
     assert_eq!(results.len(), 3);
     assert_too_large(&results[1], "big/b");
     for i in [0, 2] {
@@ -114,13 +104,10 @@ async fn create_with_an_oversize_task_writes_nothing_and_names_it() {
         .await
         .unwrap();
 
-    let err = store
+    let refused = store
         .create(&job, &tasks, CreateMode::SkipExisting, now())
-        .await
-        .unwrap_err();
-    let Error::InvalidInput(m) = &err else {
-        panic!("expected InvalidInput, got {err:?}");
-    };
+        .await;
+    let m = invalid_input(&refused, "big/t3");
     assert!(m.contains("big/t3"), "names the task: {m}");
     assert!(
         m.contains("its JSON data is 512002 bytes"),
@@ -130,9 +117,8 @@ async fn create_with_an_oversize_task_writes_nothing_and_names_it() {
 
     // As for any refused create, nothing of the call is written.
     for id in ["t0", "t2", "t3", "t4", "t5"] {
-        let key = TaskKey::new(job.clone(), TaskId::new(id).unwrap());
         assert!(
-            matches!(store.get(&key).await, Err(Error::NotFound(_))),
+            matches!(store.get(&key(&job, id)).await, Err(Error::NotFound(_))),
             "{id}"
         );
     }
@@ -173,7 +159,7 @@ async fn an_id_given_twice_in_one_create_is_created_once_as_the_memory_store_doe
     }
     // `a` as first given; `c` replaced by each later occurrence, in order.
     for (id, data) in [("a", 1), ("b", 1), ("c", 3), ("d", 1)] {
-        let key = TaskKey::new(job.clone(), TaskId::new(id).unwrap());
+        let key = key(&job, id);
         let (ours, reference) = (
             store.get(&key).await.unwrap(),
             memory.get(&key).await.unwrap(),
@@ -201,18 +187,13 @@ async fn cas_create_over_the_documents_with_an_oversize_task_writes_nothing() {
     let mut tasks = new_tasks(&["t0", "t1", "t2"]);
     tasks[1] = tasks[1].clone().with_data(too_large());
 
-    let err = cas::create(docs, &job, &tasks, CreateMode::SkipExisting, now())
-        .await
-        .unwrap_err();
-    let Error::InvalidInput(m) = &err else {
-        panic!("expected InvalidInput, got {err:?}");
-    };
+    let refused = cas::create(docs, &job, &tasks, CreateMode::SkipExisting, now()).await;
+    let m = invalid_input(&refused, "big/t1");
     assert!(m.contains("big/t1"), "names the task: {m}");
     assert!(m.contains("409600 bytes"), "states the limit: {m}");
     for id in ["t0", "t1", "t2"] {
-        let key = TaskKey::new(job.clone(), TaskId::new(id).unwrap());
         assert!(
-            matches!(store.get(&key).await, Err(Error::NotFound(_))),
+            matches!(store.get(&key(&job, id)).await, Err(Error::NotFound(_))),
             "{id} not written"
         );
     }

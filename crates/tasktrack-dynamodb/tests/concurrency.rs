@@ -11,7 +11,7 @@ use serde_json::json;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tasktrack_core::testkit::{connect_or_skip, tid};
+use tasktrack_core::testkit::tid;
 use tasktrack_core::*;
 
 /// The brief's size; `TT_DYNAMO_DRAIN_TASKS` overrides it (e.g. for a quick local run).
@@ -74,18 +74,9 @@ async fn worker_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_workers_in_two_processes_run_each_task_once() {
-    let url = common::fresh_url("");
-    let Some(store) = connect_or_skip("dynamodb", common::HOW_TO_START, async {
-        let url = url.clone()?;
-        common::open_temporary(&url)
-            .await
-            .map(|s| Arc::new(s) as Arc<dyn Store>)
-    })
-    .await
-    else {
+    let Some((store, url)) = common::store_and_url().await else {
         return;
     };
-    let url = url.unwrap();
     let job = JobName::new("drain").unwrap();
     let n = tasks();
     let tasks: Vec<NewTask> = (0..n)
@@ -167,19 +158,10 @@ async fn many_workers_in_two_processes_run_each_task_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_workers_race_for_one_fresh_task_and_exactly_one_wins() {
-    let url = common::fresh_url("");
-    let Some(store) = connect_or_skip("dynamodb", common::HOW_TO_START, async {
-        let url = url.clone()?;
-        common::open_temporary(&url)
-            .await
-            .map(|s| Arc::new(s) as Arc<dyn Store>)
-    })
-    .await
-    else {
+    let Some((store, url)) = common::store_and_url().await else {
         return;
     };
     // Two stores, two clients: nothing is shared in-process, the race is decided by DynamoDB.
-    let url = url.unwrap();
     let racers = [
         Arc::new(tasktrack_dynamodb::open(&url).await.unwrap()),
         Arc::new(tasktrack_dynamodb::open(&url).await.unwrap()),

@@ -34,11 +34,38 @@ async fn value(client: &Client, table: &str, pk: &str) -> Option<String> {
         .and_then(|i| i.get("n").and_then(|n| n.as_n().ok()).cloned())
 }
 
-async fn put(client: &Client, table: &str, pk: &str, n: &str) {
+/// The item `pk` with the number `n`.
+fn item(pk: &str, n: &str) -> HashMap<String, AttributeValue> {
     let mut item = key(pk);
     item.insert("n".into(), AttributeValue::N(n.into()));
-    let put = client.put_item().table_name(table).set_item(Some(item));
+    item
+}
+
+async fn put(client: &Client, table: &str, pk: &str, n: &str) {
+    let put = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item(pk, n)));
     put.send().await.unwrap();
+}
+
+/// A transaction's put of `item` into `table`.
+fn put_of(table: &str, item: HashMap<String, AttributeValue>) -> TransactWriteItem {
+    let put = Put::builder().table_name(table).set_item(Some(item));
+    TransactWriteItem::builder()
+        .put(put.build().unwrap())
+        .build()
+}
+
+/// A transaction's delete of item `pk` from `table`, under `condition` if there is one.
+fn delete_of(table: &str, pk: &str, condition: Option<&str>) -> TransactWriteItem {
+    let delete = Delete::builder()
+        .table_name(table)
+        .set_key(Some(key(pk)))
+        .set_condition_expression(condition.map(str::to_owned));
+    TransactWriteItem::builder()
+        .delete(delete.build().unwrap())
+        .build()
 }
 
 #[tokio::test]
@@ -55,10 +82,6 @@ async fn a_cancelled_transaction_writes_nothing() {
     put(&client, &table, "replaced", "1").await;
     put(&client, &table, "deleted", "1").await;
 
-    let mut fresh = key("created");
-    fresh.insert("n".into(), AttributeValue::N("1".into()));
-    let mut over = key("replaced");
-    over.insert("n".into(), AttributeValue::N("2".into()));
     let items = vec![
         TransactWriteItem::builder()
             .update(
@@ -71,44 +94,11 @@ async fn a_cancelled_transaction_writes_nothing() {
                     .unwrap(),
             )
             .build(),
-        TransactWriteItem::builder()
-            .put(
-                Put::builder()
-                    .table_name(&table)
-                    .set_item(Some(fresh))
-                    .build()
-                    .unwrap(),
-            )
-            .build(),
-        TransactWriteItem::builder()
-            .put(
-                Put::builder()
-                    .table_name(&table)
-                    .set_item(Some(over))
-                    .build()
-                    .unwrap(),
-            )
-            .build(),
-        TransactWriteItem::builder()
-            .delete(
-                Delete::builder()
-                    .table_name(&table)
-                    .set_key(Some(key("deleted")))
-                    .build()
-                    .unwrap(),
-            )
-            .build(),
+        put_of(&table, item("created", "1")),
+        put_of(&table, item("replaced", "2")),
+        delete_of(&table, "deleted", None),
         // The last item fails its condition, after the others were applied in moto's loop.
-        TransactWriteItem::builder()
-            .delete(
-                Delete::builder()
-                    .table_name(&table)
-                    .set_key(Some(key("missing")))
-                    .condition_expression("attribute_exists(pk)")
-                    .build()
-                    .unwrap(),
-            )
-            .build(),
+        delete_of(&table, "missing", Some("attribute_exists(pk)")),
     ];
     let sent = client
         .transact_write_items()

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{claimed, new_tasks, now};
+use common::{claimed, invalid_input, key, new_tasks, now, succeed_many_abc};
 
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -27,10 +27,6 @@ async fn store() -> Option<DynamoStore> {
     common::fresh_store().await
 }
 
-fn key(job: &JobName, id: &str) -> TaskKey {
-    TaskKey::new(job.clone(), TaskId::new(id).unwrap())
-}
-
 /// 406,000 bytes of JSON: within the store's limit (409,600 less 2 KB), over moto's 405,000.
 fn over_moto() -> Value {
     Value::String("x".repeat(406_000))
@@ -38,16 +34,12 @@ fn over_moto() -> Value {
 
 /// `result` is the `InvalidInput` of moto's refusal of task `key`.
 fn assert_refused(result: &Result<impl std::fmt::Debug>, key: &str) {
-    match result {
-        Err(Error::InvalidInput(m)) => {
-            assert!(m.contains(&format!("task {key}")), "names the task: {m}");
-            assert!(
-                m.contains("Item size has exceeded the maximum allowed size"),
-                "says why, in the server's words: {m}"
-            );
-        }
-        other => panic!("expected InvalidInput for {key}, got {other:?}"),
-    }
+    let m = invalid_input(result, key);
+    assert!(m.contains(&format!("task {key}")), "names the task: {m}");
+    assert!(
+        m.contains("Item size has exceeded the maximum allowed size"),
+        "says why, in the server's words: {m}"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -138,14 +130,8 @@ async fn the_tracker_records_an_output_the_server_refuses_and_goes_on() {
 async fn succeed_many_answers_an_output_the_server_refuses_alone() {
     let Some(store) = store().await else { return };
     let job = JobName::new("big").unwrap();
-    let leases = claimed(&store, &job, &["a", "b", "c"]).await;
     // The three completions share one transaction, which moto refuses as a whole.
-    let done = vec![
-        (leases[0].clone(), json!(0)),
-        (leases[1].clone(), over_moto()),
-        (leases[2].clone(), json!(2)),
-    ];
-    let results = store.succeed_many(&done, now()).await.unwrap();
+    let (leases, results) = succeed_many_abc(&store, &job, over_moto()).await;
     assert_eq!(results.len(), 3);
     assert_refused(&results[1], "big/b");
     for i in [0, 2] {
@@ -166,13 +152,10 @@ async fn a_create_the_server_refuses_for_one_task_writes_the_others_and_names_it
     let mut tasks = new_tasks(&["t0", "t1", "t2", "t3"]);
     tasks[2] = tasks[2].clone().with_data(over_moto());
     // The four inserts share one transaction, which moto refuses as a whole.
-    let err = store
+    let refused = store
         .create(&job, &tasks, CreateMode::SkipExisting, now())
-        .await
-        .unwrap_err();
-    let Error::InvalidInput(m) = &err else {
-        panic!("expected InvalidInput, got {err:?}");
-    };
+        .await;
+    let m = invalid_input(&refused, "big/t2");
     assert!(m.contains("1 task(s) not created"), "{m}");
     assert!(m.contains("task big/t2"), "names the task: {m}");
     assert!(m.contains("Item size has exceeded"), "says why: {m}");

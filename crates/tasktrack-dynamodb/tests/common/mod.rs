@@ -2,11 +2,13 @@
 
 #![allow(dead_code)]
 
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tasktrack_core::{
-    ClaimNext, CreateMode, Error, JobName, Lease, NewTask, Result, Store, TaskId, Timestamp,
+    ClaimNext, CreateMode, Error, JobName, Lease, NewTask, Result, Store, Task, TaskId, TaskKey,
+    Timestamp,
 };
 use tasktrack_dynamodb::{DynamoStore, Settings};
 
@@ -71,14 +73,22 @@ pub async fn open_temporary(url: &str) -> Result<DynamoStore> {
 
 /// A store on a fresh table, or `None` (with a SKIPPED line; a failure under `CI=true`).
 pub async fn store() -> Option<Arc<dyn Store>> {
-    tasktrack_core::testkit::connect_or_skip("dynamodb", HOW_TO_START, async {
-        // The credentials the SDK needs; moto accepts any.
-        let url = fresh_url("")?;
+    store_and_url().await.map(|(store, _)| store)
+}
+
+/// [`store`] and the URL of its table, for the cases that open more stores on the same table.
+#[allow(clippy::unwrap_used)] // the store opened, so its URL was made
+pub async fn store_and_url() -> Option<(Arc<dyn Store>, String)> {
+    // The credentials the SDK needs; moto accepts any.
+    let url = fresh_url("");
+    let store = tasktrack_core::testkit::connect_or_skip("dynamodb", HOW_TO_START, async {
+        let url = url.clone()?;
         open_temporary(&url)
             .await
             .map(|s| Arc::new(s) as Arc<dyn Store>)
     })
-    .await
+    .await?;
+    Some((store, url.unwrap()))
 }
 
 /// The instant the single-process tests run at.
@@ -107,4 +117,37 @@ pub async fn claimed(store: &DynamoStore, job: &JobName, ids: &[&str]) -> Vec<Le
     leases.sort_by(|a, b| a.key.id.as_str().cmp(b.key.id.as_str()));
     assert_eq!(leases.len(), ids.len());
     leases
+}
+
+/// The key of task `id` in `job`.
+#[allow(clippy::unwrap_used)] // test ids are valid
+pub fn key(job: &JobName, id: &str) -> TaskKey {
+    TaskKey::new(job.clone(), TaskId::new(id).unwrap())
+}
+
+/// The message of `result`'s `InvalidInput` refusal; any other answer fails the test, naming
+/// `what` was expected to be refused.
+pub fn invalid_input<'a, T: std::fmt::Debug>(result: &'a Result<T>, what: &str) -> &'a str {
+    match result {
+        Err(Error::InvalidInput(m)) => m,
+        other => panic!("expected InvalidInput for {what}, got {other:?}"),
+    }
+}
+
+/// Claims `a`, `b` and `c` in `job` and completes them in one `succeed_many`, `b` with
+/// `b_output` and the others with `0` and `2`: the leases and the per-lease answers.
+#[allow(clippy::unwrap_used)] // a test's setup failing is the test failing
+pub async fn succeed_many_abc(
+    store: &DynamoStore,
+    job: &JobName,
+    b_output: Value,
+) -> (Vec<Lease>, Vec<Result<Task>>) {
+    let leases = claimed(store, job, &["a", "b", "c"]).await;
+    let done = vec![
+        (leases[0].clone(), json!(0)),
+        (leases[1].clone(), b_output),
+        (leases[2].clone(), json!(2)),
+    ];
+    let results = store.succeed_many(&done, now()).await.unwrap();
+    (leases, results)
 }
