@@ -13,9 +13,10 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use std::collections::{BTreeMap, HashMap};
-use tasktrack_core::cas::{Documents, Versioned};
+use tasktrack_core::cas::{Damaged, Documents, Versioned};
 use tasktrack_core::{
-    Error, Job, JobName, JobState, Result, Status, Task, TaskKey, TaskPage, TaskQuery, Timestamp,
+    Error, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey, TaskPage, TaskQuery,
+    Timestamp,
 };
 
 /// Tasks, jobs and counters in one DynamoDB table (layout in the crate docs).
@@ -34,6 +35,8 @@ pub struct DynamoDocuments {
     pub(crate) stats: std::sync::Arc<Requests>,
     /// Counted writes waiting to share a transaction (shared by clones).
     pub(crate) commit: std::sync::Arc<GroupCommit>,
+    /// Task items a claim met damaged (shared by clones).
+    pub(crate) damaged: std::sync::Arc<Damaged>,
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -64,6 +67,21 @@ fn unchanged_values(old: &Versioned<Task>) -> HashMap<String, AttributeValue> {
 }
 
 impl DynamoDocuments {
+    /// Leaves a task item of `job` that does not decode out of a claim, so that it cannot stop
+    /// the job's claims (see [`Damaged`]); `get` of it still answers `Corrupt`.
+    fn skip_damaged(&self, job: &JobName, it: &Item, error: &Error) {
+        let id = it.get(item::SK).and_then(|v| v.as_s().ok());
+        let revision = it.get(item::VERSION).and_then(|v| v.as_n().ok());
+        match id.map(TaskId::new) {
+            Some(Ok(id)) => {
+                let key = TaskKey::new(job.clone(), id);
+                let revision = revision.map_or("?", String::as_str);
+                self.damaged.note("dynamodb", &key, revision, error);
+            }
+            _ => tracing::warn!(%job, "dynamodb: claims skip a damaged task item: {error}"),
+        }
+    }
+
     /// Requests sent so far.
     pub fn requests(&self) -> &Requests {
         &self.stats
@@ -526,8 +544,10 @@ impl Documents for DynamoDocuments {
             true,
             page,
             |it| {
-                let (task, version) = item::decode::<Task>(&table, it)?;
-                found.push(Versioned::new(task, version));
+                match item::decode::<Task>(&table, it) {
+                    Ok((task, version)) => found.push(Versioned::new(task, version)),
+                    Err(e) => self.skip_damaged(job, it, &e),
+                }
                 Ok(found.len() < limit)
             },
         )

@@ -147,6 +147,7 @@ pub async fn open(url: &str) -> Result<DynamoStore> {
         item_limit: settings.item_limit,
         stats: Default::default(),
         commit: Default::default(),
+        damaged: Default::default(),
     }))
 }
 

@@ -10,9 +10,9 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tasktrack_core::cas::{Documents, Versioned};
+use tasktrack_core::cas::{Damaged, Documents, Versioned};
 use tasktrack_core::{
-    Cursor, Error, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey, TaskPage,
+    Cursor, Error, ErrorKind, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey, TaskPage,
     TaskQuery, Timestamp,
 };
 
@@ -45,6 +45,9 @@ struct Inner {
     reserved: Mutex<HashMap<TaskKey, Instant>>,
     /// Until when claims spread out because one lost a race to another process (see `pick`).
     contended_until: Mutex<Option<Instant>>,
+    /// Task documents `pick` met damaged, at the index version it met them at: not fetched
+    /// again while the index names that version.
+    damaged: Damaged,
 }
 
 /// How long after a lost claim race this process keeps spreading its claims.
@@ -109,6 +112,7 @@ impl S3Documents {
             cache: Mutex::default(),
             reserved: Mutex::default(),
             contended_until: Mutex::default(),
+            damaged: Damaged::default(),
         };
         S3Documents {
             inner: Arc::new(inner),
@@ -129,8 +133,15 @@ impl S3Documents {
         self.inner.objects.requests()
     }
 
-    fn layout(&self) -> &Layout {
+    /// Where the documents live: the object names under the store's prefix.
+    pub fn layout(&self) -> &Layout {
         &self.inner.layout
+    }
+
+    /// The bucket's raw requests (counted), for tools and tests that read or write an object as
+    /// it is stored.
+    pub fn objects(&self) -> &Objects {
+        &self.inner.objects
     }
 
     fn remember(&self, task: &Task, etag: &str) {
@@ -315,7 +326,7 @@ impl S3Documents {
             let window = order.len().min(CONTENDED_WINDOW);
             shuffle(&mut order[..window]);
         }
-        let mut found = Vec::new();
+        let mut found: Vec<Versioned<Task>> = Vec::new();
         let mut repairs = Vec::new();
         for (_, _, id, entry) in order {
             if found.len() == limit {
@@ -326,7 +337,8 @@ impl S3Documents {
                 continue;
             };
             let key = TaskKey::new(job.clone(), task_id);
-            if !self.reserve(&key) {
+            let revision = entry.version().to_string();
+            if self.inner.damaged.contains(&key, &revision) || !self.reserve(&key) {
                 continue;
             }
             let current = match self.cached(&key) {
@@ -334,7 +346,21 @@ impl S3Documents {
                 // copy of the index taken before our own later writes): decide on it. If
                 // someone else changed the task since, the conditional write will say so.
                 Some(hit) if hit.value.version >= entry.version() => Some(hit),
-                _ => self.fetch(&key).await?,
+                _ => match self.fetch(&key).await {
+                    Ok(current) => current,
+                    Err(e) if e.kind() == ErrorKind::Corrupt => {
+                        self.unreserve(&key);
+                        self.inner.damaged.note("s3", &key, &revision, &e);
+                        continue;
+                    }
+                    Err(e) => {
+                        self.unreserve(&key);
+                        for f in &found {
+                            self.unreserve(&f.value.key());
+                        }
+                        return Err(e);
+                    }
+                },
             };
             let Some(current) = current else {
                 repairs.push(Update::Remove(id.to_owned(), entry.version()));

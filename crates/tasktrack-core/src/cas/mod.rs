@@ -12,8 +12,10 @@
 //! The functions are public so that a native backend can use them for its rarely-used paths and
 //! restate only its hot paths (claim, succeed, counts) natively.
 
+mod damaged;
 mod ops;
 
+pub use damaged::Damaged;
 pub use ops::*;
 
 use crate::error::Result;
@@ -92,6 +94,10 @@ pub trait Documents: fmt::Debug + Send + Sync + 'static {
     /// Up to `limit` tasks of `job` (at `stage`, if given) that may be claimable at `now`, in
     /// claim order: priority descending, then [`Task::claimable_at`], then id. The list may be
     /// stale; the adapter re-checks every candidate and writes conditionally.
+    ///
+    /// A candidate whose record does not decode (damaged by hand or by another tool) is left
+    /// out, so that it cannot stop the job's claims, and noted in a [`Damaged`] (which logs it
+    /// once); [`Documents::get_task`] of it still answers [`Error::Corrupt`](crate::Error::Corrupt).
     async fn claimable(
         &self,
         job: &JobName,

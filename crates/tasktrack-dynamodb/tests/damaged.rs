@@ -1,0 +1,77 @@
+//! A task item damaged by hand (or by another tool) must not stop its job: every `claim_next`
+//! would otherwise read it at the head of the claim index and fail with `Corrupt`. Claims go
+//! past it, `get` still names it, and once it is repaired and rewritten through the store it is
+//! claimable again.
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod common;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+use std::time::Duration;
+use tasktrack_core::{ClaimNext, Claimed, CreateMode, ErrorKind, JobName, Store, TaskId, TaskKey};
+use tasktrack_dynamodb::{DynamoStore, Settings};
+
+fn ids(claimed: &[Claimed]) -> Vec<String> {
+    claimed.iter().map(|c| c.task.id.to_string()).collect()
+}
+
+/// Sets the `doc` attribute (the task as JSON) of task `id` of job `j` as stored, and answers
+/// the one it held.
+async fn swap_doc(store: &DynamoStore, url: &str, id: &str, doc: &str) -> String {
+    let (client, _) = Settings::parse(url).unwrap().client().await.unwrap();
+    let key = HashMap::from([
+        ("pk".to_owned(), AttributeValue::S("t:j".into())),
+        ("sk".to_owned(), AttributeValue::S(id.into())),
+    ]);
+    let old = client
+        .update_item()
+        .table_name(store.table())
+        .set_key(Some(key))
+        .update_expression("SET #d = :d")
+        .condition_expression("attribute_exists(#d)")
+        .expression_attribute_names("#d", "doc")
+        .expression_attribute_values(":d", AttributeValue::S(doc.into()))
+        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+        .send()
+        .await
+        .unwrap();
+    let attributes = old.attributes.unwrap();
+    attributes["doc"].as_s().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_go_past_a_damaged_task_item_until_it_is_repaired_and_rewritten() {
+    let Some(url) = common::fresh_url_or_skip("&counter_shards=1") else {
+        return;
+    };
+    let store = common::open_temporary(&url).await.unwrap();
+    let job = JobName::new("j").unwrap();
+    let t = common::now();
+    let tasks = common::new_tasks(&["a", "b", "c"]);
+    store
+        .create(&job, &tasks, CreateMode::SkipExisting, t)
+        .await
+        .unwrap();
+    let original = swap_doc(&store, &url, "a", "{ damaged").await;
+
+    let claim = ClaimNext::new("w", Duration::from_secs(30));
+    let first = store.claim_next(&job, &claim, t).await.unwrap();
+    assert_eq!(ids(&first), ["b"], "a, first in claim order, is skipped");
+    let a = TaskKey::new(job.clone(), TaskId::new("a").unwrap());
+    let err = store.get(&a).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains(r#"sk="a""#), "{err}");
+    let second = store.claim_next(&job, &claim, t).await.unwrap();
+    assert_eq!(ids(&second), ["c"]);
+    assert!(store.claim_next(&job, &claim, t).await.unwrap().is_empty());
+
+    // Repaired by hand, then rewritten through the store: claimable again.
+    swap_doc(&store, &url, "a", &original).await;
+    store
+        .create(&job, &common::new_tasks(&["a"]), CreateMode::Replace, t)
+        .await
+        .unwrap();
+    let again = store.claim_next(&job, &claim, t).await.unwrap();
+    assert_eq!(ids(&again), ["a"]);
+}

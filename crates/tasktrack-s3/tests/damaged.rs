@@ -1,0 +1,82 @@
+//! A task object damaged by hand (or by another tool) must not stop its job: every `claim_next`
+//! would otherwise meet it at the head of the claim order and fail with `Corrupt`. Claims go
+//! past it, `get` still names it, and once it is repaired, a write through the store makes it
+//! claimable again.
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod common;
+
+use std::time::Duration;
+use tasktrack_core::{
+    ClaimNext, CreateMode, ErrorKind, JobName, NewTask, Store, TaskId, TaskKey, Timestamp,
+};
+use tasktrack_s3::objects::{Got, Put};
+
+fn ids(claimed: &[tasktrack_core::Claimed]) -> Vec<String> {
+    claimed.iter().map(|c| c.task.id.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_go_past_a_damaged_task_object_until_it_is_repaired_and_rewritten() {
+    let Some(writer) = common::fresh("damaged").await else {
+        return;
+    };
+    let job = JobName::new("j").unwrap();
+    let t = Timestamp::from_millis(1_800_000_000_000);
+    let new = |id: &str| NewTask::new(TaskId::new(id).unwrap());
+    let tasks = [new("a"), new("b"), new("c")];
+    writer
+        .create(&job, &tasks, CreateMode::SkipExisting, t)
+        .await
+        .unwrap();
+    let a = TaskKey::new(job.clone(), TaskId::new("a").unwrap());
+    let docs = writer.documents();
+    let path = docs.layout().task(&a);
+    let Got::Found(original, etag) = docs
+        .objects()
+        .get_json::<serde_json::Value>(&path, None)
+        .await
+        .unwrap()
+    else {
+        panic!("task a was not stored");
+    };
+    let Put::Written(damaged) = docs
+        .objects()
+        .put(&path, b"{ damaged".to_vec(), Some(&etag))
+        .await
+        .unwrap()
+    else {
+        panic!("task a was not damaged");
+    };
+
+    // Another process, which has not seen the tasks before, claims them.
+    let store = common::open(writer.url()).await.unwrap();
+    let claim = ClaimNext::new("w", Duration::from_secs(30));
+    let first = store.claim_next(&job, &claim, t).await.unwrap();
+    assert_eq!(ids(&first), ["b"], "a, first in claim order, is skipped");
+    let err = store.get(&a).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("a.json"), "{err}");
+    let second = store.claim_next(&job, &claim, t).await.unwrap();
+    assert_eq!(ids(&second), ["c"]);
+    assert!(store.claim_next(&job, &claim, t).await.unwrap().is_empty());
+    // The process that wrote the tasks still has a's healthy copy in its cache: its claim
+    // fails to write over the damaged object, and goes past it as well.
+    let other = ClaimNext::new("w2", Duration::from_secs(30));
+    let late = writer.claim_next(&job, &other, t).await;
+    assert!(late.as_ref().is_ok_and(Vec::is_empty), "{late:?}");
+
+    // Repaired by hand, then rewritten through the store: claimable again.
+    let repaired = docs
+        .objects()
+        .put(&path, serde_json::to_vec(&original).unwrap(), Some(&damaged))
+        .await
+        .unwrap();
+    assert!(matches!(repaired, Put::Written(_)));
+    store
+        .create(&job, &[new("a")], CreateMode::Replace, t)
+        .await
+        .unwrap();
+    let again = store.claim_next(&job, &claim, t).await.unwrap();
+    assert_eq!(ids(&again), ["a"]);
+}
