@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tasktrack_core::cas::{Damaged, Documents, Versioned};
 use tasktrack_core::{
-    Cursor, Error, ErrorKind, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey, TaskPage,
-    TaskQuery, Timestamp,
+    Cursor, Error, ErrorKind, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey,
+    TaskPage, TaskQuery, Timestamp,
 };
 
 /// How many object requests one operation keeps in flight (bulk create, list pages).

@@ -69,7 +69,11 @@ async fn claims_go_past_a_damaged_task_object_until_it_is_repaired_and_rewritten
     // Repaired by hand, then rewritten through the store: claimable again.
     let repaired = docs
         .objects()
-        .put(&path, serde_json::to_vec(&original).unwrap(), Some(&damaged))
+        .put(
+            &path,
+            serde_json::to_vec(&original).unwrap(),
+            Some(&damaged),
+        )
         .await
         .unwrap();
     assert!(matches!(repaired, Put::Written(_)));
