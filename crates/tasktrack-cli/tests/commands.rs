@@ -2,10 +2,15 @@
 //! In-process command tests: every command against one shared memory store, with captured output.
 //! (The end-to-end tests in `e2e_*.rs` drive the real binary on SQLite.)
 
+mod support;
+
 use clap::Parser;
 use serde_json::Value;
 use std::io::Write;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
+use support::{Done, run_script, sorted_ids};
 use tasktrack::{MemoryStore, Store};
 use tasktrack_cli::args::Cli;
 use tasktrack_cli::output::Output;
@@ -29,24 +34,12 @@ impl Buf {
     }
 }
 
-struct Run {
-    code: u8,
-    out: String,
-    err: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.out))
-    }
-}
-
-async fn tt(store: &Arc<dyn Store>, args: &[&str]) -> Run {
+async fn tt(store: &Arc<dyn Store>, args: &[&str]) -> Done {
     tt_url(store, "memory://", args).await
 }
 
 /// As [`tt`], with the store opened from `url` as far as the command knows.
-async fn tt_url(store: &Arc<dyn Store>, url: &str, args: &[&str]) -> Run {
+async fn tt_url(store: &Arc<dyn Store>, url: &str, args: &[&str]) -> Done {
     let cli =
         Cli::try_parse_from(std::iter::once("tasktrack").chain(args.iter().copied())).unwrap();
     let (out, err) = (Buf::default(), Buf::default());
@@ -58,11 +51,16 @@ async fn tt_url(store: &Arc<dyn Store>, url: &str, args: &[&str]) -> Run {
         Box::new(err.clone()),
     );
     let code = tasktrack_cli::execute_with(store.clone(), url, cli.command, output).await;
-    Run {
-        code,
+    Done {
+        code: i32::from(code),
         out: out.text(),
         err: err.text(),
     }
+}
+
+/// A task's record (`show --json`).
+async fn task(store: &Arc<dyn Store>, job: &str, id: &str) -> Value {
+    tt(store, &["--json", "show", job, id]).await.json()
 }
 
 fn store() -> Arc<dyn Store> {
@@ -112,11 +110,10 @@ async fn add_list_show_status_have_stable_json_shapes() {
         r.err
     );
 
-    let r = tt(&s, &["--json", "show", "j", "a"]).await;
-    assert_eq!(r.json()["data"]["k"], 1);
-    let r = tt(&s, &["show", "j", "nope"]).await;
-    assert_eq!(r.code, 4);
-    assert_eq!(r.err.lines().count(), 1, "{}", r.err);
+    assert_eq!(task(&s, "j", "a").await["data"]["k"], 1);
+    tt(&s, &["show", "j", "nope"])
+        .await
+        .assert_one_line_error(4, "show j nope");
 
     let r = tt(&s, &["--json", "status", "j"]).await;
     let st = r.json();
@@ -154,8 +151,7 @@ async fn invalid_input_is_one_line_exit_2_and_writes_nothing() {
     ];
     for args in cases {
         let r = tt(&s, &args).await;
-        assert_eq!(r.code, 2, "{args:?}: {}", r.err);
-        assert_eq!(r.err.lines().count(), 1, "{args:?}: {}", r.err);
+        r.assert_one_line_error(2, &args);
         assert!(
             r.err.starts_with("tasktrack: invalid input"),
             "{args:?}: {}",
@@ -195,23 +191,8 @@ async fn run_retries_then_exhausts_and_retry_then_succeeds() {
     args.extend(ids.iter().map(String::as_str));
     assert_eq!(tt(&s, &args).await.code, 0);
     let script = r#"case "$1" in *7) echo "boom $1" >&2; exit 4;; esac; echo "{\"done\":\"$1\",\"attempt\":$TASKTRACK_ATTEMPT}""#;
-    let r = tt(
-        &s,
-        &[
-            "--json",
-            "run",
-            "r",
-            "--workers",
-            "4",
-            "--",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            "{id}",
-        ],
-    )
-    .await;
+    let run = run_script(&["--json", "run", "r", "--workers", "4"], script, &["{id}"]);
+    let r = tt(&s, &run).await;
     assert_eq!(r.code, 3, "{}\n{}", r.out, r.err);
     let summary = r.json();
     assert_eq!(summary["summary"]["succeeded"], 18);
@@ -221,10 +202,8 @@ async fn run_retries_then_exhausts_and_retry_then_succeeds() {
         "each failing task was retried once in the same run"
     );
 
-    let r = tt(&s, &["--json", "show", "r", "t3"]).await;
-    assert_eq!(r.json()["output"]["done"], "t3");
-    let r = tt(&s, &["--json", "show", "r", "t17"]).await;
-    let t = r.json();
+    assert_eq!(task(&s, "r", "t3").await["output"]["done"], "t3");
+    let t = task(&s, "r", "t17").await;
     assert_eq!(t["status"], "exhausted");
     assert_eq!(t["error"]["kind"], "exit");
     assert_eq!(t["error"]["message"], "exited with code 4");
@@ -232,15 +211,7 @@ async fn run_retries_then_exhausts_and_retry_then_succeeds() {
     assert_eq!(t["history"].as_array().map(Vec::len), Some(2));
 
     let r = tt(&s, &["--json", "list", "r", "--status", "exhausted"]).await;
-    let exhausted = r.json();
-    let mut ids: Vec<&str> = exhausted
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap())
-        .collect();
-    ids.sort_unstable();
-    assert_eq!(ids, ["t17", "t7"]);
+    assert_eq!(sorted_ids(&r.json()), ["t17", "t7"]);
     let r = tt(&s, &["--json", "retry", "r", "--failed"]).await;
     assert_eq!(r.json()["retried"], 2, "{}", r.out);
 
@@ -251,12 +222,9 @@ async fn run_retries_then_exhausts_and_retry_then_succeeds() {
     .await;
     assert_eq!(r.code, 0, "{}", r.err);
     assert_eq!(r.json()["summary"]["succeeded"], 2);
-    let r = tt(&s, &["--json", "show", "r", "t7"]).await;
-    assert_eq!(
-        r.json()["output"],
-        serde_json::json!({"stdout": "plain text\n"})
-    );
-    assert_eq!(r.json()["status"], "succeeded");
+    let t7 = task(&s, "r", "t7").await;
+    assert_eq!(t7["output"], serde_json::json!({"stdout": "plain text\n"}));
+    assert_eq!(t7["status"], "succeeded");
     let r = tt(&s, &["--json", "status", "r"]).await;
     assert_eq!(r.json()["by_status"]["succeeded"], 20);
 }
@@ -276,9 +244,9 @@ async fn ignored_tasks_are_skipped_and_report_counts() {
     let r = tt(&s, &["--json", "run", "i", "--", "echo", "{id}"]).await;
     assert_eq!(r.code, 0);
     assert_eq!(r.json()["summary"]["processed"], 2);
-    let r = tt(&s, &["--json", "show", "i", "b"]).await;
+    let b = task(&s, "i", "b").await;
     assert_eq!(
-        (r.json()["status"].as_str(), r.json()["attempts"].as_u64()),
+        (b["status"].as_str(), b["attempts"].as_u64()),
         (Some("ignored"), Some(0))
     );
 
@@ -305,25 +273,10 @@ async fn substitution_env_and_a_missing_program() {
     let s = store();
     tt(&s, &["add", "sub", "x 1", "--data", r#""payload""#]).await;
     let script = r#"printf '{"args":"%s|%s|%s|%s","env":"%s|%s|%s|%s"}' "$1" "$2" "$3" "$4" "$TASKTRACK_JOB" "$TASKTRACK_ID" "$TASKTRACK_ATTEMPT" "$TASKTRACK_DATA""#;
-    let r = tt(
-        &s,
-        &[
-            "run",
-            "sub",
-            "--",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            "{id}",
-            "{job}",
-            "{attempt}",
-            "{data}",
-        ],
-    )
-    .await;
+    let placeholders = ["{id}", "{job}", "{attempt}", "{data}"];
+    let r = tt(&s, &run_script(&["run", "sub"], script, &placeholders)).await;
     assert_eq!(r.code, 0, "{}", r.err);
-    let t = tt(&s, &["--json", "show", "sub", "x 1"]).await.json();
+    let t = task(&s, "sub", "x 1").await;
     assert_eq!(t["output"]["args"], "x 1|sub|1|payload");
     assert_eq!(t["output"]["env"], "sub|x 1|1|payload");
 
@@ -345,7 +298,7 @@ async fn substitution_env_and_a_missing_program() {
         (Some(0), Some(1), Some(0)),
         "no command ran: {summary}"
     );
-    let t = tt(&s, &["--json", "show", "miss", "a"]).await.json();
+    let t = task(&s, "miss", "a").await;
     assert_eq!(
         (t["status"].as_str(), t["attempts"].as_u64()),
         (Some("pending"), Some(0)),
@@ -416,24 +369,16 @@ async fn pipelines_run_stage_by_stage() {
         0
     );
     tt(&s, &["add", "p", "x"]).await;
-    let r = tt(
-        &s,
-        &[
-            "--json",
-            "run",
-            "p",
-            "--stage",
-            "fetch",
-            "--",
-            "sh",
-            "-c",
-            "echo \"$TASKTRACK_STAGE\"",
-        ],
-    )
-    .await;
+    let print_stage = "echo \"$TASKTRACK_STAGE\"";
+    let run = run_script(
+        &["--json", "run", "p", "--stage", "fetch"],
+        print_stage,
+        &[],
+    );
+    let r = tt(&s, &run).await;
     assert_eq!(r.code, 0, "{}", r.err);
     assert_eq!(r.json()["summary"]["advanced"], 1);
-    let t = tt(&s, &["--json", "show", "p", "x"]).await.json();
+    let t = task(&s, "p", "x").await;
     assert_eq!(
         (t["status"].as_str(), t["stage"].as_str()),
         (Some("pending"), Some("parse"))
@@ -442,21 +387,9 @@ async fn pipelines_run_stage_by_stage() {
     assert_eq!(st["by_stage"]["parse"]["pending"], 1);
     let r = tt(&s, &["run", "p", "--stage", "nope", "--", "true"]).await;
     assert_eq!(r.code, 2, "unknown stage: {}", r.err);
-    let r = tt(
-        &s,
-        &[
-            "--json",
-            "run",
-            "p",
-            "--",
-            "sh",
-            "-c",
-            "echo \"$TASKTRACK_STAGE\"",
-        ],
-    )
-    .await;
+    let r = tt(&s, &run_script(&["--json", "run", "p"], print_stage, &[])).await;
     assert_eq!(r.json()["summary"]["succeeded"], 1);
-    let t = tt(&s, &["--json", "show", "p", "x"]).await.json();
+    let t = task(&s, "p", "x").await;
     assert_eq!(t["output"]["stdout"], "parse\n");
 }
 
@@ -497,17 +430,20 @@ async fn init_never_prints_the_store_password() {
     assert!(!r.out.contains("s3cret") && !r.err.contains("s3cret"));
 }
 
-/// A memory store whose `release` and `counts` can be made to fail, to see that `run` says so.
+/// A memory store that can be made to fail the ways real stores do, to see that the CLI says so.
 #[derive(Debug)]
 struct Faulty {
     inner: MemoryStore,
     /// `release` fails.
-    release_fails: std::sync::atomic::AtomicBool,
+    release_fails: AtomicBool,
     /// `counts` fails once a task has succeeded.
-    counts_fail_after_success: std::sync::atomic::AtomicBool,
+    counts_fail_after_success: AtomicBool,
     /// `counts` fails.
-    counts_fail: std::sync::atomic::AtomicBool,
-    succeeded: std::sync::atomic::AtomicBool,
+    counts_fail: AtomicBool,
+    succeeded: AtomicBool,
+    /// A success whose output (as JSON text) is longer is refused as invalid input, as DynamoDB
+    /// refuses an item over 400 KB.
+    output_limit: Option<usize>,
 }
 
 impl Faulty {
@@ -518,6 +454,15 @@ impl Faulty {
             counts_fail_after_success: Default::default(),
             counts_fail: Default::default(),
             succeeded: Default::default(),
+            output_limit: None,
+        }
+    }
+
+    /// A store that refuses outputs over `limit` bytes.
+    fn refusing_outputs_over(limit: usize) -> Self {
+        Faulty {
+            output_limit: Some(limit),
+            ..Faulty::new()
         }
     }
 }
@@ -528,6 +473,17 @@ mod faulty {
     use std::sync::atomic::Ordering::SeqCst;
     use std::time::Duration;
     use tasktrack::*;
+
+    impl Faulty {
+        fn check_output(&self, output: &Value) -> Result<()> {
+            match (output.to_string().len(), self.output_limit) {
+                (n, Some(limit)) if n > limit => Err(Error::InvalidInput(format!(
+                    "output of {n} bytes is over this store's limit of {limit}"
+                ))),
+                _ => Ok(()),
+            }
+        }
+    }
 
     tasktrack::store_impl! {
         Faulty;
@@ -550,9 +506,22 @@ mod faulty {
                 self.inner.counts(job).await
             }
             async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+                self.check_output(&output)?;
                 let task = self.inner.succeed(lease, output, now).await?;
                 self.succeeded.store(true, SeqCst);
                 Ok(task)
+            }
+            async fn succeed_and_claim_next(
+                &self,
+                lease: &Lease,
+                output: Value,
+                next: &ClaimNext,
+                now: Timestamp,
+            ) -> Result<Handoff> {
+                self.check_output(&output)?;
+                let handoff = self.inner.succeed_and_claim_next(lease, output, next, now).await?;
+                self.succeeded.store(true, SeqCst);
+                Ok(handoff)
             }
         }
         via self.inner {
@@ -583,9 +552,7 @@ mod faulty {
 #[tokio::test]
 async fn run_warns_when_a_release_fails() {
     let faulty = Arc::new(Faulty::new());
-    faulty
-        .release_fails
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    faulty.release_fails.store(true, SeqCst);
     let s: Arc<dyn Store> = faulty;
     tt(&s, &["add", "rel", "a"]).await;
     let r = tt(&s, &["run", "rel", "--", "/definitely/not/a/program"]).await;
@@ -606,21 +573,8 @@ async fn a_task_whose_data_cannot_be_passed_fails_alone_and_the_run_goes_on() {
     tt(&s, &["add", "sp", "nul", "--data", r#""a\u0000b""#]).await;
     let big = format!("\"{}\"", "x".repeat(200 * 1024));
     tt(&s, &["add", "sp", "big", "--data", &big]).await;
-    let r = tt(
-        &s,
-        &[
-            "--json",
-            "run",
-            "sp",
-            "--",
-            "sh",
-            "-c",
-            "echo \"$1\" | wc -c",
-            "sh",
-            "{data}",
-        ],
-    )
-    .await;
+    let run = run_script(&["--json", "run", "sp"], "echo \"$1\" | wc -c", &["{data}"]);
+    let r = tt(&s, &run).await;
     assert_eq!(
         r.code, 3,
         "the two bad tasks failed, the run went on: {}",
@@ -640,10 +594,10 @@ async fn a_task_whose_data_cannot_be_passed_fails_alone_and_the_run_goes_on() {
         (Some(3), Some(1), Some(1), Some(2), Some(0)),
         "{summary}"
     );
-    let ok = tt(&s, &["--json", "show", "sp", "ok"]).await.json();
+    let ok = task(&s, "sp", "ok").await;
     assert_eq!(ok["status"], "succeeded");
     for (id, why) in [("nul", "NUL byte"), ("big", "size limit")] {
-        let t = tt(&s, &["--json", "show", "sp", id]).await.json();
+        let t = task(&s, "sp", id).await;
         assert_eq!(
             t["status"], "exhausted",
             "{id}: the same data fails every time: {t}"
@@ -697,27 +651,14 @@ async fn data_over_the_environment_limit_comes_in_a_file_and_smaller_data_in_the
             printf %s "$TASKTRACK_DATA_FILE" > "$d.path"
             wc -c < "$TASKTRACK_DATA_FILE"
         fi"#;
-    let r = tt(
-        &s,
-        &[
-            "--json",
-            "run",
-            "df",
-            "--",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            copies.path().to_str().unwrap(),
-            "{id}",
-        ],
-    )
-    .await;
+    let copies_dir = copies.path().to_str().unwrap();
+    let run = run_script(&["--json", "run", "df"], script, &[copies_dir, "{id}"]);
+    let r = tt(&s, &run).await;
     assert_eq!(r.code, 0, "{}", r.err);
     assert_eq!(r.json()["summary"]["succeeded"], 3, "{}", r.out);
 
     let copy = |name: &str| std::fs::read_to_string(copies.path().join(name)).ok();
-    let t = tt(&s, &["--json", "show", "df", "big"]).await.json();
+    let t = task(&s, "df", "big").await;
     assert_eq!(t["status"], "succeeded", "{t}");
     assert_eq!(t["output"], big.len(), "the byte count of the file");
     assert_eq!(copy("big.env"), None, "no TASKTRACK_DATA with the file");
@@ -753,9 +694,7 @@ async fn data_over_the_environment_limit_comes_in_a_file_and_smaller_data_in_the
 #[tokio::test]
 async fn run_warns_when_the_summary_has_no_counts() {
     let faulty = Arc::new(Faulty::new());
-    faulty
-        .counts_fail_after_success
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    faulty.counts_fail_after_success.store(true, SeqCst);
     let s: Arc<dyn Store> = faulty;
     tt(&s, &["add", "cnt", "a", "b"]).await;
     // --limit 1: the run ends after one success, without asking for counts on the way.
@@ -771,95 +710,20 @@ async fn run_warns_when_the_summary_has_no_counts() {
     );
 }
 
-mod refusing {
-    //! A store wrapper for the test below.
-    use serde_json::Value;
-    use tasktrack::*;
-
-    /// A store that refuses outputs over 100 bytes, as DynamoDB refuses an item over 400 KB.
-    #[derive(Debug)]
-    pub struct RefusesBigOutputs(pub MemoryStore);
-
-    fn refuse_big(output: &Value) -> Result<()> {
-        match output.to_string().len() {
-            n if n > 100 => Err(Error::InvalidInput(format!(
-                "output of {n} bytes is over this store's limit of 100"
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    tasktrack::store_impl! {
-        RefusesBigOutputs;
-        native {
-            fn backend(&self) -> &'static str {
-                "refuses-big-outputs"
-            }
-            async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
-                refuse_big(&output)?;
-                self.0.succeed(lease, output, now).await
-            }
-            async fn succeed_and_claim_next(
-                &self,
-                lease: &Lease,
-                output: Value,
-                next: &ClaimNext,
-                now: Timestamp,
-            ) -> Result<Handoff> {
-                refuse_big(&output)?;
-                self.0.succeed_and_claim_next(lease, output, next, now).await
-            }
-        }
-        via self.0 {
-            init() -> ();
-            put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
-            get_job(job: &JobName) -> Job;
-            jobs(state: Option<JobState>) -> Vec<Job>;
-            set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
-            delete_job(job: &JobName, now: Timestamp) -> Deleted;
-            create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
-            claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
-            claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
-            heartbeat(lease: &Lease, lease_for: std::time::Duration, now: Timestamp) -> Lease;
-            patch_data(lease: &Lease, patch: &Value, now: Timestamp) -> Task;
-            succeed_many(done: &[(Lease, Value)], now: Timestamp) -> Vec<Result<Task>>;
-            fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
-            release(lease: &Lease, now: Timestamp) -> Task;
-            ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
-            retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
-            report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
-            delete(key: &TaskKey, now: Timestamp) -> ();
-            purge(req: &Purge) -> u64;
-            get(key: &TaskKey) -> Task;
-            list(query: &TaskQuery) -> TaskPage;
-            counts(job: &JobName) -> Counts;
-        }
-    }
-}
-
 #[tokio::test]
 async fn an_outcome_the_store_refuses_fails_that_task_and_the_run_goes_on() {
-    let s: Arc<dyn Store> = Arc::new(refusing::RefusesBigOutputs(MemoryStore::in_memory()));
+    let s: Arc<dyn Store> = Arc::new(Faulty::refusing_outputs_over(100));
     for (id, words) in [("small", "1"), ("big", "200"), ("also-small", "2")] {
         let r = tt(&s, &["add", "rf", id, "--data", words]).await;
         assert_eq!(r.code, 0, "{}", r.err);
     }
     // Prints as many words as the task's data says: 200 words is over the store's limit.
-    let r = tt(
-        &s,
-        &[
-            "--json",
-            "run",
-            "rf",
-            "--workers",
-            "1",
-            "--",
-            "sh",
-            "-c",
-            "for i in $(seq \"$TASKTRACK_DATA\"); do printf 'word '; done",
-        ],
-    )
-    .await;
+    let run = run_script(
+        &["--json", "run", "rf", "--workers", "1"],
+        "for i in $(seq \"$TASKTRACK_DATA\"); do printf 'word '; done",
+        &[],
+    );
+    let r = tt(&s, &run).await;
     assert_eq!(r.code, 3, "one task failed, the run went on: {}", r.err);
     let summary = &r.json()["summary"];
     assert_eq!(
@@ -867,7 +731,7 @@ async fn an_outcome_the_store_refuses_fails_that_task_and_the_run_goes_on() {
         (Some(2), Some(1)),
         "{summary}"
     );
-    let big = tt(&s, &["--json", "show", "rf", "big"]).await.json();
+    let big = task(&s, "rf", "big").await;
     assert_eq!(big["status"], "exhausted", "{big}");
     assert_eq!(big["error"]["kind"], "unrecordable", "{big}");
     let message = big["error"]["message"].as_str().unwrap_or_default();
@@ -882,7 +746,7 @@ async fn an_outcome_the_store_refuses_fails_that_task_and_the_run_goes_on() {
         r.err
     );
     for id in ["small", "also-small"] {
-        let t = tt(&s, &["--json", "show", "rf", id]).await.json();
+        let t = task(&s, "rf", id).await;
         assert_eq!(t["status"], "succeeded", "{id}: {t}");
     }
 }
@@ -924,7 +788,7 @@ async fn a_job_that_does_not_exist_is_an_error_naming_it_not_an_empty_answer() {
         let r = tt(&s, &json).await;
         assert_eq!(r.code, 4, "{json:?}: {}", r.err);
         assert_eq!(r.out, "", "{json:?}: nothing on stdout");
-        let error: Value = serde_json::from_str(&r.err).unwrap();
+        let error = r.error_json();
         assert_eq!(
             error,
             serde_json::json!({ "error": { "kind": "not_found", "message": NO_SUCH_JOB } }),
@@ -1040,9 +904,7 @@ async fn a_job_with_tasks_is_never_looked_up() {
     tt(&s, &["add", "busy", "a", "b", "c"]).await;
     tt(&s, &["report", "busy", "c", "--failure"]).await;
     // The look-up is a `counts`: broken, it would fail any command that made it.
-    faulty
-        .counts_fail
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    faulty.counts_fail.store(true, SeqCst);
     for (args, code) in [
         (&["list", "busy"][..], 0),
         (&["list", "busy", "--status", "failed"], 0),

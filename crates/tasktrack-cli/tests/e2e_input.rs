@@ -39,13 +39,7 @@ fn invalid_input_is_one_line_nonzero_and_writes_nothing() {
     ];
     for (args, code) in &cases {
         let done = env.tt(args);
-        assert_eq!(done.code, *code, "{args:?}: {}", done.err);
-        assert_eq!(
-            done.err.lines().count(),
-            1,
-            "{args:?}: one line expected, got {:?}",
-            done.err
-        );
+        done.assert_one_line_error(*code, args);
         assert!(
             done.err.starts_with("tasktrack: "),
             "{args:?}: {}",
@@ -73,9 +67,8 @@ fn invalid_input_is_one_line_nonzero_and_writes_nothing() {
 fn an_unreachable_server_is_exit_1_in_one_line() {
     let env = Env::new();
     for url in ["postgres://u:p@127.0.0.1:1/db", "redis://127.0.0.1:1/"] {
-        let done = env.tt(&["--store", url, "status", "j"]);
-        assert_eq!(done.code, 1, "{url}: {}", done.err);
-        assert_eq!(done.err.lines().count(), 1, "{url}: {}", done.err);
+        env.tt(&["--store", url, "status", "j"])
+            .assert_one_line_error(1, url);
     }
 }
 
@@ -84,8 +77,7 @@ fn json_errors_and_exit_codes_for_missing_and_refused() {
     let env = Env::new();
     let missing = env.tt(&["--json", "show", "j", "nope"]);
     assert_eq!(missing.code, 4);
-    let err: serde_json::Value = serde_json::from_str(missing.err.trim()).unwrap();
-    assert_eq!(err["error"]["kind"], "not_found");
+    assert_eq!(missing.error_json()["error"]["kind"], "not_found");
     assert_eq!(env.tt(&["add", "j", "a"]).code, 0);
     assert_eq!(env.tt(&["run", "j", "--", "true"]).code, 0);
     let refused = env.tt(&["retry", "j", "a"]);
@@ -111,7 +103,7 @@ fn a_job_that_does_not_exist_is_exit_4_with_a_one_line_error_naming_it() {
     );
     let json = env.tt(&["--json", "list", "nosuchjob"]);
     assert_eq!((json.code, json.out.as_str()), (4, ""), "{}", json.err);
-    let err: serde_json::Value = serde_json::from_str(json.err.trim()).unwrap();
+    let err = json.error_json();
     assert_eq!(err["error"]["kind"], "not_found", "{err}");
     assert!(
         err["error"]["message"]
@@ -193,8 +185,7 @@ fn id_files_name_the_line_that_is_not_utf8_and_ignore_a_byte_order_mark() {
     let bad = env.path("latin1.txt");
     std::fs::write(&bad, b"ok\nna\xefve\n").unwrap();
     let done = env.tt(&["add", "j", "--file", bad.to_str().unwrap()]);
-    assert_eq!(done.code, 2, "{}", done.err);
-    assert_eq!(done.err.lines().count(), 1, "{}", done.err);
+    done.assert_one_line_error(2, "latin1.txt");
     assert!(
         done.err.contains("latin1.txt:2: not valid UTF-8"),
         "the line is named: {}",
@@ -234,11 +225,12 @@ fn usage_errors_under_json_are_one_json_line() {
         vec!["list", "j", "--json", "--limit", "many"],
     ] {
         let done = env.tt(&args);
-        assert_eq!(done.code, 2, "{args:?}: {}", done.err);
-        assert_eq!(done.err.lines().count(), 1, "{args:?}: {}", done.err);
-        let err: serde_json::Value = serde_json::from_str(done.err.trim())
-            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", done.err));
-        assert_eq!(err["error"]["kind"], "invalid_input", "{args:?}");
+        done.assert_one_line_error(2, &args);
+        assert_eq!(
+            done.error_json()["error"]["kind"],
+            "invalid_input",
+            "{args:?}"
+        );
         assert!(done.out.is_empty(), "{args:?}: {}", done.out);
     }
     // `--json` after `--` belongs to run's command; help stays text.
@@ -307,8 +299,7 @@ fn a_duration_below_the_stores_millisecond_is_refused_not_stored_as_zero() {
         vec!["run", "j", "--lease", "1ns", "--", "true", "{id}"],
     ] {
         let done = env.tt(&args);
-        assert_eq!(done.code, 2, "{args:?}: {}", done.err);
-        assert_eq!(done.err.lines().count(), 1, "{args:?}: {}", done.err);
+        done.assert_one_line_error(2, &args);
         assert!(
             done.err.contains("1ms"),
             "{args:?}: the unit is named: {}",

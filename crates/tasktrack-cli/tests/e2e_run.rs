@@ -3,12 +3,73 @@
 
 mod support;
 
+use serde_json::Value;
 use std::collections::HashMap;
-use std::process::Stdio;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use support::{Env, finish, lines, signal, wait_until};
+use support::{Done, Env, finish, lines, run_script, signal, sorted_ids, wait_until};
 
 const LONG: Duration = Duration::from_secs(60);
+
+/// A command that writes its task's id (`$1`) to the log (`$2`).
+const LOG_ID: &str = "echo \"$1\" >> \"$2\"";
+/// A command that writes its task's id (`$1`) to the log (`$2`), then runs until it is killed.
+const LOG_ID_AND_HANG: &str = "echo \"$1\" >> \"$2\"; sleep 30";
+
+/// A file the tasks' commands append lines to, given to them as an argument: O_APPEND writes of
+/// one short line are atomic, so it counts every execution, and tells the test when a command
+/// has started.
+struct Log {
+    path: PathBuf,
+}
+
+impl Log {
+    fn new(env: &Env, name: &str) -> Self {
+        Log {
+            path: env.path(name),
+        }
+    }
+
+    /// The path, as a command's argument.
+    fn arg(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        lines(&self.path)
+    }
+
+    /// Waits until exactly `n` lines were written.
+    fn wait_for_lines(&self, what: &str, n: usize) {
+        wait_until(what, LONG, || self.lines().len() == n);
+    }
+
+    /// Waits until a line was written.
+    fn wait_for_a_line(&self, what: &str) {
+        wait_until(what, LONG, || !self.lines().is_empty());
+    }
+}
+
+/// Sends the signal (`INT`, `TERM`, `HUP`) to a `run` started in the background and waits for it
+/// to end.
+fn stop(run: Child, signal_name: &str) -> Done {
+    signal(&run, signal_name);
+    finish(run, LONG)
+}
+
+/// Asserts that each task is `pending` and holds no lease, as a run leaves the tasks it released;
+/// returns their records.
+fn assert_released(env: &Env, job: &str, ids: &[&str]) -> Vec<Value> {
+    ids.iter()
+        .map(|id| {
+            let t = env.task(job, id);
+            assert_eq!(t["status"], "pending", "{id}: {t}");
+            assert!(t["lease"].is_null(), "{id}: nothing left locked");
+            t
+        })
+        .collect()
+}
 
 fn add_ids(env: &Env, job: &str, n: usize) {
     let ids: String = (1..=n).map(|i| format!("t{i:03}\n")).collect();
@@ -20,32 +81,23 @@ fn add_ids(env: &Env, job: &str, n: usize) {
 fn two_concurrent_runs_execute_each_task_exactly_once() {
     let env = Env::new();
     add_ids(&env, "once", 150);
-    let log = env.path("executions.log");
-    let log_s = log.to_str().unwrap();
-    // O_APPEND writes of one short line are atomic, so the log counts every execution.
-    let cmd = [
-        "--",
-        "sh",
-        "-c",
-        "echo \"$1\" >> \"$2\"",
-        "sh",
-        "{id}",
-        log_s,
-    ];
-    let args = |w: &str| -> Vec<String> {
-        ["--json", "run", "once", "--workers", "4", "--worker-id", w]
-            .iter()
-            .chain(cmd.iter())
-            .map(|s| s.to_string())
-            .collect()
+    let log = Log::new(&env, "executions.log");
+    let run_as = |worker| {
+        let head = [
+            "--json",
+            "run",
+            "once",
+            "--workers",
+            "4",
+            "--worker-id",
+            worker,
+        ];
+        env.spawn(&run_script(&head, LOG_ID, &["{id}", log.arg()]))
     };
-    let a_args = args("machine-a");
-    let b_args = args("machine-b");
-    let a = env.spawn(&a_args.iter().map(String::as_str).collect::<Vec<_>>());
-    let b = env.spawn(&b_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (a, b) = (run_as("machine-a"), run_as("machine-b"));
     let (a, b) = (finish(a, LONG), finish(b, LONG));
     assert_eq!((a.code, b.code), (0, 0), "a: {}\nb: {}", a.err, b.err);
-    let executions = lines(&log);
+    let executions = log.lines();
     let mut per_id: HashMap<&str, usize> = HashMap::new();
     for id in &executions {
         *per_id.entry(id.as_str()).or_default() += 1;
@@ -88,39 +140,22 @@ fn failures_retry_then_exhaust_then_retry_succeeds_and_ignored_is_skipped() {
     );
     let flag = env.path("broken.flag");
     std::fs::write(&flag, "").unwrap();
-    let log = env.path("runs.log");
+    let log = Log::new(&env, "runs.log");
     let script = r#"echo "$1" >> "$3"; case "$1" in *3|*6) [ -e "$2" ] && { echo "broken $1" >&2; exit 7; };; esac; echo "{\"ok\":\"$1\"}""#;
-    let (flag_s, log_s) = (flag.to_str().unwrap(), log.to_str().unwrap());
-    let run = [
-        "run",
-        "flaky",
-        "--workers",
-        "3",
-        "--",
-        "sh",
-        "-c",
+    let run = run_script(
+        &["run", "flaky", "--workers", "3"],
         script,
-        "sh",
-        "{id}",
-        flag_s,
-        log_s,
-    ];
+        &["{id}", flag.to_str().unwrap(), log.arg()],
+    );
 
     let first = env.tt(&run);
     assert_eq!(first.code, 3, "some ended exhausted: {}", first.err);
     assert!(
-        !lines(&log).iter().any(|l| l == "t012"),
+        !log.lines().iter().any(|l| l == "t012"),
         "the ignored task never ran"
     );
     let exhausted = env.json(&["list", "flaky", "--status", "exhausted"]);
-    let mut ids: Vec<&str> = exhausted
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap())
-        .collect();
-    ids.sort_unstable();
-    assert_eq!(ids, ["t003", "t006"]);
+    assert_eq!(sorted_ids(&exhausted), ["t003", "t006"]);
     let t3 = env.task("flaky", "t003");
     assert_eq!(
         t3["attempts"], 2,
@@ -149,21 +184,13 @@ fn failures_retry_then_exhaust_then_retry_succeeds_and_ignored_is_skipped() {
 fn sigkill_mid_task_then_a_later_run_after_lease_expiry_finishes_it() {
     let env = Env::new();
     add_ids(&env, "crash", 1);
-    let log = env.path("starts.log");
-    let log_s = log.to_str().unwrap();
-    let mut victim = env.spawn(&[
-        "run",
-        "crash",
-        "--lease",
-        "1s",
-        "--",
-        "sh",
-        "-c",
+    let log = Log::new(&env, "starts.log");
+    let mut victim = env.spawn(&run_script(
+        &["run", "crash", "--lease", "1s"],
         "echo start >> \"$1\"; sleep 5",
-        "sh",
-        log_s,
-    ]);
-    wait_until("the command to start", LONG, || !lines(&log).is_empty());
+        &[log.arg()],
+    ));
+    log.wait_for_a_line("the command to start");
     victim.kill().unwrap(); // SIGKILL: no chance to release anything
     victim.wait().unwrap();
     let held = env.task("crash", "t001");
@@ -176,17 +203,11 @@ fn sigkill_mid_task_then_a_later_run_after_lease_expiry_finishes_it() {
         expires.as_str(),
         "nobody renewed the dead lease"
     );
-    let later = env.tt(&[
-        "--json",
-        "run",
-        "crash",
-        "--lease",
-        "10s",
-        "--",
-        "sh",
-        "-c",
+    let later = env.tt(&run_script(
+        &["--json", "run", "crash", "--lease", "10s"],
         "echo '{\"recovered\":true}'",
-    ]);
+        &[],
+    ));
     assert_eq!(later.code, 0, "{}", later.err);
     let t = env.task("crash", "t001");
     assert_eq!(t["status"], "succeeded");
@@ -205,28 +226,23 @@ fn sigkill_mid_task_then_a_later_run_after_lease_expiry_finishes_it() {
 fn ctrl_c_releases_the_leases_of_killed_commands() {
     let env = Env::new();
     add_ids(&env, "stop", 3);
-    let log = env.path("starts.log");
-    let log_s = log.to_str().unwrap();
-    let run = env.spawn(&[
-        "--json",
-        "run",
-        "stop",
-        "--workers",
-        "2",
-        "--grace",
-        "300ms",
-        "--",
-        "sh",
-        "-c",
-        "echo \"$1\" >> \"$2\"; sleep 30",
-        "sh",
-        "{id}",
-        log_s,
-    ]);
-    wait_until("two commands to start", LONG, || lines(&log).len() == 2);
+    let log = Log::new(&env, "starts.log");
+    let run = env.spawn(&run_script(
+        &[
+            "--json",
+            "run",
+            "stop",
+            "--workers",
+            "2",
+            "--grace",
+            "300ms",
+        ],
+        LOG_ID_AND_HANG,
+        &["{id}", log.arg()],
+    ));
+    log.wait_for_lines("two commands to start", 2);
     let start = Instant::now();
-    signal(&run, "INT");
-    let done = finish(run, LONG);
+    let done = stop(run, "INT");
     assert!(
         start.elapsed() < Duration::from_secs(10),
         "grace then kill, not the command's 30 s"
@@ -234,11 +250,9 @@ fn ctrl_c_releases_the_leases_of_killed_commands() {
     assert_eq!(done.code, 130, "{}", done.err);
     assert_eq!(done.json()["summary"]["released"], 2);
     assert_eq!(done.json()["interrupted"], true);
-    for id in ["t001", "t002", "t003"] {
-        let t = env.task("stop", id);
-        assert_eq!(t["status"], "pending", "{id}: {t}");
+    for t in assert_released(&env, "stop", &["t001", "t002", "t003"]) {
+        let id = &t["id"];
         assert_eq!(t["attempts"], 0, "{id}: a released attempt is not counted");
-        assert!(t["lease"].is_null(), "{id}: nothing left locked");
     }
 }
 
@@ -271,34 +285,25 @@ fn a_data_file_is_removed_when_the_run_is_interrupted() {
     std::fs::create_dir(&tmp).unwrap();
     let big = "z".repeat(200 * 1024);
     add_with_data(&env, "bigstop", &[("t1", &big)]);
-    let seen = env.path("seen.log");
+    let seen = Log::new(&env, "seen.log");
     let run = spawn_with(
         &env,
         &[("TMPDIR", tmp.to_str().unwrap())],
-        &[
-            "--json",
-            "run",
-            "bigstop",
-            "--grace",
-            "200ms",
-            "--",
-            "sh",
-            "-c",
+        &run_script(
+            &["--json", "run", "bigstop", "--grace", "200ms"],
             "echo \"$TASKTRACK_DATA_FILE\" >> \"$1\"; sleep 30",
-            "sh",
-            seen.to_str().unwrap(),
-        ],
+            &[seen.arg()],
+        ),
     );
-    wait_until("the command to start", LONG, || lines(&seen).len() == 1);
-    let file = std::path::PathBuf::from(lines(&seen).remove(0));
+    seen.wait_for_lines("the command to start", 1);
+    let file = PathBuf::from(seen.lines().remove(0));
     assert_eq!(file.parent(), Some(tmp.as_path()), "in TMPDIR");
     assert_eq!(
         std::fs::metadata(&file).map(|m| m.len()).ok(),
         Some(big.len() as u64),
         "the whole data, while the command runs"
     );
-    signal(&run, "INT");
-    let done = finish(run, LONG);
+    let done = stop(run, "INT");
     assert_eq!(done.code, 130, "{}", done.err);
     assert_eq!(done.json()["summary"]["released"], 1);
     assert!(!file.exists(), "removed: {}", file.display());
@@ -321,15 +326,11 @@ fn data_variables_inherited_by_run_never_reach_a_command() {
             ("TASKTRACK_DATA", "stale"),
             ("TASKTRACK_DATA_FILE", "/stale/file"),
         ],
-        &[
-            "--json",
-            "run",
-            "inherit",
-            "--",
-            "sh",
-            "-c",
+        &run_script(
+            &["--json", "run", "inherit"],
             r#"printf '{"data":"%s","file":"%s"}' "${TASKTRACK_DATA-unset}" "${TASKTRACK_DATA_FILE-unset}""#,
-        ],
+            &[],
+        ),
     );
     let done = finish(run, LONG);
     assert_eq!(done.code, 0, "{}", done.err);
@@ -404,28 +405,18 @@ fn gone(pid: &str) -> bool {
 fn after_the_grace_period_the_whole_process_group_is_killed() {
     let env = Env::new();
     add_ids(&env, "group", 1);
-    let pids = env.path("pids.log");
-    let pids_s = pids.to_str().unwrap();
+    let pids = Log::new(&env, "pids.log");
     // The shell waits for a child of its own: killing the shell alone would leave `sleep` running.
-    let run = env.spawn(&[
-        "--json",
-        "run",
-        "group",
-        "--grace",
-        "100ms",
-        "--",
-        "sh",
-        "-c",
+    let run = env.spawn(&run_script(
+        &["--json", "run", "group", "--grace", "100ms"],
         "sleep 30 & echo $! >> \"$1\"; wait",
-        "sh",
-        pids_s,
-    ]);
-    wait_until("the grandchild to start", LONG, || lines(&pids).len() == 1);
-    signal(&run, "INT");
-    let done = finish(run, LONG);
+        &[pids.arg()],
+    ));
+    pids.wait_for_lines("the grandchild to start", 1);
+    let done = stop(run, "INT");
     assert_eq!(done.code, 130, "{}", done.err);
     assert!(!done.err.contains("could not kill"), "{}", done.err);
-    let sleeper = lines(&pids).remove(0);
+    let sleeper = pids.lines().remove(0);
     wait_until(
         "the grandchild to be killed",
         Duration::from_secs(5),
@@ -437,23 +428,14 @@ fn after_the_grace_period_the_whole_process_group_is_killed() {
 fn sigterm_lets_a_running_command_finish_within_the_grace_period() {
     let env = Env::new();
     add_ids(&env, "grace", 2);
-    let log = env.path("starts.log");
-    let log_s = log.to_str().unwrap();
-    let run = env.spawn(&[
-        "run",
-        "grace",
-        "--grace",
-        "20s",
-        "--",
-        "sh",
-        "-c",
+    let log = Log::new(&env, "starts.log");
+    let run = env.spawn(&run_script(
+        &["run", "grace", "--grace", "20s"],
         "echo go >> \"$1\"; sleep 1; echo '{\"finished\":1}'",
-        "sh",
-        log_s,
-    ]);
-    wait_until("the command to start", LONG, || !lines(&log).is_empty());
-    signal(&run, "TERM");
-    let done = finish(run, LONG);
+        &[log.arg()],
+    ));
+    log.wait_for_a_line("the command to start");
+    let done = stop(run, "TERM");
     assert_eq!(done.code, 130, "{}", done.err);
     let statuses: Vec<String> = ["t001", "t002"]
         .iter()
@@ -478,29 +460,18 @@ fn sigterm_lets_a_running_command_finish_within_the_grace_period() {
 fn follow_picks_up_a_task_added_while_it_waits() {
     let env = Env::new();
     assert_eq!(env.tt(&["job", "set", "feed"]).code, 0);
-    let log = env.path("ran.log");
-    let log_s = log.to_str().unwrap();
-    let run = env.spawn(&[
-        "run",
-        "feed",
-        "--follow",
-        "--poll",
-        "100ms",
-        "--",
-        "sh",
-        "-c",
-        "echo \"$1\" >> \"$2\"",
-        "sh",
-        "{id}",
-        log_s,
-    ]);
+    let log = Log::new(&env, "ran.log");
+    let run = env.spawn(&run_script(
+        &["run", "feed", "--follow", "--poll", "100ms"],
+        LOG_ID,
+        &["{id}", log.arg()],
+    ));
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(env.tt(&["add", "feed", "late-arrival"]).code, 0);
     wait_until("the new task to run", LONG, || {
-        lines(&log) == ["late-arrival"]
+        log.lines() == ["late-arrival"]
     });
-    signal(&run, "TERM");
-    let done = finish(run, LONG);
+    let done = stop(run, "TERM");
     assert_eq!(
         done.code, 0,
         "stopping a follower is its normal end: {}",
@@ -513,24 +484,13 @@ fn follow_picks_up_a_task_added_while_it_waits() {
 fn a_result_after_the_lease_was_lost_is_rejected_never_written() {
     let env = Env::new();
     add_ids(&env, "fence", 1);
-    let log = env.path("starts.log");
-    let log_s = log.to_str().unwrap();
-    let run = env.spawn(&[
-        "--json",
-        "run",
-        "fence",
-        "--limit",
-        "1",
-        "--lease",
-        "600ms",
-        "--",
-        "sh",
-        "-c",
+    let log = Log::new(&env, "starts.log");
+    let run = env.spawn(&run_script(
+        &["--json", "run", "fence", "--limit", "1", "--lease", "600ms"],
         "echo go >> \"$1\"; sleep 1.5; echo '{\"late\":true}'",
-        "sh",
-        log_s,
-    ]);
-    wait_until("the command to start", LONG, || !lines(&log).is_empty());
+        &[log.arg()],
+    ));
+    log.wait_for_a_line("the command to start");
     // A person takes the task back while the command runs: the holder is fenced out.
     assert_eq!(env.tt(&["retry", "fence", "t001", "--force"]).code, 0);
     let done = finish(run, LONG);
@@ -551,19 +511,11 @@ fn the_same_session_works_on_the_file_store() {
     let env = Env::file_store();
     assert_eq!(env.tt(&["job", "set", "f", "--max-attempts", "1"]).code, 0);
     add_ids(&env, "f", 6);
-    let first = env.tt(&[
-        "--json",
-        "run",
-        "f",
-        "--workers",
-        "2",
-        "--",
-        "sh",
-        "-c",
+    let first = env.tt(&run_script(
+        &["--json", "run", "f", "--workers", "2"],
         "[ \"$1\" != t004 ] && echo '{\"ok\":1}'",
-        "sh",
-        "{id}",
-    ]);
+        &["{id}"],
+    ));
     assert_eq!(first.code, 3, "{}", first.err);
     assert_eq!(first.json()["summary"]["exhausted"], 1);
     assert_eq!(env.json(&["retry", "f", "--exhausted"])["retried"], 1);
@@ -589,35 +541,18 @@ fn a_hangup_releases_the_leases_like_sigterm() {
     }
     let env = Env::new();
     add_ids(&env, "hup", 2);
-    let log = env.path("starts.log");
-    let log_s = log.to_str().unwrap();
-    let run = env.spawn(&[
-        "--json",
-        "run",
-        "hup",
-        "--workers",
-        "2",
-        "--grace",
-        "200ms",
-        "--",
-        "sh",
-        "-c",
-        "echo \"$1\" >> \"$2\"; sleep 30",
-        "sh",
-        "{id}",
-        log_s,
-    ]);
-    wait_until("two commands to start", LONG, || lines(&log).len() == 2);
+    let log = Log::new(&env, "starts.log");
+    let run = env.spawn(&run_script(
+        &["--json", "run", "hup", "--workers", "2", "--grace", "200ms"],
+        LOG_ID_AND_HANG,
+        &["{id}", log.arg()],
+    ));
+    log.wait_for_lines("two commands to start", 2);
     // The terminal or the SSH session went away.
-    signal(&run, "HUP");
-    let done = finish(run, LONG);
+    let done = stop(run, "HUP");
     assert_eq!(done.code, 130, "{}", done.err);
     assert_eq!(done.json()["summary"]["released"], 2);
-    for id in ["t001", "t002"] {
-        let t = env.task("hup", id);
-        assert_eq!(t["status"], "pending", "{id}: {t}");
-        assert!(t["lease"].is_null(), "{id}: nothing left locked");
-    }
+    assert_released(&env, "hup", &["t001", "t002"]);
 }
 
 #[test]
@@ -641,8 +576,7 @@ fn a_lease_over_a_century_is_refused_before_run_starts() {
     let env = Env::new();
     assert_eq!(env.tt(&["add", "j", "a"]).code, 0);
     let done = env.tt(&["run", "j", "--lease", "500000y", "--", "true", "{id}"]);
-    assert_eq!(done.code, 2, "{}", done.err);
-    assert_eq!(done.err.lines().count(), 1, "{}", done.err);
+    done.assert_one_line_error(2, "--lease 500000y");
     assert!(done.err.contains("--lease"), "{}", done.err);
     assert!(done.out.is_empty(), "no run summary: {}", done.out);
     assert_eq!(env.task("j", "a")["attempts"], 0);
@@ -652,41 +586,28 @@ fn a_lease_over_a_century_is_refused_before_run_starts() {
 fn a_second_ctrl_c_kills_at_once_and_the_leases_are_still_released() {
     let env = Env::new();
     add_ids(&env, "twice", 3);
-    let log = env.path("starts.log");
-    let log_s = log.to_str().unwrap();
+    let log = Log::new(&env, "starts.log");
     // Stderr goes to a file, read while the run goes on, to interrupt again only once the first
     // interrupt was seen (two signals close together may arrive as one).
     let stderr = env.path("stderr.log");
     let run = env
-        .command(&[
-            "--json",
-            "run",
-            "twice",
-            "--workers",
-            "2",
-            "--grace",
-            "1h",
-            "--",
-            "sh",
-            "-c",
-            "echo \"$1\" >> \"$2\"; sleep 30",
-            "sh",
-            "{id}",
-            log_s,
-        ])
+        .command(&run_script(
+            &["--json", "run", "twice", "--workers", "2", "--grace", "1h"],
+            LOG_ID_AND_HANG,
+            &["{id}", log.arg()],
+        ))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .unwrap();
-    wait_until("two commands to start", LONG, || lines(&log).len() == 2);
+    log.wait_for_lines("two commands to start", 2);
     signal(&run, "INT");
     let said = |what: &str| lines(&stderr).iter().any(|l| l.contains(what));
     wait_until("the first interrupt", LONG, || {
         said("interrupted: claiming no more")
     });
-    signal(&run, "INT");
-    let done = finish(run, LONG);
+    let done = stop(run, "INT");
     let err = std::fs::read_to_string(&stderr).unwrap();
     assert_eq!(done.code, 130, "{err}");
     assert!(
@@ -695,9 +616,5 @@ fn a_second_ctrl_c_kills_at_once_and_the_leases_are_still_released() {
     );
     assert!(!err.contains("without releasing"), "{err}");
     assert_eq!(done.json()["summary"]["released"], 2);
-    for id in ["t001", "t002", "t003"] {
-        let t = env.task("twice", id);
-        assert_eq!(t["status"], "pending", "{id}: {t}");
-        assert!(t["lease"].is_null(), "{id}: nothing left locked");
-    }
+    assert_released(&env, "twice", &["t001", "t002", "t003"]);
 }

@@ -1,5 +1,7 @@
-//! Shared helpers for the end-to-end tests: the real `tasktrack` binary on a SQLite file in a
-//! temporary directory.
+//! Shared helpers of the CLI tests: the real `tasktrack` binary on a SQLite file in a temporary
+//! directory ([`Env`]), and what the in-process tests (`commands.rs`) use too: a finished
+//! command ([`Done`]), the arguments of a `run` of a shell script ([`run_script`]), the ids of a
+//! listed job ([`sorted_ids`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::Value;
@@ -22,6 +24,26 @@ pub struct Done {
 }
 
 impl Done {
+    /// Asserts that the command failed with `code` in exactly one line on stderr (stdout is left
+    /// to the caller: some failures print a summary); `what` names the case in the message.
+    #[track_caller]
+    pub fn assert_one_line_error(&self, code: i32, what: impl std::fmt::Debug) {
+        assert_eq!(self.code, code, "{what:?}: {}", self.err);
+        assert_eq!(
+            self.err.lines().count(),
+            1,
+            "{what:?}: one line expected, got {:?}",
+            self.err
+        );
+    }
+
+    /// Stderr as one JSON document: the `--json` error line.
+    pub fn error_json(&self) -> Value {
+        serde_json::from_str(self.err.trim())
+            .unwrap_or_else(|e| panic!("stderr is not one JSON line ({e}): {}", self.err))
+    }
+
+    /// Stdout as one JSON document.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.out).unwrap_or_else(|e| {
             panic!(
@@ -160,4 +182,26 @@ pub fn finish(mut child: Child, timeout: Duration) -> Done {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The arguments `HEAD... -- sh -c SCRIPT sh ARGS...`: `HEAD` is the `run` (`["run", "job",
+/// "--workers", "2"]`), and each task's command a shell script with `ARGS` as its `$1`, `$2`, …
+/// (`{id}` among them becomes the task's id).
+pub fn run_script<'a>(head: &[&'a str], script: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = head.to_vec();
+    all.extend(["--", "sh", "-c", script, "sh"]);
+    all.extend_from_slice(args);
+    all
+}
+
+/// The ids of a `list --json` answer, sorted.
+pub fn sorted_ids(list: &Value) -> Vec<&str> {
+    let mut ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids
 }
