@@ -8,7 +8,7 @@
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use tasktrack_core::tracker::NonRetryable;
+use tasktrack_core::tracker::{NonRetryable, TaskContext};
 use tasktrack_core::*;
 
 fn setup() -> (Arc<dyn Store>, ManualClock, JobName) {
@@ -39,17 +39,39 @@ fn tracker(store: &Arc<dyn Store>, job: &JobName, clock: &ManualClock) -> Tracke
         .with_clock(Arc::new(clock.clone()))
 }
 
-#[tokio::test]
-async fn run_records_the_output_on_success() {
+/// Runs `f` on task `a`, alone in a fresh job, through a [`tracker`]: the task afterwards.
+async fn run_a<F, Fut, T, E>(f: F) -> Task
+where
+    F: FnOnce(TaskContext) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+    T: serde::Serialize,
+    E: Into<anyhow::Error>,
+{
     let (store, clock, job) = setup();
     add(&store, &job, &clock, &["a"]).await;
-    let t = tracker(&store, &job, &clock)
-        .run(&TaskId::new("a").unwrap(), |ctx| async move {
-            assert_eq!(ctx.lease.attempt, 1);
-            Ok::<_, std::io::Error>(json!({ "id": ctx.task.id.as_str() }))
-        })
+    tracker(&store, &job, &clock)
+        .run(&TaskId::new("a").unwrap(), f)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+fn key(job: &JobName, id: &str) -> TaskKey {
+    TaskKey::new(job.clone(), TaskId::new(id).unwrap())
+}
+
+/// Work that outlasts every test: it is only ever cancelled.
+async fn an_hour_of_work<C>(_: C) -> std::io::Result<()> {
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn run_records_the_output_on_success() {
+    let t = run_a(|ctx| async move {
+        assert_eq!(ctx.lease.attempt, 1);
+        Ok::<_, std::io::Error>(json!({ "id": ctx.task.id.as_str() }))
+    })
+    .await;
     assert_eq!(
         (t.status, t.output),
         (Status::Succeeded, Some(json!({ "id": "a" })))
@@ -58,15 +80,11 @@ async fn run_records_the_output_on_success() {
 
 #[tokio::test]
 async fn run_records_the_error_chain_and_retries_later() {
-    let (store, clock, job) = setup();
-    add(&store, &job, &clock, &["a"]).await;
-    let t = tracker(&store, &job, &clock)
-        .run(&TaskId::new("a").unwrap(), |_| async {
-            let inner = std::io::Error::other("disk full");
-            Err::<(), _>(anyhow::Error::new(inner).context("writing output"))
-        })
-        .await
-        .unwrap();
+    let t = run_a(|_| async {
+        let inner = std::io::Error::other("disk full");
+        Err::<(), _>(anyhow::Error::new(inner).context("writing output"))
+    })
+    .await;
     assert_eq!(t.status, Status::Failed);
     let error = t.error.unwrap();
     assert_eq!(
@@ -78,30 +96,19 @@ async fn run_records_the_error_chain_and_retries_later() {
 
 #[tokio::test]
 async fn non_retryable_errors_exhaust_at_once() {
-    let (store, clock, job) = setup();
-    add(&store, &job, &clock, &["a"]).await;
-    let t = tracker(&store, &job, &clock)
-        .run(&TaskId::new("a").unwrap(), |_| async {
-            Err::<(), _>(NonRetryable(anyhow::anyhow!("bad input")))
-        })
-        .await
-        .unwrap();
+    let t = run_a(|_| async { Err::<(), _>(NonRetryable(anyhow::anyhow!("bad input"))) }).await;
     assert_eq!((t.status, t.attempts), (Status::Exhausted, 1));
 }
 
 #[tokio::test]
 async fn a_panic_is_recorded_as_a_failure() {
-    let (store, clock, job) = setup();
-    add(&store, &job, &clock, &["a"]).await;
-    let t = tracker(&store, &job, &clock)
-        .run(&TaskId::new("a").unwrap(), |_| async {
-            if true {
-                panic!("index out of bounds");
-            }
-            Ok::<(), std::io::Error>(())
-        })
-        .await
-        .unwrap();
+    let t = run_a(|_| async {
+        if true {
+            panic!("index out of bounds");
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
     assert_eq!(t.status, Status::Failed);
     let error = t.error.unwrap();
     assert_eq!(
@@ -233,10 +240,7 @@ async fn a_cancelled_run_releases_its_lease() {
     add(&store, &job, &clock, &["a"]).await;
     let tracker = tracker(&store, &job, &clock);
     let id = TaskId::new("a").unwrap();
-    let run = tracker.run(&id, |_| async {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok::<_, std::io::Error>(())
-    });
+    let run = tracker.run(&id, an_hour_of_work);
     let timed_out = tokio::time::timeout(Duration::from_secs(1), run).await;
     assert!(timed_out.is_err(), "the run was cancelled");
     tokio::time::sleep(Duration::from_millis(10)).await; // let the release task run
@@ -305,6 +309,16 @@ struct Faults {
     hold: Option<&'static str>,
 }
 
+impl Faults {
+    /// Only the answer of `op` held.
+    fn holding(op: &'static str) -> Faults {
+        Faults {
+            hold: Some(op),
+            ..Faults::default()
+        }
+    }
+}
+
 /// A store with faults switched on by the test: `release` always fails; outputs holding `"huge"`
 /// are refused (as a store with a size limit refuses an output too large for it); the answer
 /// of the operation named by `hold` (`claim_next` or `handoff`) waits, after the store granted
@@ -330,6 +344,18 @@ impl Faulty {
             open: Default::default(),
             released: Default::default(),
         })
+    }
+
+    /// A [`Faulty`] store over `inner` with `faults` on, and a [`tracker`] working through it.
+    fn tracker(
+        inner: &Arc<dyn Store>,
+        faults: Faults,
+        job: &JobName,
+        clock: &ManualClock,
+    ) -> (Arc<Faulty>, Tracker) {
+        let faulty = Faulty::new(inner, faults);
+        let store: Arc<dyn Store> = faulty.clone();
+        (faulty, tracker(&store, job, clock))
     }
 
     fn check_output(&self, output: &serde_json::Value) -> Result<()> {
@@ -412,20 +438,13 @@ tasktrack_core::store_impl! {
 async fn a_cancelled_run_stops_its_heartbeat_even_when_the_release_fails() {
     let (inner, clock, job) = setup();
     add(&inner, &job, &clock, &["a"]).await;
-    let spy = Faulty::new(
-        &inner,
-        Faults {
-            release_fails: true,
-            ..Faults::default()
-        },
-    );
-    let store: Arc<dyn Store> = spy.clone();
-    let tracker = tracker(&store, &job, &clock);
+    let faults = Faults {
+        release_fails: true,
+        ..Faults::default()
+    };
+    let (spy, tracker) = Faulty::tracker(&inner, faults, &job, &clock);
     let id = TaskId::new("a").unwrap();
-    let run = tracker.run(&id, |_| async {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok::<_, std::io::Error>(())
-    });
+    let run = tracker.run(&id, an_hour_of_work);
     // Heartbeats every 10 s of a 30 s lease: two in 25 s, then the run is cancelled.
     assert!(
         tokio::time::timeout(Duration::from_secs(25), run)
@@ -449,14 +468,11 @@ async fn a_cancelled_run_stops_its_heartbeat_even_when_the_release_fails() {
 async fn an_output_the_store_refuses_is_recorded_as_an_unrecordable_failure() {
     let (inner, clock, job) = setup();
     add(&inner, &job, &clock, &["a", "b", "c"]).await;
-    let store: Arc<dyn Store> = Faulty::new(
-        &inner,
-        Faults {
-            refuse_huge_outputs: true,
-            ..Faults::default()
-        },
-    );
-    let t = tracker(&store, &job, &clock);
+    let faults = Faults {
+        refuse_huge_outputs: true,
+        ..Faults::default()
+    };
+    let (_, t) = Faulty::tracker(&inner, faults, &job, &clock);
     let a = t
         .run(&TaskId::new("a").unwrap(), |_| async {
             Ok::<_, std::io::Error>(json!({ "huge": "..." }))
@@ -485,7 +501,7 @@ async fn an_output_the_store_refuses_is_recorded_as_an_unrecordable_failure() {
         .unwrap();
     assert_eq!(ran, 2);
     let status = |id: &'static str| {
-        let key = TaskKey::new(job.clone(), TaskId::new(id).unwrap());
+        let key = key(&job, id);
         let inner = inner.clone();
         async move { inner.get(&key).await.unwrap().status }
     };
@@ -512,24 +528,13 @@ async fn drop_while_answering<F: std::future::Future>(gate: &Faulty, run: F) {
 async fn a_run_dropped_while_its_claim_is_in_flight_gives_the_lease_back() {
     let (inner, clock, job) = setup();
     add(&inner, &job, &clock, &["a"]).await;
-    let gate = Faulty::new(
-        &inner,
-        Faults {
-            hold: Some("claim_next"),
-            ..Faults::default()
-        },
-    );
-    let store: Arc<dyn Store> = gate.clone();
-    let t = tracker(&store, &job, &clock);
+    let (gate, t) = Faulty::tracker(&inner, Faults::holding("claim_next"), &job, &clock);
     drop_while_answering(
         &gate,
         t.run_next(|_| async { Ok::<_, std::io::Error>(json!(1)) }),
     )
     .await;
-    let a = inner
-        .get(&TaskKey::new(job.clone(), TaskId::new("a").unwrap()))
-        .await
-        .unwrap();
+    let a = inner.get(&key(&job, "a")).await.unwrap();
     assert_eq!((a.status, a.lease, a.attempts), (Status::Pending, None, 0));
 }
 
@@ -537,24 +542,15 @@ async fn a_run_dropped_while_its_claim_is_in_flight_gives_the_lease_back() {
 async fn a_run_all_dropped_while_a_hand_off_is_in_flight_gives_the_next_lease_back() {
     let (inner, clock, job) = setup();
     add(&inner, &job, &clock, &["a", "b"]).await;
-    let gate = Faulty::new(
-        &inner,
-        Faults {
-            hold: Some("handoff"),
-            ..Faults::default()
-        },
-    );
-    let store: Arc<dyn Store> = gate.clone();
-    let t = tracker(&store, &job, &clock);
+    let (gate, t) = Faulty::tracker(&inner, Faults::holding("handoff"), &job, &clock);
     drop_while_answering(
         &gate,
         t.run_all(|_| async { Ok::<_, std::io::Error>(json!(1)) }),
     )
     .await;
-    let key = |id: &str| TaskKey::new(job.clone(), TaskId::new(id).unwrap());
     let (a, b) = (
-        inner.get(&key("a")).await.unwrap(),
-        inner.get(&key("b")).await.unwrap(),
+        inner.get(&key(&job, "a")).await.unwrap(),
+        inner.get(&key(&job, "b")).await.unwrap(),
     );
     assert_eq!(a.status, Status::Succeeded);
     assert_eq!((b.status, b.lease, b.attempts), (Status::Pending, None, 0));
