@@ -186,6 +186,9 @@ static CANDIDATES: LazyLock<[String; 2]> = LazyLock::new(|| {
     ]
 });
 
+/// Takes a damaged row out of the claim index (see [`set_aside`]).
+const SET_ASIDE: &str = "UPDATE tasktrack_task SET claimable_at = NULL WHERE job = ?1 AND id = ?2";
+
 /// [`Store::claim_next`]: one transaction selects candidates from the claim index and applies
 /// [`lifecycle::claim`] to each. Under the write lock nobody else can take them meanwhile; a
 /// candidate whose expired lease was its last attempt becomes `exhausted` and the next one is
@@ -257,8 +260,9 @@ fn claim_next_in(
     let mut won = Vec::with_capacity(req.limit.min(1_000));
     loop {
         let want = req.limit - won.len();
-        let candidates = candidates(db, tx, job, req.stage.as_deref(), now, want)?;
-        let mut wrote = false;
+        let (candidates, read) = candidates(db, tx, job, req.stage.as_deref(), now, want)?;
+        // Damaged rows were set aside: a write, and rows of the index all the same.
+        let mut wrote = read > candidates.len();
         for task in &candidates {
             match lifecycle::claim(task, &claim, now)? {
                 ClaimDecision::Granted(c) => {
@@ -275,7 +279,7 @@ fn claim_next_in(
         }
         // Done when the batch is full, the index ran dry, or a round changed nothing (a
         // guard: a claimable-by-index task is never refused by the rule).
-        if won.len() >= req.limit || candidates.len() < want || !wrote {
+        if won.len() >= req.limit || read < want || !wrote {
             return Ok(won);
         }
     }
@@ -288,7 +292,7 @@ fn candidates(
     stage: Option<&str>,
     now: Timestamp,
     limit: usize,
-) -> Result<Vec<Task>> {
+) -> Result<(Vec<Task>, usize)> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let sql = &CANDIDATES[usize::from(stage.is_some())];
     let mut stmt = tx.prepare_cached(sql).map_err(|e| db.err(e))?;
@@ -297,11 +301,34 @@ fn candidates(
         None => stmt.query(params![job.as_str(), now.as_millis(), limit]),
     }
     .map_err(|e| db.err(e))?;
-    let mut out = Vec::new();
+    let (mut out, mut damaged) = (Vec::new(), Vec::new());
     while let Some(row) = rows.next().map_err(|e| db.err(e))? {
-        out.push(task_from_row(db, row)?);
+        match task_from_row(db, row) {
+            Ok(task) => out.push(task),
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                damaged.push((row.get::<_, String>(1).map_err(|e| db.err(e))?, e));
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok(out)
+    drop(rows);
+    let read = out.len() + damaged.len();
+    for (id, error) in damaged {
+        set_aside(db, tx, job, &id, &error)?;
+    }
+    Ok((out, read))
+}
+
+/// Takes a row that does not decode (edited by hand) out of the claim index, so that it cannot
+/// stop the job's claims: only `claimable_at` is cleared, so its status and counts stay and
+/// `get` still reports it as corrupt. Repaired by hand, a write of it through the store
+/// (`tasktrack retry`) sets `claimable_at` again.
+fn set_aside(db: &Db, tx: &Transaction<'_>, job: &JobName, id: &str, error: &Error) -> Result<()> {
+    tracing::warn!(%job, id, "sqlite: claims set aside damaged task {job}/{id}: {error}");
+    tx.prepare_cached(SET_ASIDE)
+        .and_then(|mut stmt| stmt.execute(params![job.as_str(), id]))
+        .map_err(|e| db.err(e))?;
+    Ok(())
 }
 
 /// [`Store::heartbeat`].

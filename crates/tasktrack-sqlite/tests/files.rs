@@ -176,9 +176,15 @@ async fn a_corrupt_row_is_corrupt_naming_the_row() {
         ),
         other => panic!("expected Corrupt, got {other:?}"),
     }
-    // A claim that meets the bad row fails the same way instead of skipping or panicking.
-    let err = store
+    // A claim that meets the bad row sets it aside instead of failing or panicking (so that
+    // it cannot stop the job: tests/damaged.rs); the row stays corrupt for `get`.
+    let claimed = store
         .claim_next(&job, &ClaimNext::new("w", Duration::from_secs(5)), now)
+        .await
+        .unwrap();
+    assert!(claimed.is_empty(), "{claimed:?}");
+    let err = store
+        .get(&TaskKey::parse("j", "a").unwrap())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");

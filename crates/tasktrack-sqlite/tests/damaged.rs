@@ -1,0 +1,66 @@
+//! A task row damaged by hand (say, its `history` JSON edited into something that does not
+//! parse) must not stop its job: every `claim_next` would otherwise read it at the head of the
+//! claim index and fail with `Corrupt`. Claims set it aside and go on; `get` still names it; its
+//! status and counts stay; repaired and retried, it is claimable again.
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::time::Duration;
+use tasktrack_core::{
+    ClaimNext, Claimed, CreateMode, ErrorKind, JobName, NewTask, Retry, Store, TaskId, TaskKey,
+    Timestamp,
+};
+
+fn ids(claimed: &[Claimed]) -> Vec<String> {
+    claimed.iter().map(|c| c.task.id.to_string()).collect()
+}
+
+#[tokio::test]
+async fn claims_set_a_damaged_row_aside_until_it_is_repaired_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = tasktrack_sqlite::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let job = JobName::new("j").unwrap();
+    let t = Timestamp::from_millis(1_800_000_000_000);
+    let tasks: Vec<NewTask> = ["a", "b", "c"]
+        .iter()
+        .map(|id| NewTask::new(TaskId::new(*id).unwrap()))
+        .collect();
+    store
+        .create(&job, &tasks, CreateMode::SkipExisting, t)
+        .await
+        .unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let set_history = |history: &str| {
+        conn.execute(
+            "UPDATE tasktrack_task SET history = ?1 WHERE job = 'j' AND id = 'a'",
+            [history],
+        )
+        .unwrap()
+    };
+    set_history("{ damaged");
+
+    let claim = ClaimNext::new("w", Duration::from_secs(30));
+    let first = store.claim_next(&job, &claim, t).await.unwrap();
+    assert_eq!(ids(&first), ["b"], "a, first in claim order, is set aside");
+    let a = TaskKey::new(job.clone(), TaskId::new("a").unwrap());
+    let err = store.get(&a).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("j/a"), "{err}");
+    let second = store.claim_next(&job, &claim, t).await.unwrap();
+    assert_eq!(ids(&second), ["c"]);
+    assert!(store.claim_next(&job, &claim, t).await.unwrap().is_empty());
+    let counts = store.counts(&job).await.unwrap().by_status;
+    assert_eq!(
+        (counts.pending, counts.in_progress),
+        (1, 2),
+        "a still counts"
+    );
+
+    // Repaired by hand, then retried through the store: claimable again.
+    set_history("[]");
+    store.retry(&a, &Retry::default(), t).await.unwrap();
+    let again = store.claim_next(&job, &claim, t).await.unwrap();
+    assert_eq!(ids(&again), ["a"]);
+}
