@@ -3,43 +3,83 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{journal, now, open, task_file};
+use std::path::Path;
 use std::time::Duration;
 use tasktrack_core::*;
 use tasktrack_file::FileStore;
 
-async fn open(dir: &Path) -> FileStore {
-    tasktrack_file::open(&format!("file://{}", dir.display()))
-        .await
-        .unwrap()
-}
-
-fn now() -> Timestamp {
-    Timestamp::from_millis(1_800_000_000_000)
-}
-
-fn task_file(dir: &Path, job: &str, id: &str) -> PathBuf {
-    dir.join("jobs")
-        .join(job)
-        .join("tasks")
-        .join(format!("{id}.json"))
-}
-
-async fn setup(dir: &Path, n: usize) -> (FileStore, JobName) {
-    let store = open(dir).await;
-    let job = JobName::new("j").unwrap();
+/// Creates `t0` … `t{n-1}` in `job`.
+async fn create_tasks(store: &FileStore, job: &JobName, n: usize) {
     let tasks: Vec<NewTask> = (0..n)
         .map(|i| NewTask::new(TaskId::new(format!("t{i}")).unwrap()))
         .collect();
     store
-        .create(&job, &tasks, CreateMode::SkipExisting, now())
+        .create(job, &tasks, CreateMode::SkipExisting, now())
         .await
         .unwrap();
+}
+
+/// A store on `dir` holding job `j` with `n` pending tasks.
+async fn setup(dir: &Path, n: usize) -> (FileStore, JobName) {
+    let store = open(dir).await;
+    let job = JobName::new("j").unwrap();
+    create_tasks(&store, &job, n).await;
     (store, job)
+}
+
+/// Creates task `id` in `job` again (or for the first time).
+async fn create_one(store: &FileStore, job: &JobName, id: &str) -> Result<Created> {
+    let task = NewTask::new(TaskId::new(id).unwrap());
+    store
+        .create(job, &[task], CreateMode::SkipExisting, now())
+        .await
+}
+
+/// Claims up to `limit` tasks of `job` for 30 s.
+async fn claim(store: &FileStore, job: &JobName, limit: usize) -> Vec<Claimed> {
+    let req = ClaimNext::new("w", Duration::from_secs(30)).with_limit(limit);
+    store.claim_next(job, &req, now()).await.unwrap()
+}
+
+/// Purges the succeeded tasks of `job` (of every job if `None`): how many.
+async fn purge_succeeded(store: &FileStore, job: Option<&JobName>) -> u64 {
+    let purge = Purge {
+        job: job.cloned(),
+        statuses: vec![Status::Succeeded],
+        older_than: Timestamp::from_millis(now().as_millis() + 1),
+    };
+    store.purge(&purge).await.unwrap()
 }
 
 fn key(job: &JobName, id: &str) -> TaskKey {
     TaskKey::new(job.clone(), TaskId::new(id).unwrap())
+}
+
+/// True, with a SKIPPED line saying what follows (`so`), where the system has no boot id: the
+/// cases that simulate a reboot need one.
+fn no_boot_id(so: &str) -> bool {
+    let missing = !Path::new("/proc/sys/kernel/random/boot_id").exists();
+    if missing {
+        eprintln!("SKIPPED: no boot id on this system, so {so}");
+    }
+    missing
+}
+
+/// A journal `header` line, stamped as written in another boot.
+fn in_an_earlier_boot(header: &str) -> serde_json::Value {
+    let mut header: serde_json::Value = serde_json::from_str(header).unwrap();
+    header["boot"] = serde_json::json!("an-earlier-boot");
+    header
+}
+
+/// A journal intent saying task `id` succeeded (at version 9), a change its file never got.
+fn intent_succeeded(id: &str) -> String {
+    format!(
+        r#"{{"put":{{"id":"{id}","version":9,"status":"succeeded","stage":null,"priority":0,"claimable_at":null,"updated_at":"2027-01-15T08:00:00.000Z"}}}}"#
+    )
 }
 
 fn assert_corrupt_naming<T: std::fmt::Debug>(result: Result<T>, path: &Path, needle: &str) {
@@ -82,14 +122,7 @@ async fn truncated_invalid_and_unknown_version_files_are_named_and_the_rest_stil
     );
 
     // Nothing is overwritten: creating, claiming or ignoring a damaged task is an error.
-    let err = store
-        .create(
-            &job,
-            &[NewTask::new(TaskId::new("t0").unwrap())],
-            CreateMode::SkipExisting,
-            now(),
-        )
-        .await;
+    let err = create_one(&store, &job, "t0").await;
     assert_eq!(err.unwrap_err().kind(), ErrorKind::Corrupt);
     let err = store
         .claim(
@@ -104,14 +137,7 @@ async fn truncated_invalid_and_unknown_version_files_are_named_and_the_rest_stil
 
     // Counts still see five tasks; claim_next hands out the two readable ones and skips the rest.
     assert_eq!(store.counts(&job).await.unwrap().known, 5);
-    let claimed = store
-        .claim_next(
-            &job,
-            &ClaimNext::new("w", Duration::from_secs(30)).with_limit(10),
-            now(),
-        )
-        .await
-        .unwrap();
+    let claimed = claim(&store, &job, 10).await;
     let mut ids: Vec<_> = claimed.iter().map(|c| c.task.id.to_string()).collect();
     ids.sort();
     assert_eq!(ids, ["t3", "t4"]);
@@ -131,16 +157,9 @@ async fn truncated_invalid_and_unknown_version_files_are_named_and_the_rest_stil
 async fn a_missing_or_damaged_index_is_rebuilt_from_the_task_files() {
     let dir = tempfile::tempdir().unwrap();
     let (store, job) = setup(dir.path(), 20).await;
-    let claimed = store
-        .claim_next(
-            &job,
-            &ClaimNext::new("w", Duration::from_secs(30)).with_limit(5),
-            now(),
-        )
-        .await
-        .unwrap();
+    let claimed = claim(&store, &job, 5).await;
     assert_eq!(claimed.len(), 5);
-    let journal = dir.path().join("jobs/j/index.log");
+    let journal = journal(dir.path(), "j");
 
     // Deleted: a new view rebuilds it.
     std::fs::remove_file(&journal).unwrap();
@@ -172,7 +191,7 @@ async fn a_missing_or_damaged_index_is_rebuilt_from_the_task_files() {
 async fn a_torn_tail_or_unfinished_transaction_left_by_a_dead_writer_is_repaired() {
     let dir = tempfile::tempdir().unwrap();
     let (store, job) = setup(dir.path(), 3).await;
-    let journal = dir.path().join("jobs/j/index.log");
+    let journal = journal(dir.path(), "j");
     let append = |bytes: &str| {
         use std::io::Write;
         std::fs::OpenOptions::new()
@@ -183,7 +202,7 @@ async fn a_torn_tail_or_unfinished_transaction_left_by_a_dead_writer_is_repaired
             .unwrap();
     };
     // An intent saying t0 succeeded (its file was never renamed), then half a line.
-    let intent = r#"{"put":{"id":"t0","version":9,"status":"succeeded","stage":null,"priority":0,"claimable_at":null,"updated_at":"2027-01-15T08:00:00.000Z"}}"#;
+    let intent = intent_succeeded("t0");
     append(&format!("{intent}\n{{\"put\":{{\"id\":\"t1"));
     std::fs::write(dir.path().join("jobs/j/scratch/123-0.tmp"), b"half a task").unwrap();
 
@@ -207,14 +226,7 @@ async fn a_torn_tail_or_unfinished_transaction_left_by_a_dead_writer_is_repaired
         "scratch emptied"
     );
     // The first view catches up with the repair too.
-    let claimed = store
-        .claim_next(
-            &job,
-            &ClaimNext::new("w", Duration::from_secs(30)).with_limit(3),
-            now(),
-        )
-        .await
-        .unwrap();
+    let claimed = claim(&store, &job, 3).await;
     assert_eq!(claimed.len(), 3);
 }
 
@@ -235,22 +247,18 @@ async fn an_unknown_store_layout_is_refused() {
 
 #[tokio::test]
 async fn a_journal_from_an_earlier_boot_is_rebuilt_from_the_files() {
-    if !Path::new("/proc/sys/kernel/random/boot_id").exists() {
-        eprintln!(
-            "SKIPPED: no boot id on this system, so journals are fsynced and never rebuilt on boot"
-        );
+    if no_boot_id("journals are fsynced and never rebuilt on boot") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let (_store, job) = setup(dir.path(), 4).await;
-    let journal = dir.path().join("jobs/j/index.log");
+    let journal = journal(dir.path(), "j");
     // A power loss: the journal claims a committed change the files never got, and was written
     // in another boot.
     let text = std::fs::read_to_string(&journal).unwrap();
     let (header, rest) = text.split_once('\n').unwrap();
-    let mut header: serde_json::Value = serde_json::from_str(header).unwrap();
-    header["boot"] = serde_json::json!("an-earlier-boot");
-    let lost = r#"{"put":{"id":"t0","version":9,"status":"succeeded","stage":null,"priority":0,"claimable_at":null,"updated_at":"2027-01-15T08:00:00.000Z"}}"#;
+    let header = in_an_earlier_boot(header);
+    let lost = intent_succeeded("t0");
     std::fs::write(&journal, format!("{header}\n{rest}{lost}\n\"commit\"\n")).unwrap();
 
     let after_reboot = open(dir.path()).await;
@@ -269,18 +277,14 @@ async fn a_journal_from_an_earlier_boot_is_rebuilt_from_the_files() {
 
 #[tokio::test]
 async fn after_a_power_loss_the_journal_restores_task_files_the_disk_lost() {
-    if !Path::new("/proc/sys/kernel/random/boot_id").exists() {
-        eprintln!("SKIPPED: no boot id on this system, so task files are fsynced themselves");
+    if no_boot_id("task files are fsynced themselves") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let (store, job) = setup(dir.path(), 4).await;
     let t0 = task_file(dir.path(), "j", "t0");
     let before = std::fs::read(&t0).unwrap();
-    let claimed = store
-        .claim_next(&job, &ClaimNext::new("w", Duration::from_secs(30)), now())
-        .await
-        .unwrap();
+    let claimed = claim(&store, &job, 1).await;
     assert_eq!(claimed[0].task.id.as_str(), "t0");
     store
         .succeed(&claimed[0].lease, serde_json::json!("kept"), now())
@@ -293,11 +297,10 @@ async fn after_a_power_loss_the_journal_restores_task_files_the_disk_lost() {
     // survived, its blocks did not), and the last append was torn.
     std::fs::write(&t0, before).unwrap();
     std::fs::write(task_file(dir.path(), "j", "t1"), vec![0u8; 300]).unwrap();
-    let journal = dir.path().join("jobs/j/index.log");
+    let journal = journal(dir.path(), "j");
     let text = std::fs::read_to_string(&journal).unwrap();
     let (header, rest) = text.split_once('\n').unwrap();
-    let mut header: serde_json::Value = serde_json::from_str(header).unwrap();
-    header["boot"] = serde_json::json!("an-earlier-boot");
+    let header = in_an_earlier_boot(header);
     std::fs::write(&journal, format!("{header}\n{rest}{{\"write\":{{\"id\"")).unwrap();
 
     let after_reboot = open(dir.path()).await;
@@ -339,11 +342,9 @@ async fn list_all(store: &FileStore, job: &JobName, limit: usize) -> Vec<String>
     }
 }
 
-/// The `*.json` files left in the job's `tasks/` directory.
 /// Claims up to `limit` tasks of `job` and succeeds each; the ids it ran, in claim order.
 async fn claim_and_succeed(store: &FileStore, job: &JobName, limit: usize) -> Vec<String> {
-    let req = ClaimNext::new("w", Duration::from_secs(30)).with_limit(limit);
-    let claimed = store.claim_next(job, &req, now()).await.unwrap();
+    let claimed = claim(store, job, limit).await;
     for c in &claimed {
         store
             .succeed(&c.lease, serde_json::json!(1), now())
@@ -353,6 +354,7 @@ async fn claim_and_succeed(store: &FileStore, job: &JobName, limit: usize) -> Ve
     claimed.iter().map(|c| c.task.id.to_string()).collect()
 }
 
+/// The `*.json` files left in the job's `tasks/` directory.
 fn task_files(dir: &Path, job: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir.join("jobs").join(job).join("tasks"))
         .unwrap()
@@ -382,7 +384,7 @@ enum Rebuild {
 async fn a_rebuild_leaves_damaged_files_out(how: Rebuild) {
     let dir = tempfile::tempdir().unwrap();
     let (store, job) = setup(dir.path(), 6).await;
-    let journal = dir.path().join("jobs/j/index.log");
+    let journal = journal(dir.path(), "j");
     if let Rebuild::Reboot = how {
         // A journal made of a snapshot only (no full records to restore t1 from).
         std::fs::remove_file(&journal).unwrap();
@@ -399,12 +401,11 @@ async fn a_rebuild_leaves_damaged_files_out(how: Rebuild) {
         Rebuild::Deleted => std::fs::remove_file(&journal).unwrap(),
         Rebuild::BadLine => std::fs::write(&journal, format!("{header}\ngarbage\n{rest}")).unwrap(),
         Rebuild::Reboot => {
-            let mut header: serde_json::Value = serde_json::from_str(header).unwrap();
-            header["boot"] = serde_json::json!("an-earlier-boot");
+            let header = in_an_earlier_boot(header);
             std::fs::write(&journal, format!("{header}\n{rest}")).unwrap();
         }
         Rebuild::Unfinished => {
-            let intent = r#"{"put":{"id":"t1","version":9,"status":"succeeded","stage":null,"priority":0,"claimable_at":null,"updated_at":"2027-01-15T08:00:00.000Z"}}"#;
+            let intent = intent_succeeded("t1");
             std::fs::write(&journal, format!("{text}{intent}\n")).unwrap();
         }
     }
@@ -422,15 +423,7 @@ async fn a_rebuild_leaves_damaged_files_out(how: Rebuild) {
     let healthy = ["t0", "t2", "t3", "t4", "t5"];
     assert_eq!(list_all(&store, &job, 2).await, healthy, "{how:?}");
     // Nothing overwrites the damaged file.
-    let err = store
-        .create(
-            &job,
-            &[NewTask::new(TaskId::new("t1").unwrap())],
-            CreateMode::SkipExisting,
-            now(),
-        )
-        .await
-        .unwrap_err();
+    let err = create_one(&store, &job, "t1").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{how:?}");
     let mut ids = claim_and_succeed(&store, &job, 10).await;
     ids.sort();
@@ -469,8 +462,7 @@ async fn a_damaged_file_found_when_index_log_has_a_bad_line_leaves_the_job_usabl
 
 #[tokio::test]
 async fn a_damaged_file_found_after_a_reboot_leaves_the_job_usable() {
-    if !Path::new("/proc/sys/kernel/random/boot_id").exists() {
-        eprintln!("SKIPPED: no boot id on this system, so a reboot does not rebuild the index");
+    if no_boot_id("a reboot does not rebuild the index") {
         return;
     }
     a_rebuild_leaves_damaged_files_out(Rebuild::Reboot).await;
@@ -505,14 +497,7 @@ async fn damaged_files_the_index_knows_are_skipped_by_lists_and_removed_with_the
     assert!(first.next.is_some());
 
     claim_and_succeed(&store, &job, 2).await;
-    let purged = store
-        .purge(&Purge {
-            job: Some(job.clone()),
-            statuses: vec![Status::Succeeded],
-            older_than: Timestamp::from_millis(now().as_millis() + 1),
-        })
-        .await
-        .unwrap();
+    let purged = purge_succeeded(&store, Some(&job)).await;
     assert_eq!(purged, 2);
     assert_eq!(
         store.counts(&job).await.unwrap().known,
@@ -541,13 +526,7 @@ async fn stray_entries_and_damaged_job_records_do_not_stop_jobs_or_purge_of_all_
     let store = open(dir.path()).await;
     for name in ["a", "b", "c"] {
         let job = JobName::new(name).unwrap();
-        let tasks: Vec<NewTask> = (0..2)
-            .map(|i| NewTask::new(TaskId::new(format!("t{i}")).unwrap()))
-            .collect();
-        store
-            .create(&job, &tasks, CreateMode::SkipExisting, now())
-            .await
-            .unwrap();
+        create_tasks(&store, &job, 2).await;
         claim_and_succeed(&store, &job, 2).await;
     }
     let jobs_dir = dir.path().join("jobs");
@@ -568,14 +547,7 @@ async fn stray_entries_and_damaged_job_records_do_not_stop_jobs_or_purge_of_all_
         .map(|j| j.name.to_string())
         .collect();
     assert_eq!(names, ["a", "c"]);
-    let purged = store
-        .purge(&Purge {
-            job: None,
-            statuses: vec![Status::Succeeded],
-            older_than: Timestamp::from_millis(now().as_millis() + 1),
-        })
-        .await
-        .unwrap();
+    let purged = purge_succeeded(&store, None).await;
     assert_eq!(purged, 4, "a's and c's tasks");
     for name in ["a", "c"] {
         let job = JobName::new(name).unwrap();

@@ -3,20 +3,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
+mod common;
+
+use common::{journal, now, open};
 use std::path::Path;
 use std::time::Duration;
 use tasktrack_core::*;
 
 const LEASE: Duration = Duration::from_secs(60);
 
-fn now() -> Timestamp {
-    Timestamp::from_millis(1_800_000_000_000)
-}
-
 /// The number of transactions the job's journal has recorded.
 fn commits(dir: &Path, job: &str) -> usize {
-    let journal = dir.join("jobs").join(job).join("index.log");
-    std::fs::read_to_string(journal)
+    std::fs::read_to_string(journal(dir, job))
         .unwrap()
         .lines()
         .filter(|l| l.trim() == "\"commit\"")
@@ -26,9 +24,7 @@ fn commits(dir: &Path, job: &str) -> usize {
 #[tokio::test]
 async fn a_hand_off_is_one_transaction_and_two_calls_are_two() {
     let dir = tempfile::tempdir().unwrap();
-    let store = tasktrack_file::open(&format!("file://{}", dir.path().display()))
-        .await
-        .unwrap();
+    let store = open(dir.path()).await;
     let job = JobName::new("j").unwrap();
     let tasks: Vec<NewTask> = ["a", "b", "c"]
         .iter()
@@ -86,9 +82,7 @@ async fn a_hand_off_is_one_transaction_and_two_calls_are_two() {
 #[tokio::test]
 async fn a_claim_limit_of_usize_max_claims_everything_claimable() {
     let dir = tempfile::tempdir().unwrap();
-    let store = tasktrack_file::open(&format!("file://{}", dir.path().display()))
-        .await
-        .unwrap();
+    let store = open(dir.path()).await;
     let job = JobName::new("j").unwrap();
     let tasks: Vec<NewTask> = (0..40)
         .map(|i| NewTask::new(TaskId::new(format!("t{i:02}")).unwrap()))

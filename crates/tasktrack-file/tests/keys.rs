@@ -3,20 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
+mod common;
+
+use common::{now, open};
 use std::path::Path;
 use tasktrack_core::*;
-use tasktrack_file::FileStore;
 use unicode_normalization::UnicodeNormalization;
-
-async fn open(dir: &Path) -> FileStore {
-    tasktrack_file::open(&format!("file://{}", dir.display()))
-        .await
-        .unwrap()
-}
-
-fn now() -> Timestamp {
-    Timestamp::from_millis(1_800_000_000_000)
-}
 
 /// Every file below `dir`, recursively.
 fn files(dir: &Path) -> Vec<std::path::PathBuf> {

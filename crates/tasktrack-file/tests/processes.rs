@@ -11,6 +11,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
+mod common;
+
+use common::open;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,12 +30,6 @@ const LEASE: Duration = Duration::from_secs(600);
 /// Tasks the rescuer claims at once after the kills (also the most files one of its transactions
 /// replaces).
 const RESCUE_BATCH: usize = 100;
-
-async fn open(dir: &Path) -> FileStore {
-    tasktrack_file::open(&format!("file://{}", dir.display()))
-        .await
-        .unwrap()
-}
 
 /// Not a test of its own: the body of a worker process. Does nothing unless started by one of
 /// the tests below (with `CHILD_DIR` set).
