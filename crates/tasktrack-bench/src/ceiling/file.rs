@@ -31,7 +31,7 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
     let handles: Vec<_> = (0..workers)
         .map(|w| {
             let scratch = scratch.clone();
-            tokio::task::spawn_blocking(move || -> Result<()> {
+            tokio::task::spawn_blocking(move || -> Result<usize> {
                 let body = vec![b'x'; RECORD_BYTES];
                 let tmp = scratch.join(format!("{w}.tmp"));
                 for i in 0..per_worker {
@@ -40,14 +40,11 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
                     file.sync_all()?;
                     fs::rename(&tmp, scratch.join(format!("{w}-{}.json", i % 16)))?;
                 }
-                Ok(())
+                Ok(per_worker)
             })
         })
         .collect();
-    for handle in handles {
-        handle.await??;
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let rate = super::rate_since(started, handles).await?;
     fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
-    Ok((per_worker * workers) as f64 / seconds)
+    Ok(rate)
 }

@@ -50,11 +50,7 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
             })
         })
         .collect();
-    let mut done = 0;
-    for l in loops {
-        done += l.await??;
-    }
-    let rate = done as f64 / started.elapsed().as_secs_f64();
+    let rate = super::rate_since(started, loops).await?;
     coll.drop().await?;
     Ok(rate)
 }

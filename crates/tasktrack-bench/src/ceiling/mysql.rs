@@ -3,8 +3,9 @@
 //! transaction (autocommit). MySQL has no `UPDATE … RETURNING`; the update alone is the
 //! cheapest durable write, so this is the ceiling a claim or a succeed is compared with.
 
-use anyhow::{Context, Result};
-use sqlx::Connection;
+use super::rate_since;
+use super::sql::{connect, connect_each};
+use anyhow::Result;
 use sqlx::mysql::MySqlConnection;
 use std::time::Instant;
 
@@ -13,9 +14,7 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
     // The store's own URL parser: `mariadb://` spelled `mysql://`, tasktrack's parameters removed.
     let url = tasktrack_sql::Config::parse(url, 3306)?.driver_url;
     let workers = workers.max(1);
-    let mut setup = MySqlConnection::connect(&url)
-        .await
-        .with_context(|| format!("connecting to {}", tasktrack::redact_url(&url)))?;
+    let mut setup: MySqlConnection = connect(&url).await?;
     sqlx::raw_sql(
         "DROP TABLE IF EXISTS tasktrack_bench_ceiling;
          CREATE TABLE tasktrack_bench_ceiling (id INT PRIMARY KEY, n BIGINT NOT NULL) ENGINE = InnoDB;",
@@ -28,10 +27,7 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
             .execute(&mut setup)
             .await?;
     }
-    let mut conns = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        conns.push(MySqlConnection::connect(&url).await?);
-    }
+    let conns: Vec<MySqlConnection> = connect_each(&url, workers).await?;
     let per_worker = ops.div_ceil(workers);
     let started = Instant::now();
     let loops: Vec<_> = conns
@@ -49,11 +45,7 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
             })
         })
         .collect();
-    let mut done = 0;
-    for l in loops {
-        done += l.await??;
-    }
-    let rate = done as f64 / started.elapsed().as_secs_f64();
+    let rate = rate_since(started, loops).await?;
     sqlx::raw_sql("DROP TABLE IF EXISTS tasktrack_bench_ceiling")
         .execute(&mut setup)
         .await?;

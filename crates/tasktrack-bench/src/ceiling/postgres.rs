@@ -4,8 +4,9 @@
 //! succeed of the store is, so the ratio store/ceiling reads as "how close to one commit per
 //! operation".
 
-use anyhow::{Context, Result};
-use sqlx::Connection;
+use super::rate_since;
+use super::sql::{connect, connect_each};
+use anyhow::Result;
 use sqlx::postgres::PgConnection;
 use std::time::Instant;
 
@@ -14,9 +15,7 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
     // The store's own URL parser: tasktrack's parameters (`pool_size`, `schema`, …) removed.
     let url = tasktrack_sql::Config::parse(url, 5432)?.driver_url;
     let workers = workers.max(1);
-    let mut setup = PgConnection::connect(&url)
-        .await
-        .with_context(|| format!("connecting to {}", tasktrack::redact_url(&url)))?;
+    let mut setup: PgConnection = connect(&url).await?;
     sqlx::raw_sql(
         "DROP TABLE IF EXISTS tasktrack_bench_ceiling;
          CREATE TABLE tasktrack_bench_ceiling (id integer PRIMARY KEY, n bigint NOT NULL);",
@@ -29,10 +28,7 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
     .bind(workers as i32)
     .execute(&mut setup)
     .await?;
-    let mut conns = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        conns.push(PgConnection::connect(&url).await?);
-    }
+    let conns: Vec<PgConnection> = connect_each(&url, workers).await?;
     let per_worker = ops.div_ceil(workers);
     let started = Instant::now();
     let loops: Vec<_> = conns
@@ -52,11 +48,7 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
             })
         })
         .collect();
-    let mut done = 0;
-    for l in loops {
-        done += l.await??;
-    }
-    let rate = done as f64 / started.elapsed().as_secs_f64();
+    let rate = rate_since(started, loops).await?;
     sqlx::raw_sql("DROP TABLE IF EXISTS tasktrack_bench_ceiling")
         .execute(&mut setup)
         .await?;

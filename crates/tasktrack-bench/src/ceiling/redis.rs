@@ -49,11 +49,7 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
             })
         })
         .collect();
-    let mut done = 0;
-    for l in loops {
-        done += l.await??;
-    }
-    let rate = done as f64 / started.elapsed().as_secs_f64();
+    let rate = super::rate_since(started, loops).await?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
     Ok(rate)

@@ -5,7 +5,7 @@
 //! the store's tasks/s can at best approach half this figure; what it spends beyond that
 //! (index writes, reads) is its overhead.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::time::Instant;
 use tasktrack_s3::Config;
 use tasktrack_s3::objects::Put;
@@ -48,11 +48,7 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
             })
         })
         .collect();
-    let mut done = 0;
-    for l in loops {
-        done += l.await.context("ceiling loop panicked")??;
-    }
-    Ok(done as f64 / started.elapsed().as_secs_f64())
+    super::rate_since(started, loops).await
 }
 
 /// A small JSON body that changes on every write (S3 ETags are content hashes).

@@ -28,11 +28,7 @@ pub async fn measure(url: &str, workers: usize, ops: usize) -> Result<f64> {
             tokio::task::spawn_blocking(move || update_loop(&conn, w as i64, per_worker))
         })
         .collect();
-    let mut done = 0;
-    for l in loops {
-        done += l.await??;
-    }
-    let rate = done as f64 / started.elapsed().as_secs_f64();
+    let rate = super::rate_since(started, loops).await?;
     let conn = conn
         .lock()
         .map_err(|_| anyhow::anyhow!("ceiling connection poisoned"))?;
