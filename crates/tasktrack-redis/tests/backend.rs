@@ -4,33 +4,22 @@
 
 mod common;
 
-use common::scratch;
-use std::sync::Arc;
+use common::{connection, create, new_tasks, scratch, scratch_store};
 use tasktrack_core::*;
 
 #[tokio::test]
 async fn counts_read_the_counters_not_the_tasks() {
-    let Some(scratch) = scratch().await else {
+    let Some((scratch, store)) = scratch_store().await else {
         return;
     };
-    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
     let job = JobName::new("counted").unwrap();
     let news: Vec<NewTask> = (0..50)
         .map(|i| NewTask::new(TaskId::new(format!("c{i}")).unwrap()))
         .collect();
-    store
-        .create(
-            &job,
-            &news,
-            CreateMode::SkipExisting,
-            Timestamp::from_millis(5),
-        )
-        .await
-        .unwrap();
+    create(&*store, &job, &news, Timestamp::from_millis(5)).await;
     // Remove one task's hash behind the store's back: counts must not notice, because it never
     // reads task hashes (no SCAN, no per-task reads), only the job's counters hash.
-    let client = redis::Client::open(common::url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = connection().await;
     let key = format!("{}:{{counted}}:t:c7", scratch.0.prefix());
     let removed: i64 = redis::cmd("DEL")
         .arg(&key)
@@ -53,22 +42,13 @@ async fn an_unreachable_server_is_unavailable_and_named() {
 
 #[tokio::test]
 async fn a_corrupt_task_hash_is_reported_with_its_key() {
-    let Some(scratch) = scratch().await else {
+    let Some((scratch, store)) = scratch_store().await else {
         return;
     };
-    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
     let key = TaskKey::parse("corrupt", "x").unwrap();
-    store
-        .create(
-            &key.job,
-            &[NewTask::new(key.id.clone())],
-            CreateMode::SkipExisting,
-            Timestamp::from_millis(5),
-        )
-        .await
-        .unwrap();
-    let client = redis::Client::open(common::url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let task = NewTask::new(key.id.clone());
+    create(&*store, &key.job, &[task], Timestamp::from_millis(5)).await;
+    let mut conn = connection().await;
     let hkey = format!("{}:{{corrupt}}:t:x", scratch.0.prefix());
     let _: i64 = redis::cmd("HSET")
         .arg(&hkey)
@@ -89,15 +69,13 @@ async fn two_prefixes_on_one_server_never_see_each_other() {
         return;
     };
     let job = JobName::new("shared-name").unwrap();
-    let t = [NewTask::new(TaskId::new("only-in-a").unwrap())];
-    a.0.create(
+    create(
+        &a.0,
         &job,
-        &t,
-        CreateMode::SkipExisting,
+        &new_tasks(&["only-in-a"]),
         Timestamp::from_millis(5),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(b.0.counts(&job).await.unwrap().known, 0);
     assert!(!b.0.counts(&job).await.unwrap().exists);
     assert!(b.0.jobs(None).await.unwrap().is_empty());
@@ -107,14 +85,7 @@ async fn two_prefixes_on_one_server_never_see_each_other() {
 async fn remove_all_deletes_every_key_of_the_prefix() {
     let Some(s) = scratch().await else { return };
     let job = JobName::new("gone").unwrap();
-    s.0.create(
-        &job,
-        &[NewTask::new(TaskId::new("x").unwrap())],
-        CreateMode::SkipExisting,
-        Timestamp::from_millis(5),
-    )
-    .await
-    .unwrap();
+    create(&s.0, &job, &new_tasks(&["x"]), Timestamp::from_millis(5)).await;
     assert!(s.0.remove_all().await.unwrap() > 0);
     assert!(!s.0.counts(&job).await.unwrap().exists);
     assert_eq!(s.0.remove_all().await.unwrap(), 0);
@@ -130,9 +101,7 @@ async fn a_deleted_job_leaves_no_keys() {
     let news: Vec<NewTask> = (0..5)
         .map(|i| NewTask::new(TaskId::new(format!("t{i}")).unwrap()))
         .collect();
-    s.0.create(&job, &news, CreateMode::SkipExisting, now)
-        .await
-        .unwrap();
+    create(&s.0, &job, &news, now).await;
     let req = ClaimNext::new("w", std::time::Duration::from_secs(60)).with_limit(5);
     for c in s.0.claim_next(&job, &req, now).await.unwrap() {
         s.0.succeed(&c.lease, serde_json::json!(1), now)
@@ -141,8 +110,7 @@ async fn a_deleted_job_leaves_no_keys() {
     }
     let deleted = s.0.delete_job(&job, now).await.unwrap();
     assert_eq!((deleted.tasks, deleted.job_removed), (5, true));
-    let client = redis::Client::open(common::url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = connection().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}:*", s.0.prefix()))
         .query_async(&mut conn)
@@ -158,10 +126,9 @@ async fn a_deleted_job_leaves_no_keys() {
 /// the middle, still answers each lease in its own place.
 #[tokio::test]
 async fn succeed_many_answers_in_order_across_jobs_and_script_calls() {
-    let Some(scratch) = scratch().await else {
+    let Some((_scratch, store)) = scratch_store().await else {
         return;
     };
-    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
     let now = Timestamp::from_millis(1_000);
     let mut leases = Vec::new();
     for name in ["left", "right"] {
@@ -169,10 +136,7 @@ async fn succeed_many_answers_in_order_across_jobs_and_script_calls() {
         let news: Vec<NewTask> = (0..300)
             .map(|i| NewTask::new(TaskId::new(format!("{name}-{i:03}")).unwrap()))
             .collect();
-        store
-            .create(&job, &news, CreateMode::SkipExisting, now)
-            .await
-            .unwrap();
+        create(&*store, &job, &news, now).await;
         let req = ClaimNext::new("w", std::time::Duration::from_secs(60)).with_limit(300);
         let claimed = store.claim_next(&job, &req, now).await.unwrap();
         leases.push(claimed.into_iter().map(|c| c.lease).collect::<Vec<_>>());
@@ -212,10 +176,9 @@ async fn succeed_many_answers_in_order_across_jobs_and_script_calls() {
 /// returned.
 #[tokio::test]
 async fn succeed_and_claim_next_expires_lapsed_leases_as_claim_next_does() {
-    let Some(scratch) = scratch().await else {
+    let Some((_scratch, store)) = scratch_store().await else {
         return;
     };
-    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
     let job = JobName::new("handoff").unwrap();
     let at = Timestamp::from_millis;
     let spec = JobSpec {
@@ -223,11 +186,7 @@ async fn succeed_and_claim_next_expires_lapsed_leases_as_claim_next_does() {
         ..Default::default()
     };
     store.put_job(&job, &spec, at(1_000)).await.unwrap();
-    let news = ["a", "b"].map(|id| NewTask::new(TaskId::new(id).unwrap()));
-    store
-        .create(&job, &news, CreateMode::SkipExisting, at(1_000))
-        .await
-        .unwrap();
+    create(&*store, &job, &new_tasks(&["a", "b"]), at(1_000)).await;
     let short = ClaimNext::new("w1", std::time::Duration::from_secs(1)).with_limit(2);
     let held = store.claim_next(&job, &short, at(1_000)).await.unwrap();
     let ids: Vec<&str> = held.iter().map(|c| c.task.id.as_str()).collect();
@@ -259,11 +218,7 @@ async fn succeed_and_claim_next_expires_lapsed_leases_as_claim_next_does() {
     assert_eq!(store.get(&a.task.key()).await.unwrap(), a.task);
 
     // a's second lease lapses at 4,000 with attempts at max: exhausted, not handed to anyone.
-    let c = NewTask::new(TaskId::new("c").unwrap());
-    store
-        .create(&job, &[c], CreateMode::SkipExisting, at(3_000))
-        .await
-        .unwrap();
+    create(&*store, &job, &new_tasks(&["c"]), at(3_000)).await;
     let c_key = TaskKey::parse("handoff", "c").unwrap();
     let c = store
         .claim(

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Scratch, scratch, url_with};
+use common::{Scratch, scratch_store, url_with};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -60,10 +60,9 @@ async fn eight_workers_in_two_processes_succeed_every_task_exactly_once() {
         println!("CHILD-DONE {}", ids.len());
         return;
     }
-    let Some(scratch) = scratch().await else {
+    let Some((scratch, store)) = scratch_store().await else {
         return;
     };
-    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
     let job = JobName::new("two-processes").unwrap();
     let tasks: Vec<NewTask> = (0..TASKS)
         .map(|i| NewTask::new(TaskId::new(format!("t{i:05}")).unwrap()))
@@ -150,10 +149,9 @@ impl Dice {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn random_concurrent_run_leaves_counters_equal_to_a_recount() {
-    let Some(scratch) = scratch().await else {
+    let Some((scratch, store)) = scratch_store().await else {
         return;
     };
-    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
     let job = JobName::new("random-run").unwrap();
     store
         .put_job(

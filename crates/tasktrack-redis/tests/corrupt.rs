@@ -8,11 +8,10 @@
 
 mod common;
 
-use common::scratch;
+use common::{connection, create, new_tasks, scratch_store};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 use tasktrack_core::*;
 
@@ -25,9 +24,8 @@ struct Raw {
 
 impl Raw {
     async fn new(prefix: &str, job: &str) -> Raw {
-        let client = redis::Client::open(common::url()).unwrap();
         Raw {
-            conn: client.get_multiplexed_async_connection().await.unwrap(),
+            conn: connection().await,
             prefix: format!("{prefix}:"),
             base: format!("{prefix}:{{{job}}}:"),
         }
@@ -166,10 +164,9 @@ fn assert_corrupt<T: std::fmt::Debug>(result: Result<T>, location: &str, field: 
 /// not return, and keeps the counters equal to a recount. A repaired task comes back.
 #[tokio::test]
 async fn claim_next_sets_corrupt_heads_aside_and_grants_the_healthy_ones() {
-    let Some(scratch) = scratch().await else {
+    let Some((scratch, store)) = scratch_store().await else {
         return;
     };
-    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
     let job = JobName::new("heads").unwrap();
     let now = Timestamp::from_millis(10_000);
     let news: Vec<NewTask> = ["a", "b", "c", "d", "e", "f"]
@@ -177,10 +174,7 @@ async fn claim_next_sets_corrupt_heads_aside_and_grants_the_healthy_ones() {
         .zip([6, 5, 4, 3, 2, 1])
         .map(|(id, p)| NewTask::new(TaskId::new(*id).unwrap()).with_priority(p))
         .collect();
-    store
-        .create(&job, &news, CreateMode::SkipExisting, now)
-        .await
-        .unwrap();
+    create(&*store, &job, &news, now).await;
     let mut raw = Raw::new(scratch.0.prefix(), "heads").await;
     raw.hset("a", "attempts", "many").await;
     raw.hset("c", "priority", "high").await;
@@ -240,10 +234,9 @@ async fn claim_next_sets_corrupt_heads_aside_and_grants_the_healthy_ones() {
 /// an attempt, and at its last one the claim script exhausts it, so it never blocks the job.
 #[tokio::test]
 async fn a_granted_task_whose_json_does_not_decode_is_left_out_not_an_error() {
-    let Some(scratch) = scratch().await else {
+    let Some((scratch, store)) = scratch_store().await else {
         return;
     };
-    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
     let job = JobName::new("json").unwrap();
     let mut now = Timestamp::from_millis(10_000);
     let news: Vec<NewTask> = ["a", "b", "c"]
@@ -255,10 +248,7 @@ async fn a_granted_task_whose_json_does_not_decode_is_left_out_not_an_error() {
                 .with_max_attempts(2)
         })
         .collect();
-    store
-        .create(&job, &news, CreateMode::SkipExisting, now)
-        .await
-        .unwrap();
+    create(&*store, &job, &news, now).await;
     let mut raw = Raw::new(scratch.0.prefix(), "json").await;
     raw.hset("b", "data", "{not json").await;
 
@@ -284,17 +274,12 @@ async fn a_granted_task_whose_json_does_not_decode_is_left_out_not_an_error() {
 /// its worker never heard of (which would expire as a failed attempt).
 #[tokio::test]
 async fn a_hand_off_that_answers_an_error_releases_what_it_granted() {
-    let Some(scratch) = scratch().await else {
+    let Some((scratch, store)) = scratch_store().await else {
         return;
     };
-    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
     let job = JobName::new("handoff").unwrap();
     let now = Timestamp::from_millis(10_000);
-    let news = ["a", "b"].map(|id| NewTask::new(TaskId::new(id).unwrap()));
-    store
-        .create(&job, &news, CreateMode::SkipExisting, now)
-        .await
-        .unwrap();
+    create(&*store, &job, &new_tasks(&["a", "b"]), now).await;
     let req = ClaimNext::new("w", Duration::from_secs(60));
     let a = store.claim_next(&job, &req, now).await.unwrap().remove(0);
     assert_eq!(a.task.id.as_str(), "a");
@@ -321,10 +306,9 @@ async fn a_hand_off_that_answers_an_error_releases_what_it_granted() {
 /// is set aside too, not expired: the healthy lapsed lease next to it is expired and reclaimed.
 #[tokio::test]
 async fn corrupt_staged_tasks_and_lapsed_leases_are_set_aside_once() {
-    let Some(scratch) = scratch().await else {
+    let Some((scratch, store)) = scratch_store().await else {
         return;
     };
-    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
     let job = JobName::new("piped").unwrap();
     let at = Timestamp::from_millis;
     let spec = JobSpec {
@@ -332,11 +316,7 @@ async fn corrupt_staged_tasks_and_lapsed_leases_are_set_aside_once() {
         ..Default::default()
     };
     store.put_job(&job, &spec, at(1_000)).await.unwrap();
-    let news = ["p", "q", "s", "t"].map(|id| NewTask::new(TaskId::new(id).unwrap()));
-    store
-        .create(&job, &news, CreateMode::SkipExisting, at(1_000))
-        .await
-        .unwrap();
+    create(&*store, &job, &new_tasks(&["p", "q", "s", "t"]), at(1_000)).await;
     let mut raw = Raw::new(scratch.0.prefix(), "piped").await;
 
     // p and q leased for one second; then q's `attempts` is corrupted.
@@ -397,17 +377,12 @@ async fn corrupt_staged_tasks_and_lapsed_leases_are_set_aside_once() {
 /// reads the same before and after); in a batch, only that lease's entry.
 #[tokio::test]
 async fn fenced_calls_on_a_corrupt_task_are_corrupt_and_write_nothing() {
-    let Some(scratch) = scratch().await else {
+    let Some((scratch, store)) = scratch_store().await else {
         return;
     };
-    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
     let job = JobName::new("fenced").unwrap();
     let now = Timestamp::from_millis(50_000);
-    let news = ["x", "y", "z"].map(|id| NewTask::new(TaskId::new(id).unwrap()));
-    store
-        .create(&job, &news, CreateMode::SkipExisting, now)
-        .await
-        .unwrap();
+    create(&*store, &job, &new_tasks(&["x", "y", "z"]), now).await;
     let req = ClaimNext::new("w", Duration::from_secs(60)).with_limit(3);
     let leases: Vec<Lease> = store
         .claim_next(&job, &req, now)
@@ -418,15 +393,7 @@ async fn fenced_calls_on_a_corrupt_task_are_corrupt_and_write_nothing() {
         .collect();
     assert_eq!(leases.len(), 3);
     // A pending task, so that a hand-off that wrongly went on would have something to claim.
-    store
-        .create(
-            &job,
-            &[NewTask::new(TaskId::new("w").unwrap())],
-            CreateMode::SkipExisting,
-            now,
-        )
-        .await
-        .unwrap();
+    create(&*store, &job, &new_tasks(&["w"]), now).await;
     let mut raw = Raw::new(scratch.0.prefix(), "fenced").await;
     let y = &leases[1];
     let hkey = raw.task_key("y");

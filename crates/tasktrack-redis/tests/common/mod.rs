@@ -81,6 +81,39 @@ pub async fn scratch() -> Option<Arc<Scratch>> {
     }
 }
 
+/// A scratch store and the same store as `Arc<dyn Store>`, or `None` (see [`scratch`]). Keep the
+/// first alive while the second is in use: dropping it removes the keys.
+pub async fn scratch_store() -> Option<(Arc<Scratch>, Arc<dyn Store>)> {
+    let scratch = scratch().await?;
+    let store: Arc<dyn Store> = Arc::new(scratch.0.clone());
+    Some((scratch, store))
+}
+
+/// A connection of the test's own to the server, for reading and editing keys behind the
+/// store's back.
+#[allow(clippy::unwrap_used)] // the store just reached the same server
+pub async fn connection() -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url()).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+/// Plain new tasks named `ids`.
+#[allow(clippy::unwrap_used)] // test ids are valid
+pub fn new_tasks(ids: &[&str]) -> Vec<NewTask> {
+    ids.iter()
+        .map(|id| NewTask::new(TaskId::new(*id).unwrap()))
+        .collect()
+}
+
+/// Creates `tasks` in `job`, leaving existing ones alone.
+#[allow(clippy::unwrap_used)] // a test's setup failing is the test failing
+pub async fn create(store: &dyn Store, job: &JobName, tasks: &[NewTask], now: Timestamp) {
+    store
+        .create(job, tasks, CreateMode::SkipExisting, now)
+        .await
+        .unwrap();
+}
+
 /// The conformance factory: a scratch store as `Arc<dyn Store>`.
 pub async fn store() -> Option<Arc<dyn Store>> {
     let prefix = fresh_prefix();
