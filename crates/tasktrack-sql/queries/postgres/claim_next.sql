@@ -12,6 +12,9 @@
 --
 -- Rows whose lease expired (status 10) are returned ungranted: the expired-lease rule
 -- (lifecycle::expire: history, exhaustion at max_attempts) is applied in Rust by the caller.
+--
+-- handoff.sql and handoff_many.sql restate this claim on purpose (each file is one statement
+-- the server prepares whole; see handoff.sql): a change here goes there too.
 WITH candidates AS (
     SELECT job, id, status, priority AS rank_priority, claim_at AS rank_at
     FROM {t}task

@@ -18,6 +18,13 @@
 --
 -- A hand-off that claims at a stage runs the same statement with its `/*stage: … */` filter
 -- uncommented (`at_stage`; $14 the stage).
+--
+-- Duplicated on purpose: `done` and `candidates` / `granted` are copies of succeed.sql and
+-- claim_next.sql, not pieced together from them. Each file here is the whole text of one
+-- statement, which the server parses, plans and prepares on its own, and which reads whole;
+-- the parts differ in their parameter numbers and in the two tests above, so a shared fragment
+-- would need a templating of its own. Keep the copies in step:
+-- the conformance suite's succeed, claim and hand-off cases hold each copy to the same rules.
 WITH done AS (
     UPDATE {t}task SET
         status = 40,

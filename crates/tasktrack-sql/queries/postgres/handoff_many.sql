@@ -19,6 +19,10 @@
 -- role: 0 for a completed row, 1 for a granted one; ord: the hand-off (1-based) it answers.
 -- Pinned by concurrent_handoffs_grant_each_worker_its_own_lease (tests/backend.rs) and the
 -- conformance suite's hand-off cases.
+--
+-- Duplicated on purpose, as handoff.sql is (see there): `done` restates succeed_many.sql's
+-- update and `candidates` / `granted` claim_next.sql's claim, so that this file stays one
+-- statement the server prepares whole. Keep the copies in step.
 WITH input AS (
     SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::jsonb[],
                          $7::jsonb[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[])

@@ -5,6 +5,8 @@
 -- caller takes the general path. The history keeps the newest $10 records (HISTORY_LIMIT).
 -- Pinned by succeed_records_output_and_clears_the_error and
 -- stale_holder_cannot_heartbeat_succeed_fail_or_release.
+-- handoff.sql restates this UPDATE on purpose (each file is one statement the server prepares
+-- whole; see handoff.sql): a change here goes there too.
 UPDATE {t}task SET
     status = 40,
     claim_at = NULL,

@@ -7,6 +7,8 @@
 -- (job, status, updated_at) index for it. With `status = 10` it did, scanning every in_progress
 -- entry of the job (dead ones too, until a vacuum) once per lease instead of one primary-key
 -- lookup per lease: 0.27 ms per task at 100k tasks, against 0.1 ms at 2k.
+-- handoff_many.sql restates this UPDATE on purpose (each file is one statement the server
+-- prepares whole; see handoff.sql): a change here goes there too.
 UPDATE {t}task t SET
     status = 40,
     claim_at = NULL,

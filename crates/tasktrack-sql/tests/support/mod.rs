@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -161,18 +160,24 @@ pub async fn scratch_store(dialect: &str, tag: &str) -> Result<ScopedStore, Erro
 
 /// The conformance factory for PostgreSQL.
 pub async fn pg_store() -> Option<Arc<dyn Store>> {
-    connect_or_skip("postgres", PG_HOW, async {
-        scratch_store("postgres", "pg")
-            .await
-            .map(|s| Arc::new(s) as Arc<dyn Store>)
-    })
-    .await
+    conformance_store("postgres", "postgres", "pg", PG_HOW).await
 }
 
 /// The conformance factory for MariaDB.
 pub async fn mysql_store() -> Option<Arc<dyn Store>> {
-    connect_or_skip("mariadb", MYSQL_HOW, async {
-        scratch_store("mysql", "my")
+    conformance_store("mariadb", "mysql", "my", MYSQL_HOW).await
+}
+
+/// A scratch store of `dialect` for the conformance suite, or `None` (SKIPPED, naming `backend`
+/// and how to start it; a failure under `CI=true`).
+async fn conformance_store(
+    backend: &str,
+    dialect: &str,
+    tag: &str,
+    how_to_start: &str,
+) -> Option<Arc<dyn Store>> {
+    connect_or_skip(backend, how_to_start, async {
+        scratch_store(dialect, tag)
             .await
             .map(|s| Arc::new(s) as Arc<dyn Store>)
     })
@@ -194,109 +199,37 @@ impl std::fmt::Debug for ScopedStore {
     }
 }
 
-#[async_trait]
-impl Store for ScopedStore {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
+tasktrack_core::store_impl! {
+    ScopedStore;
+    native {
+        fn backend(&self) -> &'static str {
+            self.inner.backend()
+        }
     }
-    async fn init(&self) -> Result<()> {
-        self.inner.init().await
-    }
-    async fn put_job(&self, job: &JobName, spec: &JobSpec, now: Timestamp) -> Result<Job> {
-        self.inner.put_job(job, spec, now).await
-    }
-    async fn get_job(&self, job: &JobName) -> Result<Job> {
-        self.inner.get_job(job).await
-    }
-    async fn jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
-        self.inner.jobs(state).await
-    }
-    async fn set_job_state(
-        &self,
-        job: &JobName,
-        change: JobStateChange,
-        now: Timestamp,
-    ) -> Result<Job> {
-        self.inner.set_job_state(job, change, now).await
-    }
-    async fn delete_job(&self, job: &JobName, now: Timestamp) -> Result<Deleted> {
-        self.inner.delete_job(job, now).await
-    }
-    async fn create(
-        &self,
-        job: &JobName,
-        tasks: &[NewTask],
-        mode: CreateMode,
-        now: Timestamp,
-    ) -> Result<Created> {
-        self.inner.create(job, tasks, mode, now).await
-    }
-    async fn claim(&self, key: &TaskKey, req: &Claim, now: Timestamp) -> Result<Claimed> {
-        self.inner.claim(key, req, now).await
-    }
-    async fn claim_next(
-        &self,
-        job: &JobName,
-        req: &ClaimNext,
-        now: Timestamp,
-    ) -> Result<Vec<Claimed>> {
-        self.inner.claim_next(job, req, now).await
-    }
-    async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
-        self.inner.heartbeat(lease, lease_for, now).await
-    }
-    async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
-        self.inner.patch_data(lease, patch, now).await
-    }
-    async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
-        self.inner.succeed(lease, output, now).await
-    }
-    async fn succeed_many(
-        &self,
-        done: &[(Lease, Value)],
-        now: Timestamp,
-    ) -> Result<Vec<Result<Task>>> {
-        self.inner.succeed_many(done, now).await
-    }
-    async fn succeed_and_claim_next(
-        &self,
-        lease: &Lease,
-        output: Value,
-        next: &ClaimNext,
-        now: Timestamp,
-    ) -> Result<Handoff> {
-        self.inner
-            .succeed_and_claim_next(lease, output, next, now)
-            .await
-    }
-    async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
-        self.inner.fail(lease, req, now).await
-    }
-    async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
-        self.inner.release(lease, now).await
-    }
-    async fn ignore(&self, key: &TaskKey, req: &Ignore, now: Timestamp) -> Result<Task> {
-        self.inner.ignore(key, req, now).await
-    }
-    async fn retry(&self, key: &TaskKey, req: &Retry, now: Timestamp) -> Result<Task> {
-        self.inner.retry(key, req, now).await
-    }
-    async fn report(&self, key: &TaskKey, req: &Report, now: Timestamp) -> Result<Task> {
-        self.inner.report(key, req, now).await
-    }
-    async fn delete(&self, key: &TaskKey, now: Timestamp) -> Result<()> {
-        self.inner.delete(key, now).await
-    }
-    async fn purge(&self, req: &Purge) -> Result<u64> {
-        self.inner.purge(req).await
-    }
-    async fn get(&self, key: &TaskKey) -> Result<Task> {
-        self.inner.get(key).await
-    }
-    async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
-        self.inner.list(query).await
-    }
-    async fn counts(&self, job: &JobName) -> Result<Counts> {
-        self.inner.counts(job).await
+    via self.inner {
+        init() -> ();
+        put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
+        get_job(job: &JobName) -> Job;
+        jobs(state: Option<JobState>) -> Vec<Job>;
+        set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
+        delete_job(job: &JobName, now: Timestamp) -> Deleted;
+        create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
+        claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
+        claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
+        heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
+        patch_data(lease: &Lease, patch: &Value, now: Timestamp) -> Task;
+        succeed(lease: &Lease, output: Value, now: Timestamp) -> Task;
+        succeed_many(done: &[(Lease, Value)], now: Timestamp) -> Vec<Result<Task>>;
+        succeed_and_claim_next(lease: &Lease, output: Value, next: &ClaimNext, now: Timestamp) -> Handoff;
+        fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
+        release(lease: &Lease, now: Timestamp) -> Task;
+        ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
+        retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
+        report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
+        delete(key: &TaskKey, now: Timestamp) -> ();
+        purge(req: &Purge) -> u64;
+        get(key: &TaskKey) -> Task;
+        list(query: &TaskQuery) -> TaskPage;
+        counts(job: &JobName) -> Counts;
     }
 }
