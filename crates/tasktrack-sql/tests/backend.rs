@@ -997,6 +997,85 @@ async fn a_batch_claim_answers_in_claim_order_expired_leases_included(dialect: &
     );
 }
 
+/// A row a claim cannot decode (edited by hand: here its history is not a list) is set aside
+/// instead of failing every claim of its job: claims go on with the other tasks, before and
+/// after their leases expire; `get` still answers `Corrupt`; repaired and retried, the task is
+/// claimable again.
+async fn a_damaged_row_is_set_aside_by_claims(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let (j, t0) = (job(), T0);
+    s.create(&j, &ids(3), CreateMode::SkipExisting, t0)
+        .await
+        .unwrap();
+    let set_history =
+        |history: &str| format!("UPDATE {{t}}task SET history = '{history}' WHERE id = 't00000'");
+    exec_scratch(&s, dialect, &set_history(r#""damaged""#)).await;
+    let names =
+        |won: Vec<Claimed>| -> Vec<String> { won.iter().map(|c| c.task.id.to_string()).collect() };
+    let claim = ClaimNext::new("w", LEASE);
+    let first = s.claim_next(&j, &claim, t0).await.unwrap();
+    assert_eq!(names(first), ["t00001"], "the damaged head is passed by");
+    let damaged = key(&j, "t00000");
+    let err = s.get(&damaged).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    let second = s.claim_next(&j, &claim, t0).await.unwrap();
+    assert_eq!(names(second), ["t00002"]);
+    let later = t0.plus(LEASE).plus(Duration::from_secs(1));
+    let reclaimed = s
+        .claim_next(&j, &ClaimNext::new("w2", LEASE).with_limit(5), later)
+        .await
+        .unwrap();
+    assert_eq!(
+        names(reclaimed),
+        ["t00001", "t00002"],
+        "expired leases come back, the damaged row does not"
+    );
+
+    exec_scratch(&s, dialect, &set_history("[]")).await;
+    s.retry(&damaged, &Retry::default(), later).await.unwrap();
+    let again = s.claim_next(&j, &claim, later).await.unwrap();
+    assert_eq!(names(again), ["t00000"]);
+}
+
+/// A damaged row among the hand-off's candidates does not cost the worker its success: the
+/// success is recorded and the claim goes on past the row; in a batched completion, a damaged
+/// row answers `Corrupt` for its own lease only.
+async fn a_damaged_row_fails_only_its_own_lease(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let (j, t0) = (job(), T0);
+    let claimed = create_and_claim(&s, &j, 5, 2, t0).await;
+    let damage =
+        |id: &str| format!("UPDATE {{t}}task SET history = '\"damaged\"' WHERE id = '{id}'");
+    exec_scratch(&s, dialect, &damage("t00002")).await;
+    let got = s
+        .succeed_and_claim_next(&claimed[0].lease, json!(1), &ClaimNext::new("w", LEASE), t0)
+        .await
+        .unwrap();
+    assert_eq!(got.done.status, Status::Succeeded);
+    let next: Vec<&str> = got.next.iter().map(|c| c.task.id.as_str()).collect();
+    assert_eq!(next, ["t00003"], "past the damaged candidate");
+
+    exec_scratch(&s, dialect, &damage("t00001")).await;
+    let done = [
+        (claimed[1].lease.clone(), json!(2)),
+        (got.next[0].lease.clone(), json!(3)),
+    ];
+    let answers = s.succeed_many(&done, t0).await.unwrap();
+    let kinds: Vec<Option<ErrorKind>> = answers
+        .iter()
+        .map(|a| a.as_ref().err().map(Error::kind))
+        .collect();
+    assert_eq!(kinds, [Some(ErrorKind::Corrupt), None]);
+    assert_eq!(
+        s.get(&key(&j, "t00003")).await.unwrap().status,
+        Status::Succeeded
+    );
+}
+
 /// Every case above, once per dialect: `postgres::<case>` and `mysql::<case>`.
 macro_rules! on_both_dialects {
     ($($case:ident),* $(,)?) => {
@@ -1027,6 +1106,8 @@ on_both_dialects!(
     nul_in_reports_is_recorded,
     handoff_keeps_its_success_when_the_claim_after_it_fails,
     a_batch_claim_answers_in_claim_order_expired_leases_included,
+    a_damaged_row_is_set_aside_by_claims,
+    a_damaged_row_fails_only_its_own_lease,
 );
 
 /// The store vacuums the task table itself every `vacuum_every` granted claims (the claim index

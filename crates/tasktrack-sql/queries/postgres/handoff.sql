@@ -39,6 +39,7 @@ WITH done AS (
         version = version + 1
     WHERE job = $1 AND id = $2 AND status = 10 AND lease_token = $3 AND lease_owner = $4
         AND attempts = $5 AND lease_acquired_at = $9 AND stage IS NULL
+        AND jsonb_typeof(history) = 'array'
     RETURNING *
 ), candidates AS (
     SELECT job, id, status, priority AS rank_priority, claim_at AS rank_at

@@ -43,7 +43,7 @@ WITH input AS (
     FROM input v
     WHERE t.job = $1 AND t.id = v.id COLLATE "C" AND t.status + 0 = 10 AND t.lease_token = v.token
         AND t.lease_owner = v.owner AND t.attempts = v.attempts AND t.lease_acquired_at = v.acquired
-        AND t.stage IS NULL
+        AND t.stage IS NULL AND jsonb_typeof(t.history) = 'array'
     RETURNING t.*, v.ord
 ), claimers AS (
     SELECT v.*, row_number() OVER (ORDER BY v.ord) AS n

@@ -2,7 +2,9 @@
 -- fenced as lifecycle::check_fence says (in_progress with the presented token). The history
 -- record ($8) is built in Rust from the lease; the WHERE clause checks that everything it was
 -- built from (owner, attempt, acquired_at) is what the row holds, else no row changes and the
--- caller takes the general path. The history keeps the newest $10 records (HISTORY_LIMIT).
+-- caller takes the general path. The history keeps the newest $10 records (HISTORY_LIMIT). A
+-- history that is not a list (a row edited by hand) takes the general path too, which answers
+-- Corrupt for this lease alone (pinned by a_damaged_row_fails_only_its_own_lease).
 -- Pinned by succeed_records_output_and_clears_the_error and
 -- stale_holder_cannot_heartbeat_succeed_fail_or_release.
 -- handoff.sql restates this UPDATE on purpose (each file is one statement the server prepares
@@ -20,4 +22,5 @@ UPDATE {t}task SET
     version = version + 1
 WHERE job = $1 AND id = $2 AND status = 10 AND lease_token = $3 AND lease_owner = $4
     AND attempts = $5 AND lease_acquired_at = $9 AND stage IS NULL
+    AND jsonb_typeof(history) = 'array'
 RETURNING *

@@ -24,5 +24,5 @@ FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::
     AS v(job, id, token, owner, attempts, output, rec, acquired)
 WHERE t.job = v.job COLLATE "C" AND t.id = v.id COLLATE "C" AND t.status + 0 = 10 AND t.lease_token = v.token
     AND t.lease_owner = v.owner AND t.attempts = v.attempts AND t.lease_acquired_at = v.acquired
-    AND t.stage IS NULL
+    AND t.stage IS NULL AND jsonb_typeof(t.history) = 'array'
 RETURNING t.*

@@ -60,6 +60,7 @@ dialect_queries! {
         handoff_lock,
         lock_keys,
         purge_batch,
+        set_aside,
     }
     at_stage {
         claim_lock_stage <- claim_lock,
@@ -180,15 +181,23 @@ impl MySqlStore {
     /// sqlx transaction only queues its `ROLLBACK` for the connection's next use (sqlx sends it
     /// from a spawned task when the connection goes back to the pool), and until then its row
     /// locks stay, so the caller's next claim would `SKIP LOCKED` past rows nobody holds.
-    async fn locked_batch<R, L, F>(&self, lock: L, mut rule: F) -> Result<Option<R>>
+    async fn locked_batch<R, L, F>(
+        &self,
+        damaged: Damaged,
+        lock: L,
+        mut rule: F,
+    ) -> Result<Option<R>>
     where
         L: Fn() -> sqlx::query::Query<'static, MySql, sqlx::mysql::MySqlArguments>,
-        F: FnMut(Vec<Task>) -> Result<Option<(Vec<Task>, R)>>,
+        F: FnMut(Vec<Task>, usize) -> Result<Option<(Vec<Task>, R)>>,
         R: Send,
     {
         for attempt in 0..=crate::common::ROLLBACK_RETRIES {
             let mut tx = self.pool.begin().await.map_err(|e| self.err(&e))?;
-            let failed = match self.lock_rule_write(&mut tx, &lock, &mut rule).await {
+            let failed = match self
+                .lock_rule_write(&mut tx, damaged, &lock, &mut rule)
+                .await
+            {
                 Ok(Some(results)) => match tx.commit().await {
                     Ok(()) => return Ok(Some(results)),
                     Err(e) => Failed::Sql(e),
@@ -221,27 +230,40 @@ impl MySqlStore {
     }
 
     /// The body of one [`locked_batch`](Self::locked_batch) attempt, up to (not including) the
-    /// commit: the rule's tasks written and its answer, or `None` when it wrote nothing.
+    /// commit: the rule's tasks written and its answer, or `None` when it wrote nothing. The
+    /// rule gets the locked rows that decode, and how many that did not were set aside.
     async fn lock_rule_write<R, L, F>(
         &self,
         tx: &mut sqlx::Transaction<'static, MySql>,
+        damaged: Damaged,
         lock: &L,
         rule: &mut F,
     ) -> std::result::Result<Option<R>, Failed>
     where
         L: Fn() -> sqlx::query::Query<'static, MySql, sqlx::mysql::MySqlArguments>,
-        F: FnMut(Vec<Task>) -> Result<Option<(Vec<Task>, R)>>,
+        F: FnMut(Vec<Task>, usize) -> Result<Option<(Vec<Task>, R)>>,
     {
         let table = self.table();
         let locked = lock().fetch_all(&mut **tx).await.map_err(Failed::Sql)?;
         let mut old = HashMap::with_capacity(locked.len());
         let mut tasks = Vec::with_capacity(locked.len());
+        let mut set_aside = 0;
         for row in &locked {
             let raw = rows::read_task(row).map_err(|e| Failed::Other(self.err(&e)))?;
-            tasks.push(raw.clone().into_task(&table)?);
+            match raw.clone().into_task(&table) {
+                Ok(task) => tasks.push(task),
+                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    if damaged == Damaged::SetAside {
+                        self.set_aside(tx, &raw, &e).await?;
+                        set_aside += 1;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
             old.insert((raw.job.clone(), raw.id.clone()), raw);
         }
-        let Some((new, results)) = rule(tasks)? else {
+        let Some((new, results)) = rule(tasks, set_aside)? else {
             return Ok(None);
         };
         let writes = new
@@ -276,6 +298,29 @@ impl MySqlStore {
         Ok(Some(results))
     }
 
+    /// Takes a locked row that does not decode (edited by hand) out of the claim index
+    /// (`set_aside.sql`), so that it cannot stop the job's claims.
+    async fn set_aside(
+        &self,
+        tx: &mut sqlx::Transaction<'static, MySql>,
+        raw: &RawTask,
+        error: &Error,
+    ) -> std::result::Result<(), Failed> {
+        let (job, id) = (&raw.job, &raw.id);
+        tracing::warn!(
+            job,
+            id,
+            "mysql: claims set aside damaged task {job}/{id}: {error}"
+        );
+        sqlx::query(AssertSqlSafe(self.native.set_aside.clone()))
+            .bind(job.clone())
+            .bind(id.clone())
+            .execute(&mut **tx)
+            .await
+            .map_err(Failed::Sql)?;
+        Ok(())
+    }
+
     /// Many tasks succeeded in one transaction (one commit): locks the leases' rows by primary
     /// key, applies [`lifecycle::succeed`] to each (pipeline stages included) and writes them
     /// back in one statement. Returns the tasks it wrote, by key; a lease whose rule refused
@@ -291,6 +336,9 @@ impl MySqlStore {
             done.iter().map(|(l, v)| (l.key.clone(), (l, v))).collect();
         let written = self
             .locked_batch(
+                // A damaged row's lease takes the general path, which answers `Corrupt` for it
+                // alone.
+                Damaged::Skip,
                 || {
                     let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
                     for (lease, _) in done {
@@ -300,7 +348,7 @@ impl MySqlStore {
                     }
                     q
                 },
-                |tasks| {
+                |tasks, _| {
                     let done: Vec<Task> = tasks
                         .iter()
                         .filter_map(|task| {
@@ -345,6 +393,9 @@ impl MySqlStore {
         };
         let got = self
             .locked_batch(
+                // A damaged candidate is set aside. The lease's own row damaged is missing
+                // below: nothing is written, and the general path answers `Corrupt`.
+                Damaged::SetAside,
                 || {
                     let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
                         .bind(job.clone())
@@ -355,7 +406,7 @@ impl MySqlStore {
                     }
                     q.bind(now.as_millis()).bind(want)
                 },
-                |mut tasks| {
+                |mut tasks, set_aside| {
                     let Some(at) = tasks.iter().position(|t| t.key() == lease.key) else {
                         return Ok(None);
                     };
@@ -368,7 +419,7 @@ impl MySqlStore {
                     }
                     // The candidates as the claim part returned them: the lease's own row again,
                     // if its lease expired (it counts towards the LIMIT, so towards `seen`).
-                    let seen = tasks.len();
+                    let seen = tasks.len() + set_aside;
                     tasks.retain(|t| t.key() != lease.key);
                     let (mut writes, claimed) = claim_rule(tasks, &one, now)?;
                     writes.push(done.clone());
@@ -431,6 +482,16 @@ impl MySqlStore {
         })
         .await
     }
+}
+
+/// What [`MySqlStore::locked_batch`] does with a locked row that does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Damaged {
+    /// Leaves it out of the rule's tasks.
+    Skip,
+    /// Leaves it out and takes it out of the claim index (`set_aside.sql`), so that a claim
+    /// goes on with the other candidates instead of failing on it at every call.
+    SetAside,
 }
 
 /// Why an attempt of [`MySqlStore::locked_batch`] did not commit: a database error (which may
@@ -531,6 +592,7 @@ store_over_cas! {
                 };
                 let got = self
                     .locked_batch(
+                        Damaged::SetAside,
                         || {
                             let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(job_s.clone());
                             if let Some(s) = &stage {
@@ -538,8 +600,8 @@ store_over_cas! {
                             }
                             q.bind(now.as_millis()).bind(want_i64)
                         },
-                        |tasks| {
-                            let seen = tasks.len();
+                        |tasks, set_aside| {
+                            let seen = tasks.len() + set_aside;
                             let (writes, got) = claim_rule(tasks, &one, now)?;
                             Ok(Some((writes, (got, seen))))
                         },

@@ -67,6 +67,7 @@ dialect_queries! {
         handoff_many,
         purge_batch,
         lock_migrations,
+        set_aside,
     }
     at_stage {
         claim_next_stage <- claim_next,
@@ -303,6 +304,7 @@ impl PgStore {
                         Some(e)
                     }
                 },
+                Err(e) if e.kind() == ErrorKind::Corrupt => self.set_aside(&row, &e).await.err(),
                 Err(e) => Some(e),
             };
             if let Some(e) = error {
@@ -310,6 +312,32 @@ impl PgStore {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Takes a row a claim returned but that does not decode out of the claim index
+    /// (`set_aside.sql`), so that it cannot stop the job's claims: it would otherwise come back
+    /// at the head of every claim once its lease expired, and fail each one.
+    async fn set_aside(&self, row: &PgRow, error: &Error) -> Result<()> {
+        let key = row
+            .try_get::<String, _>("job")
+            .and_then(|job| Ok((job, row.try_get::<String, _>("id")?)))
+            .map_err(|e| self.err(&e))?;
+        tracing::warn!(
+            job = key.0,
+            id = key.1,
+            "postgres: claims set aside damaged task {}/{}: {error}",
+            key.0,
+            key.1
+        );
+        // Idempotent: retried after a lost connection too.
+        self.run(true, || {
+            sqlx::query(AssertSqlSafe(self.native.set_aside.clone()))
+                .bind(key.0.clone())
+                .bind(key.1.clone())
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
     }
 
     /// The one-statement hand-off (`handoff.sql`): `None` when the succeed fast path does not
