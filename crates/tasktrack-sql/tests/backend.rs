@@ -1076,6 +1076,62 @@ async fn a_damaged_row_fails_only_its_own_lease(dialect: &str) {
     );
 }
 
+/// Damaged rows scattered through a job drained by concurrent hand-offs (which PostgreSQL
+/// combines into one statement): every hand-off succeeds, every healthy task is completed once,
+/// and the damaged ones are set aside, still `Corrupt` for `get`.
+async fn concurrent_handoffs_pass_damaged_rows_by(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let (j, now) = (job(), T0);
+    s.create(&j, &ids(120), CreateMode::SkipExisting, now)
+        .await
+        .unwrap();
+    let damaged: Vec<String> = (5..120).step_by(10).map(|i| format!("t{i:05}")).collect();
+    let list = damaged
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("UPDATE {{t}}task SET history = '\"damaged\"' WHERE id IN ({list})");
+    exec_scratch(&s, dialect, &sql).await;
+    let workers = (0..6).map(|w| {
+        let (s, j) = (s.inner.clone(), j.clone());
+        tokio::spawn(async move {
+            let req = ClaimNext::new(format!("w{w}"), LEASE);
+            let mut done = Vec::new();
+            let mut held = s.claim_next(&j, &req, now).await.unwrap().pop();
+            while let Some(c) = held {
+                let got = s
+                    .succeed_and_claim_next(&c.lease, json!(w), &req, now)
+                    .await
+                    .unwrap();
+                done.push(got.done.id.to_string());
+                held = got.next.into_iter().next();
+            }
+            done
+        })
+    });
+    let mut completed = Vec::new();
+    for w in workers.collect::<Vec<_>>() {
+        completed.extend(w.await.unwrap());
+    }
+    completed.sort();
+    let healthy: Vec<String> = (0..120)
+        .map(|i| format!("t{i:05}"))
+        .filter(|id| !damaged.contains(id))
+        .collect();
+    assert_eq!(completed, healthy, "each healthy task once, no damaged one");
+    for id in &damaged {
+        let err = s.get(&key(&j, id)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{id}: {err}");
+    }
+    let later = now.plus(LEASE).plus(Duration::from_secs(1));
+    let sweep = ClaimNext::new("x", LEASE).with_limit(50);
+    let rest = s.claim_next(&j, &sweep, later).await.unwrap();
+    assert!(rest.is_empty(), "the damaged rows stay set aside: {rest:?}");
+}
+
 /// Every case above, once per dialect: `postgres::<case>` and `mysql::<case>`.
 macro_rules! on_both_dialects {
     ($($case:ident),* $(,)?) => {
@@ -1108,6 +1164,7 @@ on_both_dialects!(
     a_batch_claim_answers_in_claim_order_expired_leases_included,
     a_damaged_row_is_set_aside_by_claims,
     a_damaged_row_fails_only_its_own_lease,
+    concurrent_handoffs_pass_damaged_rows_by,
 );
 
 /// The store vacuums the task table itself every `vacuum_every` granted claims (the claim index

@@ -228,18 +228,29 @@ impl PgStore {
         let (mut done, mut granted) = (HashMap::new(), HashMap::new());
         for row in rows {
             let (ord, role, task) = self.read_combined(&row)?;
-            if role == 0 {
-                done.insert(ord, task);
-            } else {
-                granted.insert(ord, task);
+            match (role, task) {
+                (0, task) => drop(done.insert(ord, task)),
+                (_, Ok(task)) => drop(granted.insert(ord, task)),
+                // A granted row that does not decode: set aside, as a claim does; this
+                // hand-off then claims on its own below.
+                (_, Err(e)) if e.kind() == ErrorKind::Corrupt => self.set_aside(&row, &e).await?,
+                (_, Err(e)) => return Err(e),
             }
         }
         let mut answers = Vec::with_capacity(requests.len());
         for (i, r) in requests.iter().enumerate() {
             let ord = i64::try_from(i + 1).unwrap_or(i64::MAX);
-            let Some(done) = done.remove(&ord) else {
-                answers.push(Ok(None));
-                continue;
+            let done = match done.remove(&ord) {
+                Some(Ok(done)) => done,
+                // Its success was written but cannot be read back: this hand-off's error only.
+                Some(Err(e)) => {
+                    answers.push(Err(e));
+                    continue;
+                }
+                None => {
+                    answers.push(Ok(None));
+                    continue;
+                }
             };
             // Committed: the success stands, and so does the lease granted with it. Claiming
             // on its own (none was granted) is follow-up work whose error is not this hand-off's.
@@ -258,8 +269,9 @@ impl PgStore {
         Ok(answers)
     }
 
-    /// A row of `handoff_many.sql`: which hand-off it answers, its role, the task.
-    fn read_combined(&self, row: &PgRow) -> Result<(i64, i32, Task)> {
+    /// A row of `handoff_many.sql`: which hand-off it answers, its role, and the task, or why
+    /// it does not decode (`Corrupt`: a row edited by hand).
+    fn read_combined(&self, row: &PgRow) -> Result<(i64, i32, Result<Task>)> {
         let read = || -> std::result::Result<_, SqlError> {
             Ok((
                 row.try_get("ord")?,
@@ -268,7 +280,7 @@ impl PgStore {
             ))
         };
         let (ord, role, raw) = read().map_err(|e| self.err(&e))?;
-        Ok((ord, role, raw.into_task(&self.table())?))
+        Ok((ord, role, raw.into_task(&self.table())))
     }
 }
 
