@@ -605,9 +605,18 @@ tasktrack_core::store_impl! {
             lock(&self.recent).remove(&lease.key);
             Ok(renewed)
         }
+        /// A holder whose lease ran out may still patch until the task is reclaimed; the task
+        /// stays claimable, and the pools' copy of it is stale then, so they are dropped: the next
+        /// `claim_next` would lose its write on that copy and take it for contention (shuffling
+        /// the claim order) instead of reclaiming the task in its order.
         async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
-            self.fenced(lease, |t| lifecycle::patch_data(t, lease, patch, now))
-                .await
+            let task = self
+                .fenced(lease, |t| lifecycle::patch_data(t, lease, patch, now))
+                .await?;
+            if task.is_claimable(now) {
+                self.pool.invalidate();
+            }
+            Ok(task)
         }
         async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
             let task = self

@@ -120,3 +120,49 @@ async fn a_task_claimed_by_id_by_another_owner_leaves_the_claim_order_intact() {
 async fn a_task_claimed_by_id_by_the_same_owner_is_not_claimed_again() {
     claimed_by_id_is_skipped("w").await;
 }
+
+/// A holder whose lease ran out may still patch its task's data until the task is reclaimed
+/// (found by the model check: `patch_data` then `claim_next` in the same instant). The task
+/// stays claimable, so the next `claim_next` must reclaim it in its order; a pool still holding
+/// the copy from before the patch lost that write, took it for contention with another process
+/// and claimed a shuffled candidate instead (and the next few calls shuffled too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_patch_by_an_expired_holder_leaves_the_claim_order_intact() {
+    let Some(store) = common::store().await else {
+        return;
+    };
+    let job = JobName::new("patched").unwrap();
+    let t = Timestamp::from_millis(1_800_000_000_000);
+    let mut tasks = vec![new("a", 2), new("x", 1)];
+    tasks.extend(["b", "c", "d", "e", "f", "g", "h"].map(|id| new(id, 0)));
+    store
+        .create(&job, &tasks, CreateMode::SkipExisting, t)
+        .await
+        .unwrap();
+    let x = TaskKey::new(job.clone(), TaskId::new("x").unwrap());
+    let held = store.claim(&x, &Claim::new("old", LEASE), t).await.unwrap();
+    let expired = t.plus(LEASE + Duration::from_secs(1));
+    let req = ClaimNext::new("w", LEASE);
+    assert_eq!(
+        ids(&store.claim_next(&job, &req, expired).await.unwrap()),
+        ["a"]
+    );
+    store
+        .patch_data(&held.lease, &json!({"checkpoint": 1}), expired)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&store.claim_next(&job, &req, expired).await.unwrap()),
+        ["x"],
+        "x's expired lease is reclaimed next (priority 1)"
+    );
+    let mut order = Vec::new();
+    for _ in 0..7 {
+        order.extend(ids(&store.claim_next(&job, &req, expired).await.unwrap()));
+    }
+    assert_eq!(
+        order,
+        ["b", "c", "d", "e", "f", "g", "h"],
+        "then in claim order"
+    );
+}
