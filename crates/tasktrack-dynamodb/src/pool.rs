@@ -14,10 +14,10 @@
 //!   tasks that became claimable since — created or released by another process, a lease
 //!   expiring, a backoff ending — are seen by the next Query, at most that long after;
 //! - **until this process changes which tasks are claimable** (create, fail, release, retry,
-//!   a success at a non-final pipeline stage, ...: the pools are dropped; a final success leaves
-//!   them be), so one process always sees its own changes at once. A task this process claims
-//!   by id is taken out of the pools, and `claim_next` skips a candidate that this process has
-//!   since written with a live lease.
+//!   a success at a non-final pipeline stage, a data patch by a holder whose lease ran out, ...:
+//!   the pools are dropped), so one process always sees its own changes at once. A task this
+//!   process completes or claims by id is taken out of the pools, and `claim_next` skips a
+//!   candidate that this process has since written with a live lease.
 //!
 //! Within those bounds the pool is in claim order, so a lone worker claims exactly in claim
 //! order (priority, then claimable-at, then id).

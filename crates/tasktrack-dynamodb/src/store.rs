@@ -196,12 +196,19 @@ impl DynamoStore {
             .is_some_and(|copy| copy.version > candidate.version && !copy.is_claimable(now))
     }
 
-    /// Drops the claim pools if a task this process just wrote is claimable afterwards (a
-    /// success at a non-final pipeline stage: pending at the next one), so that the next
-    /// claims see it; a final success leaves them be.
-    fn wrote(&self, task: &Task) {
-        if task.claimable_at().is_some() {
+    /// After a lease holder's write of `task` (a success, a patch): a pool's copy of it is
+    /// stale. If the task is claimable afterwards (a success at a non-final pipeline stage:
+    /// pending at the next one; a patch by a holder whose lease ran out), the pools are dropped,
+    /// so that the next claims see it in its order; otherwise (a final success) it is only taken
+    /// out of them. A stale copy left there (the task's expired lease, taken into a pool before
+    /// its late holder finished it) would lose its write at the next claim, which takes that for
+    /// contention with another process and shuffles the claim order.
+    fn wrote(&self, task: &Task, now: Timestamp) {
+        let pending = task.status != Status::InProgress && task.claimable_at().is_some();
+        if pending || task.is_claimable(now) {
             self.pool.invalidate();
+        } else {
+            self.pool.remove(&task.key());
         }
     }
 
@@ -605,24 +612,20 @@ tasktrack_core::store_impl! {
             lock(&self.recent).remove(&lease.key);
             Ok(renewed)
         }
-        /// A holder whose lease ran out may still patch until the task is reclaimed; the task
-        /// stays claimable, and the pools' copy of it is stale then, so they are dropped: the next
-        /// `claim_next` would lose its write on that copy and take it for contention (shuffling
-        /// the claim order) instead of reclaiming the task in its order.
+        /// A holder whose lease ran out may still patch until the task is reclaimed (see
+        /// `wrote`).
         async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
             let task = self
                 .fenced(lease, |t| lifecycle::patch_data(t, lease, patch, now))
                 .await?;
-            if task.is_claimable(now) {
-                self.pool.invalidate();
-            }
+            self.wrote(&task, now);
             Ok(task)
         }
         async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
             let task = self
                 .fenced(lease, |t| lifecycle::succeed(t, lease, output.clone(), now))
                 .await?;
-            self.wrote(&task);
+            self.wrote(&task, now);
             Ok(task)
         }
         /// All completions at once: every lease whose remembered copy the rule accepts is written
@@ -659,7 +662,7 @@ tasktrack_core::store_impl! {
                 match written {
                     Ok(Some(task)) => {
                         self.remember(&task);
-                        self.wrote(&task);
+                        self.wrote(&task, now);
                         results[*i] = Some(Ok(task));
                     }
                     Ok(None) => {

@@ -121,17 +121,27 @@ async fn a_task_claimed_by_id_by_the_same_owner_is_not_claimed_again() {
     claimed_by_id_is_skipped("w").await;
 }
 
-/// A holder whose lease ran out may still patch its task's data until the task is reclaimed
-/// (found by the model check: `patch_data` then `claim_next` in the same instant). The task
-/// stays claimable, so the next `claim_next` must reclaim it in its order; a pool still holding
-/// the copy from before the patch lost that write, took it for contention with another process
-/// and claimed a shuffled candidate instead (and the next few calls shuffled too).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_data_patch_by_an_expired_holder_leaves_the_claim_order_intact() {
+/// What a holder whose lease ran out (not reclaimed yet) still does to its task.
+#[derive(Debug, Clone, Copy)]
+enum LateWrite {
+    /// Patches its data: the task stays claimable, and is reclaimed next, in its order.
+    Patch,
+    /// Completes it: the task is gone from the queue.
+    Succeed,
+    /// Renews the lease: the task is held again.
+    Heartbeat,
+}
+
+/// A holder whose lease ran out may still patch, complete or renew until the task is reclaimed
+/// (found by the model check: such a write then `claim_next` in the same instant). The claim
+/// pool still held the task's copy from before that write: the next `claim_next` lost its write
+/// on it, took that for contention with another process and claimed a shuffled candidate instead
+/// (and the next few calls shuffled too).
+async fn a_late_holders_write_leaves_the_claim_order_intact(late: LateWrite) {
     let Some(store) = common::store().await else {
         return;
     };
-    let job = JobName::new("patched").unwrap();
+    let job = JobName::new("late").unwrap();
     let t = Timestamp::from_millis(1_800_000_000_000);
     let mut tasks = vec![new("a", 2), new("x", 1)];
     tasks.extend(["b", "c", "d", "e", "f", "g", "h"].map(|id| new(id, 0)));
@@ -145,24 +155,42 @@ async fn a_data_patch_by_an_expired_holder_leaves_the_claim_order_intact() {
     let req = ClaimNext::new("w", LEASE);
     assert_eq!(
         ids(&store.claim_next(&job, &req, expired).await.unwrap()),
-        ["a"]
+        ["a"],
+        "the pool is filled, x's expired lease in it"
     );
-    store
-        .patch_data(&held.lease, &json!({"checkpoint": 1}), expired)
-        .await
-        .unwrap();
-    assert_eq!(
-        ids(&store.claim_next(&job, &req, expired).await.unwrap()),
-        ["x"],
-        "x's expired lease is reclaimed next (priority 1)"
-    );
+    let lease = &held.lease;
+    match late {
+        LateWrite::Patch => drop(
+            store
+                .patch_data(lease, &json!({"checkpoint": 1}), expired)
+                .await
+                .unwrap(),
+        ),
+        LateWrite::Succeed => drop(store.succeed(lease, json!(1), expired).await.unwrap()),
+        LateWrite::Heartbeat => drop(store.heartbeat(lease, LEASE, expired).await.unwrap()),
+    }
     let mut order = Vec::new();
-    for _ in 0..7 {
+    for _ in 0..8 {
         order.extend(ids(&store.claim_next(&job, &req, expired).await.unwrap()));
     }
-    assert_eq!(
-        order,
-        ["b", "c", "d", "e", "f", "g", "h"],
-        "then in claim order"
-    );
+    let mut expected = vec!["b", "c", "d", "e", "f", "g", "h"];
+    if let LateWrite::Patch = late {
+        expected.insert(0, "x"); // its expired lease is reclaimed next (priority 1)
+    }
+    assert_eq!(order, expected, "{late:?}: then in claim order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_patch_by_an_expired_holder_leaves_the_claim_order_intact() {
+    a_late_holders_write_leaves_the_claim_order_intact(LateWrite::Patch).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_by_an_expired_holder_leaves_the_claim_order_intact() {
+    a_late_holders_write_leaves_the_claim_order_intact(LateWrite::Succeed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_by_an_expired_holder_leaves_the_claim_order_intact() {
+    a_late_holders_write_leaves_the_claim_order_intact(LateWrite::Heartbeat).await;
 }
