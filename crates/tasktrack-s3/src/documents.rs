@@ -145,6 +145,7 @@ impl S3Documents {
     }
 
     fn remember(&self, task: &Task, etag: &str) {
+        self.inner.damaged.forget(&task.key());
         let mut cache = lock(&self.inner.cache);
         if cache.len() >= CACHE_LIMIT {
             cache.clear();

@@ -1132,6 +1132,37 @@ async fn concurrent_handoffs_pass_damaged_rows_by(dialect: &str) {
     assert!(rest.is_empty(), "the damaged rows stay set aside: {rest:?}");
 }
 
+/// A row marked finished by hand (`status` set, its claim column left as it was) must not
+/// block the job: it stays at the head of the claim index, and a claim that only refused it
+/// would answer `[]` while other tasks wait. Claims pass it by (PostgreSQL) or re-index it
+/// (MariaDB) and go on.
+async fn a_row_finished_by_hand_does_not_block_claims(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let (j, t0) = (job(), T0);
+    s.create(&j, &ids(3), CreateMode::SkipExisting, t0)
+        .await
+        .unwrap();
+    exec_scratch(
+        &s,
+        dialect,
+        "UPDATE {t}task SET status = 40 WHERE id = 't00000'",
+    )
+    .await;
+    let claim = ClaimNext::new("w", LEASE);
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let won = s.claim_next(&j, &claim, t0).await.unwrap();
+        order.extend(won.into_iter().map(|c| c.task.id.to_string()));
+    }
+    assert_eq!(order, ["t00001", "t00002"]);
+    assert_eq!(
+        s.get(&key(&j, "t00000")).await.unwrap().status,
+        Status::Succeeded
+    );
+}
+
 /// Every case above, once per dialect: `postgres::<case>` and `mysql::<case>`.
 macro_rules! on_both_dialects {
     ($($case:ident),* $(,)?) => {
@@ -1165,6 +1196,7 @@ on_both_dialects!(
     a_damaged_row_is_set_aside_by_claims,
     a_damaged_row_fails_only_its_own_lease,
     concurrent_handoffs_pass_damaged_rows_by,
+    a_row_finished_by_hand_does_not_block_claims,
 );
 
 /// The store vacuums the task table itself every `vacuum_every` granted claims (the claim index

@@ -274,11 +274,17 @@ fn claim_next_in(
                     update_task(db, tx, task, &t, moves)?;
                     wrote = true;
                 }
-                ClaimDecision::Refused(_) => {}
+                // Listed as claimable by the index, refused by the rule: the row was edited by
+                // hand (say, marked succeeded with its claimable_at left). Rewriting it as it is
+                // re-indexes it, so that it stops taking the head of every claim.
+                ClaimDecision::Refused(_) => {
+                    update_task(db, tx, task, task, moves)?;
+                    wrote |= task.claimable_at().is_none_or(|at| at > now);
+                }
             }
         }
         // Done when the batch is full, the index ran dry, or a round changed nothing (a
-        // guard: a claimable-by-index task is never refused by the rule).
+        // guard: each refusal above moved its row out of the claimable range).
         if won.len() >= req.limit || read < want || !wrote {
             return Ok(won);
         }

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 use tasktrack_core::{
-    ClaimNext, Claimed, CreateMode, ErrorKind, JobName, NewTask, Retry, Store, TaskId, TaskKey,
-    Timestamp,
+    ClaimNext, Claimed, CreateMode, ErrorKind, JobName, NewTask, Retry, Status, Store, TaskId,
+    TaskKey, Timestamp,
 };
 
 fn ids(claimed: &[Claimed]) -> Vec<String> {
@@ -63,4 +63,40 @@ async fn claims_set_a_damaged_row_aside_until_it_is_repaired_and_retried() {
     store.retry(&a, &Retry::default(), t).await.unwrap();
     let again = store.claim_next(&job, &claim, t).await.unwrap();
     assert_eq!(ids(&again), ["a"]);
+}
+
+/// A row marked finished by hand (`status` set, `claimable_at` left as it was) must not block
+/// the job: it stays at the head of the claim index, and a claim that only refused it would
+/// answer `[]` while other tasks wait. Claims re-index it and go on.
+#[tokio::test]
+async fn a_row_finished_by_hand_does_not_block_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = tasktrack_sqlite::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let job = JobName::new("j").unwrap();
+    let t = Timestamp::from_millis(1_800_000_000_000);
+    let tasks: Vec<NewTask> = ["a", "b", "c"]
+        .iter()
+        .map(|id| NewTask::new(TaskId::new(*id).unwrap()))
+        .collect();
+    store
+        .create(&job, &tasks, CreateMode::SkipExisting, t)
+        .await
+        .unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE tasktrack_task SET status = 'succeeded', status_code = 40 WHERE id = 'a'",
+        [],
+    )
+    .unwrap();
+    let claim = ClaimNext::new("w", Duration::from_secs(30));
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        order.extend(ids(&store.claim_next(&job, &claim, t).await.unwrap()));
+    }
+    assert_eq!(order, ["b", "c"]);
+    let a = TaskKey::new(job.clone(), TaskId::new("a").unwrap());
+    assert_eq!(store.get(&a).await.unwrap().status, Status::Succeeded);
 }

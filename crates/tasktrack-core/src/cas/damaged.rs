@@ -2,7 +2,7 @@
 
 use crate::error::Error;
 use crate::model::TaskKey;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// How many damaged records one [`Damaged`] remembers before it starts over (logging each
@@ -19,10 +19,12 @@ const REMEMBERED: usize = 4096;
 /// and lets a store that must fetch a candidate to read it (S3) skip the fetch while the
 /// revision its index names is unchanged. Rewriting the task through the store (for example
 /// `tasktrack retry` after repairing it by hand) gives it a new revision, and so makes it
-/// claimable again.
+/// claimable again; a store that reads or writes the task whole again calls
+/// [`Damaged::forget`].
 #[derive(Debug, Default)]
 pub struct Damaged {
-    seen: Mutex<HashSet<(TaskKey, String)>>,
+    /// The revision each damaged task was met at.
+    seen: Mutex<HashMap<TaskKey, String>>,
 }
 
 impl Damaged {
@@ -34,7 +36,7 @@ impl Damaged {
             if seen.len() >= REMEMBERED {
                 seen.clear();
             }
-            seen.insert((key.clone(), revision.to_owned()))
+            seen.insert(key.clone(), revision.to_owned()).as_deref() != Some(revision)
         };
         if first {
             tracing::warn!(
@@ -48,11 +50,19 @@ impl Damaged {
 
     /// Whether `key` at `revision` is known to be damaged.
     pub fn contains(&self, key: &TaskKey, revision: &str) -> bool {
-        self.lock().contains(&(key.clone(), revision.to_owned()))
+        self.lock().get(key).is_some_and(|r| r == revision)
+    }
+
+    /// Forgets `key`: this process has read or written it whole since (it was repaired).
+    pub fn forget(&self, key: &TaskKey) {
+        let mut seen = self.lock();
+        if !seen.is_empty() {
+            seen.remove(key);
+        }
     }
 
     /// A poisoned lock only means a panic elsewhere while it was held; the set stays usable.
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(TaskKey, String)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskKey, String>> {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -74,5 +84,7 @@ mod tests {
         assert!(damaged.contains(&key("a"), "3"));
         assert!(!damaged.contains(&key("a"), "4"), "rewritten since");
         assert!(!damaged.contains(&key("b"), "3"));
+        damaged.forget(&key("a"));
+        assert!(!damaged.contains(&key("a"), "3"), "read whole since");
     }
 }

@@ -3,7 +3,9 @@
 --
 -- candidates: the first $4 claimable rows in claim order, an index range scan of
 -- {p}task_claim; FOR UPDATE SKIP LOCKED makes concurrent workers take disjoint rows without
--- waiting for each other.
+-- waiting for each other. The status test only matters for a row edited by hand into a finished
+-- (or unknown) status with its claim_at left: passed by instead of taking a slot of every claim
+-- (pinned by a_row_finished_by_hand_does_not_block_claims).
 --
 -- granted: restates lifecycle::claim → grant for pending/failed rows (not_before passed, which
 -- claim_at <= now says): in_progress, attempts + 1, token + 1, a fresh lease carrying the new
@@ -19,6 +21,7 @@ WITH candidates AS (
     SELECT job, id, status, priority AS rank_priority, claim_at AS rank_at
     FROM {t}task
     WHERE job = $1 AND claim_at IS NOT NULL AND claim_at <= $2 /*stage: AND stage = $6 */
+        AND status IN (0, 10, 20)
     ORDER BY priority DESC, claim_at, id
     LIMIT $4
     FOR UPDATE SKIP LOCKED

@@ -45,6 +45,7 @@ WITH done AS (
     SELECT job, id, status, priority AS rank_priority, claim_at AS rank_at
     FROM {t}task
     WHERE job = $1 AND claim_at IS NOT NULL AND claim_at <= $7 /*stage: AND stage = $14 */ AND id <> $2
+        AND status IN (0, 10, 20)
         AND EXISTS (SELECT 1 FROM done)
     ORDER BY priority DESC, claim_at, id
     LIMIT $12

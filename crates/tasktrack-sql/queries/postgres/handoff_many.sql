@@ -53,6 +53,7 @@ WITH input AS (
     SELECT job, id, status, priority AS rank_priority, claim_at AS rank_at
     FROM {t}task
     WHERE job = $1 AND claim_at IS NOT NULL AND claim_at <= $13 AND id <> ALL ($2::text[])
+        AND status IN (0, 10, 20)
     ORDER BY priority DESC, claim_at, id
     LIMIT (SELECT count(*) FROM done)
     FOR UPDATE SKIP LOCKED

@@ -556,7 +556,10 @@ fn claim_rule(
                 won.push(c);
             }
             ClaimDecision::Exhausted(t) => writes.push(t),
-            ClaimDecision::Refused(_) => {}
+            // Listed as claimable by the index, refused by the rule: the row was edited by hand
+            // (say, marked succeeded with its claim_at left). Writing it back as it is re-indexes
+            // it, so that it stops taking the head of every claim.
+            ClaimDecision::Refused(_) => writes.push(task.clone()),
         }
     }
     Ok((writes, won))
