@@ -183,7 +183,7 @@ impl MySqlStore {
     /// locks stay, so the caller's next claim would `SKIP LOCKED` past rows nobody holds.
     async fn locked_batch<R, L, F>(
         &self,
-        damaged: Damaged,
+        damaged: DamagedRows,
         lock: L,
         mut rule: F,
     ) -> Result<Option<R>>
@@ -235,7 +235,7 @@ impl MySqlStore {
     async fn lock_rule_write<R, L, F>(
         &self,
         tx: &mut sqlx::Transaction<'static, MySql>,
-        damaged: Damaged,
+        damaged: DamagedRows,
         lock: &L,
         rule: &mut F,
     ) -> std::result::Result<Option<R>, Failed>
@@ -253,7 +253,7 @@ impl MySqlStore {
             match raw.clone().into_task(&table) {
                 Ok(task) => tasks.push(task),
                 Err(e) if e.kind() == ErrorKind::Corrupt => {
-                    if damaged == Damaged::SetAside {
+                    if damaged == DamagedRows::SetAside {
                         self.set_aside(tx, &raw, &e).await?;
                         set_aside += 1;
                     }
@@ -338,7 +338,7 @@ impl MySqlStore {
             .locked_batch(
                 // A damaged row's lease takes the general path, which answers `Corrupt` for it
                 // alone.
-                Damaged::Skip,
+                DamagedRows::Skip,
                 || {
                     let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
                     for (lease, _) in done {
@@ -395,7 +395,7 @@ impl MySqlStore {
             .locked_batch(
                 // A damaged candidate is set aside. The lease's own row damaged is missing
                 // below: nothing is written, and the general path answers `Corrupt`.
-                Damaged::SetAside,
+                DamagedRows::SetAside,
                 || {
                     let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
                         .bind(job.clone())
@@ -486,7 +486,7 @@ impl MySqlStore {
 
 /// What [`MySqlStore::locked_batch`] does with a locked row that does not decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Damaged {
+enum DamagedRows {
     /// Leaves it out of the rule's tasks.
     Skip,
     /// Leaves it out and takes it out of the claim index (`set_aside.sql`), so that a claim
@@ -595,7 +595,7 @@ store_over_cas! {
                 };
                 let got = self
                     .locked_batch(
-                        Damaged::SetAside,
+                        DamagedRows::SetAside,
                         || {
                             let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(job_s.clone());
                             if let Some(s) = &stage {
