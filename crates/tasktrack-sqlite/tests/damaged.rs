@@ -9,29 +9,44 @@ use tasktrack_core::{
     ClaimNext, Claimed, CreateMode, ErrorKind, JobName, NewTask, Retry, Status, Store, TaskId,
     TaskKey, Timestamp,
 };
+use tasktrack_sqlite::SqliteStore;
+
+/// When the tests run.
+const T: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
 fn ids(claimed: &[Claimed]) -> Vec<String> {
     claimed.iter().map(|c| c.task.id.to_string()).collect()
 }
 
-#[tokio::test]
-async fn claims_set_a_damaged_row_aside_until_it_is_repaired_and_retried() {
+/// Job `j` of tasks a, b and c, created at `T`, and a connection of its own to edit the file by
+/// hand (the directory lives as long as the first value).
+async fn three_tasks() -> (
+    tempfile::TempDir,
+    SqliteStore,
+    JobName,
+    rusqlite::Connection,
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
     let store = tasktrack_sqlite::open(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
     let job = JobName::new("j").unwrap();
-    let t = Timestamp::from_millis(1_800_000_000_000);
     let tasks: Vec<NewTask> = ["a", "b", "c"]
         .iter()
         .map(|id| NewTask::new(TaskId::new(*id).unwrap()))
         .collect();
     store
-        .create(&job, &tasks, CreateMode::SkipExisting, t)
+        .create(&job, &tasks, CreateMode::SkipExisting, T)
         .await
         .unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
+    (dir, store, job, conn)
+}
+
+#[tokio::test]
+async fn claims_set_a_damaged_row_aside_until_it_is_repaired_and_retried() {
+    let (_dir, store, job, conn) = three_tasks().await;
     let set_history = |history: &str| {
         conn.execute(
             "UPDATE tasktrack_task SET history = ?1 WHERE job = 'j' AND id = 'a'",
@@ -42,15 +57,15 @@ async fn claims_set_a_damaged_row_aside_until_it_is_repaired_and_retried() {
     set_history("{ damaged");
 
     let claim = ClaimNext::new("w", Duration::from_secs(30));
-    let first = store.claim_next(&job, &claim, t).await.unwrap();
+    let first = store.claim_next(&job, &claim, T).await.unwrap();
     assert_eq!(ids(&first), ["b"], "a, first in claim order, is set aside");
     let a = TaskKey::new(job.clone(), TaskId::new("a").unwrap());
     let err = store.get(&a).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(err.to_string().contains("j/a"), "{err}");
-    let second = store.claim_next(&job, &claim, t).await.unwrap();
+    let second = store.claim_next(&job, &claim, T).await.unwrap();
     assert_eq!(ids(&second), ["c"]);
-    assert!(store.claim_next(&job, &claim, t).await.unwrap().is_empty());
+    assert!(store.claim_next(&job, &claim, T).await.unwrap().is_empty());
     let counts = store.counts(&job).await.unwrap().by_status;
     assert_eq!(
         (counts.pending, counts.in_progress),
@@ -60,8 +75,8 @@ async fn claims_set_a_damaged_row_aside_until_it_is_repaired_and_retried() {
 
     // Repaired by hand, then retried through the store: claimable again.
     set_history("[]");
-    store.retry(&a, &Retry::default(), t).await.unwrap();
-    let again = store.claim_next(&job, &claim, t).await.unwrap();
+    store.retry(&a, &Retry::default(), T).await.unwrap();
+    let again = store.claim_next(&job, &claim, T).await.unwrap();
     assert_eq!(ids(&again), ["a"]);
 }
 
@@ -70,22 +85,7 @@ async fn claims_set_a_damaged_row_aside_until_it_is_repaired_and_retried() {
 /// answer `[]` while other tasks wait. Claims re-index it and go on.
 #[tokio::test]
 async fn a_row_finished_by_hand_does_not_block_claims() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    let store = tasktrack_sqlite::open(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    let job = JobName::new("j").unwrap();
-    let t = Timestamp::from_millis(1_800_000_000_000);
-    let tasks: Vec<NewTask> = ["a", "b", "c"]
-        .iter()
-        .map(|id| NewTask::new(TaskId::new(*id).unwrap()))
-        .collect();
-    store
-        .create(&job, &tasks, CreateMode::SkipExisting, t)
-        .await
-        .unwrap();
-    let conn = rusqlite::Connection::open(&path).unwrap();
+    let (_dir, store, job, conn) = three_tasks().await;
     conn.execute(
         "UPDATE tasktrack_task SET status = 'succeeded', status_code = 40 WHERE id = 'a'",
         [],
@@ -94,7 +94,7 @@ async fn a_row_finished_by_hand_does_not_block_claims() {
     let claim = ClaimNext::new("w", Duration::from_secs(30));
     let mut order = Vec::new();
     for _ in 0..3 {
-        order.extend(ids(&store.claim_next(&job, &claim, t).await.unwrap()));
+        order.extend(ids(&store.claim_next(&job, &claim, T).await.unwrap()));
     }
     assert_eq!(order, ["b", "c"]);
     let a = TaskKey::new(job.clone(), TaskId::new("a").unwrap());
