@@ -736,6 +736,20 @@ async fn exec_scratch(s: &ScopedStore, dialect: &str, sql: &str) {
 /// Makes the server refuse every update of a task row that meets `when` (a condition on `NEW`
 /// and `OLD`, in the dialect's SQL): a trigger that raises an error. It stands for any failure
 /// of work that follows a committed write (a lost connection, a timeout).
+/// Sets the `history` of the tasks `ids` to `history` (JSON text) behind the store's back, as a
+/// hand edit would; `"damaged"` is valid JSON but not a list, so the row no longer decodes.
+async fn set_history(s: &ScopedStore, dialect: &str, ids: &[&str], history: &str) {
+    let ids = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>();
+    let sql = format!(
+        "UPDATE {{t}}task SET history = '{history}' WHERE id IN ({})",
+        ids.join(", ")
+    );
+    exec_scratch(s, dialect, &sql).await;
+}
+
+/// The history that makes a row undecodable (see [`set_history`]).
+const DAMAGED: &str = r#""damaged""#;
+
 async fn poison_updates(s: &ScopedStore, dialect: &str, when: &str) {
     let sql = if dialect == "postgres" {
         format!(
@@ -1009,9 +1023,7 @@ async fn a_damaged_row_is_set_aside_by_claims(dialect: &str) {
     s.create(&j, &ids(3), CreateMode::SkipExisting, t0)
         .await
         .unwrap();
-    let set_history =
-        |history: &str| format!("UPDATE {{t}}task SET history = '{history}' WHERE id = 't00000'");
-    exec_scratch(&s, dialect, &set_history(r#""damaged""#)).await;
+    set_history(&s, dialect, &["t00000"], DAMAGED).await;
     let names =
         |won: Vec<Claimed>| -> Vec<String> { won.iter().map(|c| c.task.id.to_string()).collect() };
     let claim = ClaimNext::new("w", LEASE);
@@ -1033,7 +1045,7 @@ async fn a_damaged_row_is_set_aside_by_claims(dialect: &str) {
         "expired leases come back, the damaged row does not"
     );
 
-    exec_scratch(&s, dialect, &set_history("[]")).await;
+    set_history(&s, dialect, &["t00000"], "[]").await;
     s.retry(&damaged, &Retry::default(), later).await.unwrap();
     let again = s.claim_next(&j, &claim, later).await.unwrap();
     assert_eq!(names(again), ["t00000"]);
@@ -1048,9 +1060,7 @@ async fn a_damaged_row_fails_only_its_own_lease(dialect: &str) {
     };
     let (j, t0) = (job(), T0);
     let claimed = create_and_claim(&s, &j, 5, 2, t0).await;
-    let damage =
-        |id: &str| format!("UPDATE {{t}}task SET history = '\"damaged\"' WHERE id = '{id}'");
-    exec_scratch(&s, dialect, &damage("t00002")).await;
+    set_history(&s, dialect, &["t00002"], DAMAGED).await;
     let got = s
         .succeed_and_claim_next(&claimed[0].lease, json!(1), &ClaimNext::new("w", LEASE), t0)
         .await
@@ -1059,7 +1069,7 @@ async fn a_damaged_row_fails_only_its_own_lease(dialect: &str) {
     let next: Vec<&str> = got.next.iter().map(|c| c.task.id.as_str()).collect();
     assert_eq!(next, ["t00003"], "past the damaged candidate");
 
-    exec_scratch(&s, dialect, &damage("t00001")).await;
+    set_history(&s, dialect, &["t00001"], DAMAGED).await;
     let done = [
         (claimed[1].lease.clone(), json!(2)),
         (got.next[0].lease.clone(), json!(3)),
@@ -1088,13 +1098,8 @@ async fn concurrent_handoffs_pass_damaged_rows_by(dialect: &str) {
         .await
         .unwrap();
     let damaged: Vec<String> = (5..120).step_by(10).map(|i| format!("t{i:05}")).collect();
-    let list = damaged
-        .iter()
-        .map(|id| format!("'{id}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!("UPDATE {{t}}task SET history = '\"damaged\"' WHERE id IN ({list})");
-    exec_scratch(&s, dialect, &sql).await;
+    let damaged_ids: Vec<&str> = damaged.iter().map(String::as_str).collect();
+    set_history(&s, dialect, &damaged_ids, DAMAGED).await;
     let workers = (0..6).map(|w| {
         let (s, j) = (s.inner.clone(), j.clone());
         tokio::spawn(async move {
