@@ -416,6 +416,27 @@ mod tests {
         assert_eq!(calls, vec![vec!["a"], vec!["b", "c", "d"], vec!["b", "d"]]);
     }
 
+    /// Writes a, b, c and d in one call to `fake`, which refuses b for what it carries and
+    /// fails c's condition: a and d are written, c answers `false`, and b alone fails with an
+    /// `InvalidInput` naming it (`names`) and carrying AWS's reason (`reason`).
+    async fn b_refused_c_stale(fake: &Fake, names: &str, reason: &str) {
+        let writes = vec![write("a"), write("b"), write("c"), write("d")];
+        let results = GroupCommit::default()
+            .write_all(fake, COUNTERS, writes)
+            .await;
+        let mut results = results.into_iter();
+        assert_eq!(results.next(), Some(Ok(true)));
+        match results.next() {
+            Some(Err(Error::InvalidInput(m))) => {
+                assert!(m.contains(names), "names the task: {m}");
+                assert!(m.contains(reason), "carries AWS's reason: {m}");
+            }
+            other => panic!("expected InvalidInput for b, got {other:?}"),
+        }
+        assert_eq!(results.next(), Some(Ok(false)), "c's condition failed");
+        assert_eq!(results.next(), Some(Ok(true)));
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_write_aws_refuses_fails_alone_with_aws_message_and_the_others_are_sent_again() {
         let fake = Fake {
@@ -423,22 +444,8 @@ mod tests {
             stale: vec!["c".to_owned()],
             ..Fake::default()
         };
-        let commit = GroupCommit::default();
-        let writes = vec![write("a"), write("b"), write("c"), write("d")];
-        let mut results = commit.write_all(&fake, COUNTERS, writes).await.into_iter();
-        assert_eq!(results.next(), Some(Ok(true)));
-        match results.next() {
-            Some(Err(Error::InvalidInput(m))) => {
-                assert!(m.contains("j/b"), "names the task: {m}");
-                assert!(
-                    m.contains("ValidationError: Item size has exceeded the maximum allowed size"),
-                    "carries AWS's reason: {m}"
-                );
-            }
-            other => panic!("expected InvalidInput for b, got {other:?}"),
-        }
-        assert_eq!(results.next(), Some(Ok(false)), "c's condition failed");
-        assert_eq!(results.next(), Some(Ok(true)));
+        let reason = "ValidationError: Item size has exceeded the maximum allowed size";
+        b_refused_c_stale(&fake, "j/b", reason).await;
         let calls = fake.calls.lock().unwrap().clone();
         assert_eq!(calls, vec![vec!["a", "b", "c", "d"], vec!["a", "d"]]);
         let counters = fake.counters.lock().unwrap().clone();
@@ -452,24 +459,8 @@ mod tests {
             stale: vec!["c".to_owned()],
             ..Fake::default()
         };
-        let commit = GroupCommit::default();
-        let writes = vec![write("a"), write("b"), write("c"), write("d")];
-        let mut results = commit.write_all(&fake, COUNTERS, writes).await.into_iter();
-        assert_eq!(results.next(), Some(Ok(true)));
-        match results.next() {
-            Some(Err(Error::InvalidInput(m))) => {
-                assert!(m.contains("write of task j/b"), "names the task: {m}");
-                assert!(
-                    m.contains(
-                        "ValidationException: Item size has exceeded the maximum allowed size"
-                    ),
-                    "carries AWS's message: {m}"
-                );
-            }
-            other => panic!("expected InvalidInput for b, got {other:?}"),
-        }
-        assert_eq!(results.next(), Some(Ok(false)), "c's condition failed");
-        assert_eq!(results.next(), Some(Ok(true)));
+        let reason = "ValidationException: Item size has exceeded the maximum allowed size";
+        b_refused_c_stale(&fake, "write of task j/b", reason).await;
         let calls = fake.calls.lock().unwrap().clone();
         assert_eq!(
             calls,
