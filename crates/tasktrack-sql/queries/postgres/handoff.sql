@@ -11,8 +11,8 @@
 -- candidates / granted: claim_next.sql's, unchanged but for two tests: EXISTS (SELECT 1 FROM
 -- done), so nothing is claimed unless the success happened; and id <> $2, because every part of
 -- one statement reads the same snapshot, in which the completed row is still in_progress (and
--- claimable if its lease expired). Expired-lease rows are returned ungranted (granted = false)
--- and the caller applies lifecycle::expire to them as claim_next does.
+-- claimable if its lease expired). Expired-lease rows (and rows finished by hand with claim_at
+-- left) are returned ungranted (granted = false) and the caller handles them as after claim_next.
 --
 -- role: 0 for the completed row (first), 1 for the claimed rows, in claim order.
 --
@@ -37,7 +37,7 @@ WITH done AS (
         finished_at = $7,
         updated_at = $7,
         version = version + 1
-    WHERE job = $1 AND id = $2 AND status = 10 AND lease_token = $3 AND lease_owner = $4
+    WHERE job = $1 AND id = $2 AND status + 0 = 10 AND lease_token = $3 AND lease_owner = $4
         AND attempts = $5 AND lease_acquired_at = $9 AND stage IS NULL
         AND jsonb_typeof(history) = 'array'
     RETURNING *
@@ -45,7 +45,6 @@ WITH done AS (
     SELECT job, id, status, priority AS rank_priority, claim_at AS rank_at
     FROM {t}task
     WHERE job = $1 AND claim_at IS NOT NULL AND claim_at <= $7 /*stage: AND stage = $14 */ AND id <> $2
-        AND status IN (0, 10, 20)
         AND EXISTS (SELECT 1 FROM done)
     ORDER BY priority DESC, claim_at, id
     LIMIT $12
@@ -76,5 +75,5 @@ SELECT * FROM granted
 UNION ALL
 SELECT t.*, c.rank_priority, c.rank_at, false AS granted, 1 AS role
 FROM {t}task t JOIN candidates c ON t.job = c.job AND t.id = c.id
-WHERE c.status = 10
+WHERE c.status NOT IN (0, 20)
 ORDER BY role, rank_priority DESC, rank_at, id

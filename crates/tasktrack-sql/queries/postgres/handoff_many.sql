@@ -13,8 +13,8 @@
 -- the n-th grantable row in claim order granted to the n-th completed hand-off (by input order),
 -- with that hand-off's owner, expiry and `now`. Rows completed by this statement are excluded
 -- (`id <> ALL`): the claim reads the snapshot in which they are still in_progress. Expired-lease
--- rows are skipped, not expired: a hand-off left without a grant claims on its own afterwards
--- (claim_next, which applies lifecycle::expire).
+-- rows (and rows finished by hand with claim_at left) are skipped: a hand-off left without a
+-- grant claims on its own afterwards (claim_next, which applies lifecycle::expire).
 --
 -- role: 0 for a completed row, 1 for a granted one; ord: the hand-off (1-based) it answers.
 -- Pinned by concurrent_handoffs_grant_each_worker_its_own_lease (tests/backend.rs) and the
@@ -53,7 +53,6 @@ WITH input AS (
     SELECT job, id, status, priority AS rank_priority, claim_at AS rank_at
     FROM {t}task
     WHERE job = $1 AND claim_at IS NOT NULL AND claim_at <= $13 AND id <> ALL ($2::text[])
-        AND status IN (0, 10, 20)
     ORDER BY priority DESC, claim_at, id
     LIMIT (SELECT count(*) FROM done)
     FOR UPDATE SKIP LOCKED

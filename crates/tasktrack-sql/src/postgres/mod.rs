@@ -40,6 +40,7 @@ use crate::common::migrate::{self, Migration};
 use crate::common::rows::{json_has_nul, replace_nul_json};
 use crate::common::{
     Dialect, after_commit, claimed, handoff_general, probe, store_over_cas, succeed_many_batched,
+    versioned_task,
 };
 use combine::ViaCombiner;
 use serde_json::Value;
@@ -262,7 +263,8 @@ impl PgStore {
     /// `won`, in the statement's order, which is claim order: a granted row as written; a row
     /// whose lease expired (`granted` false) through the pure rule and the conditional-write
     /// path, which records the dead attempt or exhausts the task (claimed only if it is granted,
-    /// and only up to `req.limit`). Taking them in turn keeps `won` in claim order, as every
+    /// and only up to `req.limit`); a row finished by hand re-indexed ([`PgStore::reindex`]);
+    /// a row that does not decode set aside ([`PgStore::set_aside`]). Taking them in turn keeps `won` in claim order, as every
     /// backend answers (the model check compares the order).
     ///
     /// The statement has committed when this runs: every lease it granted goes into `won` even
@@ -292,6 +294,9 @@ impl PgStore {
                 .and_then(|(granted, raw)| Ok((granted, raw.into_task(&self.table())?)));
             let error = match read {
                 Ok((true, task)) => claimed(task).map(|c| won.push(c)).err(),
+                Ok((false, task)) if task.status != Status::InProgress => {
+                    self.reindex(task).await.err()
+                }
                 Ok((false, _)) if expiry_failed || won.len() >= req.limit => None,
                 Ok((false, task)) => match cas::claim(self, &task.key(), &one, now).await {
                     Ok(c) => {
@@ -312,6 +317,17 @@ impl PgStore {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Writes back, as it is, a row the claim index listed but that no rule lets anyone claim:
+    /// one edited by hand into a finished status with its `claim_at` left. Writing recomputes
+    /// `claim_at`, so the row stops taking the head of every claim (SQLite and MariaDB do the
+    /// same). Conditional on the row's version: a write in between has re-indexed it already.
+    async fn reindex(&self, task: Task) -> Result<()> {
+        let read = versioned_task(task.clone());
+        cas::Documents::replace_task(self, &read, &task)
+            .await
+            .map(drop)
     }
 
     /// Takes a row a claim returned but that does not decode out of the claim index
