@@ -1301,7 +1301,6 @@ async fn postgres_statements_use_the_indexes_they_were_written_for() {
         .execute(&mut *conn)
         .await
         .unwrap();
-    let at_stage = |sql: &str| sql.replace("/*stage:", "").replace(" */", "");
     let statements = [
         (
             "claim_next",
@@ -1380,4 +1379,126 @@ async fn generic_plan(conn: &mut sqlx::PgConnection, sql: &str) -> String {
         .await
         .unwrap();
     plan.join("\n")
+}
+
+/// MariaDB's counterpart of the test above: its claim statements read the claim index in claim
+/// order (no filesort), the hand-off's success and a batched completion find their rows by
+/// primary key, and none reads a listing index. MariaDB plans each statement with its values,
+/// so the `?`s are given values of the right types.
+#[tokio::test]
+async fn mysql_statements_use_the_indexes_they_were_written_for() {
+    let Some(s) = store("mysql").await else {
+        return;
+    };
+    let my = tasktrack_sql::MySqlStore::connect(&s.scratch.url)
+        .await
+        .unwrap();
+    let j = job();
+    my.create(&j, &ids(2000), CreateMode::SkipExisting, T0)
+        .await
+        .unwrap();
+    let t = my.view_name().strip_suffix("tasks").unwrap().to_string();
+    let (job, now) = (format!("'{j}'"), T0.as_millis().to_string());
+    let lock_keys =
+        include_str!("../queries/mysql/lock_keys.sql").replace("{keys}", "(?, ?), (?, ?)");
+    let statements = [
+        (
+            "claim_lock",
+            include_str!("../queries/mysql/claim_lock.sql").to_string(),
+            vec![&job[..], &now, "4"],
+            &["task_claim"][..],
+        ),
+        (
+            "handoff_lock",
+            include_str!("../queries/mysql/handoff_lock.sql").to_string(),
+            vec![&job[..], "'t00001'", &job, &now, "4"],
+            &["PRIMARY", "task_claim"],
+        ),
+        (
+            "lock_keys",
+            lock_keys,
+            vec![&job[..], "'t00001'", &job, "'t00002'"],
+            &["PRIMARY"],
+        ),
+    ];
+    let mut conn = my.pool().acquire().await.unwrap();
+    for (name, sql, values, uses) in statements {
+        for staged in [false, true] {
+            if staged && !sql.contains("/*stage:") {
+                continue;
+            }
+            // Without its comments, whose text may hold a `?` too.
+            let sql: Vec<&str> = sql
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect();
+            let (sql, mut values) = (sql.join("\n").replace("{t}", &t), values.clone());
+            let sql = if staged {
+                // The stage's `?` comes right after the job's in the claim part.
+                let at = values.iter().rposition(|v| *v == job).unwrap();
+                values.insert(at + 1, "'stage'");
+                at_stage(&sql)
+            } else {
+                without_stage(&sql)
+            };
+            let mut values = values.into_iter();
+            let sql: String = sql
+                .split('?')
+                .enumerate()
+                .map(|(i, part)| {
+                    if i == 0 {
+                        part.to_string()
+                    } else {
+                        format!("{}{part}", values.next().unwrap())
+                    }
+                })
+                .collect();
+            assert!(values.next().is_none(), "{name}: values left over");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+            let plan: Vec<(Option<String>, Option<String>)> = rows
+                .iter()
+                .map(|r| {
+                    use sqlx::Row;
+                    (r.try_get("key").unwrap(), r.try_get("Extra").unwrap())
+                })
+                .collect();
+            let keys: Vec<String> = plan.iter().filter_map(|(k, _)| k.clone()).collect();
+            for index in uses {
+                let index = match (*index, staged) {
+                    ("PRIMARY", _) => "PRIMARY".to_string(),
+                    ("task_claim", true) => format!("{t}task_claim_stage"),
+                    (other, _) => format!("{t}{other}"),
+                };
+                assert!(
+                    keys.contains(&index),
+                    "{name} (staged: {staged}) does not use {index}: {plan:?}"
+                );
+            }
+            assert!(
+                keys.iter().all(|k| !k.contains("updated")),
+                "{name} (staged: {staged}) reads a listing index: {plan:?}"
+            );
+            assert!(
+                plan.iter()
+                    .all(|(_, extra)| !extra.as_deref().unwrap_or("").contains("filesort")),
+                "{name} (staged: {staged}) sorts: {plan:?}"
+            );
+        }
+    }
+}
+
+/// `sql` as a claim at a stage runs it: its `/*stage: … */` filter turned on.
+fn at_stage(sql: &str) -> String {
+    sql.replace("/*stage:", "").replace(" */", "")
+}
+
+/// `sql` without its `/*stage: … */` filter (whose `?` MariaDB's EXPLAIN would count).
+fn without_stage(sql: &str) -> String {
+    match (sql.find("/*stage:"), sql.find(" */")) {
+        (Some(from), Some(to)) => format!("{}{}", &sql[..from], &sql[to + 3..]),
+        _ => sql.to_string(),
+    }
 }
