@@ -5,10 +5,10 @@
 mod support;
 
 use clap::Parser;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::io::Write;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use support::{Done, run_script, sorted_ids};
 use tasktrack::{MemoryStore, Store};
@@ -444,6 +444,9 @@ struct Faulty {
     /// A success whose output (as JSON text) is longer is refused as invalid input, as DynamoDB
     /// refuses an item over 400 KB.
     output_limit: Option<usize>,
+    /// How many successes (hand-offs included) are written, then answered with a connection
+    /// error, as when a connection breaks after the commit.
+    answers_to_lose: AtomicUsize,
 }
 
 impl Faulty {
@@ -455,6 +458,7 @@ impl Faulty {
             counts_fail: Default::default(),
             succeeded: Default::default(),
             output_limit: None,
+            answers_to_lose: Default::default(),
         }
     }
 
@@ -475,6 +479,20 @@ mod faulty {
     use tasktrack::*;
 
     impl Faulty {
+        /// `answer`, or the connection error that replaces it while answers are to be lost.
+        fn deliver<T>(&self, answer: Result<T>) -> Result<T> {
+            let lose = self
+                .answers_to_lose
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            match answer {
+                Ok(_) if lose => Err(Error::Unavailable(
+                    "connection reset after the commit (the test)".into(),
+                )),
+                other => other,
+            }
+        }
+
         fn check_output(&self, output: &Value) -> Result<()> {
             match (output.to_string().len(), self.output_limit) {
                 (n, Some(limit)) if n > limit => Err(Error::InvalidInput(format!(
@@ -507,7 +525,7 @@ mod faulty {
             }
             async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
                 self.check_output(&output)?;
-                let task = self.inner.succeed(lease, output, now).await?;
+                let task = self.deliver(self.inner.succeed(lease, output, now).await)?;
                 self.succeeded.store(true, SeqCst);
                 Ok(task)
             }
@@ -519,7 +537,8 @@ mod faulty {
                 now: Timestamp,
             ) -> Result<Handoff> {
                 self.check_output(&output)?;
-                let handoff = self.inner.succeed_and_claim_next(lease, output, next, now).await?;
+                let handoff =
+                    self.deliver(self.inner.succeed_and_claim_next(lease, output, next, now).await)?;
                 self.succeeded.store(true, SeqCst);
                 Ok(handoff)
             }
@@ -546,6 +565,46 @@ mod faulty {
             get(key: &TaskKey) -> Task;
             list(query: &TaskQuery) -> TaskPage;
         }
+    }
+}
+
+/// A connection that breaks after the store committed a hand-off loses its answer: the success
+/// was recorded and the next task claimed, but the worker hears only an error. The run retries,
+/// finds its own success recorded (not a lost lease) and the task the hand-off claimed still
+/// leased to it, and runs that one next: every task succeeds once, at its first attempt, and
+/// the run does not wait for a lease nobody would renew.
+#[tokio::test]
+async fn a_hand_off_whose_answer_was_lost_is_neither_lost_nor_repeated() {
+    let faulty = Arc::new(Faulty::new());
+    faulty.answers_to_lose.store(1, SeqCst);
+    let s: Arc<dyn Store> = faulty;
+    for id in ["a", "b", "c"] {
+        tt(&s, &["add", "lost", id]).await;
+    }
+    let r = tt(
+        &s,
+        &["--json", "run", "lost", "--lease", "10m", "--", "true"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(
+        r.err.contains("could not record the outcome yet, retrying"),
+        "{}",
+        r.err
+    );
+    let summary = &r.json()["summary"];
+    assert_eq!(
+        (summary["succeeded"].as_u64(), summary["lost"].as_u64()),
+        (Some(3), Some(0)),
+        "{summary}"
+    );
+    for id in ["a", "b", "c"] {
+        let t = task(&s, "lost", id).await;
+        assert_eq!(
+            (&t["status"], &t["attempts"]),
+            (&json!("succeeded"), &json!(1)),
+            "{t}"
+        );
     }
 }
 

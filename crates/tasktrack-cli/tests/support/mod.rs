@@ -71,6 +71,14 @@ impl Env {
         Env { dir, url }
     }
 
+    /// The store at `url`, with a scratch directory of its own.
+    pub fn at(url: String) -> Self {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            url,
+        }
+    }
+
     /// A `file://` store in its own temporary directory.
     pub fn file_store() -> Self {
         let dir = tempfile::tempdir().unwrap();

@@ -139,8 +139,9 @@ fn claimed(task: Task) -> Claimed {
     Claimed { task, lease }
 }
 
-/// The worker's lease for an `in_progress` task.
-pub(super) fn lease_of(task: &Task) -> Lease {
+/// The worker's lease for an `in_progress` task, as its stored record holds it (what a holder
+/// that lost the answer to its claim can read back).
+pub fn lease_of(task: &Task) -> Lease {
     let (owner, token, acquired_at, expires_at) = match &task.lease {
         Some(l) => (l.owner.clone(), l.token, l.acquired_at, l.expires_at),
         None => (String::new(), task.token, task.updated_at, task.updated_at),

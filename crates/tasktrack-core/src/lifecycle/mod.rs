@@ -43,7 +43,7 @@ mod jobs;
 pub use admin::{
     check_delete, check_new_task, create_task, ignore, purgeable, replace_task, report, retry,
 };
-pub use claim::{ClaimDecision, claim, expire};
+pub use claim::{ClaimDecision, claim, expire, lease_of};
 pub use finish::{fail, heartbeat, patch_data, release, succeed};
 pub use jobs::{apply_job_spec, move_job_state};
 
@@ -112,6 +112,22 @@ pub fn check_fence(task: &Task, lease: &Lease) -> Result<()> {
     }
 }
 
+/// The history record `lease`'s attempt left, once its outcome is stored (succeeded, failed,
+/// released; or lease_expired / fenced when others ended it).
+///
+/// A holder whose answer was lost (the connection broke after the store committed) retries,
+/// and its retry meets its own result as [`Error::StaleLease`]: the lease is gone because the
+/// first try ended it. This record tells the two apart: it carries the lease's holder, attempt
+/// and acquisition time, which only that lease had.
+pub fn outcome_of<'t>(task: &'t Task, lease: &Lease) -> Option<&'t Attempt> {
+    if task.job != lease.key.job || task.id != lease.key.id {
+        return None;
+    }
+    task.history.iter().rev().find(|a| {
+        a.worker == lease.owner && a.started == lease.acquired_at && a.attempt == lease.attempt
+    })
+}
+
 /// Appends a history record, keeping the newest [`HISTORY_LIMIT`].
 fn record(task: &mut Task, outcome: Outcome, error: Option<Failure>, now: Timestamp) {
     let (worker, started) = match &task.lease {
@@ -166,5 +182,47 @@ mod tests {
             matches!(&refused, Err(Error::Corrupt { message, .. }) if message.contains("version")),
             "{refused:?}"
         );
+    }
+
+    fn granted(task: &Task, owner: &str, now: Timestamp) -> (Task, Lease) {
+        match super::claim(task, &Claim::new(owner, Duration::from_secs(60)), now) {
+            Ok(ClaimDecision::Granted(c)) => (c.task, c.lease),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A holder finds its own stored outcome, and no other lease finds it: not the next holder
+    /// of the same task, nor a lease of the same worker at another time.
+    #[test]
+    fn outcome_of_finds_only_the_lease_that_ended_the_attempt() {
+        let (t1, t2) = (Timestamp::from_millis(2_000), Timestamp::from_millis(3_000));
+        let (held, lease) = granted(&task(), "w", t1);
+        assert!(outcome_of(&held, &lease).is_none(), "not ended yet");
+        let failed = fail(
+            &held,
+            &lease,
+            &crate::store::Fail::new(crate::model::Failure::new("e", "m")),
+            t2,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let found = outcome_of(&failed, &lease).map(|a| a.outcome);
+        assert_eq!(found, Some(crate::model::Outcome::Failed));
+
+        let later = Timestamp::from_millis(100_000);
+        let (again, next) = granted(&failed, "w", later);
+        let done =
+            succeed(&again, &next, serde_json::json!(1), later).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            outcome_of(&done, &next).map(|a| a.outcome),
+            Some(crate::model::Outcome::Succeeded)
+        );
+        assert_eq!(
+            outcome_of(&done, &lease).map(|a| a.outcome),
+            Some(crate::model::Outcome::Failed),
+            "the first lease still finds its own failure, not the later success"
+        );
+        let mut stranger = next.clone();
+        stranger.acquired_at = t1.plus(Duration::from_millis(1));
+        assert!(outcome_of(&done, &stranger).is_none());
     }
 }

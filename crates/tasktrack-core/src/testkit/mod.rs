@@ -33,6 +33,7 @@ pub mod keys;
 pub mod lease;
 pub mod list;
 pub mod model_check;
+pub mod outage;
 pub mod pipeline;
 
 use crate::error::{Error, Refusal, Result};

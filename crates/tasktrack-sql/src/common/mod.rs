@@ -156,6 +156,14 @@ pub fn map_error(backend: &str, endpoint: &str, e: &sqlx::Error) -> (Class, Erro
             Class::Connection,
             Error::Unavailable(format!("{backend} at {endpoint}: TLS: {t}")),
         ),
+        // What the driver makes of a connection closed mid-handshake or mid-answer (a server
+        // restarting behind a proxy, say: "unexpected response from SSLRequest: 0x00"); as
+        // likely a broken connection as an Io error, and as transient (tests/outage.rs of the
+        // CLI found it reported as a backend error, which ended the run).
+        E::Protocol(p) => (
+            Class::Connection,
+            Error::Unavailable(format!("{backend} at {endpoint}: {p}")),
+        ),
         E::PoolTimedOut => (
             Class::Connection,
             Error::Unavailable(format!(

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tasktrack::{
-    Backoff, ClaimNext, Claimed, Clock, Error, Fail, Failure, JobName, Lease, Result, Status,
-    Store, TaskQuery,
+    Backoff, ClaimNext, Claimed, Clock, Error, Fail, Failure, JobName, Lease, Outcome, Result,
+    Status, Store, TaskQuery, Timestamp, lifecycle,
 };
 use tokio::sync::{Mutex, Notify, watch};
 
@@ -245,25 +245,7 @@ async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Cla
             }
         },
     };
-    let mut tries = 0;
-    let mut hand_off = Some(next);
-    let result = loop {
-        // A retry after a transient error records the outcome alone: the first try may have
-        // claimed a task whose answer was lost, and a second claim would only add another.
-        match record(shared, &lease, &finished, hand_off.take()).await {
-            // The lease is still ours for a while: ride out a short outage rather than lose the result.
-            Err(e) if e.is_transient() && tries < RECORD_TRIES => {
-                tries += 1;
-                shared.out.warn(format!(
-                    "{}: could not record the outcome yet, retrying: {e}",
-                    lease.key
-                ));
-                tokio::time::sleep(Duration::from_millis(250) * tries).await;
-            }
-            other => break other,
-        }
-    };
-    let result = match result {
+    let result = match record_through_outages(shared, &lease, &finished, next).await {
         // The store refused what this attempt produced (an output over a DynamoDB item's size,
         // say): that is this task's failure, recorded as such, not a reason to stop the run.
         Err(e @ Error::InvalidInput(_)) => {
@@ -317,6 +299,116 @@ async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Cla
     claimed
 }
 
+/// [`record`], riding out a short store outage: a transient error is retried up to
+/// [`RECORD_TRIES`] times (the lease is still ours for a while). A retry records the outcome
+/// alone: a second claim would only add to what the first try may have claimed.
+///
+/// An answer lost after the store committed (the connection broke on the way back) leaves two
+/// things behind, both picked up here: the outcome itself, which the retry meets as a stale
+/// lease ([`lifecycle::outcome_of`] tells it from a lease really lost), and the task a lost
+/// hand-off claimed, still leased to this worker ([`claimed_unawares`]), returned to be run
+/// next as if the answer had come.
+async fn record_through_outages(
+    shared: &Shared,
+    lease: &Lease,
+    finished: &Finished,
+    next: &ClaimNext,
+) -> Result<(Ended, Vec<Claimed>)> {
+    let mut tries = 0;
+    let mut first_try_at = None;
+    let result = loop {
+        let now = shared.clock.now();
+        let hand_off = (tries == 0).then_some(next);
+        match record(shared, lease, finished, hand_off, now).await {
+            Err(e) if e.is_transient() && tries < RECORD_TRIES => {
+                first_try_at.get_or_insert(now);
+                tries += 1;
+                shared.out.warn(format!(
+                    "{}: could not record the outcome yet, retrying: {e}",
+                    lease.key
+                ));
+                tokio::time::sleep(Duration::from_millis(250) * tries).await;
+            }
+            Err(e @ Error::StaleLease { .. }) if tries > 0 => {
+                break recorded_before(shared, lease)
+                    .await
+                    .map(|ended| (ended, Vec::new()))
+                    .ok_or(e);
+            }
+            other => break other,
+        }
+    };
+    match (result, first_try_at) {
+        (Ok((ended, mut claimed)), Some(at)) => {
+            claimed.extend(claimed_unawares(shared, &next.owner, lease, at).await);
+            Ok((ended, claimed))
+        }
+        (result, _) => result,
+    }
+}
+
+/// How this attempt ended, if a try whose answer was lost recorded it after all.
+async fn recorded_before(shared: &Shared, lease: &Lease) -> Option<Ended> {
+    let task = shared.store.get(&lease.key).await.ok()?;
+    let outcome = lifecycle::outcome_of(&task, lease)?.outcome;
+    Some(match (outcome, task.status) {
+        (Outcome::Succeeded, Status::Succeeded) => Ended::Succeeded,
+        (Outcome::Succeeded, _) => Ended::Advanced,
+        (Outcome::Failed, Status::Exhausted) => Ended::Exhausted,
+        (Outcome::Failed, _) => Ended::Failed,
+        (Outcome::Released, _) => Ended::Released,
+        _ => return None,
+    })
+}
+
+/// The tasks leased to `owner` at `at` other than `done`: what a hand-off sent at `at` claimed
+/// if its answer was lost (a claim stamps its lease with the request's time, and only this
+/// worker claims under its name). Read back from the job's in-progress tasks, they are this
+/// worker's to run, within the run's `--limit` (past it, given back).
+async fn claimed_unawares(
+    shared: &Shared,
+    owner: &str,
+    done: &Lease,
+    at: Timestamp,
+) -> Vec<Claimed> {
+    let mut query = TaskQuery::new(shared.job.clone()).with_statuses([Status::InProgress]);
+    query.stage = shared.stage.clone();
+    let mut found = Vec::new();
+    loop {
+        let page = match shared.store.list(&query).await {
+            Ok(page) => page,
+            Err(e) => {
+                shared.out.warn(format!(
+                    "could not look for a task the lost hand-off of {} claimed (if it did, it \
+                     runs again once its lease expires): {e}",
+                    done.key
+                ));
+                break;
+            }
+        };
+        found.extend(page.tasks.into_iter().filter(|t| {
+            t.key() != done.key
+                && t.lease
+                    .as_ref()
+                    .is_some_and(|l| l.owner == owner && l.acquired_at == at)
+        }));
+        match page.next {
+            Some(after) => query.after = Some(after),
+            None => break,
+        }
+    }
+    let mut adopted = Vec::new();
+    for task in found {
+        let lease = lifecycle::lease_of(&task);
+        if shared.reserve() {
+            adopted.push(Claimed { task, lease });
+        } else {
+            shared.release(&lease).await;
+        }
+    }
+    adopted
+}
+
 /// Waits for the command to end, renewing the lease every third of its length, and kills it
 /// when the run's grace period is over.
 async fn supervise(shared: &Shared, lease: &Lease, mut running: child::Running) -> Finished {
@@ -367,8 +459,8 @@ async fn record(
     lease: &Lease,
     finished: &Finished,
     hand_off: Option<&ClaimNext>,
+    now: Timestamp,
 ) -> Result<(Ended, Vec<Claimed>)> {
-    let now = shared.clock.now();
     let (status, killed, stdout, stderr) = match finished {
         Finished::NotStarted { failure, retryable } => {
             let ended = fail(shared, lease, failure.clone(), *retryable).await?;
@@ -387,7 +479,9 @@ async fn record(
             .release(lease, now)
             .await
             .map(|_| Ended::Released),
-        Ok(s) if s.success() => return succeed(shared, lease, stdout.output(), hand_off).await,
+        Ok(s) if s.success() => {
+            return succeed(shared, lease, stdout.output(), hand_off, now).await;
+        }
         Ok(s) => {
             fail(
                 shared,
@@ -417,8 +511,8 @@ async fn succeed(
     lease: &Lease,
     output: serde_json::Value,
     hand_off: Option<&ClaimNext>,
+    now: Timestamp,
 ) -> Result<(Ended, Vec<Claimed>)> {
-    let now = shared.clock.now();
     let hand_off = match hand_off {
         Some(req) if !shared.stopping() && shared.reserve() => Some(req),
         _ => None,
