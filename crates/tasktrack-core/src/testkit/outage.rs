@@ -21,6 +21,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -36,6 +37,8 @@ pub struct Proxy {
     addr: SocketAddr,
     /// `true` while connections may pass; every connection watches it.
     up: Arc<watch::Sender<bool>>,
+    /// Connections closed on arrival while cut.
+    refused: Arc<AtomicUsize>,
     /// Dropped with the proxy, which ends its thread.
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -55,7 +58,8 @@ impl Proxy {
             .build()?;
         let up = Arc::new(watch::Sender::new(true));
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let serving = up.clone();
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (serving, counting) = (up.clone(), refused.clone());
         std::thread::Builder::new()
             .name(format!("outage-proxy-{addr}"))
             .spawn(move || {
@@ -64,7 +68,7 @@ impl Proxy {
                         return;
                     };
                     tokio::select! {
-                        () = accept_loop(listener, upstream, serving) => {}
+                        () = accept_loop(listener, upstream, serving, counting) => {}
                         _ = stopped => {}
                     }
                 });
@@ -72,6 +76,7 @@ impl Proxy {
         Ok(Proxy {
             addr,
             up,
+            refused,
             _stop: stop,
         })
     }
@@ -84,6 +89,12 @@ impl Proxy {
     /// The server "goes down": every open connection is closed, new ones are closed on arrival.
     pub fn cut(&self) {
         self.up.send_replace(false);
+    }
+
+    /// How many connections arrived while cut (and were closed at once): that a client met the
+    /// outage, and tried again during it.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
     }
 
     /// The server is back: new connections pass again (closed ones stay closed, as after a
@@ -99,9 +110,15 @@ impl Drop for Proxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, upstream: String, up: Arc<watch::Sender<bool>>) {
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: String,
+    up: Arc<watch::Sender<bool>>,
+    refused: Arc<AtomicUsize>,
+) {
     while let Ok((inbound, _)) = listener.accept().await {
         if !*up.borrow() {
+            refused.fetch_add(1, Ordering::SeqCst);
             continue; // dropped: closed on arrival
         }
         tokio::spawn(forward(inbound, upstream.clone(), up.subscribe()));
@@ -170,6 +187,7 @@ mod tests {
         );
         let mut during = TcpStream::connect(proxy.addr()).await.unwrap();
         assert!(closed(&mut during).await, "a new one is closed on arrival");
+        assert_eq!(proxy.refused(), 1);
 
         proxy.restore();
         let mut after = TcpStream::connect(proxy.addr()).await.unwrap();
