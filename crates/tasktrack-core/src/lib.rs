@@ -46,6 +46,7 @@ mod error;
 pub mod lifecycle;
 pub mod memory;
 pub mod model;
+pub mod recovery;
 pub mod store;
 mod store_impl;
 #[cfg(feature = "testkit")]

@@ -16,11 +16,16 @@
 //! a tracker remembers the tasks its runs hold (shared by its clones) and `run` refuses one of
 //! them with [`Refusal::Locked`].
 //! Every transition is logged with `tracing` (claim, heartbeat trouble, succeeded / failed).
+//!
+//! Recording an outcome rides out a short store outage ([`crate::recovery`]): a transient error
+//! is retried for about 9 s while the lease is still live, and an answer lost after the commit
+//! is recognised rather than reported as a lost lease.
 
 use crate::error::{Error, Refusal, Result};
 use crate::model::*;
+use crate::recovery::{self, Recorded};
 use crate::store::{Claim, ClaimNext, Fail, Store};
-use crate::time::{Clock, SystemClock};
+use crate::time::{Clock, SystemClock, Timestamp};
 use futures::FutureExt;
 use serde::Serialize;
 use serde_json::Value;
@@ -187,7 +192,8 @@ impl Tracker {
     /// success is recorded and the next task claimed in one call
     /// ([`Store::succeed_and_claim_next`]): one round trip (one commit, on SQLite and the SQL
     /// backends) per task instead of two. A success refused because the lease was lost is
-    /// logged and the loop goes on, as after a failure; any other store error ends it.
+    /// logged and the loop goes on, as after a failure. A short store outage while recording is
+    /// ridden out (see [`crate::recovery`]); any other store error ends the loop.
     pub async fn run_all<F, Fut, T, E>(&self, mut f: F) -> Result<u64>
     where
         F: FnMut(TaskContext) -> Fut,
@@ -321,8 +327,11 @@ impl Tracker {
         .await
     }
 
-    /// Records what `f` produced. When the store refuses it (an output too large for the
-    /// store, say: [`Error::InvalidInput`]), that is the attempt's failure, recorded as
+    /// Records what `f` produced, riding out a short store outage ([`recovery::ride_out`]: a
+    /// transient error is retried for a few seconds, an outcome whose answer was lost is found
+    /// recorded, and the task a lost hand-off claimed is returned to be run next). When the
+    /// store refuses the outcome (an output too large for the store, say:
+    /// [`Error::InvalidInput`]), that is the attempt's failure, recorded as
     /// [`Failure::unrecordable`] and not retried, rather than an error that would leave the
     /// lease to expire and the same work to run again.
     async fn record<T: Serialize, E: Into<anyhow::Error>>(
@@ -331,7 +340,18 @@ impl Tracker {
         result: std::thread::Result<std::result::Result<T, E>>,
         then: Option<&ClaimNext>,
     ) -> Result<(Task, Option<Vec<Claimed>>)> {
-        match self.record_outcome(lease, result, then).await {
+        let verdict = self.verdict(result);
+        let (recorded, first_try_lost) = recovery::ride_out(
+            self.store.as_ref(),
+            self.clock.as_ref(),
+            lease,
+            |first, now| self.write(lease, &verdict, then.filter(|_| first), now),
+            |e| warn!(error = %e, "could not record the outcome yet; retrying"),
+        )
+        .await;
+        let (task, mut next) = match recorded {
+            Ok(Recorded::Answered(done)) => done,
+            Ok(Recorded::Found(task, _)) => (*task, None),
             Err(refusal @ Error::InvalidInput(_)) => {
                 warn!(error = %refusal, "the store refused this attempt's outcome; recorded as its failure");
                 let req = Fail {
@@ -339,23 +359,44 @@ impl Tracker {
                     retryable: false,
                     backoff: self.backoff,
                 };
-                let task = self.store.fail(lease, &req, self.clock.now()).await?;
-                Ok((task, None))
+                return Ok((self.store.fail(lease, &req, self.clock.now()).await?, None));
             }
-            recorded => recorded,
+            Err(e) => return Err(e),
+        };
+        if let (Some(at), Some(_)) = (first_try_lost, then) {
+            let (store, stage) = (self.store.as_ref(), self.stage.as_deref());
+            match recovery::claimed_unawares(store, &self.job, stage, &self.owner, &lease.key, at)
+                .await
+            {
+                Ok(found) => {
+                    // A clone of this tracker works under the same name: what one of its runs
+                    // holds is not this hand-off's. (A clone's claim granted in the same
+                    // millisecond and not yet marked could still be taken for it: the task would
+                    // run twice, its completion still fenced to one.)
+                    let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                    let ours = found.into_iter().filter(|c| !held.contains(&c.lease.key));
+                    let ours: Vec<Claimed> = ours.collect();
+                    if !ours.is_empty() {
+                        next.get_or_insert_with(Vec::new).extend(ours);
+                    }
+                }
+                Err(e) => warn!(
+                    error = %e,
+                    "could not look for a task the lost hand-off claimed; if it did, it runs again once its lease expires"
+                ),
+            }
         }
+        Ok((task, next))
     }
 
-    async fn record_outcome<T: Serialize, E: Into<anyhow::Error>>(
+    /// What the attempt produced, as the store is to record it.
+    fn verdict<T: Serialize, E: Into<anyhow::Error>>(
         &self,
-        lease: &Lease,
         result: std::thread::Result<std::result::Result<T, E>>,
-        then: Option<&ClaimNext>,
-    ) -> Result<(Task, Option<Vec<Claimed>>)> {
-        let now = self.clock.now();
-        let failure = match result {
+    ) -> Verdict {
+        let (error, retryable) = match result {
             Ok(Ok(output)) => match serde_json::to_value(output) {
-                Ok(output) => return self.succeed(lease, output, then).await,
+                Ok(output) => return Verdict::Succeed(output),
                 Err(e) => (
                     Failure::new("output", format!("output is not JSON: {e}")),
                     false,
@@ -371,23 +412,25 @@ impl Tracker {
             }
             Err(panic) => (Failure::new("panic", panic_message(&panic)), true),
         };
-        let (error, retryable) = failure;
-        let req = Fail {
+        Verdict::Fail(Fail {
             error,
             retryable,
             backoff: self.backoff,
-        };
-        let task = self.store.fail(lease, &req, now).await?;
-        Ok((task, None))
+        })
     }
 
-    async fn succeed(
+    /// One try at recording `verdict`; with `then`, a success also claims the next task.
+    async fn write(
         &self,
         lease: &Lease,
-        output: Value,
+        verdict: &Verdict,
         then: Option<&ClaimNext>,
+        now: Timestamp,
     ) -> Result<(Task, Option<Vec<Claimed>>)> {
-        let now = self.clock.now();
+        let output = match verdict {
+            Verdict::Succeed(output) => output.clone(),
+            Verdict::Fail(req) => return Ok((self.store.fail(lease, req, now).await?, None)),
+        };
         match then {
             Some(req) => {
                 let (store, lease, req) = (self.store.clone(), lease.clone(), req.clone());
@@ -406,6 +449,14 @@ impl Tracker {
             None => Ok((self.store.succeed(lease, output, now).await?, None)),
         }
     }
+}
+
+/// What an attempt produced: what [`Tracker`] records for it.
+enum Verdict {
+    /// Success, with the output.
+    Succeed(Value),
+    /// Failure (the closure's error or panic, or an output that is not JSON).
+    Fail(Fail),
 }
 
 /// Runs a store call that grants leases (`claim`, `claim_next`, the hand-off) so that dropping

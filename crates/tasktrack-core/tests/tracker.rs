@@ -307,6 +307,9 @@ struct Faults {
     release_fails: bool,
     refuse_huge_outputs: bool,
     hold: Option<&'static str>,
+    /// How many successes (hand-offs included) are written, then answered with a connection
+    /// error, as when a connection breaks after the commit.
+    answers_to_lose: usize,
 }
 
 impl Faults {
@@ -328,6 +331,7 @@ impl Faults {
 struct Faulty {
     inner: Arc<dyn Store>,
     faults: Faults,
+    answers_lost: std::sync::atomic::AtomicUsize,
     heartbeats: std::sync::atomic::AtomicUsize,
     entered: tokio::sync::Notify,
     open: tokio::sync::Notify,
@@ -339,6 +343,7 @@ impl Faulty {
         Arc::new(Faulty {
             inner: inner.clone(),
             faults,
+            answers_lost: Default::default(),
             heartbeats: Default::default(),
             entered: Default::default(),
             open: Default::default(),
@@ -364,6 +369,17 @@ impl Faulty {
                 Err(Error::invalid("output too large for this store"))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// `answer`, or the connection error that replaces it while answers are to be lost.
+    fn deliver<T>(&self, answer: Result<T>) -> Result<T> {
+        use std::sync::atomic::Ordering::SeqCst;
+        match answer {
+            Ok(_) if self.answers_lost.fetch_add(1, SeqCst) < self.faults.answers_to_lose => Err(
+                Error::Unavailable("connection reset after the commit (the test)".into()),
+            ),
+            other => other,
         }
     }
 
@@ -402,13 +418,13 @@ tasktrack_core::store_impl! {
         }
         async fn succeed(&self, lease: &Lease, output: serde_json::Value, now: Timestamp) -> Result<Task> {
             self.check_output(&output)?;
-            self.inner.succeed(lease, output, now).await
+            self.deliver(self.inner.succeed(lease, output, now).await)
         }
         async fn succeed_and_claim_next(&self, lease: &Lease, output: serde_json::Value, next: &ClaimNext, now: Timestamp) -> Result<Handoff> {
             self.check_output(&output)?;
             let got = self.inner.succeed_and_claim_next(lease, output, next, now).await;
             self.gate("handoff").await;
-            got
+            self.deliver(got)
         }
     }
     via self.inner {
@@ -554,4 +570,33 @@ async fn a_run_all_dropped_while_a_hand_off_is_in_flight_gives_the_next_lease_ba
     );
     assert_eq!(a.status, Status::Succeeded);
     assert_eq!((b.status, b.lease, b.attempts), (Status::Pending, None, 0));
+}
+
+/// A connection that breaks after the store committed a hand-off loses its answer: the success
+/// was recorded and the next task claimed, but the tracker hears only an error. `run_all` retries,
+/// finds its own success recorded (not a lost lease), and runs the task the lost hand-off
+/// claimed, still leased to it: every task succeeds once, at its first attempt, and nothing is
+/// left to wait out a lease. (With the answer of a plain success lost too: the second task's.)
+#[tokio::test(start_paused = true)]
+async fn run_all_rides_out_answers_lost_after_the_commit() {
+    let (inner, clock, job) = setup();
+    add(&inner, &job, &clock, &["a", "b", "c"]).await;
+    let faults = Faults {
+        answers_to_lose: 2,
+        ..Faults::default()
+    };
+    let (_faulty, tracker) = Faulty::tracker(&inner, faults, &job, &clock);
+    let ran = tracker
+        .run_all(|ctx| async move { Ok::<_, std::io::Error>(ctx.task.id.to_string()) })
+        .await
+        .unwrap();
+    assert_eq!(ran, 3);
+    for id in ["a", "b", "c"] {
+        let t = inner.get(&key(&job, id)).await.unwrap();
+        assert_eq!(
+            (t.status, t.attempts, t.output),
+            (Status::Succeeded, 1, Some(json!(id))),
+            "{id}"
+        );
+    }
 }

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tasktrack::{
     Backoff, ClaimNext, Claimed, Clock, Error, Fail, Failure, JobName, Lease, Outcome, Result,
-    Status, Store, TaskQuery, Timestamp, lifecycle,
+    Status, Store, TaskQuery, Timestamp,
+    recovery::{self, Recorded},
 };
 use tokio::sync::{Mutex, Notify, watch};
 
@@ -91,9 +92,6 @@ impl Shared {
         }
     }
 }
-
-/// How many times a transient store error is retried when recording an outcome.
-const RECORD_TRIES: u32 = 8;
 
 /// Claims and runs tasks until the job is drained (or forever with `--follow`), the limit is
 /// reached, or the run is stopped.
@@ -299,111 +297,77 @@ async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Cla
     claimed
 }
 
-/// [`record`], riding out a short store outage: a transient error is retried up to
-/// [`RECORD_TRIES`] times (the lease is still ours for a while). A retry records the outcome
-/// alone: a second claim would only add to what the first try may have claimed.
-///
-/// An answer lost after the store committed (the connection broke on the way back) leaves two
-/// things behind, both picked up here: the outcome itself, which the retry meets as a stale
-/// lease ([`lifecycle::outcome_of`] tells it from a lease really lost), and the task a lost
-/// hand-off claimed, still leased to this worker ([`claimed_unawares`]), returned to be run
-/// next as if the answer had come.
+/// [`record`], riding out a short store outage ([`recovery::ride_out`]): transient errors are
+/// retried for a few seconds, each with a warning; an outcome whose answer was lost is found
+/// recorded; and the task a lost hand-off claimed, still leased to this worker, is returned to
+/// be run next (within `--limit`; past it, given back).
 async fn record_through_outages(
     shared: &Shared,
     lease: &Lease,
     finished: &Finished,
     next: &ClaimNext,
 ) -> Result<(Ended, Vec<Claimed>)> {
-    let mut tries = 0;
-    let mut first_try_at = None;
-    let result = loop {
-        let now = shared.clock.now();
-        let hand_off = (tries == 0).then_some(next);
-        match record(shared, lease, finished, hand_off, now).await {
-            Err(e) if e.is_transient() && tries < RECORD_TRIES => {
-                first_try_at.get_or_insert(now);
-                tries += 1;
-                shared.out.warn(format!(
-                    "{}: could not record the outcome yet, retrying: {e}",
-                    lease.key
-                ));
-                tokio::time::sleep(Duration::from_millis(250) * tries).await;
-            }
-            Err(e @ Error::StaleLease { .. }) if tries > 0 => {
-                break recorded_before(shared, lease)
-                    .await
-                    .map(|ended| (ended, Vec::new()))
-                    .ok_or(e);
-            }
-            other => break other,
-        }
+    let (recorded, first_try_lost) = recovery::ride_out(
+        shared.store.as_ref(),
+        shared.clock.as_ref(),
+        lease,
+        |first, now| record(shared, lease, finished, first.then_some(next), now),
+        |e| {
+            shared.out.warn(format!(
+                "{}: could not record the outcome yet, retrying: {e}",
+                lease.key
+            ));
+        },
+    )
+    .await;
+    let (ended, mut claimed) = match recorded? {
+        Recorded::Answered(done) => done,
+        Recorded::Found(task, outcome) => (ended_as(outcome, task.status), Vec::new()),
     };
-    match (result, first_try_at) {
-        (Ok((ended, mut claimed)), Some(at)) => {
-            claimed.extend(claimed_unawares(shared, &next.owner, lease, at).await);
-            Ok((ended, claimed))
-        }
-        (result, _) => result,
+    if let Some(at) = first_try_lost {
+        claimed.extend(claimed_unawares(shared, &next.owner, lease, at).await);
     }
+    Ok((ended, claimed))
 }
 
-/// How this attempt ended, if a try whose answer was lost recorded it after all.
-async fn recorded_before(shared: &Shared, lease: &Lease) -> Option<Ended> {
-    let task = shared.store.get(&lease.key).await.ok()?;
-    let outcome = lifecycle::outcome_of(&task, lease)?.outcome;
-    Some(match (outcome, task.status) {
+/// How an attempt ended, from the outcome it recorded and the task's status since.
+fn ended_as(outcome: Outcome, status: Status) -> Ended {
+    match (outcome, status) {
         (Outcome::Succeeded, Status::Succeeded) => Ended::Succeeded,
         (Outcome::Succeeded, _) => Ended::Advanced,
         (Outcome::Failed, Status::Exhausted) => Ended::Exhausted,
         (Outcome::Failed, _) => Ended::Failed,
-        (Outcome::Released, _) => Ended::Released,
-        _ => return None,
-    })
+        _ => Ended::Released,
+    }
 }
 
-/// The tasks leased to `owner` at `at` other than `done`: what a hand-off sent at `at` claimed
-/// if its answer was lost (a claim stamps its lease with the request's time, and only this
-/// worker claims under its name). Read back from the job's in-progress tasks, they are this
-/// worker's to run, within the run's `--limit` (past it, given back).
+/// [`recovery::claimed_unawares`] for this worker, taken within the run's `--limit` (past it,
+/// given back); a failure to look is a warning (such a task runs again once its lease expires).
 async fn claimed_unawares(
     shared: &Shared,
     owner: &str,
     done: &Lease,
     at: Timestamp,
 ) -> Vec<Claimed> {
-    let mut query = TaskQuery::new(shared.job.clone()).with_statuses([Status::InProgress]);
-    query.stage = shared.stage.clone();
-    let mut found = Vec::new();
-    loop {
-        let page = match shared.store.list(&query).await {
-            Ok(page) => page,
+    let (store, stage) = (shared.store.as_ref(), shared.stage.as_deref());
+    let found =
+        match recovery::claimed_unawares(store, &shared.job, stage, owner, &done.key, at).await {
+            Ok(found) => found,
             Err(e) => {
                 shared.out.warn(format!(
                     "could not look for a task the lost hand-off of {} claimed (if it did, it \
                      runs again once its lease expires): {e}",
                     done.key
                 ));
-                break;
+                return Vec::new();
             }
         };
-        found.extend(page.tasks.into_iter().filter(|t| {
-            t.key() != done.key
-                && t.lease
-                    .as_ref()
-                    .is_some_and(|l| l.owner == owner && l.acquired_at == at)
-        }));
-        match page.next {
-            Some(after) => query.after = Some(after),
-            None => break,
-        }
-    }
     let mut adopted = Vec::new();
-    for task in found {
-        let lease = lifecycle::lease_of(&task);
+    for c in found {
         if shared.reserve() {
-            adopted.push(Claimed { task, lease });
+            adopted.push(c);
         } else {
-            shared.release(&lease).await;
+            shared.release(&c.lease).await;
         }
     }
     adopted

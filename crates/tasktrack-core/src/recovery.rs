@@ -1,0 +1,129 @@
+//! Recording an outcome through a store outage, for the faces that run tasks ([`Tracker`] and
+//! the CLI's `run`).
+//!
+//! A worker whose connection breaks while it records an outcome cannot tell whether the write
+//! happened. Its lease is still live for a while, so it retries ([`ride_out`]): up to
+//! [`RECORD_TRIES`] times, further apart each time, and without claiming again (a second claim
+//! could only add to what the first try may have claimed). Two things an answer lost *after*
+//! the commit leaves behind are picked up here:
+//!
+//! - the outcome itself: the retry meets the lease already ended ([`Error::StaleLease`]), and
+//!   [`lifecycle::outcome_of`] finds the attempt record only that lease could have left, so the
+//!   outcome counts as recorded ([`Recorded::Found`]) instead of "lease lost";
+//! - the task a lost hand-off claimed, still leased to the worker: [`claimed_unawares`] reads it
+//!   back, to be run as if the answer had come, instead of waiting out its lease.
+//!
+//! Exactly-once completion never depends on this (the fencing token does that); it spares a
+//! spurious "lost" and a second execution once the orphaned lease expires.
+//!
+//! [`Tracker`]: crate::Tracker
+
+use crate::error::{Error, Result};
+use crate::lifecycle;
+use crate::model::{Claimed, JobName, Lease, Outcome, Status, Task, TaskKey, TaskQuery};
+use crate::store::Store;
+use crate::time::{Clock, Timestamp};
+use std::future::Future;
+use std::time::Duration;
+
+/// How many times recording an outcome is retried after a transient error: with pauses of
+/// 0.25 s, 0.5 s, … 2 s, about 9 s in all.
+pub const RECORD_TRIES: u32 = 8;
+
+/// How a recording ended.
+#[derive(Debug)]
+pub enum Recorded<T> {
+    /// The store answered.
+    Answered(T),
+    /// An answer was lost, but the outcome is stored: the task as it is now, and that outcome.
+    Found(Box<Task>, Outcome),
+}
+
+/// Runs `write` (the recording; `true` on the first try, which may also claim) until it is
+/// answered, retrying transient errors ([`Error::is_transient`]) up to [`RECORD_TRIES`] times;
+/// `warn` hears of each retry. Also returns the time of the first try when its answer may have
+/// been lost (it failed transiently): a hand-off sent then may have claimed a task
+/// ([`claimed_unawares`]).
+pub async fn ride_out<T, Fut>(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    lease: &Lease,
+    mut write: impl FnMut(bool, Timestamp) -> Fut,
+    warn: impl Fn(&Error),
+) -> (Result<Recorded<T>>, Option<Timestamp>)
+where
+    Fut: Future<Output = Result<T>>,
+{
+    let mut tries = 0;
+    let mut first_try_lost = None;
+    loop {
+        let now = clock.now();
+        match write(tries == 0, now).await {
+            Ok(answer) => return (Ok(Recorded::Answered(answer)), first_try_lost),
+            Err(e) if e.is_transient() && tries < RECORD_TRIES => {
+                first_try_lost.get_or_insert(now);
+                tries += 1;
+                warn(&e);
+                tokio::time::sleep(Duration::from_millis(250) * tries).await;
+            }
+            Err(e @ Error::StaleLease { .. }) if tries > 0 => {
+                let found = recorded(store, lease)
+                    .await
+                    .map(|(t, o)| Recorded::Found(Box::new(t), o));
+                return (found.ok_or(e), first_try_lost);
+            }
+            Err(e) => return (Err(e), first_try_lost),
+        }
+    }
+}
+
+/// The task and the outcome `lease`'s holder recorded, if it did (succeeded, failed or
+/// released; not an attempt others ended for it).
+async fn recorded(store: &dyn Store, lease: &Lease) -> Option<(Task, Outcome)> {
+    let task = store.get(&lease.key).await.ok()?;
+    let outcome = lifecycle::outcome_of(&task, lease)?.outcome;
+    matches!(
+        outcome,
+        Outcome::Succeeded | Outcome::Failed | Outcome::Released
+    )
+    .then_some((task, outcome))
+}
+
+/// The tasks of `job` (at `stage`) leased to `owner` at `at`, other than `done`: what a
+/// hand-off sent at `at` claimed if its answer was lost. A claim stamps its lease with the
+/// request's time and the claimer's name, so only that hand-off's grants match (given worker
+/// names unique among live workers, as they must be). Read back from the job's in-progress
+/// tasks, with the leases their records hold.
+pub async fn claimed_unawares(
+    store: &dyn Store,
+    job: &JobName,
+    stage: Option<&str>,
+    owner: &str,
+    done: &TaskKey,
+    at: Timestamp,
+) -> Result<Vec<Claimed>> {
+    let mut query = TaskQuery::new(job.clone()).with_statuses([Status::InProgress]);
+    query.stage = stage.map(str::to_string);
+    let mut found = Vec::new();
+    loop {
+        let page = store.list(&query).await?;
+        found.extend(
+            page.tasks
+                .into_iter()
+                .filter(|t| {
+                    t.key() != *done
+                        && t.lease
+                            .as_ref()
+                            .is_some_and(|l| l.owner == owner && l.acquired_at == at)
+                })
+                .map(|task| Claimed {
+                    lease: lifecycle::lease_of(&task),
+                    task,
+                }),
+        );
+        match page.next {
+            Some(after) => query.after = Some(after),
+            None => return Ok(found),
+        }
+    }
+}
