@@ -193,7 +193,8 @@ impl Tracker {
     /// ([`Store::succeed_and_claim_next`]): one round trip (one commit, on SQLite and the SQL
     /// backends) per task instead of two. A success refused because the lease was lost is
     /// logged and the loop goes on, as after a failure. A short store outage while recording is
-    /// ridden out (see [`crate::recovery`]); any other store error ends the loop.
+    /// ridden out (see [`crate::recovery`]); any other store error ends the loop, a failed
+    /// claim included (no task is held then: calling `run_all` again goes on where it stopped).
     pub async fn run_all<F, Fut, T, E>(&self, mut f: F) -> Result<u64>
     where
         F: FnMut(TaskContext) -> Fut,
