@@ -365,29 +365,35 @@ impl Tracker {
             Err(e) => return Err(e),
         };
         if let (Some(at), Some(_)) = (first_try_lost, then) {
-            let (store, stage) = (self.store.as_ref(), self.stage.as_deref());
-            match recovery::claimed_unawares(store, &self.job, stage, &self.owner, &lease.key, at)
-                .await
-            {
-                Ok(found) => {
-                    // A clone of this tracker works under the same name: what one of its runs
-                    // holds is not this hand-off's. (A clone's claim granted in the same
-                    // millisecond and not yet marked could still be taken for it: the task would
-                    // run twice, its completion still fenced to one.)
-                    let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-                    let ours = found.into_iter().filter(|c| !held.contains(&c.lease.key));
-                    let ours: Vec<Claimed> = ours.collect();
-                    if !ours.is_empty() {
-                        next.get_or_insert_with(Vec::new).extend(ours);
-                    }
-                }
-                Err(e) => warn!(
-                    error = %e,
-                    "could not look for a task the lost hand-off claimed; if it did, it runs again once its lease expires"
-                ),
+            let lost = self.claimed_unawares(lease, at).await;
+            if !lost.is_empty() {
+                next.get_or_insert_with(Vec::new).extend(lost);
             }
         }
         Ok((task, next))
+    }
+
+    /// What the hand-off of `done` sent at `at` claimed if its answer was lost
+    /// ([`recovery::claimed_unawares`]), but for what a run of this tracker or a clone holds: a
+    /// clone works under the same name. (A clone's claim granted in the same millisecond and
+    /// not yet marked could still be taken for it: the task would run twice, its completion
+    /// still fenced to one.)
+    async fn claimed_unawares(&self, done: &Lease, at: Timestamp) -> Vec<Claimed> {
+        let (store, stage) = (self.store.as_ref(), self.stage.as_deref());
+        match recovery::claimed_unawares(store, &self.job, stage, &self.owner, &done.key, at).await
+        {
+            Ok(found) => {
+                let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                found
+                    .into_iter()
+                    .filter(|c| !held.contains(&c.lease.key))
+                    .collect()
+            }
+            Err(e) => {
+                warn!(error = %e, "could not look for a task the lost hand-off claimed; if it did, it runs again once its lease expires");
+                Vec::new()
+            }
+        }
     }
 
     /// What the attempt produced, as the store is to record it.
