@@ -447,6 +447,8 @@ struct Faulty {
     /// How many successes (hand-offs included) are written, then answered with a connection
     /// error, as when a connection breaks after the commit.
     answers_to_lose: AtomicUsize,
+    /// How many claims are granted, then answered with a connection error.
+    claim_answers_to_lose: AtomicUsize,
 }
 
 impl Faulty {
@@ -459,6 +461,7 @@ impl Faulty {
             succeeded: Default::default(),
             output_limit: None,
             answers_to_lose: Default::default(),
+            claim_answers_to_lose: Default::default(),
         }
     }
 
@@ -474,15 +477,15 @@ impl Faulty {
 mod faulty {
     use super::Faulty;
     use serde_json::Value;
+    use std::sync::atomic::AtomicUsize;
     use std::sync::atomic::Ordering::SeqCst;
     use std::time::Duration;
     use tasktrack::*;
 
     impl Faulty {
-        /// `answer`, or the connection error that replaces it while answers are to be lost.
-        fn deliver<T>(&self, answer: Result<T>) -> Result<T> {
-            let lose = self
-                .answers_to_lose
+        /// `answer`, or the connection error that replaces it while `to_lose` is above 0.
+        fn deliver<T>(to_lose: &AtomicUsize, answer: Result<T>) -> Result<T> {
+            let lose = to_lose
                 .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
                 .is_ok();
             match answer {
@@ -515,6 +518,9 @@ mod faulty {
                 }
                 self.inner.release(lease, now).await
             }
+            async fn claim_next(&self, job: &JobName, req: &ClaimNext, now: Timestamp) -> Result<Vec<Claimed>> {
+                Self::deliver(&self.claim_answers_to_lose, self.inner.claim_next(job, req, now).await)
+            }
             async fn counts(&self, job: &JobName) -> Result<Counts> {
                 if self.counts_fail.load(SeqCst)
                     || (self.counts_fail_after_success.load(SeqCst) && self.succeeded.load(SeqCst))
@@ -525,7 +531,7 @@ mod faulty {
             }
             async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
                 self.check_output(&output)?;
-                let task = self.deliver(self.inner.succeed(lease, output, now).await)?;
+                let task = Self::deliver(&self.answers_to_lose, self.inner.succeed(lease, output, now).await)?;
                 self.succeeded.store(true, SeqCst);
                 Ok(task)
             }
@@ -538,7 +544,7 @@ mod faulty {
             ) -> Result<Handoff> {
                 self.check_output(&output)?;
                 let handoff =
-                    self.deliver(self.inner.succeed_and_claim_next(lease, output, next, now).await)?;
+                    Self::deliver(&self.answers_to_lose, self.inner.succeed_and_claim_next(lease, output, next, now).await)?;
                 self.succeeded.store(true, SeqCst);
                 Ok(handoff)
             }
@@ -552,7 +558,6 @@ mod faulty {
             delete_job(job: &JobName, now: Timestamp) -> Deleted;
             create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
             claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
-            claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
             heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
             patch_data(lease: &Lease, patch: &Value, now: Timestamp) -> Task;
             succeed_many(done: &[(Lease, Value)], now: Timestamp) -> Vec<Result<Task>>;
@@ -600,6 +605,41 @@ async fn a_hand_off_whose_answer_was_lost_is_neither_lost_nor_repeated() {
     );
     for id in ["a", "b", "c"] {
         let t = task(&s, "lost", id).await;
+        assert_eq!(
+            (&t["status"], &t["attempts"]),
+            (&json!("succeeded"), &json!(1)),
+            "{t}"
+        );
+    }
+}
+
+/// The same for a claim: granted, its answer lost. The task stays leased to the worker, which
+/// finds it when it looks again and runs it, rather than leave it to wait out its lease.
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_is_run_not_left_leased() {
+    let faulty = Arc::new(Faulty::new());
+    faulty.claim_answers_to_lose.store(1, SeqCst);
+    let s: Arc<dyn Store> = faulty;
+    for id in ["a", "b"] {
+        tt(&s, &["add", "lostclaim", id]).await;
+    }
+    let args = [
+        "--json",
+        "run",
+        "lostclaim",
+        "--lease",
+        "10m",
+        "--poll",
+        "10ms",
+        "--",
+        "true",
+    ];
+    let r = tt(&s, &args).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.err.contains("claim failed, retrying"), "{}", r.err);
+    assert_eq!(r.json()["summary"]["succeeded"], 2, "{}", r.out);
+    for id in ["a", "b"] {
+        let t = task(&s, "lostclaim", id).await;
         assert_eq!(
             (&t["status"], &t["attempts"]),
             (&json!("succeeded"), &json!(1)),

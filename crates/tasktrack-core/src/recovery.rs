@@ -10,8 +10,8 @@
 //! - the outcome itself: the retry meets the lease already ended ([`Error::StaleLease`]), and
 //!   [`lifecycle::outcome_of`] finds the attempt record only that lease could have left, so the
 //!   outcome counts as recorded ([`Recorded::Found`]) instead of "lease lost";
-//! - the task a lost hand-off claimed, still leased to the worker: [`claimed_unawares`] reads it
-//!   back, to be run as if the answer had come, instead of waiting out its lease.
+//! - the task a lost hand-off (or claim) took, still leased to the worker: [`claimed_unawares`]
+//!   reads it back, to be run as if the answer had come, instead of waiting out its lease.
 //!
 //! Exactly-once completion never depends on this (the fencing token does that); it spares a
 //! spurious "lost" and a second execution once the orphaned lease expires.
@@ -89,8 +89,8 @@ async fn recorded(store: &dyn Store, lease: &Lease) -> Option<(Task, Outcome)> {
     .then_some((task, outcome))
 }
 
-/// The tasks of `job` (at `stage`) leased to `owner` at `at`, other than `done`: what a
-/// hand-off sent at `at` claimed if its answer was lost. A claim stamps its lease with the
+/// The tasks of `job` (at `stage`) leased to `owner` at `at`, other than `done`: what a claim
+/// (or the hand-off of `done`) sent at `at` claimed if its answer was lost. A claim stamps its lease with the
 /// request's time and the claimer's name, so only that hand-off's grants match (given worker
 /// names unique among live workers, as they must be). Read back from the job's in-progress
 /// tasks, with the leases their records hold.
@@ -99,7 +99,7 @@ pub async fn claimed_unawares(
     job: &JobName,
     stage: Option<&str>,
     owner: &str,
-    done: &TaskKey,
+    done: Option<&TaskKey>,
     at: Timestamp,
 ) -> Result<Vec<Claimed>> {
     let mut query = TaskQuery::new(job.clone()).with_statuses([Status::InProgress]);
@@ -111,7 +111,7 @@ pub async fn claimed_unawares(
             page.tasks
                 .into_iter()
                 .filter(|t| {
-                    t.key() != *done
+                    Some(&t.key()) != done
                         && t.lease
                             .as_ref()
                             .is_some_and(|l| l.owner == owner && l.acquired_at == at)

@@ -380,7 +380,8 @@ impl Tracker {
     /// still fenced to one.)
     async fn claimed_unawares(&self, done: &Lease, at: Timestamp) -> Vec<Claimed> {
         let (store, stage) = (self.store.as_ref(), self.stage.as_deref());
-        match recovery::claimed_unawares(store, &self.job, stage, &self.owner, &done.key, at).await
+        match recovery::claimed_unawares(store, &self.job, stage, &self.owner, Some(&done.key), at)
+            .await
         {
             Ok(found) => {
                 let held = self.held.lock().unwrap_or_else(|e| e.into_inner());

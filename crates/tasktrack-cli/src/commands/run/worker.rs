@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tasktrack::{
     Backoff, ClaimNext, Claimed, Clock, Error, Fail, Failure, JobName, Lease, Outcome, Result,
-    Status, Store, TaskQuery, Timestamp,
+    Status, Store, TaskKey, TaskQuery, Timestamp,
     recovery::{self, Recorded},
 };
 use tokio::sync::{Mutex, Notify, watch};
@@ -115,11 +115,8 @@ pub async fn work(shared: Arc<Shared>, owner: String) {
         if !shared.reserve() {
             break;
         }
-        match shared
-            .store
-            .claim_next(&shared.job, &req, shared.clock.now())
-            .await
-        {
+        let now = shared.clock.now();
+        match shared.store.claim_next(&shared.job, &req, now).await {
             Ok(claimed) if !claimed.is_empty() => held = claimed,
             Ok(_) => {
                 shared.unreserve();
@@ -133,6 +130,8 @@ pub async fn work(shared: Arc<Shared>, owner: String) {
                 shared.unreserve();
                 shared.out.warn(format!("claim failed, retrying: {e}"));
                 shared.pause(shared.poll).await;
+                // The claim may have been granted with its answer lost.
+                held = claimed_unawares(&shared, &req.owner, None, now).await;
             }
             Err(e) => {
                 shared.unreserve();
@@ -325,7 +324,7 @@ async fn record_through_outages(
         Recorded::Found(task, outcome) => (ended_as(outcome, task.status), Vec::new()),
     };
     if let Some(at) = first_try_lost {
-        claimed.extend(claimed_unawares(shared, &next.owner, lease, at).await);
+        claimed.extend(claimed_unawares(shared, &next.owner, Some(&lease.key), at).await);
     }
     Ok((ended, claimed))
 }
@@ -341,27 +340,26 @@ fn ended_as(outcome: Outcome, status: Status) -> Ended {
     }
 }
 
-/// [`recovery::claimed_unawares`] for this worker, taken within the run's `--limit` (past it,
-/// given back); a failure to look is a warning (such a task runs again once its lease expires).
+/// [`recovery::claimed_unawares`] for this worker (after a claim, or the hand-off of `done`,
+/// sent at `at`), taken within the run's `--limit` (past it, given back); a failure to look is
+/// a warning (such a task runs again once its lease expires).
 async fn claimed_unawares(
     shared: &Shared,
     owner: &str,
-    done: &Lease,
+    done: Option<&TaskKey>,
     at: Timestamp,
 ) -> Vec<Claimed> {
     let (store, stage) = (shared.store.as_ref(), shared.stage.as_deref());
-    let found =
-        match recovery::claimed_unawares(store, &shared.job, stage, owner, &done.key, at).await {
-            Ok(found) => found,
-            Err(e) => {
-                shared.out.warn(format!(
-                    "could not look for a task the lost hand-off of {} claimed (if it did, it \
-                     runs again once its lease expires): {e}",
-                    done.key
-                ));
-                return Vec::new();
-            }
-        };
+    let found = match recovery::claimed_unawares(store, &shared.job, stage, owner, done, at).await {
+        Ok(found) => found,
+        Err(e) => {
+            shared.out.warn(format!(
+                "could not look for a task a claim whose answer was lost may have taken (if it \
+                 did, it runs again once its lease expires): {e}"
+            ));
+            return Vec::new();
+        }
+    };
     let mut adopted = Vec::new();
     for c in found {
         if shared.reserve() {
