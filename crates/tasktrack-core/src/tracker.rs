@@ -364,7 +364,8 @@ impl Tracker {
             }
             Err(e) => return Err(e),
         };
-        if let (Some(at), Some(_)) = (first_try_lost, then) {
+        // Only a success hands off: a lost failure's answer claimed nothing.
+        if let (Some(at), Some(_), Verdict::Succeed(_)) = (first_try_lost, then, &verdict) {
             let lost = self.claimed_unawares(lease, at).await;
             if !lost.is_empty() {
                 next.get_or_insert_with(Vec::new).extend(lost);
