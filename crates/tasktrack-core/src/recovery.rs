@@ -30,6 +30,11 @@ use std::time::Duration;
 /// 0.25 s, 0.5 s, … 2 s, about 9 s in all.
 pub const RECORD_TRIES: u32 = 8;
 
+/// The pause before retry `n` (from 1): 0.25 s × `n`.
+pub fn pause(n: u32) -> Duration {
+    Duration::from_millis(250) * n
+}
+
 /// How a recording ended.
 #[derive(Debug)]
 pub enum Recorded<T> {
@@ -64,7 +69,7 @@ where
                 first_try_lost.get_or_insert(now);
                 tries += 1;
                 warn(&e);
-                tokio::time::sleep(Duration::from_millis(250) * tries).await;
+                tokio::time::sleep(pause(tries)).await;
             }
             Err(e @ Error::StaleLease { .. }) if tries > 0 => {
                 let found = recorded(store, lease)

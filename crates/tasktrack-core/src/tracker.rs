@@ -17,9 +17,10 @@
 //! them with [`Refusal::Locked`].
 //! Every transition is logged with `tracing` (claim, heartbeat trouble, succeeded / failed).
 //!
-//! Recording an outcome rides out a short store outage ([`crate::recovery`]): a transient error
-//! is retried for about 9 s while the lease is still live, and an answer lost after the commit
-//! is recognised rather than reported as a lost lease.
+//! Claiming and recording an outcome ride out a short store outage ([`crate::recovery`]): a
+//! transient error is retried for about 9 s, an outcome whose answer was lost after the commit
+//! is recognised rather than reported as a lost lease, and a task a lost claim or hand-off took
+//! is run rather than left to wait out its lease.
 
 use crate::error::{Error, Refusal, Result};
 use crate::model::*;
@@ -193,8 +194,8 @@ impl Tracker {
     /// ([`Store::succeed_and_claim_next`]): one round trip (one commit, on SQLite and the SQL
     /// backends) per task instead of two. A success refused because the lease was lost is
     /// logged and the loop goes on, as after a failure. A short store outage while recording is
-    /// ridden out (see [`crate::recovery`]); any other store error ends the loop, a failed
-    /// claim included (no task is held then: calling `run_all` again goes on where it stopped).
+    /// ridden out (see [`crate::recovery`]), and so is one while claiming; any other store
+    /// error ends the loop.
     pub async fn run_all<F, Fut, T, E>(&self, mut f: F) -> Result<u64>
     where
         F: FnMut(TaskContext) -> Fut,
@@ -256,13 +257,30 @@ impl Tracker {
         }
     }
 
+    /// Claims the next task, riding out a short store outage as recording does
+    /// ([`crate::recovery`]): a transient error is retried, and a claim whose answer was lost is
+    /// found still leased to this tracker.
     async fn claim_next(&self) -> Result<Vec<Claimed>> {
-        let (store, job, req, now) = (
-            self.store.clone(),
-            self.job.clone(),
-            self.claim_request(),
-            self.clock.now(),
-        );
+        let mut tries = 0;
+        loop {
+            let now = self.clock.now();
+            match self.claim_next_at(now).await {
+                Err(e) if e.is_transient() && tries < recovery::RECORD_TRIES => {
+                    tries += 1;
+                    warn!(error = %e, "claim failed; retrying");
+                    tokio::time::sleep(recovery::pause(tries)).await;
+                    let lost = self.claimed_unawares(None, now).await;
+                    if !lost.is_empty() {
+                        return Ok(lost);
+                    }
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    async fn claim_next_at(&self, now: Timestamp) -> Result<Vec<Claimed>> {
+        let (store, job, req) = (self.store.clone(), self.job.clone(), self.claim_request());
         self.granting(
             async move { store.claim_next(&job, &req, now).await },
             |won| won.into_iter().map(|c| c.lease).collect(),
@@ -366,7 +384,7 @@ impl Tracker {
         };
         // Only a success hands off: a lost failure's answer claimed nothing.
         if let (Some(at), Some(_), Verdict::Succeed(_)) = (first_try_lost, then, &verdict) {
-            let lost = self.claimed_unawares(lease, at).await;
+            let lost = self.claimed_unawares(Some(&lease.key), at).await;
             if !lost.is_empty() {
                 next.get_or_insert_with(Vec::new).extend(lost);
             }
@@ -374,16 +392,14 @@ impl Tracker {
         Ok((task, next))
     }
 
-    /// What the hand-off of `done` sent at `at` claimed if its answer was lost
+    /// What a claim (or the hand-off of `done`) sent at `at` took if its answer was lost
     /// ([`recovery::claimed_unawares`]), but for what a run of this tracker or a clone holds: a
     /// clone works under the same name. (A clone's claim granted in the same millisecond and
     /// not yet marked could still be taken for it: the task would run twice, its completion
     /// still fenced to one.)
-    async fn claimed_unawares(&self, done: &Lease, at: Timestamp) -> Vec<Claimed> {
+    async fn claimed_unawares(&self, done: Option<&TaskKey>, at: Timestamp) -> Vec<Claimed> {
         let (store, stage) = (self.store.as_ref(), self.stage.as_deref());
-        match recovery::claimed_unawares(store, &self.job, stage, &self.owner, Some(&done.key), at)
-            .await
-        {
+        match recovery::claimed_unawares(store, &self.job, stage, &self.owner, done, at).await {
             Ok(found) => {
                 let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
                 found

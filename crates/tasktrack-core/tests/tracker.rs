@@ -310,6 +310,8 @@ struct Faults {
     /// How many successes (hand-offs included) are written, then answered with a connection
     /// error, as when a connection breaks after the commit.
     answers_to_lose: usize,
+    /// How many claims are granted, then answered with a connection error.
+    claim_answers_to_lose: usize,
 }
 
 impl Faults {
@@ -332,6 +334,7 @@ struct Faulty {
     inner: Arc<dyn Store>,
     faults: Faults,
     answers_lost: std::sync::atomic::AtomicUsize,
+    claim_answers_lost: std::sync::atomic::AtomicUsize,
     heartbeats: std::sync::atomic::AtomicUsize,
     entered: tokio::sync::Notify,
     open: tokio::sync::Notify,
@@ -344,6 +347,7 @@ impl Faulty {
             inner: inner.clone(),
             faults,
             answers_lost: Default::default(),
+            claim_answers_lost: Default::default(),
             heartbeats: Default::default(),
             entered: Default::default(),
             open: Default::default(),
@@ -372,13 +376,18 @@ impl Faulty {
         }
     }
 
-    /// `answer`, or the connection error that replaces it while answers are to be lost.
-    fn deliver<T>(&self, answer: Result<T>) -> Result<T> {
+    /// `answer`, or the connection error that replaces it while `lost` (counting the answers
+    /// lost so far) is below `to_lose`.
+    fn deliver<T>(
+        lost: &std::sync::atomic::AtomicUsize,
+        to_lose: usize,
+        answer: Result<T>,
+    ) -> Result<T> {
         use std::sync::atomic::Ordering::SeqCst;
         match answer {
-            Ok(_) if self.answers_lost.fetch_add(1, SeqCst) < self.faults.answers_to_lose => Err(
-                Error::Unavailable("connection reset after the commit (the test)".into()),
-            ),
+            Ok(_) if lost.fetch_add(1, SeqCst) < to_lose => Err(Error::Unavailable(
+                "connection reset after the commit (the test)".into(),
+            )),
             other => other,
         }
     }
@@ -414,17 +423,18 @@ tasktrack_core::store_impl! {
         async fn claim_next(&self, job: &JobName, req: &ClaimNext, now: Timestamp) -> Result<Vec<Claimed>> {
             let won = self.inner.claim_next(job, req, now).await;
             self.gate("claim_next").await;
-            won
+            Self::deliver(&self.claim_answers_lost, self.faults.claim_answers_to_lose, won)
         }
         async fn succeed(&self, lease: &Lease, output: serde_json::Value, now: Timestamp) -> Result<Task> {
             self.check_output(&output)?;
-            self.deliver(self.inner.succeed(lease, output, now).await)
+            let done = self.inner.succeed(lease, output, now).await;
+            Self::deliver(&self.answers_lost, self.faults.answers_to_lose, done)
         }
         async fn succeed_and_claim_next(&self, lease: &Lease, output: serde_json::Value, next: &ClaimNext, now: Timestamp) -> Result<Handoff> {
             self.check_output(&output)?;
             let got = self.inner.succeed_and_claim_next(lease, output, next, now).await;
             self.gate("handoff").await;
-            self.deliver(got)
+            Self::deliver(&self.answers_lost, self.faults.answers_to_lose, got)
         }
     }
     via self.inner {
@@ -598,5 +608,27 @@ async fn run_all_rides_out_answers_lost_after_the_commit() {
             (Status::Succeeded, 1, Some(json!(id))),
             "{id}"
         );
+    }
+}
+
+/// A claim granted with its answer lost: `run_all` retries, finds the task still leased to it,
+/// and runs it, rather than end at the error or leave the task to wait out its lease.
+#[tokio::test(start_paused = true)]
+async fn run_all_rides_out_a_claim_whose_answer_was_lost() {
+    let (inner, clock, job) = setup();
+    add(&inner, &job, &clock, &["a", "b"]).await;
+    let faults = Faults {
+        claim_answers_to_lose: 1,
+        ..Faults::default()
+    };
+    let (_faulty, tracker) = Faulty::tracker(&inner, faults, &job, &clock);
+    let ran = tracker
+        .run_all(|_| async { Ok::<_, std::io::Error>(()) })
+        .await
+        .unwrap();
+    assert_eq!(ran, 2);
+    for id in ["a", "b"] {
+        let t = inner.get(&key(&job, id)).await.unwrap();
+        assert_eq!((t.status, t.attempts), (Status::Succeeded, 1), "{id}");
     }
 }
