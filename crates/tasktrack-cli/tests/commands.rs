@@ -603,8 +603,13 @@ async fn a_hand_off_whose_answer_was_lost_is_neither_lost_nor_repeated() {
         (Some(3), Some(0)),
         "{summary}"
     );
-    for id in ["a", "b", "c"] {
-        let t = task(&s, "lost", id).await;
+    assert_succeeded_at_first_attempt(&s, "lost", &["a", "b", "c"]).await;
+}
+
+/// Asserts that each task of `job` in `ids` succeeded, at its first attempt.
+async fn assert_succeeded_at_first_attempt(s: &Arc<dyn Store>, job: &str, ids: &[&str]) {
+    for id in ids {
+        let t = task(s, job, id).await;
         assert_eq!(
             (&t["status"], &t["attempts"]),
             (&json!("succeeded"), &json!(1)),
@@ -638,14 +643,7 @@ async fn a_claim_whose_answer_was_lost_is_run_not_left_leased() {
     assert_eq!(r.code, 0, "{}", r.err);
     assert!(r.err.contains("claim failed, retrying"), "{}", r.err);
     assert_eq!(r.json()["summary"]["succeeded"], 2, "{}", r.out);
-    for id in ["a", "b"] {
-        let t = task(&s, "lostclaim", id).await;
-        assert_eq!(
-            (&t["status"], &t["attempts"]),
-            (&json!("succeeded"), &json!(1)),
-            "{t}"
-        );
-    }
+    assert_succeeded_at_first_attempt(&s, "lostclaim", &["a", "b"]).await;
 }
 
 #[tokio::test]
