@@ -41,17 +41,17 @@ fn from_env(var: &str) -> Option<String> {
 const POSTGRES: Server = Server {
     name: "postgres",
     upstream: || Some("127.0.0.1:5432".into()),
-    how_to_start: "bash scripts/services/start (or: service postgresql start)",
+    how_to_start: "pg_ctlcluster $(ls /etc/postgresql) main start (or: bash scripts/test -p tasktrack-cli, which starts it)",
 };
 const MARIADB: Server = Server {
     name: "mariadb",
     upstream: || Some("127.0.0.1:3306".into()),
-    how_to_start: "bash scripts/services/start (or: service mariadb start)",
+    how_to_start: "start-stop-daemon --start --background --exec /usr/sbin/mariadbd (or: bash scripts/test -p tasktrack-cli, which starts it)",
 };
 const REDIS: Server = Server {
     name: "redis",
     upstream: || Some("127.0.0.1:6379".into()),
-    how_to_start: "bash scripts/services/start (or: redis-server --daemonize yes)",
+    how_to_start: "redis-server --daemonize yes --port 6379 --save '' --appendonly no (or: bash scripts/test -p tasktrack-cli, which starts it)",
 };
 const MOTO_S3: Server = Server {
     name: "s3",
