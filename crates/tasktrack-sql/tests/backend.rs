@@ -142,7 +142,7 @@ async fn analytics_view_has_the_documented_columns(dialect: &str) {
         return;
     };
     let (j, t0) = (job(), T0);
-    let c = create_and_claim(&s, &j, 3, 2, t0).await;
+    let c = create_and_claim(&*s, &j, 3, 2, t0).await;
     s.succeed(
         &c[0].lease,
         json!(null),
@@ -340,7 +340,7 @@ async fn batched_completion_equals_one_by_one(dialect: &str) {
         return;
     };
     let (j, t0) = (job(), T0);
-    let claimed = create_and_claim(&s, &j, 6, 6, t0).await;
+    let claimed = create_and_claim(&*s, &j, 6, 6, t0).await;
     let t1 = t0.plus(Duration::from_secs(1));
     // The last lease is made stale first: a forced claim fences it out.
     let last = &claimed[5];
@@ -513,7 +513,7 @@ async fn long_errors_are_recorded_exactly(dialect: &str) {
         return;
     };
     let (j, t0) = (job(), T0);
-    let claimed = create_and_claim(&s, &j, 1, 1, t0).await;
+    let claimed = create_and_claim(&*s, &j, 1, 1, t0).await;
     let long = |unit: &str, bytes: usize| unit.repeat(bytes / unit.len() + 1);
     let error = Failure::new(long("kind-é-", 70 * 1024), long("message ✓ ", 100 * 1024))
         .with_detail(long("detail 🦀\n", 100 * 1024));
@@ -553,7 +553,7 @@ async fn nul_in_reports_is_recorded(dialect: &str) {
         }
     };
     let (j, t0) = (job(), T0);
-    let claimed = create_and_claim(&s, &j, 5, 3, t0).await;
+    let claimed = create_and_claim(&*s, &j, 5, 3, t0).await;
     let t1 = t0.plus(Duration::from_secs(1));
     let out = json!({"stdout": "a\u{0}b", "k\u{0}": ["x\u{0}"]});
     let want_out = {
@@ -817,7 +817,7 @@ async fn handoff_keeps_its_success_when_the_claim_after_it_fails(dialect: &str) 
         ..JobSpec::default()
     };
     s.put_job(&j, &spec, t0).await.unwrap();
-    let claimed = create_and_claim(&s, &j, 1, 1, t0).await;
+    let claimed = create_and_claim(&*s, &j, 1, 1, t0).await;
     assert_eq!(claimed[0].task.stage.as_deref(), Some("a"));
     // The claim after the success (the task itself, now pending at stage b) fails.
     poison_updates(&s, dialect, "NEW.lease_owner = 'poisoned'").await;
@@ -835,7 +835,7 @@ async fn handoff_keeps_its_success_when_the_claim_after_it_fails(dialect: &str) 
     assert!(got.next.is_empty());
     // The claim on its own is the call's error: nothing was granted.
     assert!(matches!(
-        claim_past_a_failure(&s, &j, &next, t1).await,
+        claim_past_a_failure(&*s, &j, &next, t1).await,
         Err(Error::Backend(_))
     ));
 }
@@ -851,7 +851,7 @@ async fn postgres_keeps_committed_grants_when_an_expiry_fails() {
     };
     let (j, t0) = (job(), T0);
     let t1 = t0.plus(Duration::from_secs(1));
-    let claimed = create_and_claim(&s, &j, 3, 2, t1).await;
+    let claimed = create_and_claim(&*s, &j, 3, 2, t1).await;
     // Every lease has expired: t00001 is a candidate after t00002 (pending since t1).
     let t2 = t1.plus(LEASE).plus(Duration::from_millis(1));
     let t00001 = s.get(&key(&j, "t00001")).await.unwrap();
@@ -887,13 +887,13 @@ async fn postgres_keeps_committed_grants_when_an_expiry_fails() {
     assert_eq!(s.get(&key(&j, "late")).await.unwrap(), won[0].task);
     // Nothing but t00001 left: nothing granted, so the error is the call's.
     assert!(matches!(
-        claim_past_a_failure(&s, &j, &ClaimNext::new("w4", LEASE), t2).await,
+        claim_past_a_failure(&*s, &j, &ClaimNext::new("w4", LEASE), t2).await,
         Err(Error::Backend(_))
     ));
     assert_eq!(s.get(&key(&j, "t00001")).await.unwrap(), t00001);
     // The row stayed claimable: once the server accepts the write, it is expired and claimed.
     exec_scratch(&s, "postgres", "DROP TRIGGER poison ON {t}task").await;
-    let again = claim_past_a_failure(&s, &j, &ClaimNext::new("w4", LEASE), t2)
+    let again = claim_past_a_failure(&*s, &j, &ClaimNext::new("w4", LEASE), t2)
         .await
         .unwrap();
     assert_eq!(again[0].task.id.as_str(), "t00001");
@@ -1059,7 +1059,7 @@ async fn a_damaged_row_fails_only_its_own_lease(dialect: &str) {
         return;
     };
     let (j, t0) = (job(), T0);
-    let claimed = create_and_claim(&s, &j, 5, 2, t0).await;
+    let claimed = create_and_claim(&*s, &j, 5, 2, t0).await;
     set_history(&s, dialect, &["t00002"], DAMAGED).await;
     let got = s
         .succeed_and_claim_next(&claimed[0].lease, json!(1), &ClaimNext::new("w", LEASE), t0)

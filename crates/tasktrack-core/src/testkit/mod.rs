@@ -28,6 +28,7 @@ pub mod concurrency;
 pub mod counts;
 pub mod create;
 pub mod finish;
+mod guarded;
 pub mod jobs;
 pub mod keys;
 pub mod lease;
@@ -35,6 +36,8 @@ pub mod list;
 pub mod model_check;
 pub mod outage;
 pub mod pipeline;
+
+pub use guarded::Guarded;
 
 use crate::error::{Error, Refusal, Result};
 use crate::model::*;

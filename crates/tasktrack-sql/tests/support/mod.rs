@@ -3,10 +3,8 @@
 
 #![allow(dead_code)]
 
-use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 use tasktrack_core::testkit::connect_or_skip;
 use tasktrack_core::*;
 
@@ -177,59 +175,37 @@ async fn conformance_store(
     how_to_start: &str,
 ) -> Option<Arc<dyn Store>> {
     connect_or_skip(backend, how_to_start, async {
-        scratch_store(dialect, tag)
-            .await
-            .map(|s| Arc::new(s) as Arc<dyn Store>)
+        scratch_store(dialect, tag).await.map(|s| s.guarded())
     })
     .await
 }
 
-/// A store that drops its namespace when the last handle goes. It forwards every method of
-/// [`Store`], those with a default included (`init`, `succeed_many`, `succeed_and_claim_next`),
-/// so that tests reach the stores' native implementations, not the trait's defaults.
+/// A store in a scratch namespace, which is dropped when the last handle to it goes. It
+/// dereferences to the store (`s.create(…)`); [`ScopedStore::guarded`] is the same store for
+/// whoever needs an `Arc<dyn Store>` that keeps the namespace (the conformance suite).
 #[derive(Clone)]
 pub struct ScopedStore {
     pub inner: Arc<dyn Store>,
     pub scratch: Arc<Scratch>,
 }
 
-impl std::fmt::Debug for ScopedStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ScopedStore({:?} at {})", self.inner, self.scratch.url)
+impl ScopedStore {
+    /// The store, holding the namespace as long as it lives.
+    pub fn guarded(&self) -> Arc<dyn Store> {
+        testkit::Guarded::wrap(self.inner.clone(), self.scratch.clone())
     }
 }
 
-tasktrack_core::store_impl! {
-    ScopedStore;
-    native {
-        fn backend(&self) -> &'static str {
-            self.inner.backend()
-        }
+impl std::ops::Deref for ScopedStore {
+    type Target = dyn Store;
+
+    fn deref(&self) -> &(dyn Store + 'static) {
+        &*self.inner
     }
-    via self.inner {
-        init() -> ();
-        put_job(job: &JobName, spec: &JobSpec, now: Timestamp) -> Job;
-        get_job(job: &JobName) -> Job;
-        jobs(state: Option<JobState>) -> Vec<Job>;
-        set_job_state(job: &JobName, change: JobStateChange, now: Timestamp) -> Job;
-        delete_job(job: &JobName, now: Timestamp) -> Deleted;
-        create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
-        claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
-        claim_next(job: &JobName, req: &ClaimNext, now: Timestamp) -> Vec<Claimed>;
-        heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
-        patch_data(lease: &Lease, patch: &Value, now: Timestamp) -> Task;
-        succeed(lease: &Lease, output: Value, now: Timestamp) -> Task;
-        succeed_many(done: &[(Lease, Value)], now: Timestamp) -> Vec<Result<Task>>;
-        succeed_and_claim_next(lease: &Lease, output: Value, next: &ClaimNext, now: Timestamp) -> Handoff;
-        fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
-        release(lease: &Lease, now: Timestamp) -> Task;
-        ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
-        retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
-        report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
-        delete(key: &TaskKey, now: Timestamp) -> ();
-        purge(req: &Purge) -> u64;
-        get(key: &TaskKey) -> Task;
-        list(query: &TaskQuery) -> TaskPage;
-        counts(job: &JobName) -> Counts;
+}
+
+impl std::fmt::Debug for ScopedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ScopedStore({:?} at {})", self.inner, self.scratch.url)
     }
 }
