@@ -198,6 +198,13 @@ enum Finished {
     NotStarted { failure: Failure, retryable: bool },
 }
 
+impl Finished {
+    /// Whether the command ran to a zero exit (not killed): the attempt is a success.
+    fn succeeded(&self) -> bool {
+        matches!(self, Finished::Ran { status: Ok(s), killed: false, .. } if s.success())
+    }
+}
+
 /// Runs the command for one claimed task and records how it ended. A success also claims the
 /// next task when the run goes on (a hand-off, [`Store::succeed_and_claim_next`]: one round trip
 /// per task); what it claimed is returned, to be run next.
@@ -323,13 +330,14 @@ async fn record_through_outages(
         Recorded::Answered(done) => done,
         Recorded::Found(task, outcome) => (ended_as(outcome, task.status), Vec::new()),
     };
-    if let Some(at) = first_try_lost {
+    // Only a success hands off: a lost failure's or release's answer claimed nothing.
+    if let (Some(at), true) = (first_try_lost, finished.succeeded()) {
         claimed.extend(claimed_unawares(shared, &next.owner, Some(&lease.key), at).await);
     }
     Ok((ended, claimed))
 }
 
-/// How an attempt ended, from the outcome it recorded and the task's status since.
+/// How an attempt ended, from the outcome it recorded and the task's status after it.
 fn ended_as(outcome: Outcome, status: Status) -> Ended {
     match (outcome, status) {
         (Outcome::Succeeded, Status::Succeeded) => Ended::Succeeded,
@@ -498,12 +506,7 @@ async fn succeed(
         },
         None => (shared.store.succeed(lease, output, now).await?, Vec::new()),
     };
-    let ended = if task.status == Status::Succeeded {
-        Ended::Succeeded
-    } else {
-        Ended::Advanced
-    };
-    Ok((ended, next))
+    Ok((ended_as(Outcome::Succeeded, task.status), next))
 }
 
 /// Records a failure; `retryable: false` exhausts the task at once.
@@ -514,11 +517,7 @@ async fn fail(shared: &Shared, lease: &Lease, error: Failure, retryable: bool) -
         backoff: shared.backoff,
     };
     let task = shared.store.fail(lease, &req, shared.clock.now()).await?;
-    Ok(if task.status == Status::Exhausted {
-        Ended::Exhausted
-    } else {
-        Ended::Failed
-    })
+    Ok(ended_as(Outcome::Failed, task.status))
 }
 
 /// Resolves once the flag is set (or its sender is gone).
