@@ -95,10 +95,10 @@ async fn recorded(store: &dyn Store, lease: &Lease) -> Option<(Task, Outcome)> {
 }
 
 /// The tasks of `job` (at `stage`) leased to `owner` at `at`, other than `done`: what a claim
-/// (or the hand-off of `done`) sent at `at` claimed if its answer was lost. A claim stamps its lease with the
-/// request's time and the claimer's name, so only that hand-off's grants match (given worker
-/// names unique among live workers, as they must be). Read back from the job's in-progress
-/// tasks, with the leases their records hold.
+/// (or the hand-off of `done`) sent at `at` took if its answer was lost. A claim stamps its
+/// leases with the request's time and the claimer's name, so only that request's grants match
+/// (given worker names unique among live workers, as they must be). Read back from the job's
+/// in-progress tasks, with the leases their records hold.
 pub async fn claimed_unawares(
     store: &dyn Store,
     job: &JobName,

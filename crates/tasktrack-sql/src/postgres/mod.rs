@@ -264,8 +264,8 @@ impl PgStore {
     /// whose lease expired (`granted` false) through the pure rule and the conditional-write
     /// path, which records the dead attempt or exhausts the task (claimed only if it is granted,
     /// and only up to `req.limit`); a row finished by hand re-indexed ([`PgStore::reindex`]);
-    /// a row that does not decode set aside ([`PgStore::set_aside`]). Taking them in turn keeps `won` in claim order, as every
-    /// backend answers (the model check compares the order).
+    /// a row that does not decode set aside ([`PgStore::set_aside`]). Taking them in turn keeps
+    /// `won` in claim order, as every backend answers (the model check compares the order).
     ///
     /// The statement has committed when this runs: every lease it granted goes into `won` even
     /// when an error stops the rest (a row that cannot be read; an expiry whose write fails,
