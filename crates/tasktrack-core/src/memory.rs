@@ -1,7 +1,8 @@
 //! `memory://`: an in-process store, for tests and embedding.
 //!
 //! # Atomicity
-//! One mutex around all state; every conditional write checks the version under it. Built on the
+//! One mutex around all state; every conditional write checks the revision under it (a task's
+//! version and creation time, [`crate::cas::task_revision`]; a job's version). Built on the
 //! generic [`crate::cas`] adapter, which it exists partly to prove.
 //!
 //! # Layout
@@ -14,7 +15,7 @@
 //! # Testing
 //! Needs nothing; it runs the conformance suite in `cargo test -p tasktrack-core`.
 
-use crate::cas::{CasStore, Documents, Versioned};
+use crate::cas::{CasStore, Documents, Versioned, task_revision};
 use crate::error::Result;
 use crate::model::*;
 use crate::time::Timestamp;
@@ -92,6 +93,10 @@ fn versioned<T: Clone>(value: &T, version: u64) -> Versioned<T> {
     Versioned::new(value.clone(), version.to_string())
 }
 
+fn versioned_task(task: &Task) -> Versioned<Task> {
+    Versioned::new(task.clone(), task_revision(task))
+}
+
 #[async_trait]
 impl Documents for MemoryDocuments {
     fn backend(&self) -> &'static str {
@@ -101,7 +106,7 @@ impl Documents for MemoryDocuments {
     async fn get_task(&self, key: &TaskKey) -> Result<Option<Versioned<Task>>> {
         let state = self.lock();
         let task = state.tasks.get(&key.job).and_then(|j| j.tasks.get(&key.id));
-        Ok(task.map(|t| versioned(t, t.version)))
+        Ok(task.map(versioned_task))
     }
 
     async fn insert_task(&self, task: &Task) -> Result<bool> {
@@ -120,7 +125,7 @@ impl Documents for MemoryDocuments {
             return Ok(false);
         };
         match job.tasks.get(&new.id) {
-            Some(current) if current.version.to_string() == old.revision => {
+            Some(current) if task_revision(current) == old.revision => {
                 job.put(new.clone());
                 Ok(true)
             }
@@ -134,7 +139,7 @@ impl Documents for MemoryDocuments {
             return Ok(false);
         };
         match job.tasks.get(&old.value.id) {
-            Some(current) if current.version.to_string() == old.revision => {
+            Some(current) if task_revision(current) == old.revision => {
                 job.remove(&old.value.id);
                 Ok(true)
             }
@@ -160,7 +165,7 @@ impl Documents for MemoryDocuments {
             .filter_map(|(_, _, id)| tasks.tasks.get(id))
             .filter(|t| stage.is_none() || t.stage.as_deref() == stage)
             .take(limit)
-            .map(|t| versioned(t, t.version))
+            .map(versioned_task)
             .collect();
         Ok(found)
     }
@@ -250,6 +255,17 @@ impl Documents for MemoryDocuments {
 mod tests {
     use super::*;
     use crate::{NewTask, TaskId};
+
+    #[cfg(feature = "testkit")]
+    #[tokio::test]
+    async fn a_copy_read_before_a_delete_does_not_match_the_re_created_task() {
+        let docs = MemoryDocuments::default();
+        crate::testkit::documents::a_copy_read_before_a_delete_does_not_match_the_re_created_task(
+            &docs,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
 
     #[tokio::test]
     async fn deleting_a_job_record_leaves_a_task_created_after_the_scan() {

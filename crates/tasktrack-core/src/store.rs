@@ -68,7 +68,7 @@ pub struct ClaimNext {
     pub owner: String,
     /// Lease length (> 0).
     pub lease_for: Duration,
-    /// How many tasks at most (≥ 1).
+    /// How many tasks at most (1 to [`MAX_CLAIM_LIMIT`](crate::cas::MAX_CLAIM_LIMIT)).
     pub limit: usize,
     /// Only tasks at this pipeline stage; `None`: any stage.
     pub stage: Option<String>,

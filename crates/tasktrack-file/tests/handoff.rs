@@ -91,7 +91,7 @@ async fn a_claim_limit_of_usize_max_claims_everything_claimable() {
         .create(&job, &tasks[..20], CreateMode::SkipExisting, now())
         .await
         .unwrap();
-    let all = ClaimNext::new("w", LEASE).with_limit(usize::MAX);
+    let all = ClaimNext::new("w", LEASE).with_limit(tasktrack_core::cas::MAX_CLAIM_LIMIT);
     let claimed = store.claim_next(&job, &all, now()).await.unwrap();
     assert_eq!(claimed.len(), 20);
     store

@@ -14,6 +14,8 @@
 
 mod damaged;
 mod ops;
+#[cfg(test)]
+mod tests;
 
 pub use damaged::Damaged;
 pub use ops::*;
@@ -46,6 +48,22 @@ impl<T> Versioned<T> {
             revision: revision.into(),
         }
     }
+}
+
+/// The revision of a task for a backend whose conditional write compares the stored record
+/// itself (memory, file; MongoDB compares the same two fields in its filter): its `version` and
+/// its `created_at`, as `"<version>@<ms>"`.
+///
+/// The version alone tells apart the states of one task's life (every write bumps it), but a
+/// task deleted and created again under its id starts again at version 1, so a copy read before
+/// the delete would match the new task on it: a stale holder's write would overwrite the new
+/// task, or an old record would be written back over it. `created_at` is set when a task is
+/// created and kept by every transition (`replace` mode included, which is a write of the same
+/// task), and a re-creation comes after the delete, so it tells the two incarnations apart;
+/// only a task deleted and created again within the millisecond it was first created could
+/// still be confused with its predecessor.
+pub fn task_revision(task: &Task) -> String {
+    format!("{}@{}", task.version, task.created_at.as_millis())
 }
 
 /// Versioned documents with a claimable index: what a document backend implements.
@@ -85,7 +103,9 @@ pub trait Documents: fmt::Debug + Send + Sync + 'static {
         Ok(inserted)
     }
 
-    /// Replaces `old` by `new` if it is still at `old.revision`; `false` on conflict.
+    /// Replaces `old` by `new` if it is still at `old.revision`; `false` on conflict. The revision
+    /// must tell a task from one deleted and created again under its id (see
+    /// [`task_revision`]): a record read before the delete never matches the new task.
     async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool>;
 
     /// Deletes `old` if it is still at `old.revision`; `false` on conflict.

@@ -1,7 +1,7 @@
 //! The operations of the adapter, generic over [`Documents`], and [`CasStore`] which wires them
 //! into a [`Store`].
 
-use super::{Documents, MAX_CAS_ATTEMPTS};
+use super::{Damaged, Documents, MAX_CAS_ATTEMPTS};
 use crate::error::{Error, Refusal, Result};
 use crate::lifecycle::{self, ClaimDecision};
 use crate::model::*;
@@ -9,6 +9,7 @@ use crate::store::*;
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use serde_json::Value;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 /// What a rule decided for one loaded task.
@@ -208,6 +209,12 @@ pub async fn claim<D: Documents + ?Sized>(
 
 /// [`Store::claim_next`]: takes candidates from the index in claim order and claims each with a
 /// conditional write. A candidate that changed meanwhile (another worker took it) is skipped.
+///
+/// Leases granted are never dropped: if a later step fails (a write, a read of more
+/// candidates), the claim answers with what it won and logs the error ([`keep_won`]); it
+/// answers `Err` only when it won nothing. A candidate the claim rule finds corrupt (a counter
+/// at the top of its range, edited by hand) is left out and noted ([`Damaged`]), so that it
+/// cannot stop the job's claims.
 pub async fn claim_next<D: Documents + ?Sized>(
     docs: &D,
     job: &JobName,
@@ -215,29 +222,41 @@ pub async fn claim_next<D: Documents + ?Sized>(
     now: Timestamp,
 ) -> Result<Vec<Claimed>> {
     check_claim_next(req)?;
+    let mut won = Vec::new();
+    let outcome = claim_into(docs, job, req, now, &mut won).await;
+    keep_won(docs.backend(), job, won, outcome)
+}
+
+/// The candidates [`claim_next`] left out because the claim rule found them corrupt. One set for
+/// the process (the adapter keeps no state per store): it only decides which warnings repeat.
+static DAMAGED: LazyLock<Damaged> = LazyLock::new(Damaged::default);
+
+/// [`claim_next`]'s rounds, pushing each task won onto `won` as soon as its write succeeds.
+async fn claim_into<D: Documents + ?Sized>(
+    docs: &D,
+    job: &JobName,
+    req: &ClaimNext,
+    now: Timestamp,
+    won: &mut Vec<Claimed>,
+) -> Result<()> {
     let claim = Claim {
         owner: req.owner.clone(),
         lease_for: req.lease_for,
         force: false,
     };
-    let mut won = Vec::new();
+    // Candidates passed over without a write (corrupt, or not claimable after all) stay at the
+    // head of the claim order: each round asks for that many more, to see past them.
+    let mut passed = 0;
     for _round in 0..MAX_CAS_ATTEMPTS {
-        let want = req.limit - won.len();
+        let want = (req.limit - won.len()).saturating_add(passed);
         let candidates = docs.claimable(job, req.stage.as_deref(), now, want).await?;
         if candidates.is_empty() {
             break;
         }
-        let mut lost_any = false;
+        let (mut lost_any, mut passed_now) = (false, 0);
         for candidate in &candidates {
-            if !candidate.value.is_claimable(now) {
-                continue;
-            }
-            let write = match lifecycle::claim(&candidate.value, &claim, now)? {
-                ClaimDecision::Granted(c) => Some((c.task.clone(), Some(c))),
-                ClaimDecision::Exhausted(t) => Some((t, None)),
-                ClaimDecision::Refused(_) => None,
-            };
-            let Some((task, claimed)) = write else {
+            let Some((task, claimed)) = claim_write(docs, candidate, &claim, now)? else {
+                passed_now += 1;
                 continue;
             };
             if docs.replace_task(candidate, &task).await? {
@@ -246,21 +265,87 @@ pub async fn claim_next<D: Documents + ?Sized>(
                 lost_any = true;
             }
             if won.len() == req.limit {
-                return Ok(won);
+                return Ok(());
             }
         }
         if !lost_any && candidates.len() < want {
             break;
         }
+        passed = passed_now;
     }
-    Ok(won)
+    Ok(())
 }
 
-/// Rejects a claim_next that can never succeed.
+/// What claiming `candidate` writes (the task, and the claim unless its expired lease exhausted
+/// it), or `None` to pass it over: not claimable as read, or refused as corrupt by the rule
+/// (noted once in [`DAMAGED`]).
+fn claim_write<D: Documents + ?Sized>(
+    docs: &D,
+    candidate: &super::Versioned<Task>,
+    claim: &Claim,
+    now: Timestamp,
+) -> Result<Option<(Task, Option<Claimed>)>> {
+    if !candidate.value.is_claimable(now) {
+        return Ok(None);
+    }
+    match lifecycle::claim(&candidate.value, claim, now) {
+        Ok(ClaimDecision::Granted(c)) => Ok(Some((c.task.clone(), Some(c)))),
+        Ok(ClaimDecision::Exhausted(t)) => Ok(Some((t, None))),
+        Ok(ClaimDecision::Refused(_)) => Ok(None),
+        Err(e @ Error::Corrupt { .. }) => {
+            let key = candidate.value.key();
+            DAMAGED.note(docs.backend(), &key, &candidate.revision, &e);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The answer of a `claim_next` that won `won` and then ended with `outcome`: an error after
+/// leases were granted is logged and the leases are returned, since their tasks stay leased
+/// whatever the caller is told, and a caller told `Err` would leave them to run out as dead
+/// attempts. Only a claim that won nothing answers the error. For native `claim_next`s too.
+pub fn keep_won<T>(
+    backend: &str,
+    job: &JobName,
+    won: Vec<T>,
+    outcome: Result<()>,
+) -> Result<Vec<T>> {
+    match outcome {
+        Ok(()) => Ok(won),
+        Err(e) if won.is_empty() => Err(e),
+        Err(e) => {
+            tracing::warn!(
+                backend,
+                %job,
+                granted = won.len(),
+                "{backend}: claim_next answers with the {} task(s) it already claimed; a later \
+                 step failed: {e}",
+                won.len()
+            );
+            Ok(won)
+        }
+    }
+}
+
+/// The most tasks one `claim_next` may ask for. Far above any useful batch (the benchmarks
+/// peak at a few hundred), and low enough that every backend can size its request and its
+/// buffers from it without overflowing (Redis scripts see numbers as doubles).
+pub const MAX_CLAIM_LIMIT: usize = 10_000;
+
+/// Rejects a claim_next that can never succeed: a bad worker id or stage name, a limit outside
+/// 1..=[`MAX_CLAIM_LIMIT`], a lease of zero.
 pub fn check_claim_next(req: &ClaimNext) -> Result<()> {
     validate_key("worker id", &req.owner)?;
-    if req.limit == 0 {
-        return Err(Error::invalid("claim limit must be at least 1"));
+    if let Some(stage) = &req.stage {
+        // Stage names follow the key rules (never empty), as when a job declares them.
+        validate_key("stage name", stage)?;
+    }
+    if req.limit == 0 || req.limit > MAX_CLAIM_LIMIT {
+        return Err(Error::invalid(format!(
+            "claim limit must be between 1 and {MAX_CLAIM_LIMIT}, not {}",
+            req.limit
+        )));
     }
     crate::lifecycle::check_lease_length(req.lease_for)
 }

@@ -230,6 +230,19 @@ pub async fn claim_next_batch_returns_distinct_tasks(h: Harness) -> Result<()> {
         .claim_next(&h.job, &ClaimNext::new("w", LEASE).with_limit(0), h.now())
         .await;
     assert!(matches!(zero, Err(Error::InvalidInput(_))), "{zero:?}");
+    let too_many = ClaimNext::new("w", LEASE).with_limit(crate::cas::MAX_CLAIM_LIMIT + 1);
+    let refused = h.store.claim_next(&h.job, &too_many, h.now()).await;
+    assert!(
+        matches!(refused, Err(Error::InvalidInput(_))),
+        "{refused:?}"
+    );
+    // Stage names are never empty: an empty one is refused, not read as "any stage".
+    let empty_stage = ClaimNext::new("w", LEASE).at_stage("");
+    let refused = h.store.claim_next(&h.job, &empty_stage, h.now()).await;
+    assert!(
+        matches!(refused, Err(Error::InvalidInput(_))),
+        "{refused:?}"
+    );
     Ok(())
 }
 

@@ -72,6 +72,45 @@ pub async fn create_is_idempotent_and_leaves_existing_tasks_alone(h: Harness) ->
     Ok(())
 }
 
+/// An id given twice in one call is one task: created by its first entry, then existing (left
+/// as the first entry made it) or, with `replace`, replaced by the later entry.
+pub async fn create_counts_an_id_given_twice_once(h: Harness) -> Result<()> {
+    let twice = |id: &str| {
+        [
+            NewTask::new(tid(id)).with_data(json!("first")),
+            NewTask::new(tid(id)).with_data(json!("second")),
+        ]
+    };
+    let kept = h
+        .store
+        .create(&h.job, &twice("a"), CreateMode::SkipExisting, h.now())
+        .await?;
+    assert_eq!(
+        kept,
+        Created {
+            created: 1,
+            existing: 1,
+            replaced: 0
+        }
+    );
+    assert_eq!(h.get("a").await?.data, json!("first"));
+    let replaced = h
+        .store
+        .create(&h.job, &twice("b"), CreateMode::Replace, h.now())
+        .await?;
+    assert_eq!(
+        replaced,
+        Created {
+            created: 1,
+            existing: 0,
+            replaced: 1
+        }
+    );
+    assert_eq!(h.get("b").await?.data, json!("second"));
+    assert_eq!(h.store.counts(&h.job).await?.by_status.pending, 2);
+    Ok(())
+}
+
 /// `replace` starts the task afresh as pending with the new data, and its old holder is fenced out.
 pub async fn create_replace_starts_afresh_and_fences_the_holder(h: Harness) -> Result<()> {
     h.add(&["a"]).await?;

@@ -233,6 +233,43 @@ pub async fn succeed_many_answers_each_lease_in_order(h: Harness) -> Result<()> 
     Ok(())
 }
 
+/// A batch that names one task twice is answered per lease, by each lease's own fence: the
+/// earlier holder's lease (expired, the task since claimed again) is stale and the current
+/// holder's succeeds, in either order; the same lease given twice succeeds once, with the
+/// output of its first entry, and is stale the second time, as two `succeed` calls would be.
+pub async fn succeed_many_answers_each_lease_by_its_own_fence(h: Harness) -> Result<()> {
+    h.add(&["a", "b"]).await?;
+    let old = h.claim("a", "w1").await?;
+    h.advance(LEASE + Duration::from_secs(1));
+    let current = h.claim("a", "w2").await?;
+    let done = [
+        (old.lease.clone(), json!("old")),
+        (current.lease.clone(), json!("current")),
+    ];
+    let mut results = h.store.succeed_many(&done, h.now()).await?.into_iter();
+    assert_stale(results.next().ok_or_else(|| Error::backend("no answer"))?);
+    let t = results
+        .next()
+        .ok_or_else(|| Error::backend("no answer"))??;
+    assert_eq!(t.output, Some(json!("current")));
+    assert_eq!(h.get("a").await?.output, Some(json!("current")));
+
+    let b = h.claim("b", "w").await?;
+    let twice = [
+        (b.lease.clone(), json!("first")),
+        (b.lease.clone(), json!("second")),
+    ];
+    let mut results = h.store.succeed_many(&twice, h.now()).await?.into_iter();
+    let t = results
+        .next()
+        .ok_or_else(|| Error::backend("no answer"))??;
+    assert_eq!(t.output, Some(json!("first")));
+    assert_stale(results.next().ok_or_else(|| Error::backend("no answer"))?);
+    assert_eq!(h.get("b").await?.output, Some(json!("first")));
+    assert_eq!(h.store.counts(&h.job).await?.by_status.succeeded, 2);
+    Ok(())
+}
+
 /// Batched completion of pipeline tasks advances each to its next stage (not succeeded).
 pub async fn succeed_many_advances_pipeline_stages(h: Harness) -> Result<()> {
     h.set_job(JobSpec {

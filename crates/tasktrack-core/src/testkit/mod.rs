@@ -27,6 +27,7 @@ pub mod claim;
 pub mod concurrency;
 pub mod counts;
 pub mod create;
+pub mod documents;
 pub mod finish;
 mod guarded;
 pub mod jobs;
@@ -239,6 +240,7 @@ macro_rules! conformance_tests {
         $crate::__conformance_cases!(@emit $factory, $scale, [$($gap),*],
             create::create_then_get_returns_pending_with_job_defaults,
             create::create_is_idempotent_and_leaves_existing_tasks_alone,
+            create::create_counts_an_id_given_twice_once,
             create::create_replace_starts_afresh_and_fences_the_holder,
             create::create_with_zero_max_attempts_is_rejected,
             create::get_of_a_missing_task_is_not_found,
@@ -265,6 +267,7 @@ macro_rules! conformance_tests {
             finish::data_patches_by_the_holder_survive_a_failure,
             finish::history_keeps_the_last_twenty_attempts,
             finish::succeed_many_answers_each_lease_in_order,
+            finish::succeed_many_answers_each_lease_by_its_own_fence,
             finish::succeed_many_advances_pipeline_stages,
             finish::succeed_and_claim_next_completes_then_claims,
             finish::succeed_and_claim_next_with_a_stale_lease_claims_nothing,

@@ -1,0 +1,158 @@
+//! The adapter's `claim_next` when a step fails or a candidate is damaged, over the memory
+//! documents with a write that fails on purpose.
+
+use super::*;
+use crate::error::Error;
+use crate::memory::MemoryDocuments;
+use crate::model::{NewTask, TaskId};
+use crate::store::{ClaimNext, CreateMode};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Memory documents whose `fail_at`-th task replace (counting from 1) fails as a lost
+/// connection would, before writing anything.
+#[derive(Debug, Default)]
+struct FailingWrite {
+    inner: MemoryDocuments,
+    fail_at: usize,
+    replaces: AtomicUsize,
+}
+
+#[async_trait]
+impl Documents for FailingWrite {
+    fn backend(&self) -> &'static str {
+        "failing"
+    }
+    async fn get_task(&self, key: &TaskKey) -> Result<Option<Versioned<Task>>> {
+        self.inner.get_task(key).await
+    }
+    async fn insert_task(&self, task: &Task) -> Result<bool> {
+        self.inner.insert_task(task).await
+    }
+    async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {
+        if self.replaces.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
+            return Err(Error::Unavailable("the write went nowhere".into()));
+        }
+        self.inner.replace_task(old, new).await
+    }
+    async fn delete_task(&self, old: &Versioned<Task>) -> Result<bool> {
+        self.inner.delete_task(old).await
+    }
+    async fn claimable(
+        &self,
+        job: &JobName,
+        stage: Option<&str>,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Versioned<Task>>> {
+        self.inner.claimable(job, stage, now, limit).await
+    }
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
+        self.inner.list_tasks(query).await
+    }
+    async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {
+        self.inner.count_tasks(job).await
+    }
+    async fn get_job(&self, job: &JobName) -> Result<Option<Versioned<Job>>> {
+        self.inner.get_job(job).await
+    }
+    async fn insert_job(&self, job: &Job) -> Result<bool> {
+        self.inner.insert_job(job).await
+    }
+    async fn replace_job(&self, old: &Versioned<Job>, new: &Job) -> Result<bool> {
+        self.inner.replace_job(old, new).await
+    }
+    async fn delete_job(&self, old: &Versioned<Job>) -> Result<bool> {
+        self.inner.delete_job(old).await
+    }
+    async fn list_jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+        self.inner.list_jobs(state).await
+    }
+}
+
+const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+const LEASE: Duration = Duration::from_secs(30);
+
+fn job() -> JobName {
+    JobName::new("j").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn id(s: &str) -> TaskId {
+    TaskId::new(s).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Documents holding pending tasks `ids`, in that claim order, whose `fail_at`-th replace fails.
+async fn with_tasks(ids: &[&str], fail_at: usize) -> FailingWrite {
+    let docs = FailingWrite {
+        fail_at,
+        ..FailingWrite::default()
+    };
+    let new: Vec<NewTask> = ids
+        .iter()
+        .zip(0..)
+        .map(|(s, i)| NewTask::new(id(s)).with_priority(-i))
+        .collect();
+    create(&docs, &job(), &new, CreateMode::SkipExisting, NOW)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    docs
+}
+
+async fn status(docs: &FailingWrite, s: &str) -> Status {
+    get(docs, &TaskKey::new(job(), id(s)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .status
+}
+
+#[tokio::test]
+async fn a_claim_whose_later_write_fails_answers_with_the_leases_it_granted() {
+    let docs = with_tasks(&["a", "b", "c", "d", "e"], 4).await;
+    let req = ClaimNext::new("w", LEASE).with_limit(5);
+    let won = claim_next(&docs, &job(), &req, NOW)
+        .await
+        .unwrap_or_else(|e| panic!("the three leases granted were dropped: {e}"));
+    let ids: Vec<&str> = won.iter().map(|c| c.task.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    for (s, expected) in [("c", Status::InProgress), ("d", Status::Pending)] {
+        assert_eq!(status(&docs, s).await, expected, "task {s}");
+    }
+}
+
+#[tokio::test]
+async fn a_claim_that_won_nothing_answers_the_error() {
+    let docs = with_tasks(&["a", "b"], 1).await;
+    let req = ClaimNext::new("w", LEASE).with_limit(2);
+    let claimed = claim_next(&docs, &job(), &req, NOW).await;
+    assert!(matches!(claimed, Err(Error::Unavailable(_))), "{claimed:?}");
+}
+
+#[tokio::test]
+async fn a_candidate_the_claim_rule_finds_corrupt_is_passed_over() {
+    let docs = with_tasks(&["damaged", "b"], 0).await;
+    // Edited by hand: the token can no longer be bumped.
+    let key = TaskKey::new(job(), id("damaged"));
+    let read = docs
+        .get_task(&key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("missing"));
+    let mut edited = read.value.clone();
+    edited.token = u64::MAX;
+    assert!(
+        docs.inner
+            .replace_task(&read, &edited)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    for limit in [1, 2] {
+        let req = ClaimNext::new(format!("w{limit}"), LEASE).with_limit(limit);
+        let won = claim_next(&docs, &job(), &req, NOW)
+            .await
+            .unwrap_or_else(|e| panic!("a damaged head stopped the claim: {e}"));
+        let ids: Vec<&str> = won.iter().map(|c| c.task.id.as_str()).collect();
+        let expected: &[&str] = if limit == 1 { &["b"] } else { &[] };
+        assert_eq!(ids, expected, "limit {limit}");
+    }
+    assert_eq!(status(&docs, "damaged").await, Status::Pending);
+}
