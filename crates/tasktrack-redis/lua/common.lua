@@ -278,13 +278,15 @@ local function iso(ms)
 end
 
 -- lifecycle::record: appends an Attempt (serde JSON of model::Attempt) and keeps the newest 20
--- (HISTORY_LIMIT). History is stored as one JSON document per line.
+-- (HISTORY_LIMIT). History is stored as one JSON document per line. The attempt number is
+-- written from its value, not spliced as stored: `check` lets '+3' and '007' through (Rust
+-- reads them), which are not JSON numbers and would leave the history unreadable.
 local function record(f, outcome, error_json, now)
   local worker, started = 'admin', now
   if f.owner then worker, started = f.owner, f.acq end
   local stage = 'null'
   if f.stage then stage = cjson.encode(f.stage) end
-  local entry = '{"attempt":' .. f.attempts .. ',"stage":' .. stage .. ',"worker":' .. cjson.encode(worker)
+  local entry = '{"attempt":' .. digits(tonumber(f.attempts)) .. ',"stage":' .. stage .. ',"worker":' .. cjson.encode(worker)
     .. ',"started":"' .. iso(started) .. '","finished":"' .. iso(now) .. '","outcome":"' .. outcome
     .. '","error":' .. (error_json or 'null') .. '}'
   local h = f.history

@@ -478,3 +478,41 @@ async fn fenced_calls_on_a_corrupt_task_are_corrupt_and_write_nothing() {
     );
     assert_eq!(raw.counters().await, raw.recount().await);
 }
+
+/// An attempt count edited by hand into a form Rust still reads ("+1", "01") passes the scripts'
+/// checks; the history record a script writes from it must still be JSON (it used to splice the
+/// text in as it was, leaving the task's history, and so the task, unreadable for good).
+#[tokio::test]
+async fn an_attempt_count_edited_into_another_spelling_is_recorded_as_a_number() {
+    let Some((scratch, store)) = scratch_store().await else {
+        return;
+    };
+    let job = JobName::new("spelled").unwrap();
+    let now = Timestamp::from_millis(10_000);
+    create(&*store, &job, &new_tasks(&["a", "b"]), now).await;
+    let lease = Duration::from_secs(60);
+    let req = ClaimNext::new("w", lease).with_limit(2);
+    let claimed = store.claim_next(&job, &req, now).await.unwrap();
+    assert_eq!(ids(&claimed), ["a", "b"]);
+    let mut raw = Raw::new(scratch.0.prefix(), "spelled").await;
+    raw.hset("a", "attempts", "+1").await;
+    raw.hset("b", "attempts", "01").await;
+
+    // succeed.lua records a's success; claim_next.lua records b's lapsed lease.
+    let done = store
+        .succeed(&claimed[0].lease, json!("out"), now)
+        .await
+        .unwrap();
+    assert_eq!(done.history.last().map(|h| h.attempt), Some(1));
+    let later = now.plus(lease).plus(Duration::from_secs(1));
+    let again = store.claim_next(&job, &req, later).await.unwrap();
+    assert_eq!(ids(&again), ["b"]);
+    for (id, outcome) in [("a", Outcome::Succeeded), ("b", Outcome::LeaseExpired)] {
+        let task = store
+            .get(&TaskKey::parse("spelled", id).unwrap())
+            .await
+            .unwrap();
+        let last = task.history.last().unwrap();
+        assert_eq!((last.attempt, last.outcome), (1, outcome), "{id}");
+    }
+}

@@ -733,9 +733,6 @@ async fn exec_scratch(s: &ScopedStore, dialect: &str, sql: &str) {
     }
 }
 
-/// Makes the server refuse every update of a task row that meets `when` (a condition on `NEW`
-/// and `OLD`, in the dialect's SQL): a trigger that raises an error. It stands for any failure
-/// of work that follows a committed write (a lost connection, a timeout).
 /// Sets the `history` of the tasks `ids` to `history` (JSON text) behind the store's back, as a
 /// hand edit would; `"damaged"` is valid JSON but not a list, so the row no longer decodes.
 async fn set_history(s: &ScopedStore, dialect: &str, ids: &[&str], history: &str) {
@@ -750,6 +747,23 @@ async fn set_history(s: &ScopedStore, dialect: &str, ids: &[&str], history: &str
 /// The history that makes a row undecodable (see [`set_history`]).
 const DAMAGED: &str = r#""damaged""#;
 
+/// A history that is a list, of entries that are not attempts: the one-statement successes
+/// (which check only that it is a list) still complete the row, which then does not read back.
+const BAD_ENTRIES: &str = r#"["bad"]"#;
+
+/// Every history [`set_history`] can damage a row of `dialect` with: on MariaDB also text that
+/// is not JSON at all (PostgreSQL's `jsonb` columns refuse to store it).
+fn damages(dialect: &str) -> Vec<&'static str> {
+    let mut all = vec![DAMAGED, BAD_ENTRIES];
+    if dialect == "mysql" {
+        all.push("{damaged");
+    }
+    all
+}
+
+/// Makes the server refuse every update of a task row that meets `when` (a condition on `NEW`
+/// and `OLD`, in the dialect's SQL): a trigger that raises an error. It stands for any failure
+/// of work that follows a committed write (a lost connection, a timeout).
 async fn poison_updates(s: &ScopedStore, dialect: &str, when: &str) {
     let sql = if dialect == "postgres" {
         format!(
@@ -1016,6 +1030,12 @@ async fn a_batch_claim_answers_in_claim_order_expired_leases_included(dialect: &
 /// after their leases expire; `get` still answers `Corrupt`; repaired and retried, the task is
 /// claimable again.
 async fn a_damaged_row_is_set_aside_by_claims(dialect: &str) {
+    for damage in damages(dialect) {
+        damaged_row_is_set_aside_by_claims(dialect, damage).await;
+    }
+}
+
+async fn damaged_row_is_set_aside_by_claims(dialect: &str, damage: &str) {
     let Some(s) = store(dialect).await else {
         return;
     };
@@ -1023,15 +1043,20 @@ async fn a_damaged_row_is_set_aside_by_claims(dialect: &str) {
     s.create(&j, &ids(3), CreateMode::SkipExisting, t0)
         .await
         .unwrap();
-    set_history(&s, dialect, &["t00000"], DAMAGED).await;
+    set_history(&s, dialect, &["t00000"], damage).await;
     let names =
         |won: Vec<Claimed>| -> Vec<String> { won.iter().map(|c| c.task.id.to_string()).collect() };
     let claim = ClaimNext::new("w", LEASE);
     let first = s.claim_next(&j, &claim, t0).await.unwrap();
-    assert_eq!(names(first), ["t00001"], "the damaged head is passed by");
+    assert_eq!(
+        names(first),
+        ["t00001"],
+        "{damage}: the damaged head is passed by"
+    );
     let damaged = key(&j, "t00000");
     let err = s.get(&damaged).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("t00000"), "names the row: {err}");
     let second = s.claim_next(&j, &claim, t0).await.unwrap();
     assert_eq!(names(second), ["t00002"]);
     let later = t0.plus(LEASE).plus(Duration::from_secs(1));
@@ -1055,21 +1080,27 @@ async fn a_damaged_row_is_set_aside_by_claims(dialect: &str) {
 /// success is recorded and the claim goes on past the row; in a batched completion, a damaged
 /// row answers `Corrupt` for its own lease only.
 async fn a_damaged_row_fails_only_its_own_lease(dialect: &str) {
+    for damage in damages(dialect) {
+        damaged_row_fails_only_its_own_lease(dialect, damage).await;
+    }
+}
+
+async fn damaged_row_fails_only_its_own_lease(dialect: &str, damage: &str) {
     let Some(s) = store(dialect).await else {
         return;
     };
     let (j, t0) = (job(), T0);
     let claimed = create_and_claim(&*s, &j, 5, 2, t0).await;
-    set_history(&s, dialect, &["t00002"], DAMAGED).await;
+    set_history(&s, dialect, &["t00002"], damage).await;
     let got = s
         .succeed_and_claim_next(&claimed[0].lease, json!(1), &ClaimNext::new("w", LEASE), t0)
         .await
         .unwrap();
     assert_eq!(got.done.status, Status::Succeeded);
     let next: Vec<&str> = got.next.iter().map(|c| c.task.id.as_str()).collect();
-    assert_eq!(next, ["t00003"], "past the damaged candidate");
+    assert_eq!(next, ["t00003"], "{damage}: past the damaged candidate");
 
-    set_history(&s, dialect, &["t00001"], DAMAGED).await;
+    set_history(&s, dialect, &["t00001"], damage).await;
     let done = [
         (claimed[1].lease.clone(), json!(2)),
         (got.next[0].lease.clone(), json!(3)),
@@ -1079,10 +1110,124 @@ async fn a_damaged_row_fails_only_its_own_lease(dialect: &str) {
         .iter()
         .map(|a| a.as_ref().err().map(Error::kind))
         .collect();
-    assert_eq!(kinds, [Some(ErrorKind::Corrupt), None]);
+    assert_eq!(kinds, [Some(ErrorKind::Corrupt), None], "{damage}");
     assert_eq!(
         s.get(&key(&j, "t00003")).await.unwrap().status,
         Status::Succeeded
+    );
+}
+
+/// A hand-off whose own row does not read back once completed (its history edited by hand into
+/// a list of non-attempts, which the one-statement success still completes) answers `Corrupt`,
+/// and the task its claim granted is released, not left held by a lease its worker never heard
+/// of (it would expire as a dead attempt). MariaDB writes nothing and claims nothing.
+async fn a_handoff_whose_row_does_not_read_back_releases_what_it_granted(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let (j, t0) = (job(), T0);
+    let claimed = create_and_claim(&*s, &j, 3, 1, t0).await;
+    set_history(&s, dialect, &["t00000"], BAD_ENTRIES).await;
+    let got = s
+        .succeed_and_claim_next(&claimed[0].lease, json!(1), &ClaimNext::new("w", LEASE), t0)
+        .await;
+    assert!(matches!(got, Err(Error::Corrupt { .. })), "{got:?}");
+    for id in ["t00001", "t00002"] {
+        let t = s.get(&key(&j, id)).await.unwrap();
+        assert_eq!(
+            (t.status, t.lease, t.attempts),
+            (Status::Pending, None, 0),
+            "{id}"
+        );
+    }
+    assert_eq!(s.counts(&j).await.unwrap().by_status.pending, 2);
+}
+
+/// PostgreSQL, combined hand-offs: the one whose own row does not read back answers `Corrupt`
+/// alone, and the lease granted with it is released; every other worker gets its success and
+/// its next task, and no task is left in progress that no worker was told of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_combined_handoffs_release_what_a_damaged_success_granted() {
+    let Some(s) = store("postgres").await else {
+        return;
+    };
+    let (j, t0) = (job(), T0);
+    let claimed = create_and_claim(&*s, &j, 24, 8, t0).await;
+    let damaged = claimed[3].task.id.to_string();
+    set_history(&s, "postgres", &[damaged.as_str()], BAD_ENTRIES).await;
+    let calls = claimed.into_iter().enumerate().map(|(w, c)| {
+        let s = s.inner.clone();
+        tokio::spawn(async move {
+            let next = ClaimNext::new(format!("w{w}"), LEASE);
+            let got = s
+                .succeed_and_claim_next(&c.lease, json!(w), &next, t0)
+                .await;
+            (c.task.id.to_string(), got.map(|h| h.next.len()))
+        })
+    });
+    let mut told = 0;
+    for call in calls.collect::<Vec<_>>() {
+        let (id, got) = call.await.unwrap();
+        match got {
+            Ok(n) => told += n,
+            Err(e) => assert_eq!(
+                (id.as_str(), e.kind()),
+                (damaged.as_str(), ErrorKind::Corrupt)
+            ),
+        }
+    }
+    let counts = s.counts(&j).await.unwrap().by_status;
+    assert_eq!(told, 7, "every healthy hand-off got a task");
+    assert_eq!(counts.in_progress, 7, "none held unknown to its worker");
+    assert_eq!((counts.succeeded, counts.pending), (8, 16 - 7));
+}
+
+/// PostgreSQL: a candidate whose lease expired comes back from the claim's statement ungranted
+/// and goes through the pure rule afterwards, written on condition that the row is still the
+/// version the statement read. Its slow holder may succeed in between, moving it to the next
+/// pipeline stage (here a trigger does so as the statement grants the other candidate): the
+/// claim then leaves it alone, where it used to re-read the row and grant it at whatever stage
+/// it had reached, to a worker that asked for `extract`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reclaims_an_expired_lease_only_as_its_claim_read_it() {
+    let Some(s) = store("postgres").await else {
+        return;
+    };
+    let (j, t0) = (job(), T0);
+    let spec = JobSpec {
+        stages: Some(vec!["extract".into(), "transform".into()]),
+        ..JobSpec::default()
+    };
+    s.put_job(&j, &spec, t0).await.unwrap();
+    let tasks = [
+        NewTask::new(TaskId::new("a").unwrap()),
+        NewTask::new(TaskId::new("b").unwrap()),
+    ];
+    s.create(&j, &tasks, CreateMode::SkipExisting, t0)
+        .await
+        .unwrap();
+    s.claim(&key(&j, "a"), &Claim::new("slow", LEASE), t0)
+        .await
+        .unwrap();
+    exec_scratch(
+        &s,
+        "postgres",
+        "CREATE FUNCTION {t}slow_success() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN            UPDATE {t}task SET stage = 'transform', status = 0, attempts = 0,              claim_at = NEW.lease_acquired_at, lease_owner = NULL, lease_token = NULL,              lease_acquired_at = NULL, lease_expires_at = NULL, version = version + 1            WHERE job = NEW.job AND id = 'a' AND stage = 'extract';            RETURN NULL; END $$;          CREATE TRIGGER slow_success AFTER UPDATE ON {t}task FOR EACH ROW            WHEN (NEW.id = 'b' AND NEW.status = 10) EXECUTE FUNCTION {t}slow_success();",
+    )
+    .await;
+    let later = t0.plus(LEASE).plus(Duration::from_secs(1));
+    let req = ClaimNext::new("w", LEASE).with_limit(2).at_stage("extract");
+    let won = s.claim_next(&j, &req, later).await.unwrap();
+    let got: Vec<(&str, Option<&str>)> = won
+        .iter()
+        .map(|c| (c.task.id.as_str(), c.task.stage.as_deref()))
+        .collect();
+    assert_eq!(got, [("b", Some("extract"))]);
+    let a = s.get(&key(&j, "a")).await.unwrap();
+    assert_eq!(
+        (a.status, a.stage.as_deref(), a.lease),
+        (Status::Pending, Some("transform"), None),
+        "left as its holder's success made it"
     );
 }
 
@@ -1168,6 +1313,54 @@ async fn a_row_finished_by_hand_does_not_block_claims(dialect: &str) {
     );
 }
 
+/// A row whose token or version a claim cannot advance (edited by hand to the largest BIGINT)
+/// is set aside like a row that does not decode, by a hand-off's claim and by `claim_next`; on
+/// PostgreSQL its grant used to overflow and fail the whole statement, so every claim of the job.
+async fn a_row_a_claim_cannot_advance_is_set_aside(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let (j, t0) = (job(), T0);
+    s.create(&j, &ids(4), CreateMode::SkipExisting, t0)
+        .await
+        .unwrap();
+    let held = s
+        .claim(&key(&j, "t00003"), &Claim::new("w", LEASE), t0)
+        .await
+        .unwrap();
+    let max = i64::MAX;
+    exec_scratch(
+        &s,
+        dialect,
+        &format!("UPDATE {{t}}task SET token = {max} WHERE id = 't00000'"),
+    )
+    .await;
+    exec_scratch(
+        &s,
+        dialect,
+        &format!("UPDATE {{t}}task SET version = {max} WHERE id = 't00001'"),
+    )
+    .await;
+    let got = s
+        .succeed_and_claim_next(&held.lease, json!(1), &ClaimNext::new("w", LEASE), t0)
+        .await
+        .unwrap();
+    let next: Vec<&str> = got.next.iter().map(|c| c.task.id.as_str()).collect();
+    assert_eq!(next, ["t00002"]);
+    let rest = s
+        .claim_next(&j, &ClaimNext::new("w", LEASE).with_limit(4), t0)
+        .await
+        .unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    for id in ["t00000", "t00001"] {
+        assert_eq!(
+            s.get(&key(&j, id)).await.unwrap().status,
+            Status::Pending,
+            "{id}"
+        );
+    }
+}
+
 /// Every case above, once per dialect: `postgres::<case>` and `mysql::<case>`.
 macro_rules! on_both_dialects {
     ($($case:ident),* $(,)?) => {
@@ -1200,8 +1393,10 @@ on_both_dialects!(
     a_batch_claim_answers_in_claim_order_expired_leases_included,
     a_damaged_row_is_set_aside_by_claims,
     a_damaged_row_fails_only_its_own_lease,
+    a_handoff_whose_row_does_not_read_back_releases_what_it_granted,
     concurrent_handoffs_pass_damaged_rows_by,
     a_row_finished_by_hand_does_not_block_claims,
+    a_row_a_claim_cannot_advance_is_set_aside,
 );
 
 /// The store vacuums the task table itself every `vacuum_every` granted claims (the claim index

@@ -61,8 +61,9 @@ where
 
 /// [`Store::succeed_many`]: every completion in one write operation, so a batch shares one
 /// commit; each entry is [`lifecycle::succeed`] on its own row and answered on its own (a stale
-/// lease writes nothing and does not spoil the others). A SQLite error rolls the whole batch back
-/// and is the outer `Err`.
+/// lease writes nothing and does not spoil the others, nor does a row that does not decode,
+/// whose lease alone answers `Corrupt`). A SQLite error rolls the whole batch back and is the
+/// outer `Err`.
 pub(crate) async fn succeed_many(
     db: &Arc<Db>,
     done: &[(Lease, Value)],
@@ -73,12 +74,20 @@ pub(crate) async fn succeed_many(
         let mut out = Vec::with_capacity(done.len());
         let mut moves = CountMoves::default();
         for (lease, output) in done {
-            let Some(task) = load_task(db, tx, &lease.key)? else {
-                out.push(Err(Error::StaleLease {
-                    key: lease.key.to_string(),
-                    token: lease.token,
-                }));
-                continue;
+            let task = match load_task(db, tx, &lease.key) {
+                Ok(Some(task)) => task,
+                Ok(None) => {
+                    out.push(Err(Error::StaleLease {
+                        key: lease.key.to_string(),
+                        token: lease.token,
+                    }));
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    out.push(Err(e));
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             let result = lifecycle::succeed(&task, &lease, output, now);
             if let Ok(new) = &result {
@@ -309,7 +318,7 @@ fn candidates(
     .map_err(|e| db.err(e))?;
     let (mut out, mut damaged) = (Vec::new(), Vec::new());
     while let Some(row) = rows.next().map_err(|e| db.err(e))? {
-        match task_from_row(db, row) {
+        match task_from_row(db, row).and_then(|task| advanceable(db, task)) {
             Ok(task) => out.push(task),
             Err(e) if e.kind() == ErrorKind::Corrupt => {
                 damaged.push((row.get::<_, String>(1).map_err(|e| db.err(e))?, e));
@@ -323,6 +332,20 @@ fn candidates(
         set_aside(db, tx, job, &id, &error)?;
     }
     Ok((out, read))
+}
+
+/// `task`, unless a claim cannot write it: its token or version at SQLite's largest integer
+/// (only a hand edit puts it there), which a claim advances. That row is as damaged as one that
+/// does not decode (`Corrupt`, set aside), rather than a failure of every claim of its job.
+fn advanceable(db: &Db, task: Task) -> Result<Task> {
+    let max = i64::MAX.unsigned_abs();
+    if task.token >= max || task.version >= max {
+        return Err(Error::corrupt(
+            format!("{} (task {})", db.location(), task.key()),
+            "token or version at the largest integer: a claim cannot advance it",
+        ));
+    }
+    Ok(task)
 }
 
 /// Takes a row that does not decode (edited by hand) out of the claim index, so that it cannot

@@ -100,3 +100,50 @@ async fn a_row_finished_by_hand_does_not_block_claims() {
     let a = TaskKey::new(job.clone(), TaskId::new("a").unwrap());
     assert_eq!(store.get(&a).await.unwrap().status, Status::Succeeded);
 }
+
+/// In a batched completion only the damaged row's lease answers `Corrupt`: the others are
+/// completed and committed (a damaged row used to roll the whole batch back).
+#[tokio::test]
+async fn a_damaged_row_fails_only_its_own_lease_in_a_batch() {
+    let (_dir, store, job, conn) = three_tasks().await;
+    let claim = ClaimNext::new("w", Duration::from_secs(30)).with_limit(3);
+    let claimed = store.claim_next(&job, &claim, T).await.unwrap();
+    assert_eq!(ids(&claimed), ["a", "b", "c"]);
+    conn.execute(
+        "UPDATE tasktrack_task SET history = '{ damaged' WHERE job = 'j' AND id = 'b'",
+        [],
+    )
+    .unwrap();
+    let done: Vec<_> = claimed
+        .iter()
+        .map(|c| (c.lease.clone(), serde_json::json!(c.task.id.as_str())))
+        .collect();
+    let answers = store.succeed_many(&done, T).await.unwrap();
+    let kinds: Vec<Option<ErrorKind>> = answers
+        .iter()
+        .map(|a| a.as_ref().err().map(|e| e.kind()))
+        .collect();
+    assert_eq!(kinds, [None, Some(ErrorKind::Corrupt), None]);
+    for id in ["a", "c"] {
+        let key = TaskKey::new(job.clone(), TaskId::new(id).unwrap());
+        assert_eq!(store.get(&key).await.unwrap().status, Status::Succeeded);
+    }
+}
+
+/// A row whose token a claim cannot advance (edited by hand to SQLite's largest integer) is set
+/// aside like a row that does not decode, instead of failing every claim of its job.
+#[tokio::test]
+async fn a_row_whose_token_cannot_advance_is_set_aside() {
+    let (_dir, store, job, conn) = three_tasks().await;
+    conn.execute(
+        "UPDATE tasktrack_task SET token = 9223372036854775807 WHERE id = 'a'",
+        [],
+    )
+    .unwrap();
+    let claim = ClaimNext::new("w", Duration::from_secs(30)).with_limit(3);
+    let won = store.claim_next(&job, &claim, T).await.unwrap();
+    assert_eq!(ids(&won), ["b", "c"]);
+    assert!(store.claim_next(&job, &claim, T).await.unwrap().is_empty());
+    let a = TaskKey::new(job.clone(), TaskId::new("a").unwrap());
+    assert_eq!(store.get(&a).await.unwrap().status, Status::Pending);
+}

@@ -15,7 +15,10 @@
 -- Rows whose lease expired (status 10) are returned ungranted: the expired-lease rule
 -- (lifecycle::expire: history, exhaustion at max_attempts) is applied in Rust by the caller. So
 -- is a row edited by hand into a finished status with its claim_at left: the caller writes it
--- back, which clears claim_at (pinned by a_row_finished_by_hand_does_not_block_claims).
+-- back, which clears claim_at (pinned by a_row_finished_by_hand_does_not_block_claims). And so
+-- is a row whose token or version is at the largest bigint (only a hand edit puts it there):
+-- granting it would overflow and fail the whole statement; the caller sets it aside
+-- (a_row_a_claim_cannot_advance_is_set_aside).
 --
 -- handoff.sql and handoff_many.sql restate this claim on purpose (each file is one statement
 -- the server prepares whole; see handoff.sql): a change here goes there too.
@@ -43,11 +46,12 @@ WITH candidates AS (
         updated_at = $2
     FROM candidates c
     WHERE t.job = c.job AND t.id = c.id AND c.status IN (0, 20)
+        AND t.token < 9223372036854775807 AND t.version < 9223372036854775807
     RETURNING t.*, c.rank_priority, c.rank_at, true AS granted
 )
 SELECT * FROM granted
 UNION ALL
 SELECT t.*, c.rank_priority, c.rank_at, false AS granted
 FROM {t}task t JOIN candidates c ON t.job = c.job AND t.id = c.id
-WHERE c.status NOT IN (0, 20)
+WHERE c.status NOT IN (0, 20) OR t.token = 9223372036854775807 OR t.version = 9223372036854775807
 ORDER BY rank_priority DESC, rank_at, id

@@ -12,7 +12,8 @@
 -- done), so nothing is claimed unless the success happened; and id <> $2, because every part of
 -- one statement reads the same snapshot, in which the completed row is still in_progress (and
 -- claimable if its lease expired). Expired-lease rows (and rows finished by hand with claim_at
--- left) are returned ungranted (granted = false) and the caller handles them as after claim_next.
+-- left, or whose token or version cannot advance) are returned ungranted (granted = false) and
+-- the caller handles them as after claim_next.
 --
 -- role: 0 for the completed row (first), 1 for the claimed rows, in claim order.
 --
@@ -66,6 +67,7 @@ WITH done AS (
         updated_at = $7
     FROM candidates c
     WHERE t.job = c.job AND t.id = c.id AND c.status IN (0, 20)
+        AND t.token < 9223372036854775807 AND t.version < 9223372036854775807
     RETURNING t.*, c.rank_priority, c.rank_at, true AS granted, 1 AS role
 )
 SELECT d.*, NULL::integer AS rank_priority, NULL::bigint AS rank_at, false AS granted, 0 AS role
@@ -75,5 +77,5 @@ SELECT * FROM granted
 UNION ALL
 SELECT t.*, c.rank_priority, c.rank_at, false AS granted, 1 AS role
 FROM {t}task t JOIN candidates c ON t.job = c.job AND t.id = c.id
-WHERE c.status NOT IN (0, 20)
+WHERE c.status NOT IN (0, 20) OR t.token = 9223372036854775807 OR t.version = 9223372036854775807
 ORDER BY role, rank_priority DESC, rank_at, id

@@ -14,7 +14,8 @@
 -- with that hand-off's owner, expiry and `now`. Rows completed by this statement are excluded
 -- (`id <> ALL`): the claim reads the snapshot in which they are still in_progress. Expired-lease
 -- rows (and rows finished by hand with claim_at left) are skipped: a hand-off left without a
--- grant claims on its own afterwards (claim_next, which applies lifecycle::expire).
+-- grant claims on its own afterwards (claim_next, which applies lifecycle::expire). So is a row
+-- whose token or version is at the largest bigint (claim_next sets it aside).
 --
 -- role: 0 for a completed row, 1 for a granted one; ord: the hand-off (1-based) it answers.
 -- Pinned by concurrent_handoffs_grant_each_worker_its_own_lease (tests/backend.rs) and the
@@ -76,7 +77,7 @@ WITH input AS (
         version = t.version + 1,
         updated_at = w.now
     FROM numbered c JOIN claimers w ON w.n = c.n
-    WHERE t.job = c.job AND t.id = c.id
+    WHERE t.job = c.job AND t.id = c.id AND t.token < 9223372036854775807 AND t.version < 9223372036854775807
     RETURNING t.*, w.ord
 )
 SELECT d.*, 0 AS role FROM done d

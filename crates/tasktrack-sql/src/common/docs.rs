@@ -205,13 +205,25 @@ pub(crate) use documents_over_dialect;
 /// The tasks held by `rows`; an unreadable one is an error naming the table and the row.
 pub(crate) fn read_tasks<D: Dialect>(s: &D, rows: &[D::Row]) -> Result<Vec<Task>> {
     let table = s.table();
-    rows.iter()
-        .map(|r| {
-            D::read_task(r)
-                .map_err(|e| s.err(&e))
-                .and_then(|raw| raw.into_task(&table))
-        })
-        .collect()
+    rows.iter().map(|r| read_one(s, &table, r)).collect()
+}
+
+/// The task `row` holds. A column that does not decode at all (MySQL: JSON text that does not
+/// parse) is `Corrupt` naming the row, as one that decodes into no task is.
+fn read_one<D: Dialect>(s: &D, table: &str, row: &D::Row) -> Result<Task> {
+    let e = match D::read_task(row) {
+        Ok(raw) => return raw.into_task(table),
+        Err(e) => e,
+    };
+    Err(
+        match (s.err(&e), D::read_text(row, "job"), D::read_text(row, "id")) {
+            (Error::Corrupt { location, message }, Ok(job), Ok(id)) => Error::corrupt(
+                format!("{table} row ({job:?}, {id:?})"),
+                format!("{location}: {message}"),
+            ),
+            (other, ..) => other,
+        },
+    )
 }
 
 fn read_job<D: Dialect>(s: &D, row: &D::Row) -> Result<Job> {
@@ -268,7 +280,8 @@ pub(crate) async fn insert_tasks<D: Dialect>(s: &D, tasks: &[Task]) -> Result<Ve
         for row in &rows {
             new_ids.insert(D::read_text(row, "id").map_err(|e| s.err(&e))?);
         }
-        flags.extend(chunk.iter().map(|t| new_ids.contains(t.id.as_str())));
+        // An id given twice was inserted once, by its first entry: the later one exists.
+        flags.extend(chunk.iter().map(|t| new_ids.remove(t.id.as_str())));
     }
     Ok(flags)
 }

@@ -14,13 +14,14 @@ pub use rows::RawTask;
 use rows::to_i64;
 
 use serde_json::Value;
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 use tasktrack_core::cas::{self, Documents, Versioned};
 use tasktrack_core::{
-    ClaimNext, Claimed, Error, Handoff, Job, JobName, Lease, Purge, Result, Status, Store, Task,
-    TaskKey, Timestamp,
+    ClaimNext, Claimed, Error, Handoff, Job, JobName, Lease, Outcome, Purge, Result, Status, Store,
+    Task, TaskKey, Timestamp, lifecycle,
 };
 
 /// Writes `impl Store for $store` through [`tasktrack_core::store_impl!`]: the methods given in
@@ -180,37 +181,55 @@ pub fn map_error(backend: &str, endpoint: &str, e: &sqlx::Error) -> (Class, Erro
         ),
         E::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            // MySQL tells some errors apart only by number (SQLSTATE HY000 is "general error").
+            let number = db
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .map(|e| e.number());
             let message = format!("{backend} at {endpoint}: {} (code {code})", db.message());
-            match code.as_str() {
-                // PostgreSQL: serialization_failure, deadlock_detected; MySQL/MariaDB: deadlock
-                // (1213, SQLSTATE 40001) and lock wait timeout (1205, HY000, told apart by text).
-                "40001" | "40P01" => (Class::RolledBack, Error::Contention(message)),
-                c if c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03" => {
-                    (Class::Connection, Error::Unavailable(message))
-                }
-                // PostgreSQL: U+0000 in text (character_not_in_repertoire) or in a jsonb string
-                // (untranslatable_character). The store replaces it in what workers report
-                // (`RawTask::replace_nul`); anything else holding it is the caller's input.
-                "22021" | "22P05" if backend == "postgres" => (
-                    Class::Other,
-                    Error::InvalidInput(format!(
-                        "{message}: PostgreSQL cannot store the character U+0000 (NUL) in text or jsonb"
-                    )),
-                ),
-                "57014" | "70100" => (
-                    Class::Other,
-                    Error::Unavailable(format!("{message}: statement timeout")),
-                ),
-                _ if db.message().contains("Lock wait timeout") => {
-                    (Class::RolledBack, Error::Contention(message))
-                }
-                _ => (Class::Other, Error::Backend(message)),
-            }
+            database_error(backend, &code, number, db.message(), message)
         }
         other => (
             Class::Other,
             Error::Backend(format!("{backend} at {endpoint}: {other}")),
         ),
+    }
+}
+
+/// A server's refusal of a statement, by its SQLSTATE `code` (and, on MySQL, its error
+/// `number`); `text` is the server's own message, `message` the one to report.
+fn database_error(
+    backend: &str,
+    code: &str,
+    number: Option<u16>,
+    text: &str,
+    message: String,
+) -> (Class, Error) {
+    match code {
+        // PostgreSQL: serialization_failure, deadlock_detected; MySQL/MariaDB: deadlock
+        // (1213, SQLSTATE 40001) and lock wait timeout (1205, HY000, told apart by text).
+        "40001" | "40P01" => (Class::RolledBack, Error::Contention(message)),
+        // Connection exceptions; PostgreSQL: too_many_connections, admin_shutdown,
+        // crash_shutdown, cannot_connect_now (a server starting, stopping or full).
+        c if c.starts_with("08") || matches!(c, "53300" | "57P01" | "57P02" | "57P03") => {
+            (Class::Connection, Error::Unavailable(message))
+        }
+        // PostgreSQL: U+0000 in text (character_not_in_repertoire) or in a jsonb string
+        // (untranslatable_character). The store replaces it in what workers report
+        // (`RawTask::replace_nul`); anything else holding it is the caller's input.
+        "22021" | "22P05" if backend == "postgres" => (
+            Class::Other,
+            Error::InvalidInput(format!(
+                "{message}: PostgreSQL cannot store the character U+0000 (NUL) in text or jsonb"
+            )),
+        ),
+        // PostgreSQL's statement_timeout (query_canceled), MariaDB's max_statement_time
+        // (70100), MySQL 8's max_execution_time (3024, HY000).
+        c if matches!(c, "57014" | "70100") || number == Some(3024) => (
+            Class::Other,
+            Error::Unavailable(format!("{message}: statement timeout")),
+        ),
+        _ if text.contains("Lock wait timeout") => (Class::RolledBack, Error::Contention(message)),
+        _ => (Class::Other, Error::Backend(message)),
     }
 }
 
@@ -284,12 +303,37 @@ pub fn claimed(task: Task) -> Result<Claimed> {
     Ok(Claimed { task, lease })
 }
 
-/// `succeed_many` over a batched completion: `batch` completes whatever it can in one go and
-/// returns the tasks it wrote, by key. The answers come one per lease and in order: the task the
-/// batch wrote for that lease, else whatever the one-by-one `succeed` path ([`cas::succeed`])
-/// answers, so a stale lease gets exactly the error `succeed` would give. An unreachable store
-/// fails the whole batch (its outcome is unknown), as [`tasktrack_core::Store::succeed_many`]
-/// specifies.
+/// `task`, unless a claim cannot write it: its token or version at the largest `BIGINT` (only a
+/// hand edit puts it there), which a claim advances. Such a row is as damaged as one that does
+/// not decode (`Corrupt`: set aside by claims), rather than a failure of every claim of its job.
+pub fn advanceable(table: &str, task: Task) -> Result<Task> {
+    let max = i64::MAX.unsigned_abs();
+    if task.token >= max || task.version >= max {
+        return Err(Error::corrupt(
+            format!(
+                "{table} row ({:?}, {:?})",
+                task.job.as_str(),
+                task.id.as_str()
+            ),
+            "token or version at the largest BIGINT: a claim cannot advance it",
+        ));
+    }
+    Ok(task)
+}
+
+/// What a batched completion wrote, by task: the task as written, or why its row, written,
+/// does not read back (a row edited by hand: that entry's `Corrupt`).
+pub type Written = HashMap<TaskKey, Result<Task>>;
+
+/// `succeed_many` over a batched completion: `batch` completes whatever it can of the entries it
+/// is given in one go and returns what it wrote ([`Written`]). It is given only the first entry
+/// of each task ([`first_per_task`]): one statement cannot apply two entries to one row in
+/// order (PostgreSQL's `UPDATE … FROM` would pick either; MySQL's rule kept the last). The
+/// answers come one per lease and in order: the task the batch wrote, if it is that lease's
+/// success ([`lifecycle::outcome_of`]), else whatever the one-by-one `succeed` path
+/// ([`cas::succeed`]) answers, so that a stale lease or a later entry for the same task gets
+/// exactly what `succeed` would give after the entries before it. An unreachable store fails the
+/// whole batch (its outcome is unknown), as [`tasktrack_core::Store::succeed_many`] specifies.
 pub async fn succeed_many_batched<D, B>(
     docs: &D,
     done: &[(Lease, Value)],
@@ -298,17 +342,19 @@ pub async fn succeed_many_batched<D, B>(
 ) -> Result<Vec<Result<Task>>>
 where
     D: Documents,
-    B: Future<Output = Result<HashMap<TaskKey, Task>>>,
+    B: AsyncFnOnce(&[(Lease, Value)]) -> Result<Written>,
 {
     if done.is_empty() {
         return Ok(Vec::new());
     }
-    let mut written = batch.await?;
+    let mut written = batch(&first_per_task(done)).await?;
     let mut answers = Vec::with_capacity(done.len());
     for (lease, output) in done {
+        // The first entry of a task in `done` is the one the batch was given.
         let answer = match written.remove(&lease.key) {
-            Some(task) => Ok(task),
-            None => cas::succeed(docs, lease, output.clone(), now).await,
+            Some(Ok(task)) if succeeded_by(&task, lease) => Ok(task),
+            Some(Err(e)) => Err(e),
+            _ => cas::succeed(docs, lease, output.clone(), now).await,
         };
         if let Err(e @ Error::Unavailable(_)) = answer {
             return Err(e);
@@ -316,6 +362,27 @@ where
         answers.push(answer);
     }
     Ok(answers)
+}
+
+/// The first entry of each task of `done`, in order; borrowed when no task comes twice (the
+/// usual batch).
+fn first_per_task(done: &[(Lease, Value)]) -> Cow<'_, [(Lease, Value)]> {
+    let mut seen = HashSet::with_capacity(done.len());
+    if done.iter().all(|(lease, _)| seen.insert(&lease.key)) {
+        return Cow::Borrowed(done);
+    }
+    seen.clear();
+    Cow::Owned(
+        done.iter()
+            .filter(|(lease, _)| seen.insert(&lease.key))
+            .cloned()
+            .collect(),
+    )
+}
+
+/// Whether `task`, as a batch wrote it, holds `lease`'s success.
+fn succeeded_by(task: &Task, lease: &Lease) -> bool {
+    lifecycle::outcome_of(task, lease).is_some_and(|a| a.outcome == Outcome::Succeeded)
 }
 
 /// The general path of `succeed_and_claim_next` for both dialects, taken when their
@@ -356,4 +423,53 @@ pub fn after_commit(backend: &str, operation: &str, job: &JobName, kept: usize, 
         error = %e,
         "{operation}: follow-up work failed after the write committed; returning what was committed"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Class, database_error};
+    use tasktrack_core::ErrorKind;
+
+    /// How a server error of `backend` with SQLSTATE `code` and MySQL error `number` maps.
+    fn mapped(backend: &str, code: &str, number: Option<u16>, text: &str) -> (bool, ErrorKind) {
+        let (class, e) = database_error(backend, code, number, text, text.to_string());
+        (matches!(class, Class::Connection), e.kind())
+    }
+
+    #[test]
+    fn a_server_that_cannot_take_the_connection_now_is_unavailable() {
+        // PostgreSQL: too_many_connections, admin_shutdown, crash_shutdown, cannot_connect_now.
+        for code in ["53300", "57P01", "57P02", "57P03", "08006"] {
+            assert_eq!(
+                mapped("postgres", code, None, "x"),
+                (true, ErrorKind::Unavailable),
+                "{code}"
+            );
+        }
+        // MySQL: too many connections (1040, SQLSTATE 08004).
+        assert_eq!(
+            mapped("mysql", "08004", Some(1040), "Too many connections"),
+            (true, ErrorKind::Unavailable)
+        );
+    }
+
+    #[test]
+    fn every_dialects_statement_timeout_is_unavailable() {
+        let timeout = (false, ErrorKind::Unavailable);
+        assert_eq!(mapped("postgres", "57014", None, "canceling"), timeout);
+        // MariaDB's max_statement_time (1969, SQLSTATE 70100).
+        assert_eq!(mapped("mysql", "70100", Some(1969), "interrupted"), timeout);
+        // MySQL 8's max_execution_time (3024, SQLSTATE HY000).
+        let text = "Query execution was interrupted, maximum statement execution time exceeded";
+        assert_eq!(mapped("mysql", "HY000", Some(3024), text), timeout);
+        // Another general error is not.
+        assert_eq!(
+            mapped("mysql", "HY000", Some(1105), "unknown error"),
+            (false, ErrorKind::Backend)
+        );
+        assert_eq!(
+            mapped("mysql", "HY000", Some(1205), "Lock wait timeout exceeded"),
+            (false, ErrorKind::Contention)
+        );
+    }
 }

@@ -35,12 +35,12 @@ use crate::common::config::Config;
 use crate::common::docs::{Queries, dialect_queries};
 use crate::common::migrate::{self, Migration};
 use crate::common::{
-    Dialect, FIELDS, RawTask, Stmt, after_commit, claimed, handoff_general, map_error, probe,
-    store_over_cas, succeed_many_batched,
+    Dialect, FIELDS, RawTask, Stmt, Written, advanceable, after_commit, claimed, handoff_general,
+    map_error, probe, store_over_cas, succeed_many_batched,
 };
 use serde_json::Value;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, MySql};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, MySql, Row};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -249,19 +249,24 @@ impl MySqlStore {
         let mut tasks = Vec::with_capacity(locked.len());
         let mut set_aside = 0;
         for row in &locked {
-            let raw = rows::read_task(row).map_err(|e| Failed::Other(self.err(&e)))?;
-            match raw.clone().into_task(&table) {
-                Ok(task) => tasks.push(task),
+            // A JSON column whose text does not parse fails the read itself: as damaged as a
+            // row that reads but does not decode, or that no rule can write back.
+            let read = rows::read_task(row)
+                .map_err(|e| self.err(&e))
+                .and_then(|raw| Ok((advanceable(&table, raw.clone().into_task(&table)?)?, raw)));
+            match read {
+                Ok((task, raw)) => {
+                    tasks.push(task);
+                    old.insert((raw.job.clone(), raw.id.clone()), raw);
+                }
                 Err(e) if e.kind() == ErrorKind::Corrupt => {
                     if damaged == DamagedRows::SetAside {
-                        self.set_aside(tx, &raw, &e).await?;
+                        self.set_aside(tx, row, &e).await?;
                         set_aside += 1;
                     }
-                    continue;
                 }
                 Err(e) => return Err(e.into()),
             }
-            old.insert((raw.job.clone(), raw.id.clone()), raw);
         }
         let Some((new, results)) = rule(tasks, set_aside)? else {
             return Ok(None);
@@ -303,18 +308,21 @@ impl MySqlStore {
     async fn set_aside(
         &self,
         tx: &mut sqlx::Transaction<'static, MySql>,
-        raw: &RawTask,
+        row: &MySqlRow,
         error: &Error,
     ) -> std::result::Result<(), Failed> {
-        let (job, id) = (&raw.job, &raw.id);
+        // As bytes: a name that is not UTF-8 is damage too.
+        let job: Vec<u8> = row.try_get("job").map_err(Failed::Sql)?;
+        let id: Vec<u8> = row.try_get("id").map_err(Failed::Sql)?;
+        let (j, i) = (String::from_utf8_lossy(&job), String::from_utf8_lossy(&id));
         tracing::warn!(
-            job,
-            id,
-            "mysql: claims set aside damaged task {job}/{id}: {error}"
+            job = %j,
+            id = %i,
+            "mysql: claims set aside damaged task {j}/{i}: {error}"
         );
         sqlx::query(AssertSqlSafe(self.native.set_aside.clone()))
-            .bind(job.clone())
-            .bind(id.clone())
+            .bind(job)
+            .bind(id)
             .execute(&mut **tx)
             .await
             .map_err(Failed::Sql)?;
@@ -324,12 +332,12 @@ impl MySqlStore {
     /// Many tasks succeeded in one transaction (one commit): locks the leases' rows by primary
     /// key, applies [`lifecycle::succeed`] to each (pipeline stages included) and writes them
     /// back in one statement. Returns the tasks it wrote, by key; a lease whose rule refused
-    /// (stale) is absent.
+    /// (stale) is absent. `done` names each task once ([`succeed_many_batched`]).
     async fn succeed_many_locked(
         &self,
         done: &[(Lease, Value)],
         now: Timestamp,
-    ) -> Result<HashMap<TaskKey, Task>> {
+    ) -> Result<Written> {
         let keys = vec!["(?, ?)"; done.len()].join(", ");
         let sql: Arc<str> = self.native.lock_keys.replace("{keys}", &keys).into();
         let by_key: HashMap<TaskKey, (&Lease, &Value)> =
@@ -361,7 +369,7 @@ impl MySqlStore {
             )
             .await?
             .unwrap_or_default();
-        Ok(written.into_iter().map(|t| (t.key(), t)).collect())
+        Ok(written.into_iter().map(|t| (t.key(), Ok(t))).collect())
     }
 
     /// The hand-off in one transaction: locks the lease's row and the first claimable rows in
@@ -655,7 +663,10 @@ store_over_cas! {
             done: &[(Lease, Value)],
             now: Timestamp,
         ) -> Result<Vec<Result<Task>>> {
-            succeed_many_batched(self, done, now, self.succeed_many_locked(done, now)).await
+            succeed_many_batched(self, done, now, async |firsts| {
+                self.succeed_many_locked(firsts, now).await
+            })
+            .await
         }
     }
 }

@@ -243,7 +243,11 @@ impl PgStore {
             let done = match done.remove(&ord) {
                 Some(Ok(done)) => done,
                 // Its success was written but cannot be read back: this hand-off's error only.
+                // Its worker never sees the lease granted with it, so that one is released.
                 Some(Err(e)) => {
+                    if let Some(Ok(c)) = granted.remove(&ord).map(claimed) {
+                        self.release_unseen(&[c], r.now).await;
+                    }
                     answers.push(Err(e));
                     continue;
                 }

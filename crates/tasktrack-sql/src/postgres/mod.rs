@@ -39,8 +39,8 @@ use crate::common::docs::{Queries, dialect_queries};
 use crate::common::migrate::{self, Migration};
 use crate::common::rows::{json_has_nul, replace_nul_json};
 use crate::common::{
-    Dialect, after_commit, claimed, handoff_general, probe, store_over_cas, succeed_many_batched,
-    versioned_task,
+    Dialect, Written, advanceable, after_commit, claimed, handoff_general, probe, store_over_cas,
+    succeed_many_batched, versioned_task,
 };
 use combine::ViaCombiner;
 use serde_json::Value;
@@ -53,6 +53,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tasktrack_core::cas;
+use tasktrack_core::lifecycle::{self, ClaimDecision};
 use tasktrack_core::*;
 
 const BACKEND: &str = "postgres";
@@ -164,13 +165,11 @@ impl PgStore {
     }
 
     /// Many single-step tasks succeeded in one statement (`succeed_many.sql`): one round trip and
-    /// one commit for the whole batch. Returns the tasks it wrote, by key; a lease it did not
-    /// match (stale, or its task is at a pipeline stage) is simply absent.
-    async fn succeed_many_fast(
-        &self,
-        done: &[(Lease, Value)],
-        now: Timestamp,
-    ) -> Result<HashMap<TaskKey, Task>> {
+    /// one commit for the whole batch. Returns what it wrote, by key; a lease it did not match
+    /// (stale, or its task is at a pipeline stage) is simply absent. The statement has committed
+    /// when the rows are read: a row written but that does not read back (edited by hand into
+    /// something the statement still completes) is that entry's error, not the batch's.
+    async fn succeed_many_fast(&self, done: &[(Lease, Value)], now: Timestamp) -> Result<Written> {
         let columns = SucceedColumns::of(done, now)?;
         let limit = i32::try_from(HISTORY_LIMIT).unwrap_or(i32::MAX);
         let rows = self
@@ -189,15 +188,36 @@ impl PgStore {
                     .fetch_all(&self.pool)
             })
             .await?;
-        let table = self.table();
         let mut written = HashMap::with_capacity(rows.len());
         for row in rows {
-            let task = rows::read_task(&row)
-                .map_err(|e| self.err(&e))?
-                .into_task(&table)?;
-            written.insert(task.key(), task);
+            written.insert(self.row_key(&row)?, self.read_row(&row));
         }
         Ok(written)
+    }
+
+    /// The task a returned row holds; `Corrupt` naming it if it does not decode.
+    fn read_row(&self, row: &PgRow) -> Result<Task> {
+        rows::read_task(row)
+            .map_err(|e| self.err(&e))
+            .and_then(|raw| raw.into_task(&self.table()))
+    }
+
+    /// The key of a returned row, read whether or not the rest of it decodes.
+    fn row_key(&self, row: &PgRow) -> Result<TaskKey> {
+        let job: String = row.try_get("job").map_err(|e| self.err(&e))?;
+        let id: String = row.try_get("id").map_err(|e| self.err(&e))?;
+        TaskKey::parse(&job, &id).map_err(|e| Error::corrupt(self.table(), e))
+    }
+
+    /// Releases leases granted by a statement whose call answers an error, so that their
+    /// holder never learns of them (as Redis does). Best effort: a lease that cannot be released
+    /// expires on its own.
+    async fn release_unseen(&self, granted: &[Claimed], now: Timestamp) {
+        for c in granted {
+            if let Err(e) = cas::release(self, &c.lease, now).await {
+                tracing::warn!(key = %c.lease.key, error = %e, "postgres: granted lease not released: it will expire");
+            }
+        }
     }
 
     /// Claims for `req` until `won` holds `req.limit` leases or the job has nothing claimable
@@ -261,11 +281,12 @@ impl PgStore {
 
     /// Takes the rows of a claim (`claim_next.sql`, or the claim part of `handoff.sql`) into
     /// `won`, in the statement's order, which is claim order: a granted row as written; a row
-    /// whose lease expired (`granted` false) through the pure rule and the conditional-write
-    /// path, which records the dead attempt or exhausts the task (claimed only if it is granted,
-    /// and only up to `req.limit`); a row finished by hand re-indexed ([`PgStore::reindex`]);
-    /// a row that does not decode set aside ([`PgStore::set_aside`]). Taking them in turn keeps
-    /// `won` in claim order, as every backend answers (the model check compares the order).
+    /// whose lease expired (`granted` false) through the pure rule and a write conditional on
+    /// the version the statement read ([`PgStore::reclaim`]), which records the dead attempt or
+    /// exhausts the task (claimed only if it is granted, and only up to `req.limit`); a row
+    /// finished by hand re-indexed ([`PgStore::reindex`]); a row that does not decode set aside
+    /// ([`PgStore::set_aside`]). Taking them in turn keeps `won` in claim order, as every
+    /// backend answers (the model check compares the order).
     ///
     /// The statement has committed when this runs: every lease it granted goes into `won` even
     /// when an error stops the rest (a row that cannot be read; an expiry whose write fails,
@@ -279,8 +300,8 @@ impl PgStore {
         now: Timestamp,
         won: &mut Vec<Claimed>,
     ) -> Result<()> {
-        let mut first_error = None;
-        let mut expiry_failed = false;
+        let (mut first_error, mut expiry_failed) = (None, false);
+        let table = self.table();
         let one = Claim {
             owner: req.owner.clone(),
             lease_for: req.lease_for,
@@ -291,19 +312,23 @@ impl PgStore {
                 .try_get::<bool, _>("granted")
                 .and_then(|granted| Ok((granted, rows::read_task(&row)?)))
                 .map_err(|e| self.err(&e))
-                .and_then(|(granted, raw)| Ok((granted, raw.into_task(&self.table())?)));
+                .and_then(|(granted, raw)| Ok((granted, raw.into_task(&table)?)))
+                .and_then(|(granted, task)| match granted {
+                    true => Ok((true, task)),
+                    // The statement leaves a row it cannot advance ungranted.
+                    false => Ok((false, advanceable(&table, task)?)),
+                });
             let error = match read {
                 Ok((true, task)) => claimed(task).map(|c| won.push(c)).err(),
                 Ok((false, task)) if task.status != Status::InProgress => {
                     self.reindex(task).await.err()
                 }
                 Ok((false, _)) if expiry_failed || won.len() >= req.limit => None,
-                Ok((false, task)) => match cas::claim(self, &task.key(), &one, now).await {
-                    Ok(c) => {
-                        won.push(c);
+                Ok((false, task)) => match self.reclaim(task, &one, now).await {
+                    Ok(granted) => {
+                        won.extend(granted);
                         None
                     }
-                    Err(Error::Refused { .. } | Error::NotFound(_)) => None,
                     Err(e) => {
                         expiry_failed = true;
                         Some(e)
@@ -317,6 +342,22 @@ impl PgStore {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Applies [`lifecycle::claim`] to a row whose lease expired, as the claim's statement read
+    /// it (at the stage it asked for), and writes the result conditionally on that version:
+    /// records the dead attempt and grants the task, or exhausts it. A row written since (its
+    /// slow holder succeeded, say, moving it to another stage) is left alone (`None`), as is
+    /// one the rule refuses.
+    async fn reclaim(&self, task: Task, one: &Claim, now: Timestamp) -> Result<Option<Claimed>> {
+        let (new, granted) = match lifecycle::claim(&task, one, now)? {
+            ClaimDecision::Granted(c) => (c.task.clone(), Some(c)),
+            ClaimDecision::Exhausted(t) => (t, None),
+            ClaimDecision::Refused(_) => return Ok(None),
+        };
+        let read = versioned_task(task);
+        let wrote = cas::Documents::replace_task(self, &read, &new).await?;
+        Ok(granted.filter(|_| wrote))
     }
 
     /// Writes back, as it is, a row the claim index listed but that no rule lets anyone claim:
@@ -406,10 +447,8 @@ impl PgStore {
                 self.endpoint
             )));
         }
-        let done = rows::read_task(&first)
-            .map_err(|e| self.err(&e))?
-            .into_task(&self.table())?;
         // Committed from here on: the success and the leases granted stand.
+        let done = self.read_row(&first);
         let claim_rows: Vec<PgRow> = rows.collect();
         let found = claim_rows.len();
         let mut won = Vec::with_capacity(next.limit.min(64));
@@ -417,6 +456,17 @@ impl PgStore {
             .take_claimed(claim_rows, next, now, &mut won)
             .await
             .err();
+        let done = match done {
+            Ok(done) => done,
+            Err(e) => {
+                // The success is written, but its row does not read back (edited by hand into
+                // something the statement still completes). The caller gets the error and so
+                // never sees the leases granted with it: release them rather than leave them
+                // to expire as dead attempts.
+                self.release_unseen(&won, now).await;
+                return Err(e);
+            }
+        };
         if error.is_none() && won.len() < next.limit && found >= next.limit {
             (won, error) = self.claim_rounds(&lease.key.job, next, now, won).await;
         } else {
@@ -672,7 +722,10 @@ store_over_cas! {
             now: Timestamp,
         ) -> Result<Vec<Result<Task>>> {
             let done = storable_outputs(done);
-            succeed_many_batched(self, &done, now, self.succeed_many_fast(&done, now)).await
+            succeed_many_batched(self, &done, now, async |firsts| {
+                self.succeed_many_fast(firsts, now).await
+            })
+            .await
         }
     }
 }
