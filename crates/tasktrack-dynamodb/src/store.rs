@@ -110,6 +110,91 @@ impl DynamoStore {
         crate::schema::drop_tables(&self.docs.client, &self.docs.table, &self.docs.endpoint).await
     }
 
+    /// `claim_next`'s rounds (see it in the `Store` impl), pushing each task won onto `won` as
+    /// soon as its write succeeded.
+    async fn claim_into(
+        &self,
+        job: &JobName,
+        req: &ClaimNext,
+        now: Timestamp,
+        won: &mut Vec<Claimed>,
+    ) -> Result<()> {
+        let claim = Claim {
+            owner: req.owner.clone(),
+            lease_for: req.lease_for,
+            force: false,
+        };
+        let slot: Slot = (job.clone(), req.stage.clone());
+        // Queries made, and whether the candidates since the last one led anywhere (a claim
+        // tried, or a candidate that a local worker is claiming right now).
+        let (mut queries, mut progress) = (0, false);
+        loop {
+            let (attempts, busy) = self.pick(&slot, &claim, now, req.limit - won.len())?;
+            progress |= busy;
+            if attempts.is_empty() {
+                if queries == MAX_CAS_ATTEMPTS || (queries > 0 && !progress) {
+                    break;
+                }
+                if queries > 0 {
+                    crate::txn::pause(queries.min(4)).await;
+                }
+                queries += 1;
+                progress = false;
+                // One worker at a time refills; the others then take from what it fetched.
+                let _refilling = self.refilling.lock().await;
+                if self.pool.has(&slot, now) {
+                    continue;
+                }
+                if !self.refill(&slot, now, req.limit - won.len()).await? {
+                    break;
+                }
+                continue;
+            }
+            progress = true;
+            // Several claims (a batch) go out in one transaction; one claim is one PutItem.
+            // The reservations are held until the outcomes are known.
+            let n = attempts.len();
+            let (mut olds, mut news, mut leases, mut reserved) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for a in attempts {
+                olds.push(a.candidate);
+                news.push(a.fitted);
+                leases.push(a.lease);
+                reserved.push(a.reserved);
+            }
+            let written = self.docs.write_all(olds.iter().zip(news).collect()).await?;
+            let (mut lost, mut failed) = (false, None);
+            for (lease, written) in leases.into_iter().zip(written) {
+                match written {
+                    Ok(Some(task)) => {
+                        self.remember(&task);
+                        won.extend(lease.map(|lease| Claimed { task, lease }));
+                    }
+                    Ok(None) => lost = true,
+                    // One claim of the batch could not be written (the others may have
+                    // been): the caller keeps what was won (see `cas::keep_won`).
+                    Err(e) => failed = failed.or(Some(e)),
+                }
+            }
+            drop(reserved);
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if lost {
+                self.contended.store(CONTENDED_CALLS, Ordering::Relaxed);
+                self.pool.shuffle(&slot);
+            }
+            if won.len() >= req.limit {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Queries the claim index for `slot`'s next candidates (at least `want` plus a spread,
     /// so that a lost race has others to try) into the pool. `false`: there are none.
     async fn refill(&self, slot: &Slot, now: Timestamp, want: usize) -> Result<bool> {
@@ -166,10 +251,20 @@ impl DynamoStore {
             };
             // lifecycle::claim decides; an expired lease at max attempts becomes exhausted.
             let limit = self.docs.item_limit;
-            let (fitted, lease) = match fit::fit_claim(limit, &candidate.value, claim, now)? {
-                ClaimWrite::Write(fitted, lease) => (fitted, lease),
-                ClaimWrite::Refused(_) => continue,
-                ClaimWrite::Unwritable(why) => {
+            let (fitted, lease) = match fit::fit_claim(limit, &candidate.value, claim, now) {
+                Ok(ClaimWrite::Write(fitted, lease)) => (fitted, lease),
+                Ok(ClaimWrite::Refused(_)) => continue,
+                // A counter at the top of its range (edited by hand): left out and noted, so
+                // that it cannot stop the job's claims.
+                Err(e @ Error::Corrupt { .. }) => {
+                    let key = candidate.value.key();
+                    self.docs
+                        .damaged
+                        .note("dynamodb", &key, &candidate.revision, &e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+                Ok(ClaimWrite::Unwritable(why)) => {
                     // Over the limit even as exhausted (written under a larger `item_limit`):
                     // left out, so that it never fails the claims of the others.
                     tracing::warn!(task = %candidate.value.key(), "not claimable: {why}");
@@ -505,81 +600,11 @@ tasktrack_core::store_impl! {
             now: Timestamp,
         ) -> Result<Vec<Claimed>> {
             cas::check_claim_next(req)?;
-            let claim = Claim {
-                owner: req.owner.clone(),
-                lease_for: req.lease_for,
-                force: false,
-            };
-            let slot: Slot = (job.clone(), req.stage.clone());
             let mut won = Vec::new();
-            // Queries made, and whether the candidates since the last one led anywhere (a claim
-            // tried, or a candidate that a local worker is claiming right now).
-            let (mut queries, mut progress) = (0, false);
-            loop {
-                let (attempts, busy) = self.pick(&slot, &claim, now, req.limit - won.len())?;
-                progress |= busy;
-                if attempts.is_empty() {
-                    if queries == MAX_CAS_ATTEMPTS || (queries > 0 && !progress) {
-                        break;
-                    }
-                    if queries > 0 {
-                        crate::txn::pause(queries.min(4)).await;
-                    }
-                    queries += 1;
-                    progress = false;
-                    // One worker at a time refills; the others then take from what it fetched.
-                    let _refilling = self.refilling.lock().await;
-                    if self.pool.has(&slot, now) {
-                        continue;
-                    }
-                    if !self.refill(&slot, now, req.limit - won.len()).await? {
-                        break;
-                    }
-                    continue;
-                }
-                progress = true;
-                // Several claims (a batch) go out in one transaction; one claim is one PutItem.
-                // The reservations are held until the outcomes are known.
-                let n = attempts.len();
-                let (mut olds, mut news, mut leases, mut reserved) = (
-                    Vec::with_capacity(n),
-                    Vec::with_capacity(n),
-                    Vec::with_capacity(n),
-                    Vec::with_capacity(n),
-                );
-                for a in attempts {
-                    olds.push(a.candidate);
-                    news.push(a.fitted);
-                    leases.push(a.lease);
-                    reserved.push(a.reserved);
-                }
-                let written = self.docs.write_all(olds.iter().zip(news).collect()).await?;
-                let (mut lost, mut failed) = (false, None);
-                for (lease, written) in leases.into_iter().zip(written) {
-                    match written {
-                        Ok(Some(task)) => {
-                            self.remember(&task);
-                            won.extend(lease.map(|lease| Claimed { task, lease }));
-                        }
-                        Ok(None) => lost = true,
-                        // One claim of the batch could not be written (the others may have
-                        // been): keep what was won rather than drop leases we hold.
-                        Err(e) => failed = failed.or(Some(e)),
-                    }
-                }
-                drop(reserved);
-                if let Some(e) = failed {
-                    return if won.is_empty() { Err(e) } else { Ok(won) };
-                }
-                if lost {
-                    self.contended.store(CONTENDED_CALLS, Ordering::Relaxed);
-                    self.pool.shuffle(&slot);
-                }
-                if won.len() >= req.limit {
-                    break;
-                }
-            }
-            Ok(won)
+            let outcome = self.claim_into(job, req, now, &mut won).await;
+            // A failure after some wins (a refill, a later batch) must not drop the leases
+            // already granted: their tasks stay leased whatever the caller is told.
+            cas::keep_won("dynamodb", job, won, outcome)
         }
         /// `cas::create`, restated so that a task that cannot be written (too large for a
         /// DynamoDB item) fails alone: every other task of the call is created (or found

@@ -75,3 +75,36 @@ async fn claims_go_past_a_damaged_task_item_until_it_is_repaired_and_rewritten()
     let again = store.claim_next(&job, &claim, t).await.unwrap();
     assert_eq!(ids(&again), ["a"]);
 }
+
+/// A task whose record reads but whose counters the claim rule refuses (its token edited to the
+/// top of its range: a claim would have to wrap it) is passed over too, not the claim's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_go_past_a_task_whose_token_cannot_be_bumped() {
+    let Some(url) = common::fresh_url_or_skip("&counter_shards=1") else {
+        return;
+    };
+    let store = common::open_temporary(&url).await.unwrap();
+    let job = JobName::new("j").unwrap();
+    let t = common::now();
+    let tasks = common::new_tasks(&["a", "b"]);
+    store
+        .create(&job, &tasks, CreateMode::SkipExisting, t)
+        .await
+        .unwrap();
+    let original = swap_doc(&store, &url, "a", "{}").await;
+    let mut edited: serde_json::Value = serde_json::from_str(&original).unwrap();
+    edited["token"] = serde_json::json!(u64::MAX);
+    swap_doc(&store, &url, "a", &edited.to_string()).await;
+
+    // Another process, which has not seen the tasks before, claims them.
+    let other = tasktrack_dynamodb::open(&url).await.unwrap();
+    let claim = ClaimNext::new("w", Duration::from_secs(30));
+    let first = other.claim_next(&job, &claim, t).await.unwrap();
+    assert_eq!(ids(&first), ["b"], "a, first in claim order, is skipped");
+    let a = TaskKey::new(job.clone(), TaskId::new("a").unwrap());
+    assert_eq!(
+        other.get(&a).await.unwrap().token,
+        u64::MAX,
+        "a is left as it is"
+    );
+}

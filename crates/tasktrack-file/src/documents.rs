@@ -11,7 +11,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tasktrack_core::cas::{Documents, Versioned};
+use tasktrack_core::cas::{Documents, Versioned, task_revision};
 use tasktrack_core::{
     Error, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey, TaskPage, TaskQuery,
     Timestamp,
@@ -252,9 +252,17 @@ fn versioned<T>(value: T, version: u64) -> Versioned<T> {
     Versioned::new(value, version.to_string())
 }
 
+/// A task with its revision: version and creation time, so that a task deleted and created
+/// again under its id (back at version 1) is not the one read before (see
+/// [`task_revision`]).
+fn versioned_task(task: Task) -> Versioned<Task> {
+    let revision = task_revision(&task);
+    Versioned::new(task, revision)
+}
+
 /// Whether the file's current record is still at the revision the caller read.
-fn unchanged(current: Option<u64>, revision: &str) -> bool {
-    current.is_some_and(|v| v.to_string() == revision)
+fn unchanged(current: Option<String>, revision: &str) -> bool {
+    current.is_some_and(|v| v == revision)
 }
 
 #[async_trait]
@@ -283,10 +291,7 @@ impl Documents for FileDocuments {
                     other => break other?,
                 }
             };
-            Ok(task.map(|t| {
-                let v = t.version;
-                versioned(t, v)
-            }))
+            Ok(task.map(versioned_task))
         })
         .await
     }
@@ -339,7 +344,7 @@ impl Documents for FileDocuments {
         let done = self
             .batched(&new.job.clone(), move |s| {
                 let current = s.read_task(&new.id)?;
-                if !unchanged(current.map(|t| t.version), &revision) {
+                if !unchanged(current.as_ref().map(task_revision), &revision) {
                     return Ok(false);
                 }
                 s.stage(vec![Change::Put(new)]);
@@ -354,7 +359,7 @@ impl Documents for FileDocuments {
         let done = self
             .batched(&key.job, move |s| {
                 let current = s.read_task(&key.id)?;
-                if !unchanged(current.map(|t| t.version), &revision) {
+                if !unchanged(current.as_ref().map(task_revision), &revision) {
                     return Ok(false);
                 }
                 s.stage(vec![Change::Delete(key.id)]);
@@ -379,8 +384,7 @@ impl Documents for FileDocuments {
                 for id in ids {
                     // A damaged file is skipped (as the native claim_next does).
                     if let Some(t) = readable(s, &id, "claimable")? {
-                        let v = t.version;
-                        found.push(versioned(t, v));
+                        found.push(versioned_task(t));
                     }
                 }
                 Ok(found)
@@ -462,7 +466,7 @@ impl Documents for FileDocuments {
         let (revision, new) = (old.revision.clone(), new.clone());
         let done = self
             .locked(&new.name.clone(), Access::Existing, move |s| {
-                if !unchanged(s.read_job()?.map(|j| j.version), &revision) {
+                if !unchanged(s.read_job()?.map(|j| j.version.to_string()), &revision) {
                     return Ok(false);
                 }
                 s.stage(vec![Change::PutJob(new)]);
@@ -476,7 +480,7 @@ impl Documents for FileDocuments {
         let revision = old.revision.clone();
         let done = self
             .locked(&old.value.name, Access::Existing, move |s| {
-                if !unchanged(s.read_job()?.map(|j| j.version), &revision) {
+                if !unchanged(s.read_job()?.map(|j| j.version.to_string()), &revision) {
                     return Ok(false);
                 }
                 // The directory, its lock file and journal stay: another process may be waiting

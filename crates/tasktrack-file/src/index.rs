@@ -86,6 +86,8 @@ pub struct JobIndex {
     pub uncommitted: Vec<TaskId>,
     /// Whether any record follows the last `commit`.
     pub open: bool,
+    /// After a compaction failed: no other is tried before the journal has this many lines.
+    pub compact_after: u64,
     entries: HashMap<TaskId, Entry>,
     claimable: BTreeSet<ClaimKey>,
     claimable_by_stage: HashMap<String, BTreeSet<ClaimKey>>,

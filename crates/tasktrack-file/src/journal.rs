@@ -37,7 +37,10 @@
 //! appended since it last looked. When the journal grows past twice the number of tasks, the
 //! holder rewrites it as a snapshot (one index entry per task) under a new generation id, which
 //! tells the other processes to re-read it from the top. The snapshot drops the full records, so
-//! it is written only after a `syncfs` of the file system has put every task file on disk. A missing `index.log` is rebuilt from the task files.
+//! it is written only after a `syncfs` of the file system has put every task file on disk. The
+//! snapshot follows a commit, so its failure (a full disk) is logged, not the transaction's
+//! error; the journal then stays as it was, and the next try waits for more lines. A missing
+//! `index.log` is rebuilt from the task files.
 
 use crate::fsio::{self, Durability, corrupt, io_error};
 use crate::index::{Entry, JobIndex, Record};

@@ -522,10 +522,26 @@ impl Session<'_> {
             vec![Record::Commit],
             false,
         )?;
-        if self.index.lines > 2 * self.index.len() as u64 + journal::COMPACT_SLACK {
-            journal::snapshot(self.paths, self.index, self.durability)?;
-        }
+        self.compact();
         Ok(())
+    }
+
+    /// Rewrites a journal grown past its threshold as a snapshot, after a commit. A failure (a
+    /// nearly full disk) is logged, not returned: the transaction is committed and its callers
+    /// must hear so. Nothing needs repair: until its rename the snapshot touches neither the
+    /// journal nor the in-memory index, and once renamed over the journal it is complete, and
+    /// its new generation makes every process (this one too, whose index keeps the old one)
+    /// re-read it at their next lock. The next try waits [`journal::COMPACT_SLACK`] more lines,
+    /// so that a disk that stays full does not pay a failed snapshot per transaction.
+    fn compact(&mut self) {
+        let due = 2 * self.index.len() as u64 + journal::COMPACT_SLACK;
+        if self.index.lines <= due.max(self.index.compact_after) {
+            return;
+        }
+        if let Err(e) = journal::snapshot(self.paths, self.index, self.durability) {
+            self.index.compact_after = self.index.lines.saturating_add(journal::COMPACT_SLACK);
+            tracing::warn!(job = %self.paths.job, error = %e, "index.log not compacted (the transaction is committed); trying again later");
+        }
     }
 
     fn is_task_file(&self, path: &Path) -> bool {
@@ -747,6 +763,57 @@ mod tests {
             Ok(())
         })
         .unwrap();
+    }
+
+    /// A journal compaction that fails after a commit (here its scratch folder cannot be
+    /// listed; on a real disk, a full one) leaves the transaction committed and answered so,
+    /// and the job as usable as before, for this process and for a new one.
+    #[test]
+    fn a_failed_compaction_does_not_fail_the_committed_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = JobName::new("j").unwrap();
+        let paths = JobPaths::new(dir.path(), &name);
+        let slot = Slot::new(paths.clone());
+        let now = Timestamp::now();
+        let job = Job::new(name, now);
+        let (a, b) = (task(&job, "a", 0, now), task(&job, "b", 0, now));
+        slot.with_lock(Access::Create, Durability::Relaxed, |s| {
+            s.stage(vec![Change::Put(a.clone()), Change::Put(b.clone())]);
+            Ok(())
+        })
+        .unwrap();
+        // A removal writes no scratch file; the snapshot lists the scratch folder first.
+        std::fs::remove_dir_all(&paths.scratch).unwrap();
+        std::fs::write(&paths.scratch, b"not a folder").unwrap();
+        let deleted = slot.with_lock(Access::Existing, Durability::Relaxed, |s| {
+            s.index.lines += 1_000_000; // a journal long past its compaction threshold
+            s.stage(vec![Change::Delete(a.id.clone())]);
+            Ok(())
+        });
+        assert!(deleted.is_ok(), "a committed delete answered {deleted:?}");
+        assert!(!paths.task(&a.id).exists());
+        std::fs::remove_file(&paths.scratch).unwrap();
+        std::fs::create_dir(&paths.scratch).unwrap();
+        let fresh = Slot::new(paths.clone());
+        for slot in [&slot, &fresh] {
+            slot.with_lock(Access::Existing, Durability::Relaxed, |s| {
+                assert!(!s.index.open, "no transaction left to finish");
+                assert_eq!(ids(s, now), ["b"]);
+                Ok(())
+            })
+            .unwrap();
+        }
+        slot.with_lock(Access::Existing, Durability::Relaxed, |s| {
+            s.stage(vec![Change::Put(claimed(&b, now))]);
+            Ok(())
+        })
+        .unwrap();
+        fresh
+            .with_lock(Access::Existing, Durability::Relaxed, |s| {
+                assert_eq!(ids(s, now), Vec::<String>::new(), "b is claimed");
+                Ok(())
+            })
+            .unwrap();
     }
 
     fn ids(s: &Session<'_>, now: Timestamp) -> Vec<String> {

@@ -91,13 +91,19 @@ fn claim_next_locked(s: &mut Session<'_>, req: &ClaimNext, now: Timestamp) -> Re
             if !task.is_claimable(now) {
                 continue;
             }
-            match lifecycle::claim(&task, &claim, now)? {
-                ClaimDecision::Granted(c) => {
+            match lifecycle::claim(&task, &claim, now) {
+                Ok(ClaimDecision::Granted(c)) => {
                     changes.push(Change::Put(c.task.clone()));
                     won.push(c);
                 }
-                ClaimDecision::Exhausted(t) => changes.push(Change::Put(t)),
-                ClaimDecision::Refused(_) => {}
+                Ok(ClaimDecision::Exhausted(t)) => changes.push(Change::Put(t)),
+                Ok(ClaimDecision::Refused(_)) => {}
+                // A counter at the top of its range (edited by hand): skipped like an
+                // unreadable file, so that it cannot stop the job's claims.
+                Err(e @ Error::Corrupt { .. }) => {
+                    tracing::error!(error = %e, "skipping a task claim_next cannot claim");
+                }
+                Err(e) => return Err(e),
             }
             if won.len() == req.limit {
                 break 'passes;

@@ -559,3 +559,23 @@ async fn stray_entries_and_damaged_job_records_do_not_stop_jobs_or_purge_of_all_
     assert_corrupt_naming(store.get_job(&b).await, &b_record, "invalid JSON");
     assert_corrupt_naming(store.counts(&b).await, &b_record, "invalid JSON");
 }
+
+/// A task file that reads but whose token was edited to the top of its range (a claim would
+/// have to wrap it) is skipped by `claim_next`, as an unreadable one is, not the claim's error.
+#[tokio::test]
+async fn a_task_whose_token_cannot_be_bumped_is_skipped_by_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, job) = setup(dir.path(), 2).await;
+    let path = task_file(dir.path(), "j", "t0");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    doc["token"] = serde_json::json!(u64::MAX);
+    std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let ids: Vec<String> = claim(&store, &job, 1)
+        .await
+        .iter()
+        .map(|c| c.task.id.to_string())
+        .collect();
+    assert_eq!(ids, ["t1"], "t0, first in claim order, is skipped");
+    assert_eq!(store.get(&key(&job, "t0")).await.unwrap().token, u64::MAX);
+}

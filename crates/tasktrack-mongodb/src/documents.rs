@@ -1,6 +1,9 @@
 //! [`MongoDocuments`]: the versioned-documents contract of the compare-and-swap adapter over two
-//! collections. Every conditional write puts the `version` it read into the filter, so
-//! `replace_one({_id, version}, new)` matches nothing when someone else wrote first.
+//! collections. Every conditional write of a task puts the `version` and `created_at` it read
+//! into the filter, so `replace_one({_id, version, created_at}, new)` matches nothing when
+//! someone else wrote first, nor when the task was deleted and created again under its id since
+//! (back at version 1, but created later; see `tasktrack_core::cas::task_revision`). A job record's filter is
+//! `{_id, version}`.
 
 use crate::codec::{self, int, task_id};
 use crate::config::Config;
@@ -58,8 +61,11 @@ impl MongoDocuments {
     }
 
     pub(crate) fn versioned_task(&self, doc: Document) -> Result<Versioned<Task>> {
+        // `created_at` as stored: the text the conditional writes' filter must match.
+        let created = doc.get_str("created_at").map(str::to_owned).ok();
         let task = codec::task_from_doc(doc, &self.tasks_location())?;
-        let revision = task.version.to_string();
+        let created = created.unwrap_or_else(|| task.created_at.to_rfc3339());
+        let revision = format!("{}@{created}", task.version);
         Ok(Versioned::new(task, revision))
     }
 
@@ -189,7 +195,28 @@ impl MongoDocuments {
     }
 }
 
-/// The revision as the stored `version` number.
+/// The filter that matches task `old` only as it was read: its `_id`, and the `version` and
+/// `created_at` (as stored) its revision names, `"<version>@<created_at>"` (see the module
+/// docs).
+fn unchanged_task(old: &Versioned<Task>) -> Result<Document> {
+    let parsed = old
+        .revision
+        .split_once('@')
+        .and_then(|(version, created)| Some((version.parse::<u64>().ok()?, created)));
+    let Some((version, created_at)) = parsed else {
+        return Err(Error::backend(format!(
+            "mongodb task revision {:?} is not `version@created_at`",
+            old.revision
+        )));
+    };
+    Ok(doc! {
+        "_id": task_id(&old.value.job, &old.value.id),
+        "version": int(version),
+        "created_at": created_at,
+    })
+}
+
+/// A job record's revision as the stored `version` number.
 fn revision(old: &str) -> Result<i64> {
     old.parse::<u64>()
         .map(int)
@@ -325,20 +352,18 @@ impl Documents for MongoDocuments {
     }
 
     async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {
-        let filter = doc! {"_id": task_id(&old.value.job, &old.value.id), "version": revision(&old.revision)?};
         let result = self
             .tasks
-            .replace_one(filter, codec::task_to_doc(new)?)
+            .replace_one(unchanged_task(old)?, codec::task_to_doc(new)?)
             .await
             .map_err(|e| self.err(e))?;
         Ok(result.matched_count == 1)
     }
 
     async fn delete_task(&self, old: &Versioned<Task>) -> Result<bool> {
-        let filter = doc! {"_id": task_id(&old.value.job, &old.value.id), "version": revision(&old.revision)?};
         let result = self
             .tasks
-            .delete_one(filter)
+            .delete_one(unchanged_task(old)?)
             .await
             .map_err(|e| self.err(e))?;
         Ok(result.deleted_count == 1)

@@ -21,9 +21,10 @@
 //!
 //! # Atomicity
 //! Every document write is atomic in MongoDB, and every transition is one conditional write,
-//! `replaceOne({_id, version}, new)`, where `new` comes from the pure rule of
+//! `replaceOne({_id, version, created_at}, new)`, where `new` comes from the pure rule of
 //! `tasktrack_core::lifecycle` applied in Rust to the document as read. A writer that lost a
-//! race matches nothing and re-reads; no rule is restated on the server.
+//! race matches nothing and re-reads; no rule is restated on the server. (`created_at` tells a
+//! task from one deleted and created again under its id, whose version starts again at 1.)
 //! - `claim_next` ([`native`]): one sorted `find` of the first 4n claimable tasks (the
 //!   partial `claim` index on MongoDB), then one conditional replace per candidate until n are
 //!   won. Two workers can never both win a task: the second one's version no longer matches.
@@ -67,7 +68,10 @@
 //!   task, and nothing is written; new tasks must leave 64 KiB free. A claim that no longer
 //!   fits exhausts the task as `unrecordable` (or sets it aside) instead of blocking the queue.
 //! - An unreadable task document is `Corrupt` naming it; `claim_next` sets it aside (removes
-//!   its `claim_at`, adds `set_aside`) and hands out the job's other tasks.
+//!   its `claim_at`, adds `set_aside`) and hands out the job's other tasks. So it does with a
+//!   task the claim rule refuses as corrupt (a counter edited to the top of its range).
+//! - A `claim_next` that fails after winning some tasks (a lost connection at a later replace)
+//!   answers with those it won and logs the error: a lease granted is never dropped.
 //! - Unless the URL says otherwise, a request waits at most 10 s for a server and a
 //!   connection 5 s to open ([`SERVER_SELECTION_TIMEOUT`], [`CONNECT_TIMEOUT`]).
 //! - Multi-document operations (`delete_job`, `purge`) are per-document conditional writes, not

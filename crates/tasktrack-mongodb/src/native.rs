@@ -1,7 +1,7 @@
 //! The hot paths in fewer round trips than the generic compare-and-swap loop: a batch of claims
 //! from one sorted query, and a batch of successes from one read.
 //!
-//! Every write here is still the adapter's conditional `replaceOne({_id, version}, new)`, with
+//! Every write here is still the adapter's conditional `replaceOne({_id, version, created_at}, new)`, with
 //! the new document computed in Rust by the pure rule of `tasktrack_core::lifecycle` — nothing
 //! is restated on the server, so there is no second copy of a rule to keep in step. What changes
 //! is how the documents are read: many per request instead of one.
@@ -42,13 +42,29 @@ pub async fn claim_next(
     now: Timestamp,
 ) -> Result<Vec<Claimed>> {
     check_claim_next(req)?;
+    // (round, position in that round's claim order) of each win, to return them in claim order.
+    let mut won: Vec<((u32, usize), Claimed)> = Vec::with_capacity(req.limit);
+    let outcome = claim_rounds(docs, job, req, now, &mut won).await;
+    won.sort_by_key(|(order, _)| *order);
+    let won = won.into_iter().map(|(_, c)| c).collect();
+    // A failure after some wins (a lost connection at the fourth replace, say) must not drop
+    // the leases already granted: their tasks stay leased whatever the caller is told.
+    cas::keep_won("mongodb", job, won, outcome)
+}
+
+/// [`claim_next`]'s rounds, pushing each win onto `won` as soon as its write succeeded.
+async fn claim_rounds(
+    docs: &MongoDocuments,
+    job: &JobName,
+    req: &ClaimNext,
+    now: Timestamp,
+    won: &mut Vec<((u32, usize), Claimed)>,
+) -> Result<()> {
     let claim = Claim {
         owner: req.owner.clone(),
         lease_for: req.lease_for,
         force: false,
     };
-    // (round, position in that round's claim order) of each win, to return them in claim order.
-    let mut won: Vec<((u32, usize), Claimed)> = Vec::with_capacity(req.limit);
     for round in 0..MAX_CAS_ATTEMPTS {
         let want = req.limit - won.len();
         let fetch = want.saturating_mul(SPARE_FACTOR);
@@ -81,8 +97,7 @@ pub async fn claim_next(
             break;
         }
     }
-    won.sort_by_key(|(order, _)| *order);
-    Ok(won.into_iter().map(|(_, c)| c).collect())
+    Ok(())
 }
 
 /// What became of one candidate of a claim.
@@ -93,7 +108,7 @@ enum Trial {
     /// Changed by someone else since it was read: another worker took it.
     Lost,
     /// Not claimable as read (an expired lease at its last attempt, now written `exhausted`), or
-    /// set aside as unwritable.
+    /// set aside as unwritable or corrupt.
     Passed,
 }
 
@@ -104,10 +119,17 @@ async fn claim_one(
     claim: &Claim,
     now: Timestamp,
 ) -> Result<Trial> {
-    let (new, claimed) = match lifecycle::claim(&candidate.value, claim, now)? {
-        ClaimDecision::Granted(c) => (c.task.clone(), Some(c)),
-        ClaimDecision::Exhausted(t) => (t, None),
-        ClaimDecision::Refused(_) => return Ok(Trial::Passed),
+    let (new, claimed) = match lifecycle::claim(&candidate.value, claim, now) {
+        Ok(ClaimDecision::Granted(c)) => (c.task.clone(), Some(c)),
+        Ok(ClaimDecision::Exhausted(t)) => (t, None),
+        Ok(ClaimDecision::Refused(_)) => return Ok(Trial::Passed),
+        // A counter at the top of its range (edited by hand): out of the claim path, as an
+        // unreadable document is, so that it cannot stop the job's claims.
+        Err(e @ Error::Corrupt { .. }) => {
+            set_aside(docs, &candidate.value, &e).await?;
+            return Ok(Trial::Passed);
+        }
+        Err(e) => return Err(e),
     };
     match docs.replace_task(candidate, &new).await {
         Ok(false) => Ok(Trial::Lost),
@@ -148,7 +170,11 @@ async fn unwritable(
             }
         }
     }
-    let task = &candidate.value;
+    set_aside(docs, &candidate.value, why).await
+}
+
+/// Takes `task` (as read) out of the claim path, saying why (see `MongoDocuments::set_aside`).
+async fn set_aside(docs: &MongoDocuments, task: &Task, why: &Error) -> Result<()> {
     docs.set_aside(
         Bson::String(task_id(&task.job, &task.id)),
         Some(Bson::Int64(codec::int(task.version))),

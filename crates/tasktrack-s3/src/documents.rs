@@ -1,6 +1,6 @@
 //! [`S3Documents`]: the [`Documents`] trait over S3 objects, the job index and a task cache.
 
-use crate::index::{Entry, Index, Update};
+use crate::index::{Entry, Index, Rev, Update};
 use crate::indexer::{Indexer, SHARDS, SNAPSHOT_FRESH_FOR, Snapshot, shard_of};
 use crate::layout::Layout;
 use crate::objects::{Got, Objects, Put, RequestCounts, Stored};
@@ -155,15 +155,22 @@ impl S3Documents {
 
     /// Remembers `key` as a refused write found it (so that the retry after a lost race may
     /// start from it instead of another GET), or forgets it if that read found nothing usable.
-    fn adopt(&self, key: &TaskKey, current: Option<Stored>) {
+    /// The task found, if any.
+    fn adopt(&self, key: &TaskKey, current: Option<Stored>) -> Option<Task> {
         let read = current.and_then(|c| {
             serde_json::from_slice::<Task>(&c.body)
                 .ok()
                 .map(|task| (task, c.etag))
         });
         match read {
-            Some((task, etag)) if task.key() == *key => self.remember(&task, &etag),
-            _ => self.forget(key),
+            Some((task, etag)) if task.key() == *key => {
+                self.remember(&task, &etag);
+                Some(task)
+            }
+            _ => {
+                self.forget(key);
+                None
+            }
         }
     }
 
@@ -300,9 +307,9 @@ impl S3Documents {
         let queued = self.inner.indexer.queued(job);
         let indexed = |id: &str| shards.get(shard_of(id)).and_then(|s| s.index.tasks.get(id));
         // An unwritten change of ours older than the index's entry (another process wrote the
-        // task since) no longer counts.
+        // task since, or deleted and created it again) no longer counts.
         let mine = |id: &str| match queued.get(id) {
-            Some(Some(e)) if indexed(id).is_some_and(|i| i.version() > e.version()) => None,
+            Some(Some(e)) if indexed(id).is_some_and(|i| i.rev().is_after(e.rev())) => None,
             other => other,
         };
         let mut order: Vec<(Reverse<i32>, i64, &str, &Entry)> = shards
@@ -338,15 +345,16 @@ impl S3Documents {
                 continue;
             };
             let key = TaskKey::new(job.clone(), task_id);
-            let revision = entry.version().to_string();
+            let revision = entry.rev().to_string();
             if self.inner.damaged.contains(&key, &revision) || !self.reserve(&key) {
                 continue;
             }
             let current = match self.cached(&key) {
-                // Our copy is at least as new as the index entry (the entry may be from a
-                // copy of the index taken before our own later writes): decide on it. If
-                // someone else changed the task since, the conditional write will say so.
-                Some(hit) if hit.value.version >= entry.version() => Some(hit),
+                // Our copy is the state the entry names (the entries of our own later writes
+                // are in the order above): decide on it. If someone else changed the task
+                // since, the conditional write will say so. Any other copy may be of a task
+                // deleted since, and created again under its id: only a read tells.
+                Some(hit) if Rev::of(&hit.value) == entry.rev() => Some(hit),
                 _ => match self.fetch(&key).await {
                     Ok(current) => current,
                     Err(e) if e.kind() == ErrorKind::Corrupt => {
@@ -364,10 +372,12 @@ impl S3Documents {
                 },
             };
             let Some(current) = current else {
-                repairs.push(Update::Remove(id.to_owned(), entry.version()));
+                repairs.push(Update::Remove(id.to_owned(), entry.rev()));
                 continue;
             };
-            if current.value.version != entry.version() {
+            // Only a copy just read can differ from the entry here: a repair is never built
+            // from a cached copy.
+            if Rev::of(&current.value) != entry.rev() {
                 repairs.push(Update::put(&current.value));
             }
             let stage_ok = stage.is_none() || current.value.stage.as_deref() == stage;
@@ -416,22 +426,38 @@ impl Documents for S3Documents {
             .map(|t| Ok((self.layout().task(&t.key()), encode_json(t, "task")?)))
             .collect::<Result<Vec<_>>>()?;
         let objects = &self.inner.objects;
-        let outcomes: Vec<Put> = stream::iter(writes)
+        // Each PUT's own outcome: one that fails must not cost the tasks the others wrote their
+        // index entries (a task without one is never claimed, counted or listed).
+        let outcomes: Vec<Result<Put>> = stream::iter(writes)
             .map(|(path, body)| async move { objects.put(&path, body, None).await })
             .buffered(PARALLEL)
-            .try_collect()
-            .await?;
+            .collect()
+            .await;
         let mut by_job: HashMap<&JobName, Vec<Update>> = HashMap::new();
         let mut created = Vec::with_capacity(tasks.len());
+        let mut failed = None;
         for (task, outcome) in tasks.iter().zip(outcomes) {
             match outcome {
-                Put::Written(etag) => {
+                Ok(Put::Written(etag)) => {
                     self.remember(task, &etag);
                     by_job.entry(&task.job).or_default().push(Update::put(task));
                     created.push(true);
                 }
-                Put::Conflict(current) => {
-                    self.adopt(&task.key(), current);
+                Ok(Put::Conflict(current)) => {
+                    // The task exists, but its index entry may not: its writer may have died,
+                    // or failed, between the two. The entry of the task found is queued too,
+                    // so that creating the task again repairs that (an entry is only ever
+                    // replaced by a newer version, so an existing one is left as it is).
+                    if let Some(found) = self.adopt(&task.key(), current) {
+                        by_job
+                            .entry(&task.job)
+                            .or_default()
+                            .push(Update::put(&found));
+                    }
+                    created.push(false);
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
                     created.push(false);
                 }
             }
@@ -439,7 +465,10 @@ impl Documents for S3Documents {
         for (job, updates) in by_job {
             self.index(job, updates).await;
         }
-        Ok(created)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(created),
+        }
     }
 
     async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {
@@ -654,5 +683,41 @@ impl Documents for S3Documents {
             .collect();
         jobs.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(jobs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests may unwrap
+
+    use super::*;
+    use crate::objects::fake::{LostAnswers, objects};
+    use tasktrack_core::{NewTask, lifecycle};
+
+    /// A bulk create whose PUT of one task fails still indexes the tasks the other PUTs wrote
+    /// (a task without an entry is never claimed, counted or listed), then reports the failure.
+    #[tokio::test]
+    async fn a_failed_put_in_a_bulk_create_leaves_the_written_tasks_indexed() {
+        let bucket = Arc::new(LostAnswers::default());
+        let docs = S3Documents::new(objects(bucket.clone()), Layout::new("p"));
+        let now = Timestamp::from_millis(1_800_000_000_000);
+        let job = Job::new(JobName::new("j").unwrap(), now);
+        let tasks: Vec<Task> = ["a", "b", "c"]
+            .iter()
+            .map(|id| lifecycle::create_task(&job, &NewTask::new(TaskId::new(*id).unwrap()), now))
+            .collect::<Result<_>>()
+            .unwrap();
+        bucket.fail_next_put("/b.json");
+        let inserted = docs.insert_tasks(&tasks).await;
+        assert!(
+            inserted.is_err(),
+            "the failed PUT is reported: {inserted:?}"
+        );
+        let counts = docs.count_tasks(&job.name).await.unwrap();
+        let pending: u64 = counts.iter().map(|(_, _, n)| n).sum();
+        assert_eq!(pending, 2, "a and c are indexed: {counts:?}");
+        let claimable = docs.claimable(&job.name, None, now, 10).await.unwrap();
+        let ids: Vec<&str> = claimable.iter().map(|t| t.value.id.as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
     }
 }

@@ -4,9 +4,11 @@
 //! (status, priority, claimable-at, version, updated-at, stage; about 50 bytes). It is written
 //! only with conditional PUTs on its ETag, so concurrent writers never lose each other's
 //! changes; each change is an [`Update`] computed from a task document that was *already
-//! written*, and applying it is idempotent and ordered by the task's `version`: an entry is only
-//! ever replaced by a newer version of the same task. Applying updates late, twice or out of
-//! order therefore converges on the newest state of every task.
+//! written*, and applying it is idempotent and ordered by the task's [`Rev`] (creation time, then
+//! `version`): an entry is only ever replaced by a later state of the task, a later version or a
+//! later incarnation (a task deleted and created again under its id starts again at version 1,
+//! but is created later). Applying updates late, twice or out of order therefore converges on
+//! the newest state of every task.
 //!
 //! This module is pure data (no I/O), so its rules are unit-tested here.
 
@@ -16,7 +18,8 @@ use std::collections::BTreeMap;
 use tasktrack_core::{Cursor, Status, Task, TaskQuery, Timestamp};
 
 /// One task in the index: `[status code, priority, claimable_at ms | null, version,
-/// updated_at ms, stage | null]` (an array keeps the object small).
+/// updated_at ms, stage | null, created_at ms]` (an array keeps the object small). An entry
+/// written before entries carried `created_at` reads as 0 there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry(
     pub u8,
@@ -25,7 +28,45 @@ pub struct Entry(
     pub u64,
     pub i64,
     pub Option<String>,
+    #[serde(default)] pub i64,
 );
+
+/// Which state of a task an entry (or a removal) describes: its creation time in ms and its
+/// version. The version orders the states of one incarnation; the creation time tells a task
+/// from one deleted and created again under its id, whose version starts again at 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rev {
+    /// `created_at` in ms (0: unknown, an entry from before entries carried it).
+    pub created: i64,
+    /// `version`.
+    pub version: u64,
+}
+
+impl Rev {
+    /// The revision of `task`.
+    pub fn of(task: &Task) -> Self {
+        Rev {
+            created: task.created_at.as_millis(),
+            version: task.version,
+        }
+    }
+
+    /// Whether this is a later state than `other`: a later incarnation, or a later version of
+    /// the same one. Where either creation time is unknown, by version alone.
+    pub fn is_after(self, other: Rev) -> bool {
+        if self.created == 0 || other.created == 0 || self.created == other.created {
+            self.version > other.version
+        } else {
+            self.created > other.created
+        }
+    }
+}
+
+impl std::fmt::Display for Rev {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.version, self.created)
+    }
+}
 
 impl Entry {
     /// The entry describing `task`.
@@ -37,7 +78,16 @@ impl Entry {
             task.version,
             task.updated_at.as_millis(),
             task.stage.clone(),
+            task.created_at.as_millis(),
         )
+    }
+
+    /// Which state of its task this entry describes.
+    pub fn rev(&self) -> Rev {
+        Rev {
+            created: self.6,
+            version: self.3,
+        }
     }
 
     /// The status, if the code is known.
@@ -71,8 +121,8 @@ impl Entry {
 pub enum Update {
     /// The task now looks like this entry.
     Put(String, Entry),
-    /// The task at this version was deleted.
-    Remove(String, u64),
+    /// The task at this revision was deleted.
+    Remove(String, Rev),
 }
 
 impl Update {
@@ -81,9 +131,9 @@ impl Update {
         Update::Put(task.id.as_str().to_owned(), Entry::of(task))
     }
 
-    /// The update for a task that was just deleted at `task.version`.
+    /// The update for a task that was just deleted as `task`.
     pub fn remove(task: &Task) -> Self {
-        Update::Remove(task.id.as_str().to_owned(), task.version)
+        Update::Remove(task.id.as_str().to_owned(), Rev::of(task))
     }
 
     /// The task id it is about.
@@ -117,19 +167,20 @@ impl Index {
         }
     }
 
-    /// Applies one update; `true` if the index changed. An entry is never replaced by an older
-    /// version of its task, so late or repeated updates are harmless.
+    /// Applies one update; `true` if the index changed. An entry is never replaced by an earlier
+    /// state of its task (an older version, or the task deleted before it was created again),
+    /// so late or repeated updates are harmless.
     pub fn apply(&mut self, update: &Update) -> bool {
         match update {
             Update::Put(id, entry) => match self.tasks.get(id) {
-                Some(current) if current.version() > entry.version() || current == entry => false,
+                Some(current) if current.rev().is_after(entry.rev()) || current == entry => false,
                 _ => {
                     self.tasks.insert(id.clone(), entry.clone());
                     true
                 }
             },
-            Update::Remove(id, version) => match self.tasks.get(id) {
-                Some(current) if current.version() <= *version => {
+            Update::Remove(id, rev) => match self.tasks.get(id) {
+                Some(current) if !current.rev().is_after(*rev) => {
                     self.tasks.remove(id);
                     true
                 }
@@ -241,7 +292,14 @@ mod tests {
     use tasktrack_core::JobName;
 
     fn entry(code: u8, prio: i32, at: Option<i64>, version: u64, updated: i64) -> Entry {
-        Entry(code, prio, at, version, updated, None)
+        Entry(code, prio, at, version, updated, None, 1)
+    }
+
+    fn rev(version: u64) -> Rev {
+        Rev {
+            created: 1,
+            version,
+        }
     }
 
     #[test]
@@ -255,11 +313,67 @@ mod tests {
         );
         assert!(idx.apply(&Update::Put("a".into(), entry(40, 0, None, 4, 2))));
         assert!(
-            !idx.apply(&Update::Remove("a".into(), 3)),
+            !idx.apply(&Update::Remove("a".into(), rev(3))),
             "a stale delete keeps the newer task"
         );
-        assert!(idx.apply(&Update::Remove("a".into(), 4)));
+        assert!(idx.apply(&Update::Remove("a".into(), rev(4))));
         assert!(idx.tasks.is_empty());
+    }
+
+    /// A task deleted and created again under its id starts again at version 1: its entry is
+    /// newer than any of the deleted task's, whatever their versions, and a late removal of the
+    /// deleted task leaves it.
+    #[test]
+    fn a_re_created_task_is_never_replaced_by_its_deleted_predecessor() {
+        let at = |created: i64, version: u64| {
+            let mut e = entry(10, 0, None, version, created);
+            e.6 = created;
+            e
+        };
+        let mut idx = Index::new();
+        assert!(idx.apply(&Update::Put("a".into(), at(100, 1))));
+        assert!(
+            idx.apply(&Update::Put("a".into(), at(200, 1))),
+            "re-created"
+        );
+        for late in [at(100, 1), at(100, 2), at(100, 7)] {
+            assert!(
+                !idx.apply(&Update::Put("a".into(), late.clone())),
+                "{late:?}"
+            );
+        }
+        let deleted = Rev {
+            created: 100,
+            version: 7,
+        };
+        assert!(!idx.apply(&Update::Remove("a".into(), deleted)));
+        assert_eq!(idx.tasks.get("a"), Some(&at(200, 1)));
+        assert!(idx.apply(&Update::Put("a".into(), at(200, 2))));
+    }
+
+    /// An index written before entries carried `created_at` still reads (as 0), and its
+    /// entries are then ordered by version alone.
+    #[test]
+    fn an_entry_without_a_creation_time_reads_and_orders_by_version() {
+        let old: Index =
+            serde_json::from_str(r#"{"v":1,"tasks":{"a":[10,0,5,3,1,null]}}"#).unwrap();
+        let entry = &old.tasks["a"];
+        assert_eq!(
+            entry.rev(),
+            Rev {
+                created: 0,
+                version: 3
+            }
+        );
+        let mut idx = old.clone();
+        assert!(!idx.apply(&Update::Put("a".into(), entry_at(2))));
+        assert!(idx.apply(&Update::Put("a".into(), entry_at(4))));
+    }
+
+    fn entry_at(version: u64) -> Entry {
+        let mut e = entry(10, 0, Some(5), version, 1);
+        e.6 = 50;
+        e
     }
 
     #[test]

@@ -130,7 +130,7 @@ impl Indexer {
                         if out
                             .get(id)
                             .and_then(Option::as_ref)
-                            .is_none_or(|old| old.version() <= e.version())
+                            .is_none_or(|old| !old.rev().is_after(e.rev()))
                         {
                             out.insert(id.clone(), Some(e.clone()));
                         }
@@ -323,7 +323,7 @@ impl Indexer {
         )))
     }
 
-    /// Replaces shard `k` by `rebuilt` (keeping entries of newer versions written meanwhile).
+    /// Replaces shard `k` by `rebuilt` (keeping entries of later states written meanwhile).
     pub async fn replace(
         &self,
         objects: &Objects,
@@ -340,7 +340,7 @@ impl Indexer {
                 if next
                     .tasks
                     .get(id)
-                    .is_some_and(|mine| mine.version() < e.version())
+                    .is_some_and(|mine| e.rev().is_after(mine.rev()))
                 {
                     next.tasks.insert(id.clone(), e.clone());
                 }
@@ -386,7 +386,7 @@ mod tests {
         let objects = objects(bucket.clone());
         let (layout, job) = (Layout::new("p"), JobName::new("j").unwrap());
         let indexer = Indexer::default();
-        let entry = Entry(0, 0, Some(0), 1, 0, None);
+        let entry = Entry(0, 0, Some(0), 1, 0, None, 0);
         let k = shard_of("t1");
         bucket.lose_next_put(&format!(".index-{k}"));
         indexer

@@ -29,17 +29,25 @@
 //! and if the first attempt was applied, the retry is refused by our own write. Identical bytes
 //! mean the write is ours (see [`objects`] and the limits below).
 //!
-//! The index (below) is written *after* the task, also with conditional PUTs on its ETag (a
-//! version-ordered merge: an entry is only replaced by a newer version of its task). It is never
-//! the authority: every claim re-reads (or holds the ETag of) the task and writes it conditionally,
-//! so a stale index can cost a wasted request, never a double execution.
+//! The index (below) is written *after* the task, also with conditional PUTs on its ETag (an
+//! ordered merge: an entry is only replaced by a later state of its task, a later version or,
+//! for a task deleted and created again under its id, a later `created_at`). It is never the
+//! authority: every claim re-reads (or holds the ETag of) the task and writes it conditionally,
+//! so a stale index can cost a wasted request, never a double execution. A claim decides on
+//! this process's cached copy of a task only when it is the state the index entry names, and
+//! repairs entries only from copies it has just read.
+//!
+//! A task written without its index entry (its writer died, or failed, between the two) is
+//! indexed again when a `create` finds it existing; a bulk create whose PUT of one task fails
+//! still indexes the tasks the others wrote before it answers the error.
 //!
 //! # Layout
 //!
 //! ```text
 //! <prefix>/<job>/<id>.json          task document (the core's Task as JSON)
 //! <prefix>/<job>/.index-<k>.json    shard k (0..8) of the job's index: task id ->
-//!                                   [status, priority, claimable_at, version, updated_at, stage]
+//!                                   [status, priority, claimable_at, version, updated_at, stage,
+//!                                    created_at] (older entries lack created_at: read as 0)
 //! <prefix>/.jobs/<job>.json         job record
 //! ```
 //!

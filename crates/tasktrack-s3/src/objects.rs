@@ -425,9 +425,32 @@ pub(crate) mod fake {
         inner: InMemory,
         armed: Mutex<Vec<String>>,
         lost: AtomicUsize,
+        /// Patterns of paths whose next PUT fails without writing anything.
+        failing: Mutex<Vec<String>>,
+    }
+
+    /// Takes the first of `patterns` that `location` contains, if any.
+    fn take_matching(patterns: &Mutex<Vec<String>>, location: &Path) -> bool {
+        let mut patterns = patterns.lock().unwrap();
+        match patterns
+            .iter()
+            .position(|p| location.as_ref().contains(p.as_str()))
+        {
+            Some(i) => {
+                patterns.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     impl LostAnswers {
+        /// Fails the next PUT to a path containing `pattern`, writing nothing (as a dropped
+        /// connection would).
+        pub fn fail_next_put(&self, pattern: &str) {
+            self.failing.lock().unwrap().push(pattern.to_owned());
+        }
+
         /// Loses the answer of the next PUT to a path containing `pattern` that succeeds.
         pub fn lose_next_put(&self, pattern: &str) {
             self.armed.lock().unwrap().push(pattern.to_owned());
@@ -444,17 +467,7 @@ pub(crate) mod fake {
         }
 
         fn take_armed(&self, location: &Path) -> bool {
-            let mut armed = self.armed.lock().unwrap();
-            match armed
-                .iter()
-                .position(|p| location.as_ref().contains(p.as_str()))
-            {
-                Some(i) => {
-                    armed.remove(i);
-                    true
-                }
-                None => false,
-            }
+            take_matching(&self.armed, location)
         }
     }
 
@@ -472,6 +485,12 @@ pub(crate) mod fake {
             payload: PutPayload,
             opts: PutOptions,
         ) -> object_store::Result<PutResult> {
+            if take_matching(&self.failing, location) {
+                return Err(object_store::Error::Generic {
+                    store: "fake",
+                    source: format!("PUT {location}: connection reset (injected)").into(),
+                });
+            }
             let first = self
                 .inner
                 .put_opts(location, payload.clone(), opts.clone())
