@@ -8,6 +8,7 @@ use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{ContentArrangement, Table};
 use serde::Serialize;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tasktrack::{Error, Result, Timestamp};
 
@@ -22,6 +23,8 @@ pub struct Output {
     pub verbose: u8,
     out: Arc<Mutex<Box<dyn Write + Send>>>,
     err: Arc<Mutex<Box<dyn Write + Send>>>,
+    /// The reader of stdout went away: nothing more is written there.
+    out_gone: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Output {
@@ -59,24 +62,35 @@ impl Output {
             verbose,
             out: Arc::new(Mutex::new(out)),
             err: Arc::new(Mutex::new(err)),
+            out_gone: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// Writes raw text on stdout.
+    /// Writes raw text on stdout; nothing once its reader went away ([`Output::stdout_gone`]).
     pub fn print(&self, text: &str) -> Result<()> {
+        if self.stdout_gone() {
+            return Ok(());
+        }
         let mut out = self
             .out
             .lock()
             .map_err(|_| Error::backend("stdout lock poisoned"))?;
         match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-            // The reader went away (`tasktrack export j | head`): it has what it wanted. Every
-            // command writes stdout only after its changes are made and its leases released,
-            // so leaving now abandons nothing.
+            // The reader went away (`tasktrack run j … | head`): it has what it wanted. That is
+            // no error of the command, which ends as it would have, with its own exit code (a
+            // `run` whose tasks failed still exits 3).
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                std::process::exit(i32::from(crate::exit::OK))
+                self.out_gone.store(true, Ordering::SeqCst);
+                Ok(())
             }
             other => other.map_err(io_error),
         }
+    }
+
+    /// Whether the reader of stdout went away: a command that keeps printing (`export`,
+    /// `status --watch`) stops.
+    pub fn stdout_gone(&self) -> bool {
+        self.out_gone.load(Ordering::SeqCst)
     }
 
     /// Writes `value` as one JSON document (under `--json`), or `human` otherwise.
@@ -124,11 +138,17 @@ impl Output {
 
     /// Reports a command's error on stderr in one line (a JSON line under `--json`).
     pub fn error(&self, error: &Error) {
+        self.failure(crate::exit::kind_name(error), &error.to_string());
+    }
+
+    /// Reports why a command failed on stderr in one line, under `--json` the JSON line
+    /// `{"error": {"kind": kind, "message": message}}`.
+    pub fn failure(&self, kind: &str, message: &str) {
         if self.json {
-            let doc = serde_json::json!({ "error": { "kind": crate::exit::kind_name(error), "message": error.to_string() } });
+            let doc = serde_json::json!({ "error": { "kind": kind, "message": message } });
             self.stderr(&doc.to_string());
         } else {
-            self.stderr(&format!("tasktrack: {}", one_line(&error.to_string())));
+            self.stderr(&format!("tasktrack: {}", one_line(message)));
         }
     }
 }

@@ -101,8 +101,9 @@ pub fn statuses(s: &str) -> Result<Vec<Status>> {
 }
 
 /// One line of an id file: a JSON object `{"id": …, "data": …, "priority": …, "max_attempts": …}`
-/// when it starts with `{`, otherwise the whole line is the id (nothing trimmed but the line
-/// ending). Returns `None` for an empty line.
+/// when it starts with `{` after any leading whitespace (`"id"` a string, or a number taken as
+/// its JSON text), otherwise the whole line is the id (nothing trimmed but the line ending).
+/// Returns `None` for an empty line.
 pub fn task_line(
     line: &str,
     lineno: usize,
@@ -139,7 +140,7 @@ pub fn task_line(
         Some(Value::Number(n)) => TaskId::new(n.to_string()).map_err(at)?,
         _ => {
             return Err(Error::invalid(format!(
-                "{source}:{lineno}: \"id\" must be a string"
+                "{source}:{lineno}: \"id\" must be a string or a number"
             )));
         }
     };
@@ -242,6 +243,21 @@ mod tests {
         assert!(task_line(r#"{"id":""}"#, 4, "f", &defaults()).is_err());
         assert!(task_line("a\u{7}b", 5, "f", &defaults()).is_err());
         assert!(task_line(r#"{"idd":"a"}"#, 6, "f", &defaults()).is_err());
+    }
+
+    /// As docs/cli.md says: a JSON line may be indented, and its id may be a number.
+    #[test]
+    fn json_lines_may_be_indented_and_take_numeric_ids() {
+        let t = task_line(" \t{\"id\": 17}", 1, "f", &defaults())
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.id.as_str(), "17");
+        let e = task_line(r#"{"id": true}"#, 2, "f", &defaults()).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("f:2: \"id\" must be a string or a number"),
+            "{e}"
+        );
     }
 
     #[test]

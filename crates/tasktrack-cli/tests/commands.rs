@@ -449,6 +449,18 @@ struct Faulty {
     answers_to_lose: AtomicUsize,
     /// How many claims are granted, then answered with a connection error.
     claim_answers_to_lose: AtomicUsize,
+    /// How many `counts` calls, once a task has succeeded, find the store unreachable.
+    counts_unavailable_after_success: AtomicUsize,
+    /// How many `list` calls meet a damaged record.
+    lists_corrupt: AtomicUsize,
+    /// How many releases find the store unreachable (nothing released).
+    releases_unavailable: AtomicUsize,
+    /// How many failures find the store unreachable (nothing written).
+    failures_unavailable: AtomicUsize,
+    /// Every failure is refused as invalid input.
+    refuse_failures: AtomicBool,
+    /// Heartbeats are never answered.
+    heartbeat_hangs: AtomicBool,
 }
 
 impl Faulty {
@@ -462,6 +474,12 @@ impl Faulty {
             output_limit: None,
             answers_to_lose: Default::default(),
             claim_answers_to_lose: Default::default(),
+            counts_unavailable_after_success: Default::default(),
+            lists_corrupt: Default::default(),
+            releases_unavailable: Default::default(),
+            failures_unavailable: Default::default(),
+            refuse_failures: Default::default(),
+            heartbeat_hangs: Default::default(),
         }
     }
 
@@ -496,6 +514,17 @@ mod faulty {
             }
         }
 
+        /// Whether `counter` was above 0 (then it counts one down).
+        fn take(counter: &AtomicUsize) -> bool {
+            counter
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        }
+
+        fn unavailable<T>() -> Result<T> {
+            Err(Error::Unavailable("the store is down (the test)".into()))
+        }
+
         fn check_output(&self, output: &Value) -> Result<()> {
             match (output.to_string().len(), self.output_limit) {
                 (n, Some(limit)) if n > limit => Err(Error::InvalidInput(format!(
@@ -516,7 +545,34 @@ mod faulty {
                 if self.release_fails.load(SeqCst) {
                     return Err(Error::backend("release broken by the test"));
                 }
+                if Self::take(&self.releases_unavailable) {
+                    return Self::unavailable();
+                }
                 self.inner.release(lease, now).await
+            }
+            async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+                if self.refuse_failures.load(SeqCst) {
+                    return Err(Error::invalid("failure refused by the test"));
+                }
+                if Self::take(&self.failures_unavailable) {
+                    return Self::unavailable();
+                }
+                self.inner.fail(lease, req, now).await
+            }
+            async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
+                if self.heartbeat_hangs.load(SeqCst) {
+                    return std::future::pending().await;
+                }
+                self.inner.heartbeat(lease, lease_for, now).await
+            }
+            async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
+                if Self::take(&self.lists_corrupt) {
+                    return Err(Error::Corrupt {
+                        location: "a task (the test)".into(),
+                        message: "damaged".into(),
+                    });
+                }
+                self.inner.list(query).await
             }
             async fn claim_next(&self, job: &JobName, req: &ClaimNext, now: Timestamp) -> Result<Vec<Claimed>> {
                 Self::deliver(&self.claim_answers_to_lose, self.inner.claim_next(job, req, now).await)
@@ -526,6 +582,9 @@ mod faulty {
                     || (self.counts_fail_after_success.load(SeqCst) && self.succeeded.load(SeqCst))
                 {
                     return Err(Error::backend("counts broken by the test"));
+                }
+                if self.succeeded.load(SeqCst) && Self::take(&self.counts_unavailable_after_success) {
+                    return Self::unavailable();
                 }
                 self.inner.counts(job).await
             }
@@ -558,17 +617,14 @@ mod faulty {
             delete_job(job: &JobName, now: Timestamp) -> Deleted;
             create(job: &JobName, tasks: &[NewTask], mode: CreateMode, now: Timestamp) -> Created;
             claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
-            heartbeat(lease: &Lease, lease_for: Duration, now: Timestamp) -> Lease;
             patch_data(lease: &Lease, patch: &Value, now: Timestamp) -> Task;
             succeed_many(done: &[(Lease, Value)], now: Timestamp) -> Vec<Result<Task>>;
-            fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
             ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
             retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
             report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
             delete(key: &TaskKey, now: Timestamp) -> ();
             purge(req: &Purge) -> u64;
             get(key: &TaskKey) -> Task;
-            list(query: &TaskQuery) -> TaskPage;
         }
     }
 }
@@ -652,8 +708,17 @@ async fn run_warns_when_a_release_fails() {
     faulty.release_fails.store(true, SeqCst);
     let s: Arc<dyn Store> = faulty;
     tt(&s, &["add", "rel", "a"]).await;
-    let r = tt(&s, &["run", "rel", "--", "/definitely/not/a/program"]).await;
+    let r = tt(
+        &s,
+        &["--json", "run", "rel", "--", "/definitely/not/a/program"],
+    )
+    .await;
     assert_eq!(r.code, 2, "{}", r.err);
+    assert_eq!(
+        r.json()["summary"]["released"],
+        0,
+        "not counted as released"
+    );
     assert!(
         r.err
             .contains("rel/a: could not release the lease; the task stays held until it expires: "),
@@ -846,6 +911,196 @@ async fn an_outcome_the_store_refuses_fails_that_task_and_the_run_goes_on() {
         let t = task(&s, "rf", id).await;
         assert_eq!(t["status"], "succeeded", "{id}: {t}");
     }
+}
+
+/// A release that meets a short outage is retried, as recording an outcome is: the task is not
+/// left held until its lease expires.
+#[tokio::test]
+async fn a_release_rides_out_a_short_outage() {
+    let faulty = Arc::new(Faulty::new());
+    faulty.releases_unavailable.store(1, SeqCst);
+    let s: Arc<dyn Store> = faulty;
+    tt(&s, &["add", "relout", "a"]).await;
+    let run = ["--json", "run", "relout", "--", "/definitely/not/a/program"];
+    let r = tt(&s, &run).await;
+    assert_eq!(r.code, 2, "{}", r.err);
+    assert!(
+        r.err
+            .contains("relout/a: could not release the lease yet, retrying"),
+        "{}",
+        r.err
+    );
+    assert_eq!(r.json()["summary"]["released"], 1, "{}", r.out);
+    let t = task(&s, "relout", "a").await;
+    assert_eq!(
+        (&t["status"], &t["lease"]),
+        (&json!("pending"), &Value::Null)
+    );
+}
+
+/// `--poll` may be below the 10 ms a worker otherwise waits at least for a retry's backoff.
+#[tokio::test]
+async fn a_poll_below_10ms_waits_for_a_retry_without_a_panic() {
+    let s = store();
+    let r = tt(&s, &["job", "set", "p", "--backoff", "30ms"]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    tt(&s, &["add", "p", "a"]).await;
+    // Fails at its first attempt, succeeds at the second, after the backoff.
+    let run = run_script(
+        &["--json", "run", "p", "--poll", "5ms"],
+        "[ \"$1\" -gt 1 ]",
+        &["{attempt}", "{id}"],
+    );
+    let r = tt(&s, &run).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let summary = &r.json()["summary"];
+    assert_eq!(
+        (summary["failed"].as_u64(), summary["succeeded"].as_u64()),
+        (Some(1), Some(1)),
+        "{summary}"
+    );
+}
+
+/// A placeholder's value is never read for placeholders again: an id `{data}` is that text.
+#[tokio::test]
+async fn a_placeholder_value_is_passed_as_it_is() {
+    let s = store();
+    let r = tt(
+        &s,
+        &["add", "ph", "{data}", "--data", r#""x{attempt}{id}""#],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let script = r#"printf '{"args":"%s|%s"}' "$1" "$2""#;
+    let r = tt(&s, &run_script(&["run", "ph"], script, &["{id}", "{data}"])).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let t = task(&s, "ph", "{data}").await;
+    assert_eq!(t["output"]["args"], "{data}|x{attempt}{id}", "{t}");
+}
+
+/// A program name that a task makes empty (`{data}` first, the task without data) is that
+/// task's failure, not the program's: the run goes on with the others.
+#[tokio::test]
+async fn a_program_name_that_comes_out_empty_fails_that_task_alone() {
+    let s = store();
+    tt(&s, &["add", "ep", "nodata"]).await;
+    tt(&s, &["add", "ep", "ok", "--data", r#""true""#]).await;
+    let r = tt(&s, &["--json", "run", "ep", "--", "{data}", "{id}"]).await;
+    assert_eq!(r.code, 3, "{}", r.err);
+    let summary = &r.json()["summary"];
+    assert_eq!(
+        (
+            summary["succeeded"].as_u64(),
+            summary["exhausted"].as_u64(),
+            summary["released"].as_u64()
+        ),
+        (Some(1), Some(1), Some(0)),
+        "{summary}"
+    );
+    let t = task(&s, "ep", "nodata").await;
+    assert_eq!(
+        (&t["status"], &t["error"]["kind"]),
+        (&json!("exhausted"), &json!("spawn")),
+        "{t}"
+    );
+    let message = t["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("the program name \"{data}\" is empty for this task"),
+        "{message}"
+    );
+}
+
+/// Looking for more work meets a store outage: ridden out like a failed claim, not an error
+/// that ends the run.
+#[tokio::test]
+async fn an_outage_while_looking_for_more_tasks_is_ridden_out() {
+    let faulty = Arc::new(Faulty::new());
+    faulty.counts_unavailable_after_success.store(2, SeqCst);
+    let s: Arc<dyn Store> = faulty;
+    tt(&s, &["add", "cout", "a"]).await;
+    let r = tt(&s, &["run", "cout", "--poll", "10ms", "--", "true", "{id}"]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(
+        r.err
+            .contains("could not count the tasks left, retrying: store unavailable"),
+        "{}",
+        r.err
+    );
+}
+
+/// A damaged record met while reading when the next retry is due must not end the run.
+#[tokio::test]
+async fn a_damaged_record_while_waiting_for_a_retry_does_not_end_the_run() {
+    let faulty = Arc::new(Faulty::new());
+    let s: Arc<dyn Store> = faulty.clone();
+    tt(&s, &["job", "set", "dmg", "--backoff", "30ms"]).await;
+    tt(&s, &["add", "dmg", "a"]).await;
+    faulty.lists_corrupt.store(1, SeqCst);
+    let run = run_script(
+        &["run", "dmg", "--poll", "20ms"],
+        "[ \"$1\" -gt 1 ]",
+        &["{attempt}", "{id}"],
+    );
+    let r = tt(&s, &run).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(
+        r.err
+            .contains("could not read when the next retry is due, looking again in 20ms"),
+        "{}",
+        r.err
+    );
+}
+
+/// The failure recorded for a refused outcome rides out an outage like any recording; refused
+/// too, it is the store's trouble (exit 1, naming the task), not bad input (exit 2).
+#[tokio::test]
+async fn the_failure_recorded_for_a_refused_outcome_is_retried_and_its_refusal_is_a_store_error() {
+    let run = run_script(
+        &["--json", "run", "rf", "--workers", "1"],
+        "for i in $(seq 200); do printf 'word '; done",
+        &["{id}"],
+    );
+    let faulty = Arc::new(Faulty::refusing_outputs_over(100));
+    faulty.failures_unavailable.store(1, SeqCst);
+    let s: Arc<dyn Store> = faulty;
+    tt(&s, &["add", "rf", "big"]).await;
+    let r = tt(&s, &run).await;
+    assert_eq!(r.code, 3, "{}", r.err);
+    assert!(
+        r.err
+            .contains("rf/big: could not record the failure yet, retrying"),
+        "{}",
+        r.err
+    );
+    assert_eq!(task(&s, "rf", "big").await["error"]["kind"], "unrecordable");
+
+    let faulty = Arc::new(Faulty::refusing_outputs_over(100));
+    faulty.refuse_failures.store(true, SeqCst);
+    let s: Arc<dyn Store> = faulty;
+    tt(&s, &["add", "rf", "big"]).await;
+    let r = tt(&s, &run).await;
+    assert_eq!(r.code, 1, "{}", r.err);
+    let error = r.json()["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.starts_with("backend error: rf/big: the store refused this attempt's outcome")
+            && error.contains("failure refused by the test"),
+        "{error}"
+    );
+}
+
+/// A heartbeat the store never answers must not keep `run` from seeing its command end.
+#[tokio::test]
+async fn a_hanging_heartbeat_does_not_hide_the_commands_exit() {
+    let faulty = Arc::new(Faulty::new());
+    faulty.heartbeat_hangs.store(true, SeqCst);
+    let s: Arc<dyn Store> = faulty;
+    tt(&s, &["add", "hb", "a"]).await;
+    // The first heartbeat, after a third of the lease, hangs; the command ends a while later.
+    let args = ["run", "hb", "--lease", "3s", "--", "sleep", "1.5"];
+    let r = tokio::time::timeout(std::time::Duration::from_secs(60), tt(&s, &args))
+        .await
+        .expect("run never saw its command end");
+    assert_eq!(r.code, 0, "{}", r.err);
 }
 
 /// Every command that reads or changes one named job, given one that does not exist.

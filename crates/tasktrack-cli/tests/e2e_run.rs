@@ -618,3 +618,25 @@ fn a_second_ctrl_c_kills_at_once_and_the_leases_are_still_released() {
     assert_eq!(done.json()["summary"]["released"], 2);
     assert_released(&env, "twice", &["t001", "t002", "t003"]);
 }
+
+/// `tasktrack run … | head`: a reader that goes away before the summary does not turn the run's
+/// exit code into 0.
+#[test]
+fn a_closed_stdout_keeps_the_exit_code() {
+    let env = Env::new();
+    let set = env.tt(&["job", "set", "gone", "--max-attempts", "1"]);
+    assert_eq!(set.code, 0, "{}", set.err);
+    add_ids(&env, "gone", 1);
+    let mut run = env
+        .command(&run_script(&["run", "gone"], "exit 1", &["{id}"]))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before anything was printed.
+    drop(run.stdout.take());
+    let done = finish(run, LONG);
+    assert_eq!(done.code, 3, "{}", done.err);
+    assert_eq!(env.task("gone", "t001")["status"], "exhausted");
+}

@@ -20,7 +20,7 @@
 
 use crate::error::{Error, Result};
 use crate::lifecycle;
-use crate::model::{Claimed, JobName, Lease, Outcome, Status, Task, TaskKey, TaskQuery};
+use crate::model::{Claimed, JobName, Lease, Outcome, Status, Task, TaskQuery};
 use crate::store::Store;
 use crate::time::{Clock, Timestamp};
 use std::future::Future;
@@ -71,12 +71,20 @@ where
                 warn(&e);
                 tokio::time::sleep(pause(tries)).await;
             }
-            Err(e @ Error::StaleLease { .. }) if tries > 0 => {
-                let found = recorded(store, lease)
-                    .await
-                    .map(|(t, o)| Recorded::Found(Box::new(t), o));
-                return (found.ok_or(e), first_try_lost);
-            }
+            Err(e @ Error::StaleLease { .. }) if tries > 0 => match recorded(store, lease).await {
+                Ok(Some((task, outcome))) => {
+                    return (Ok(Recorded::Found(Box::new(task), outcome)), first_try_lost);
+                }
+                Ok(None) => return (Err(e), first_try_lost),
+                // The store went away again before it said: look again (the write, fenced,
+                // cannot record twice).
+                Err(read) if read.is_transient() && tries < RECORD_TRIES => {
+                    tries += 1;
+                    warn(&read);
+                    tokio::time::sleep(pause(tries)).await;
+                }
+                Err(read) => return (Err(read), first_try_lost),
+            },
             Err(e) => return (Err(e), first_try_lost),
         }
     }
@@ -84,27 +92,38 @@ where
 
 /// The task and the outcome `lease`'s holder recorded, if it did (succeeded, failed or
 /// released; not an attempt others ended for it).
-async fn recorded(store: &dyn Store, lease: &Lease) -> Option<(Task, Outcome)> {
-    let task = store.get(&lease.key).await.ok()?;
-    let outcome = lifecycle::outcome_of(&task, lease)?.outcome;
-    matches!(
+async fn recorded(store: &dyn Store, lease: &Lease) -> Result<Option<(Task, Outcome)>> {
+    let task = match store.get(&lease.key).await {
+        Ok(task) => task,
+        // Deleted since: its lease is lost, whatever it recorded.
+        Err(Error::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(outcome) = lifecycle::outcome_of(&task, lease).map(|a| a.outcome) else {
+        return Ok(None);
+    };
+    Ok(matches!(
         outcome,
         Outcome::Succeeded | Outcome::Failed | Outcome::Released
     )
-    .then_some((task, outcome))
+    .then_some((task, outcome)))
 }
 
-/// The tasks of `job` (at `stage`) leased to `owner` at `at`, other than `done`: what a claim
-/// (or the hand-off of `done`) sent at `at` took if its answer was lost. A claim stamps its
-/// leases with the request's time and the claimer's name, so only that request's grants match
-/// (given worker names unique among live workers, as they must be). Read back from the job's
-/// in-progress tasks, with the leases their records hold.
+/// The tasks of `job` (at `stage`) leased to `owner` at `at`: what a claim (or a hand-off) sent
+/// at `at` took if its answer was lost. A claim stamps its leases with the request's time and
+/// the claimer's name, so only that request's grants match (given worker names unique among
+/// live workers, as they must be). Read back from the job's in-progress tasks, with the leases
+/// their records hold.
+///
+/// The task a hand-off completed is not left out: a pipeline task that succeeded at one stage
+/// is pending at the next, and the hand-off's own claim may well have taken it again (it is
+/// often the oldest in claim order). Its earlier lease was acquired before `at`, so it does
+/// not match.
 pub async fn claimed_unawares(
     store: &dyn Store,
     job: &JobName,
     stage: Option<&str>,
     owner: &str,
-    done: Option<&TaskKey>,
     at: Timestamp,
 ) -> Result<Vec<Claimed>> {
     let mut query = TaskQuery::new(job.clone()).with_statuses([Status::InProgress]);
@@ -116,10 +135,9 @@ pub async fn claimed_unawares(
             page.tasks
                 .into_iter()
                 .filter(|t| {
-                    Some(&t.key()) != done
-                        && t.lease
-                            .as_ref()
-                            .is_some_and(|l| l.owner == owner && l.acquired_at == at)
+                    t.lease
+                        .as_ref()
+                        .is_some_and(|l| l.owner == owner && l.acquired_at == at)
                 })
                 .map(|task| Claimed {
                     lease: lifecycle::lease_of(&task),

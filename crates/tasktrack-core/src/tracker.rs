@@ -352,7 +352,7 @@ impl Tracker {
     /// store refuses the outcome (an output too large for the store, say:
     /// [`Error::InvalidInput`]), that is the attempt's failure, recorded as
     /// [`Failure::unrecordable`] and not retried, rather than an error that would leave the
-    /// lease to expire and the same work to run again.
+    /// lease to expire and the same work to run again ([`Tracker::record_unrecordable`]).
     async fn record<T: Serialize, E: Into<anyhow::Error>>(
         &self,
         lease: &Lease,
@@ -373,12 +373,7 @@ impl Tracker {
             Ok(Recorded::Found(task, _)) => (*task, None),
             Err(refusal @ Error::InvalidInput(_)) => {
                 warn!(error = %refusal, "the store refused this attempt's outcome; recorded as its failure");
-                let req = Fail {
-                    error: Failure::unrecordable(&refusal),
-                    retryable: false,
-                    backoff: self.backoff,
-                };
-                return Ok((self.store.fail(lease, &req, self.clock.now()).await?, None));
+                return Ok((self.record_unrecordable(lease, &refusal).await?, None));
             }
             Err(e) => return Err(e),
         };
@@ -392,19 +387,50 @@ impl Tracker {
         Ok((task, next))
     }
 
+    /// Records the attempt whose outcome the store refused as its failure
+    /// ([`Failure::unrecordable`], not retried), riding out an outage like any recording. A
+    /// refusal of that too is no fault of the caller's input but the store's: an
+    /// [`Error::Backend`] naming the task, whose lease is left to expire.
+    async fn record_unrecordable(&self, lease: &Lease, refusal: &Error) -> Result<Task> {
+        let req = Fail {
+            error: Failure::unrecordable(refusal),
+            retryable: false,
+            backoff: self.backoff,
+        };
+        let (recorded, _) = recovery::ride_out(
+            self.store.as_ref(),
+            self.clock.as_ref(),
+            lease,
+            |_, now| self.store.fail(lease, &req, now),
+            |e| warn!(error = %e, "could not record the failure yet; retrying"),
+        )
+        .await;
+        match recorded {
+            Ok(Recorded::Answered(task)) => Ok(task),
+            Ok(Recorded::Found(task, _)) => Ok(*task),
+            Err(again @ Error::InvalidInput(_)) => Err(Error::backend(format!(
+                "{}: the store refused this attempt's outcome ({refusal}), then the failure \
+                 recorded in its place ({again}); the task stays held until its lease expires",
+                lease.key
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
     /// What a claim (or the hand-off of `done`) sent at `at` took if its answer was lost
     /// ([`recovery::claimed_unawares`]), but for what a run of this tracker or a clone holds: a
-    /// clone works under the same name. (A clone's claim granted in the same millisecond and
-    /// not yet marked could still be taken for it: the task would run twice, its completion
-    /// still fenced to one.)
+    /// clone works under the same name. `done` is held by the run asking, which has just
+    /// recorded it, so the hand-off's grant of it (a pipeline task at its next stage) is kept.
+    /// (A clone's claim granted in the same millisecond and not yet marked could still be taken
+    /// for it: the task would run twice, its completion still fenced to one.)
     async fn claimed_unawares(&self, done: Option<&TaskKey>, at: Timestamp) -> Vec<Claimed> {
         let (store, stage) = (self.store.as_ref(), self.stage.as_deref());
-        match recovery::claimed_unawares(store, &self.job, stage, &self.owner, done, at).await {
+        match recovery::claimed_unawares(store, &self.job, stage, &self.owner, at).await {
             Ok(found) => {
                 let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
                 found
                     .into_iter()
-                    .filter(|c| !held.contains(&c.lease.key))
+                    .filter(|c| Some(&c.lease.key) == done || !held.contains(&c.lease.key))
                     .collect()
             }
             Err(e) => {

@@ -312,6 +312,10 @@ struct Faults {
     answers_to_lose: usize,
     /// How many claims are granted, then answered with a connection error.
     claim_answers_to_lose: usize,
+    /// Every failure is refused as invalid input.
+    refuse_failures: bool,
+    /// How many failures find the store unreachable (nothing written).
+    failures_unavailable: usize,
 }
 
 impl Faults {
@@ -335,6 +339,7 @@ struct Faulty {
     faults: Faults,
     answers_lost: std::sync::atomic::AtomicUsize,
     claim_answers_lost: std::sync::atomic::AtomicUsize,
+    failures_tried: std::sync::atomic::AtomicUsize,
     heartbeats: std::sync::atomic::AtomicUsize,
     entered: tokio::sync::Notify,
     open: tokio::sync::Notify,
@@ -348,6 +353,7 @@ impl Faulty {
             faults,
             answers_lost: Default::default(),
             claim_answers_lost: Default::default(),
+            failures_tried: Default::default(),
             heartbeats: Default::default(),
             entered: Default::default(),
             open: Default::default(),
@@ -425,6 +431,16 @@ tasktrack_core::store_impl! {
             self.gate("claim_next").await;
             Self::deliver(&self.claim_answers_lost, self.faults.claim_answers_to_lose, won)
         }
+        async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+            if self.faults.refuse_failures {
+                return Err(Error::invalid("failure refused by the test"));
+            }
+            let tried = self.failures_tried.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if tried < self.faults.failures_unavailable {
+                return Err(Error::Unavailable("the store is down (the test)".into()));
+            }
+            self.inner.fail(lease, req, now).await
+        }
         async fn succeed(&self, lease: &Lease, output: serde_json::Value, now: Timestamp) -> Result<Task> {
             self.check_output(&output)?;
             let done = self.inner.succeed(lease, output, now).await;
@@ -448,7 +464,6 @@ tasktrack_core::store_impl! {
         claim(key: &TaskKey, req: &Claim, now: Timestamp) -> Claimed;
         patch_data(lease: &Lease, patch: &serde_json::Value, now: Timestamp) -> Task;
         succeed_many(done: &[(Lease, serde_json::Value)], now: Timestamp) -> Vec<Result<Task>>;
-        fail(lease: &Lease, req: &Fail, now: Timestamp) -> Task;
         ignore(key: &TaskKey, req: &Ignore, now: Timestamp) -> Task;
         retry(key: &TaskKey, req: &Retry, now: Timestamp) -> Task;
         report(key: &TaskKey, req: &Report, now: Timestamp) -> Task;
@@ -535,6 +550,39 @@ async fn an_output_the_store_refuses_is_recorded_as_an_unrecordable_failure() {
     assert_eq!(status("c").await, Status::Succeeded);
 }
 
+/// The failure recorded for a refused output rides out an outage like any recording; refused
+/// too, it is the store's trouble ([`Error::Backend`], naming the task), not bad input.
+#[tokio::test(start_paused = true)]
+async fn the_failure_recorded_for_a_refused_output_is_retried_and_its_refusal_is_a_store_error() {
+    let (inner, clock, job) = setup();
+    add(&inner, &job, &clock, &["a", "b"]).await;
+    let huge = |_| async { Ok::<_, std::io::Error>(json!({ "huge": "..." })) };
+    let faults = Faults {
+        refuse_huge_outputs: true,
+        failures_unavailable: 1,
+        ..Faults::default()
+    };
+    let (_, t) = Faulty::tracker(&inner, faults, &job, &clock);
+    let a = t.run(&TaskId::new("a").unwrap(), huge).await.unwrap();
+    assert_eq!(a.status, Status::Exhausted);
+    assert_eq!(a.error.unwrap().kind, "unrecordable");
+
+    let faults = Faults {
+        refuse_huge_outputs: true,
+        refuse_failures: true,
+        ..Faults::default()
+    };
+    let (_, t) = Faulty::tracker(&inner, faults, &job, &clock);
+    let e = t.run(&TaskId::new("b").unwrap(), huge).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
+    let message = e.to_string();
+    assert!(
+        message.contains("tracked/b: the store refused this attempt's outcome")
+            && message.contains("failure refused by the test"),
+        "{message}"
+    );
+}
+
 /// Drops `run` once the store has granted its claim (`entered`), then lets the store answer, and
 /// waits (in paused time: no wall clock) for the lease to be given back.
 async fn drop_while_answering<F: std::future::Future>(gate: &Faulty, run: F) {
@@ -609,6 +657,42 @@ async fn run_all_rides_out_answers_lost_after_the_commit() {
             "{id}"
         );
     }
+}
+
+/// A pipeline task's hand-off written with its answer lost: the success moved the task to its
+/// next stage and the same hand-off claimed it again there (first in claim order). `run_all`
+/// finds that grant and runs the second stage at once, rather than leave the task leased to
+/// nobody until the lease runs out (a dead attempt).
+#[tokio::test(start_paused = true)]
+async fn run_all_adopts_the_next_stage_its_lost_hand_off_claimed() {
+    let (inner, clock, job) = setup();
+    let stages = JobSpec {
+        stages: Some(vec!["one".into(), "two".into()]),
+        ..JobSpec::default()
+    };
+    inner.put_job(&job, &stages, clock.now()).await.unwrap();
+    add(&inner, &job, &clock, &["a"]).await;
+    let faults = Faults {
+        answers_to_lose: 1,
+        ..Faults::default()
+    };
+    let (_faulty, tracker) = Faulty::tracker(&inner, faults, &job, &clock);
+    let ran = tracker
+        .run_all(|ctx| async move { Ok::<_, std::io::Error>(ctx.task.stage.clone()) })
+        .await
+        .unwrap();
+    assert_eq!(ran, 2, "both stages ran, once each");
+    let t = inner.get(&key(&job, "a")).await.unwrap();
+    assert_eq!(
+        (t.status, t.output),
+        (Status::Succeeded, Some(json!("two")))
+    );
+    let outcomes: Vec<Outcome> = t.history.iter().map(|a| a.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [Outcome::Succeeded, Outcome::Succeeded],
+        "no dead attempt"
+    );
 }
 
 /// A claim granted with its answer lost: `run_all` retries, finds the task still leased to it,

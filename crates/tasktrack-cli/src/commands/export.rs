@@ -68,6 +68,10 @@ pub async fn export(ctx: &Ctx, args: ExportArgs) -> Result<u8> {
         }
         n += page.tasks.len();
         ctx.out.print(&chunk)?;
+        if ctx.out.stdout_gone() {
+            // `export j | head`: the reader has what it wanted.
+            return Ok(crate::exit::OK);
+        }
         match page.next {
             Some(next) => query.after = Some(next),
             None => break,

@@ -44,6 +44,10 @@ pub async fn status(ctx: &Ctx, args: StatusArgs) -> Result<u8> {
             );
             ctx.out.print(&screen)?;
         }
+        if ctx.out.stdout_gone() {
+            // `status --watch | head`: the reader has what it wanted.
+            return Ok(crate::exit::OK);
+        }
         tokio::select! {
             _ = &mut stop => return Ok(crate::exit::OK),
             () = tokio::time::sleep(interval) => {}

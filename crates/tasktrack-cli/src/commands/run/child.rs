@@ -82,18 +82,46 @@ pub fn data_file_failure(error: &std::io::Error, task: &Task) -> Failure {
 
 /// Replaces `{id}`, `{job}`, `{attempt}`, `{data}` in one argument.
 pub fn substitute(arg: &str, task: &Task, lease: &Lease) -> String {
-    if !arg.contains('{') {
-        return arg.to_string();
+    expand(arg, |name| match name {
+        "id" => Some(task.id.to_string()),
+        "job" => Some(task.job.to_string()),
+        "attempt" => Some(lease.attempt.to_string()),
+        "data" => Some(data_text(&task.data)),
+        _ => None,
+    })
+}
+
+/// `arg` with each `{name}` that `value` knows replaced, in one pass from left to right: what a
+/// placeholder stands for is never read again, so an id `{data}` or a data text `x{attempt}`
+/// reaches the command as it is. Any other `{` is kept.
+fn expand(arg: &str, value: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let inner = &rest[open + 1..];
+        let found = inner
+            .find('}')
+            .and_then(|close| Some((close, value(&inner[..close])?)));
+        match found {
+            Some((close, text)) => {
+                out.push_str(&text);
+                rest = &inner[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = inner;
+            }
+        }
     }
-    arg.replace("{id}", task.id.as_str())
-        .replace("{job}", task.job.as_str())
-        .replace("{attempt}", &lease.attempt.to_string())
-        .replace("{data}", &data_text(&task.data))
+    out.push_str(rest);
+    out
 }
 
 /// Whether a failed start is the task's own doing: an argument or environment value made from
 /// it that the system refuses — a NUL byte (`InvalidInput`), or a string over the size limit
-/// (`E2BIG`: 128 KiB per string on Linux) — rather than the program's (not found, not
+/// (`E2BIG`: 128 KiB per string on Linux) — or a program name made from it that comes out empty
+/// ([`EmptyProgram`], `InvalidInput` too), rather than the program's (not found, not
 /// executable), which would fail the same way for every task.
 pub fn is_task_fault(error: &std::io::Error) -> bool {
     matches!(
@@ -106,7 +134,16 @@ pub fn is_task_fault(error: &std::io::Error) -> bool {
 /// ([`is_task_fault`]): kind `spawn`, the system's message, and what in the task caused it.
 pub fn spawn_failure(error: &std::io::Error, task: &Task) -> Failure {
     let data = data_text(&task.data).len();
-    let why = if error.kind() == std::io::ErrorKind::ArgumentListTooLong && data > DATA_ENV_MAX {
+    let empty = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<EmptyProgram>());
+    let why = if let Some(EmptyProgram(word)) = empty {
+        format!(
+            "the command's first word, {word:?}, comes out empty for this task (its placeholders \
+             stand for nothing here: {{data}} of a task without data, say), so there is no \
+             program to start"
+        )
+    } else if error.kind() == std::io::ErrorKind::ArgumentListTooLong && data > DATA_ENV_MAX {
         // The environment only has the file's path: the data came in through `{data}`.
         format!(
             "an argument made from this task is over the system's size limit (128 KiB per string \
@@ -127,6 +164,19 @@ pub fn spawn_failure(error: &std::io::Error, task: &Task) -> Failure {
     };
     Failure::new("spawn", format!("cannot start the command: {error}")).with_detail(why)
 }
+
+/// The program name made from a task came out empty (the command's first word, kept here, is
+/// `{data}` and the task has no data, say): the task's fault, not the program's.
+#[derive(Debug)]
+pub struct EmptyProgram(String);
+
+impl std::fmt::Display for EmptyProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the program name {:?} is empty for this task", self.0)
+    }
+}
+
+impl std::error::Error for EmptyProgram {}
 
 /// A running command and the readers draining its pipes.
 pub struct Running {
@@ -186,10 +236,15 @@ pub fn spawn(
     lease: &Lease,
     data: DataEnv,
 ) -> std::io::Result<Running> {
-    let program = command
-        .first()
-        .map(|p| substitute(p, task, lease))
-        .unwrap_or_default();
+    let word = command.first().map(String::as_str).unwrap_or_default();
+    let program = substitute(word, task, lease);
+    if program.is_empty() {
+        // Spawning "" fails as "not found", which would stop the run for this one task's sake.
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            EmptyProgram(word.to_string()),
+        ));
+    }
     let mut cmd = Command::new(&program);
     cmd.args(command.iter().skip(1).map(|a| substitute(a, task, lease)))
         .env("TASKTRACK_JOB", task.job.as_str())
@@ -503,6 +558,17 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    #[test]
+    fn placeholders_are_replaced_in_one_pass_from_left_to_right() {
+        let value = |name: &str| match name {
+            "id" => Some("{data}".to_string()),
+            "data" => Some("{id}".to_string()),
+            _ => None,
+        };
+        assert_eq!(expand("{id}/{data}", value), "{data}/{id}");
+        assert_eq!(expand("{a{id}} {nope} {", value), "{a{data}} {nope} {");
     }
 
     #[test]

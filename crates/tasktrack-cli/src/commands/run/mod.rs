@@ -108,6 +108,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
         stop: watch::channel(false).0,
         kill: watch::channel(false).0,
         fatal: Mutex::new(None),
+        unreleased: AtomicU64::new(0),
     });
     let base_finished = ctx.store.counts(&job).await?.finished();
     let started = Instant::now();
@@ -128,15 +129,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
             tokio::spawn(worker::work(shared.clone(), owner))
         })
         .collect();
-    let workers_done = async {
-        for w in workers {
-            if let Err(e) = w.await {
-                shared
-                    .out
-                    .warn(format!("a worker stopped unexpectedly: {e}"));
-            }
-        }
-    };
+    let workers_done = join(&shared, workers);
     tokio::pin!(workers_done);
     let mut listening = true;
     loop {
@@ -169,6 +162,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
     } else {
         ctx.store.counts(&job).await
     };
+    let unreleased = shared.unreleased.load(std::sync::atomic::Ordering::SeqCst);
     let counts = match counts {
         Ok(counts) => Some(counts),
         Err(e) => {
@@ -203,7 +197,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
             &snapshot,
             elapsed,
             rate,
-            interrupted,
+            interrupted.then_some(unreleased),
             counts.as_ref(),
         )
     })?;
@@ -211,6 +205,21 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
         return Err(e);
     }
     Ok(code)
+}
+
+/// Waits for every worker to end. One that stopped unexpectedly (it panicked: a bug) ends the
+/// run as tasktrack's own trouble, exit 1: what its task came to is unknown, so the exit code
+/// must not claim success, and the others must not wait for a command it no longer runs.
+async fn join(shared: &Shared, workers: Vec<tokio::task::JoinHandle<()>>) {
+    for w in workers {
+        if let Err(e) = w.await {
+            shared
+                .give_up(Error::backend(format!(
+                    "a worker stopped unexpectedly: {e}"
+                )))
+                .await;
+        }
+    }
 }
 
 /// How long an interrupted run may take, once its commands were told to die, to collect them and
@@ -272,7 +281,8 @@ async fn on_signals(
 }
 
 /// Says why the leases still held are left to expire; the exit code of a run that gives up on
-/// them. Written under `-q` too: it is the run's outcome, not a remark.
+/// them. Written under `-q` too: it is the run's outcome, not a remark (under `--json`, the
+/// error line of kind `interrupted`).
 fn abandon(shared: &Shared, why: Abandon) -> u8 {
     let why = match why {
         Abandon::Signal => "interrupted again".to_string(),
@@ -281,12 +291,15 @@ fn abandon(shared: &Shared, why: Abandon) -> u8 {
             humantime::format_duration(RELEASE_PATIENCE)
         ),
     };
-    shared.out.stderr(&format!(
-        "tasktrack: {why}: exiting without releasing the leases still held; their tasks stay in \
-         progress until the leases expire ({} after their last renewal), then any run can claim \
-         them again",
-        humantime::format_duration(shared.lease_for)
-    ));
+    shared.out.failure(
+        "interrupted",
+        &format!(
+            "{why}: exiting without releasing the leases still held; their tasks stay in \
+             progress until the leases expire ({} after their last renewal), then any run can \
+             claim them again",
+            humantime::format_duration(shared.lease_for)
+        ),
+    );
     exit::INTERRUPTED
 }
 
@@ -377,12 +390,14 @@ fn hangup_ignored() -> bool {
         .is_none_or(|mask| mask & 1 != 0)
 }
 
+/// The summary table; `interrupted` holds, for an interrupted run, how many leases it could
+/// not release.
 fn summary(
     job: &str,
     s: &Snapshot,
     elapsed: Duration,
     rate: f64,
-    interrupted: bool,
+    interrupted: Option<u64>,
     counts: Option<&tasktrack::Counts>,
 ) -> String {
     let mut t = table(&["run", job]);
@@ -408,8 +423,13 @@ fn summary(
     }
     row("elapsed", format!("{:.2?}", elapsed));
     row("rate", format!("{rate:.1} commands/s"));
-    if interrupted {
-        row("interrupted", "yes: leases released".to_string());
+    match interrupted {
+        Some(0) => row("interrupted", "yes: leases released".to_string()),
+        Some(n) => row(
+            "interrupted",
+            format!("yes: {n} lease(s) could not be released, held until they expire"),
+        ),
+        None => {}
     }
     if let Some(c) = counts {
         let b = &c.by_status;
@@ -444,16 +464,22 @@ mod tests {
     const NEVER: Duration = Duration::from_secs(3_600);
 
     fn shared() -> Arc<Shared> {
+        let quiet = Output::new(
+            false,
+            true,
+            0,
+            Box::new(std::io::sink()),
+            Box::new(std::io::sink()),
+        );
+        shared_with(Arc::new(tasktrack::MemoryStore::in_memory()), quiet)
+    }
+
+    /// What the workers of a `run` of job `j` on `store` share, writing to `out`.
+    pub(super) fn shared_with(store: Arc<dyn tasktrack::Store>, out: Output) -> Arc<Shared> {
         Arc::new(Shared {
-            store: Arc::new(tasktrack::MemoryStore::in_memory()),
+            store,
             clock: Arc::new(tasktrack::SystemClock),
-            out: Output::new(
-                false,
-                true,
-                0,
-                Box::new(std::io::sink()),
-                Box::new(std::io::sink()),
-            ),
+            out,
             job: parse::job("j").unwrap(),
             stage: None,
             lease_for: DEFAULT_LEASE,
@@ -468,6 +494,7 @@ mod tests {
             stop: watch::channel(false).0,
             kill: watch::channel(false).0,
             fatal: Mutex::new(None),
+            unreleased: AtomicU64::new(0),
         })
     }
 
@@ -530,5 +557,70 @@ mod tests {
         // No further interrupt: the store just does not answer.
         assert_eq!(outcome(task).await, Some(Abandon::Timeout));
         drop(tx);
+    }
+
+    /// A writer tests read back.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_panics_ends_the_run_as_tasktracks_own_trouble() {
+        let shared = shared();
+        let worker = tokio::spawn(async { panic!("a bug (the test)") });
+        join(&shared, vec![worker]).await;
+        assert!(*shared.stop.borrow(), "nothing more is claimed");
+        let fatal = shared.fatal.lock().await.take().expect("the run failed");
+        assert_eq!(exit::code(&fatal), exit::FAILURE, "{fatal}");
+        assert!(
+            fatal.to_string().contains("a worker stopped unexpectedly"),
+            "{fatal}"
+        );
+    }
+
+    #[tokio::test]
+    async fn abandoning_the_leases_under_json_is_the_json_error_line() {
+        let err = Buf::default();
+        let out = Output::new(
+            true,
+            true,
+            0,
+            Box::new(std::io::sink()),
+            Box::new(err.clone()),
+        );
+        let shared = shared_with(Arc::new(tasktrack::MemoryStore::in_memory()), out);
+        assert_eq!(abandon(&shared, Abandon::Signal), exit::INTERRUPTED);
+        let text = String::from_utf8(err.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let line: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(line["error"]["kind"], "interrupted", "{line}");
+        let message = line["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("interrupted again: exiting without releasing the leases"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_interrupted_summary_says_whether_every_lease_was_released() {
+        let s = Snapshot::default();
+        let table = |interrupted| summary("j", &s, Duration::ZERO, 0.0, interrupted, None);
+        assert!(table(Some(0)).contains("yes: leases released"));
+        let text = table(Some(2));
+        assert!(
+            text.contains("yes: 2 lease(s) could not be released, held until they expire"),
+            "{text}"
+        );
+        assert!(!text.contains("leases released"), "{text}");
+        assert!(!table(None).contains("interrupted"));
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tasktrack::{
     Backoff, ClaimNext, Claimed, Clock, Error, Fail, Failure, JobName, Lease, Outcome, Result,
-    Status, Store, TaskKey, TaskQuery, Timestamp,
+    Status, Store, TaskId, TaskQuery, Timestamp,
     recovery::{self, Recorded},
 };
 use tokio::sync::{Mutex, Notify, watch};
@@ -41,6 +41,8 @@ pub struct Shared {
     pub kill: watch::Sender<bool>,
     /// The first error that ended the run.
     pub fatal: Mutex<Option<Error>>,
+    /// Leases given back that the store would not take: held until they expire.
+    pub unreleased: AtomicU64,
 }
 
 impl Shared {
@@ -63,7 +65,8 @@ impl Shared {
             });
     }
 
-    async fn give_up(&self, error: Error) {
+    /// Ends the run with `error` (the first one kept): nothing more is claimed.
+    pub(super) async fn give_up(&self, error: Error) {
         let mut fatal = self.fatal.lock().await;
         if fatal.is_none() {
             *fatal = Some(error);
@@ -71,14 +74,47 @@ impl Shared {
         self.stop.send_replace(true);
     }
 
-    /// Gives a claimed task back (its attempt not counted). A failure is warned about: the task
-    /// then stays held until its lease expires, and that attempt is counted as dead.
-    async fn release(&self, lease: &Lease) {
-        if let Err(e) = self.store.release(lease, self.clock.now()).await {
-            self.out.warn(format!(
-                "{}: could not release the lease; the task stays held until it expires: {e}",
+    /// Gives a claimed task back untouched (its attempt not counted), riding out a short store
+    /// outage as recording an outcome does ([`recovery::ride_out`]); returns whether it was. A
+    /// failure is warned about and counted in [`Shared::unreleased`]: the task then stays held
+    /// until its lease expires, and that attempt is counted as dead.
+    async fn release(&self, lease: &Lease) -> bool {
+        let (released, _) = recovery::ride_out(
+            self.store.as_ref(),
+            self.clock.as_ref(),
+            lease,
+            |_, now| self.store.release(lease, now),
+            |e| {
+                self.out.warn(format!(
+                    "{}: could not release the lease yet, retrying: {e}",
+                    lease.key
+                ));
+            },
+        )
+        .await;
+        match released {
+            Ok(_) => return true,
+            // Taken by someone else meanwhile (`--force`, or expired and claimed): nothing of
+            // this run's is left held.
+            Err(e @ Error::StaleLease { .. }) => self.out.warn(format!(
+                "{}: the lease was lost before it could be released: {e}",
                 lease.key
-            ));
+            )),
+            Err(e) => {
+                self.unreleased.fetch_add(1, Ordering::SeqCst);
+                self.out.warn(format!(
+                    "{}: could not release the lease; the task stays held until it expires: {e}",
+                    lease.key
+                ));
+            }
+        }
+        false
+    }
+
+    /// [`Shared::release`] of a task whose command never ran, counted as released if it was.
+    async fn give_back(&self, id: &TaskId, lease: &Lease) {
+        if self.release(lease).await {
+            self.stats.record_not_run(id, Ended::Released);
         }
     }
 
@@ -131,7 +167,7 @@ pub async fn work(shared: Arc<Shared>, owner: String) {
                 shared.out.warn(format!("claim failed, retrying: {e}"));
                 shared.pause(shared.poll).await;
                 // The claim may have been granted with its answer lost.
-                held = claimed_unawares(&shared, &req.owner, None, now).await;
+                held = claimed_unawares(&shared, &req.owner, now).await;
             }
             Err(e) => {
                 shared.unreserve();
@@ -141,19 +177,29 @@ pub async fn work(shared: Arc<Shared>, owner: String) {
     }
     // Stopped right after a hand-off claimed a task: give it back untouched.
     for c in held {
-        shared.release(&c.lease).await;
-        shared.stats.record_not_run(&c.task.id, Ended::Released);
+        shared.give_back(&c.task.id, &c.lease).await;
     }
 }
 
 /// Nothing is claimable now: how long to wait before looking again, or `None` when nothing
 /// will become claimable in this run (no pending task, no failed task waiting for its backoff,
-/// no sibling worker still running a command that may fail and come back).
+/// no sibling worker still running a command that may fail and come back). A store outage
+/// meanwhile is ridden out as a failed claim is: warned about, and looked at again after
+/// `--poll`.
 async fn wait_for_more(shared: &Shared) -> Result<Option<Duration>> {
     if shared.follow || shared.busy.load(Ordering::SeqCst) > 0 {
         return Ok(Some(shared.poll));
     }
-    let counts = shared.store.counts(&shared.job).await?;
+    let counts = match shared.store.counts(&shared.job).await {
+        Ok(counts) => counts,
+        Err(e) if e.is_transient() => {
+            shared
+                .out
+                .warn(format!("could not count the tasks left, retrying: {e}"));
+            return Ok(Some(shared.poll));
+        }
+        Err(e) => return Err(e),
+    };
     // Tasks the job expects but nobody added yet are not waited for (that is what --follow is for).
     let waiting = match &shared.stage {
         // Only this stage's tasks can be claimed by this run.
@@ -174,12 +220,28 @@ async fn wait_for_more(shared: &Shared) -> Result<Option<Duration>> {
         .with_statuses([Status::Pending, Status::Failed])
         .with_limit(1_000);
     query.stage = shared.stage.clone();
-    let page = shared.store.list(&query).await?;
-    let now = shared.clock.now();
+    let page = match shared.store.list(&query).await {
+        Ok(page) => page,
+        // A damaged record must not stop its job (nor an outage the run): no backoff is known.
+        Err(e) if e.is_transient() || matches!(e, Error::Corrupt { .. }) => {
+            shared.out.warn(format!(
+                "could not read when the next retry is due, looking again in {}: {e}",
+                humantime::format_duration(shared.poll)
+            ));
+            return Ok(Some(shared.poll));
+        }
+        Err(e) => return Err(e),
+    };
     let next = page.tasks.iter().filter_map(|t| t.not_before).min();
     Ok(Some(next.map_or(shared.poll, |at| {
-        at.since(now).clamp(Duration::from_millis(10), shared.poll)
+        until_due(at.since(shared.clock.now()), shared.poll)
     })))
+}
+
+/// How long to sleep for a retry due in `due`: never longer than `poll`, nor (to spare the
+/// store a busy loop) shorter than 10 ms unless `poll` itself is.
+fn until_due(due: Duration, poll: Duration) -> Duration {
+    due.max(Duration::from_millis(10)).min(poll)
 }
 
 /// How an attempt ended on this side, before it is recorded.
@@ -239,8 +301,7 @@ async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Cla
             Err(e) => {
                 // The program itself cannot be started: not the task's fault, and every other
                 // task would fail the same way. Give it back untouched and stop the run.
-                shared.release(&lease).await;
-                shared.stats.record_not_run(&task.id, Ended::Released);
+                shared.give_back(&task.id, &lease).await;
                 let program = shared.command.first().cloned().unwrap_or_default();
                 shared
                     .give_up(Error::invalid(format!("cannot start {program:?}: {e}")))
@@ -257,7 +318,7 @@ async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Cla
                 "{}: the store refused this attempt's outcome, recorded as its failure: {e}",
                 lease.key
             ));
-            fail(shared, &lease, Failure::unrecordable(&e), false)
+            record_unrecordable(shared, &lease, &e)
                 .await
                 .map(|ended| (ended, Vec::new()))
         }
@@ -332,9 +393,40 @@ async fn record_through_outages(
     };
     // Only a success hands off: a lost failure's or release's answer claimed nothing.
     if let (Some(at), true) = (first_try_lost, finished.succeeded()) {
-        claimed.extend(claimed_unawares(shared, &next.owner, Some(&lease.key), at).await);
+        claimed.extend(claimed_unawares(shared, &next.owner, at).await);
     }
     Ok((ended, claimed))
+}
+
+/// Records the attempt whose outcome the store refused as its failure ([`Failure::unrecordable`],
+/// not retried), riding out an outage like any recording. A refusal of that too is no fault of
+/// the user's input but the store's (exit 1, not 2), naming the task, whose lease is left to
+/// expire.
+async fn record_unrecordable(shared: &Shared, lease: &Lease, refusal: &Error) -> Result<Ended> {
+    let failure = Failure::unrecordable(refusal);
+    let (recorded, _) = recovery::ride_out(
+        shared.store.as_ref(),
+        shared.clock.as_ref(),
+        lease,
+        |_, _| fail(shared, lease, failure.clone(), false),
+        |e| {
+            shared.out.warn(format!(
+                "{}: could not record the failure yet, retrying: {e}",
+                lease.key
+            ));
+        },
+    )
+    .await;
+    match recorded {
+        Ok(Recorded::Answered(ended)) => Ok(ended),
+        Ok(Recorded::Found(task, outcome)) => Ok(ended_as(outcome, task.status)),
+        Err(again @ Error::InvalidInput(_)) => Err(Error::backend(format!(
+            "{}: the store refused this attempt's outcome ({refusal}), then the failure recorded \
+             in its place ({again}); the task stays held until its lease expires",
+            lease.key
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 /// How an attempt ended, from the outcome it recorded and the task's status after it.
@@ -348,17 +440,12 @@ fn ended_as(outcome: Outcome, status: Status) -> Ended {
     }
 }
 
-/// [`recovery::claimed_unawares`] for this worker (after a claim, or the hand-off of `done`,
-/// sent at `at`), taken within the run's `--limit` (past it, given back); a failure to look is
-/// a warning (such a task runs again once its lease expires).
-async fn claimed_unawares(
-    shared: &Shared,
-    owner: &str,
-    done: Option<&TaskKey>,
-    at: Timestamp,
-) -> Vec<Claimed> {
+/// [`recovery::claimed_unawares`] for this worker (after a claim or a hand-off sent at `at`),
+/// taken within the run's `--limit` (past it, given back); a failure to look is a warning (such
+/// a task runs again once its lease expires).
+async fn claimed_unawares(shared: &Shared, owner: &str, at: Timestamp) -> Vec<Claimed> {
     let (store, stage) = (shared.store.as_ref(), shared.stage.as_deref());
-    let found = match recovery::claimed_unawares(store, &shared.job, stage, owner, done, at).await {
+    let found = match recovery::claimed_unawares(store, &shared.job, stage, owner, at).await {
         Ok(found) => found,
         Err(e) => {
             shared.out.warn(format!(
@@ -373,6 +460,7 @@ async fn claimed_unawares(
         if shared.reserve() {
             adopted.push(c);
         } else {
+            // Past --limit: not this run's to count.
             shared.release(&c.lease).await;
         }
     }
@@ -380,26 +468,27 @@ async fn claimed_unawares(
 }
 
 /// Waits for the command to end, renewing the lease every third of its length, and kills it
-/// when the run's grace period is over.
+/// when the run's grace period is over. A command that exits 0 has succeeded, even if the kill
+/// came at the same instant: only a command our kill ended is `killed`.
 async fn supervise(shared: &Shared, lease: &Lease, mut running: child::Running) -> Finished {
-    let mut lost = false;
     let mut killed = false;
     let mut kill = shared.kill.subscribe();
-    let every = (shared.lease_for / 3).max(Duration::from_millis(1));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // On a task of its own, as the Tracker's: a heartbeat the store does not answer must not keep
+    // the command's exit or the kill from being seen. Stopped when this ends, however it ends.
+    let _heartbeat = AbortOnDrop(
+        tokio::spawn(keep_alive(
+            shared.store.clone(),
+            shared.clock.clone(),
+            shared.out.clone(),
+            lease.clone(),
+            shared.lease_for,
+        ))
+        .abort_handle(),
+    );
     let status = loop {
         tokio::select! {
+            biased;
             status = running.child.wait() => break status,
-            _ = tick.tick(), if !lost => {
-                match shared.store.heartbeat(lease, shared.lease_for, shared.clock.now()).await {
-                    Ok(_) => {}
-                    Err(e @ Error::StaleLease { .. }) => {
-                        lost = true;
-                        shared.out.warn(format!("{}: lease lost while the command runs; its result will be rejected ({e})", lease.key));
-                    }
-                    Err(e) => shared.out.warn(format!("{}: heartbeat failed, will retry: {e}", lease.key)),
-                }
-            }
             () = until_set(&mut kill), if !killed => {
                 killed = true;
                 if let Err(e) = running.kill() {
@@ -411,12 +500,51 @@ async fn supervise(shared: &Shared, lease: &Lease, mut running: child::Running) 
             }
         }
     };
+    let killed = killed && !status.as_ref().is_ok_and(std::process::ExitStatus::success);
     let (stdout, stderr) = running.outputs().await;
     Finished::Ran {
         status,
         killed,
         stdout,
         stderr,
+    }
+}
+
+/// Renews `lease` every third of its length until aborted or fenced out (then the command's
+/// result will be rejected: said once).
+async fn keep_alive(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    out: Output,
+    lease: Lease,
+    lease_for: Duration,
+) {
+    let every = (lease_for / 3).max(Duration::from_millis(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // A renewal that took long is not made up for with a burst of them.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.heartbeat(&lease, lease_for, clock.now()).await {
+            Ok(_) => {}
+            Err(e @ Error::StaleLease { .. }) => {
+                out.warn(format!(
+                    "{}: lease lost while the command runs; its result will be rejected ({e})",
+                    lease.key
+                ));
+                return;
+            }
+            Err(e) => out.warn(format!("{}: heartbeat failed, will retry: {e}", lease.key)),
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -524,4 +652,67 @@ async fn fail(shared: &Shared, lease: &Lease, error: Failure, retryable: bool) -
 async fn until_set(rx: &mut watch::Receiver<bool>) {
     // Map the guard away at once: it must not be held across an await.
     let _ = rx.wait_for(|v| *v).await.map(|_| ());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::shared_with;
+    use super::*;
+    use tasktrack::{CreateMode, DEFAULT_LEASE, MemoryStore, NewTask};
+
+    #[test]
+    fn a_retry_is_waited_for_at_most_a_poll_and_at_least_10ms_or_the_poll() {
+        let ms = Duration::from_millis;
+        assert_eq!(until_due(ms(200), ms(1_000)), ms(200));
+        assert_eq!(until_due(ms(1), ms(1_000)), ms(10), "no busy loop");
+        assert_eq!(until_due(ms(5_000), ms(1_000)), ms(1_000));
+        // --poll 5ms is allowed: it is the floor then (a clamp to 10ms..5ms panicked).
+        assert_eq!(until_due(ms(1), ms(5)), ms(5));
+        assert_eq!(until_due(ms(200), ms(5)), ms(5));
+    }
+
+    /// A task of job `j` claimed from `store`.
+    async fn claimed(store: &Arc<dyn Store>) -> Claimed {
+        let (job, now) = (JobName::new("j").unwrap(), tasktrack::SystemClock.now());
+        let task = NewTask::new(TaskId::new("a").unwrap());
+        store
+            .create(&job, &[task], CreateMode::SkipExisting, now)
+            .await
+            .unwrap();
+        let req = ClaimNext {
+            owner: "w".to_string(),
+            lease_for: DEFAULT_LEASE,
+            limit: 1,
+            stage: None,
+        };
+        store.claim_next(&job, &req, now).await.unwrap().remove(0)
+    }
+
+    /// The kill at the end of the grace period may come in the very instant the command exits
+    /// 0 on its own: then it succeeded, and is recorded so, not given back as killed.
+    #[tokio::test]
+    async fn a_command_that_exited_0_as_the_kill_came_succeeded() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::in_memory());
+        let quiet = Output::new(
+            false,
+            true,
+            0,
+            Box::new(std::io::sink()),
+            Box::new(std::io::sink()),
+        );
+        let shared = shared_with(store.clone(), quiet);
+        let Claimed { task, lease } = claimed(&store).await;
+        shared.kill.send_replace(true);
+        // Which of two ready branches a select takes is random: try it often enough.
+        for _ in 0..16 {
+            let data = child::DataEnv::Inline(String::new());
+            let mut running = child::spawn(&["true".to_string()], &task, &lease, data).unwrap();
+            // Exited before `supervise` looks: its exit and the kill are both ready.
+            while running.child.try_wait().unwrap().is_none() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let finished = supervise(&shared, &lease, running).await;
+            assert!(finished.succeeded(), "recorded as killed");
+        }
+    }
 }
