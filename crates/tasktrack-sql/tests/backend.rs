@@ -1361,6 +1361,27 @@ async fn a_row_a_claim_cannot_advance_is_set_aside(dialect: &str) {
     }
 }
 
+/// The conditional writes of the compare-and-swap paths tell a re-created task from the one
+/// deleted before it (`testkit::documents`), on the store's own documents.
+async fn a_copy_read_before_a_delete_does_not_match_the_re_created_task(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    use tasktrack_core::testkit::documents;
+    let url = &s.scratch.url;
+    if dialect == "postgres" {
+        let pg = tasktrack_sql::PgStore::connect(url).await.unwrap();
+        documents::a_copy_read_before_a_delete_does_not_match_the_re_created_task(&pg)
+            .await
+            .unwrap();
+    } else {
+        let my = tasktrack_sql::MySqlStore::connect(url).await.unwrap();
+        documents::a_copy_read_before_a_delete_does_not_match_the_re_created_task(&my)
+            .await
+            .unwrap();
+    }
+}
+
 /// Every case above, once per dialect: `postgres::<case>` and `mysql::<case>`.
 macro_rules! on_both_dialects {
     ($($case:ident),* $(,)?) => {
@@ -1397,6 +1418,7 @@ on_both_dialects!(
     concurrent_handoffs_pass_damaged_rows_by,
     a_row_finished_by_hand_does_not_block_claims,
     a_row_a_claim_cannot_advance_is_set_aside,
+    a_copy_read_before_a_delete_does_not_match_the_re_created_task,
 );
 
 /// The store vacuums the task table itself every `vacuum_every` granted claims (the claim index
@@ -1547,6 +1569,10 @@ async fn postgres_statements_use_the_indexes_they_were_written_for() {
                     "{name} (staged: {staged}) reads {other}:\n{plan}"
                 );
             }
+            assert!(
+                !plan.contains(&format!("Seq Scan on {p}task ")),
+                "{name} (staged: {staged}) reads the whole task table:\n{plan}"
+            );
         }
     }
 }

@@ -1,1 +1,1 @@
-DELETE FROM {t}task WHERE job = ? AND id = ? AND version = ?
+DELETE FROM {t}task WHERE job = ? AND id = ? AND version = ? AND created_at = ?

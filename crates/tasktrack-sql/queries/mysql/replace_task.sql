@@ -6,4 +6,4 @@ UPDATE {t}task SET
     lease_expires_at = ?, token = ?, version = ?, data = ?, output = ?, error_kind = ?,
     error_message = ?, error_detail = ?, history = ?, created_at = ?, updated_at = ?,
     started_at = ?, finished_at = ?
-WHERE job = ? AND id = ? AND version = ?
+WHERE job = ? AND id = ? AND version = ? AND created_at = ?

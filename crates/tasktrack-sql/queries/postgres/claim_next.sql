@@ -23,7 +23,8 @@
 -- handoff.sql and handoff_many.sql restate this claim on purpose (each file is one statement
 -- the server prepares whole; see handoff.sql): a change here goes there too.
 WITH candidates AS (
-    SELECT job, id, status, priority AS rank_priority, claim_at AS rank_at
+    SELECT job, id, status, priority AS rank_priority, claim_at AS rank_at,
+        token < 9223372036854775807 AND version < 9223372036854775807 AS advanceable
     FROM {t}task
     WHERE job = $1 AND claim_at IS NOT NULL AND claim_at <= $2 /*stage: AND stage = $6 */
     ORDER BY priority DESC, claim_at, id
@@ -45,13 +46,12 @@ WITH candidates AS (
         version = t.version + 1,
         updated_at = $2
     FROM candidates c
-    WHERE t.job = c.job AND t.id = c.id AND c.status IN (0, 20)
-        AND t.token < 9223372036854775807 AND t.version < 9223372036854775807
+    WHERE t.job = c.job AND t.id = c.id AND c.status IN (0, 20) AND c.advanceable
     RETURNING t.*, c.rank_priority, c.rank_at, true AS granted
 )
 SELECT * FROM granted
 UNION ALL
 SELECT t.*, c.rank_priority, c.rank_at, false AS granted
 FROM {t}task t JOIN candidates c ON t.job = c.job AND t.id = c.id
-WHERE c.status NOT IN (0, 20) OR t.token = 9223372036854775807 OR t.version = 9223372036854775807
+WHERE c.status NOT IN (0, 20) OR NOT c.advanceable
 ORDER BY rank_priority DESC, rank_at, id

@@ -43,7 +43,8 @@ WITH done AS (
         AND jsonb_typeof(history) = 'array'
     RETURNING *
 ), candidates AS (
-    SELECT job, id, status, priority AS rank_priority, claim_at AS rank_at
+    SELECT job, id, status, priority AS rank_priority, claim_at AS rank_at,
+        token < 9223372036854775807 AND version < 9223372036854775807 AS advanceable
     FROM {t}task
     WHERE job = $1 AND claim_at IS NOT NULL AND claim_at <= $7 /*stage: AND stage = $14 */ AND id <> $2
         AND EXISTS (SELECT 1 FROM done)
@@ -66,8 +67,7 @@ WITH done AS (
         version = t.version + 1,
         updated_at = $7
     FROM candidates c
-    WHERE t.job = c.job AND t.id = c.id AND c.status IN (0, 20)
-        AND t.token < 9223372036854775807 AND t.version < 9223372036854775807
+    WHERE t.job = c.job AND t.id = c.id AND c.status IN (0, 20) AND c.advanceable
     RETURNING t.*, c.rank_priority, c.rank_at, true AS granted, 1 AS role
 )
 SELECT d.*, NULL::integer AS rank_priority, NULL::bigint AS rank_at, false AS granted, 0 AS role
@@ -77,5 +77,5 @@ SELECT * FROM granted
 UNION ALL
 SELECT t.*, c.rank_priority, c.rank_at, false AS granted, 1 AS role
 FROM {t}task t JOIN candidates c ON t.job = c.job AND t.id = c.id
-WHERE c.status NOT IN (0, 20) OR t.token = 9223372036854775807 OR t.version = 9223372036854775807
+WHERE c.status NOT IN (0, 20) OR NOT c.advanceable
 ORDER BY role, rank_priority DESC, rank_at, id

@@ -6,4 +6,4 @@ UPDATE {t}task SET
     lease_expires_at = $12, token = $13, version = $14, data = $15, output = $16, error_kind = $17,
     error_message = $18, error_detail = $19, history = $20, created_at = $21, updated_at = $22,
     started_at = $23, finished_at = $24
-WHERE job = $25 AND id = $26 AND version = $27
+WHERE job = $25 AND id = $26 AND version = $27 AND created_at = $28

@@ -293,9 +293,12 @@ pub(crate) async fn replace_task<D: Dialect>(
 ) -> Result<bool> {
     let mut raw = RawTask::from_task(new)?;
     s.storable(&mut raw)?;
+    // Version and creation time: a row deleted and created again under its id starts again at
+    // version 1 (`cas::task_revision`).
     let st = Stmt::stored(&s.queries().replace_task)
         .bind(Param::Task(&raw))
-        .bind(version_of(old.value.version)?);
+        .bind(version_of(old.value.version)?)
+        .bind(old.value.created_at.as_millis());
     Ok(s.execute(false, &st).await? == 1)
 }
 
@@ -303,7 +306,8 @@ pub(crate) async fn delete_task<D: Dialect>(s: &D, old: &Versioned<Task>) -> Res
     let st = Stmt::stored(&s.queries().delete_task)
         .bind(old.value.job.as_str())
         .bind(old.value.id.as_str())
-        .bind(version_of(old.value.version)?);
+        .bind(version_of(old.value.version)?)
+        .bind(old.value.created_at.as_millis());
     Ok(s.execute(false, &st).await? == 1)
 }
 
