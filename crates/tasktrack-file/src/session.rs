@@ -538,9 +538,12 @@ impl Session<'_> {
         if self.index.lines <= due.max(self.index.compact_after) {
             return;
         }
-        if let Err(e) = journal::snapshot(self.paths, self.index, self.durability) {
-            self.index.compact_after = self.index.lines.saturating_add(journal::COMPACT_SLACK);
-            tracing::warn!(job = %self.paths.job, error = %e, "index.log not compacted (the transaction is committed); trying again later");
+        match journal::snapshot(self.paths, self.index, self.durability) {
+            Ok(()) => self.index.compact_after = 0,
+            Err(e) => {
+                self.index.compact_after = self.index.lines.saturating_add(journal::COMPACT_SLACK);
+                tracing::warn!(job = %self.paths.job, error = %e, "index.log not compacted (the transaction is committed); trying again later");
+            }
         }
     }
 

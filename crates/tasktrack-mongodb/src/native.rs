@@ -119,12 +119,21 @@ async fn claim_one(
     claim: &Claim,
     now: Timestamp,
 ) -> Result<Trial> {
-    let (new, claimed) = match lifecycle::claim(&candidate.value, claim, now) {
+    // BSON integers are signed: a counter at i64::MAX (edited by hand) cannot be bumped.
+    let rule = if lifecycle::claim_can_advance(&candidate.value, i64::MAX.unsigned_abs()) {
+        lifecycle::claim(&candidate.value, claim, now)
+    } else {
+        Err(Error::corrupt(
+            format!("task {}", candidate.value.key()),
+            "token or version at the largest integer MongoDB stores: a claim cannot advance it",
+        ))
+    };
+    let (new, claimed) = match rule {
         Ok(ClaimDecision::Granted(c)) => (c.task.clone(), Some(c)),
         Ok(ClaimDecision::Exhausted(t)) => (t, None),
         Ok(ClaimDecision::Refused(_)) => return Ok(Trial::Passed),
-        // A counter at the top of its range (edited by hand): out of the claim path, as an
-        // unreadable document is, so that it cannot stop the job's claims.
+        // Out of the claim path, as an unreadable document is, so that it cannot stop the
+        // job's claims.
         Err(e @ Error::Corrupt { .. }) => {
             set_aside(docs, &candidate.value, &e).await?;
             return Ok(Trial::Passed);
@@ -242,9 +251,9 @@ fn shuffle<T>(items: &mut [T]) {
 /// [`tasktrack_core::Store::succeed_many`]: one `find({_id: {$in: …}})` for every task of the
 /// batch, `lifecycle::succeed` on each in Rust, then the conditional `replaceOne`s sent
 /// concurrently (one round trip of latency over the connection pool). A task whose version moved
-/// between the read and the write (a heartbeat, an admin, the same lease twice in the batch)
-/// goes through the ordinary compare-and-swap `succeed`, which re-reads it and answers exactly
-/// as a lone `succeed` would.
+/// between the read and the write (a heartbeat, an admin), and every entry of a task after its
+/// first, goes through the ordinary compare-and-swap `succeed`, which re-reads it and answers
+/// exactly as a lone `succeed` would.
 ///
 /// Why not one `update` command with n statements: its reply counts matches for the whole
 /// batch, not per statement, so a lost race could not be told apart from a won one (MongoDB
@@ -266,10 +275,14 @@ pub async fn succeed_many(
             Ok((old, new))
         })
         .collect();
-    let writes = planned.iter().map(|plan| async move {
+    // Only a task's first entry is written concurrently: two writes of one task would race,
+    // and the later entries must see the first one's outcome (the one-by-one path, below).
+    let mut seen = std::collections::HashSet::with_capacity(done.len());
+    let first: Vec<bool> = done.iter().map(|(l, _)| seen.insert(&l.key)).collect();
+    let writes = planned.iter().zip(first).map(|(plan, first)| async move {
         match plan {
-            Ok((old, new)) => docs.replace_task(old, new).await.map(Some),
-            Err(_) => Ok(None),
+            Ok((old, new)) if first => docs.replace_task(old, new).await.map(Some),
+            _ => Ok(None),
         }
     });
     let written = join_all(writes).await;

@@ -152,6 +152,28 @@ async fn claim_next_sets_unreadable_tasks_aside_and_grants_the_healthy_ones() {
     assert_eq!(ids(&claimed), ["c"]);
 }
 
+/// A task whose token (or version) was edited to the largest BSON integer decodes, but a claim
+/// cannot bump it: it is set aside like an unreadable one, and the claim goes on to the next.
+#[tokio::test]
+async fn a_task_whose_token_cannot_advance_is_set_aside() {
+    let Some((store, raw)) = scratch().await else {
+        return;
+    };
+    let job = JobName::new("top").unwrap();
+    let now = Timestamp::from_millis(10_000);
+    create_by_priority(&store, &job, &["a", "b", "c"], now).await;
+    raw_set(&raw, "top", "a", doc! {"$set": {"token": i64::MAX}}).await;
+    raw_set(&raw, "top", "b", doc! {"$set": {"version": i64::MAX}}).await;
+    let req = ClaimNext::new("w", Duration::from_secs(60));
+    let claimed = store.claim_next(&job, &req, now).await.unwrap();
+    assert_eq!(ids(&claimed), ["c"]);
+    for id in ["a", "b"] {
+        let d = raw_doc(&raw, "top", id).await;
+        assert!(d.get_str("set_aside").is_ok(), "{id} not set aside: {d}");
+    }
+    assert!(store.claim_next(&job, &req, now).await.unwrap().is_empty());
+}
+
 /// More damaged tasks at the head of the queue than a claim reads at once (4 per task asked):
 /// the claim still reaches the healthy task behind them.
 #[tokio::test]

@@ -338,8 +338,7 @@ fn candidates(
 /// (only a hand edit puts it there), which a claim advances. That row is as damaged as one that
 /// does not decode (`Corrupt`, set aside), rather than a failure of every claim of its job.
 fn advanceable(db: &Db, task: Task) -> Result<Task> {
-    let max = i64::MAX.unsigned_abs();
-    if task.token >= max || task.version >= max {
+    if !lifecycle::claim_can_advance(&task, i64::MAX.unsigned_abs()) {
         return Err(Error::corrupt(
             format!("{} (task {})", db.location(), task.key()),
             "token or version at the largest integer: a claim cannot advance it",

@@ -148,7 +148,9 @@ pub async fn set_job_state<D: Documents + ?Sized>(
     .await
 }
 
-/// [`Store::create`].
+/// [`Store::create`]. An id given twice is settled in order, as that many calls would: its
+/// first entry goes out with the bulk inserts, the later ones one by one after them (existing,
+/// or replaced), so that no backend races two writes of one task against each other.
 pub async fn create<D: Documents + ?Sized>(
     docs: &D,
     name: &JobName,
@@ -162,24 +164,59 @@ pub async fn create<D: Documents + ?Sized>(
         .map(|n| lifecycle::create_task(&job, n, now))
         .collect::<Result<Vec<_>>>()?;
     docs.check_new_tasks(&fresh)?;
-    let mut created = Created::default();
-    for (news, chunk) in tasks.chunks(500).zip(fresh.chunks(500)) {
-        let inserted = docs.insert_tasks(chunk).await?;
-        for ((new, task), was_inserted) in news.iter().zip(chunk).zip(inserted) {
-            if was_inserted {
-                created.created += 1;
-            } else if mode == CreateMode::Replace {
-                update_task(docs, &task.key(), |old| {
-                    Step::from_rule(lifecycle::replace_task(old, &job, new, now))
-                })
-                .await?;
-                created.replaced += 1;
-            } else {
-                created.existing += 1;
-            }
+    let mut seen = std::collections::HashSet::with_capacity(tasks.len());
+    let (firsts, repeats): (Vec<_>, Vec<_>) = tasks
+        .iter()
+        .zip(fresh)
+        .partition(|(new, _)| seen.insert(&new.id));
+    let mut creating = Creating {
+        docs,
+        job: &job,
+        mode,
+        now,
+        counted: Created::default(),
+    };
+    for chunk in firsts.chunks(500) {
+        let (news, fresh): (Vec<&NewTask>, Vec<Task>) = chunk.iter().cloned().unzip();
+        let inserted = docs.insert_tasks(&fresh).await?;
+        for ((new, task), was_inserted) in news.into_iter().zip(&fresh).zip(inserted) {
+            creating.settle(new, task, was_inserted).await?;
         }
     }
-    Ok(created)
+    for (new, task) in &repeats {
+        let was_inserted = docs.insert_task(task).await?;
+        creating.settle(new, task, was_inserted).await?;
+    }
+    Ok(creating.counted)
+}
+
+/// A create under way: what it writes to, and what it has counted so far.
+struct Creating<'a, D: ?Sized> {
+    docs: &'a D,
+    job: &'a Job,
+    mode: CreateMode,
+    now: Timestamp,
+    counted: Created,
+}
+
+impl<D: Documents + ?Sized> Creating<'_, D> {
+    /// Counts one task: inserted, or already there and left alone or (in `replace` mode)
+    /// replaced.
+    async fn settle(&mut self, new: &NewTask, task: &Task, was_inserted: bool) -> Result<()> {
+        if was_inserted {
+            self.counted.created += 1;
+        } else if self.mode == CreateMode::Replace {
+            let (job, now) = (self.job, self.now);
+            update_task(self.docs, &task.key(), |old| {
+                Step::from_rule(lifecycle::replace_task(old, job, new, now))
+            })
+            .await?;
+            self.counted.replaced += 1;
+        } else {
+            self.counted.existing += 1;
+        }
+        Ok(())
+    }
 }
 
 /// [`Store::claim`].

@@ -68,6 +68,14 @@ fn bumped(n: u64, what: &str, task: &Task) -> Result<u64> {
     })
 }
 
+/// Whether a claim can bump `task`'s token and version without passing `max`, the largest
+/// integer its store holds: `i64::MAX` where integers are signed (SQL, SQLite, MongoDB); at
+/// `u64::MAX` [`claim`] itself answers [`Error::Corrupt`]. Only a record edited by hand fails
+/// it, and claims set such a record aside as damaged instead of failing every claim of its job.
+pub fn claim_can_advance(task: &Task, max: u64) -> bool {
+    task.token < max && task.version < max
+}
+
 /// The longest lease: a century. Longer ones mean "never expires", which a lease cannot promise
 /// (a dead worker's task would never be claimed again), and they overflow the expiry arithmetic
 /// of backends that compute it natively (Redis's Lua numbers).

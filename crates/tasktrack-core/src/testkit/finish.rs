@@ -238,21 +238,25 @@ pub async fn succeed_many_answers_each_lease_in_order(h: Harness) -> Result<()> 
 /// holder's succeeds, in either order; the same lease given twice succeeds once, with the
 /// output of its first entry, and is stale the second time, as two `succeed` calls would be.
 pub async fn succeed_many_answers_each_lease_by_its_own_fence(h: Harness) -> Result<()> {
-    h.add(&["a", "b"]).await?;
-    let old = h.claim("a", "w1").await?;
+    h.add(&["a", "b", "c"]).await?;
+    let (old_a, old_c) = (h.claim("a", "w1").await?, h.claim("c", "w1").await?);
     h.advance(LEASE + Duration::from_secs(1));
-    let current = h.claim("a", "w2").await?;
+    let (a, c) = (h.claim("a", "w2").await?, h.claim("c", "w2").await?);
     let done = [
-        (old.lease.clone(), json!("old")),
-        (current.lease.clone(), json!("current")),
+        (old_a.lease.clone(), json!("old")),
+        (a.lease.clone(), json!("current")),
+        (c.lease.clone(), json!("current")),
+        (old_c.lease.clone(), json!("old")),
     ];
     let mut results = h.store.succeed_many(&done, h.now()).await?.into_iter();
-    assert_stale(results.next().ok_or_else(|| Error::backend("no answer"))?);
-    let t = results
-        .next()
-        .ok_or_else(|| Error::backend("no answer"))??;
-    assert_eq!(t.output, Some(json!("current")));
-    assert_eq!(h.get("a").await?.output, Some(json!("current")));
+    let mut next = || results.next().ok_or_else(|| Error::backend("no answer"));
+    assert_stale(next()?);
+    assert_eq!(next()??.output, Some(json!("current")));
+    assert_eq!(next()??.output, Some(json!("current")));
+    assert_stale(next()?);
+    for id in ["a", "c"] {
+        assert_eq!(h.get(id).await?.output, Some(json!("current")), "{id}");
+    }
 
     let b = h.claim("b", "w").await?;
     let twice = [
@@ -260,13 +264,11 @@ pub async fn succeed_many_answers_each_lease_by_its_own_fence(h: Harness) -> Res
         (b.lease.clone(), json!("second")),
     ];
     let mut results = h.store.succeed_many(&twice, h.now()).await?.into_iter();
-    let t = results
-        .next()
-        .ok_or_else(|| Error::backend("no answer"))??;
-    assert_eq!(t.output, Some(json!("first")));
-    assert_stale(results.next().ok_or_else(|| Error::backend("no answer"))?);
+    let mut next = || results.next().ok_or_else(|| Error::backend("no answer"));
+    assert_eq!(next()??.output, Some(json!("first")));
+    assert_stale(next()?);
     assert_eq!(h.get("b").await?.output, Some(json!("first")));
-    assert_eq!(h.store.counts(&h.job).await?.by_status.succeeded, 2);
+    assert_eq!(h.store.counts(&h.job).await?.by_status.succeeded, 3);
     Ok(())
 }
 

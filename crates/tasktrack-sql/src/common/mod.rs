@@ -307,8 +307,7 @@ pub fn claimed(task: Task) -> Result<Claimed> {
 /// hand edit puts it there), which a claim advances. Such a row is as damaged as one that does
 /// not decode (`Corrupt`: set aside by claims), rather than a failure of every claim of its job.
 pub fn advanceable(table: &str, task: Task) -> Result<Task> {
-    let max = i64::MAX.unsigned_abs();
-    if task.token >= max || task.version >= max {
+    if !lifecycle::claim_can_advance(&task, i64::MAX.unsigned_abs()) {
         return Err(Error::corrupt(
             format!(
                 "{table} row ({:?}, {:?})",
