@@ -461,6 +461,8 @@ struct Faulty {
     refuse_failures: AtomicBool,
     /// Heartbeats are never answered.
     heartbeat_hangs: AtomicBool,
+    /// Recording a failure panics for leases held by this owner (a bug in the middle of a task).
+    fail_panics_for: Mutex<Option<String>>,
 }
 
 impl Faulty {
@@ -480,6 +482,7 @@ impl Faulty {
             failures_unavailable: Default::default(),
             refuse_failures: Default::default(),
             heartbeat_hangs: Default::default(),
+            fail_panics_for: Default::default(),
         }
     }
 
@@ -551,6 +554,8 @@ mod faulty {
                 self.inner.release(lease, now).await
             }
             async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+                let panics = self.fail_panics_for.lock().unwrap().as_deref() == Some(lease.owner.as_str());
+                assert!(!panics, "a bug while recording a failure (the test)");
                 if self.refuse_failures.load(SeqCst) {
                     return Err(Error::invalid("failure refused by the test"));
                 }
@@ -1028,26 +1033,121 @@ async fn an_outage_while_looking_for_more_tasks_is_ridden_out() {
     );
 }
 
-/// A damaged record met while reading when the next retry is due must not end the run.
+/// A damaged record met while reading when the next retry is due (claims set it aside, but it
+/// still counts as waiting) ends the run, said once, instead of polling forever; the healthy
+/// tasks are done, and one waiting for its retry is left for a later run (exit 3).
 #[tokio::test]
-async fn a_damaged_record_while_waiting_for_a_retry_does_not_end_the_run() {
+async fn a_damaged_record_while_waiting_for_a_retry_ends_the_run() {
     let faulty = Arc::new(Faulty::new());
     let s: Arc<dyn Store> = faulty.clone();
-    tt(&s, &["job", "set", "dmg", "--backoff", "30ms"]).await;
-    tt(&s, &["add", "dmg", "a"]).await;
-    faulty.lists_corrupt.store(1, SeqCst);
+    // Never due in this run: it would be waited for, polling every --poll.
+    tt(&s, &["job", "set", "dmg", "--backoff", "1h"]).await;
+    tt(&s, &["add", "dmg", "ok", "retry"]).await;
+    // Every look meets the damage, as a damaged record does.
+    faulty.lists_corrupt.store(usize::MAX, SeqCst);
     let run = run_script(
-        &["run", "dmg", "--poll", "20ms"],
-        "[ \"$1\" -gt 1 ]",
-        &["{attempt}", "{id}"],
+        &["--json", "run", "dmg", "--workers", "2", "--poll", "20ms"],
+        "[ \"$1\" = ok ]",
+        &["{id}"],
     );
-    let r = tt(&s, &run).await;
-    assert_eq!(r.code, 0, "{}", r.err);
-    assert!(
+    let r = tokio::time::timeout(std::time::Duration::from_secs(60), tt(&s, &run))
+        .await
+        .expect("the run polled forever");
+    assert_eq!(r.code, 3, "{}", r.err);
+    let summary = &r.json()["summary"];
+    assert_eq!(
+        (summary["succeeded"].as_u64(), summary["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{summary}"
+    );
+    assert_eq!(task(&s, "dmg", "ok").await["status"], "succeeded");
+    assert_eq!(task(&s, "dmg", "retry").await["status"], "failed");
+    let said = "could not read when the next retry is due, so this run ends without waiting for \
+                it (tasks waiting for their backoff are left for a later run): ";
+    assert_eq!(r.err.matches(said).count(), 1, "said once: {}", r.err);
+}
+
+/// An outage while looking for more work is ridden out for a while, as recording an outcome
+/// is (8 retries, about 9 s), not forever: then it ends the run as the store's trouble.
+#[tokio::test]
+async fn an_outage_while_looking_for_more_tasks_is_not_waited_out_forever() {
+    let faulty = Arc::new(Faulty::new());
+    faulty
+        .counts_unavailable_after_success
+        .store(usize::MAX, SeqCst);
+    let s: Arc<dyn Store> = faulty;
+    tt(&s, &["add", "cdown", "a"]).await;
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tt(
+            &s,
+            &["run", "cdown", "--poll", "10ms", "--", "true", "{id}"],
+        ),
+    )
+    .await
+    .expect("the run retried forever");
+    assert_eq!(r.code, 1, "{}", r.err);
+    assert_eq!(
         r.err
-            .contains("could not read when the next retry is due, looking again in 20ms"),
+            .matches("could not count the tasks left, retrying: store unavailable")
+            .count(),
+        8,
         "{}",
         r.err
+    );
+    assert_eq!(task(&s, "cdown", "a").await["status"], "succeeded");
+}
+
+/// A worker that panics in the middle of a task (a bug) ends the run at once, exit 1, also when
+/// it is not the first worker: the others must not wait for a command it no longer runs.
+#[tokio::test]
+async fn a_worker_other_than_the_first_that_panics_ends_the_run() {
+    let faulty = Arc::new(Faulty::new());
+    *faulty.fail_panics_for.lock().unwrap() = Some("w/2".to_string());
+    let s: Arc<dyn Store> = faulty;
+    tt(&s, &["add", "pan", "a", "b"]).await;
+    // Each task runs long enough for the other worker to claim the other one; both fail.
+    let run = run_script(
+        &[
+            "run",
+            "pan",
+            "--workers",
+            "2",
+            "--worker-id",
+            "w",
+            "--poll",
+            "20ms",
+        ],
+        "sleep 0.3; exit 1",
+        &["{id}"],
+    );
+    let r = tokio::time::timeout(std::time::Duration::from_secs(60), tt(&s, &run))
+        .await
+        .expect("the run hung on the panicked worker");
+    assert_eq!(r.code, 1, "{}", r.err);
+    assert!(r.err.contains("a worker stopped unexpectedly"), "{}", r.err);
+}
+
+/// An empty program (`-- "$CMD"` with CMD unset) is the run's error, not every task's: refused
+/// before anything is claimed, exit 2, nothing recorded.
+#[tokio::test]
+async fn an_empty_program_is_refused_before_anything_runs() {
+    let s = store();
+    tt(&s, &["add", "noprog", "a"]).await;
+    let args = ["run", "noprog", "--", "", "{id}"];
+    let r = tt(&s, &args).await;
+    r.assert_one_line_error(2, args);
+    assert!(
+        r.err
+            .contains("the command's program (its first word after `--`) is empty"),
+        "{}",
+        r.err
+    );
+    let t = task(&s, "noprog", "a").await;
+    assert_eq!(
+        (t["status"].as_str(), t["attempts"].as_u64()),
+        (Some("pending"), Some(0)),
+        "{t}"
     );
 }
 

@@ -20,8 +20,8 @@
 
 use crate::error::{Error, Result};
 use crate::lifecycle;
-use crate::model::{Claimed, JobName, Lease, Outcome, Status, Task, TaskQuery};
-use crate::store::Store;
+use crate::model::{Backoff, Claimed, Failure, JobName, Lease, Outcome, Status, Task, TaskQuery};
+use crate::store::{Fail, Store};
 use crate::time::{Clock, Timestamp};
 use std::future::Future;
 use std::time::Duration;
@@ -86,6 +86,75 @@ where
                 Err(read) => return (Err(read), first_try_lost),
             },
             Err(e) => return (Err(e), first_try_lost),
+        }
+    }
+}
+
+/// Records the attempt of `lease` whose outcome the store refused (`refusal`, an
+/// [`Error::InvalidInput`]: an output too large for it, say) as its failure
+/// ([`Failure::unrecordable`], not retried: the same outcome would be refused again), riding out
+/// an outage like any recording ([`ride_out`]; `warn` hears of each retry). Returns the task and
+/// the outcome recorded (found recorded, when an answer was lost). A refusal of that too is no
+/// fault of the caller's input but the store's: an [`Error::Backend`] naming the task, whose
+/// lease is left to expire.
+pub async fn record_unrecordable(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    lease: &Lease,
+    refusal: &Error,
+    backoff: Backoff,
+    warn: impl Fn(&Error),
+) -> Result<(Task, Outcome)> {
+    let req = Fail {
+        error: Failure::unrecordable(refusal),
+        retryable: false,
+        backoff,
+    };
+    let (recorded, _) = ride_out(
+        store,
+        clock,
+        lease,
+        |_, now| store.fail(lease, &req, now),
+        warn,
+    )
+    .await;
+    match recorded {
+        Ok(Recorded::Answered(task)) => Ok((task, Outcome::Failed)),
+        Ok(Recorded::Found(task, outcome)) => Ok((*task, outcome)),
+        Err(again @ Error::InvalidInput(_)) => Err(Error::backend(format!(
+            "{}: the store refused this attempt's outcome ({refusal}), then the failure \
+             recorded in its place ({again}); the task stays held until its lease expires",
+            lease.key
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Renews `lease` every third of `lease_for` until aborted (it runs on a task of its own, so
+/// that a renewal the store does not answer keeps nothing else waiting), or until the lease is
+/// lost: fenced out, the holder's result will be rejected. `trouble` hears of each renewal that
+/// failed (to be retried at the next one) and of the loss ([`Error::StaleLease`], the last).
+pub async fn keep_alive(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    lease: &Lease,
+    lease_for: Duration,
+    trouble: impl Fn(&Error),
+) {
+    let every = (lease_for / 3).max(Duration::from_millis(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // A renewal that took long is not made up for with a burst of them.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.heartbeat(lease, lease_for, clock.now()).await {
+            Ok(_) => {}
+            Err(e) => {
+                trouble(&e);
+                if matches!(e, Error::StaleLease { .. }) {
+                    return;
+                }
+            }
         }
     }
 }

@@ -388,33 +388,18 @@ impl Tracker {
     }
 
     /// Records the attempt whose outcome the store refused as its failure
-    /// ([`Failure::unrecordable`], not retried), riding out an outage like any recording. A
-    /// refusal of that too is no fault of the caller's input but the store's: an
-    /// [`Error::Backend`] naming the task, whose lease is left to expire.
+    /// ([`recovery::record_unrecordable`]).
     async fn record_unrecordable(&self, lease: &Lease, refusal: &Error) -> Result<Task> {
-        let req = Fail {
-            error: Failure::unrecordable(refusal),
-            retryable: false,
-            backoff: self.backoff,
-        };
-        let (recorded, _) = recovery::ride_out(
+        let recorded = recovery::record_unrecordable(
             self.store.as_ref(),
             self.clock.as_ref(),
             lease,
-            |_, now| self.store.fail(lease, &req, now),
+            refusal,
+            self.backoff,
             |e| warn!(error = %e, "could not record the failure yet; retrying"),
         )
         .await;
-        match recorded {
-            Ok(Recorded::Answered(task)) => Ok(task),
-            Ok(Recorded::Found(task, _)) => Ok(*task),
-            Err(again @ Error::InvalidInput(_)) => Err(Error::backend(format!(
-                "{}: the store refused this attempt's outcome ({refusal}), then the failure \
-                 recorded in its place ({again}); the task stays held until its lease expires",
-                lease.key
-            ))),
-            Err(e) => Err(e),
-        }
+        recorded.map(|(task, _)| task)
     }
 
     /// What a claim (or the hand-off of `done`) sent at `at` took if its answer was lost
@@ -540,25 +525,18 @@ where
     })
 }
 
-/// Renews the lease every third of its length until aborted or fenced out.
+/// [`recovery::keep_alive`], saying what went wrong in the log.
 async fn keep_alive(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     lease: Lease,
     lease_for: Duration,
 ) {
-    let every = (lease_for / 3).max(Duration::from_millis(1));
-    loop {
-        tokio::time::sleep(every).await;
-        match store.heartbeat(&lease, lease_for, clock.now()).await {
-            Ok(_) => {}
-            Err(e @ Error::StaleLease { .. }) => {
-                warn!(error = %e, "lease lost; the result will be rejected");
-                return;
-            }
-            Err(e) => warn!(error = %e, "heartbeat failed; will retry"),
-        }
-    }
+    let trouble = |e: &Error| match e {
+        Error::StaleLease { .. } => warn!(error = %e, "lease lost; the result will be rejected"),
+        _ => warn!(error = %e, "heartbeat failed; will retry"),
+    };
+    recovery::keep_alive(store.as_ref(), clock.as_ref(), &lease, lease_for, trouble).await;
 }
 
 /// Removes a task from its tracker's held set when the run that held it ends.

@@ -238,8 +238,10 @@ pub fn spawn(
 ) -> std::io::Result<Running> {
     let word = command.first().map(String::as_str).unwrap_or_default();
     let program = substitute(word, task, lease);
-    if program.is_empty() {
-        // Spawning "" fails as "not found", which would stop the run for this one task's sake.
+    // Spawning "" fails as "not found", which would stop the run for this one task's sake. Only
+    // a word its placeholders made empty is: a word empty as given is the run's error, every
+    // task's (refused before anything runs by `run`; here it is left to fail as not found).
+    if program.is_empty() && !word.is_empty() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             EmptyProgram(word.to_string()),

@@ -24,7 +24,7 @@ use crate::parse;
 use serde_json::json;
 use stats::Snapshot;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant};
 use tasktrack::{Backoff, DEFAULT_LEASE, Error, ErrorKind, JobState, Result, validate_key};
 use tokio::sync::{Mutex, Notify, watch};
@@ -49,8 +49,16 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
         .clone()
         .unwrap_or_else(tasktrack::tracker::default_worker_id);
     validate_key("worker id", &base_owner)?;
-    if args.command.first().is_none_or(|p| p.is_empty()) {
-        return Err(Error::invalid("no command to run: give it after `--`"));
+    match args.command.first() {
+        None => return Err(Error::invalid("no command to run: give it after `--`")),
+        // Not the tasks' fault (none of them would start): refused before anything is claimed.
+        Some(program) if program.is_empty() => {
+            return Err(Error::invalid(
+                "the command's program (its first word after `--`) is empty: an unset shell \
+                 variable, say",
+            ));
+        }
+        Some(_) => {}
     }
     if !args
         .command
@@ -109,6 +117,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
         kill: watch::channel(false).0,
         fatal: Mutex::new(None),
         unreleased: AtomicU64::new(0),
+        gave_up_waiting: AtomicBool::new(false),
     });
     let base_finished = ctx.store.counts(&job).await?.finished();
     let started = Instant::now();
@@ -119,16 +128,15 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
         Signals::register()?,
     ));
     let progress = tokio::spawn(progress::report(shared.clone(), base_finished));
-    let workers: Vec<_> = (1..=args.workers)
-        .map(|n| {
-            let owner = if args.workers == 1 {
-                base_owner.clone()
-            } else {
-                format!("{base_owner}/{n}")
-            };
-            tokio::spawn(worker::work(shared.clone(), owner))
-        })
-        .collect();
+    let mut workers = tokio::task::JoinSet::new();
+    for n in 1..=args.workers {
+        let owner = if args.workers == 1 {
+            base_owner.clone()
+        } else {
+            format!("{base_owner}/{n}")
+        };
+        workers.spawn(worker::work(shared.clone(), owner));
+    }
     let workers_done = join(&shared, workers);
     tokio::pin!(workers_done);
     let mut listening = true;
@@ -207,12 +215,14 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
     Ok(code)
 }
 
-/// Waits for every worker to end. One that stopped unexpectedly (it panicked: a bug) ends the
-/// run as tasktrack's own trouble, exit 1: what its task came to is unknown, so the exit code
-/// must not claim success, and the others must not wait for a command it no longer runs.
-async fn join(shared: &Shared, workers: Vec<tokio::task::JoinHandle<()>>) {
-    for w in workers {
-        if let Err(e) = w.await {
+/// Waits for every worker to end, in the order they end. One that stopped unexpectedly (it
+/// panicked: a bug) ends the run as tasktrack's own trouble, exit 1, as soon as it stops (not
+/// once the workers started before it are done, which may be never): what its task came to is
+/// unknown, so the exit code must not claim success, and the others must not wait for a command
+/// it no longer runs.
+async fn join(shared: &Shared, mut workers: tokio::task::JoinSet<()>) {
+    while let Some(ended) = workers.join_next().await {
+        if let Err(e) = ended {
             shared
                 .give_up(Error::backend(format!(
                     "a worker stopped unexpectedly: {e}"
@@ -495,6 +505,7 @@ mod tests {
             kill: watch::channel(false).0,
             fatal: Mutex::new(None),
             unreleased: AtomicU64::new(0),
+            gave_up_waiting: AtomicBool::new(false),
         })
     }
 
@@ -576,8 +587,9 @@ mod tests {
     #[tokio::test]
     async fn a_worker_that_panics_ends_the_run_as_tasktracks_own_trouble() {
         let shared = shared();
-        let worker = tokio::spawn(async { panic!("a bug (the test)") });
-        join(&shared, vec![worker]).await;
+        let mut workers = tokio::task::JoinSet::new();
+        workers.spawn(async { panic!("a bug (the test)") });
+        join(&shared, workers).await;
         assert!(*shared.stop.borrow(), "nothing more is claimed");
         let fatal = shared.fatal.lock().await.take().expect("the run failed");
         assert_eq!(exit::code(&fatal), exit::FAILURE, "{fatal}");
@@ -585,6 +597,22 @@ mod tests {
             fatal.to_string().contains("a worker stopped unexpectedly"),
             "{fatal}"
         );
+    }
+
+    /// Workers are waited for in the order they end: a panic is seen at once, and ends the run
+    /// (here the first worker would wait for that forever).
+    #[tokio::test]
+    async fn a_panic_after_the_first_worker_ends_the_run_at_once() {
+        let shared = shared();
+        let mut workers = tokio::task::JoinSet::new();
+        let first = shared.clone();
+        workers.spawn(async move { until_set(&first.stop, "stop").await });
+        workers.spawn(async { panic!("a bug (the test)") });
+        tokio::time::timeout(HANG, join(&shared, workers))
+            .await
+            .expect("the panic was not seen");
+        let fatal = shared.fatal.lock().await.take().expect("the run failed");
+        assert_eq!(exit::code(&fatal), exit::FAILURE, "{fatal}");
     }
 
     #[tokio::test]

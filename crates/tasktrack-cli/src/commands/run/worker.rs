@@ -5,7 +5,7 @@ use super::child::{self, describe_exit};
 use super::stats::{Ended, Stats};
 use crate::output::Output;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tasktrack::{
     Backoff, ClaimNext, Claimed, Clock, Error, Fail, Failure, JobName, Lease, Outcome, Result,
@@ -43,6 +43,9 @@ pub struct Shared {
     pub fatal: Mutex<Option<Error>>,
     /// Leases given back that the store would not take: held until they expire.
     pub unreleased: AtomicU64,
+    /// A damaged record kept the run from reading when the next retry is due: it no longer
+    /// waits for retries ([`wait_for_more`]).
+    pub gave_up_waiting: AtomicBool,
 }
 
 impl Shared {
@@ -142,10 +145,8 @@ pub async fn work(shared: Arc<Shared>, owner: String) {
     let mut held: Vec<Claimed> = Vec::new();
     while !shared.stopping() {
         if let Some(c) = held.pop() {
-            shared.busy.fetch_add(1, Ordering::SeqCst);
+            let _busy = Busy::start(&shared);
             held = execute(&shared, c, &req).await;
-            shared.busy.fetch_sub(1, Ordering::SeqCst);
-            shared.ended.notify_waiters();
             continue;
         }
         if !shared.reserve() {
@@ -181,25 +182,98 @@ pub async fn work(shared: Arc<Shared>, owner: String) {
     }
 }
 
+/// One command counted in [`Shared::busy`] while it lives. Lowered on drop, so that a worker
+/// that panics in the middle of a task (a bug) does not leave the count raised: the other
+/// workers would take its command for still running and wait for it forever.
+struct Busy<'a>(&'a Shared);
+
+impl<'a> Busy<'a> {
+    fn start(shared: &'a Shared) -> Self {
+        shared.busy.fetch_add(1, Ordering::SeqCst);
+        Busy(shared)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        // Idle workers look again at once: the task may be claimable again, or the run over.
+        self.0.ended.notify_waiters();
+    }
+}
+
 /// Nothing is claimable now: how long to wait before looking again, or `None` when nothing
 /// will become claimable in this run (no pending task, no failed task waiting for its backoff,
-/// no sibling worker still running a command that may fail and come back). A store outage
-/// meanwhile is ridden out as a failed claim is: warned about, and looked at again after
-/// `--poll`.
+/// no sibling worker still running a command that may fail and come back).
+///
+/// A store outage meanwhile is ridden out as recording an outcome is: retried up to
+/// [`recovery::RECORD_TRIES`] times, [`recovery::pause`] apart, each with a warning; past that,
+/// the error ends the run. A damaged record met reading when the next retry is due (claims set
+/// it aside, but it still counts as waiting, and listing its job meets it again) ends the wait:
+/// looking again would meet it forever. Tasks waiting for their backoff are then left for a
+/// later run.
 async fn wait_for_more(shared: &Shared) -> Result<Option<Duration>> {
+    let mut tries = 0;
+    loop {
+        let (reading, e) = match look_for_more(shared).await {
+            Ok(wait) => return Ok(wait),
+            Err(trouble) => trouble,
+        };
+        match e {
+            e if e.is_transient() && tries < recovery::RECORD_TRIES => {
+                tries += 1;
+                shared
+                    .out
+                    .warn(format!("{}, retrying: {e}", reading.what()));
+                shared.pause(recovery::pause(tries)).await;
+                if shared.stopping() {
+                    return Ok(None);
+                }
+            }
+            e @ Error::Corrupt { .. } if reading == Reading::Due => {
+                // Every idle worker ends up here: the run says it once.
+                if !shared.gave_up_waiting.swap(true, Ordering::SeqCst) {
+                    shared.out.warn(format!(
+                        "{}, so this run ends without waiting for it (tasks waiting for their \
+                         backoff are left for a later run): {e}",
+                        reading.what()
+                    ));
+                }
+                return Ok(None);
+            }
+            e => return Err(e),
+        }
+    }
+}
+
+/// What [`look_for_more`] was reading when the store failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// The job's counts.
+    Counts,
+    /// The tasks waiting, for when the next retry is due.
+    Due,
+}
+
+impl Reading {
+    fn what(self) -> &'static str {
+        match self {
+            Reading::Counts => "could not count the tasks left",
+            Reading::Due => "could not read when the next retry is due",
+        }
+    }
+}
+
+/// One look of [`wait_for_more`].
+async fn look_for_more(shared: &Shared) -> std::result::Result<Option<Duration>, (Reading, Error)> {
     if shared.follow || shared.busy.load(Ordering::SeqCst) > 0 {
         return Ok(Some(shared.poll));
     }
-    let counts = match shared.store.counts(&shared.job).await {
-        Ok(counts) => counts,
-        Err(e) if e.is_transient() => {
-            shared
-                .out
-                .warn(format!("could not count the tasks left, retrying: {e}"));
-            return Ok(Some(shared.poll));
-        }
-        Err(e) => return Err(e),
-    };
+    let counts = shared
+        .store
+        .counts(&shared.job)
+        .await
+        .map_err(|e| (Reading::Counts, e))?;
     // Tasks the job expects but nobody added yet are not waited for (that is what --follow is for).
     let waiting = match &shared.stage {
         // Only this stage's tasks can be claimed by this run.
@@ -212,7 +286,8 @@ async fn wait_for_more(shared: &Shared) -> Result<Option<Duration>> {
             counts.by_status.pending.saturating_sub(expected) + counts.by_status.failed
         }
     };
-    if waiting == 0 {
+    // A damaged record already ended the wait of another worker: this one ends too.
+    if waiting == 0 || shared.gave_up_waiting.load(Ordering::SeqCst) {
         return Ok(None);
     }
     // Sleep until the earliest backoff ends, but never longer than the poll interval.
@@ -220,18 +295,11 @@ async fn wait_for_more(shared: &Shared) -> Result<Option<Duration>> {
         .with_statuses([Status::Pending, Status::Failed])
         .with_limit(1_000);
     query.stage = shared.stage.clone();
-    let page = match shared.store.list(&query).await {
-        Ok(page) => page,
-        // A damaged record must not stop its job (nor an outage the run): no backoff is known.
-        Err(e) if e.is_transient() || matches!(e, Error::Corrupt { .. }) => {
-            shared.out.warn(format!(
-                "could not read when the next retry is due, looking again in {}: {e}",
-                humantime::format_duration(shared.poll)
-            ));
-            return Ok(Some(shared.poll));
-        }
-        Err(e) => return Err(e),
-    };
+    let page = shared
+        .store
+        .list(&query)
+        .await
+        .map_err(|e| (Reading::Due, e))?;
     let next = page.tasks.iter().filter_map(|t| t.not_before).min();
     Ok(Some(next.map_or(shared.poll, |at| {
         until_due(at.since(shared.clock.now()), shared.poll)
@@ -398,17 +466,15 @@ async fn record_through_outages(
     Ok((ended, claimed))
 }
 
-/// Records the attempt whose outcome the store refused as its failure ([`Failure::unrecordable`],
-/// not retried), riding out an outage like any recording. A refusal of that too is no fault of
-/// the user's input but the store's (exit 1, not 2), naming the task, whose lease is left to
-/// expire.
+/// Records the attempt whose outcome the store refused as its failure
+/// ([`recovery::record_unrecordable`]), warning of each retry through an outage.
 async fn record_unrecordable(shared: &Shared, lease: &Lease, refusal: &Error) -> Result<Ended> {
-    let failure = Failure::unrecordable(refusal);
-    let (recorded, _) = recovery::ride_out(
+    let (task, outcome) = recovery::record_unrecordable(
         shared.store.as_ref(),
         shared.clock.as_ref(),
         lease,
-        |_, _| fail(shared, lease, failure.clone(), false),
+        refusal,
+        shared.backoff,
         |e| {
             shared.out.warn(format!(
                 "{}: could not record the failure yet, retrying: {e}",
@@ -416,17 +482,8 @@ async fn record_unrecordable(shared: &Shared, lease: &Lease, refusal: &Error) ->
             ));
         },
     )
-    .await;
-    match recorded {
-        Ok(Recorded::Answered(ended)) => Ok(ended),
-        Ok(Recorded::Found(task, outcome)) => Ok(ended_as(outcome, task.status)),
-        Err(again @ Error::InvalidInput(_)) => Err(Error::backend(format!(
-            "{}: the store refused this attempt's outcome ({refusal}), then the failure recorded \
-             in its place ({again}); the task stays held until its lease expires",
-            lease.key
-        ))),
-        Err(e) => Err(e),
-    }
+    .await?;
+    Ok(ended_as(outcome, task.status))
 }
 
 /// How an attempt ended, from the outcome it recorded and the task's status after it.
@@ -510,8 +567,8 @@ async fn supervise(shared: &Shared, lease: &Lease, mut running: child::Running) 
     }
 }
 
-/// Renews `lease` every third of its length until aborted or fenced out (then the command's
-/// result will be rejected: said once).
+/// [`recovery::keep_alive`], saying on stderr what went wrong (a lost lease once: its result
+/// will be rejected).
 async fn keep_alive(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -519,24 +576,14 @@ async fn keep_alive(
     lease: Lease,
     lease_for: Duration,
 ) {
-    let every = (lease_for / 3).max(Duration::from_millis(1));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    // A renewal that took long is not made up for with a burst of them.
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match store.heartbeat(&lease, lease_for, clock.now()).await {
-            Ok(_) => {}
-            Err(e @ Error::StaleLease { .. }) => {
-                out.warn(format!(
-                    "{}: lease lost while the command runs; its result will be rejected ({e})",
-                    lease.key
-                ));
-                return;
-            }
-            Err(e) => out.warn(format!("{}: heartbeat failed, will retry: {e}", lease.key)),
-        }
-    }
+    let trouble = |e: &Error| match e {
+        Error::StaleLease { .. } => out.warn(format!(
+            "{}: lease lost while the command runs; its result will be rejected ({e})",
+            lease.key
+        )),
+        _ => out.warn(format!("{}: heartbeat failed, will retry: {e}", lease.key)),
+    };
+    recovery::keep_alive(store.as_ref(), clock.as_ref(), &lease, lease_for, trouble).await;
 }
 
 /// Aborts a task when dropped.
@@ -688,6 +735,22 @@ mod tests {
         store.claim_next(&job, &req, now).await.unwrap().remove(0)
     }
 
+    /// A program word empty as given is no task's fault (every task would fail the same way:
+    /// the run's error); one its placeholders made empty for this task is that task's.
+    #[tokio::test]
+    async fn only_a_program_word_a_task_made_empty_is_that_tasks_fault() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::in_memory());
+        let Claimed { task, lease } = claimed(&store).await;
+        let start = |word: &str| {
+            let data = child::DataEnv::Inline(String::new());
+            child::spawn(&[word.to_string()], &task, &lease, data).map(|_| ())
+        };
+        let given = start("").expect_err("an empty program started");
+        assert!(!child::is_task_fault(&given), "{given}");
+        let made = start("{data}").expect_err("an empty program started");
+        assert!(child::is_task_fault(&made), "{made}");
+    }
+
     /// The kill at the end of the grace period may come in the very instant the command exits
     /// 0 on its own: then it succeeded, and is recorded so, not given back as killed.
     #[tokio::test]
@@ -703,7 +766,8 @@ mod tests {
         let shared = shared_with(store.clone(), quiet);
         let Claimed { task, lease } = claimed(&store).await;
         shared.kill.send_replace(true);
-        // Which of two ready branches a select takes is random: try it often enough.
+        // `supervise` polls the exit before the kill (`biased;`), so one try would show it;
+        // more guard against that order ever being left to chance (then it would be random).
         for _ in 0..16 {
             let data = child::DataEnv::Inline(String::new());
             let mut running = child::spawn(&["true".to_string()], &task, &lease, data).unwrap();
