@@ -282,7 +282,8 @@ async fn claim_into<D: Documents + ?Sized>(
         force: false,
     };
     // Candidates passed over without a write (corrupt, or not claimable after all) stay at the
-    // head of the claim order: each round asks for that many more, to see past them.
+    // head of the claim order: each round asks for twice that many more, to see past them in a
+    // few rounds however many there are.
     let mut passed = 0;
     for _round in 0..MAX_CAS_ATTEMPTS {
         let want = (req.limit - won.len()).saturating_add(passed);
@@ -290,7 +291,7 @@ async fn claim_into<D: Documents + ?Sized>(
         if candidates.is_empty() {
             break;
         }
-        let (mut lost_any, mut passed_now) = (false, 0);
+        let (mut lost_any, mut passed_now) = (false, 0_usize);
         for candidate in &candidates {
             let Some((task, claimed)) = claim_write(docs, candidate, &claim, now)? else {
                 passed_now += 1;
@@ -308,7 +309,7 @@ async fn claim_into<D: Documents + ?Sized>(
         if !lost_any && candidates.len() < want {
             break;
         }
-        passed = passed_now;
+        passed = passed_now.saturating_mul(2);
     }
     Ok(())
 }

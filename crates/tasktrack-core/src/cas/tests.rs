@@ -127,11 +127,9 @@ async fn a_claim_that_won_nothing_answers_the_error() {
     assert!(matches!(claimed, Err(Error::Unavailable(_))), "{claimed:?}");
 }
 
-#[tokio::test]
-async fn a_candidate_the_claim_rule_finds_corrupt_is_passed_over() {
-    let docs = with_tasks(&["damaged", "b"], 0).await;
-    // Edited by hand: the token can no longer be bumped.
-    let key = TaskKey::new(job(), id("damaged"));
+/// Edits `name`'s token by hand to the largest value: the claim rule can no longer bump it.
+async fn damage(docs: &FailingWrite, name: &str) {
+    let key = TaskKey::new(job(), id(name));
     let read = docs
         .get_task(&key)
         .await
@@ -145,6 +143,12 @@ async fn a_candidate_the_claim_rule_finds_corrupt_is_passed_over() {
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     );
+}
+
+#[tokio::test]
+async fn a_candidate_the_claim_rule_finds_corrupt_is_passed_over() {
+    let docs = with_tasks(&["damaged", "b"], 0).await;
+    damage(&docs, "damaged").await;
     for limit in [1, 2] {
         let req = ClaimNext::new(format!("w{limit}"), LEASE).with_limit(limit);
         let won = claim_next(&docs, &job(), &req, NOW)
@@ -155,4 +159,23 @@ async fn a_candidate_the_claim_rule_finds_corrupt_is_passed_over() {
         assert_eq!(ids, expected, "limit {limit}");
     }
     assert_eq!(status(&docs, "damaged").await, Status::Pending);
+}
+
+/// More corrupt heads than a claim has rounds: the rounds ask for twice as many candidates as
+/// they passed over, so a claim of one still reaches the healthy task behind them.
+#[tokio::test]
+async fn many_corrupt_heads_do_not_hide_the_queue() {
+    let names: Vec<String> = (0..100).map(|i| format!("d{i:03}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.push("healthy");
+    let docs = with_tasks(&all, 0).await;
+    for name in &names {
+        damage(&docs, name).await;
+    }
+    let req = ClaimNext::new("w", LEASE);
+    let won = claim_next(&docs, &job(), &req, NOW)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&str> = won.iter().map(|c| c.task.id.as_str()).collect();
+    assert_eq!(ids, ["healthy"]);
 }
