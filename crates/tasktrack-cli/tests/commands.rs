@@ -1015,8 +1015,8 @@ async fn a_program_name_that_comes_out_empty_fails_that_task_alone() {
     );
 }
 
-/// Looking for more work meets a store outage: ridden out like a failed claim, not an error
-/// that ends the run.
+/// Looking for more work meets a store outage: retried after a pause, as recording an outcome
+/// is, not an error that ends the run.
 #[tokio::test]
 async fn an_outage_while_looking_for_more_tasks_is_ridden_out() {
     let faulty = Arc::new(Faulty::new());

@@ -275,10 +275,14 @@ pub async fn succeed_many(
             Ok((old, new))
         })
         .collect();
-    // Only a task's first entry is written concurrently: two writes of one task would race,
-    // and the later entries must see the first one's outcome (the one-by-one path, below).
+    // Only a task's first entry the rule accepted is written concurrently: two writes of one
+    // task would race, and the later entries must see its outcome (the one-by-one path, below).
     let mut seen = std::collections::HashSet::with_capacity(done.len());
-    let first: Vec<bool> = done.iter().map(|(l, _)| seen.insert(&l.key)).collect();
+    let first: Vec<bool> = done
+        .iter()
+        .zip(&planned)
+        .map(|((l, _), plan)| plan.is_ok() && seen.insert(&l.key))
+        .collect();
     let writes = planned.iter().zip(first).map(|(plan, first)| async move {
         match plan {
             Ok((old, new)) if first => docs.replace_task(old, new).await.map(Some),

@@ -1,9 +1,9 @@
 -- Documents::delete_task: deletes the task if still at the expected version (the caller checked
--- lifecycle::check_delete on that version). ARGV: id, expected version. Returns 1, 0, or an
+-- lifecycle::check_delete on that version). ARGV: id, expected revision (`<version>@<created>`). Returns 1, 0, or an
 -- error reply naming the field if the stored task became corrupt since it was read.
 local id = ARGV[1]
 local old = load(id)
-if old == nil or old.version ~= ARGV[2] then return 0 end
+if old == nil or tostring(old.version) .. '@' .. tostring(old.created) ~= ARGV[2] then return 0 end
 local bad = check(old)
 if bad then return redis.error_reply(corrupt(id, old, bad)) end
 unindex(id, old)

@@ -13,7 +13,7 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use tasktrack_core::cas::{Documents, Versioned};
+use tasktrack_core::cas::{self, Documents, Versioned};
 use tasktrack_core::{
     Error, Job, JobName, JobState, Result, Status, Task, TaskKey, TaskPage, TaskQuery, Timestamp,
 };
@@ -133,7 +133,8 @@ impl Documents for RedisDocs {
 
     async fn get_task(&self, key: &TaskKey) -> Result<Option<Versioned<Task>>> {
         Ok(self.load(key).await?.map(|t| {
-            let revision = t.version.to_string();
+            // Version and creation time (`cas::task_revision`): the scripts compare both.
+            let revision = cas::task_revision(&t);
             Versioned::new(t, revision)
         }))
     }
@@ -227,7 +228,7 @@ impl Documents for RedisDocs {
         Ok(tasks
             .into_iter()
             .map(|t| {
-                let r = t.version.to_string();
+                let r = cas::task_revision(&t);
                 Versioned::new(t, r)
             })
             .collect())

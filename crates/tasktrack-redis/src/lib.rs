@@ -161,6 +161,12 @@ fn tls_client(config: &config::Config) -> Result<redis::Client> {
 }
 
 impl RedisStore {
+    /// The documents the operations that go through the compare-and-swap adapter use (for the
+    /// testkit's `documents` cases).
+    pub fn documents(&self) -> &impl tasktrack_core::cas::Documents {
+        &self.docs
+    }
+
     /// The key prefix (every key of this store starts with `<prefix>:`).
     pub fn prefix(&self) -> &str {
         self.docs.keys.name()

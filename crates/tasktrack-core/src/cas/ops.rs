@@ -165,10 +165,15 @@ pub async fn create<D: Documents + ?Sized>(
         .collect::<Result<Vec<_>>>()?;
     docs.check_new_tasks(&fresh)?;
     let mut seen = std::collections::HashSet::with_capacity(tasks.len());
-    let (firsts, repeats): (Vec<_>, Vec<_>) = tasks
-        .iter()
-        .zip(fresh)
-        .partition(|(new, _)| seen.insert(&new.id));
+    let (mut first_news, mut firsts, mut repeats) = (Vec::new(), Vec::new(), Vec::new());
+    for (new, task) in tasks.iter().zip(fresh) {
+        if seen.insert(&new.id) {
+            first_news.push(new);
+            firsts.push(task);
+        } else {
+            repeats.push((new, task));
+        }
+    }
     let mut creating = Creating {
         docs,
         job: &job,
@@ -176,10 +181,9 @@ pub async fn create<D: Documents + ?Sized>(
         now,
         counted: Created::default(),
     };
-    for chunk in firsts.chunks(500) {
-        let (news, fresh): (Vec<&NewTask>, Vec<Task>) = chunk.iter().cloned().unzip();
-        let inserted = docs.insert_tasks(&fresh).await?;
-        for ((new, task), was_inserted) in news.into_iter().zip(&fresh).zip(inserted) {
+    for (news, chunk) in first_news.chunks(500).zip(firsts.chunks(500)) {
+        let inserted = docs.insert_tasks(chunk).await?;
+        for ((new, task), was_inserted) in news.iter().zip(chunk).zip(inserted) {
             creating.settle(new, task, was_inserted).await?;
         }
     }

@@ -51,7 +51,8 @@ WITH input AS (
     FROM input v
     WHERE v.ord IN (SELECT ord FROM done)
 ), candidates AS (
-    SELECT job, id, status, priority AS rank_priority, claim_at AS rank_at
+    SELECT job, id, status, priority AS rank_priority, claim_at AS rank_at,
+        token < 9223372036854775807 AND version < 9223372036854775807 AS advanceable
     FROM {t}task
     WHERE job = $1 AND claim_at IS NOT NULL AND claim_at <= $13 AND id <> ALL ($2::text[])
     ORDER BY priority DESC, claim_at, id
@@ -60,7 +61,7 @@ WITH input AS (
 ), numbered AS (
     SELECT c.*, row_number() OVER (ORDER BY c.rank_priority DESC, c.rank_at, c.id) AS n
     FROM candidates c
-    WHERE c.status IN (0, 20)
+    WHERE c.status IN (0, 20) AND c.advanceable
 ), granted AS (
     UPDATE {t}task t SET
         status = 10,
@@ -77,7 +78,7 @@ WITH input AS (
         version = t.version + 1,
         updated_at = w.now
     FROM numbered c JOIN claimers w ON w.n = c.n
-    WHERE t.job = c.job AND t.id = c.id AND t.token < 9223372036854775807 AND t.version < 9223372036854775807
+    WHERE t.job = c.job AND t.id = c.id
     RETURNING t.*, w.ord
 )
 SELECT d.*, 0 AS role FROM done d

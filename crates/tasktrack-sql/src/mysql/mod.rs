@@ -8,7 +8,8 @@
 //!   columns the rules changed; `write_back.rs`). MySQL has no `UPDATE … RETURNING`,
 //!   so this is the fewest round trips that return the claimed rows.
 //! - Every other operation is "load → pure rule → conditional write"
-//!   (`UPDATE … WHERE job = ? AND id = ? AND version = ?`), driven by [`tasktrack_core::cas`]; the
+//!   (`UPDATE … WHERE job = ? AND id = ? AND version = ? AND created_at = ?`), driven by
+//!   [`tasktrack_core::cas`]; the
 //!   fenced operations (succeed, fail, heartbeat, …) are thereby refused for a stale token.
 //! - `succeed_many`: many completions in one transaction (one commit).
 //! - `succeed_and_claim_next` (a worker's hand-off): one transaction, one commit, 4 round trips

@@ -14,7 +14,7 @@
 //!   is in flight go out together as one statement (`handoff_many.sql`), one commit for all.
 //! - Every other operation is "load → pure rule → conditional write": the row is read with its
 //!   `version`, a [`tasktrack_core::lifecycle`] function decides, and the new row is written with
-//!   `UPDATE … WHERE job = $ AND id = $ AND version = $` (the
+//!   `UPDATE … WHERE job = $ AND id = $ AND version = $ AND created_at = $` (the
 //!   [`Documents`](tasktrack_core::cas::Documents) impl both dialects share, `common/docs.rs`,
 //!   over this dialect's `docs.rs`; driven by the public [`tasktrack_core::cas`] functions). A
 //!   lost race re-reads and retries.

@@ -121,12 +121,24 @@ impl Shared {
         }
     }
 
-    /// Sleeps `d`, or less if the run is stopped meanwhile.
+    /// Sleeps `d`, or less if the run is stopped or a sibling's command ends meanwhile (a task
+    /// may be claimable again).
     async fn pause(&self, d: Duration) {
         let mut stop = self.stop.subscribe();
         tokio::select! {
             () = until_set(&mut stop) => {}
             () = self.ended.notified() => {}
+            () = tokio::time::sleep(d) => {}
+        }
+    }
+
+    /// Sleeps `d`, or less if the run is stopped meanwhile: a retry's pause, which siblings
+    /// ending their commands must not cut short (it would spend the retries in a few tasks'
+    /// time instead of riding out the outage).
+    async fn pause_to_retry(&self, d: Duration) {
+        let mut stop = self.stop.subscribe();
+        tokio::select! {
+            () = until_set(&mut stop) => {}
             () = tokio::time::sleep(d) => {}
         }
     }
@@ -225,7 +237,7 @@ async fn wait_for_more(shared: &Shared) -> Result<Option<Duration>> {
                 shared
                     .out
                     .warn(format!("{}, retrying: {e}", reading.what()));
-                shared.pause(recovery::pause(tries)).await;
+                shared.pause_to_retry(recovery::pause(tries)).await;
                 if shared.stopping() {
                     return Ok(None);
                 }
@@ -269,6 +281,10 @@ async fn look_for_more(shared: &Shared) -> std::result::Result<Option<Duration>,
     if shared.follow || shared.busy.load(Ordering::SeqCst) > 0 {
         return Ok(Some(shared.poll));
     }
+    // A damaged record already ended the wait of another worker: this one ends too.
+    if shared.gave_up_waiting.load(Ordering::SeqCst) {
+        return Ok(None);
+    }
     let counts = shared
         .store
         .counts(&shared.job)
@@ -286,8 +302,7 @@ async fn look_for_more(shared: &Shared) -> std::result::Result<Option<Duration>,
             counts.by_status.pending.saturating_sub(expected) + counts.by_status.failed
         }
     };
-    // A damaged record already ended the wait of another worker: this one ends too.
-    if waiting == 0 || shared.gave_up_waiting.load(Ordering::SeqCst) {
+    if waiting == 0 {
         return Ok(None);
     }
     // Sleep until the earliest backoff ends, but never longer than the poll interval.
