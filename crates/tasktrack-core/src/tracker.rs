@@ -14,7 +14,9 @@
 //! A tracker and its clones are one worker (one owner id), and a claim by the holder of a live
 //! lease is re-entrant in the store. So that one task never runs twice at once in one process,
 //! a tracker remembers the tasks its runs hold (shared by its clones) and `run` refuses one of
-//! them with [`Refusal::Locked`].
+//! them with [`Refusal::Locked`]. (`run_next` and `run_all` can still be granted a task a clone
+//! holds once that clone's lease has run out: the claim is a new attempt, which runs, and the
+//! clone's outcome is fenced out when it comes.)
 //! Every transition is logged with `tracing` (claim, heartbeat trouble, succeeded / failed).
 //!
 //! Claiming and recording an outcome ride out a short store outage ([`crate::recovery`]): a
