@@ -153,11 +153,7 @@ impl Tracker {
         let Some(mark) = self.hold(&key) else {
             return Err(self.held_here(&key).await);
         };
-        let claim = Claim {
-            owner: self.owner.clone(),
-            lease_for: self.lease_for,
-            force: false,
-        };
+        let claim = Claim::new(self.owner.clone(), self.lease_for);
         let (store, now) = (self.store.clone(), self.clock.now());
         let claimed = self
             .granting(async move { store.claim(&key, &claim, now).await }, |c| {

@@ -119,11 +119,7 @@ impl DynamoStore {
         now: Timestamp,
         won: &mut Vec<Claimed>,
     ) -> Result<()> {
-        let claim = Claim {
-            owner: req.owner.clone(),
-            lease_for: req.lease_for,
-            force: false,
-        };
+        let claim = Claim::new(req.owner.clone(), req.lease_for);
         let slot: Slot = (job.clone(), req.stage.clone());
         // Queries made, and whether the candidates since the last one led anywhere (a claim
         // tried, or a candidate that a local worker is claiming right now).

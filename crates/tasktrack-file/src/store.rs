@@ -58,11 +58,7 @@ const CANDIDATES_PER_PASS: usize = 32;
 
 /// Claims up to `req.limit` tasks of the locked job, in claim order, in one transaction.
 fn claim_next_locked(s: &mut Session<'_>, req: &ClaimNext, now: Timestamp) -> Result<Vec<Claimed>> {
-    let claim = Claim {
-        owner: req.owner.clone(),
-        lease_for: req.lease_for,
-        force: false,
-    };
+    let claim = Claim::new(req.owner.clone(), req.lease_for);
     let (mut won, mut changes) = (Vec::new(), Vec::new());
     let mut seen = 0;
     'passes: loop {

@@ -60,11 +60,7 @@ async fn claim_rounds(
     now: Timestamp,
     won: &mut Vec<((u32, usize), Claimed)>,
 ) -> Result<()> {
-    let claim = Claim {
-        owner: req.owner.clone(),
-        lease_for: req.lease_for,
-        force: false,
-    };
+    let claim = Claim::new(req.owner.clone(), req.lease_for);
     for round in 0..MAX_CAS_ATTEMPTS {
         let want = req.limit - won.len();
         let fetch = want.saturating_mul(SPARE_FACTOR);

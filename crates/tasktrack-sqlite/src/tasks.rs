@@ -261,11 +261,7 @@ fn claim_next_in(
     now: Timestamp,
     moves: &mut CountMoves,
 ) -> Result<Vec<Claimed>> {
-    let claim = Claim {
-        owner: req.owner.clone(),
-        lease_for: req.lease_for,
-        force: false,
-    };
+    let claim = Claim::new(req.owner.clone(), req.lease_for);
     let mut won = Vec::with_capacity(req.limit.min(1_000));
     loop {
         let want = req.limit - won.len();

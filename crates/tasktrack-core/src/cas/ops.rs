@@ -280,11 +280,7 @@ async fn claim_into<D: Documents + ?Sized>(
     now: Timestamp,
     won: &mut Vec<Claimed>,
 ) -> Result<()> {
-    let claim = Claim {
-        owner: req.owner.clone(),
-        lease_for: req.lease_for,
-        force: false,
-    };
+    let claim = Claim::new(req.owner.clone(), req.lease_for);
     // Candidates passed over without a write (corrupt, or not claimable after all) stay at the
     // head of the claim order: each round asks for twice that many more, to see past them in a
     // few rounds however many there are.

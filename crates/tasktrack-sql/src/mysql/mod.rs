@@ -388,11 +388,7 @@ impl MySqlStore {
         next: &ClaimNext,
         now: Timestamp,
     ) -> Result<Option<Handoff>> {
-        let one = Claim {
-            owner: next.owner.clone(),
-            lease_for: next.lease_for,
-            force: false,
-        };
+        let one = Claim::new(next.owner.clone(), next.lease_for);
         let want = i64::try_from(next.limit).unwrap_or(i64::MAX);
         let (job, id) = (lease.key.job.to_string(), lease.key.id.to_string());
         let sql = if next.stage.is_some() {
@@ -584,11 +580,7 @@ store_over_cas! {
             now: Timestamp,
         ) -> Result<Vec<Claimed>> {
             cas::check_claim_next(req)?;
-            let one = Claim {
-                owner: req.owner.clone(),
-                lease_for: req.lease_for,
-                force: false,
-            };
+            let one = Claim::new(req.owner.clone(), req.lease_for);
             let mut won: Vec<Claimed> = Vec::new();
             for _round in 0..cas::MAX_CAS_ATTEMPTS {
                 let want = req.limit - won.len();

@@ -302,11 +302,7 @@ impl PgStore {
     ) -> Result<()> {
         let (mut first_error, mut expiry_failed) = (None, false);
         let table = self.table();
-        let one = Claim {
-            owner: req.owner.clone(),
-            lease_for: req.lease_for,
-            force: false,
-        };
+        let one = Claim::new(req.owner.clone(), req.lease_for);
         for row in rows {
             let read = row
                 .try_get::<bool, _>("granted")

@@ -124,11 +124,9 @@ impl Shared {
     /// Sleeps `d`, or less if the run is stopped or a sibling's command ends meanwhile (a task
     /// may be claimable again).
     async fn pause(&self, d: Duration) {
-        let mut stop = self.stop.subscribe();
         tokio::select! {
-            () = until_set(&mut stop) => {}
+            () = self.pause_to_retry(d) => {}
             () = self.ended.notified() => {}
-            () = tokio::time::sleep(d) => {}
         }
     }
 
