@@ -341,11 +341,12 @@ async fn workers_killed_mid_write_lose_nothing_and_their_tasks_are_reclaimed() {
     let scratch = data.join("jobs").join(JOB).join("scratch");
     // scratch/ holds only recycled inodes, never a half-written file of a dead writer: the
     // repair cleared those. A process keeps as many recycled inodes as its largest transaction
-    // replaced files: 4 for a worker process (one operation per worker in a group commit), and
-    // RESCUE_BATCH for this one (the rescuer's claims).
+    // replaced files: 6 for a worker process (one operation per worker in a group commit; the
+    // two hand-off workers' operations replace two files each), and RESCUE_BATCH for this one
+    // (the rescuer's claims).
     let files = std::fs::read_dir(scratch).unwrap().count();
     assert!(
-        files <= 4 * spawned + RESCUE_BATCH,
+        files <= 6 * spawned + RESCUE_BATCH,
         "{files} scratch files for {spawned} worker processes"
     );
 }
