@@ -130,6 +130,27 @@ pub async fn record_unrecordable(
     }
 }
 
+/// Gives `lease` back ([`Store::release`]: the task to `pending`, the attempt not counted),
+/// riding out an outage like any recording ([`ride_out`]; `warn` hears of each retry): a release
+/// whose answer was lost is found recorded on the retry. [`Error::StaleLease`] means the lease
+/// was taken over or ended before: nothing of the caller's is left held either way.
+pub async fn release(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    lease: &Lease,
+    warn: impl Fn(&Error),
+) -> Result<()> {
+    let (released, _) = ride_out(
+        store,
+        clock,
+        lease,
+        |_, now| store.release(lease, now),
+        warn,
+    )
+    .await;
+    released.map(drop)
+}
+
 /// Renews `lease` every third of `lease_for` until aborted (it runs on a task of its own, so
 /// that a renewal the store does not answer keeps nothing else waiting), or until the lease is
 /// lost: fenced out, the holder's result will be rejected. `trouble` hears of each renewal that

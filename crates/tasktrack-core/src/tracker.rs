@@ -603,26 +603,17 @@ impl Drop for ReleaseOnDrop {
 }
 
 /// Releases a lease nobody will use (its run was cancelled, or its claim answered a caller that
-/// is gone), retrying a transient error a few times; a lease that cannot be released runs out
-/// on its own.
+/// is gone), riding out a short outage ([`recovery::release`]); a lease that cannot be released
+/// runs out on its own.
 async fn give_back(store: Arc<dyn Store>, clock: Arc<dyn Clock>, lease: Lease, why: &'static str) {
-    let mut tries = 0u32;
-    loop {
-        match store.release(&lease, clock.now()).await {
-            Ok(_) => return info!(key = %lease.key, "{why}; lease released"),
-            Err(e) if e.is_transient() && tries < RELEASE_TRIES => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(200) * tries).await;
-            }
-            Err(e) => {
-                return warn!(key = %lease.key, error = %e, "{why}; could not release the lease; it runs out on its own");
-            }
+    let retrying = |e: &Error| warn!(key = %lease.key, error = %e, "{why}; could not release the lease yet, retrying");
+    match recovery::release(store.as_ref(), clock.as_ref(), &lease, retrying).await {
+        Ok(()) => info!(key = %lease.key, "{why}; lease released"),
+        Err(e) => {
+            warn!(key = %lease.key, error = %e, "{why}; could not release the lease; it runs out on its own");
         }
     }
 }
-
-/// Further tries of a cancelled run's release after a transient error.
-const RELEASE_TRIES: u32 = 3;
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {

@@ -251,6 +251,38 @@ async fn a_cancelled_run_releases_its_lease() {
     assert_eq!((t.status, t.attempts, t.lease), (Status::Pending, 0, None));
 }
 
+/// The release of a cancelled run rides out an outage as recording an outcome does
+/// (`recovery::release`): the task is not left held until its lease runs out.
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_run_releases_its_lease_through_an_outage() {
+    let (inner, clock, job) = setup();
+    add(&inner, &job, &clock, &["a"]).await;
+    let faults = Faults {
+        releases_unavailable: 5,
+        ..Faults::default()
+    };
+    let (spy, tracker) = Faulty::tracker(&inner, faults, &job, &clock);
+    let id = TaskId::new("a").unwrap();
+    let run = tracker.run(&id, an_hour_of_work);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), run)
+            .await
+            .is_err()
+    );
+    tokio::time::timeout(Duration::from_secs(60), spy.released.notified())
+        .await
+        .expect("released once the store is back");
+    assert_eq!(
+        spy.releases_tried.load(std::sync::atomic::Ordering::SeqCst),
+        6
+    );
+    let t = inner
+        .get(&TaskKey::parse("tracked", "a").unwrap())
+        .await
+        .unwrap();
+    assert_eq!((t.status, t.attempts, t.lease), (Status::Pending, 0, None));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_task_running_in_this_tracker_or_a_clone_is_not_run_again() {
     let (store, clock, job) = setup();
@@ -316,6 +348,8 @@ struct Faults {
     refuse_failures: bool,
     /// How many failures find the store unreachable (nothing written).
     failures_unavailable: usize,
+    /// How many releases find the store unreachable (nothing written).
+    releases_unavailable: usize,
 }
 
 impl Faults {
@@ -340,6 +374,7 @@ struct Faulty {
     answers_lost: std::sync::atomic::AtomicUsize,
     claim_answers_lost: std::sync::atomic::AtomicUsize,
     failures_tried: std::sync::atomic::AtomicUsize,
+    releases_tried: std::sync::atomic::AtomicUsize,
     heartbeats: std::sync::atomic::AtomicUsize,
     entered: tokio::sync::Notify,
     open: tokio::sync::Notify,
@@ -354,6 +389,7 @@ impl Faulty {
             answers_lost: Default::default(),
             claim_answers_lost: Default::default(),
             failures_tried: Default::default(),
+            releases_tried: Default::default(),
             heartbeats: Default::default(),
             entered: Default::default(),
             open: Default::default(),
@@ -419,6 +455,10 @@ tasktrack_core::store_impl! {
         async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
             if self.faults.release_fails {
                 return Err(Error::Backend("release refused by the test".into()));
+            }
+            let tried = self.releases_tried.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if tried < self.faults.releases_unavailable {
+                return Err(Error::Unavailable("store down (the test)".into()));
             }
             let task = self.inner.release(lease, now).await;
             if task.is_ok() {

@@ -82,21 +82,15 @@ impl Shared {
     /// failure is warned about and counted in [`Shared::unreleased`]: the task then stays held
     /// until its lease expires, and that attempt is counted as dead.
     async fn release(&self, lease: &Lease) -> bool {
-        let (released, _) = recovery::ride_out(
-            self.store.as_ref(),
-            self.clock.as_ref(),
-            lease,
-            |_, now| self.store.release(lease, now),
-            |e| {
-                self.out.warn(format!(
-                    "{}: could not release the lease yet, retrying: {e}",
-                    lease.key
-                ));
-            },
-        )
+        let released = recovery::release(self.store.as_ref(), self.clock.as_ref(), lease, |e| {
+            self.out.warn(format!(
+                "{}: could not release the lease yet, retrying: {e}",
+                lease.key
+            ));
+        })
         .await;
         match released {
-            Ok(_) => return true,
+            Ok(()) => return true,
             // Taken by someone else meanwhile (`--force`, or expired and claimed): nothing of
             // this run's is left held.
             Err(e @ Error::StaleLease { .. }) => self.out.warn(format!(
