@@ -47,7 +47,10 @@
 //! # Testing
 //! `cargo nextest run -p tasktrack-cli --all-features`: unit tests, in-process command tests on the
 //! memory store (`tests/commands.rs`), and end-to-end tests that drive the real binary on SQLite
-//! files in temporary directories (`tests/e2e_*.rs`). No server is needed.
+//! files in temporary directories (`tests/e2e_*.rs`); none of these needs a server. The restart
+//! tests (`tests/outage.rs`, feature `all-backends`, on by default) run `run` on every network
+//! backend through an outage proxy: they need the servers `bash scripts/test -p tasktrack-cli`
+//! starts, and without one they print `SKIPPED` (under `CI=true` they fail).
 
 pub mod args;
 pub mod commands;

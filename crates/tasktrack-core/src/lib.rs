@@ -15,6 +15,8 @@
 //! - [`cas`]: [`cas::Documents`] + [`cas::CasStore`]: a whole store from versioned documents.
 //! - [`memory`]: `memory://`, built on the adapter.
 //! - [`tracker`]: [`Tracker::run`] / [`Tracker::run_next`] / [`Tracker::run_all`].
+//! - [`recovery`]: riding out a store outage while claiming and recording outcomes (shared by
+//!   the [`Tracker`] and the CLI's `run`).
 //! - `testkit` (feature): the conformance suite.
 //!
 //! ## Example

@@ -23,8 +23,10 @@
 //!
 //! # Atomicity
 //! Every write is conditional on the record being exactly the one read — `v` (version),
-//! `st` (status) and `tok` (fencing token) — so the adapter's read, apply rule, write loop never
-//! loses an update and a stale lease holder can never write. A write that moves a task between
+//! `st` (status), `tok` (fencing token) and `lsk` (its last write instant and id) — so the
+//! adapter's read, apply rule, write loop never loses an update, a stale lease holder can never
+//! write, and a copy read before a delete never matches the task created again under its id
+//! (whose version and token start afresh). A write that moves a task between
 //! counted `(stage, status)` cells is one `TransactWriteItems`: the conditional put (or delete)
 //! of the task plus an `ADD` on one shard of the job's counters. Pending and in-progress tasks
 //! share one cell ("open"), so claims, releases, reclaims, heartbeats and data patches move no

@@ -56,10 +56,11 @@
 //! power loss undid), so a transaction costs one fsync; elsewhere the files and their directory
 //! are fsynced too (see [`journal`]).
 //!
-//! Conditional writes compare the task's `version` under the lock, so the generic
-//! compare-and-swap adapter of `tasktrack-core` gives every rule. The hot paths — `claim_next`
-//! and the lease holder's `succeed`, `fail`, `release`, `heartbeat`, `patch_data` — run natively
-//! under the lock but apply the same pure rules from `lifecycle`; so does the hand-off
+//! Conditional writes compare the task's `version` and `created_at` under the lock
+//! ([`tasktrack_core::cas::task_revision`]), so the generic compare-and-swap adapter of
+//! `tasktrack-core` gives every rule. The hot paths — `claim_next` and the lease holder's
+//! `succeed`, `fail`, `release`, `heartbeat`, `patch_data` — run natively under the lock but
+//! apply the same pure rules from `lifecycle`; so does the hand-off
 //! (`succeed_and_claim_next`), whose success and next claims are one transaction (one journal
 //! fsync per task for a worker looping on it, instead of two). Concurrent writers of one job
 //! in one process are batched into one transaction (group commit: the first caller leads and
@@ -98,9 +99,10 @@
 //!
 //! # Testing
 //! Needs no server: `cargo nextest run -p tasktrack-file --all-features` runs the conformance
-//! suite, key-encoding and corruption tests, a check that a hand-off is one transaction, a
-//! 4-process × 4-worker test over 2,000 tasks and a SIGKILL loop (the test binary re-runs itself
-//! as the worker processes; half their workers hand off, half call `succeed` then `claim_next`).
+//! suite and the testkit's `Documents` case, key-encoding and corruption tests, a check that a
+//! hand-off is one transaction, a 4-process × 4-worker test over 2,000 tasks and a SIGKILL loop
+//! (the test binary re-runs itself as the worker processes; half their workers hand off, half
+//! call `succeed` then `claim_next`).
 //!
 //! # Modules
 //! - [`keys`]: key encoding. [`journal`]: the journal and the transaction protocol.

@@ -4,8 +4,8 @@
 //! Through the generic adapter, every worker would read the same best candidate, all but one
 //! would lose the conditional write and start over. Under the job lock the holder can instead
 //! take the candidates in claim order and write them in one transaction: no lost races, one
-//! fsync of the journal and of the directory per batch. The rule applied is still the pure one
-//! (`lifecycle::claim`); only the choice of candidates is native.
+//! fsync per batch (of the journal, on Linux; see `journal`). The rule applied is still the pure
+//! one (`lifecycle::claim`); only the choice of candidates is native.
 //!
 //! The fenced writes of a lease holder (`heartbeat`, `succeed`, `fail`, `release`,
 //! `patch_data`) likewise read, apply their pure rule and stage the result in one batched lock

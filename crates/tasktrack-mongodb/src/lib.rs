@@ -83,7 +83,8 @@
 //! from PyPI, because no real `mongod` can be installed on our CI machines:
 //! `scripts/services/secantus.sh` installs it into `~/.cache/tasktrack/venv`, starts
 //! `secantusd-py --host 127.0.0.1 --port 0 --storage-path :memory:` and exports
-//! `TASKTRACK_TEST_MONGODB_URL=mongodb://127.0.0.1:PORT/?directConnection=true`. Any MongoDB
+//! `TASKTRACK_TEST_MONGODB_URL=mongodb://127.0.0.1:PORT/?directConnection=true&retryWrites=false`
+//! (SecantusDB slows down with retryable writes; keep them on a real replica set). Any MongoDB
 //! works the same way: set that variable and run `cargo nextest run -p tasktrack-mongodb`.
 //! Without it the tests print `SKIPPED`; under `CI=true` they fail. Each test uses its own
 //! collection prefix.

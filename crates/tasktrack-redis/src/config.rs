@@ -50,7 +50,16 @@ impl Config {
                 "ca_file" => ca_file = path(),
                 "client_cert_file" => cert_file = path(),
                 "client_key_file" => key_file = path(),
-                _ => kept.push((k.into_owned(), v.into_owned())),
+                // The only option the `redis` crate reads from a TCP URL.
+                "protocol" => kept.push((k.into_owned(), v.into_owned())),
+                // The crate ignores what it does not know: a misspelt `prefx` would otherwise
+                // run under the default prefix, sharing keys with another tracker.
+                unknown => {
+                    return Err(Error::invalid(format!(
+                        "unknown redis URL option {unknown:?}; this store reads prefix, ca_file, \
+                         client_cert_file, client_key_file and the driver's protocol"
+                    )));
+                }
             }
         }
         check_prefix(&prefix)?;
@@ -116,6 +125,12 @@ mod tests {
         assert!(Config::parse("redis://x/0?prefix=a{b}").is_err());
         assert!(Config::parse("redis://x/0?prefix=").is_err());
         assert!(Config::parse("redis://x/0?ca_file=/ca.pem").is_err());
+        let err = Config::parse("redis://x/0?prefx=tt")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown redis URL option \"prefx\""), "{err}");
+        let c = Config::parse("redis://x/0?protocol=resp3&prefix=tt").unwrap();
+        assert_eq!(c.connect, "redis://x/0?protocol=resp3");
     }
 
     #[test]

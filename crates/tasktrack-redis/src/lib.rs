@@ -33,9 +33,10 @@
 //! - **Read + compare-and-set, two round trips**: everything else (`claim` of one id, `release`,
 //!   `patch_data`, `ignore`, `retry`, `report`, `delete`, replace-on-create, job records). The
 //!   pure rule of [`tasktrack_core::lifecycle`] runs in Rust on the task just read, and
-//!   `lua/replace.lua` writes the result only if the task's `version` is unchanged, moving its
-//!   indexes and counters in the same script; on a conflict the adapter reads again
-//!   ([`tasktrack_core::cas`]).
+//!   `lua/replace.lua` writes the result only if the task's `version` and `created_at` are
+//!   unchanged ([`tasktrack_core::cas::task_revision`]: a task deleted and created again starts
+//!   again at version 1), moving its indexes and counters in the same script; on a conflict the
+//!   adapter reads again ([`tasktrack_core::cas`]).
 //!
 //! # Layout
 //! All keys start with `<prefix>:`. A job's keys share the hash tag `{<job>}` (with `%`, `{`, `}`

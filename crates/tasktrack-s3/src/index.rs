@@ -1,14 +1,15 @@
-//! The per-job index object: what `claim_next`, `counts` and `list` read instead of every task.
+//! The per-job index: what `claim_next`, `counts` and `list` read instead of every task.
 //!
-//! One JSON object per job, `<prefix>/<job>/.index.json`, maps each task id to a compact entry
-//! (status, priority, claimable-at, version, updated-at, stage; about 50 bytes). It is written
-//! only with conditional PUTs on its ETag, so concurrent writers never lose each other's
-//! changes; each change is an [`Update`] computed from a task document that was *already
-//! written*, and applying it is idempotent and ordered by the task's [`Rev`] (creation time, then
-//! `version`): an entry is only ever replaced by a later state of the task, a later version or a
-//! later incarnation (a task deleted and created again under its id starts again at version 1,
-//! but is created later). Applying updates late, twice or out of order therefore converges on
-//! the newest state of every task.
+//! Each job's index is split over 8 JSON objects by a hash of the task id (the shards,
+//! `<prefix>/<job>/.index-<k>.json`, see [`crate::indexer`]); each maps its task ids to a compact
+//! entry (status, priority, claimable-at, version, updated-at, stage, created-at; about 65 bytes
+//! with the id). A shard is written only with conditional PUTs on its ETag, so concurrent
+//! writers never lose each other's changes; each change is an [`Update`] computed from a task
+//! document that was *already written*, and applying it is idempotent and ordered by the task's
+//! [`Rev`] (creation time, then `version`): an entry is only ever replaced by a later state of
+//! the task, a later version or a later incarnation (a task deleted and created again under its
+//! id starts again at version 1, but is created later). Applying updates late, twice or out of
+//! order therefore converges on the newest state of every task.
 //!
 //! This module is pure data (no I/O), so its rules are unit-tested here.
 

@@ -45,7 +45,7 @@
 //!
 //! ```text
 //! <prefix>/<job>/<id>.json          task document (the core's Task as JSON)
-//! <prefix>/<job>/.index-<k>.json    shard k (0..8) of the job's index: task id ->
+//! <prefix>/<job>/.index-<k>.json    shard k (0 to 7) of the job's index: task id ->
 //!                                   [status, priority, claimable_at, version, updated_at, stage,
 //!                                    created_at] (older entries lack created_at: read as 0)
 //! <prefix>/.jobs/<job>.json         job record
@@ -83,9 +83,9 @@
 //! shards this process has not seen for 2 s (conditional GETs, about 0.2 per task under load).
 //! Another process's write to a shard costs this process's next write to it a `412` and a GET.
 //!
-//! - The index costs about 50 bytes per task, split over 8 objects (a 10,000-task job: 8
-//!   objects of ~60 KB). Each index write rewrites one shard, so jobs beyond ~100,000 tasks
-//!   should be split.
+//! - The index costs about 65 bytes per task (its id and its entry), split over 8 objects (a
+//!   10,000-task job: 8 objects of ~80 KB). Each index write rewrites one shard, so jobs beyond
+//!   ~100,000 tasks should be split.
 //! - All writers of a job share its 8 shards; throughput per job is bounded by how fast S3
 //!   accepts conditional PUTs on one key (AWS answers concurrent `If-Match` writes with `409`
 //!   at times; object_store retries those).

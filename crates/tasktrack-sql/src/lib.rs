@@ -13,11 +13,14 @@
 //!
 //! # Atomicity
 //! Both dialects claim with an index range scan `FOR UPDATE SKIP LOCKED`: concurrent workers take
-//! disjoint tasks and never wait for one another. Every fenced operation carries the lease's
-//! token in its `WHERE` clause, so a worker whose lease was taken over can never complete the
-//! task (`StaleLease`). On PostgreSQL `claim_next` and `succeed` are single statements
-//! (`UPDATE … RETURNING`); on MariaDB `claim_next` is one short transaction. Every other operation
-//! is "load → pure rule → conditional write" (`UPDATE … WHERE version = $read`) through
+//! disjoint tasks and never wait for one another. A worker whose lease was taken over can never
+//! complete the task (`StaleLease`): PostgreSQL's single statements carry the lease's token and
+//! acquisition time in their `WHERE` clause, and every other write applies the fencing rule to
+//! the row it read and is conditional on that row being unchanged. On PostgreSQL `claim_next`,
+//! `succeed` and the hand-off are single statements (`UPDATE … RETURNING`); on MariaDB
+//! `claim_next`, the hand-off and `succeed_many` are one short transaction each (a locking read,
+//! the pure rules in Rust, one write-back). Every other operation is "load → pure rule →
+//! conditional write" (`UPDATE … WHERE version = $read AND created_at = $read_created`) through
 //! [`tasktrack_core::cas`], so the lifecycle rules are the core's, verbatim. Counts are kept by
 //! triggers in the same transaction as each write. `now` is always a bound parameter.
 //!
@@ -28,7 +31,9 @@
 //!   clauses each dialect writes its own way).
 //! - `postgres/`, `mysql/`: one store per dialect (`mod.rs`: open, migrations, the [`Store`]
 //!   impl and its native statements; `docs.rs`: its `Dialect` impl; `rows.rs`: its row reader
-//!   and parameter binders).
+//!   and parameter binders). PostgreSQL adds `combine.rs` (concurrent hand-offs as one
+//!   statement) and `vacuum.rs` (the store's own vacuums); MySQL adds `write_back.rs` (one
+//!   `UPDATE … JOIN JSON_TABLE` for every row a transaction changed).
 //! - `queries/<dialect>/<operation>.sql`: every statement, with the rule it restates named.
 //! - `migrations/<dialect>/NNNN_name.sql`: versioned schema, applied by `init` in order.
 //!

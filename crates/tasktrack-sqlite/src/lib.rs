@@ -18,18 +18,20 @@
 //!
 //! # Atomicity
 //! Every operation runs on the store's single writer connection inside a `BEGIN IMMEDIATE`
-//! transaction, in its own savepoint: it takes SQLite's write lock first, then loads the row(s),
-//! applies the pure rule from [`tasktrack_core::lifecycle`] in Rust, and writes the row(s); an
-//! error rolls back exactly that operation. SQLite runs in-process, so loading a row costs
-//! microseconds and restating the rules in SQL would buy nothing: no rule is duplicated (the only
-//! SQL restatements, bulk deletes in `purge` and `delete_job`, name the rule they restate).
+//! transaction (in its own savepoint when it shares the transaction with others): it takes
+//! SQLite's write lock first, then loads the row(s), applies the pure rule from
+//! [`tasktrack_core::lifecycle`] in Rust, and writes the row(s); an error rolls back exactly that
+//! operation. SQLite runs in-process, so loading a row costs microseconds and restating the rules
+//! in SQL would buy nothing: no rule is duplicated (the only SQL restatements, bulk deletes in
+//! `purge` and `delete_job`, name the rule they restate).
 //!
-//! Group commit: operations that queue up while the writer is busy share the next transaction
-//! (at most 64, each in its savepoint), because a commit's cost is the pages it writes to the
-//! WAL, not the statements. A caller is answered only after the commit that carries its
-//! operation. Other processes on the same file take the same lock; a writer waits for
-//! it up to the busy timeout (default 5 s), then fails with [`Error::Contention`] (transient).
-//! No update is ever lost: there is no read outside the lock that a write depends on.
+//! Group commit: one thread owns the writer connection, and operations that queue up while it
+//! is busy share its next transaction (at most 64, each in its savepoint), because a commit's
+//! cost is the pages it writes to the WAL, not the statements. A caller is answered only after
+//! the commit that carries its operation. Other processes on the same file take the same lock; a
+//! writer waits for it up to the busy timeout (default 5 s), then fails with
+//! [`Error::Contention`] (transient). No update is ever lost: there is no read outside the lock
+//! that a write depends on.
 //!
 //! Durability: WAL with `synchronous=NORMAL` by default. A committed transition survives a crash
 //! of the process; an OS crash or power loss may lose the last few transitions (the file is
@@ -57,13 +59,15 @@
 //! - One machine: SQLite's locking does not work over NFS/SMB; use a server backend there.
 //! - Writers are serialized (SQLite has one write lock per file): throughput is bounded by
 //!   single-row transactions per second on the disk; `claim_next` with a batch amortizes it.
-//! - Reads use four reader connections on WAL snapshots and never wait for the writer.
+//! - Reads use four reader connections on WAL snapshots and never wait for the writer (on
+//!   `:memory:` they go through the writer, the only connection that sees the data).
 //! - `sqlite://:memory:` lives and dies with the store and cannot be shared across processes.
 //!
 //! # Testing
 //! Needs nothing: `cargo nextest run -p tasktrack-sqlite --all-features` runs the conformance
-//! suite on temporary files and on `:memory:`, plus tests for bad files, several stores racing on one file, and
-//! migrations. Throughput: `cargo run --release -p tasktrack-bench -- --store sqlite:///tmp/b.db`.
+//! suite on temporary files and on `:memory:`, plus tests for bad files, migrations, damaged
+//! rows, and several stores and processes racing on one file. Throughput:
+//! `cargo run --release -p tasktrack-bench -- --store sqlite:///tmp/b.db`.
 
 pub mod url;
 

@@ -103,7 +103,10 @@ impl Config {
                         }
                     };
                 }
-                _ => kept.push((k.into_owned(), v.into_owned())),
+                driver if driver_option(postgres, driver) => {
+                    kept.push((k.into_owned(), v.into_owned()))
+                }
+                unknown => return Err(unknown_option(postgres, unknown)),
             }
         }
         parsed.set_query(None);
@@ -117,6 +120,86 @@ impl Config {
 
 /// Options a MySQL/MariaDB URL refuses rather than silently ignores.
 const POSTGRES_ONLY: [&str; 3] = ["schema", "vacuum_every", "combine_handoffs"];
+
+/// This crate's own options, for error messages.
+const OURS: [&str; 7] = [
+    "pool_size",
+    "statement_timeout",
+    "connect_timeout",
+    "schema",
+    "table_prefix",
+    "vacuum_every",
+    "combine_handoffs",
+];
+
+/// The options sqlx 0.9 reads from a PostgreSQL URL (`sqlx-postgres`'s `options/parse.rs`),
+/// besides `options[NAME]`.
+const POSTGRES_DRIVER: [&str; 18] = [
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// The options sqlx 0.9 reads from a MySQL URL (`sqlx-mysql`'s `options/parse.rs`).
+const MYSQL_DRIVER: [&str; 14] = [
+    "sslmode",
+    "ssl-mode",
+    "sslca",
+    "ssl-ca",
+    "charset",
+    "collation",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "socket",
+    "timezone",
+    "time-zone",
+];
+
+/// Whether the driver reads `key`. Anything else is refused: sqlx ignores an option it does not
+/// know (PostgreSQL's only logs it), so a misspelt `tabel_prefix` would otherwise run silently
+/// against the default tables.
+fn driver_option(postgres: bool, key: &str) -> bool {
+    if postgres {
+        POSTGRES_DRIVER.contains(&key) || (key.starts_with("options[") && key.ends_with(']'))
+    } else {
+        MYSQL_DRIVER.contains(&key)
+    }
+}
+
+fn unknown_option(postgres: bool, key: &str) -> Error {
+    let driver: &[&str] = if postgres {
+        &POSTGRES_DRIVER
+    } else {
+        &MYSQL_DRIVER
+    };
+    let ours: Vec<&str> = OURS
+        .into_iter()
+        .filter(|o| postgres || !POSTGRES_ONLY.contains(o))
+        .collect();
+    Error::invalid(format!(
+        "unknown store URL option {key:?}; this store reads {} and the driver's {}",
+        ours.join(", "),
+        driver.join(", ")
+    ))
+}
 
 /// `250ms`, `30s`, `2m`, or a bare number of milliseconds.
 fn parse_duration(what: &str, v: &str) -> Result<Duration> {
@@ -189,6 +272,48 @@ mod tests {
         assert!(Config::parse("postgres://h/d?statement_timeout=3h", 5432).is_err());
         assert!(Config::parse("postgres://h/d?vacuum_every=often", 5432).is_err());
         assert!(Config::parse("postgres://h/d?combine_handoffs=maybe", 5432).is_err());
+    }
+
+    /// sqlx ignores options it does not know, so a misspelt one would run silently against the
+    /// defaults (other tables, another pool size): refused instead, naming what is read.
+    #[test]
+    fn unknown_options_are_refused_and_the_drivers_are_kept() {
+        for url in [
+            "postgres://h/d?tabel_prefix=x_",
+            "postgres://h/d?pool-size=4",
+            "mariadb://root@h/test?charsett=utf8mb4",
+        ] {
+            let err = Config::parse(url, 5432).unwrap_err().to_string();
+            assert!(err.contains("unknown store URL option"), "{url}: {err}");
+            assert!(err.contains("table_prefix"), "{url}: {err}");
+        }
+        let pg = Config::parse(
+            "postgres://h/d?application_name=w1&options[search_path]=x&ssl-mode=disable",
+            5432,
+        )
+        .unwrap();
+        assert!(
+            pg.driver_url.contains("application_name=w1"),
+            "{}",
+            pg.driver_url
+        );
+        let my = Config::parse(
+            "mysql://root@h/test?charset=utf8mb4&timezone=%2B00:00",
+            3306,
+        )
+        .unwrap();
+        assert!(
+            my.driver_url.contains("charset=utf8mb4"),
+            "{}",
+            my.driver_url
+        );
+        let err = Config::parse("mysql://root@h/test?application_name=w1", 3306)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains("schema"),
+            "MySQL lists no PostgreSQL-only option: {err}"
+        );
     }
 
     #[test]
