@@ -77,10 +77,11 @@ async fn a_hand_off_is_one_transaction_and_two_calls_are_two() {
     assert!(matches!(gone, Err(Error::StaleLease { .. })), "{gone:?}");
 }
 
-/// A limit of `usize::MAX` ("everything claimable") claims every task, by `claim_next` and by a
-/// hand-off, instead of overflowing (a panic in debug builds).
+/// The largest limit a claim takes (`cas::MAX_CLAIM_LIMIT`, "everything claimable" for a job this
+/// size) claims every task, by `claim_next` and by a hand-off, without overflowing the batch
+/// arithmetic (a panic in debug builds).
 #[tokio::test]
-async fn a_claim_limit_of_usize_max_claims_everything_claimable() {
+async fn the_largest_claim_limit_claims_everything_claimable() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let job = JobName::new("j").unwrap();
