@@ -10,7 +10,7 @@
 //! 3. rename each file over the real one (on Linux, exchange it: see `fsio::exchange`),
 //! 4. append a `commit` line (not fsynced), release the lock, and answer the callers.
 //!
-//! On Linux (where the kernel's boot id is known, see [`boot_id`]) the fsync of step 1 is the
+//! On Linux (where the kernel's boot id is known, see `boot_id`) the fsync of step 1 is the
 //! only one: the journal is the commit record, as in a database's write-ahead log. A transaction
 //! therefore costs one fsync of one file, however many tasks it writes, where replacing files
 //! durably costs an fsync of each file and of their directory (two rounds of disk flushes). The

@@ -32,7 +32,7 @@ use tasktrack_core::{
 /// spares, which saves it a second sorted query — the expensive request on a server that sorts
 /// by reading every match (SecantusDB): in claim order while it has lost no race (a head task
 /// that its expired lease exhausted is not one, and the next task in claim order must take its
-/// place, as repeated single claims would), shuffled once it lost one (see [`Trials`]). The
+/// place, as repeated single claims would), shuffled once it lost one (see `Trials`). The
 /// search repeats while tasks are missing and candidates were missed. The result is returned in
 /// claim order.
 pub async fn claim_next(
