@@ -380,3 +380,108 @@ pub async fn delete_job_keeps_tasks_with_live_leases(h: Harness) -> Result<()> {
     assert!(matches!(again, Err(Error::NotFound(_))), "{again:?}");
     Ok(())
 }
+
+/// `report` keeps a success/failure tally per job with the set of ids per outcome: a failure
+/// reported again as a success moves to the successes; a success reported again changes
+/// nothing at all (its output is written once); a failure on the last attempt exhausts the
+/// task, and reports on exhausted or ignored tasks are refused without writing.
+pub async fn report_tallies_and_id_sets_follow_each_outcome(h: Harness) -> Result<()> {
+    let report = |success: bool, detail: &str| Report {
+        success,
+        detail: Some(detail.into()),
+    };
+    for (id, success) in [
+        ("ok-1", true),
+        ("ok-2", true),
+        ("bad-1", false),
+        ("bad-2", false),
+    ] {
+        h.store
+            .report(&h.key(id), &report(success, id), h.now())
+            .await?;
+    }
+    h.advance(Duration::from_secs(1));
+    let first = h.get("ok-1").await?;
+    let again = h
+        .store
+        .report(&h.key("ok-1"), &report(true, "different"), h.now())
+        .await?;
+    assert_eq!(again, first, "a success reported again changes nothing");
+    assert_eq!(h.get("ok-1").await?, first);
+    let t = h
+        .store
+        .report(&h.key("bad-2"), &report(true, "fixed"), h.now())
+        .await?;
+    assert_eq!(
+        (t.status, t.attempts, &t.error, &t.output),
+        (
+            Status::Succeeded,
+            2,
+            &None,
+            &Some(json!({"detail": "fixed"}))
+        )
+    );
+    assert_eq!(
+        t.history.iter().map(|a| a.outcome).collect::<Vec<_>>(),
+        [Outcome::Failed, Outcome::Succeeded]
+    );
+
+    h.store
+        .create(
+            &h.job,
+            &[NewTask::new(tid("once")).with_max_attempts(1)],
+            CreateMode::SkipExisting,
+            h.now(),
+        )
+        .await?;
+    let t = h
+        .store
+        .report(&h.key("once"), &report(false, "no luck"), h.now())
+        .await?;
+    assert_eq!((t.status, t.attempts), (Status::Exhausted, 1));
+    assert_refused(
+        h.store
+            .report(&h.key("once"), &report(true, "late"), h.now())
+            .await,
+        &Refusal::Exhausted,
+    );
+    assert_eq!(h.get("once").await?, t);
+    h.add(&["skip"]).await?;
+    let skipped = h
+        .store
+        .ignore(&h.key("skip"), &Ignore::default(), h.now())
+        .await?;
+    assert_refused(
+        h.store
+            .report(&h.key("skip"), &report(false, "x"), h.now())
+            .await,
+        &Refusal::Ignored,
+    );
+    assert_eq!(h.get("skip").await?, skipped);
+
+    let counts = h.store.counts(&h.job).await?;
+    assert_eq!(
+        counts.by_status,
+        StatusCounts {
+            succeeded: 3,
+            failed: 1,
+            exhausted: 1,
+            ignored: 1,
+            ..StatusCounts::default()
+        }
+    );
+    for (status, want) in [
+        (Status::Succeeded, vec!["bad-2", "ok-1", "ok-2"]),
+        (Status::Failed, vec!["bad-1"]),
+        (Status::Exhausted, vec!["once"]),
+    ] {
+        let page = h
+            .store
+            .list(&TaskQuery::new(h.job.clone()).with_statuses([status]))
+            .await?;
+        let mut ids: Vec<&str> = page.tasks.iter().map(|t| t.id.as_str()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, want, "{status}");
+    }
+    Ok(())
+}

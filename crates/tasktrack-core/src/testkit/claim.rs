@@ -293,3 +293,127 @@ pub async fn claim_next_skips_backoff_finished_and_live_tasks(h: Harness) -> Res
     );
     Ok(())
 }
+
+/// A `pending` task whose `not_before` is in the future is claimable from that instant on, not
+/// before: a claim of its id is refused `NotYet` carrying that instant (and writes nothing) and
+/// claim_next passes it by until then. A `failed` task waiting for its backoff says the same,
+/// with its retry instant.
+pub async fn a_scheduled_task_is_claimable_from_its_not_before(h: Harness) -> Result<()> {
+    let at = h.now().plus(Duration::from_secs(60));
+    let later = NewTask {
+        not_before: Some(at),
+        ..NewTask::new(tid("later"))
+    };
+    h.store
+        .create(&h.job, &[later], CreateMode::SkipExisting, h.now())
+        .await?;
+    let before = h.get("later").await?;
+    assert_eq!(
+        (before.status, before.not_before),
+        (Status::Pending, Some(at))
+    );
+    h.clock.set(at.minus(Duration::from_millis(1)));
+    assert_refused_exactly(h.claim("later", "w").await, &Refusal::NotYet { until: at });
+    assert!(
+        h.claim_next("w", 5).await?.is_empty(),
+        "not claimable a millisecond before its not_before"
+    );
+    assert_eq!(
+        h.get("later").await?,
+        before,
+        "a refused claim writes nothing"
+    );
+    h.clock.set(at);
+    let got = h.claim_next("w", 5).await?;
+    assert_eq!(
+        got.iter().map(|c| c.task.id.as_str()).collect::<Vec<_>>(),
+        ["later"],
+        "claimable exactly at its not_before"
+    );
+    assert_eq!((got[0].task.attempts, got[0].task.not_before), (1, None));
+
+    h.add(&["retry"]).await?;
+    let c = h.claim("retry", "w").await?;
+    let req = Fail {
+        error: Failure::new("x", "later"),
+        retryable: true,
+        backoff: Backoff {
+            initial_ms: 10_000,
+            max_ms: 10_000,
+            jitter: false,
+        },
+    };
+    let failed = h.store.fail(&c.lease, &req, h.now()).await?;
+    let until = h.now().plus(Duration::from_secs(10));
+    assert_eq!(failed.not_before, Some(until));
+    h.clock.set(until.minus(Duration::from_millis(1)));
+    assert_refused_exactly(h.claim("retry", "w2").await, &Refusal::NotYet { until });
+    assert_eq!(
+        h.get("retry").await?,
+        failed,
+        "a refused claim writes nothing"
+    );
+    h.clock.set(until);
+    let again = h.claim("retry", "w2").await?;
+    assert_eq!((again.task.attempts, again.lease.owner.as_str()), (2, "w2"));
+    Ok(())
+}
+
+/// A re-entrant claim by the live holder keeps its token, acquisition and attempt, and moves
+/// the expiry to `max(current, now + lease)`: a shorter lease never shortens the one held.
+pub async fn a_reentrant_claim_never_shortens_the_lease(h: Harness) -> Result<()> {
+    h.add(&["a"]).await?;
+    let first = h.claim("a", "w1").await?;
+    h.advance(Duration::from_secs(5));
+    let short = h
+        .store
+        .claim(
+            &h.key("a"),
+            &Claim::new("w1", Duration::from_secs(10)),
+            h.now(),
+        )
+        .await?;
+    assert_eq!(short.lease, first.lease, "the lease held is kept as it was");
+    assert_eq!(
+        (
+            short.task.attempts,
+            short.task.token,
+            short.task.started_at,
+            short.task.history.len()
+        ),
+        (1, first.task.token, first.task.started_at, 0)
+    );
+    assert_eq!(h.get("a").await?, short.task);
+    h.advance(Duration::from_secs(5));
+    let long = h
+        .store
+        .claim(
+            &h.key("a"),
+            &Claim::new("w1", Duration::from_secs(60)),
+            h.now(),
+        )
+        .await?;
+    let extended = h.now().plus(Duration::from_secs(60));
+    assert_eq!(
+        (
+            long.lease.token,
+            long.lease.acquired_at,
+            long.lease.expires_at
+        ),
+        (first.lease.token, first.lease.acquired_at, extended)
+    );
+    assert_eq!(
+        h.get("a").await?.lease.map(|l| l.expires_at),
+        Some(extended)
+    );
+    h.clock.set(first.lease.expires_at);
+    assert_refused_exactly(
+        h.claim("a", "w2").await,
+        &Refusal::Locked {
+            owner: "w1".into(),
+            expires_at: extended,
+        },
+    );
+    h.store.succeed(&first.lease, json!("ok"), h.now()).await?;
+    Ok(())
+}

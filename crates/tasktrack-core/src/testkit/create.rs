@@ -180,3 +180,83 @@ pub async fn stored_task_serializes_with_stable_status_codes(h: Harness) -> Resu
     assert_eq!(back, pending);
     Ok(())
 }
+
+/// Creating a task that exists (without `replace`) writes nothing to it, whatever its status:
+/// not its data, priority or limit, nor its version or `updated_at`; the counts do not move.
+pub async fn create_of_an_existing_task_changes_nothing_on_it(h: Harness) -> Result<()> {
+    h.add(&["held", "done", "failed"]).await?;
+    let held = h.claim("held", "w").await?;
+    let c = h.claim("done", "w").await?;
+    let done = h.store.succeed(&c.lease, json!("out"), h.now()).await?;
+    let c = h.claim("failed", "w").await?;
+    let failed = h.fail_now(&c.lease, "x").await?;
+    let counts = h.store.counts(&h.job).await?;
+    h.advance(Duration::from_secs(1));
+    let again: Vec<NewTask> = ["held", "done", "failed"]
+        .iter()
+        .map(|id| {
+            NewTask::new(tid(id))
+                .with_data(json!({"new": true}))
+                .with_priority(9)
+                .with_max_attempts(7)
+        })
+        .collect();
+    let created = h
+        .store
+        .create(&h.job, &again, CreateMode::SkipExisting, h.now())
+        .await?;
+    assert_eq!(
+        created,
+        Created {
+            created: 0,
+            existing: 3,
+            replaced: 0
+        }
+    );
+    assert_eq!(h.get("held").await?, held.task);
+    assert_eq!(h.get("done").await?, done);
+    assert_eq!(h.get("failed").await?, failed);
+    assert_eq!(h.store.counts(&h.job).await?, counts);
+    h.store.succeed(&held.lease, json!(1), h.now()).await?;
+    Ok(())
+}
+
+/// Every status has its stable numeric code in a task's JSON (`pending` 0, `in_progress` 10,
+/// `failed` 20, `exhausted` 30, `succeeded` 40, `ignored` 50), and a stored task of each
+/// status round-trips through JSON.
+pub async fn every_status_serializes_with_its_stable_code(h: Harness) -> Result<()> {
+    h.add(&["p", "r", "f", "x", "s", "i"]).await?;
+    h.claim("r", "w").await?;
+    let c = h.claim("f", "w").await?;
+    h.fail_now(&c.lease, "x").await?;
+    let c = h.claim("x", "w").await?;
+    let fatal = Fail {
+        retryable: false,
+        ..Fail::new(Failure::new("x", "fatal"))
+    };
+    h.store.fail(&c.lease, &fatal, h.now()).await?;
+    let c = h.claim("s", "w").await?;
+    h.store.succeed(&c.lease, json!(1), h.now()).await?;
+    h.store
+        .ignore(&h.key("i"), &Ignore::default(), h.now())
+        .await?;
+    for (id, name, code) in [
+        ("p", "pending", 0),
+        ("r", "in_progress", 10),
+        ("f", "failed", 20),
+        ("x", "exhausted", 30),
+        ("s", "succeeded", 40),
+        ("i", "ignored", 50),
+    ] {
+        let t = h.get(id).await?;
+        let value = serde_json::to_value(&t).map_err(Error::backend)?;
+        assert_eq!(
+            (&value["status"], &value["status_code"]),
+            (&json!(name), &json!(code)),
+            "{id}"
+        );
+        let back: Task = serde_json::from_value(value).map_err(Error::backend)?;
+        assert_eq!(back, t, "{id}");
+    }
+    Ok(())
+}

@@ -408,3 +408,152 @@ pub async fn succeed_and_claim_next_advances_a_pipeline_stage(h: Harness) -> Res
     assert_eq!(h.get("q").await?.status, Status::Pending);
     Ok(())
 }
+
+/// The retry instant after the n-th failed start is `now + backoff(n)`: doubling from its
+/// initial delay, capped, and (with jitter) exactly the deterministic point the rule computes.
+pub async fn fail_backoff_doubles_per_attempt_up_to_its_cap(h: Harness) -> Result<()> {
+    let tasks = [
+        NewTask::new(tid("exact")).with_max_attempts(4),
+        NewTask::new(tid("jittered")).with_max_attempts(4),
+    ];
+    h.store
+        .create(&h.job, &tasks, CreateMode::SkipExisting, h.now())
+        .await?;
+    let exact = Backoff {
+        initial_ms: 10_000,
+        max_ms: 25_000,
+        jitter: false,
+    };
+    for (id, backoff) in [
+        ("exact", exact),
+        (
+            "jittered",
+            Backoff {
+                jitter: true,
+                ..exact
+            },
+        ),
+    ] {
+        let mut waited = Vec::new();
+        for attempt in 1..=4u32 {
+            let c = h.claim(id, "w").await?;
+            assert_eq!(c.task.attempts, attempt, "{id}");
+            let req = Fail {
+                error: Failure::new("x", format!("failure {attempt}")),
+                retryable: true,
+                backoff,
+            };
+            let t = h.store.fail(&c.lease, &req, h.now()).await?;
+            assert_eq!(h.get(id).await?, t, "{id}");
+            if attempt == 4 {
+                assert_eq!((t.status, t.not_before), (Status::Exhausted, None), "{id}");
+                break;
+            }
+            let delay = backoff.delay(&h.key(id), attempt);
+            assert_eq!(
+                (t.status, t.not_before),
+                (Status::Failed, Some(h.now().plus(delay))),
+                "{id}, failure {attempt}"
+            );
+            waited.push(delay.as_millis());
+            h.advance(delay);
+        }
+        if !backoff.jitter {
+            assert_eq!(waited, [10_000, 20_000, 25_000]);
+        }
+    }
+    Ok(())
+}
+
+/// A lease length of zero or over a century is rejected before anything is written wherever
+/// one is given: the claim of a hand-off (whose success is then not recorded either), a
+/// heartbeat (the lease stays as it was) and a job's default lease.
+pub async fn bad_lease_lengths_are_rejected_before_anything_is_written(h: Harness) -> Result<()> {
+    h.add(&["a", "b"]).await?;
+    let a = h.claim("a", "w").await?;
+    let b = h.get("b").await?;
+    let job = h.store.get_job(&h.job).await?;
+    for bad in [Duration::ZERO, Duration::MAX] {
+        let next = ClaimNext::new("w", bad);
+        assert_invalid(
+            h.store
+                .succeed_and_claim_next(&a.lease, json!("done"), &next, h.now())
+                .await,
+        );
+        assert_invalid(h.store.heartbeat(&a.lease, bad, h.now()).await);
+        let spec = JobSpec {
+            lease: Some(bad),
+            ..Default::default()
+        };
+        assert_invalid(h.store.put_job(&h.job, &spec, h.now()).await);
+        assert_eq!(h.get("a").await?, a.task, "lease {bad:?}: a is untouched");
+        assert_eq!(h.get("b").await?, b, "lease {bad:?}: b is untouched");
+        assert_eq!(h.store.get_job(&h.job).await?, job, "lease {bad:?}");
+    }
+    h.store.succeed(&a.lease, json!("done"), h.now()).await?;
+    Ok(())
+}
+
+/// Data patched by the holder persists whatever ends the attempt (a release, an expired lease
+/// taken over, a failure that exhausts the task, a retry) and the output is written only by a
+/// success.
+pub async fn data_checkpoints_persist_through_every_outcome(h: Harness) -> Result<()> {
+    let new = NewTask::new(tid("a")).with_data(json!({"n": 0}));
+    h.store
+        .create(&h.job, &[new], CreateMode::SkipExisting, h.now())
+        .await?;
+    let c = h.claim("a", "w1").await?;
+    h.store
+        .patch_data(&c.lease, &json!({"n": 1}), h.now())
+        .await?;
+    let t = h.store.release(&c.lease, h.now()).await?;
+    assert_eq!((&t.data, &t.output), (&json!({"n": 1}), &None), "release");
+
+    let c = h.claim("a", "w1").await?;
+    h.store
+        .patch_data(&c.lease, &json!({"n": 2}), h.now())
+        .await?;
+    h.advance(LEASE);
+    let taken = h.claim("a", "w2").await?;
+    assert_eq!(
+        taken.task.data,
+        json!({"n": 2}),
+        "an expired lease taken over"
+    );
+    assert_stale(
+        h.store
+            .patch_data(&c.lease, &json!({"n": -1}), h.now())
+            .await,
+    );
+
+    h.store
+        .patch_data(&taken.lease, &json!({"n": 3}), h.now())
+        .await?;
+    let fatal = Fail {
+        retryable: false,
+        ..Fail::new(Failure::new("x", "fatal"))
+    };
+    let t = h.store.fail(&taken.lease, &fatal, h.now()).await?;
+    assert_eq!(
+        (t.status, &t.data, &t.output),
+        (Status::Exhausted, &json!({"n": 3}), &None),
+        "exhausted"
+    );
+    let t = h
+        .store
+        .retry(&h.key("a"), &Retry::default(), h.now())
+        .await?;
+    assert_eq!(t.data, json!({"n": 3}), "retry");
+
+    let c = h.claim("a", "w1").await?;
+    h.store
+        .patch_data(&c.lease, &json!({"done": true}), h.now())
+        .await?;
+    let t = h.store.succeed(&c.lease, json!("out"), h.now()).await?;
+    assert_eq!(
+        (&t.data, &t.output),
+        (&json!({"n": 3, "done": true}), &Some(json!("out")))
+    );
+    assert_eq!(h.get("a").await?, t);
+    Ok(())
+}

@@ -129,3 +129,91 @@ pub async fn get_of_a_missing_job_is_not_found(h: Harness) -> Result<()> {
     );
     Ok(())
 }
+
+/// The job state index follows every move: set_job_state and put_job with a state take a job
+/// out of its old state's list and into the new one's, a refused move (wrong expected state)
+/// and a put_job without a state leave it where it is, and a deleted job is in no list.
+/// `jobs` lists by name.
+pub async fn job_state_index_follows_every_move(h: Harness) -> Result<()> {
+    let a = JobName::new(format!("{}-a", h.job))?;
+    let b = JobName::new(format!("{}-b", h.job))?;
+    let started = JobSpec {
+        state: Some(JobState::Started),
+        ..Default::default()
+    };
+    h.store.put_job(&a, &started, h.now()).await?;
+    h.store.put_job(&b, &started, h.now()).await?;
+    let ours = |state: Option<JobState>| {
+        let h = h.clone();
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            let listed = h.store.jobs(state).await?;
+            if let Some(s) = state {
+                assert!(listed.iter().all(|j| j.state == s), "jobs({s})");
+            }
+            let names: Vec<&JobName> = listed.iter().map(|j| &j.name).collect();
+            let mut sorted = names.clone();
+            sorted.sort();
+            assert_eq!(names, sorted, "jobs({state:?}) is ordered by name");
+            Ok::<_, Error>(
+                names
+                    .into_iter()
+                    .filter(|n| **n == a || **n == b)
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    let (an, bn) = (a.to_string(), b.to_string());
+    assert_eq!(
+        ours(Some(JobState::Started)).await?,
+        [an.as_str(), bn.as_str()]
+    );
+
+    let to = |to, expected| JobStateChange { to, expected };
+    h.store
+        .set_job_state(
+            &a,
+            to(JobState::Succeeded, Some(JobState::Started)),
+            h.now(),
+        )
+        .await?;
+    assert_eq!(ours(Some(JobState::Started)).await?, [bn.as_str()]);
+    assert_eq!(ours(Some(JobState::Succeeded)).await?, [an.as_str()]);
+
+    let refused = h
+        .store
+        .set_job_state(&a, to(JobState::Failed, Some(JobState::Started)), h.now())
+        .await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+    assert_eq!(ours(Some(JobState::Succeeded)).await?, [an.as_str()]);
+    assert!(ours(Some(JobState::Failed)).await?.is_empty());
+
+    let failed = JobSpec {
+        state: Some(JobState::Failed),
+        ..Default::default()
+    };
+    h.store.put_job(&b, &failed, h.now()).await?;
+    assert!(ours(Some(JobState::Started)).await?.is_empty());
+    assert_eq!(ours(Some(JobState::Failed)).await?, [bn.as_str()]);
+    let metadata = JobSpec {
+        metadata: Some(json!({"note": "no state given"})),
+        ..Default::default()
+    };
+    h.store.put_job(&b, &metadata, h.now()).await?;
+    h.store
+        .create(
+            &b,
+            &[NewTask::new(tid("t"))],
+            CreateMode::SkipExisting,
+            h.now(),
+        )
+        .await?;
+    assert_eq!(ours(Some(JobState::Failed)).await?, [bn.as_str()]);
+    assert_eq!(h.store.get_job(&b).await?.state, JobState::Failed);
+
+    h.store.delete_job(&a, h.now()).await?;
+    assert!(ours(Some(JobState::Succeeded)).await?.is_empty());
+    assert_eq!(ours(None).await?, [bn.as_str()]);
+    Ok(())
+}

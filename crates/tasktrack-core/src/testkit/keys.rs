@@ -89,3 +89,79 @@ pub async fn awkward_keys_round_trip_unchanged(h: Harness) -> Result<()> {
     );
     Ok(())
 }
+
+/// Purge and delete_job stay inside the job they name, whatever the other jobs' names share
+/// with it: a prefix (`a`, `a-b`, `a/b`, `a_`), or characters that are patterns to some store
+/// (`%`, `*`, `?`, `[`). After each one, every other job still has all its tasks and its record.
+pub async fn purge_and_delete_job_stay_inside_their_job(h: Harness) -> Result<()> {
+    let names = [
+        h.job.to_string(),
+        format!("{}-b", h.job),
+        format!("{}/b", h.job),
+        format!("{}_", h.job),
+        format!("{}%", h.job),
+        format!("{}*", h.job),
+        format!("{}?", h.job),
+        format!("{}[-]", h.job),
+    ];
+    let jobs: Vec<JobName> = names
+        .iter()
+        .map(|n| JobName::new(n.as_str()))
+        .collect::<Result<_>>()?;
+    let tasks = [NewTask::new(tid("done")), NewTask::new(tid("todo"))];
+    for job in &jobs {
+        h.store
+            .create(job, &tasks, CreateMode::SkipExisting, h.now())
+            .await?;
+        let req = ClaimNext::new("w", LEASE).with_limit(1);
+        for c in h.store.claim_next(job, &req, h.now()).await? {
+            h.store.succeed(&c.lease, json!(1), h.now()).await?;
+        }
+    }
+    // Each job's known tasks; `None` once its record is gone.
+    let mut known: Vec<Option<u64>> = vec![Some(2); jobs.len()];
+    let check = |known: Vec<Option<u64>>, after: String| {
+        let h = h.clone();
+        let jobs = jobs.clone();
+        async move {
+            for (job, want) in jobs.iter().zip(known) {
+                let counts = h.store.counts(job).await?;
+                assert_eq!(
+                    (counts.exists, counts.known),
+                    (want.is_some(), want.unwrap_or(0)),
+                    "{job} after {after}"
+                );
+                let listed = h.store.list(&TaskQuery::new(job.clone())).await?;
+                assert_eq!(
+                    listed.tasks.len() as u64,
+                    want.unwrap_or(0),
+                    "{job} after {after}"
+                );
+                assert_eq!(h.store.get_job(job).await.is_ok(), want.is_some(), "{job}");
+            }
+            Ok::<_, Error>(())
+        }
+    };
+    let cutoff = h.now().plus(Duration::from_millis(1));
+    for (i, job) in jobs.iter().enumerate().rev() {
+        let purge = Purge {
+            job: Some(job.clone()),
+            statuses: vec![Status::Succeeded],
+            older_than: cutoff,
+        };
+        assert_eq!(h.store.purge(&purge).await?, 1, "purge of {job}");
+        known[i] = Some(1);
+        check(known.clone(), format!("the purge of {job}")).await?;
+    }
+    for (i, job) in jobs.iter().enumerate() {
+        let d = h.store.delete_job(job, h.now()).await?;
+        assert_eq!(
+            (d.tasks, d.kept_leased, d.job_removed),
+            (1, 0, true),
+            "{job}"
+        );
+        known[i] = None;
+        check(known.clone(), format!("the deletion of {job}")).await?;
+    }
+    Ok(())
+}

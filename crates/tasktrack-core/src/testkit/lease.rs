@@ -152,3 +152,108 @@ pub async fn holder_may_still_succeed_after_expiry_until_reclaimed(h: Harness) -
     assert_eq!((t.status, t.attempts), (Status::Succeeded, 1));
     Ok(())
 }
+
+/// A lease ends at its expiry instant for every operation that respects one, not only for
+/// claim_next: a millisecond before it, a claim of its id, ignore, retry, report, delete and
+/// delete_job are refused (`Locked`, naming the holder and the expiry) and change nothing; at
+/// it, each goes ahead and the dead attempt is recorded.
+pub async fn a_lease_ends_at_its_expiry_for_every_operation(h: Harness) -> Result<()> {
+    let ids = ["claim", "ignore", "retry", "report", "delete"];
+    h.add(&ids).await?;
+    let other = JobName::new(format!("{}-whole", h.job))?;
+    let whole = TaskKey::new(other.clone(), tid("a"));
+    h.store
+        .create(
+            &other,
+            &[NewTask::new(tid("a"))],
+            CreateMode::SkipExisting,
+            h.now(),
+        )
+        .await?;
+    let mut held = Vec::new();
+    for id in ids {
+        held.push(h.claim(id, "w1").await?);
+    }
+    h.store
+        .claim(&whole, &Claim::new("w1", LEASE), h.now())
+        .await?;
+    let expiry = h.now().plus(LEASE);
+    let locked = Refusal::Locked {
+        owner: "w1".into(),
+        expires_at: expiry,
+    };
+
+    h.clock.set(expiry.minus(Duration::from_millis(1)));
+    let now = h.now();
+    let ok = Report {
+        success: true,
+        detail: None,
+    };
+    assert_refused_exactly(h.claim("claim", "w2").await, &locked);
+    assert_refused_exactly(
+        h.store
+            .ignore(&h.key("ignore"), &Ignore::default(), now)
+            .await,
+        &locked,
+    );
+    assert_refused_exactly(
+        h.store.retry(&h.key("retry"), &Retry::default(), now).await,
+        &locked,
+    );
+    assert_refused_exactly(h.store.report(&h.key("report"), &ok, now).await, &locked);
+    assert_refused_exactly(h.store.delete(&h.key("delete"), now).await, &locked);
+    for c in &held {
+        assert_eq!(
+            h.get(c.task.id.as_str()).await?,
+            c.task,
+            "a refusal writes nothing"
+        );
+    }
+    let kept = h.store.delete_job(&other, now).await?;
+    assert_eq!(
+        (kept.tasks, kept.kept_leased, kept.job_removed),
+        (0, 1, false)
+    );
+
+    h.clock.set(expiry);
+    let now = h.now();
+    let dead = |t: &Task, outcome: Outcome| {
+        let outcomes: Vec<Outcome> = t.history.iter().map(|a| a.outcome).collect();
+        assert_eq!(outcomes, [Outcome::LeaseExpired, outcome], "{}", t.id);
+    };
+    let c = h.claim("claim", "w2").await?;
+    assert_eq!((c.task.attempts, c.lease.owner.as_str()), (2, "w2"));
+    assert_eq!(
+        c.task.history.iter().map(|a| a.outcome).collect::<Vec<_>>(),
+        [Outcome::LeaseExpired]
+    );
+    let t = h
+        .store
+        .ignore(&h.key("ignore"), &Ignore::default(), now)
+        .await?;
+    assert_eq!((t.status, &t.lease), (Status::Ignored, &None));
+    dead(&t, Outcome::Ignored);
+    let t = h
+        .store
+        .retry(&h.key("retry"), &Retry::default(), now)
+        .await?;
+    assert_eq!(
+        (t.status, t.attempts, &t.lease),
+        (Status::Pending, 0, &None)
+    );
+    assert_eq!(
+        t.history.iter().map(|a| a.outcome).collect::<Vec<_>>(),
+        [Outcome::LeaseExpired]
+    );
+    let t = h.store.report(&h.key("report"), &ok, now).await?;
+    assert_eq!((t.status, t.attempts), (Status::Succeeded, 2));
+    dead(&t, Outcome::Succeeded);
+    h.store.delete(&h.key("delete"), now).await?;
+    assert!(matches!(h.get("delete").await, Err(Error::NotFound(_))));
+    let gone = h.store.delete_job(&other, now).await?;
+    assert_eq!(
+        (gone.tasks, gone.kept_leased, gone.job_removed),
+        (1, 0, true)
+    );
+    Ok(())
+}

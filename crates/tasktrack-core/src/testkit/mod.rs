@@ -160,6 +160,30 @@ pub fn assert_refused<T: std::fmt::Debug>(result: Result<T>, expected: &Refusal)
     }
 }
 
+/// The ids of a page's tasks, in its order.
+pub fn ids(page: &TaskPage) -> Vec<&str> {
+    page.tasks.iter().map(|t| t.id.as_str()).collect()
+}
+
+/// Asserts that `result` is exactly this refusal, its details included (the holder and expiry
+/// of `Locked`, the instant of `NotYet`).
+#[track_caller]
+pub fn assert_refused_exactly<T: std::fmt::Debug>(result: Result<T>, expected: &Refusal) {
+    match result {
+        Err(Error::Refused { reason, .. }) => assert_eq!(&reason, expected),
+        other => panic!("expected refusal {expected:?}, got {other:?}"),
+    }
+}
+
+/// Asserts that `result` is [`Error::InvalidInput`].
+#[track_caller]
+pub fn assert_invalid<T: std::fmt::Debug>(result: Result<T>) {
+    assert!(
+        matches!(result, Err(Error::InvalidInput(_))),
+        "expected InvalidInput, got {result:?}"
+    );
+}
+
 /// Asserts that `result` is [`Error::StaleLease`].
 #[track_caller]
 pub fn assert_stale<T: std::fmt::Debug>(result: Result<T>) {
@@ -245,6 +269,8 @@ macro_rules! conformance_tests {
             create::create_with_zero_max_attempts_is_rejected,
             create::get_of_a_missing_task_is_not_found,
             create::stored_task_serializes_with_stable_status_codes,
+            create::create_of_an_existing_task_changes_nothing_on_it,
+            create::every_status_serializes_with_its_stable_code,
             claim::claim_grants_a_lease_and_counts_an_attempt,
             claim::claim_refused_by_live_lease_counts_no_attempt,
             claim::own_live_lease_is_reentrant_with_the_same_token,
@@ -254,12 +280,15 @@ macro_rules! conformance_tests {
             claim::claim_next_takes_higher_priority_then_older_first,
             claim::claim_next_batch_returns_distinct_tasks,
             claim::claim_next_skips_backoff_finished_and_live_tasks,
+            claim::a_scheduled_task_is_claimable_from_its_not_before,
+            claim::a_reentrant_claim_never_shortens_the_lease,
             lease::lease_is_live_strictly_before_its_expiry,
             lease::expired_lease_is_reclaimed_and_recorded_as_a_failed_attempt,
             lease::expired_lease_on_the_last_attempt_exhausts_the_task,
             lease::heartbeat_extends_the_lease,
             lease::stale_holder_cannot_heartbeat_succeed_fail_or_release,
             lease::holder_may_still_succeed_after_expiry_until_reclaimed,
+            lease::a_lease_ends_at_its_expiry_for_every_operation,
             finish::succeed_records_output_and_clears_the_error,
             finish::fail_waits_for_backoff_then_exhausts_at_max_attempts,
             finish::non_retryable_failure_exhausts_at_once,
@@ -272,6 +301,9 @@ macro_rules! conformance_tests {
             finish::succeed_and_claim_next_completes_then_claims,
             finish::succeed_and_claim_next_with_a_stale_lease_claims_nothing,
             finish::succeed_and_claim_next_advances_a_pipeline_stage,
+            finish::fail_backoff_doubles_per_attempt_up_to_its_cap,
+            finish::bad_lease_lengths_are_rejected_before_anything_is_written,
+            finish::data_checkpoints_persist_through_every_outcome,
             admin::ignore_is_refused_on_a_live_lease_unless_forced,
             admin::retry_resets_attempts_from_failed_exhausted_and_ignored,
             admin::nothing_leaves_succeeded_without_force,
@@ -280,21 +312,29 @@ macro_rules! conformance_tests {
             admin::report_records_outcomes_without_a_claim,
             admin::purge_removes_only_old_finished_tasks,
             admin::delete_job_keeps_tasks_with_live_leases,
+            admin::report_tallies_and_id_sets_follow_each_outcome,
             list::list_filters_by_status_stage_prefix_and_time,
             list::list_pages_with_a_stable_cursor_in_both_orders,
             list::list_with_bad_limit_is_rejected,
+            list::list_follows_the_last_update_and_breaks_ties_by_id_bytes,
+            list::list_prefix_is_literal_and_time_ranges_are_half_open,
             counts::counts_per_status_after_every_transition,
             counts::counts_with_amount_count_missing_tasks_as_pending_never_negative,
             counts::counts_of_an_unknown_job_are_zero_and_say_it_does_not_exist,
+            counts::counts_follow_expiry_replace_purge_and_delete_job,
             keys::jobs_sharing_a_prefix_never_see_each_others_tasks,
             keys::awkward_keys_round_trip_unchanged,
+            keys::purge_and_delete_job_stay_inside_their_job,
             jobs::put_job_creates_then_updates_only_given_fields,
             jobs::jobs_are_listed_by_state,
             jobs::job_state_moves_atomically_with_an_expected_state,
             jobs::get_of_a_missing_job_is_not_found,
+            jobs::job_state_index_follows_every_move,
             pipeline::pipeline_success_advances_the_stage_and_resets_attempts,
             pipeline::pipeline_failure_retries_only_the_current_stage,
             pipeline::claim_next_by_stage_and_counts_per_stage,
+            pipeline::pipeline_stage_success_clears_the_error_and_replaces_the_output,
+            pipeline::a_pipeline_is_fixed_when_its_task_is_created,
             concurrency::many_workers_claim_each_task_once,
             concurrency::workers_handing_off_claim_each_task_once,
             concurrency::two_workers_race_for_one_task_and_exactly_one_wins,

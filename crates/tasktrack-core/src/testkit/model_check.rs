@@ -2,7 +2,8 @@
 //!
 //! The reference model is a map of tasks moved only by the pure functions of
 //! [`crate::lifecycle`]. Random sequences of operations run on the store and on the model; after
-//! every step the results and every task must agree. This is what keeps a backend that restates
+//! every step the results, every task (`updated_at` included), the job's counts (per status and
+//! stage) and its listing (in both orders) must agree. This is what keeps a backend that restates
 //! rules natively (SQL, Lua) equal to the rules. The operations:
 //!
 //! - create of one to three tasks, with [`CreateMode::SkipExisting`] or [`CreateMode::Replace`]
@@ -225,14 +226,15 @@ fn answer<T>(r: &Result<T>, id: impl Fn(&T) -> Option<String>) -> Answer {
     }
 }
 
-/// The fields every backend must agree on.
+/// The fields every backend must agree on (all but `version`, whose meaning a backend may
+/// choose; `updated_at` is in: lists are ordered by it).
 fn projection(t: &Task) -> serde_json::Value {
     json!({
         "status": t.status, "stage": t.stage, "stages": t.stages, "attempts": t.attempts,
         "max_attempts": t.max_attempts, "priority": t.priority, "token": t.token,
         "not_before": t.not_before, "lease": t.lease, "data": t.data, "output": t.output,
         "error": t.error, "history": t.history, "created_at": t.created_at,
-        "started_at": t.started_at, "finished_at": t.finished_at,
+        "updated_at": t.updated_at, "started_at": t.started_at, "finished_at": t.finished_at,
     })
 }
 
@@ -861,6 +863,9 @@ async fn run_sequence(
                 )));
             }
         }
+        if let Some(differs) = counts_and_list_differ(h, &model, &ctx()).await? {
+            return Ok(Some(differs));
+        }
         if matches!(op, Op::PutJob(_) | Op::SetJobState(..)) {
             if let Some(differs) = job_record::job_differs(h, &model, &ctx()).await? {
                 return Ok(Some(differs));
@@ -870,6 +875,40 @@ async fn run_sequence(
     // Other operations must leave the record alone but for its implicit creation: one check
     // at the end finds a stray write, and shrinking then finds the operation that made it.
     job_record::job_differs(h, &model, "the last step").await
+}
+
+/// Whether the job's counts (per status and per stage, the amount's pending included) or its
+/// listing (every task, in `(updated_at, id)` order, both directions) differ from the model's
+/// after `ctx`: counts kept by counters or triggers must follow every transition, and a listing
+/// must follow every write.
+async fn counts_and_list_differ(h: &Harness, model: &Model, ctx: &str) -> Result<Option<String>> {
+    let rows = model.tasks.values().map(|t| (t.stage.clone(), t.status, 1));
+    let want = Counts::from_raw(model.name.clone(), model.job.as_ref(), rows);
+    let mut got = h.store.counts(&model.name).await?;
+    // A stage whose counters went back to zero may or may not be listed.
+    got.by_stage.retain(|_, c| c.total() > 0);
+    if got != want {
+        return Ok(Some(format!(
+            "counts differ after {ctx}:\n store: {got:?}\n model: {want:?}"
+        )));
+    }
+    for newest_first in [false, true] {
+        let q = TaskQuery {
+            newest_first,
+            ..TaskQuery::new(model.name.clone())
+        };
+        let (got, want) = (
+            h.store.list(&q).await?,
+            q.paginate(model.tasks.values().cloned()),
+        );
+        let (got, want) = (ids(&got), ids(&want));
+        if got != want {
+            return Ok(Some(format!(
+                "list (newest_first = {newest_first}) differs after {ctx}:\n store: {got:?}\n model: {want:?}"
+            )));
+        }
+    }
+    Ok(None)
 }
 
 fn show(task: &Option<serde_json::Value>) -> String {
