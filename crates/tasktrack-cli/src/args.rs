@@ -131,7 +131,9 @@ pub struct AddArgs {
     #[arg(long)]
     pub data: Option<String>,
     /// Claim order: higher first.
-    #[arg(long)]
+    // A negative priority is legitimate: without this, `--priority -5` is refused with clap's
+    // tip to write `-- -5`, which would make `-5` a task id.
+    #[arg(long, allow_negative_numbers = true)]
     pub priority: Option<i32>,
     /// Attempt limit for these tasks (default: the job's).
     #[arg(long)]

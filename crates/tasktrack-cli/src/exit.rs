@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | done; for `run`, every task it processed succeeded |
-//! | 1 | tasktrack's own trouble: store unreachable, corrupt record, backend error |
+//! | 1 | tasktrack's own trouble: store unreachable, corrupt record, backend error, stdout not writable, a machine limit refusing to start a command |
 //! | 2 | bad arguments or input (nothing was written) |
 //! | 3 | `run`: some processed task ended `failed`, `exhausted`, or lost its lease |
 //! | 4 | the job or task does not exist (a command that reads or changes one named job: see [`crate::commands`]) |

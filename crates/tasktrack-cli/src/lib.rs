@@ -191,5 +191,10 @@ fn init_tracing(verbose: u8, quiet: bool) {
         // Colours only for a terminal: a log file or a pipe gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+        // A log line that cannot be written (stderr is a pipe whose reader went away: `run … 2>&1
+        // | head`) is dropped. By default the subscriber reports that with `eprintln!`, which
+        // panics on that same stderr, in whatever task logged: a worker stopped mid-task, its
+        // lease held until it expired, and the command exited 1.
+        .log_internal_errors(false)
         .try_init();
 }

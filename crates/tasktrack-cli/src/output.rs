@@ -160,18 +160,40 @@ fn ensure_newline(mut s: String) -> String {
     s
 }
 
-/// Maps an I/O error on stdout/stderr onto the portable error.
+/// Maps an I/O error on stdout onto the portable error. It names stdout: the error's kind is
+/// `backend` (tasktrack's own trouble, exit 1), and "backend error: cannot write output" read
+/// as the store failing to write a task's output (a full disk under `> file` is not the store's).
 fn io_error(e: std::io::Error) -> Error {
-    Error::backend(format!("cannot write output: {e}"))
+    Error::backend(format!("cannot write to stdout: {e}"))
 }
 
-/// Collapses newlines so that an error is always one line.
+/// Collapses newlines so that an error is always one line (other control characters
+/// escaped, as by [`printable`]).
 pub fn one_line(s: &str) -> String {
-    s.split(['\n', '\r'])
+    let line = s
+        .split(['\n', '\r'])
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
-        .join(" | ")
+        .join(" | ");
+    printable(&line)
+}
+
+/// `s` made safe to print on a terminal: control characters other than a line break are
+/// written as escapes (`\u{1b}`, `\r`, `\t`). What a task holds comes from its command (the
+/// stderr tail of an error) or from whoever recorded it: shown raw, a colour code, a terminal
+/// title sequence, a clear-screen or a carriage return in it would rewrite the user's screen
+/// and break the table around it.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A table with the house style.

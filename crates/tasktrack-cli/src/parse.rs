@@ -31,6 +31,16 @@ pub fn positive_duration(flag: &str, s: &str) -> Result<Duration> {
 /// checked here so that a `run` refuses it before it starts anything.
 pub fn lease(s: &str) -> Result<Duration> {
     let d = positive_duration("lease", s)?;
+    let max = tasktrack::lifecycle::MAX_LEASE;
+    if d > max {
+        // The limit is 100 years of 365 days, and `100y` is 100 of humantime's 365.25-day
+        // years, just over it: the limit is named in days, so that the message does not read
+        // "at most 100 years" to someone who typed exactly that.
+        return Err(Error::invalid(format!(
+            "--lease {s:?} is over the limit of {}d (100 years of 365 days)",
+            max.as_secs() / 86_400
+        )));
+    }
     tasktrack::lifecycle::check_lease_length(d)
         .map_err(|e| Error::invalid(format!("--lease {s:?}: {}", strip_prefix(&e))))?;
     Ok(d)
@@ -207,7 +217,15 @@ mod tests {
             lease("500000y")
                 .unwrap_err()
                 .to_string()
-                .contains("--lease \"500000y\": lease length must be at most 100 years")
+                .contains("--lease \"500000y\" is over the limit of 36500d")
+        );
+        assert_eq!(lease("36500d").unwrap(), tasktrack::lifecycle::MAX_LEASE);
+        // `100y` is 100 years of 365.25 days: over the limit, and the message must not say
+        // "at most 100 years" to someone who typed 100 years.
+        let e = lease("100y").unwrap_err().to_string();
+        assert!(
+            e.ends_with("--lease \"100y\" is over the limit of 36500d (100 years of 365 days)"),
+            "{e}"
         );
         let b = backoff("1s..5m").unwrap();
         assert_eq!((b.initial_ms, b.max_ms), (1_000, 300_000));

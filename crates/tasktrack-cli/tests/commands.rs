@@ -430,6 +430,152 @@ async fn init_never_prints_the_store_password() {
     assert!(!r.out.contains("s3cret") && !r.err.contains("s3cret"));
 }
 
+/// `sqlite://:memory:` is a database in the process, not a file named `:memory:` in the
+/// current directory (which `init` used to print as its location).
+#[tokio::test]
+async fn init_of_an_in_memory_sqlite_store_names_no_file() {
+    let s = store();
+    let r = tt_url(&s, "sqlite://:memory:", &["--json", "init"]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(r.json()["location"], ":memory:");
+}
+
+/// A negative priority is given as `--priority -5`: clap refused it, with a tip to write
+/// `-- -5`, which would have made `-5` a task id.
+#[tokio::test]
+async fn a_negative_priority_is_taken_as_a_value() {
+    let s = store();
+    let r = tt(&s, &["add", "neg", "a", "--priority", "-5", "b"]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    for id in ["a", "b"] {
+        assert_eq!(task(&s, "neg", id).await["priority"], -5, "{id}");
+    }
+}
+
+/// `run` and `list` flags are checked before anything runs: a huge `--workers` (each worker is
+/// started up front: it exhausted memory and aborted with a backtrace), and a stage no job can
+/// have (under `--follow`, with no job to check it against, the claim refused it only once the
+/// run had started, after printing its summary).
+#[tokio::test]
+async fn run_and_list_flags_are_checked_before_anything_runs() {
+    let s = store();
+    tt(&s, &["add", "flags", "a"]).await;
+    let cases: Vec<Vec<&str>> = vec![
+        vec![
+            "run",
+            "flags",
+            "--workers",
+            "18446744073709551615",
+            "--",
+            "true",
+            "{id}",
+        ],
+        vec!["run", "flags", "--workers", "10001", "--", "true", "{id}"],
+        vec![
+            "run", "nojob", "--follow", "--stage", "a\u{1}", "--", "true", "{id}",
+        ],
+        vec!["list", "flags", "--stage", ""],
+    ];
+    for args in cases {
+        let r = tt(&s, &args).await;
+        r.assert_one_line_error(2, &args);
+        assert!(r.out.is_empty(), "{args:?}: {}", r.out);
+    }
+    let r = tt(
+        &s,
+        &["run", "flags", "--stage", "load", "--", "true", "{id}"],
+    )
+    .await;
+    r.assert_one_line_error(2, "a stage of a job without stages");
+    assert!(
+        r.err
+            .ends_with("job \"flags\" has no stage \"load\" (it has no stages)\n"),
+        "{}",
+        r.err
+    );
+    let t = task(&s, "flags", "a").await;
+    assert_eq!(
+        (&t["status"], &t["attempts"]),
+        (&json!("pending"), &json!(0))
+    );
+}
+
+/// A task's error comes from its command's stderr (or whoever reported it): `show` and `list`
+/// print its control characters as escapes, so that a colour code, a terminal title sequence,
+/// a clear-screen or a carriage return cannot rewrite the user's screen. JSON is unchanged.
+#[tokio::test]
+async fn show_and_list_print_control_characters_in_errors_as_escapes() {
+    let s = store();
+    tt(&s, &["job", "set", "esc", "--max-attempts", "1"]).await;
+    tt(&s, &["add", "esc", "a"]).await;
+    let r = tt(
+        &s,
+        &run_script(
+            &["run", "esc"],
+            "printf 'bad\\033]0;title\\007\\033[2J\\rend\\n' >&2; exit 1",
+            &["{id}"],
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 3, "{}", r.err);
+    tt(
+        &s,
+        &[
+            "report",
+            "esc",
+            "b",
+            "--failure",
+            "--detail",
+            "red\u{1b}[31m",
+        ],
+    )
+    .await;
+    let show = tt(&s, &["show", "esc", "a"]).await;
+    assert!(
+        show.out
+            .contains("bad\\u{1b}]0;title\\u{7}\\u{1b}[2J\\rend"),
+        "{}",
+        show.out
+    );
+    let list = tt(&s, &["list", "esc"]).await;
+    assert!(list.out.contains("red\\u{1b}[31m"), "{}", list.out);
+    for text in [
+        &show.out,
+        &list.out,
+        &tt(&s, &["show", "esc", "b"]).await.out,
+    ] {
+        assert!(
+            !text.contains(['\u{1b}', '\u{7}', '\r']),
+            "raw control characters: {text:?}"
+        );
+    }
+    let t = task(&s, "esc", "a").await;
+    assert_eq!(
+        t["error"]["detail"],
+        "bad\u{1b}]0;title\u{7}\u{1b}[2J\rend\n"
+    );
+}
+
+/// An age reaching before 1970 purges nothing (no task is older), and `older_than` stays an
+/// RFC 3339 time: it was `@-3155758172893074939ms` for `99999999y`, and a year before 0 for
+/// `3000y`.
+#[tokio::test]
+async fn purge_older_than_an_age_before_1970_is_a_valid_time() {
+    let s = store();
+    tt(&s, &["report", "old", "a", "--success"]).await;
+    for age in ["3000y", "99999999y"] {
+        let r = tt(&s, &["--json", "purge", "--older-than", age]).await;
+        assert_eq!(r.code, 0, "{age}: {}", r.err);
+        let doc = r.json();
+        assert_eq!(
+            (&doc["purged"], &doc["older_than"]),
+            (&json!(0), &json!("1970-01-01T00:00:00.000Z")),
+            "{age}: {doc}"
+        );
+    }
+    assert_eq!(task(&s, "old", "a").await["status"], "succeeded");
+}
+
 /// A memory store that can be made to fail the ways real stores do, to see that the CLI says so.
 #[derive(Debug)]
 struct Faulty {

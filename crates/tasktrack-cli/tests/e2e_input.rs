@@ -3,8 +3,9 @@
 
 mod support;
 
+use std::process::Stdio;
 use std::time::Duration;
-use support::{Env, finish, lines, signal, wait_until};
+use support::{Done, Env, finish, lines, signal, wait_until};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -242,6 +243,69 @@ fn usage_errors_under_json_are_one_json_line() {
     assert!(help.out.contains("Usage:"), "{}", help.out);
 }
 
+/// A stdout that cannot be written (a full disk under `> file`) is exit 1 with a message that
+/// names stdout: it read "backend error: cannot write output", as if the store could not write
+/// a task's output.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_stdout_that_cannot_be_written_is_named_in_the_error() {
+    let env = Env::new();
+    assert_eq!(env.tt(&["add", "j", "a"]).code, 0);
+    for (args, line) in [
+        (
+            vec!["list", "j"],
+            "tasktrack: backend error: cannot write to stdout: No space left on device (os error 28)",
+        ),
+        (
+            vec!["--json", "list", "j"],
+            r#"{"error":{"kind":"backend","message":"backend error: cannot write to stdout: No space left on device (os error 28)"}}"#,
+        ),
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let done: Done = env
+            .command(&args)
+            .stdin(Stdio::null())
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+            .into();
+        assert_eq!(done.code, 1, "{args:?}: {}", done.err);
+        assert_eq!(done.err.trim_end(), line, "{args:?}");
+    }
+}
+
+/// The `--after` that `list` suggests can be pasted into a shell as printed, also when the id
+/// holds a space and a quote (file names do): it was printed bare, and the shell cut it in two.
+#[test]
+fn the_cursor_list_suggests_can_be_pasted_into_a_shell() {
+    let env = Env::new();
+    let added = env.tt_stdin(&["add", "j", "-"], "it's a b\nnext\n");
+    assert_eq!(added.code, 0, "{}", added.err);
+    let first = env.tt(&["list", "j", "--limit", "1"]);
+    assert_eq!(first.code, 0, "{}", first.err);
+    let suggested = first
+        .err
+        .trim_end()
+        .strip_prefix("more tasks match: continue with ")
+        .unwrap_or_else(|| panic!("no cursor: {}", first.err));
+    assert!(suggested.ends_with(":it'\\''s a b'"), "{suggested}");
+    let pasted: Done = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("\"$0\" --json list j --limit 1 {suggested}"))
+        .arg(env!("CARGO_BIN_EXE_tasktrack"))
+        .env("TASKTRACK_STORE", &env.url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(pasted.code, 0, "{}", pasted.err);
+    assert_eq!(pasted.json()[0]["id"], "next", "{}", pasted.out);
+}
+
 #[test]
 fn report_says_it_needs_success_or_failure() {
     let env = Env::new();
@@ -281,6 +345,35 @@ fn logs_on_a_pipe_have_no_colour_codes() {
         "no ANSI codes: {:?}",
         done.err
     );
+}
+
+/// With stdout and stderr on a pipe whose reader went away (`run … 2>&1 | head`), a log line
+/// (here the file store's warning about a damaged task file, met by every claim) is dropped:
+/// the subscriber reported the failed write with `eprintln!`, which panicked in the worker that
+/// logged, left its task in progress and made the run exit 1.
+#[cfg(all(unix, feature = "all-backends"))]
+#[test]
+fn logs_on_a_pipe_whose_reader_went_away_change_nothing() {
+    use std::os::fd::OwnedFd;
+    let env = Env::file_store();
+    assert_eq!(env.tt(&["add", "j", "a", "b"]).code, 0);
+    std::fs::write(env.path("store/jobs/j/tasks/b.json"), "{garbage").unwrap();
+    // The write end of a pipe whose only reader has exited: every write fails with EPIPE.
+    let mut reader = std::process::Command::new("true")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe: OwnedFd = reader.stdin.take().unwrap().into();
+    reader.wait().unwrap();
+    let status = env
+        .command(&["--json", "run", "j", "--", "true", "{id}"])
+        .stdin(Stdio::null())
+        .stdout(pipe.try_clone().unwrap())
+        .stderr(pipe)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(env.task("j", "a")["status"], "succeeded");
 }
 
 #[test]

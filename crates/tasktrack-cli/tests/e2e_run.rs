@@ -524,6 +524,30 @@ fn the_same_session_works_on_the_file_store() {
     assert_eq!(env.json(&["list", "f"]).as_array().map(Vec::len), Some(6));
 }
 
+/// The file store skips a damaged task file in claims and listings (with a warning) but still
+/// counts it as pending: `run` waited for it forever, polling. It runs the tasks it can read
+/// and ends; the damaged file is left as it is, for a person to look at.
+#[cfg(feature = "all-backends")]
+#[test]
+fn a_damaged_task_file_does_not_keep_run_waiting_forever() {
+    let env = Env::file_store();
+    add_ids(&env, "dmg", 3);
+    let damaged = env.path("store/jobs/dmg/tasks/t002.json");
+    std::fs::write(&damaged, "{garbage").unwrap();
+    let run = env.spawn(&[
+        "--json", "run", "dmg", "--poll", "20ms", "--", "true", "{id}",
+    ]);
+    let done = finish(run, LONG);
+    assert_eq!(done.code, 0, "{}", done.err);
+    assert_eq!(done.json()["summary"]["succeeded"], 2, "{}", done.out);
+    assert!(
+        done.err.contains("corrupt"),
+        "the damage is reported: {}",
+        done.err
+    );
+    assert_eq!(std::fs::read_to_string(&damaged).unwrap(), "{garbage");
+}
+
 #[test]
 fn a_hangup_releases_the_leases_like_sigterm() {
     // Under `nohup` the binary inherits SIGHUP ignored and (rightly) keeps it so.

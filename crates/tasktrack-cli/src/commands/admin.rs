@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use tasktrack::{
     Error, ErrorKind, Ignore, JobName, Purge, Result, Retry, Status, TaskId, TaskKey, TaskQuery,
+    Timestamp,
 };
 
 /// `retry JOB [ID...] [--failed] [--exhausted] [--ignored]`.
@@ -113,7 +114,10 @@ pub async fn purge(ctx: &Ctx, args: PurgeArgs) -> Result<u8> {
     let req = Purge {
         job: job.clone(),
         statuses: parse::statuses(&args.status)?,
-        older_than: ctx.now().minus(age),
+        // An age that reaches before 1970 (`--older-than 100000y`) stops there: no task is
+        // older, so the same tasks (none) are purged, and `older_than` stays a time that JSON
+        // can carry (RFC 3339 has no year before 0, and `minus` saturates far beyond it).
+        older_than: ctx.now().minus(age).max(Timestamp::EPOCH),
     };
     req.validate()?;
     let n = ctx.store.purge(&req).await?;

@@ -8,6 +8,10 @@ use tasktrack::{Result, redact_url};
 pub async fn init(ctx: &Ctx) -> Result<u8> {
     let url = redact_url(&ctx.url);
     let location = match ctx.url.split_once("://") {
+        // An in-memory SQLite database, no file: not a path in the current directory.
+        Some(("sqlite", path)) if path.split('?').next() == Some(":memory:") => {
+            ":memory:".to_string()
+        }
         Some(("sqlite", path)) => std::path::absolute(path.split('?').next().unwrap_or(path))
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| path.to_string()),

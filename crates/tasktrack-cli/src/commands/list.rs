@@ -15,6 +15,10 @@ pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<u8> {
     if let Some(s) = &args.status {
         query.statuses = parse::statuses(s)?;
     }
+    if let Some(stage) = &args.stage {
+        // A name no stage can have (empty, a control character) is a typo, not an empty answer.
+        tasktrack::validate_key("stage", stage)?;
+    }
     query.stage = args.stage.clone();
     query.id_prefix = args.prefix.clone();
     query.newest_first = args.newest_first;
@@ -41,11 +45,24 @@ pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<u8> {
             ctx.out
                 .stderr(&serde_json::json!({ "next": next.to_string() }).to_string());
         } else {
+            let next = shell_word(&next.to_string());
             ctx.out
                 .stderr(&format!("more tasks match: continue with --after {next}"));
         }
     }
     Ok(crate::exit::OK)
+}
+
+/// `s` as one word for a POSIX shell: as it is when it is plain, else in single quotes. The
+/// cursor ends with a task id, which may hold spaces, quotes or `$` (ids are file names, say):
+/// printed bare, the suggested `--after …` would be cut or expanded by the shell when pasted.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.,:/@%+=".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// Pages through the store until `limit` tasks (or all of them) are gathered.

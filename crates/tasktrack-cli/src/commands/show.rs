@@ -2,7 +2,7 @@
 
 use super::{Ctx, ensure_job};
 use crate::args::ShowArgs;
-use crate::output::{clip, table, when};
+use crate::output::{clip, printable, table, when};
 use crate::parse;
 use tasktrack::{ErrorKind, Result, Task};
 
@@ -26,8 +26,10 @@ fn pretty(v: &serde_json::Value) -> String {
 
 fn render(task: &Task) -> String {
     let mut t = table(&["task", &format!("{}/{}", task.job, task.id)]);
+    // Every value through `printable`: the error's detail is the command's stderr, and data,
+    // output and messages are whatever was recorded (JSON leaves DEL and C1 controls raw).
     let mut add = |k: &str, v: String| {
-        t.add_row(vec![k.to_string(), v]);
+        t.add_row(vec![k.to_string(), printable(&v)]);
     };
     add(
         "status",
@@ -79,7 +81,7 @@ fn render(task: &Task) -> String {
             h.add_row(vec![
                 a.attempt.to_string(),
                 a.stage.clone().unwrap_or_default(),
-                a.worker.clone(),
+                printable(&a.worker),
                 when(Some(a.started)),
                 when(Some(a.finished)),
                 serde_json::to_value(a.outcome)

@@ -130,6 +130,59 @@ pub fn is_task_fault(error: &std::io::Error) -> bool {
     )
 }
 
+/// The error that stops a run whose program cannot be started, for no fault of the task's
+/// ([`is_task_fault`]), naming the program as it was tried (placeholders replaced). A missing or
+/// non-executable program is bad input (exit 2). A limit of the machine (too many open files or
+/// processes, no memory: `--workers` beyond what it allows) is tasktrack's own trouble (exit 1):
+/// "invalid input" would send the user looking for a typo in a command that is fine.
+pub fn cannot_start(
+    command: &[String],
+    task: &Task,
+    lease: &Lease,
+    error: &std::io::Error,
+) -> tasktrack::Error {
+    let word = command.first().map(String::as_str).unwrap_or_default();
+    let program = substitute(word, task, lease);
+    let named = if program == word {
+        format!("{word:?}")
+    } else {
+        format!("{program:?} (from {word:?})")
+    };
+    if is_system_limit(error) {
+        return tasktrack::Error::backend(format!(
+            "cannot start {named}: {error}: a limit of this machine, not a fault of the \
+             command (lower --workers, or raise the limit: `ulimit -n` for open files, \
+             `ulimit -u` for processes)"
+        ));
+    }
+    // The system says "No such file or directory" also for a script whose #! interpreter (or a
+    // binary whose loader) is missing: pointing at a file that is there would mislead.
+    let hint = if error.kind() == std::io::ErrorKind::NotFound
+        && program.contains('/')
+        && std::path::Path::new(&program).is_file()
+    {
+        " (the file exists: what it needs to start is missing, such as the interpreter on its \
+         #! line)"
+    } else {
+        ""
+    };
+    tasktrack::Error::invalid(format!("cannot start {named}: {error}{hint}"))
+}
+
+/// Whether starting a process failed on a limit of the machine rather than on the program:
+/// too many open files (per process or system-wide), too many processes, no memory.
+fn is_system_limit(error: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    if let Some(raw) = error.raw_os_error() {
+        use rustix::io::Errno;
+        return matches!(
+            Errno::from_raw_os_error(raw),
+            Errno::MFILE | Errno::NFILE | Errno::AGAIN | Errno::NOMEM
+        );
+    }
+    error.kind() == std::io::ErrorKind::OutOfMemory
+}
+
 /// The failure recorded for a task whose command could not be started because of the task
 /// ([`is_task_fault`]): kind `spawn`, the system's message, and what in the task caused it.
 pub fn spawn_failure(error: &std::io::Error, task: &Task) -> Failure {

@@ -38,6 +38,12 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
     if args.workers == 0 {
         return Err(Error::invalid("--workers must be at least 1"));
     }
+    if args.workers > MAX_WORKERS {
+        return Err(Error::invalid(format!(
+            "--workers {} is over the limit of {MAX_WORKERS}",
+            args.workers
+        )));
+    }
     if args.limit == Some(0) {
         return Err(Error::invalid("--limit must be at least 1"));
     }
@@ -49,6 +55,12 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
         .clone()
         .unwrap_or_else(tasktrack::tracker::default_worker_id);
     validate_key("worker id", &base_owner)?;
+    // Checked here too, not only against the job's stages below: a job that does not exist yet
+    // (`--follow`) has none to check it against, and the claim would refuse it only once the
+    // run had started.
+    if let Some(stage) = &args.stage {
+        validate_key("stage", stage)?;
+    }
     match args.command.first() {
         None => return Err(Error::invalid("no command to run: give it after `--`")),
         // Not the tasks' fault (none of them would start): refused before anything is claimed.
@@ -90,9 +102,13 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<u8> {
         if let Some(stage) = &args.stage
             && !r.stages.contains(stage)
         {
+            let stages = if r.stages.is_empty() {
+                "it has no stages".to_string()
+            } else {
+                format!("stages: {}", r.stages.join(", "))
+            };
             return Err(Error::invalid(format!(
-                "job {job:?} has no stage {stage:?} (stages: {})",
-                r.stages.join(", ")
+                "job {job:?} has no stage {stage:?} ({stages})"
             )));
         }
     }
@@ -231,6 +247,12 @@ async fn join(shared: &Shared, mut workers: tokio::task::JoinSet<()>) {
         }
     }
 }
+
+/// The most workers one `run` starts. Each is a task of its own, started before any work: a
+/// mistyped huge count (`--workers 99999999999`) would exhaust memory and abort. Far beyond what
+/// one machine runs at once anyway (each running command holds two pipes: the default limit of
+/// 1,024 open files stops a `run` well below this).
+pub const MAX_WORKERS: usize = 10_000;
 
 /// How long an interrupted run may take, once its commands were told to die, to collect them and
 /// release their leases (store retries included); past it, it exits without releasing what is

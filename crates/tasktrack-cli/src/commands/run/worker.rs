@@ -307,6 +307,13 @@ async fn look_for_more(shared: &Shared) -> std::result::Result<Option<Duration>,
         .list(&query)
         .await
         .map_err(|e| (Reading::Due, e))?;
+    // Counted as waiting, but none can be read: they were taken by another run meanwhile, or
+    // they are records a store skips with a warning (the file store's damaged task files, which
+    // claims skip too). Either way none will become claimable in this run; waiting for them
+    // would poll forever.
+    if page.tasks.is_empty() {
+        return Ok(None);
+    }
     let next = page.tasks.iter().filter_map(|t| t.not_before).min();
     Ok(Some(next.map_or(shared.poll, |at| {
         until_due(at.since(shared.clock.now()), shared.poll)
@@ -377,9 +384,8 @@ async fn execute(shared: &Shared, claimed: Claimed, next: &ClaimNext) -> Vec<Cla
                 // The program itself cannot be started: not the task's fault, and every other
                 // task would fail the same way. Give it back untouched and stop the run.
                 shared.give_back(&task.id, &lease).await;
-                let program = shared.command.first().cloned().unwrap_or_default();
                 shared
-                    .give_up(Error::invalid(format!("cannot start {program:?}: {e}")))
+                    .give_up(child::cannot_start(&shared.command, &task, &lease, &e))
                     .await;
                 return Vec::new();
             }
@@ -756,6 +762,54 @@ mod tests {
         assert!(!child::is_task_fault(&given), "{given}");
         let made = start("{data}").expect_err("an empty program started");
         assert!(child::is_task_fault(&made), "{made}");
+    }
+
+    /// A program that cannot be started stops the run, named as it was tried (placeholders
+    /// replaced). A missing one is bad input (exit 2), with a hint when the file is there but
+    /// its #! interpreter is not (the system says "No such file or directory" for both); a
+    /// limit of the machine (too many open files) is tasktrack's own trouble (exit 1), not a
+    /// typo to look for in the command (it was "invalid input", exit 2).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_program_that_cannot_be_started_is_named_as_tried_and_classified() {
+        use crate::exit;
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::in_memory());
+        let Claimed { task, lease } = claimed(&store).await;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("a.sh");
+        // Written by another process: a write handle of ours could be inherited by a fork in
+        // progress and make the exec fail with "Text file busy" instead.
+        let made = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("printf '#!/nonexistent/interpreter\\n' > \"$1\" && chmod +x \"$1\"")
+            .arg("sh")
+            .arg(&script)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let word = format!("{}/{{id}}.sh", dir.path().display());
+        let command = vec![word.clone()];
+        let data = child::DataEnv::Inline(String::new());
+        let Err(e) = child::spawn(&command, &task, &lease, data) else {
+            panic!("a script with a missing interpreter started");
+        };
+        assert!(!child::is_task_fault(&e), "{e}");
+        let error = child::cannot_start(&command, &task, &lease, &e);
+        assert_eq!(exit::code(&error), exit::USAGE, "{error}");
+        let message = error.to_string();
+        let tried = format!(
+            "cannot start {:?} (from {word:?})",
+            script.display().to_string()
+        );
+        assert!(message.contains(&tried), "{message}");
+        assert!(
+            message.contains("the file exists: what it needs to start is missing"),
+            "{message}"
+        );
+        let emfile = std::io::Error::from_raw_os_error(24);
+        let limit = child::cannot_start(&command, &task, &lease, &emfile);
+        assert_eq!(exit::code(&limit), exit::FAILURE, "{limit}");
+        assert!(limit.to_string().contains("lower --workers"), "{limit}");
     }
 
     /// The kill at the end of the grace period may come in the very instant the command exits
