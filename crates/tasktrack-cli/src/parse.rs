@@ -62,6 +62,16 @@ pub fn backoff(s: &str) -> Result<Backoff> {
                 humantime::format_duration(d)
             )));
         }
+        // As long as the longest lease: a longer wait is a typo (`500000000y`), and one that
+        // saturates the retry time at the year 9999, where `run` would wait for it forever.
+        let max = tasktrack::lifecycle::MAX_LEASE;
+        if d > max {
+            return Err(Error::invalid(format!(
+                "--backoff {s:?}: {} is over the limit of {}d (100 years of 365 days)",
+                part.trim(),
+                max.as_secs() / 86_400
+            )));
+        }
         Ok(d)
     };
     match s.split_once("..") {
@@ -227,6 +237,9 @@ mod tests {
             e.ends_with("--lease \"100y\" is over the limit of 36500d (100 years of 365 days)"),
             "{e}"
         );
+        let e = backoff("1s..500000000y").unwrap_err().to_string();
+        assert!(e.contains("500000000y is over the limit of 36500d"), "{e}");
+        assert!(backoff("36500d").is_ok());
         let b = backoff("1s..5m").unwrap();
         assert_eq!((b.initial_ms, b.max_ms), (1_000, 300_000));
         assert_eq!(backoff("none").unwrap(), Backoff::NONE);
