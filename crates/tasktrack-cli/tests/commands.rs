@@ -1023,6 +1023,53 @@ async fn run_warns_when_the_summary_has_no_counts() {
     );
 }
 
+/// A command whose stdout is JSON nesting deeper than the store takes (which it could write but
+/// not read back) fails that task as `unrecordable`; the run goes on to the next task.
+#[tokio::test]
+async fn an_output_nested_too_deep_fails_that_task_and_the_run_goes_on() {
+    let s = store();
+    for (id, depth) in [("flat", "1"), ("deep", "65"), ("limit", "64")] {
+        let r = tt(&s, &["add", "nest", id, "--data", depth]).await;
+        assert_eq!(r.code, 0, "{}", r.err);
+    }
+    // Prints the task's data many arrays deep around a 1.
+    let run = run_script(
+        &["--json", "run", "nest", "--workers", "1"],
+        "n=$TASKTRACK_DATA; o=; c=; for i in $(seq $n); do o=\"$o[\"; c=\"$c]\"; done; echo \"${o}1${c}\"",
+        &[],
+    );
+    let r = tt(&s, &run).await;
+    assert_eq!(r.code, 3, "one task failed, the run went on: {}", r.err);
+    let deep = task(&s, "nest", "deep").await;
+    assert_eq!(deep["status"], "exhausted", "{deep}");
+    assert_eq!(deep["error"]["kind"], "unrecordable", "{deep}");
+    let message = deep["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("nests 65 levels deep; the limit is 64"),
+        "{message}"
+    );
+    for id in ["flat", "limit"] {
+        assert_eq!(task(&s, "nest", id).await["status"], "succeeded", "{id}");
+    }
+
+    // Data and job metadata that deep are refused up front (exit 2), and nothing is written.
+    let deep_json = format!("{}1{}", "[".repeat(65), "]".repeat(65));
+    let r = tt(&s, &["add", "nest", "x", "y", "--data", &deep_json]).await;
+    assert_eq!(r.code, 2, "{}", r.err);
+    assert!(r.err.contains("nests 65 levels deep"), "{}", r.err);
+    let r = tt(&s, &["show", "nest", "x"]).await;
+    assert_eq!(r.code, 4, "x was not added: {}", r.err);
+    let r = tt(&s, &["job", "set", "nest", "--meta", &deep_json]).await;
+    assert_eq!(r.code, 2, "{}", r.err);
+    let r = tt(&s, &["--json", "job", "show", "nest"]).await;
+    assert_eq!(
+        (r.code, &r.json()["metadata"]),
+        (0, &Value::Null),
+        "{}",
+        r.err
+    );
+}
+
 #[tokio::test]
 async fn an_outcome_the_store_refuses_fails_that_task_and_the_run_goes_on() {
     let s: Arc<dyn Store> = Arc::new(Faulty::refusing_outputs_over(100));

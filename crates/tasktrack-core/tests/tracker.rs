@@ -756,3 +756,58 @@ async fn run_all_rides_out_a_claim_whose_answer_was_lost() {
         assert_eq!((t.status, t.attempts), (Status::Succeeded, 1), "{id}");
     }
 }
+
+/// An output nesting deeper than `MAX_JSON_DEPTH` (which a store could write but not read back)
+/// is refused by the store itself as `InvalidInput`, so the tracker records the attempt as an
+/// `unrecordable` failure, alone and through the hand-off, and goes on to the next task.
+#[tokio::test]
+async fn an_output_nested_too_deep_is_recorded_as_an_unrecordable_failure() {
+    let (store, clock, job) = setup();
+    add(&store, &job, &clock, &["a", "b", "c"]).await;
+    let deep = || {
+        let mut v = json!(1);
+        for _ in 0..=lifecycle::MAX_JSON_DEPTH {
+            v = serde_json::Value::Array(vec![v]);
+        }
+        v
+    };
+    let t = tracker(&store, &job, &clock);
+    let a = t
+        .run(&TaskId::new("a").unwrap(), |_| async move {
+            Ok::<_, std::io::Error>(deep())
+        })
+        .await
+        .unwrap();
+    assert_eq!((a.status, a.lease.is_none()), (Status::Exhausted, true));
+    let error = a.error.unwrap();
+    assert_eq!(error.kind, "unrecordable");
+    assert!(
+        error
+            .message
+            .contains("nests 65 levels deep; the limit is 64"),
+        "{}",
+        error.message
+    );
+
+    let ran = t
+        .run_all(|ctx| async move {
+            let output = match ctx.task.id.as_str() {
+                "b" => deep(),
+                id => json!({ "id": id }),
+            };
+            Ok::<_, std::io::Error>(output)
+        })
+        .await
+        .unwrap();
+    assert_eq!(ran, 2);
+    let b = store.get(&key(&job, "b")).await.unwrap();
+    assert_eq!(
+        (b.status, b.error.map(|e| e.kind)),
+        (Status::Exhausted, Some("unrecordable".to_string()))
+    );
+    let c = store.get(&key(&job, "c")).await.unwrap();
+    assert_eq!(
+        (c.status, c.output),
+        (Status::Succeeded, Some(json!({ "id": "c" })))
+    );
+}

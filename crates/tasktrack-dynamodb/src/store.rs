@@ -417,6 +417,10 @@ impl DynamoStore {
         mode: CreateMode,
         now: Timestamp,
     ) -> Result<Created> {
+        // Every task's input first: a refused create writes nothing, not even its job record.
+        for new in tasks {
+            lifecycle::check_new_task(name, new)?;
+        }
         let job = cas::ensure_job(&self.docs, name, now).await?;
         // Each task's item is built once: here, where a task over the item size limit refuses
         // the whole call before anything is written, as any other invalid task does
@@ -636,6 +640,8 @@ tasktrack_core::store_impl! {
         /// A holder whose lease ran out may still patch until the task is reclaimed (see
         /// `wrote`).
         async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+            // Refused before any read, whatever the task's state (as on every backend).
+            lifecycle::check_patch(lease, patch)?;
             let task = self
                 .fenced(lease, |t| lifecycle::patch_data(t, lease, patch, now))
                 .await?;
@@ -643,6 +649,7 @@ tasktrack_core::store_impl! {
             Ok(task)
         }
         async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+            lifecycle::check_output(lease, &output)?;
             let task = self
                 .fenced(lease, |t| lifecycle::succeed(t, lease, output.clone(), now))
                 .await?;

@@ -236,6 +236,8 @@ tasktrack_core::store_impl! {
             })
         }
         async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+            // Refused before any lock, whatever the task's state (as on every backend).
+            lifecycle::check_patch(lease, patch)?;
             let (held, patch) = (lease.clone(), patch.clone());
             self.fenced(lease, move |t| {
                 both(lifecycle::patch_data(t, &held, &patch, now))
@@ -243,6 +245,7 @@ tasktrack_core::store_impl! {
             .await
         }
         async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+            lifecycle::check_output(lease, &output)?;
             let held = lease.clone();
             self.fenced(lease, move |t| {
                 both(lifecycle::succeed(t, &held, output, now))
@@ -260,6 +263,7 @@ tasktrack_core::store_impl! {
             now: Timestamp,
         ) -> Result<Handoff> {
             cas::check_claim_next(next)?;
+            lifecycle::check_output(lease, &output)?;
             let (held, req) = (lease.clone(), next.clone());
             self.documents()
                 .batched(&lease.key.job, move |s| {
@@ -275,40 +279,44 @@ tasktrack_core::store_impl! {
             done: &[(Lease, Value)],
             now: Timestamp,
         ) -> Result<Vec<Result<Task>>> {
-            let mut by_job: BTreeMap<JobName, Vec<(usize, Lease, Value)>> = BTreeMap::new();
-            for (position, (lease, output)) in done.iter().enumerate() {
-                by_job.entry(lease.key.job.clone()).or_default().push((
-                    position,
-                    lease.clone(),
-                    output.clone(),
-                ));
-            }
-            let mut results: Vec<Option<Result<Task>>> = vec![None; done.len()];
-            for (job, batch) in by_job {
-                let leases: Vec<(usize, Lease)> =
-                    batch.iter().map(|(i, l, _)| (*i, l.clone())).collect();
-                let outcomes = self
-                    .documents()
-                    .batched(&job, move |s| Ok(succeed_each_locked(s, batch, now)))
-                    .await?;
-                match outcomes {
-                    Some(outcomes) => {
-                        for (position, outcome) in outcomes {
-                            results[position] = Some(outcome);
+            // An output `succeed` refuses is answered first, in its place.
+            cas::succeed_many_checked(done, async |done| {
+                let mut by_job: BTreeMap<JobName, Vec<(usize, Lease, Value)>> = BTreeMap::new();
+                for (position, (lease, output)) in done.iter().enumerate() {
+                    by_job.entry(lease.key.job.clone()).or_default().push((
+                        position,
+                        lease.clone(),
+                        output.clone(),
+                    ));
+                }
+                let mut results: Vec<Option<Result<Task>>> = vec![None; done.len()];
+                for (job, batch) in by_job {
+                    let leases: Vec<(usize, Lease)> =
+                        batch.iter().map(|(i, l, _)| (*i, l.clone())).collect();
+                    let outcomes = self
+                        .documents()
+                        .batched(&job, move |s| Ok(succeed_each_locked(s, batch, now)))
+                        .await?;
+                    match outcomes {
+                        Some(outcomes) => {
+                            for (position, outcome) in outcomes {
+                                results[position] = Some(outcome);
+                            }
                         }
-                    }
-                    // The job has no directory: none of its tasks exists.
-                    None => {
-                        for (position, lease) in leases {
-                            results[position] = Some(Err(stale(&lease)));
+                        // The job has no directory: none of its tasks exists.
+                        None => {
+                            for (position, lease) in leases {
+                                results[position] = Some(Err(stale(&lease)));
+                            }
                         }
                     }
                 }
-            }
-            results
-                .into_iter()
-                .map(|r| r.ok_or_else(|| Error::backend("succeed_many lost an entry")))
-                .collect()
+                results
+                    .into_iter()
+                    .map(|r| r.ok_or_else(|| Error::backend("succeed_many lost an entry")))
+                    .collect()
+            })
+            .await
         }
         async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
             let (held, req) = (lease.clone(), req.clone());

@@ -259,6 +259,19 @@ pub async fn succeed_many(
     done: &[(Lease, serde_json::Value)],
     now: Timestamp,
 ) -> Result<Vec<Result<Task>>> {
+    // An output `succeed` refuses is answered first, whatever its task's state.
+    cas::succeed_many_checked(done, async |done| {
+        succeed_many_checked_in(docs, done, now).await
+    })
+    .await
+}
+
+/// [`succeed_many`] once the outputs are checked.
+async fn succeed_many_checked_in(
+    docs: &MongoDocuments,
+    done: &[(Lease, serde_json::Value)],
+    now: Timestamp,
+) -> Result<Vec<Result<Task>>> {
     let keys: Vec<_> = done.iter().map(|(lease, _)| lease.key.clone()).collect();
     let current = docs.get_tasks(&keys).await?;
     let planned: Vec<Result<(&Versioned<Task>, Task)>> = done

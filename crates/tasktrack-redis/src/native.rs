@@ -30,7 +30,10 @@ struct Completion<'a> {
     output: String,
 }
 
-fn encode_output(output: &Json) -> Result<String> {
+/// An output as the scripts take it, checked first as `succeed` checks it (too deep, it could
+/// not be read back): the Lua scripts write it as they get it.
+fn encode_output(lease: &Lease, output: &Json) -> Result<String> {
+    lifecycle::check_output(lease, output)?;
     serde_json::to_string(output).map_err(|e| Error::invalid(format!("output is not JSON: {e}")))
 }
 
@@ -137,7 +140,7 @@ impl RedisDocs {
         now: Timestamp,
     ) -> Result<Handoff> {
         cas::check_claim_next(req)?;
-        let output = encode_output(&output)?;
+        let output = encode_output(lease, &output)?;
         let job = &lease.key.job;
         let mut inv = self.scripts.succeed_claim_next.prepare_invoke();
         inv.key(self.keys.job_base(job))
@@ -216,7 +219,7 @@ impl RedisDocs {
         let entry = Completion {
             slot: 0,
             lease,
-            output: encode_output(&output)?,
+            output: encode_output(lease, &output)?,
         };
         let mut answers = self.succeed_call(std::slice::from_ref(&entry), now).await?;
         answers.pop().map_or_else(
@@ -236,7 +239,7 @@ impl RedisDocs {
         let mut answers: Vec<Option<Result<Task>>> = done.iter().map(|_| None).collect();
         let mut entries = Vec::with_capacity(done.len());
         for (slot, (lease, output)) in done.iter().enumerate() {
-            match encode_output(output) {
+            match encode_output(lease, output) {
                 Ok(output) => entries.push(Completion {
                     slot,
                     lease,
@@ -331,6 +334,10 @@ impl RedisDocs {
         mode: CreateMode,
         now: Timestamp,
     ) -> Result<Created> {
+        // Every task's input first: a refused create writes nothing, not even its job record.
+        for new in tasks {
+            lifecycle::check_new_task(job, new)?;
+        }
         let record = cas::ensure_job(self, job, now).await?;
         let fresh = tasks
             .iter()

@@ -127,6 +127,8 @@ tasktrack_core::store_impl! {
         }
 
         async fn patch_data(&self, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+            // Refused before any lock, whatever the task's state (as on every backend).
+            lifecycle::check_patch(lease, patch)?;
             let (l, patch) = (lease.clone(), patch.clone());
             tasks::fenced(&self.db, lease, move |t| {
                 lifecycle::patch_data(t, &l, &patch, now)
@@ -134,6 +136,7 @@ tasktrack_core::store_impl! {
             .await
         }
         async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+            lifecycle::check_output(lease, &output)?;
             let l = lease.clone();
             tasks::fenced(&self.db, lease, move |t| {
                 lifecycle::succeed(t, &l, output, now)

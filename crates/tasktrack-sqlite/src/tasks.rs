@@ -69,6 +69,19 @@ pub(crate) async fn succeed_many(
     done: &[(Lease, Value)],
     now: Timestamp,
 ) -> Result<Vec<Result<Task>>> {
+    // An output `succeed` refuses is answered first, whatever its task's state.
+    tasktrack_core::cas::succeed_many_checked(done, async |done| {
+        succeed_many_checked_in(db, done, now).await
+    })
+    .await
+}
+
+/// [`succeed_many`] once the outputs are checked.
+async fn succeed_many_checked_in(
+    db: &Arc<Db>,
+    done: &[(Lease, Value)],
+    now: Timestamp,
+) -> Result<Vec<Result<Task>>> {
     let done = done.to_vec();
     db.write(move |db, tx| {
         let mut out = Vec::with_capacity(done.len());
@@ -230,6 +243,8 @@ pub(crate) async fn succeed_and_claim_next(
     now: Timestamp,
 ) -> Result<Handoff> {
     check_claim_next(req)?;
+    // Before any lock: refused whatever the task's state, as `succeed` refuses it.
+    lifecycle::check_output(lease, &output)?;
     let (lease, req) = (lease.clone(), req.clone());
     db.write(move |db, tx| {
         let Some(task) = load_task(db, tx, &lease.key)? else {

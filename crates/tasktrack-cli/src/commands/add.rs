@@ -39,6 +39,11 @@ pub async fn add(ctx: &Ctx, args: AddArgs) -> Result<u8> {
             "no task ids: give them as arguments, with --file FILE, or `-` to read stdin",
         ));
     }
+    // What the store refuses in a task (data nesting too deep, say), before the first batch is
+    // written, so that a refused task late in a big file leaves the store untouched.
+    for task in &tasks {
+        tasktrack::lifecycle::check_new_task(&job, task)?;
+    }
     let mode = if args.replace {
         CreateMode::Replace
     } else {

@@ -120,6 +120,7 @@ pub async fn put_job<D: Documents + ?Sized>(
     spec: &JobSpec,
     now: Timestamp,
 ) -> Result<Job> {
+    lifecycle::check_job_spec(name, spec)?;
     update_job(docs, name, |existing| {
         lifecycle::apply_job_spec(existing, name, spec, now)
     })
@@ -158,6 +159,10 @@ pub async fn create<D: Documents + ?Sized>(
     mode: CreateMode,
     now: Timestamp,
 ) -> Result<Created> {
+    // Every task's input first: a refused create writes nothing, not even its job record.
+    for new in tasks {
+        lifecycle::check_new_task(name, new)?;
+    }
     let job = ensure_job(docs, name, now).await?;
     let fresh = tasks
         .iter()
@@ -366,6 +371,48 @@ pub fn keep_won<T>(
     }
 }
 
+/// A batched completion ([`Store::succeed_many`]) whose outputs are checked first: an entry
+/// whose output `succeed` would refuse as input ([`lifecycle::check_output`]) answers that
+/// `InvalidInput` in its place, and `batch` gets the other entries, in order. Refusing an entry
+/// writes nothing, so the others get what they would get from `succeed` one by one. For the
+/// backends that write a batch natively (one statement or script never sees the refused ones).
+pub async fn succeed_many_checked<B>(done: &[(Lease, Value)], batch: B) -> Result<Vec<Result<Task>>>
+where
+    B: AsyncFnOnce(&[(Lease, Value)]) -> Result<Vec<Result<Task>>>,
+{
+    let checks: Vec<Result<()>> = done
+        .iter()
+        .map(|(lease, output)| lifecycle::check_output(lease, output))
+        .collect();
+    if checks.iter().all(Result::is_ok) {
+        return batch(done).await;
+    }
+    let valid: Vec<(Lease, Value)> = done
+        .iter()
+        .zip(&checks)
+        .filter(|(_, check)| check.is_ok())
+        .map(|(entry, _)| entry.clone())
+        .collect();
+    let mut written = if valid.is_empty() {
+        Vec::new()
+    } else {
+        batch(&valid).await?
+    }
+    .into_iter();
+    let mut answers = Vec::with_capacity(done.len());
+    for check in checks {
+        answers.push(match check {
+            Err(e) => Err(e),
+            Ok(()) => written.next().ok_or_else(|| {
+                Error::Backend(
+                    "a batched completion answered fewer entries than it was given".into(),
+                )
+            })?,
+        });
+    }
+    Ok(answers)
+}
+
 /// The most tasks one `claim_next` may ask for. Far above any useful batch (the benchmarks
 /// peak at a few hundred), and low enough that every backend can size its request and its
 /// buffers from it without overflowing (Redis scripts see numbers as doubles).
@@ -434,6 +481,7 @@ pub async fn patch_data<D: Documents + ?Sized>(
     patch: &Value,
     now: Timestamp,
 ) -> Result<Task> {
+    lifecycle::check_patch(lease, patch)?;
     fenced(docs, lease, |t| lifecycle::patch_data(t, lease, patch, now)).await
 }
 
@@ -444,6 +492,7 @@ pub async fn succeed<D: Documents + ?Sized>(
     output: Value,
     now: Timestamp,
 ) -> Result<Task> {
+    lifecycle::check_output(lease, &output)?;
     fenced(docs, lease, |t| {
         lifecycle::succeed(t, lease, output.clone(), now)
     })

@@ -20,7 +20,7 @@ pub fn check_new_task(job: &JobName, new: &NewTask) -> Result<()> {
             new.id
         )));
     }
-    Ok(())
+    super::check_json_depth(&new.data, || format!("task {job}/{}: data", new.id))
 }
 
 /// A new `pending` task, with the job's defaults for what `new` leaves unset; a staged job's

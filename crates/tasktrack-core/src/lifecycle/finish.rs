@@ -29,7 +29,11 @@ pub fn heartbeat(
 
 /// Applies a JSON merge patch (RFC 7386) to `data`. Checkpoints written this way persist
 /// whatever the attempt's outcome.
+///
+/// A patch nesting deeper than [`super::MAX_JSON_DEPTH`] is refused first: a merge never nests
+/// deeper than the data or the patch it starts from, so the data stays readable.
 pub fn patch_data(task: &Task, lease: &Lease, patch: &Value, now: Timestamp) -> Result<Task> {
+    check_patch(lease, patch)?;
     check_fence(task, lease)?;
     let mut t = task.clone();
     merge_patch(&mut t.data, patch);
@@ -39,7 +43,11 @@ pub fn patch_data(task: &Task, lease: &Lease, patch: &Value, now: Timestamp) -> 
 
 /// Success: `succeeded` with its output, or `pending` at the next pipeline stage with attempts
 /// reset. The last error is cleared (it stays in history).
+///
+/// An output nesting deeper than [`super::MAX_JSON_DEPTH`] is refused first (see
+/// [`check_output`]).
 pub fn succeed(task: &Task, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+    check_output(lease, &output)?;
     check_fence(task, lease)?;
     let mut t = task.clone();
     record(&mut t, Outcome::Succeeded, None, now);
@@ -61,6 +69,19 @@ pub fn succeed(task: &Task, lease: &Lease, output: Value, now: Timestamp) -> Res
     }
     touch(&mut t, now)?;
     Ok(t)
+}
+
+/// What [`succeed`] refuses in an output whatever the task's state: nesting deeper than
+/// [`super::MAX_JSON_DEPTH`]. Native paths (a success written by one SQL statement or Lua
+/// script) call it before writing; refused, nothing is written and the lease still holds, so
+/// the worker can record a failure instead.
+pub fn check_output(lease: &Lease, output: &Value) -> Result<()> {
+    super::check_json_depth(output, || format!("task {}: output", lease.key))
+}
+
+/// What [`patch_data`] refuses in a patch whatever the task's state (see [`check_output`]).
+pub fn check_patch(lease: &Lease, patch: &Value) -> Result<()> {
+    super::check_json_depth(patch, || format!("task {}: data patch", lease.key))
 }
 
 /// Failure: `failed` until `now + backoff(attempts)` while attempts remain and the error is

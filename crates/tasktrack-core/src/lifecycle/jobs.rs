@@ -12,6 +12,7 @@ pub fn apply_job_spec(
     spec: &JobSpec,
     now: Timestamp,
 ) -> Result<Job> {
+    check_job_spec(name, spec)?;
     let mut job = match existing {
         Some(j) => {
             let mut j = j.clone();
@@ -58,6 +59,16 @@ pub fn apply_job_spec(
         job.state = state;
     }
     Ok(job)
+}
+
+/// What [`apply_job_spec`] refuses in `spec` whatever the job's record: metadata nesting
+/// deeper than [`super::MAX_JSON_DEPTH`] (a job record that could not be read back would make
+/// every command of the job fail, its deletion included).
+pub fn check_job_spec(name: &JobName, spec: &JobSpec) -> Result<()> {
+    match &spec.metadata {
+        Some(m) => super::check_json_depth(m, || format!("job {name}: metadata")),
+        None => Ok(()),
+    }
 }
 
 /// Moves the job's state; with `expected`, only from that state ([`Error::Conflict`] otherwise).

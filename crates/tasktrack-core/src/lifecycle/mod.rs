@@ -37,6 +37,7 @@
 mod admin;
 mod backoff;
 mod claim;
+mod depth;
 mod finish;
 mod jobs;
 
@@ -44,8 +45,9 @@ pub use admin::{
     check_delete, check_new_task, create_task, ignore, purgeable, replace_task, report, retry,
 };
 pub use claim::{ClaimDecision, claim, expire, lease_of};
-pub use finish::{fail, heartbeat, patch_data, release, succeed};
-pub use jobs::{apply_job_spec, move_job_state};
+pub use depth::{MAX_JSON_DEPTH, check_json_depth, json_depth};
+pub use finish::{check_output, check_patch, fail, heartbeat, patch_data, release, succeed};
+pub use jobs::{apply_job_spec, check_job_spec, move_job_state};
 
 use crate::error::{Error, Result};
 use crate::model::{Attempt, Failure, HISTORY_LIMIT, Lease, Outcome, Status, Task};

@@ -557,3 +557,125 @@ pub async fn data_checkpoints_persist_through_every_outcome(h: Harness) -> Resul
     assert_eq!(h.get("a").await?, t);
     Ok(())
 }
+
+/// `depth` levels of arrays and objects, alternating, around a number.
+fn nested(depth: usize) -> serde_json::Value {
+    let mut v = json!(1);
+    for i in 0..depth {
+        v = if i % 2 == 0 {
+            // Built by hand: `json!` would copy `v`, recursively, at every level.
+            serde_json::Value::Array(vec![v])
+        } else {
+            serde_json::Value::Object(serde_json::Map::from_iter([("k".to_string(), v)]))
+        };
+    }
+    v
+}
+
+/// User JSON nesting deeper than [`crate::lifecycle::MAX_JSON_DEPTH`] (which serde_json could
+/// write but, wrapped in a stored record, not read back) is refused as `InvalidInput` wherever it
+/// enters: task data (create), a data patch, an output (succeed, succeed_many, the hand-off), job
+/// metadata. A refusal writes nothing: the task is unchanged and its lease still held, so the
+/// worker can record a failure instead; in a batch only that entry is refused. Exactly the
+/// limit is accepted and reads back equal, through `get` and `list`.
+pub async fn json_nested_past_the_depth_limit_is_refused_everywhere(h: Harness) -> Result<()> {
+    let max = crate::lifecycle::MAX_JSON_DEPTH;
+    let (ok, deep) = (nested(max), nested(max + 1));
+    let now = h.now();
+
+    let too_deep = NewTask::new(tid("deep")).with_data(deep.clone());
+    let batch = [NewTask::new(tid("x")), too_deep];
+    assert_invalid(
+        h.store
+            .create(&h.job, &batch, CreateMode::SkipExisting, now)
+            .await,
+    );
+    assert!(matches!(h.get("x").await, Err(Error::NotFound(_))), "x");
+    assert!(
+        matches!(h.get("deep").await, Err(Error::NotFound(_))),
+        "deep"
+    );
+    let meta = |m: &serde_json::Value| JobSpec {
+        metadata: Some(m.clone()),
+        ..Default::default()
+    };
+    assert_invalid(h.set_job(meta(&deep)).await);
+    assert!(
+        matches!(h.store.get_job(&h.job).await, Err(Error::NotFound(_))),
+        "a refused create or put_job creates no job record"
+    );
+    assert_eq!(h.set_job(meta(&ok)).await?.metadata, ok);
+    let job = h.store.get_job(&h.job).await?;
+    assert_eq!(job.metadata, ok, "metadata at the limit reads back");
+    assert_invalid(h.set_job(meta(&deep)).await);
+    assert_eq!(h.store.get_job(&h.job).await?, job, "metadata refused");
+
+    let at_limit = NewTask::new(tid("a")).with_data(ok.clone());
+    h.store
+        .create(&h.job, &[at_limit], CreateMode::SkipExisting, now)
+        .await?;
+    assert_eq!(h.get("a").await?.data, ok, "data at the limit reads back");
+    h.add(&["b", "c"]).await?;
+    let (a, b, c) = (
+        h.claim("a", "w").await?,
+        h.claim("b", "w").await?,
+        h.claim("c", "w").await?,
+    );
+    assert_invalid(h.store.patch_data(&a.lease, &deep, now).await);
+    assert_invalid(h.store.succeed(&a.lease, deep.clone(), now).await);
+    let next = ClaimNext::new("w", LEASE);
+    assert_invalid(
+        h.store
+            .succeed_and_claim_next(&a.lease, deep.clone(), &next, now)
+            .await,
+    );
+    assert_eq!(h.get("a").await?, a.task, "a is untouched, its lease held");
+
+    let answers = h
+        .store
+        .succeed_many(
+            &[
+                (c.lease.clone(), deep.clone()),
+                (b.lease.clone(), ok.clone()),
+            ],
+            now,
+        )
+        .await?;
+    let [c_answer, b_answer] = <[Result<Task>; 2]>::try_from(answers)
+        .unwrap_or_else(|a| panic!("succeed_many answered {} entries for 2", a.len()));
+    assert_invalid(c_answer);
+    let b_done = b_answer?;
+    assert_eq!(
+        b_done.output.as_ref(),
+        Some(&ok),
+        "b's entry is not spoiled"
+    );
+    assert_eq!(h.get("c").await?, c.task, "c is untouched, its lease held");
+    let failed = h.fail_now(&c.lease, "output too deep").await?;
+    assert_eq!(
+        failed.status,
+        Status::Failed,
+        "the holder records a failure instead"
+    );
+
+    h.store.patch_data(&a.lease, &ok, now).await?;
+    assert_eq!(
+        h.get("a").await?.data,
+        ok,
+        "a patch at the limit reads back"
+    );
+    h.store.succeed(&a.lease, ok.clone(), now).await?;
+    let a_done = h.get("a").await?;
+    assert_eq!(
+        a_done.output.as_ref(),
+        Some(&ok),
+        "an output at the limit reads back"
+    );
+    let page = h.store.list(&TaskQuery::new(h.job.clone())).await?;
+    let mut listed = ids(&page);
+    listed.sort_unstable();
+    assert_eq!(listed, ["a", "b", "c"], "list reads every task back");
+    let listed_a = page.tasks.iter().find(|t| t.id.as_str() == "a");
+    assert_eq!(listed_a, Some(&a_done), "list reads a back whole");
+    Ok(())
+}

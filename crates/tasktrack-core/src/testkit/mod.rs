@@ -304,6 +304,7 @@ macro_rules! conformance_tests {
             finish::fail_backoff_doubles_per_attempt_up_to_its_cap,
             finish::bad_lease_lengths_are_rejected_before_anything_is_written,
             finish::data_checkpoints_persist_through_every_outcome,
+            finish::json_nested_past_the_depth_limit_is_refused_everywhere,
             admin::ignore_is_refused_on_a_live_lease_unless_forced,
             admin::retry_resets_attempts_from_failed_exhausted_and_ignored,
             admin::nothing_leaves_succeeded_without_force,

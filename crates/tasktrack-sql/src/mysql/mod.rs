@@ -641,6 +641,8 @@ store_over_cas! {
             now: Timestamp,
         ) -> Result<Handoff> {
             cas::check_claim_next(next)?;
+            // Refused before any row is locked, as `succeed` refuses it.
+            lifecycle::check_output(lease, &output)?;
             if let Some(handoff) = self.handoff_locked(lease, &output, next, now).await? {
                 return Ok(handoff);
             }
@@ -656,8 +658,11 @@ store_over_cas! {
             done: &[(Lease, Value)],
             now: Timestamp,
         ) -> Result<Vec<Result<Task>>> {
-            succeed_many_batched(self, done, now, async |firsts| {
-                self.succeed_many_locked(firsts, now).await
+            cas::succeed_many_checked(done, async |done| {
+                succeed_many_batched(self, done, now, async |firsts| {
+                    self.succeed_many_locked(firsts, now).await
+                })
+                .await
             })
             .await
         }

@@ -690,6 +690,8 @@ store_over_cas! {
             now: Timestamp,
         ) -> Result<Handoff> {
             cas::check_claim_next(next)?;
+            // The statements write the output as given: refuse what could not be read back.
+            lifecycle::check_output(lease, &output)?;
             let output = storable_output(output);
             let (output, _slot) = match self.handoff_combined(lease, output, next, now).await? {
                 ViaCombiner::Done(handoff) => return Ok(*handoff),
@@ -704,6 +706,7 @@ store_over_cas! {
             handoff_general(self, lease, output, next, now).await
         }
         async fn succeed(&self, lease: &Lease, output: Value, now: Timestamp) -> Result<Task> {
+            lifecycle::check_output(lease, &output)?;
             let output = storable_output(output);
             match self.succeed_fast(&self.pool, lease, &output, now).await? {
                 Some(task) => Ok(task),
@@ -717,9 +720,12 @@ store_over_cas! {
             done: &[(Lease, Value)],
             now: Timestamp,
         ) -> Result<Vec<Result<Task>>> {
-            let done = storable_outputs(done);
-            succeed_many_batched(self, &done, now, async |firsts| {
-                self.succeed_many_fast(firsts, now).await
+            cas::succeed_many_checked(done, async |done| {
+                let done = storable_outputs(done);
+                succeed_many_batched(self, &done, now, async |firsts| {
+                    self.succeed_many_fast(firsts, now).await
+                })
+                .await
             })
             .await
         }
