@@ -1,14 +1,14 @@
 //! `run JOB -- CMD [ARG...]`: the parallel runner.
 //!
-//! N workers ([`worker::work`]) each claim one task at a time with `claim_next`, start the command
-//! without a shell ([`child`]), heartbeat the lease every third of its length while it runs, and
+//! N workers (`worker::work`) each claim one task at a time with `claim_next`, start the command
+//! without a shell (`child`), heartbeat the lease every third of its length while it runs, and
 //! record the outcome with the lease (so a result that arrives after the lease was lost bounces
 //! with `StaleLease` and is reported, never written). A success is recorded with
 //! `succeed_and_claim_next`, so the next task comes with it: one store call per task. The run
 //! ends when nothing is claimable now or later in this run, when `--limit` claims were made, or
 //! on Ctrl-C / SIGTERM: then no new task is claimed, running commands get `--grace` to finish, the
 //! rest are killed and their leases released (the attempt is not counted), and the summary is
-//! printed. Releasing may take [`RELEASE_PATIENCE`] at most, and a further Ctrl-C cuts it short:
+//! printed. Releasing may take `RELEASE_PATIENCE` at most, and a further Ctrl-C cuts it short:
 //! then `run` exits at once (130) and the leases left expire on their own.
 
 mod child;
