@@ -413,3 +413,34 @@ fn a_duration_below_the_stores_millisecond_is_refused_not_stored_as_zero() {
     assert_eq!(done.code, 0, "{}", done.err);
     assert!(done.out.contains("1ms..2ms"), "{}", done.out);
 }
+
+/// The way out of a damaged record, as docs/cli.md ("Errors") tells it: reading the job fails
+/// naming the task and its column, and `delete JOB ID` removes the task (whatever its lease says:
+/// `testkit::damaged`), after which the job reads again.
+#[test]
+fn a_damaged_task_is_named_and_can_be_deleted() {
+    let env = Env::new();
+    assert_eq!(env.tt(&["add", "j", "a", "b"]).code, 0);
+    let db = rusqlite::Connection::open(env.path("tasktrack.db")).unwrap();
+    db.execute(
+        "UPDATE tasktrack_task SET data = '{ damaged' WHERE job = 'j' AND id = 'a'",
+        [],
+    )
+    .unwrap();
+
+    let listed = env.tt(&["list", "j"]);
+    listed.assert_one_line_error(1, "list of a job with a damaged task");
+    assert!(
+        listed.err.contains("task j/a") && listed.err.contains("column data"),
+        "the error names the task and the column: {}",
+        listed.err
+    );
+    let deleted = env.tt(&["delete", "j", "a"]);
+    assert_eq!(deleted.code, 0, "{}", deleted.err);
+    assert_eq!(env.tt(&["show", "j", "a"]).code, 4);
+    let list = env.json(&["list", "j"]);
+    assert_eq!(support::sorted_ids(&list), ["b"]);
+    let status = env.json(&["status", "j"]);
+    assert_eq!(status["total"], 1, "{status}");
+    assert_eq!(status["by_status"]["pending"], 1, "{status}");
+}

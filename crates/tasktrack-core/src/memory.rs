@@ -147,6 +147,17 @@ impl Documents for MemoryDocuments {
         }
     }
 
+    /// Never called: a memory record is never damaged (it holds no encoded form).
+    async fn delete_damaged(&self, key: &TaskKey) -> Result<bool> {
+        let mut state = self.lock();
+        let Some(job) = state.tasks.get_mut(&key.job) else {
+            return Ok(false);
+        };
+        let found = job.tasks.contains_key(&key.id);
+        job.remove(&key.id);
+        Ok(found)
+    }
+
     async fn claimable(
         &self,
         job: &JobName,

@@ -143,9 +143,15 @@ struct Cols<'a, 'r> {
 }
 
 impl Cols<'_, '_> {
+    /// `Corrupt` naming the file, the record and the column by name (an index says nothing to
+    /// someone about to repair the row by hand).
     fn corrupt(&self, col: usize, message: impl std::fmt::Display) -> Error {
+        let column = match self.row.as_ref().column_name(col) {
+            Ok(name) => name.to_owned(),
+            Err(_) => format!("#{col}"),
+        };
         Error::corrupt(
-            format!("{} ({}, column {col})", self.db.location(), self.what),
+            format!("{} ({}, column {column})", self.db.location(), self.what),
             message,
         )
     }

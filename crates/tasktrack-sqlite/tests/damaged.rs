@@ -4,7 +4,9 @@
 //! status and counts stay; repaired and retried, it is claimable again.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
+use std::sync::Arc;
 use std::time::Duration;
+use tasktrack_core::testkit::{Harness, damaged};
 use tasktrack_core::{
     ClaimNext, Claimed, CreateMode, ErrorKind, JobName, NewTask, Retry, Status, Store, TaskId,
     TaskKey, Timestamp,
@@ -146,4 +148,32 @@ async fn a_row_whose_token_cannot_advance_is_set_aside() {
     assert!(store.claim_next(&job, &claim, T).await.unwrap().is_empty());
     let a = TaskKey::new(job.clone(), TaskId::new("a").unwrap());
     assert_eq!(store.get(&a).await.unwrap().status, Status::Pending);
+}
+
+/// `delete` removes a damaged row whatever its lease says (the shared case, with SQLite's hand:
+/// invalid JSON written into the `data` column).
+#[tokio::test]
+async fn a_damaged_task_can_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = tasktrack_sqlite::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let conn = std::sync::Mutex::new(rusqlite::Connection::open(&path).unwrap());
+    let damage = |key: TaskKey| {
+        let changed = conn
+            .lock()
+            .unwrap()
+            .execute(
+                "UPDATE tasktrack_task SET data = '{ damaged' WHERE job = ?1 AND id = ?2",
+                [key.job.as_str(), key.id.as_str()],
+            )
+            .unwrap();
+        assert_eq!(changed, 1, "{key} damaged");
+        std::future::ready(())
+    };
+    let harness = Harness::new(Arc::new(store), "a_damaged_task_can_be_deleted", 1.0);
+    damaged::a_damaged_task_can_be_deleted(harness, damage)
+        .await
+        .unwrap();
 }

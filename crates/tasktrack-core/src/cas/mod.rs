@@ -111,6 +111,21 @@ pub trait Documents: fmt::Debug + Send + Sync + 'static {
     /// Deletes `old` if it is still at `old.revision`; `false` on conflict.
     async fn delete_task(&self, old: &Versioned<Task>) -> Result<bool>;
 
+    /// Deletes the record at `key`, which [`Documents::get_task`] found damaged (it answered
+    /// [`Error::Corrupt`](crate::Error::Corrupt)), with its index entries and counters as far as
+    /// its readable parts name them; `false` if there is no record at `key`.
+    ///
+    /// Unconditional, as a damaged record has no revision to compare: a record repaired by hand
+    /// and rewritten between the read and this call is deleted too, which is what the caller
+    /// asked for, without the live-lease check. See DESIGN.md, "A damaged task record does not
+    /// stop its job".
+    async fn delete_damaged(&self, key: &TaskKey) -> Result<bool> {
+        Err(crate::Error::Unsupported {
+            backend: self.backend(),
+            what: format!("deleting the damaged task {key}"),
+        })
+    }
+
     /// Up to `limit` tasks of `job` (at `stage`, if given) that may be claimable at `now`, in
     /// claim order: priority descending, then [`Task::claimable_at`], then id. The list may be
     /// stale; the adapter re-checks every candidate and writes conditionally.

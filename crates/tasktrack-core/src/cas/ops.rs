@@ -585,8 +585,13 @@ pub async fn report<D: Documents + ?Sized>(
 /// [`Store::delete`].
 pub async fn delete<D: Documents + ?Sized>(docs: &D, key: &TaskKey, now: Timestamp) -> Result<()> {
     for attempt in 0..MAX_CAS_ATTEMPTS {
-        let Some(current) = docs.get_task(key).await? else {
-            return Err(Error::NotFound(format!("task {key}")));
+        let current = match docs.get_task(key).await {
+            Ok(Some(current)) => current,
+            Ok(None) => return Err(Error::NotFound(format!("task {key}"))),
+            // No lease of a record nobody can read can be honoured: remove it as it is.
+            Err(Error::Corrupt { .. }) if docs.delete_damaged(key).await? => return Ok(()),
+            Err(Error::Corrupt { .. }) => return Err(Error::NotFound(format!("task {key}"))),
+            Err(e) => return Err(e),
         };
         lifecycle::check_delete(&current.value, now)?;
         if docs.delete_task(&current).await? {

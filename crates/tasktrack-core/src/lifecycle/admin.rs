@@ -150,6 +150,10 @@ pub fn report(
 }
 
 /// A task held by a live lease cannot be deleted.
+///
+/// A record that no longer decodes is not checked: it has no lease anyone could honour (every
+/// write of it is `Corrupt`), so a store deletes it without this rule (DESIGN.md, "A damaged task
+/// record does not stop its job").
 pub fn check_delete(task: &Task, now: Timestamp) -> Result<()> {
     match live_holder(task, now) {
         Some(reason) => Err(Error::Refused {

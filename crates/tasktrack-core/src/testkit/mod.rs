@@ -21,12 +21,15 @@
 //!
 //! Cases are grouped by area: [`create`], [`claim`], [`lease`], [`finish`], [`admin`],
 //! [`list`], [`counts`], [`keys`], [`jobs`], [`pipeline`], [`concurrency`], [`model_check`].
+//! [`damaged`] and [`documents`] hold cases a backend runs from its own tests, with a hand the
+//! trait does not give (damaging a stored record, a document's conditional write).
 
 pub mod admin;
 pub mod claim;
 pub mod concurrency;
 pub mod counts;
 pub mod create;
+pub mod damaged;
 pub mod documents;
 pub mod finish;
 mod guarded;
