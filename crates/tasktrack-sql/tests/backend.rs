@@ -1076,6 +1076,30 @@ async fn damaged_row_is_set_aside_by_claims(dialect: &str, damage: &str) {
     assert_eq!(names(again), ["t00000"]);
 }
 
+/// `delete` removes a damaged row whatever its lease says, one held by a live lease and one a
+/// claim has set aside, and the triggers take it out of the counts
+/// (`testkit::damaged::a_damaged_task_can_be_deleted`), for every way [`damages`] has.
+async fn a_damaged_task_can_be_deleted(dialect: &str) {
+    for damage in damages(dialect) {
+        damaged_task_can_be_deleted(dialect, damage).await;
+    }
+}
+
+async fn damaged_task_can_be_deleted(dialect: &str, damage: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let h = testkit::Harness::new(s.guarded(), "a_damaged_task_can_be_deleted", 1.0);
+    // The scratch namespace holds the harness's job alone, so its ids name its rows.
+    let damage_row = |k: TaskKey| {
+        let s = s.clone();
+        async move { set_history(&s, dialect, &[k.id.as_str()], damage).await }
+    };
+    testkit::damaged::a_damaged_task_can_be_deleted(h, damage_row)
+        .await
+        .unwrap_or_else(|e| panic!("{damage}: {e}"));
+}
+
 /// A damaged row among the hand-off's candidates does not cost the worker its success: the
 /// success is recorded and the claim goes on past the row; in a batched completion, a damaged
 /// row answers `Corrupt` for its own lease only.
@@ -1414,6 +1438,7 @@ on_both_dialects!(
     a_batch_claim_answers_in_claim_order_expired_leases_included,
     a_damaged_row_is_set_aside_by_claims,
     a_damaged_row_fails_only_its_own_lease,
+    a_damaged_task_can_be_deleted,
     a_handoff_whose_row_does_not_read_back_releases_what_it_granted,
     concurrent_handoffs_pass_damaged_rows_by,
     a_row_finished_by_hand_does_not_block_claims,

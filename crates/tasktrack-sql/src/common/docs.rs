@@ -101,6 +101,7 @@ shared_queries!(
     get_task,
     replace_task,
     delete_task,
+    delete_damaged,
     claimable,
     claimable_stage,
     count_tasks,
@@ -156,6 +157,9 @@ macro_rules! documents_over_dialect {
                 old: &tasktrack_core::cas::Versioned<Task>,
             ) -> Result<bool> {
                 $crate::common::docs::delete_task(self, old).await
+            }
+            async fn delete_damaged(&self, key: &TaskKey) -> Result<bool> {
+                $crate::common::docs::delete_damaged(self, key).await
             }
             async fn claimable(
                 &self,
@@ -308,6 +312,18 @@ pub(crate) async fn delete_task<D: Dialect>(s: &D, old: &Versioned<Task>) -> Res
         .bind(old.value.id.as_str())
         .bind(version_of(old.value.version)?)
         .bind(old.value.created_at.as_millis());
+    Ok(s.execute(false, &st).await? == 1)
+}
+
+/// Deletes the row at `key` that [`get_task`] found damaged, unconditionally
+/// (`delete_damaged.sql`): a row that does not decode has no version or lease the store could
+/// check. The counter triggers read only its `job`, `stage` and `status` columns, apart from the
+/// JSON that no longer decodes, so counts move with it as with any delete, set aside or not.
+/// `false` if no row was there.
+pub(crate) async fn delete_damaged<D: Dialect>(s: &D, key: &TaskKey) -> Result<bool> {
+    let st = Stmt::stored(&s.queries().delete_damaged)
+        .bind(key.job.as_str())
+        .bind(key.id.as_str());
     Ok(s.execute(false, &st).await? == 1)
 }
 
