@@ -369,6 +369,18 @@ impl Documents for MongoDocuments {
         Ok(result.deleted_count == 1)
     }
 
+    /// `deleteOne({_id})`, unconditional: a document that does not decode has no revision to
+    /// compare. Nothing else to move: counts are an aggregation over the task documents and
+    /// every index entry (a set-aside one included) goes with its document.
+    async fn delete_damaged(&self, key: &TaskKey) -> Result<bool> {
+        let result = self
+            .tasks
+            .delete_one(doc! {"_id": task_id(&key.job, &key.id)})
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(result.deleted_count == 1)
+    }
+
     async fn claimable(
         &self,
         job: &JobName,

@@ -194,6 +194,37 @@ async fn many_unreadable_heads_do_not_hide_the_queue() {
     assert_eq!(ids(&claimed), ["t9"]);
 }
 
+/// `delete` removes a damaged task whatever its lease says (the shared case), each damaged as
+/// above by a field that no longer decodes (its status left readable): the one a worker holds,
+/// and a pending one that the case's claim sets aside. Then no document of either is left.
+#[tokio::test]
+async fn a_damaged_task_can_be_deleted() {
+    let Some((store, raw)) = scratch().await else {
+        return;
+    };
+    let h = testkit::Harness::new(
+        std::sync::Arc::new(store),
+        "a_damaged_task_can_be_deleted",
+        1.0,
+    );
+    let job = h.job.clone();
+    let damage = |key: TaskKey| {
+        let raw = raw.clone();
+        async move {
+            let update = doc! {"$set": {"attempts": "many"}};
+            raw_set(&raw, key.job.as_str(), key.id.as_str(), update).await;
+        }
+    };
+    testkit::damaged::a_damaged_task_can_be_deleted(h, damage)
+        .await
+        .unwrap();
+    let left = raw
+        .count_documents(doc! {"job": job.as_str()})
+        .await
+        .unwrap();
+    assert_eq!(left, 2, "`other` and the new `held`");
+}
+
 /// A create with one task too large for a document is refused naming it, and writes nothing
 /// (not even the tasks before it); a success whose output is too large is refused naming the
 /// task, which stays in progress under its lease.

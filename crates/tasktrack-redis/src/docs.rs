@@ -174,6 +174,15 @@ impl Documents for RedisDocs {
         Ok(self.eval::<i64>(&inv).await? == 1)
     }
 
+    /// One script (`lua/delete_damaged.lua`) removes the hash with its queue, listing and
+    /// set-aside entries and its counter, trusting only the fields that still read as valid, so
+    /// that a damaged task leaves nothing behind that would count or list it.
+    async fn delete_damaged(&self, key: &TaskKey) -> Result<bool> {
+        let mut inv = self.scripts.delete_damaged.prepare_invoke();
+        inv.key(self.keys.job_base(&key.job)).arg(key.id.as_str());
+        Ok(self.eval::<i64>(&inv).await? == 1)
+    }
+
     async fn claimable(
         &self,
         job: &JobName,

@@ -36,7 +36,8 @@
 //!   `lua/replace.lua` writes the result only if the task's `version` and `created_at` are
 //!   unchanged ([`tasktrack_core::cas::task_revision`]: a task deleted and created again starts
 //!   again at version 1), moving its indexes and counters in the same script; on a conflict the
-//!   adapter reads again ([`tasktrack_core::cas`]).
+//!   adapter reads again ([`tasktrack_core::cas`]). A `delete` of a task that does not decode
+//!   is one unconditional script instead (`lua/delete_damaged.lua`), as no rule can read it.
 //!
 //! # Layout
 //! All keys start with `<prefix>:`. A job's keys share the hash tag `{<job>}` (with `%`, `{`, `}`

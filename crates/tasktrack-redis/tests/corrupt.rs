@@ -269,6 +269,93 @@ async fn a_granted_task_whose_json_does_not_decode_is_left_out_not_an_error() {
     assert_eq!(raw.counters().await, raw.recount().await);
 }
 
+/// `delete` removes a damaged task whatever its lease says (the shared case), with its JSON
+/// damaged as above: a claim grants it and leaves it out of its answer, so it is deleted in
+/// progress under a lease nobody heard of.
+#[tokio::test]
+async fn a_damaged_task_can_be_deleted() {
+    deletes_tasks_damaged_in("data", "{not json").await;
+}
+
+/// The same with a field the scripts check: a claim sets the task aside (the set `x`), and
+/// `delete` takes it out of there too.
+#[tokio::test]
+async fn a_task_set_aside_as_corrupt_can_be_deleted() {
+    deletes_tasks_damaged_in("attempts", "many").await;
+}
+
+/// Runs the shared case with `field` set to `value` by hand as its damage, then checks that no
+/// key of the job still names a deleted task: counters equal a recount, the listing sets hold
+/// one entry per task hash, the queues and the set-aside set none of a hash that is gone.
+async fn deletes_tasks_damaged_in(field: &'static str, value: &'static str) {
+    let Some((scratch, store)) = scratch_store().await else {
+        return;
+    };
+    let h = testkit::Harness::new(store, "a_damaged_task_can_be_deleted", 1.0);
+    let job = h.job.clone();
+    let prefix = scratch.0.prefix().to_string();
+    let damage = |key: TaskKey| {
+        let prefix = prefix.clone();
+        async move {
+            let mut raw = Raw::new(&prefix, key.job.as_str()).await;
+            raw.hset(key.id.as_str(), field, value).await;
+        }
+    };
+    testkit::damaged::a_damaged_task_can_be_deleted(h, damage)
+        .await
+        .unwrap();
+
+    let mut raw = Raw::new(&prefix, job.as_str()).await;
+    assert_eq!(raw.counters().await, raw.recount().await);
+    let start = raw.task_key("").len();
+    let hashes: BTreeSet<String> = raw
+        .keys(&format!("{}*", raw.task_key("")))
+        .await
+        .into_iter()
+        .map(|k| k[start..].to_string())
+        .collect();
+    let mut listed = Vec::new();
+    for status in Status::ALL {
+        listed.extend(raw.members(&format!("s:{}", status.as_str())).await);
+    }
+    let mut listed: Vec<String> = listed.iter().map(|m| m[12..].to_string()).collect();
+    listed.sort();
+    assert_eq!(listed, hashes.iter().cloned().collect::<Vec<_>>());
+    for set in ["r", "d"] {
+        for m in raw.members(set).await {
+            assert!(hashes.contains(&m[20..]), "{set} holds {m}");
+        }
+    }
+    assert_eq!(raw.members("x").await, Vec::<String>::new());
+}
+
+/// A task whose `status` and `updated` were edited too: its listing entry cannot be named from
+/// them, so `delete` finds it by scanning the job's listing sets for its id, matched literally
+/// (`t?` must not take `tx`'s entry), and moves the counter of the status it was listed under.
+#[tokio::test]
+async fn a_task_damaged_in_its_status_is_deleted_with_its_listing_entry() {
+    let Some((scratch, store)) = scratch_store().await else {
+        return;
+    };
+    let job = JobName::new("unnamed").unwrap();
+    let now = Timestamp::from_millis(10_000);
+    create(&*store, &job, &new_tasks(&["t?", "tx"]), now).await;
+    let mut raw = Raw::new(scratch.0.prefix(), "unnamed").await;
+    raw.hset("t?", "status", "bogus").await;
+    raw.hset("t?", "updated", "yesterday").await;
+    let key = TaskKey::parse("unnamed", "t?").unwrap();
+    assert!(matches!(store.get(&key).await, Err(Error::Corrupt { .. })));
+
+    store.delete(&key, now).await.unwrap();
+    assert!(matches!(store.get(&key).await, Err(Error::NotFound(_))));
+    assert_eq!(raw.counters().await, raw.recount().await);
+    let listed = raw.members("s:pending").await;
+    assert!(listed.len() == 1 && listed[0].ends_with("tx"), "{listed:?}");
+    assert_eq!(raw.members("r").await.len(), 1);
+    let page = store.list(&TaskQuery::new(job)).await.unwrap();
+    assert_eq!(testkit::ids(&page), ["tx"]);
+}
+
 /// A hand-off whose completed task does not decode once written (its `data` edited by hand):
 /// the call answers `Corrupt`, and the task it granted is released, not left held by a lease
 /// its worker never heard of (which would expire as a failed attempt).

@@ -1,0 +1,60 @@
+-- Documents::delete_damaged: deletes a task whose hash no longer decodes (get_task answered
+-- Corrupt), whatever its lease says, with its queue, listing and set-aside entries and its
+-- counter, in one atomic step. No revision is compared: a damaged record has none the caller
+-- could have read. ARGV: id. Returns 1, or 0 when there is no task hash at `id`.
+--
+-- The hash is damaged, so no field is trusted blindly: each is used only where a wrong value
+-- can do no harm (a ZREM of a member that is not there) or after the check `check` applies to
+-- it, so the script cannot fail halfway (Redis would keep the writes made before the failure).
+local id = ARGV[1]
+
+-- The glob pattern (ZSCAN MATCH) of a listing member of `id`: 12 hex digits, then the id with
+-- the glob's special characters escaped, as a task id may hold any of them.
+local listing_pattern = '????????????' .. string.gsub(id, '[%*%?%[%]\\]', '\\%0')
+
+-- Removes every member of the listing set of `status` that is an entry of `id`; whether there
+-- was one. A full scan of the set: only taken when the entry cannot be named (below).
+local function unlist_scan(status)
+  local key, cursor, found = B .. 's:' .. status, '0', false
+  repeat
+    local page = redis.call('ZSCAN', key, cursor, 'MATCH', listing_pattern, 'COUNT', 1000)
+    cursor = page[1]
+    for i = 1, #page[2], 2 do
+      redis.call('ZREM', key, page[2][i])
+      found = true
+    end
+  until cursor == '0'
+  return found
+end
+
+-- Removes the task's listing entry; returns the status it was listed (and so counted) under,
+-- or nil if it is listed nowhere. `index` lists and counts a task under the same status, so
+-- the set that held the entry names the counter to move even when the hash's status was
+-- edited. The entry is named by the status and updated_at when both are readable; otherwise
+-- (or if that member is not there, an edited value) every listing set of the job is scanned.
+local function unlist(f)
+  if STATUSES[f.status] and not bad_s(f.updated) then
+    if redis.call('ZREM', B .. 's:' .. f.status, lmember(f, id)) == 1 then return f.status end
+  end
+  local listed = nil
+  for status in pairs(STATUSES) do
+    if unlist_scan(status) and listed == nil then listed = status end
+  end
+  return listed
+end
+
+local f = load(id)
+if f == nil then return 0 end
+local listed = unlist(f)
+if listed == nil and STATUSES[f.status] then listed = f.status end
+-- Counted under its listed status (and its stage, as `ctr` names the counter).
+if listed then count({ status = listed, stage = f.stage }, -1) end
+-- Its claim-queue entries, named by `qm` (claim_head drops an entry whose task is gone, should
+-- `qm` itself be lost), and its entry in the set-aside set, if a claim put it there.
+if f.qm then
+  dequeue(B .. 'r', B .. 'd', f.qm, false)
+  if f.stage then dequeue(B .. 'r:' .. f.stage, B .. 'd:' .. f.stage, f.qm, false) end
+end
+redis.call('ZREM', B .. 'x', id)
+redis.call('DEL', tkey(id))
+return finish(1)
