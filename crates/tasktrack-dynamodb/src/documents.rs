@@ -13,11 +13,47 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use std::collections::{BTreeMap, HashMap};
-use tasktrack_core::cas::{Damaged, Documents, Versioned};
+use tasktrack_core::cas::{Damaged, Documents, MAX_CAS_ATTEMPTS, Versioned};
 use tasktrack_core::{
     Error, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey, TaskPage, TaskQuery,
     Timestamp,
 };
+
+/// The attributes a damaged task item's delete compares: those every write of a task sets
+/// besides its record, so that a task written again through the store since it was read (deleted
+/// and created again, say) is not taken for it.
+const COMPARED: [&str; 4] = [item::VERSION, item::STATUS, item::TOKEN, item::LIST_SK];
+
+/// The condition of a damaged task item's delete: the item exists and [`COMPARED`] are as in
+/// `it` (absent ones still absent: a hand edit may have removed them), and its values.
+fn as_read(it: &Item) -> (String, HashMap<String, AttributeValue>) {
+    let mut condition = vec!["attribute_exists(pk)".to_owned()];
+    let mut values = HashMap::new();
+    for attr in COMPARED {
+        match it.get(attr) {
+            Some(value) => {
+                condition.push(format!("{attr} = :{attr}"));
+                values.insert(format!(":{attr}"), value.clone());
+            }
+            None => condition.push(format!("attribute_not_exists({attr})")),
+        }
+    }
+    (condition.join(" AND "), values)
+}
+
+/// The stage a task item's claim attributes name: `Some(stage)` from the stage claim index's
+/// partition (`spk`, see [`item::stage_pk`]), `Some(None)` for a claimable task without one
+/// (`cpk` alone); `None` when the item has no claim attributes (a finished task), which say
+/// nothing of its stage.
+fn claim_stage(it: &Item, job: &JobName) -> Option<Option<String>> {
+    let text = |attr: &str| it.get(attr).and_then(|v| v.as_s().ok());
+    let Some(spk) = text(item::STAGE_PK) else {
+        return text(item::CLAIM_PK).map(|_| None);
+    };
+    let (len, rest) = spk.split_once(':')?;
+    let stage = rest.get(..len.parse::<usize>().ok()?)?;
+    (item::stage_pk(job, stage) == *spk).then(|| Some(stage.to_owned()))
+}
 
 /// Tasks, jobs and counters in one DynamoDB table (layout in the crate docs).
 #[derive(Debug, Clone)]
@@ -80,6 +116,88 @@ impl DynamoDocuments {
             }
             _ => tracing::warn!(%job, "dynamodb: claims skip a damaged task item: {error}"),
         }
+    }
+
+    /// The counter moves of deleting the item `it` of task `key`, found damaged: from its
+    /// record if that decodes now (repaired since), else `-1` in the cell of its status (`st`)
+    /// and stage. The stage is read from its claim attributes ([`claim_stage`]); a finished
+    /// task has none, and then the job's counters tell it if only one cell of that status
+    /// holds tasks (the task is counted in one of them). Where neither says (an unreadable
+    /// status, several stages), the counts are left as they are, with a warning.
+    async fn damaged_counter_move(
+        &self,
+        key: &TaskKey,
+        it: &Item,
+    ) -> Result<Option<BTreeMap<String, i64>>> {
+        if let Ok((task, _)) = item::decode::<Task>(&self.table, it)
+            && task.key() == *key
+        {
+            return Ok(Self::counter_move(Some(&task), None));
+        }
+        let status = it
+            .get(item::STATUS)
+            .and_then(|v| v.as_s().ok())
+            .and_then(|st| st.parse::<Status>().ok());
+        let Some(status) = status else {
+            tracing::warn!(task = %key, "dynamodb: a damaged task item has no readable status; its counts stay as they are");
+            return Ok(None);
+        };
+        let stage = match claim_stage(it, &key.job) {
+            Some(stage) => Some(stage),
+            None => self.only_stage_of(&key.job, status).await?,
+        };
+        let Some(stage) = stage else {
+            tracing::warn!(task = %key, "dynamodb: the stage of a damaged task item is unreadable; its counts stay as they are");
+            return Ok(None);
+        };
+        let attr = item::counter_attr(stage.as_deref(), status);
+        Ok(Some(BTreeMap::from([(attr, -1)])))
+    }
+
+    /// The stage of the one counter cell of `job` that counts tasks in `status`, or `None` if
+    /// there are several (or none).
+    async fn only_stage_of(&self, job: &JobName, status: Status) -> Result<Option<Option<String>>> {
+        let sums = self.counter_sums(job).await?;
+        let mut stages = sums
+            .into_iter()
+            .filter(|((_, st), n)| *st == status && *n > 0)
+            .map(|((stage, _), _)| stage);
+        Ok(match (stages.next(), stages.next()) {
+            (Some(stage), None) => Some(stage),
+            _ => None,
+        })
+    }
+
+    /// The sums of `job`'s counter shards by `(stage, status)` cell (open tasks, pending and
+    /// in progress, under `pending`; see [`item::counter_attr`]).
+    async fn counter_sums(&self, job: &JobName) -> Result<BTreeMap<(Option<String>, Status), i64>> {
+        let values = HashMap::from([(":p".to_owned(), s(item::counter_pk(job)))]);
+        let mut sums: BTreeMap<(Option<String>, Status), i64> = BTreeMap::new();
+        self.query(
+            &self.counter_table,
+            None,
+            "pk = :p",
+            values,
+            None,
+            true,
+            1000,
+            |it| {
+                for (name, value) in it {
+                    if let (Some(cell), Ok(v)) = (item::parse_counter_attr(name), value.as_n()) {
+                        let v: i64 = v.parse().map_err(|_| {
+                            Error::corrupt(
+                                format!("dynamodb://{}/{}", self.table, item::counter_pk(job)),
+                                format!("counter {name} is {v:?}"),
+                            )
+                        })?;
+                        *sums.entry(cell).or_default() += v;
+                    }
+                }
+                Ok(true)
+            },
+        )
+        .await?;
+        Ok(sums)
     }
 
     /// Requests sent so far.
@@ -323,7 +441,7 @@ impl DynamoDocuments {
             .set_key(Some(key))
             .condition_expression(condition)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .set_expression_attribute_values(Some(values))
+            .set_expression_attribute_values((!values.is_empty()).then_some(values))
             .build()
             .map_err(|e| build_error("delete", e))?;
         Ok(TransactWriteItem::builder().delete(delete).build())
@@ -515,6 +633,30 @@ impl Documents for DynamoDocuments {
         self.write_task(old.value.key(), write, deltas).await
     }
 
+    /// A delete conditional on the item as just read ([`as_read`]: it has no record to
+    /// compare), moving the counters its readable attributes name
+    /// ([`DynamoDocuments::damaged_counter_move`]) in the same transaction. Its index entries
+    /// are its own attributes (sparse GSIs) and go with it. A refused delete (the item changed
+    /// in between) reads again: a task deleted meanwhile is `false`.
+    async fn delete_damaged(&self, key: &TaskKey) -> Result<bool> {
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let Some(it) = self.get_item(item::task_key(key)).await? else {
+                return Ok(false);
+            };
+            let deltas = self.damaged_counter_move(key, &it).await?;
+            let (condition, values) = as_read(&it);
+            let write = self.delete(item::task_key(key), &condition, values)?;
+            if self.write_task(key.clone(), write, deltas).await? {
+                tracing::warn!(task = %key, "dynamodb: deleted a damaged task item");
+                self.damaged.forget(key);
+                return Ok(true);
+            }
+        }
+        Err(Error::Contention(format!(
+            "task {key}: its item changed on every attempt to delete it"
+        )))
+    }
+
     async fn claimable(
         &self,
         job: &JobName,
@@ -569,32 +711,7 @@ impl Documents for DynamoDocuments {
     }
 
     async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {
-        let values = HashMap::from([(":p".to_owned(), s(item::counter_pk(job)))]);
-        let mut sums: BTreeMap<(Option<String>, Status), i64> = BTreeMap::new();
-        self.query(
-            &self.counter_table,
-            None,
-            "pk = :p",
-            values,
-            None,
-            true,
-            1000,
-            |it| {
-                for (name, value) in it {
-                    if let (Some(cell), Ok(v)) = (item::parse_counter_attr(name), value.as_n()) {
-                        let v: i64 = v.parse().map_err(|_| {
-                            Error::corrupt(
-                                format!("dynamodb://{}/{}", self.table, item::counter_pk(job)),
-                                format!("counter {name} is {v:?}"),
-                            )
-                        })?;
-                        *sums.entry(cell).or_default() += v;
-                    }
-                }
-                Ok(true)
-            },
-        )
-        .await?;
+        let mut sums = self.counter_sums(job).await?;
         // `n:pending` counts open tasks (pending + in progress): split off those under a lease.
         let values = HashMap::from([(":p".to_owned(), s(item::list_pk(job, Status::InProgress)))]);
         let mut running: BTreeMap<Option<String>, i64> = BTreeMap::new();

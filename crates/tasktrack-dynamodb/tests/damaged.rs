@@ -108,3 +108,73 @@ async fn claims_go_past_a_task_whose_token_cannot_be_bumped() {
         "a is left as it is"
     );
 }
+
+/// `delete` removes a damaged task whatever its lease says, and its counters move with it (the
+/// testkit's case; DESIGN.md, "A damaged task record does not stop its job"). The item is
+/// damaged as above: its `doc` set to something that does not parse, its other attributes (the
+/// status, the claim index's) left as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_task_can_be_deleted() {
+    let Some(url) = common::fresh_url_or_skip("&counter_shards=1") else {
+        return;
+    };
+    let store = common::open_temporary(&url).await.unwrap();
+    let (client, _) = Settings::parse(&url).unwrap().client().await.unwrap();
+    let table = store.table().to_owned();
+    let damage = |key: TaskKey| {
+        let (client, table) = (client.clone(), table.clone());
+        async move {
+            let item = HashMap::from([
+                ("pk".to_owned(), AttributeValue::S(format!("t:{}", key.job))),
+                ("sk".to_owned(), AttributeValue::S(key.id.to_string())),
+            ]);
+            client
+                .update_item()
+                .table_name(table)
+                .set_key(Some(item))
+                .update_expression("SET #d = :d")
+                .condition_expression("attribute_exists(#d)")
+                .expression_attribute_names("#d", "doc")
+                .expression_attribute_values(":d", AttributeValue::S("{ damaged".into()))
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let h = tasktrack_core::testkit::Harness::new(
+        std::sync::Arc::new(store),
+        "a_damaged_task_can_be_deleted",
+        1.0,
+    );
+    tasktrack_core::testkit::damaged::a_damaged_task_can_be_deleted(h, damage)
+        .await
+        .unwrap();
+}
+
+/// A finished task's item has no claim attributes, so nothing but its record names its stage:
+/// deleting it damaged takes its count from the one cell of its status that holds tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_finished_task_can_be_deleted_and_leaves_its_count() {
+    let Some(url) = common::fresh_url_or_skip("&counter_shards=1") else {
+        return;
+    };
+    let store = common::open_temporary(&url).await.unwrap();
+    let job = JobName::new("j").unwrap();
+    for lease in common::claimed(&store, &job, &["a", "b"]).await {
+        store
+            .succeed(&lease, serde_json::json!(1), common::now())
+            .await
+            .unwrap();
+    }
+    swap_doc(&store, &url, "a", "{ damaged").await;
+
+    let a = TaskKey::new(job.clone(), TaskId::new("a").unwrap());
+    store.delete(&a, common::now()).await.unwrap();
+    assert_eq!(store.get(&a).await.unwrap_err().kind(), ErrorKind::NotFound);
+    let counts = store.counts(&job).await.unwrap();
+    assert_eq!(
+        (counts.known, counts.by_status.succeeded),
+        (1, 1),
+        "{counts:?}"
+    );
+}

@@ -212,26 +212,52 @@ fn readable(s: &Session<'_>, id: &TaskId, during: &str) -> Result<Option<Task>> 
     }
 }
 
+/// Damaged task files to remove from the locked job, in the two ways its index allows.
+#[derive(Debug, Default)]
+struct DamagedFiles {
+    /// Tasks the index knows: removed through the journal (a `delete` record), so that their
+    /// index entries, and the counts they hold, go in the same transaction and a crash in
+    /// between is finished like any other.
+    indexed: Vec<TaskId>,
+    /// Files the index does not know (those a rebuild left out as unreadable, or files put
+    /// there by hand): removed directly, as no entry or count names them. Under the lock every
+    /// file a writer put there is in the index (its intent precedes its rename), so an unknown
+    /// file is never a live task.
+    unindexed: Vec<PathBuf>,
+}
+
+impl DamagedFiles {
+    /// Stages `changes` with the journalled removals, and removes the unindexed files (made
+    /// durable by a sync of `tasks/`). The staged part commits when the session ends.
+    fn remove(self, s: &mut Session<'_>, mut changes: Vec<Change>) -> Result<()> {
+        changes.extend(self.indexed.into_iter().map(Change::Delete));
+        s.stage(changes);
+        for path in &self.unindexed {
+            fsio::remove(path)?;
+        }
+        if !self.unindexed.is_empty() {
+            fsio::sync_dir(&s.paths.tasks, s.durability())?;
+        }
+        Ok(())
+    }
+}
+
 /// The task files of the locked job that no listing returns, for `delete_job` to remove with
-/// the job record: `(ids, paths)`, the ids of indexed tasks whose file is damaged (removed
-/// through the journal), and the files the index does not know at all (those a rebuild left out
-/// as unreadable, or files put there by hand), removed directly. Under the lock every file a
-/// writer put there is in the index (its intent precedes its rename), so an unknown file is
-/// never a live task. Each one is logged.
-fn damaged_files(s: &Session<'_>) -> Result<(Vec<TaskId>, Vec<PathBuf>)> {
-    let mut indexed = Vec::new();
+/// the job record: the indexed tasks whose file is damaged, and the files the index does not
+/// know at all (see [`DamagedFiles`]). Each one is logged.
+fn damaged_files(s: &Session<'_>) -> Result<DamagedFiles> {
+    let mut found = DamagedFiles::default();
     let mut known = HashSet::new();
     for entry in s.index.entries_by_id() {
         if let Err(e @ Error::Corrupt { .. }) = s.read_task(&entry.id) {
             tracing::warn!(job = %s.paths.job, error = %e, "removing a damaged task file with its job");
-            indexed.push(entry.id.clone());
+            found.indexed.push(entry.id.clone());
         }
         known.insert(s.paths.task(&entry.id));
     }
-    let mut unindexed = Vec::new();
     let listing = match fs::read_dir(&s.paths.tasks) {
         Ok(listing) => listing,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((indexed, unindexed)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
         Err(e) => return Err(io_error("listing", &s.paths.tasks, e)),
     };
     for entry in listing {
@@ -243,9 +269,34 @@ fn damaged_files(s: &Session<'_>) -> Result<(Vec<TaskId>, Vec<PathBuf>)> {
             continue;
         }
         tracing::warn!(job = %s.paths.job, path = %path.display(), "removing a task file the index does not know (left out as unreadable) with its job");
-        unindexed.push(path);
+        found.unindexed.push(path);
     }
-    Ok((indexed, unindexed))
+    Ok(found)
+}
+
+/// Task `id`'s file of the locked job, for `delete_damaged` to remove (see [`DamagedFiles`]:
+/// through the journal if the index knows it, directly if a rebuild left it out), or `None` if
+/// there is no file. Whatever the file holds now: the caller found it damaged, and a file
+/// repaired since is deleted too, as asked. Logged.
+fn damaged_file(s: &Session<'_>, id: &TaskId) -> Result<Option<DamagedFiles>> {
+    let path = s.paths.task(id);
+    match s.read_task(id) {
+        Ok(None) => return Ok(None),
+        Ok(Some(_)) => {
+            tracing::warn!(job = %s.paths.job, path = %path.display(), "deleting a task file found damaged, readable again since");
+        }
+        Err(e @ Error::Corrupt { .. }) => {
+            tracing::warn!(job = %s.paths.job, error = %e, "deleting a damaged task file");
+        }
+        Err(e) => return Err(e),
+    }
+    let mut found = DamagedFiles::default();
+    if s.index.contains(id) {
+        found.indexed.push(id.clone());
+    } else {
+        found.unindexed.push(path);
+    }
+    Ok(Some(found))
 }
 
 fn versioned<T>(value: T, version: u64) -> Versioned<T> {
@@ -369,6 +420,22 @@ impl Documents for FileDocuments {
         Ok(done.unwrap_or(false))
     }
 
+    /// Under the job lock, unbatched: a direct removal can fail after the journalled one is
+    /// staged, and a batch's failed operation must stage nothing (see [`Slot::batched`]).
+    async fn delete_damaged(&self, key: &TaskKey) -> Result<bool> {
+        let id = key.id.clone();
+        let done = self
+            .locked(&key.job, Access::Existing, move |s| {
+                let Some(found) = damaged_file(s, &id)? else {
+                    return Ok(false);
+                };
+                found.remove(s, Vec::new())?;
+                Ok(true)
+            })
+            .await?;
+        Ok(done.unwrap_or(false))
+    }
+
     async fn claimable(
         &self,
         job: &JobName,
@@ -486,16 +553,7 @@ impl Documents for FileDocuments {
                 // The directory, its lock file and journal stay: another process may be waiting
                 // on that very lock file, and a fresh one would not exclude it. The damaged task
                 // files no listing could return go with the job record (see `damaged_files`).
-                let (indexed, unindexed) = damaged_files(s)?;
-                let mut changes = vec![Change::DeleteJob];
-                changes.extend(indexed.into_iter().map(Change::Delete));
-                s.stage(changes);
-                for path in &unindexed {
-                    fsio::remove(path)?;
-                }
-                if !unindexed.is_empty() {
-                    fsio::sync_dir(&s.paths.tasks, s.durability())?;
-                }
+                damaged_files(s)?.remove(s, vec![Change::DeleteJob])?;
                 Ok(true)
             })
             .await?;

@@ -176,6 +176,11 @@ impl JobIndex {
         self.entries.len()
     }
 
+    /// Whether the index knows task `id`.
+    pub fn contains(&self, id: &TaskId) -> bool {
+        self.entries.contains_key(id)
+    }
+
     /// Every entry, ordered by id (for snapshots).
     pub fn entries_by_id(&self) -> Vec<&Entry> {
         let mut all: Vec<&Entry> = self.entries.values().collect();

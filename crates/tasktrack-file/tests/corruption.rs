@@ -579,3 +579,50 @@ async fn a_task_whose_token_cannot_be_bumped_is_skipped_by_claims() {
     assert_eq!(ids, ["t1"], "t0, first in claim order, is skipped");
     assert_eq!(store.get(&key(&job, "t0")).await.unwrap().token, u64::MAX);
 }
+
+/// `delete` removes a damaged task whatever its lease says, and leaves counts, lists and claims
+/// right (the testkit's case; DESIGN.md, "A damaged task record does not stop its job"). The
+/// file is damaged as a hand edit would (invalid JSON) while the index still knows it.
+#[tokio::test]
+async fn a_damaged_task_can_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(open(dir.path()).await);
+    let h = testkit::Harness::new(store, "a_damaged_task_can_be_deleted", 1.0);
+    let root = dir.path().to_path_buf();
+    let damage = |key: TaskKey| {
+        let path = task_file(
+            &root,
+            &tasktrack_file::keys::encode(key.job.as_str()),
+            &tasktrack_file::keys::encode(key.id.as_str()),
+        );
+        async move { std::fs::write(path, b"{ this is not json").unwrap() }
+    };
+    testkit::damaged::a_damaged_task_can_be_deleted(h, damage)
+        .await
+        .unwrap();
+}
+
+/// A damaged file a rebuild left out of the index can be deleted too: it goes directly (no
+/// index entry or count names it), the other tasks' counts stay, and the id is free again.
+#[tokio::test]
+async fn a_damaged_file_the_index_left_out_can_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, job) = setup(dir.path(), 3).await;
+    drop(store);
+    let t1 = task_file(dir.path(), "j", "t1");
+    std::fs::write(&t1, b"{ this is not json").unwrap();
+    std::fs::remove_file(journal(dir.path(), "j")).unwrap();
+
+    let store = open(dir.path()).await;
+    assert_eq!(store.counts(&job).await.unwrap().known, 2, "t1 left out");
+    store.delete(&key(&job, "t1"), now()).await.unwrap();
+    assert!(!t1.exists(), "the damaged file is gone");
+    assert_eq!(
+        store.get(&key(&job, "t1")).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(task_files(dir.path(), "j"), ["t0.json", "t2.json"]);
+    create_one(&store, &job, "t1").await.unwrap();
+    let counts = open(dir.path()).await.counts(&job).await.unwrap();
+    assert_eq!((counts.known, counts.by_status.pending), (3, 3));
+}

@@ -1,7 +1,7 @@
 //! [`S3Documents`]: the [`Documents`] trait over S3 objects, the job index and a task cache.
 
 use crate::index::{Entry, Index, Rev, Update};
-use crate::indexer::{Indexer, SHARDS, SNAPSHOT_FRESH_FOR, Snapshot, shard_of};
+use crate::indexer::{Indexer, SHARDS, SNAPSHOT_FRESH_FOR, Snapshot, pause, shard_of};
 use crate::layout::Layout;
 use crate::objects::{Got, Objects, Put, RequestCounts, Stored};
 use async_trait::async_trait;
@@ -10,7 +10,7 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tasktrack_core::cas::{Damaged, Documents, Versioned};
+use tasktrack_core::cas::{Damaged, Documents, MAX_CAS_ATTEMPTS, Versioned};
 use tasktrack_core::{
     Cursor, Error, ErrorKind, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey,
     TaskPage, TaskQuery, Timestamp,
@@ -100,6 +100,19 @@ fn page_of(mut found: Vec<(i64, Task)>, query: &TaskQuery) -> TaskPage {
         tasks.reverse();
     }
     TaskPage { tasks, next }
+}
+
+/// A removal of every state of the incarnation `rev` belongs to (its creation time, any version),
+/// or of `rev` and earlier when its creation time is unknown (0: an entry from before entries
+/// carried it), where a larger version could also take the entry of a task created again since.
+fn whole_incarnation(rev: Rev) -> Rev {
+    match rev.created {
+        0 => rev,
+        _ => Rev {
+            version: u64::MAX,
+            ..rev
+        },
+    }
 }
 
 impl S3Documents {
@@ -226,6 +239,25 @@ impl S3Documents {
                 Ok(None)
             }
         }
+    }
+
+    /// The index update that takes out the entry of task `key`, whose object holds `body`: the
+    /// task's own removal if `body` decodes to it (repaired since it was found damaged), else
+    /// the removal of the entry the current index holds for its id, whatever its version (see
+    /// [`whole_incarnation`]): a damaged object has no readable revision, and its entry, which
+    /// carries its status, is what its counts and listings come from. An entry of a later
+    /// version flushed meanwhile (another process's deferred claim) goes too, while a task
+    /// created again under the id keeps its own. `None` if the index has no entry for it.
+    async fn removal_of(&self, key: &TaskKey, body: &[u8]) -> Result<Option<Update>> {
+        if let Ok(task) = serde_json::from_slice::<Task>(body)
+            && task.key() == *key
+        {
+            return Ok(Some(Update::remove(&task)));
+        }
+        let shards = self.fresh_index(&key.job).await?;
+        let id = key.id.as_str();
+        let entry = shards.get(shard_of(id)).and_then(|s| s.index.tasks.get(id));
+        Ok(entry.map(|e| Update::Remove(id.to_owned(), whole_incarnation(e.rev()))))
     }
 
     /// Writes `updates` into `job`'s index. A failure is logged, not returned: the task
@@ -524,6 +556,32 @@ impl Documents for S3Documents {
             self.index(&key.job, vec![Update::remove(&old.value)]).await;
         }
         Ok(deleted)
+    }
+
+    /// A DELETE conditional on the object as just read (its ETag: it has no revision that
+    /// parses), after reading what index entry it has; then that entry's removal. A refused
+    /// DELETE (the object changed in between) reads again: a task deleted meanwhile is `false`.
+    async fn delete_damaged(&self, key: &TaskKey) -> Result<bool> {
+        let path = self.layout().task(key);
+        let objects = &self.inner.objects;
+        for attempt in 0..MAX_CAS_ATTEMPTS {
+            let Got::Found(body, etag) = objects.get_bytes(&path, None).await? else {
+                self.forget(key);
+                return Ok(false);
+            };
+            let removal = self.removal_of(key, &body).await?;
+            if objects.delete_if(&path, &etag).await? {
+                tracing::warn!(task = %key, "s3: deleted a damaged task object");
+                self.forget(key);
+                self.inner.damaged.forget(key);
+                self.index(&key.job, removal.into_iter().collect()).await;
+                return Ok(true);
+            }
+            pause(attempt).await;
+        }
+        Err(Error::Contention(format!(
+            "task {key}: its object changed on every attempt to delete it"
+        )))
     }
 
     async fn claimable(

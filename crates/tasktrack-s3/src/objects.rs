@@ -201,8 +201,9 @@ impl Objects {
         })
     }
 
-    /// GETs an object's bytes; with `if_none_match`, a `304` is [`Got::Unchanged`].
-    async fn get_bytes(&self, path: &Path, if_none_match: Option<&str>) -> Result<Got<Bytes>> {
+    /// GETs an object's bytes; with `if_none_match`, a `304` is [`Got::Unchanged`]. For what
+    /// must be read whether or not it parses (a damaged task object, to delete it).
+    pub async fn get_bytes(&self, path: &Path, if_none_match: Option<&str>) -> Result<Got<Bytes>> {
         self.counters.get.fetch_add(1, Ordering::Relaxed);
         if path.filename().is_some_and(|f| f.starts_with(".index")) {
             self.counters.get_index.fetch_add(1, Ordering::Relaxed);

@@ -84,3 +84,38 @@ async fn claims_go_past_a_damaged_task_object_until_it_is_repaired_and_rewritten
     let again = store.claim_next(&job, &claim, t).await.unwrap();
     assert_eq!(ids(&again), ["a"]);
 }
+
+/// `delete` removes a damaged task whatever its lease says, its index entry (counts, lists)
+/// with it (the testkit's case; DESIGN.md, "A damaged task record does not stop its job"). The
+/// object is damaged as above: a body that does not parse, written over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_task_can_be_deleted() {
+    let Some(store) = common::fresh("damaged-delete").await else {
+        return;
+    };
+    let docs = store.documents().clone();
+    let damage = |key: TaskKey| {
+        let docs = docs.clone();
+        async move {
+            let path = docs.layout().task(&key);
+            let Got::Found(_, etag) = docs
+                .objects()
+                .get_json::<serde_json::Value>(&path, None)
+                .await
+                .unwrap()
+            else {
+                panic!("task {key} was not stored");
+            };
+            let put = docs
+                .objects()
+                .put(&path, b"{ damaged".to_vec(), Some(&etag))
+                .await
+                .unwrap();
+            assert!(matches!(put, Put::Written(_)), "task {key} was not damaged");
+        }
+    };
+    let h = tasktrack_core::testkit::Harness::new(store, "a_damaged_task_can_be_deleted", 1.0);
+    tasktrack_core::testkit::damaged::a_damaged_task_can_be_deleted(h, damage)
+        .await
+        .unwrap();
+}

@@ -119,12 +119,7 @@ pub trait Documents: fmt::Debug + Send + Sync + 'static {
     /// and rewritten between the read and this call is deleted too, which is what the caller
     /// asked for, without the live-lease check. See DESIGN.md, "A damaged task record does not
     /// stop its job".
-    async fn delete_damaged(&self, key: &TaskKey) -> Result<bool> {
-        Err(crate::Error::Unsupported {
-            backend: self.backend(),
-            what: format!("deleting the damaged task {key}"),
-        })
-    }
+    async fn delete_damaged(&self, key: &TaskKey) -> Result<bool>;
 
     /// Up to `limit` tasks of `job` (at `stage`, if given) that may be claimable at `now`, in
     /// claim order: priority descending, then [`Task::claimable_at`], then id. The list may be

@@ -38,6 +38,9 @@ impl Documents for FailingWrite {
     async fn delete_task(&self, old: &Versioned<Task>) -> Result<bool> {
         self.inner.delete_task(old).await
     }
+    async fn delete_damaged(&self, key: &TaskKey) -> Result<bool> {
+        self.inner.delete_damaged(key).await
+    }
     async fn claimable(
         &self,
         job: &JobName,
