@@ -493,6 +493,7 @@ impl Documents for FileDocuments {
             .await?;
         Ok(page.unwrap_or(TaskPage {
             tasks: Vec::new(),
+            unreadable: Vec::new(),
             next: None,
         }))
     }

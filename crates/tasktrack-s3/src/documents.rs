@@ -99,7 +99,11 @@ fn page_of(mut found: Vec<(i64, Task)>, query: &TaskQuery) -> TaskPage {
     if query.newest_first {
         tasks.reverse();
     }
-    TaskPage { tasks, next }
+    TaskPage {
+        tasks,
+        unreadable: Vec::new(),
+        next,
+    }
 }
 
 /// A removal of every state of the incarnation `rev` belongs to (its creation time, any version),

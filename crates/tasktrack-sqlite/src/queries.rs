@@ -2,7 +2,7 @@
 
 use crate::db::Db;
 use crate::rows::{
-    JOB_COLUMNS, TASK_COLUMNS, job_from_row, load_job, load_task, save_job, task_from_row,
+    JOB_COLUMNS, TASK_COLUMNS, job_from_row, listed_from_row, load_job, load_task, save_job,
 };
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params_from_iter};
@@ -29,11 +29,11 @@ pub(crate) async fn list(db: &Arc<Db>, query: &TaskQuery) -> Result<TaskPage> {
         let (sql, args) = list_sql(&query);
         let mut stmt = conn.prepare_cached(&sql).map_err(|e| db.err(e))?;
         let mut rows = stmt.query(params_from_iter(args)).map_err(|e| db.err(e))?;
-        let mut tasks = Vec::new();
+        let mut listed = Vec::new();
         while let Some(row) = rows.next().map_err(|e| db.err(e))? {
-            tasks.push(task_from_row(db, row)?);
+            listed.push(listed_from_row(db, row)?);
         }
-        Ok(TaskPage::from_sorted(tasks, query.limit))
+        Ok(TaskPage::from_listed(listed, query.limit))
     })
     .await
 }

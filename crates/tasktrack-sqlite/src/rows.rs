@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use tasktrack_core::{
-    Attempt, Backoff, Error, Failure, Job, JobName, JobState, LeaseState, Result, Status, Task,
-    TaskId, TaskKey, Timestamp,
+    Attempt, Backoff, Cursor, Error, Failure, Job, JobName, JobState, LeaseState, Listed, Result,
+    Status, Task, TaskId, TaskKey, Timestamp, UnreadableTask,
 };
 
 /// The task columns, in the order [`task_values`] binds and [`task_from_row`] reads them.
@@ -194,6 +194,31 @@ impl Cols<'_, '_> {
 }
 
 /// A task from a row selected with [`TASK_COLUMNS`].
+/// A row of a listing: its task, or, when the row does not decode, its place in the listing
+/// order (`updated_at` and id, plain columns) and why, for the page to name it
+/// ([`TaskPage::unreadable`](tasktrack_core::TaskPage)). A row whose place cannot be read either
+/// is `Corrupt`.
+pub(crate) fn listed_from_row(db: &Db, row: &Row<'_>) -> Result<Listed> {
+    let error = match task_from_row(db, row) {
+        Ok(task) => return Ok(Listed::Task(task)),
+        Err(error @ Error::Corrupt { .. }) => error,
+        Err(other) => return Err(other),
+    };
+    let place = row
+        .get::<_, String>(1)
+        .ok()
+        .and_then(|id| TaskId::new(id).ok())
+        .zip(row.get::<_, i64>(24).ok());
+    let Some((id, updated_at)) = place else {
+        return Err(error);
+    };
+    let at = Cursor {
+        updated_at: Timestamp::from_millis(updated_at),
+        id: id.clone(),
+    };
+    Ok(Listed::Unreadable(at, UnreadableTask::new(id, &error)))
+}
+
 pub(crate) fn task_from_row(db: &Db, row: &Row<'_>) -> Result<Task> {
     let job: String = row.get(0).map_err(|e| db.err(e))?;
     let id: String = row.get(1).map_err(|e| db.err(e))?;

@@ -160,20 +160,42 @@ async fn a_damaged_task_can_be_deleted() {
         .await
         .unwrap();
     let conn = std::sync::Mutex::new(rusqlite::Connection::open(&path).unwrap());
-    let damage = |key: TaskKey| {
-        let changed = conn
-            .lock()
-            .unwrap()
-            .execute(
-                "UPDATE tasktrack_task SET data = '{ damaged' WHERE job = ?1 AND id = ?2",
-                [key.job.as_str(), key.id.as_str()],
-            )
-            .unwrap();
-        assert_eq!(changed, 1, "{key} damaged");
-        std::future::ready(())
-    };
     let harness = Harness::new(Arc::new(store), "a_damaged_task_can_be_deleted", 1.0);
-    damaged::a_damaged_task_can_be_deleted(harness, damage)
+    damaged::a_damaged_task_can_be_deleted(harness, |key| damage_data(&conn, &key))
         .await
         .unwrap();
+}
+
+/// The shared cases' hand: invalid JSON written into the task's `data` column.
+fn damage_data(
+    conn: &std::sync::Mutex<rusqlite::Connection>,
+    key: &TaskKey,
+) -> std::future::Ready<()> {
+    let changed = conn
+        .lock()
+        .unwrap()
+        .execute(
+            "UPDATE tasktrack_task SET data = '{ damaged' WHERE job = ?1 AND id = ?2",
+            [key.job.as_str(), key.id.as_str()],
+        )
+        .unwrap();
+    assert_eq!(changed, 1, "{key} damaged");
+    std::future::ready(())
+}
+
+/// A list names a damaged row instead of failing (the shared case, with the same hand).
+#[tokio::test]
+async fn a_damaged_task_is_named_by_lists_not_hiding_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = tasktrack_sqlite::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let conn = std::sync::Mutex::new(rusqlite::Connection::open(&path).unwrap());
+    let harness = Harness::new(Arc::new(store), "a_damaged_task_is_named_by_lists", 1.0);
+    damaged::a_damaged_task_is_named_by_lists_not_hiding_the_others(harness, |key| {
+        damage_data(&conn, &key)
+    })
+    .await
+    .unwrap();
 }

@@ -608,28 +608,30 @@ pub async fn delete<D: Documents + ?Sized>(docs: &D, key: &TaskKey, now: Timesta
 async fn for_each_page<D, F>(docs: &D, mut query: TaskQuery, mut visit: F) -> Result<()>
 where
     D: Documents + ?Sized,
-    F: FnMut(Vec<Task>) + Send,
+    F: FnMut(TaskPage) + Send,
 {
     query.limit = 500;
     loop {
-        let page = docs.list_tasks(&query).await?;
-        visit(page.tasks);
-        match page.next {
+        let mut page = docs.list_tasks(&query).await?;
+        let next = page.next.take();
+        visit(page);
+        match next {
             Some(next) => query.after = Some(next),
             None => return Ok(()),
         }
     }
 }
 
-/// Deletes the given tasks unless held by a live lease; returns (deleted, kept).
+/// Deletes the given tasks unless held by a live lease (a damaged one whatever its lease says,
+/// as [`delete`] does); returns (deleted, kept).
 async fn delete_unleased<D: Documents + ?Sized>(
     docs: &D,
-    tasks: Vec<Task>,
+    keys: Vec<TaskKey>,
     now: Timestamp,
 ) -> Result<(u64, u64)> {
     let (mut deleted, mut kept) = (0, 0);
-    for task in tasks {
-        match delete(docs, &task.key(), now).await {
+    for key in keys {
+        match delete(docs, &key, now).await {
             Ok(()) => deleted += 1,
             Err(Error::Refused { .. }) => kept += 1,
             Err(Error::NotFound(_)) => {}
@@ -647,7 +649,12 @@ pub async fn delete_job<D: Documents + ?Sized>(
 ) -> Result<Deleted> {
     let record = docs.get_job(name).await?;
     let mut all = Vec::new();
-    for_each_page(docs, TaskQuery::new(name.clone()), |page| all.extend(page)).await?;
+    for_each_page(docs, TaskQuery::new(name.clone()), |page| {
+        all.extend(page.tasks.iter().map(Task::key));
+        let unreadable = page.unreadable.into_iter();
+        all.extend(unreadable.map(|u| TaskKey::new(name.clone(), u.id)));
+    })
+    .await?;
     if record.is_none() && all.is_empty() {
         return Err(Error::NotFound(format!("job {name}")));
     }
@@ -683,7 +690,8 @@ pub async fn purge<D: Documents + ?Sized>(docs: &D, req: &Purge) -> Result<u64> 
         let mut query = TaskQuery::new(job).with_statuses(req.statuses.iter().copied());
         query.updated_before = Some(req.older_than);
         let mut doomed = Vec::new();
-        for_each_page(docs, query, |page| doomed.extend(page)).await?;
+        // A damaged task is left alone: nothing says it is finished.
+        for_each_page(docs, query, |page| doomed.extend(page.tasks)).await?;
         for task in doomed {
             if let Some(current) = docs.get_task(&task.key()).await?
                 && lifecycle::purgeable(&current.value, req)

@@ -14,7 +14,10 @@ pub use job::{
     Backoff, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, Job, JobSpec, JobState, JobStateChange,
 };
 pub use key::{JobName, MAX_KEY_BYTES, TaskId, TaskKey, validate_key};
-pub use query::{Counts, Cursor, DEFAULT_LIMIT, MAX_LIMIT, StatusCounts, TaskPage, TaskQuery};
+pub use query::{
+    Counts, Cursor, DEFAULT_LIMIT, Listed, MAX_LIMIT, StatusCounts, TaskPage, TaskQuery,
+    UnreadableTask,
+};
 pub use status::Status;
 pub use task::{
     Attempt, Claimed, Failure, HISTORY_LIMIT, Lease, LeaseState, NewTask, Outcome, Task,

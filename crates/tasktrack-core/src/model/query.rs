@@ -190,21 +190,79 @@ impl<'de> Deserialize<'de> for Cursor {
 pub struct TaskPage {
     /// The tasks, in query order.
     pub tasks: Vec<Task>,
+    /// The tasks of this page whose records do not decode (damaged by hand or by another tool),
+    /// left out of `tasks` and named here, so that one damaged record neither fails nor hides
+    /// the rest of its job. Each is named on one page of a walk through the pages. A damaged
+    /// record is matched against the query's filters by what its store can still read of it
+    /// (the SQL columns, Redis's listing entry, the file store's index); where nothing places it
+    /// (an S3 object or a MongoDB document that does not parse at all), it is named on the
+    /// first page of every query of its job. See DESIGN.md, "A damaged task record does not stop
+    /// its job".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<UnreadableTask>,
     /// Where the next page starts; `None` on the last page.
     pub next: Option<Cursor>,
 }
 
+/// A task a listing left out because its record does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadableTask {
+    /// The task's id.
+    pub id: TaskId,
+    /// Why it cannot be read: the text of the [`Error::Corrupt`] that reading it gives, which
+    /// names where the record lives.
+    pub error: String,
+}
+
+impl UnreadableTask {
+    /// Task `id`, unreadable because of `error`.
+    pub fn new(id: TaskId, error: &Error) -> Self {
+        UnreadableTask {
+            id,
+            error: error.to_string(),
+        }
+    }
+}
+
+/// One entry of a listing as a store read it, in query order: a task, or a record that does not
+/// decode at a position the store could still read (its `updated_at` and id).
+#[derive(Debug, Clone)]
+pub enum Listed {
+    /// A task.
+    Task(Task),
+    /// A record that does not decode, at this position of the listing order.
+    Unreadable(Cursor, UnreadableTask),
+}
+
 impl TaskPage {
     /// Cuts an already ordered list at `limit`; `next` is set only when more remain.
-    pub fn from_sorted(mut tasks: Vec<Task>, limit: usize) -> Self {
-        let more = tasks.len() > limit;
-        tasks.truncate(limit);
-        let next = if more {
-            tasks.last().map(Cursor::after)
-        } else {
-            None
+    pub fn from_sorted(tasks: Vec<Task>, limit: usize) -> Self {
+        Self::from_listed(tasks.into_iter().map(Listed::Task).collect(), limit)
+    }
+
+    /// Cuts an ordered listing at `limit` entries, tasks and unreadable records alike (a page
+    /// reads at most `limit + 1` records whatever they hold); `next` points just after the last
+    /// entry kept, and is set only when more remain.
+    pub fn from_listed(mut entries: Vec<Listed>, limit: usize) -> Self {
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        let next = match entries.last() {
+            Some(Listed::Task(task)) if more => Some(Cursor::after(task)),
+            Some(Listed::Unreadable(at, _)) if more => Some(at.clone()),
+            _ => None,
         };
-        TaskPage { tasks, next }
+        let mut page = TaskPage {
+            tasks: Vec::with_capacity(entries.len()),
+            unreadable: Vec::new(),
+            next,
+        };
+        for entry in entries {
+            match entry {
+                Listed::Task(task) => page.tasks.push(task),
+                Listed::Unreadable(_, unreadable) => page.unreadable.push(unreadable),
+            }
+        }
+        page
     }
 }
 

@@ -11,7 +11,7 @@
 
 use super::{Harness, LEASE, assert_stale, ids};
 use crate::error::{Error, Result};
-use crate::model::{TaskKey, TaskQuery};
+use crate::model::{Status, TaskKey, TaskQuery, UnreadableTask};
 use crate::store::Claim;
 use serde_json::json;
 use std::future::Future;
@@ -81,4 +81,71 @@ where
         "{counts:?}"
     );
     Ok(())
+}
+
+/// A list goes past a damaged task and names it in [`TaskPage::unreadable`](crate::TaskPage),
+/// instead of failing and hiding the rest of its job; and `delete_job` removes it with the job.
+///
+/// Five pending tasks `a`, `b`, `c3po`, `d`, `e`, `c3po` damaged. Walked two at a time, in both orders and with a
+/// status filter that matches it, the pages hold the four healthy tasks in order and name `c3po`
+/// once, with an error that names it; the counts still count it; `delete_job` removes all five
+/// and the job record.
+pub async fn a_damaged_task_is_named_by_lists_not_hiding_the_others<F, Fut>(
+    h: Harness,
+    damage: F,
+) -> Result<()>
+where
+    F: Fn(TaskKey) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    h.add(&["a", "b", "c3po", "d", "e"]).await?;
+    damage(h.key("c3po")).await;
+
+    let all = TaskQuery::new(h.job.clone()).with_limit(2);
+    let pending = all.clone().with_statuses([Status::Pending]);
+    let mut newest_first = all.clone();
+    newest_first.newest_first = true;
+    for (query, order) in [
+        (all, ["a", "b", "d", "e"]),
+        (pending, ["a", "b", "d", "e"]),
+        (newest_first, ["e", "d", "b", "a"]),
+    ] {
+        let (tasks, unreadable) = walk(&h, query.clone()).await?;
+        assert_eq!(tasks, order, "{query:?}");
+        let named: Vec<&str> = unreadable.iter().map(|u| u.id.as_str()).collect();
+        assert_eq!(named, ["c3po"], "{query:?}: the damaged task is named once");
+        assert!(
+            unreadable[0].error.contains("c3po"),
+            "the error names where the record lives: {:?}",
+            unreadable[0].error
+        );
+    }
+    assert_eq!(h.store.counts(&h.job).await?.by_status.pending, 5);
+
+    let deleted = h.store.delete_job(&h.job, h.now()).await?;
+    assert_eq!(
+        (deleted.tasks, deleted.job_removed),
+        (5, true),
+        "{deleted:?}"
+    );
+    let read = h.get("c3po").await;
+    assert!(matches!(read, Err(Error::NotFound(_))), "{read:?}");
+    assert_eq!(h.store.counts(&h.job).await?.known, 0);
+    Ok(())
+}
+
+/// Every page of `query`: the ids of the tasks, in order, and the unreadable records named.
+async fn walk(h: &Harness, mut query: TaskQuery) -> Result<(Vec<String>, Vec<UnreadableTask>)> {
+    let (mut tasks, mut unreadable) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        let page = h.store.list(&query).await?;
+        assert!(page.tasks.len() <= query.limit, "{page:?}");
+        tasks.extend(page.tasks.iter().map(|t| t.id.to_string()));
+        unreadable.extend(page.unreadable);
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return Ok((tasks, unreadable)),
+        }
+    }
+    panic!("{query:?}: the pages never end");
 }
