@@ -44,7 +44,12 @@ pub fn code(error: &Error) -> u8 {
 
 /// A stable snake_case name for an error's kind, for `--json` error documents.
 pub fn kind_name(error: &Error) -> &'static str {
-    match error.kind() {
+    kind_name_of(error.kind())
+}
+
+/// [`kind_name`] of a kind.
+pub fn kind_name_of(kind: ErrorKind) -> &'static str {
+    match kind {
         ErrorKind::InvalidInput => "invalid_input",
         ErrorKind::NotFound => "not_found",
         ErrorKind::Refused => "refused",

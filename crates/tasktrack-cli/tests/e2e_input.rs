@@ -414,9 +414,10 @@ fn a_duration_below_the_stores_millisecond_is_refused_not_stored_as_zero() {
     assert!(done.out.contains("1ms..2ms"), "{}", done.out);
 }
 
-/// The way out of a damaged record, as docs/cli.md ("Errors") tells it: reading the job fails
-/// naming the task and its column, and `delete JOB ID` removes the task (whatever its lease says:
-/// `testkit::damaged`), after which the job reads again.
+/// A damaged record, as docs/cli.md ("Errors") tells it: `list` and `export` show the rest of
+/// the job and name the damaged task on stderr, with its column, exiting 1 (under `-q` too: the
+/// output is incomplete); `retry --failed`-style commands report it; `delete JOB ID` removes it
+/// (whatever its lease says: `testkit::damaged`), after which the job reads cleanly again.
 #[test]
 fn a_damaged_task_is_named_and_can_be_deleted() {
     let env = Env::new();
@@ -429,12 +430,45 @@ fn a_damaged_task_is_named_and_can_be_deleted() {
     .unwrap();
 
     let listed = env.tt(&["list", "j"]);
-    listed.assert_one_line_error(1, "list of a job with a damaged task");
+    assert_eq!(listed.code, 1, "{}", listed.err);
     assert!(
-        listed.err.contains("task j/a") && listed.err.contains("column data"),
-        "the error names the task and the column: {}",
+        listed.out.contains('b'),
+        "the rest is listed: {}",
+        listed.out
+    );
+    let named = "tasktrack: task j/a left out: corrupt record at ";
+    assert!(
+        listed.err.contains(named) && listed.err.contains("column data"),
+        "the damaged task is named with its column: {}",
         listed.err
     );
+    assert!(
+        listed.err.contains("tasktrack delete j ID"),
+        "{}",
+        listed.err
+    );
+
+    let exported = env.tt(&["-q", "export", "j"]);
+    assert_eq!(exported.code, 1, "{}", exported.err);
+    assert_eq!(exported.out.lines().count(), 1, "b alone: {}", exported.out);
+    assert_eq!(
+        exported.err.lines().count(),
+        1,
+        "-q still names it: {}",
+        exported.err
+    );
+    assert!(exported.err.starts_with(named), "{}", exported.err);
+
+    let json = env.tt(&["--json", "list", "j"]);
+    assert_eq!(json.code, 1);
+    assert_eq!(support::sorted_ids(&json.json()), ["b"]);
+    assert_eq!(
+        json.error_json()["error"]["kind"],
+        "corrupt",
+        "{}",
+        json.err
+    );
+
     let deleted = env.tt(&["delete", "j", "a"]);
     assert_eq!(deleted.code, 0, "{}", deleted.err);
     assert_eq!(env.tt(&["show", "j", "a"]).code, 4);
@@ -443,4 +477,27 @@ fn a_damaged_task_is_named_and_can_be_deleted() {
     let status = env.json(&["status", "j"]);
     assert_eq!(status["total"], 1, "{status}");
     assert_eq!(status["by_status"]["pending"], 1, "{status}");
+}
+
+/// `retry --failed` tries the damaged tasks its listing names too: each is reported (exit 1),
+/// and the healthy ones are retried all the same.
+#[test]
+fn retry_failed_reports_a_damaged_task_and_retries_the_others() {
+    let env = Env::new();
+    assert_eq!(env.tt(&["job", "set", "j", "--max-attempts", "1"]).code, 0);
+    assert_eq!(env.tt(&["add", "j", "a", "b"]).code, 0);
+    assert_eq!(env.tt(&["-q", "run", "j", "--", "false"]).code, 3);
+    let db = rusqlite::Connection::open(env.path("tasktrack.db")).unwrap();
+    db.execute(
+        "UPDATE tasktrack_task SET data = '{ damaged' WHERE job = 'j' AND id = 'a'",
+        [],
+    )
+    .unwrap();
+    let retried = env.tt(&["--json", "retry", "j", "--failed"]);
+    assert_eq!(retried.code, 1, "{}", retried.err);
+    let doc = retried.json();
+    assert_eq!(doc["ids"], serde_json::json!(["b"]), "{doc}");
+    assert_eq!(doc["refused"][0]["id"], "a", "{doc}");
+    assert_eq!(doc["refused"][0]["kind"], "corrupt", "{doc}");
+    assert_eq!(env.task("j", "b")["status"], "pending");
 }

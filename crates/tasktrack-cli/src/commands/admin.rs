@@ -40,13 +40,15 @@ pub async fn retry(ctx: &Ctx, args: RetryArgs) -> Result<u8> {
     }
     if !statuses.is_empty() {
         // Collect first, then write: retried tasks leave the filter while we page.
-        let (tasks, _) = fetch(
+        let found = fetch(
             ctx.store.as_ref(),
             TaskQuery::new(job.clone()).with_statuses(statuses),
             None,
         )
         .await?;
-        ids.extend(tasks.into_iter().map(|t| t.id));
+        ids.extend(found.tasks.into_iter().map(|t| t.id));
+        // Tried too, so that each is reported (corrupt, exit 1) rather than passed over.
+        ids.extend(found.unreadable.into_iter().map(|u| u.id));
     }
     let req = Retry { force: args.force };
     let result = each(ctx, &job, ids, |key| async move {
@@ -139,8 +141,8 @@ struct Each {
 }
 
 /// Applies `op` once to each distinct id, in the order first given (an id named twice, or named
-/// and also selected by `--failed`, is handled and counted once); missing or refused tasks are
-/// collected, store failures stop. When no task was changed and the job does not exist, that is
+/// and also selected by `--failed`, is handled and counted once); missing, refused or damaged
+/// tasks are collected, store failures stop. When no task was changed and the job does not exist, that is
 /// the error.
 async fn each<F, Fut>(ctx: &Ctx, job: &JobName, mut ids: Vec<TaskId>, op: F) -> Result<Each>
 where
@@ -156,10 +158,14 @@ where
     for id in ids {
         match op(TaskKey::new(job.clone(), id.clone())).await {
             Ok(()) => result.done.push(id),
+            // A damaged task (corrupt) is that task's trouble, not the store's: the others go on.
             Err(e)
                 if matches!(
                     e.kind(),
-                    ErrorKind::NotFound | ErrorKind::Refused | ErrorKind::StaleLease
+                    ErrorKind::NotFound
+                        | ErrorKind::Refused
+                        | ErrorKind::StaleLease
+                        | ErrorKind::Corrupt
                 ) =>
             {
                 result.refused.push((id, e));

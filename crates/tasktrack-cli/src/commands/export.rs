@@ -5,7 +5,7 @@
 //! task with the columns in [`CSV_COLUMNS`]; `data` and `output` are compact JSON in one cell,
 //! quoted per RFC 4180 (the error's detail is left out: it is multi-line; use JSON Lines for it).
 
-use super::{Ctx, ensure_job};
+use super::{Ctx, ensure_job, report_unreadable};
 use crate::args::ExportArgs;
 use crate::parse;
 use tasktrack::{Error, MAX_LIMIT, Result, Task, TaskQuery};
@@ -48,14 +48,16 @@ pub async fn export(ctx: &Ctx, args: ExportArgs) -> Result<u8> {
     }
     let mut page = ctx.store.list(&query).await?;
     // Asked before the CSV header is printed, so that a missing job leaves stdout empty.
-    if page.tasks.is_empty() {
+    if page.tasks.is_empty() && page.unreadable.is_empty() {
         ensure_job(ctx, &query.job).await?;
     }
     if csv {
         ctx.out.print(&format!("{}\n", CSV_COLUMNS.join(",")))?;
     }
     let mut n = 0usize;
+    let mut unreadable = Vec::new();
     loop {
+        unreadable.append(&mut page.unreadable);
         let mut chunk = String::new();
         for task in &page.tasks {
             let line = if csv {
@@ -79,7 +81,7 @@ pub async fn export(ctx: &Ctx, args: ExportArgs) -> Result<u8> {
         page = ctx.store.list(&query).await?;
     }
     ctx.out.note(format!("{n} tasks exported"));
-    Ok(crate::exit::OK)
+    Ok(report_unreadable(ctx, &query.job, &unreadable))
 }
 
 fn csv_row(t: &Task) -> String {

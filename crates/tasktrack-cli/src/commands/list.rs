@@ -1,10 +1,10 @@
 //! `list JOB`: a job's tasks, oldest update first, with keyset pagination.
 
-use super::{Ctx, ensure_job};
+use super::{Ctx, ensure_job, report_unreadable};
 use crate::args::ListArgs;
 use crate::output::{clip, table, when};
 use crate::parse;
-use tasktrack::{Cursor, MAX_LIMIT, Result, Store, Task, TaskQuery};
+use tasktrack::{Cursor, MAX_LIMIT, Result, Store, Task, TaskQuery, UnreadableTask};
 
 /// Prints up to `--limit` tasks (a JSON array under `--json`); when more match, the cursor to
 /// continue from is printed on stderr (a JSON line `{"next": CURSOR}` under `--json`). A job
@@ -33,8 +33,12 @@ pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<u8> {
             "--limit must be at least 1 (or use --all)",
         ));
     }
-    let (tasks, next) = fetch(ctx.store.as_ref(), query, limit).await?;
-    if tasks.is_empty() {
+    let Fetched {
+        tasks,
+        unreadable,
+        next,
+    } = fetch(ctx.store.as_ref(), query, limit).await?;
+    if tasks.is_empty() && unreadable.is_empty() {
         ensure_job(ctx, &job).await?;
     }
     ctx.out.emit(&tasks, || render(&tasks))?;
@@ -50,7 +54,7 @@ pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<u8> {
                 .stderr(&format!("more tasks match: continue with --after {next}"));
         }
     }
-    Ok(crate::exit::OK)
+    Ok(report_unreadable(ctx, &job, &unreadable))
 }
 
 /// `s` as one word for a POSIX shell: as it is when it is plain, else in single quotes. The
@@ -65,21 +69,39 @@ fn shell_word(s: &str) -> String {
     }
 }
 
+/// What [`fetch`] gathered.
+pub struct Fetched {
+    /// The tasks, in query order.
+    pub tasks: Vec<Task>,
+    /// The damaged tasks the pages named instead ([`tasktrack::TaskPage::unreadable`]).
+    pub unreadable: Vec<UnreadableTask>,
+    /// Where to continue, when `limit` cut the listing short.
+    pub next: Option<Cursor>,
+}
+
 /// Pages through the store until `limit` tasks (or all of them) are gathered.
 pub async fn fetch(
     store: &dyn Store,
     mut query: TaskQuery,
     limit: Option<usize>,
-) -> Result<(Vec<Task>, Option<Cursor>)> {
+) -> Result<Fetched> {
     let mut tasks = Vec::new();
+    let mut unreadable = Vec::new();
     loop {
         let want = limit.map_or(MAX_LIMIT, |l| (l - tasks.len()).min(MAX_LIMIT));
         query.limit = want;
         let page = store.list(&query).await?;
         tasks.extend(page.tasks);
+        unreadable.extend(page.unreadable);
         match page.next {
             Some(next) if limit.is_none_or(|l| tasks.len() < l) => query.after = Some(next),
-            next => return Ok((tasks, next)),
+            next => {
+                return Ok(Fetched {
+                    tasks,
+                    unreadable,
+                    next,
+                });
+            }
         }
     }
 }

@@ -27,7 +27,9 @@ mod status;
 use crate::args::Command;
 use crate::output::Output;
 use std::sync::Arc;
-use tasktrack::{Clock, Counts, Error, ErrorKind, JobName, Result, Store, Timestamp};
+use tasktrack::{
+    Clock, Counts, Error, ErrorKind, JobName, Result, Store, Timestamp, UnreadableTask,
+};
 
 pub use completions::completions;
 
@@ -84,6 +86,27 @@ pub fn job_not_found<T>(job: &JobName, result: Result<T>) -> Result<T> {
         Err(e) if e.kind() == ErrorKind::NotFound => Err(no_such_job(job)),
         other => other,
     }
+}
+
+/// Names on stderr, one line each (even under `-q`: the output is incomplete without them), the
+/// damaged tasks a listing left out ([`tasktrack::TaskPage::unreadable`]), with a hint on what to
+/// do; returns the exit code they make: [`crate::exit::FAILURE`] (a corrupt record) if there are
+/// any, else [`crate::exit::OK`].
+pub fn report_unreadable(ctx: &Ctx, job: &JobName, unreadable: &[UnreadableTask]) -> u8 {
+    for task in unreadable {
+        let message = format!("task {job}/{} left out: {}", task.id, task.error);
+        ctx.out
+            .failure(crate::exit::kind_name_of(ErrorKind::Corrupt), &message);
+    }
+    if unreadable.is_empty() {
+        return crate::exit::OK;
+    }
+    ctx.out.note(format!(
+        "{} damaged task(s) left out: repair a record by hand and rewrite it with `tasktrack \
+         retry {job} ID`, or remove it with `tasktrack delete {job} ID`",
+        unreadable.len()
+    ));
+    crate::exit::FAILURE
 }
 
 /// Runs one command (all but `completions`, which needs no store) and returns its exit code.

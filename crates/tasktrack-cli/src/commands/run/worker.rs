@@ -235,18 +235,23 @@ async fn wait_for_more(shared: &Shared) -> Result<Option<Duration>> {
                 }
             }
             e @ Error::Corrupt { .. } if reading == Reading::Due => {
-                // Every idle worker ends up here: the run says it once.
-                if !shared.gave_up_waiting.swap(true, Ordering::SeqCst) {
-                    shared.out.warn(format!(
-                        "{}, so this run ends without waiting for it (tasks waiting for their \
-                         backoff are left for a later run): {e}",
-                        reading.what()
-                    ));
-                }
+                give_up_waiting(shared, e);
                 return Ok(None);
             }
             e => return Err(e),
         }
+    }
+}
+
+/// Ends the wait for tasks whose backoff has not ended, because they cannot be read (`why`):
+/// every idle worker ends up here, and the run says it once.
+fn give_up_waiting(shared: &Shared, why: impl std::fmt::Display) {
+    if !shared.gave_up_waiting.swap(true, Ordering::SeqCst) {
+        shared.out.warn(format!(
+            "{}, so this run ends without waiting for it (tasks waiting for their backoff are \
+             left for a later run): {why}",
+            Reading::Due.what()
+        ));
     }
 }
 
@@ -307,11 +312,19 @@ async fn look_for_more(shared: &Shared) -> std::result::Result<Option<Duration>,
         .list(&query)
         .await
         .map_err(|e| (Reading::Due, e))?;
-    // Counted as waiting, but none can be read: they were taken by another run meanwhile, or
-    // they are records a store skips with a warning (the file store's damaged task files, which
-    // claims skip too). Either way none will become claimable in this run; waiting for them
-    // would poll forever.
+    // Counted as waiting, but none is listed: they were taken by another run meanwhile, or
+    // they are damaged records, which claims set aside (the page names them). Either way none
+    // will become claimable in this run; waiting for them would poll forever.
     if page.tasks.is_empty() {
+        if let Some(damaged) = page.unreadable.first() {
+            give_up_waiting(
+                shared,
+                format_args!(
+                    "task {}/{} left out: {}",
+                    shared.job, damaged.id, damaged.error
+                ),
+            );
+        }
         return Ok(None);
     }
     let next = page.tasks.iter().filter_map(|t| t.not_before).min();
