@@ -1100,6 +1100,31 @@ async fn damaged_task_can_be_deleted(dialect: &str, damage: &str) {
         .unwrap_or_else(|e| panic!("{damage}: {e}"));
 }
 
+/// A list names a damaged row in its page's `unreadable`, at the row's place in the order, instead
+/// of failing and hiding the rest of the job; `delete_job` removes it with the others
+/// (`testkit::damaged::a_damaged_task_is_named_by_lists_not_hiding_the_others`), for every way
+/// [`damages`] has.
+async fn a_damaged_task_is_named_by_lists_not_hiding_the_others(dialect: &str) {
+    for damage in damages(dialect) {
+        damaged_task_is_named_by_lists(dialect, damage).await;
+    }
+}
+
+async fn damaged_task_is_named_by_lists(dialect: &str, damage: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let h = testkit::Harness::new(s.guarded(), "a_damaged_task_is_named_by_lists", 1.0);
+    // The scratch namespace holds the harness's job alone, so its ids name its rows.
+    let damage_row = |k: TaskKey| {
+        let s = s.clone();
+        async move { set_history(&s, dialect, &[k.id.as_str()], damage).await }
+    };
+    testkit::damaged::a_damaged_task_is_named_by_lists_not_hiding_the_others(h, damage_row)
+        .await
+        .unwrap_or_else(|e| panic!("{damage}: {e}"));
+}
+
 /// A damaged row among the hand-off's candidates does not cost the worker its success: the
 /// success is recorded and the claim goes on past the row; in a batched completion, a damaged
 /// row answers `Corrupt` for its own lease only.
@@ -1439,6 +1464,7 @@ on_both_dialects!(
     a_damaged_row_is_set_aside_by_claims,
     a_damaged_row_fails_only_its_own_lease,
     a_damaged_task_can_be_deleted,
+    a_damaged_task_is_named_by_lists_not_hiding_the_others,
     a_handoff_whose_row_does_not_read_back_releases_what_it_granted,
     concurrent_handoffs_pass_damaged_rows_by,
     a_row_finished_by_hand_does_not_block_claims,

@@ -193,7 +193,6 @@ impl Cols<'_, '_> {
     }
 }
 
-/// A task from a row selected with [`TASK_COLUMNS`].
 /// A row of a listing: its task, or, when the row does not decode, its place in the listing
 /// order (`updated_at` and id, plain columns) and why, for the page to name it
 /// ([`TaskPage::unreadable`](tasktrack_core::TaskPage)). A row whose place cannot be read either
@@ -219,6 +218,7 @@ pub(crate) fn listed_from_row(db: &Db, row: &Row<'_>) -> Result<Listed> {
     Ok(Listed::Unreadable(at, UnreadableTask::new(id, &error)))
 }
 
+/// A task from a row selected with [`TASK_COLUMNS`].
 pub(crate) fn task_from_row(db: &Db, row: &Row<'_>) -> Result<Task> {
     let job: String = row.get(0).map_err(|e| db.err(e))?;
     let id: String = row.get(1).map_err(|e| db.err(e))?;

@@ -196,6 +196,8 @@ pub(crate) trait Dialect: Send + Sync {
     fn read_task(row: &Self::Row) -> std::result::Result<RawTask, sqlx::Error>;
     /// A text column (`VARBINARY` names on MySQL).
     fn read_text(row: &Self::Row, column: &str) -> std::result::Result<String, sqlx::Error>;
+    /// A `BIGINT` column (`updated_at`: where a row that does not decode stands in a listing).
+    fn read_int(row: &Self::Row, column: &str) -> std::result::Result<i64, sqlx::Error>;
     /// A row of `count_tasks.sql`: stage key, status code, count.
     fn read_count(row: &Self::Row) -> std::result::Result<(String, i16, i64), sqlx::Error>;
     /// The job document of a row (`jsonb`, or JSON text).

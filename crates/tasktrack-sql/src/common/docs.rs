@@ -230,6 +230,39 @@ fn read_one<D: Dialect>(s: &D, table: &str, row: &D::Row) -> Result<Task> {
     )
 }
 
+/// The entries of a listing held by `rows`, in their order (see [`listed_one`]).
+fn read_listed<D: Dialect>(s: &D, rows: &[D::Row]) -> Result<Vec<Listed>> {
+    let table = s.table();
+    rows.iter().map(|r| listed_one(s, &table, r)).collect()
+}
+
+/// A row of a listing: its task, or, when the row does not decode, its place in the listing
+/// order and the `Corrupt` error naming it, for the page to name it
+/// ([`TaskPage::unreadable`]) instead of failing the list and hiding the rest of the job. The
+/// place is read from the plain columns `updated_at` and `id`, which no damage to the JSON
+/// columns reaches; they are read only for such a row, so a healthy page costs nothing more. A
+/// row whose place cannot be read either (an id that is not a task id) is `Corrupt` as before,
+/// and so is any error other than `Corrupt`.
+fn listed_one<D: Dialect>(s: &D, table: &str, row: &D::Row) -> Result<Listed> {
+    let error = match read_one(s, table, row) {
+        Ok(task) => return Ok(Listed::Task(task)),
+        Err(error @ Error::Corrupt { .. }) => error,
+        Err(other) => return Err(other),
+    };
+    let place = D::read_text(row, "id")
+        .ok()
+        .and_then(|id| TaskId::new(id).ok())
+        .zip(D::read_int(row, "updated_at").ok());
+    let Some((id, updated_at)) = place else {
+        return Err(error);
+    };
+    let at = Cursor {
+        updated_at: Timestamp::from_millis(updated_at),
+        id: id.clone(),
+    };
+    Ok(Listed::Unreadable(at, UnreadableTask::new(id, &error)))
+}
+
 fn read_job<D: Dialect>(s: &D, row: &D::Row) -> Result<Job> {
     let doc = s.read_doc(row)?;
     serde_json::from_value(doc).map_err(|e| Error::corrupt(format!("{}job", s.names()), e))
@@ -352,6 +385,10 @@ pub(crate) async fn claimable<D: Dialect>(
 }
 
 /// Keyset pagination on `(updated_at, id)` over the `{prefix}task_updated` index; never OFFSET.
+/// A row that does not decode is named in the page's `unreadable` at its place in that order
+/// (its `updated_at` and `id` columns, [`listed_one`]), matched against the filters by its
+/// columns like any row, and counts towards the page's `limit` like a task, so that `next`
+/// moves past it and a walk through the pages names it once.
 pub(crate) async fn list_tasks<D: Dialect>(s: &D, query: &TaskQuery) -> Result<TaskPage> {
     let limit = i64::try_from(query.limit)
         .unwrap_or(i64::MAX)
@@ -389,7 +426,7 @@ pub(crate) async fn list_tasks<D: Dialect>(s: &D, query: &TaskQuery) -> Result<T
     st.push(&format!(" ORDER BY updated_at {dir}, id {dir} LIMIT "))
         .push_param(limit);
     let rows = s.fetch(true, &st).await?;
-    Ok(TaskPage::from_sorted(read_tasks(s, &rows)?, query.limit))
+    Ok(TaskPage::from_listed(read_listed(s, &rows)?, query.limit))
 }
 
 pub(crate) async fn count_tasks<D: Dialect>(

@@ -62,6 +62,10 @@ impl Dialect for MySqlStore {
         read_name(row, column)
     }
 
+    fn read_int(row: &MySqlRow, column: &str) -> std::result::Result<i64, sqlx::Error> {
+        row.try_get(column)
+    }
+
     fn read_count(row: &MySqlRow) -> std::result::Result<(String, i16, i64), sqlx::Error> {
         Ok((
             read_name(row, "stage_key")?,

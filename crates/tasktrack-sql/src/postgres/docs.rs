@@ -62,6 +62,10 @@ impl Dialect for PgStore {
         row.try_get(column)
     }
 
+    fn read_int(row: &PgRow, column: &str) -> std::result::Result<i64, sqlx::Error> {
+        row.try_get(column)
+    }
+
     fn read_count(row: &PgRow) -> std::result::Result<(String, i16, i64), sqlx::Error> {
         Ok((
             row.try_get("stage_key")?,
