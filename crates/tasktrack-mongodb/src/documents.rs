@@ -173,25 +173,23 @@ impl MongoDocuments {
         Ok(())
     }
 
-    async fn find_tasks(
+    /// Up to `limit` task documents matching `filter` in `sort` order, past the first `skip`,
+    /// undecoded.
+    pub(crate) async fn find_docs(
         &self,
         filter: Document,
         sort: Document,
+        skip: usize,
         limit: usize,
-    ) -> Result<Vec<Task>> {
+    ) -> Result<Vec<Document>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let cursor = self
-            .tasks
-            .find(filter)
-            .sort(sort)
-            .limit(limit)
-            .await
-            .map_err(|e| self.err(e))?;
-        let docs: Vec<Document> = cursor.try_collect().await.map_err(|e| self.err(e))?;
-        let location = self.tasks_location();
-        docs.into_iter()
-            .map(|d| codec::task_from_doc(d, &location))
-            .collect()
+        let skip = u64::try_from(skip).unwrap_or(u64::MAX);
+        let mut find = self.tasks.find(filter).sort(sort).limit(limit);
+        if skip > 0 {
+            find = find.skip(skip);
+        }
+        let cursor = find.await.map_err(|e| self.err(e))?;
+        cursor.try_collect().await.map_err(|e| self.err(e))
     }
 }
 
@@ -392,7 +390,8 @@ impl Documents for MongoDocuments {
     }
 
     /// Filters, order and cursor all in the query, on the `list` / `list_by_status` indexes.
-    /// `updated_at` is stored as fixed-width RFC 3339 text, so text order is time order.
+    /// `updated_at` is stored as fixed-width RFC 3339 text, so text order is time order. The
+    /// documents are decoded by `src/listing.rs`, which names a damaged one in the page.
     async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
         let mut filter = doc! {"job": query.job.as_str()};
         if !query.statuses.is_empty() {
@@ -430,10 +429,8 @@ impl Documents for MongoDocuments {
                 ],
             );
         }
-        let tasks = self
-            .find_tasks(filter, doc! {"updated_at": dir, "id": dir}, query.limit + 1)
-            .await?;
-        Ok(TaskPage::from_sorted(tasks, query.limit))
+        let sort = doc! {"updated_at": dir, "id": dir};
+        crate::listing::page(self, filter, sort, query).await
     }
 
     /// One aggregation over the `counts` index: `$group` by stage and status.

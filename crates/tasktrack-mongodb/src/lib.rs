@@ -70,6 +70,7 @@
 //! - An unreadable task document is `Corrupt` naming it; `claim_next` sets it aside (removes
 //!   its `claim_at`, adds `set_aside`) and hands out the job's other tasks. So it does with a
 //!   task the claim rule refuses as corrupt (a counter edited to the top of its range).
+//!   `list` names it in the page's `unreadable` instead of failing (`src/listing.rs`).
 //! - A `claim_next` that fails after winning some tasks (a lost connection at a later replace)
 //!   answers with those it won and logs the error: a lease granted is never dropped.
 //! - Unless the URL says otherwise, a request waits at most 10 s for a server and a
@@ -97,6 +98,7 @@ mod codec;
 pub mod config;
 mod documents;
 mod error;
+mod listing;
 pub mod native;
 
 pub use documents::MongoDocuments;

@@ -225,6 +225,48 @@ async fn a_damaged_task_can_be_deleted() {
     assert_eq!(left, 2, "`other` and the new `held`");
 }
 
+/// A list goes past a damaged task and names it in the page (the shared case), damaged as
+/// above: its raw `updated_at` and `id` still read, so it is placed by them and named once in
+/// each walk; `delete_job` then removes it with the others, leaving no document of the job.
+#[tokio::test]
+async fn a_damaged_task_is_named_by_lists_not_hiding_the_others() {
+    lists_name_tasks_damaged_by(doc! {"$set": {"attempts": "many"}}).await;
+}
+
+/// The same with the task's `updated_at` edited into text that is no time: nothing places it
+/// in the listing order, but the server sorts and filters it as that text, so it is named on
+/// the one page of each walk whose range holds it.
+#[tokio::test]
+async fn a_task_whose_updated_at_is_no_time_is_named_once_by_lists() {
+    lists_name_tasks_damaged_by(doc! {"$set": {"updated_at": "yesterday"}}).await;
+}
+
+/// Runs the shared listing case with `update` applied by hand as its damage, then checks that
+/// `delete_job` left no document of the job.
+async fn lists_name_tasks_damaged_by(update: Document) {
+    let Some((store, raw)) = scratch().await else {
+        return;
+    };
+    let h = testkit::Harness::new(
+        std::sync::Arc::new(store),
+        "a_damaged_task_is_named_by_lists",
+        1.0,
+    );
+    let job = h.job.clone();
+    let damage = |key: TaskKey| {
+        let (raw, update) = (raw.clone(), update.clone());
+        async move { raw_set(&raw, key.job.as_str(), key.id.as_str(), update).await }
+    };
+    testkit::damaged::a_damaged_task_is_named_by_lists_not_hiding_the_others(h, damage)
+        .await
+        .unwrap();
+    let left = raw
+        .count_documents(doc! {"job": job.as_str()})
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
 /// A create with one task too large for a document is refused naming it, and writes nothing
 /// (not even the tasks before it); a success whose output is too large is refused naming the
 /// task, which stays in progress under its lease.

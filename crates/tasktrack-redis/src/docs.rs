@@ -68,26 +68,49 @@ impl RedisDocs {
 
     /// Reads many task hashes of one job in one round trip (absent ones are skipped).
     pub async fn load_many(&self, job: &JobName, ids: &[String]) -> Result<Vec<Task>> {
+        let mut tasks = Vec::with_capacity(ids.len());
+        for (id, fields) in ids.iter().zip(self.read_hashes(job, ids).await?) {
+            if !fields.is_empty() {
+                tasks.push(self.decode(job, id, &fields)?);
+            }
+        }
+        Ok(tasks)
+    }
+
+    /// The fields of many task hashes of one job, in one round trip, one map per id in the
+    /// same order (empty for a task that does not exist), undecoded: a listing decodes each on
+    /// its own, so that one that does not decode is named rather than failing the others.
+    pub async fn read_hashes(
+        &self,
+        job: &JobName,
+        ids: &[impl AsRef<str>],
+    ) -> Result<Vec<HashMap<String, String>>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.cmd("HGETALL")
-                .arg(format!("{}t:{id}", self.keys.job_base(job)));
+            pipe.cmd("HGETALL").arg(self.task_hash(job, id.as_ref()));
         }
-        let rows: Vec<HashMap<String, String>> = pipe
-            .query_async(&mut self.conn.clone())
+        pipe.query_async(&mut self.conn.clone())
             .await
-            .map_err(|e| self.err(e))?;
-        let mut tasks = Vec::with_capacity(rows.len());
-        for (id, fields) in ids.iter().zip(rows) {
-            if !fields.is_empty() {
-                let location = format!("{}t:{id}", self.keys.job_base(job));
-                tasks.push(codec::decode(job, id, &fields, &location)?);
-            }
-        }
-        Ok(tasks)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Decodes the hash of task `id` of `job`; a hash that does not decode is `Corrupt` naming
+    /// its key.
+    pub fn decode(
+        &self,
+        job: &JobName,
+        id: &str,
+        fields: &HashMap<String, String>,
+    ) -> Result<Task> {
+        codec::decode(job, id, fields, &self.task_hash(job, id))
+    }
+
+    /// The key of task `id`'s hash (as [`Keys::task`], from an id not yet checked).
+    fn task_hash(&self, job: &JobName, id: &str) -> String {
+        format!("{}t:{id}", self.keys.job_base(job))
     }
 
     /// Inserts tasks of one job (one script call); one flag per task.

@@ -62,7 +62,9 @@
 //! - `claim_next` is O(log n) in the job's claimable tasks; it promotes at most 1000 due entries
 //!   per call (the oldest first), so after a mass expiry a higher-priority task may wait a call.
 //! - `counts` is two reads (HGET + HGETALL), whatever the job's size. `list` reads the per-status
-//!   sets in order; stage and id-prefix filters are applied to the tasks read.
+//!   sets in order; stage and id-prefix filters are applied to the tasks read. A task hash that
+//!   does not decode is named in the page's `unreadable` at its listing entry's place
+//!   (`src/list.rs`).
 //! - Durability is Redis's: with `appendonly yes` and `appendfsync always` an acknowledged write
 //!   survives a crash; with `everysec` (the usual setting) up to a second of writes can be lost;
 //!   with persistence off (this repository's test server) a restart loses everything. A replica

@@ -5,9 +5,20 @@
 //! (`updated_at`, then `id`) and `ZRANGEBYLEX` starts right after a cursor, inside a time range,
 //! without an offset. A query over several statuses merges their sets; the stage and id-prefix
 //! filters are applied to the tasks read, so a very selective stage filter reads more.
+//!
+//! A task hash that does not decode (edited by hand) does not fail the page: it is named in
+//! [`TaskPage::unreadable`] at the place its listing member gives (`updated_at` and id, which
+//! the member holds apart from the hash), so it pages like any task. Its member already passed
+//! the status, time, id-prefix and cursor filters; the stage filter is matched against the
+//! hash's `stage` field as it reads. A member whose own place does not read (not 12 hex digits
+//! as the scripts write them and a valid id, which only an edit of the listing set itself
+//! gives) fails the page as `Corrupt`.
 
 use crate::docs::RedisDocs;
-use tasktrack_core::{Result, Status, Task, TaskPage, TaskQuery, Timestamp};
+use std::collections::HashMap;
+use tasktrack_core::{
+    Cursor, Error, Listed, Result, Status, TaskId, TaskPage, TaskQuery, Timestamp, UnreadableTask,
+};
 
 /// The listing member's time part (same encoding as `hex12` in `lua/common.lua`).
 fn hex12(t: Timestamp) -> String {
@@ -55,7 +66,7 @@ pub(crate) async fn list(docs: &RedisDocs, query: &TaskQuery) -> Result<TaskPage
     }
     let want = query.limit.saturating_add(1);
     let batch = want.clamp(64, 1000);
-    let mut found: Vec<Task> = Vec::new();
+    let mut found: Vec<Listed> = Vec::new();
     loop {
         let mut pipe = redis::pipe();
         for s in &statuses {
@@ -98,20 +109,21 @@ pub(crate) async fn list(docs: &RedisDocs, query: &TaskQuery) -> Result<TaskPage
             members.reverse();
         }
         members.dedup();
-        let ids: Vec<String> = members
+        let entries: Vec<(&str, &str)> = members
             .iter()
-            .filter_map(|m| m.get(12..))
-            .filter(|id| {
+            .filter_map(|m| Some((m.as_str(), m.get(12..)?)))
+            .filter(|(_, id)| {
                 query
                     .id_prefix
                     .as_ref()
                     .is_none_or(|p| id.starts_with(p.as_str()))
             })
-            .map(str::to_string)
             .collect();
-        for task in docs.load_many(&query.job, &ids).await? {
-            if query.matches(&task) && query.is_after_cursor(&task) {
-                found.push(task);
+        let ids: Vec<&str> = entries.iter().map(|(_, id)| *id).collect();
+        let hashes = docs.read_hashes(&query.job, &ids).await?;
+        for ((member, id), fields) in entries.into_iter().zip(hashes) {
+            if let Some(entry) = listed(docs, query, member, id, &fields)? {
+                found.push(entry);
             }
         }
         if found.len() >= want || done {
@@ -124,10 +136,69 @@ pub(crate) async fn list(docs: &RedisDocs, query: &TaskQuery) -> Result<TaskPage
         }
     }
     // A task written while we read may carry a newer updated_at than its index entry had.
-    found.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
+    found.sort_by(|a, b| place(a).cmp(&place(b)));
     if query.newest_first {
         found.reverse();
     }
-    found.dedup_by(|a, b| a.id == b.id);
-    Ok(TaskPage::from_sorted(found, query.limit))
+    found.dedup_by(|a, b| place(a).1 == place(b).1);
+    Ok(TaskPage::from_listed(found, query.limit))
+}
+
+/// The entry of listing member `member` (task `id`, hash `fields`) if it belongs on the page:
+/// its task when the hash decodes and passes the filters, or, when the hash does not decode,
+/// the record named at the member's place. `None` for a task deleted meanwhile or filtered out.
+fn listed(
+    docs: &RedisDocs,
+    query: &TaskQuery,
+    member: &str,
+    id: &str,
+    fields: &HashMap<String, String>,
+) -> Result<Option<Listed>> {
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let error = match docs.decode(&query.job, id, fields) {
+        Ok(task) if query.matches(&task) && query.is_after_cursor(&task) => {
+            return Ok(Some(Listed::Task(task)));
+        }
+        Ok(_) => return Ok(None),
+        Err(error @ Error::Corrupt { .. }) => error,
+        Err(other) => return Err(other),
+    };
+    let stage_matches = query
+        .stage
+        .as_ref()
+        .is_none_or(|s| fields.get("stage") == Some(s));
+    if !stage_matches {
+        return Ok(None);
+    }
+    let Some(at) = member_place(member, id) else {
+        return Err(error);
+    };
+    let unreadable = UnreadableTask::new(at.id.clone(), &error);
+    Ok(Some(Listed::Unreadable(at, unreadable)))
+}
+
+/// The place in the listing order a member names: its 12 hex digits of `updated_at` and its
+/// id; `None` when either does not read. The digits must be exactly what [`hex12`] writes (no
+/// sign, lower case), so that a cursor at this place is this very member again and the next
+/// page starts right after it.
+fn member_place(member: &str, id: &str) -> Option<Cursor> {
+    let digits = member.get(..12)?;
+    let updated_at = Timestamp::from_millis(i64::from_str_radix(digits, 16).ok()?);
+    if hex12(updated_at) != digits {
+        return None;
+    }
+    Some(Cursor {
+        updated_at,
+        id: TaskId::new(id).ok()?,
+    })
+}
+
+/// An entry's place in the listing order: `(updated_at, id)`.
+fn place(entry: &Listed) -> (Timestamp, &str) {
+    match entry {
+        Listed::Task(task) => (task.updated_at, task.id.as_str()),
+        Listed::Unreadable(at, _) => (at.updated_at, at.id.as_str()),
+    }
 }

@@ -12,6 +12,8 @@ use common::{connection, create, new_tasks, scratch_store};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 use tasktrack_core::*;
 
@@ -284,9 +286,40 @@ async fn a_task_set_aside_as_corrupt_can_be_deleted() {
     deletes_tasks_damaged_in("attempts", "many").await;
 }
 
-/// Runs the shared case with `field` set to `value` by hand as its damage, then checks that no
-/// key of the job still names a deleted task: counters equal a recount, the listing sets hold
-/// one entry per task hash, the queues and the set-aside set none of a hash that is gone.
+/// A list goes past a damaged task and names it in the page (the shared case), with its JSON
+/// damaged as above: placed by its listing entry, it is named once in each walk, in both orders
+/// and under a status filter; `delete_job` then removes it with the others and leaves no key
+/// naming any of them.
+#[tokio::test]
+async fn a_damaged_task_is_named_by_lists_not_hiding_the_others() {
+    lists_name_tasks_damaged_in("data", "{not json").await;
+}
+
+/// The same with a field the scripts check (and a claim would set aside): its listing entry is
+/// as readable, so it is placed and named the same way.
+#[tokio::test]
+async fn a_task_with_a_corrupt_field_is_named_by_lists_not_hiding_the_others() {
+    lists_name_tasks_damaged_in("attempts", "many").await;
+}
+
+/// A hand that damages a task by setting `field` of its hash to `value`.
+fn damage_by(
+    prefix: &str,
+    field: &'static str,
+    value: &'static str,
+) -> impl Fn(TaskKey) -> Pin<Box<dyn Future<Output = ()>>> {
+    let prefix = prefix.to_string();
+    move |key: TaskKey| {
+        let prefix = prefix.clone();
+        Box::pin(async move {
+            let mut raw = Raw::new(&prefix, key.job.as_str()).await;
+            raw.hset(key.id.as_str(), field, value).await;
+        })
+    }
+}
+
+/// Runs the shared delete case with `field` set to `value` by hand as its damage, then checks
+/// that no key of the job still names a deleted task.
 async fn deletes_tasks_damaged_in(field: &'static str, value: &'static str) {
     let Some((scratch, store)) = scratch_store().await else {
         return;
@@ -294,18 +327,39 @@ async fn deletes_tasks_damaged_in(field: &'static str, value: &'static str) {
     let h = testkit::Harness::new(store, "a_damaged_task_can_be_deleted", 1.0);
     let job = h.job.clone();
     let prefix = scratch.0.prefix().to_string();
-    let damage = |key: TaskKey| {
-        let prefix = prefix.clone();
-        async move {
-            let mut raw = Raw::new(&prefix, key.job.as_str()).await;
-            raw.hset(key.id.as_str(), field, value).await;
-        }
-    };
-    testkit::damaged::a_damaged_task_can_be_deleted(h, damage)
+    testkit::damaged::a_damaged_task_can_be_deleted(h, damage_by(&prefix, field, value))
         .await
         .unwrap();
+    assert_nothing_names_a_deleted_task(&prefix, &job).await;
+}
 
+/// Runs the shared listing case with `field` set to `value` by hand as its damage, then checks
+/// that `delete_job` left no key of the job naming a task.
+async fn lists_name_tasks_damaged_in(field: &'static str, value: &'static str) {
+    let Some((scratch, store)) = scratch_store().await else {
+        return;
+    };
+    let h = testkit::Harness::new(store, "a_damaged_task_is_named_by_lists", 1.0);
+    let job = h.job.clone();
+    let prefix = scratch.0.prefix().to_string();
+    testkit::damaged::a_damaged_task_is_named_by_lists_not_hiding_the_others(
+        h,
+        damage_by(&prefix, field, value),
+    )
+    .await
+    .unwrap();
+    assert_nothing_names_a_deleted_task(&prefix, &job).await;
     let mut raw = Raw::new(&prefix, job.as_str()).await;
+    assert_eq!(
+        raw.keys(&format!("{}*", raw.base)).await,
+        Vec::<String>::new()
+    );
+}
+
+/// No key of `job` still names a deleted task: counters equal a recount, the listing sets hold
+/// one entry per task hash, the queues and the set-aside set none of a hash that is gone.
+async fn assert_nothing_names_a_deleted_task(prefix: &str, job: &JobName) {
+    let mut raw = Raw::new(prefix, job.as_str()).await;
     assert_eq!(raw.counters().await, raw.recount().await);
     let start = raw.task_key("").len();
     let hashes: BTreeSet<String> = raw
