@@ -4,6 +4,7 @@ use crate::commit::{CountedWrite, Counters, GroupCommit};
 use crate::error::{build_error, content_refusal, refused_write, sdk_error};
 use crate::fit::{self, Fitted};
 use crate::item::{self, Item};
+use crate::listing::Listing;
 use crate::requests::{Requests, bump, same_doc};
 use crate::txn;
 use async_trait::async_trait;
@@ -45,7 +46,7 @@ fn as_read(it: &Item) -> (String, HashMap<String, AttributeValue>) {
 /// partition (`spk`, see [`item::stage_pk`]), `Some(None)` for a claimable task without one
 /// (`cpk` alone); `None` when the item has no claim attributes (a finished task), which say
 /// nothing of its stage.
-fn claim_stage(it: &Item, job: &JobName) -> Option<Option<String>> {
+pub(crate) fn claim_stage(it: &Item, job: &JobName) -> Option<Option<String>> {
     let text = |attr: &str| it.get(attr).and_then(|v| v.as_s().ok());
     let Some(spk) = text(item::STAGE_PK) else {
         return text(item::CLAIM_PK).map(|_| None);
@@ -505,12 +506,13 @@ impl DynamoDocuments {
         }
     }
 
-    /// Up to `limit + 1` tasks of one list-index partition that pass `query`, in its order.
+    /// Up to `limit + 1` entries of one list-index partition that pass `query`, in its order,
+    /// into `found`: tasks, and damaged items (see [`Listing::add`]).
     async fn list_partition(
         &self,
         query: &TaskQuery,
         status: Status,
-        found: &mut Vec<Task>,
+        found: &mut Listing,
     ) -> Result<()> {
         let mut values = HashMap::from([(":p".to_owned(), s(item::list_pk(&query.job, status)))]);
         // The cursor (or the time bound on the side we start from) becomes the key condition.
@@ -542,21 +544,10 @@ impl DynamoDocuments {
             !query.newest_first,
             page,
             |it| {
-                let (task, _) = item::decode::<Task>(&table, it)?;
-                // Past the far time bound nothing more can match, in this order.
-                let beyond = if query.newest_first {
-                    query.updated_after.is_some_and(|t| task.updated_at < t)
-                } else {
-                    query.updated_before.is_some_and(|t| task.updated_at >= t)
-                };
-                if beyond {
-                    return Ok(false);
-                }
-                if query.matches(&task) && query.is_after_cursor(&task) {
-                    found.push(task);
-                    taken += 1;
-                }
-                Ok(taken < want)
+                let before = found.len();
+                let more = found.add(query, &table, it)?;
+                taken += found.len() - before;
+                Ok(more && taken < want)
             },
         )
         .await
@@ -697,17 +688,22 @@ impl Documents for DynamoDocuments {
         Ok(found)
     }
 
+    /// One Query per status partition of the list index, each stopping after `limit + 1`
+    /// entries that pass, merged in the query's order. A task item that does not decode is an
+    /// entry too, named in the page's `unreadable` at the place its list sort key gives it
+    /// (if that key does not read as a place, on the page whose key range holds it); see
+    /// `listing::Listing`.
     async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
         let statuses = if query.statuses.is_empty() {
             Status::ALL.to_vec()
         } else {
             query.statuses.clone()
         };
-        let mut found = Vec::new();
+        let mut found = Listing::default();
         for status in statuses {
             self.list_partition(query, status, &mut found).await?;
         }
-        Ok(query.paginate(found))
+        Ok(found.page(query))
     }
 
     async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {

@@ -8,7 +8,9 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
-use tasktrack_core::{Error, Job, JobName, JobState, Result, Status, Task, TaskKey, Timestamp};
+use tasktrack_core::{
+    Cursor, Error, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey, Timestamp,
+};
 
 /// A DynamoDB item.
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -88,6 +90,20 @@ pub(crate) fn sortable_millis(t: Timestamp) -> String {
 /// List-index sort key: `(updated_at, id)`, the order of [`tasktrack_core::TaskQuery`].
 pub(crate) fn list_sk(updated_at: Timestamp, id: &str) -> String {
     format!("{}|{id}", sortable_millis(updated_at))
+}
+
+/// The `(updated_at, id)` a list-index sort key ([`list_sk`]) says, `None` if it does not read
+/// as one (an item edited by hand).
+pub(crate) fn parse_list_sk(lsk: &str) -> Option<Cursor> {
+    let (millis, id) = lsk.split_once('|')?;
+    if millis.len() != 20 {
+        return None;
+    }
+    let shifted: u64 = millis.parse().ok()?;
+    Some(Cursor {
+        updated_at: Timestamp::from_millis((shifted ^ (1 << 63)) as i64),
+        id: TaskId::new(id).ok()?,
+    })
 }
 
 /// Claim-index sort key: priority descending, then claimable-at, then id — the order of
@@ -271,6 +287,23 @@ mod tests {
         sorted.sort();
         assert_eq!(keys, sorted);
         assert!(keys.iter().all(|k| k.len() == 20));
+    }
+
+    #[test]
+    fn list_sk_reads_back() {
+        for ms in [-5_000, -1, 0, 1_800_000_000_000, i64::MAX] {
+            let at = parse_list_sk(&list_sk(Timestamp::from_millis(ms), "a|b")).unwrap();
+            assert_eq!((at.updated_at.as_millis(), at.id.as_str()), (ms, "a|b"));
+        }
+        for bad in [
+            "",
+            "12|a",
+            "x|a",
+            "00000000000000000001a",
+            "00000000000000000001|",
+        ] {
+            assert!(parse_list_sk(bad).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -121,6 +121,7 @@ mod documents;
 mod error;
 mod fit;
 mod item;
+mod listing;
 pub mod pool;
 mod requests;
 mod schema;

@@ -121,34 +121,79 @@ async fn a_damaged_task_can_be_deleted() {
     let store = common::open_temporary(&url).await.unwrap();
     let (client, _) = Settings::parse(&url).unwrap().client().await.unwrap();
     let table = store.table().to_owned();
-    let damage = |key: TaskKey| {
-        let (client, table) = (client.clone(), table.clone());
-        async move {
-            let item = HashMap::from([
-                ("pk".to_owned(), AttributeValue::S(format!("t:{}", key.job))),
-                ("sk".to_owned(), AttributeValue::S(key.id.to_string())),
-            ]);
-            client
-                .update_item()
-                .table_name(table)
-                .set_key(Some(item))
-                .update_expression("SET #d = :d")
-                .condition_expression("attribute_exists(#d)")
-                .expression_attribute_names("#d", "doc")
-                .expression_attribute_values(":d", AttributeValue::S("{ damaged".into()))
-                .send()
-                .await
-                .unwrap();
-        }
-    };
     let h = tasktrack_core::testkit::Harness::new(
         std::sync::Arc::new(store),
         "a_damaged_task_can_be_deleted",
         1.0,
     );
-    tasktrack_core::testkit::damaged::a_damaged_task_can_be_deleted(h, damage)
-        .await
-        .unwrap();
+    tasktrack_core::testkit::damaged::a_damaged_task_can_be_deleted(h, |key| {
+        damage(client.clone(), table.clone(), key, &[("doc", "{ damaged")])
+    })
+    .await
+    .unwrap();
+}
+
+/// A list names a damaged item in its page's `unreadable`, at the place its list sort key
+/// (`lsk`) gives it, instead of failing the whole job's listing; `delete_job` removes it with
+/// the job (the testkit's case; DESIGN.md, "A damaged task record does not stop its job").
+/// Damaged as above: its `doc` only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_task_is_named_by_lists_not_hiding_the_others() {
+    named_by_lists(&[("doc", "{ damaged")]).await;
+}
+
+/// The same when the damaged item's list sort key does not read as a place either (edited by
+/// hand as well): the key, as it is, still orders it in its partition's Queries, so it is named
+/// once, on the page whose key range holds it (here the last page oldest first, the first
+/// newest first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_task_whose_list_key_does_not_read_is_named_once() {
+    named_by_lists(&[("doc", "{ damaged"), ("lsk", "edited by hand")]).await;
+}
+
+/// Runs the testkit's listing case with `edits` as the damage.
+async fn named_by_lists(edits: &'static [(&'static str, &'static str)]) {
+    let Some(url) = common::fresh_url_or_skip("&counter_shards=1") else {
+        return;
+    };
+    let store = common::open_temporary(&url).await.unwrap();
+    let (client, _) = Settings::parse(&url).unwrap().client().await.unwrap();
+    let table = store.table().to_owned();
+    let name = "a_damaged_task_is_named_by_lists_not_hiding_the_others";
+    let h = tasktrack_core::testkit::Harness::new(std::sync::Arc::new(store), name, 1.0);
+    tasktrack_core::testkit::damaged::a_damaged_task_is_named_by_lists_not_hiding_the_others(
+        h,
+        |key| damage(client.clone(), table.clone(), key, edits),
+    )
+    .await
+    .unwrap();
+}
+
+/// The testkit's `damage` hand: sets the string attributes `edits` (name, value) of task
+/// `key`'s item as a hand edit would, leaving the others as they were.
+async fn damage(
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    key: TaskKey,
+    edits: &[(&str, &str)],
+) {
+    let item = HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(format!("t:{}", key.job))),
+        ("sk".to_owned(), AttributeValue::S(key.id.to_string())),
+    ]);
+    let sets: Vec<String> = (0..edits.len()).map(|i| format!("#a{i} = :v{i}")).collect();
+    let mut update = client
+        .update_item()
+        .table_name(table)
+        .set_key(Some(item))
+        .update_expression(format!("SET {}", sets.join(", ")))
+        .condition_expression("attribute_exists(pk)");
+    for (i, (name, value)) in edits.iter().enumerate() {
+        update = update
+            .expression_attribute_names(format!("#a{i}"), *name)
+            .expression_attribute_values(format!(":v{i}"), AttributeValue::S((*value).into()));
+    }
+    update.send().await.unwrap();
 }
 
 /// A finished task's item has no claim attributes, so nothing but its record names its stage:

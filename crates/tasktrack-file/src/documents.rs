@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tasktrack_core::cas::{Documents, Versioned, task_revision};
 use tasktrack_core::{
-    Error, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey, TaskPage, TaskQuery,
-    Timestamp,
+    Cursor, Error, Job, JobName, JobState, Listed, Result, Status, Task, TaskId, TaskKey, TaskPage,
+    TaskQuery, Timestamp, UnreadableTask,
 };
 
 /// The marker file that says a directory is a tasktrack store, and in which layout version.
@@ -201,7 +201,8 @@ impl Inner {
 }
 
 /// Task `id` as the session sees it, `None` if it is gone or its file is damaged: a damaged
-/// file is logged (naming it, as `get` of it does) and skipped by operations over many tasks.
+/// file is logged (naming it, as `get` of it does) and skipped by claims (a list names it
+/// instead: [`listed_at`]).
 fn readable(s: &Session<'_>, id: &TaskId, during: &str) -> Result<Option<Task>> {
     match s.read_task(id) {
         Err(e @ Error::Corrupt { .. }) => {
@@ -209,6 +210,22 @@ fn readable(s: &Session<'_>, id: &TaskId, during: &str) -> Result<Option<Task>> 
             Ok(None)
         }
         other => other,
+    }
+}
+
+/// The listing entry at index position `at`: its task, or, when its file is damaged, the task
+/// named as unreadable at that position (the index knows where it sorts and what it matched),
+/// so that a page neither fails nor silently leaves it out; logged too. `None` if the file is
+/// gone.
+fn listed_at(s: &Session<'_>, at: Cursor) -> Result<Option<Listed>> {
+    match s.read_task(&at.id) {
+        Ok(task) => Ok(task.map(Listed::Task)),
+        Err(e @ Error::Corrupt { .. }) => {
+            tracing::warn!(job = %s.paths.job, error = %e, "naming an unreadable task in a list page");
+            let unreadable = UnreadableTask::new(at.id.clone(), &e);
+            Ok(Some(Listed::Unreadable(at, unreadable)))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -242,9 +259,10 @@ impl DamagedFiles {
     }
 }
 
-/// The task files of the locked job that no listing returns, for `delete_job` to remove with
-/// the job record: the indexed tasks whose file is damaged, and the files the index does not
-/// know at all (see [`DamagedFiles`]). Each one is logged.
+/// The damaged task files left in the locked job, for `delete_job` to remove with the job
+/// record: the indexed tasks whose file is damaged (`cas::delete_job` has deleted those its
+/// listing named; this takes one damaged since), and the files the index does not know at all,
+/// which no listing names (see [`DamagedFiles`]). Each one is logged.
 fn damaged_files(s: &Session<'_>) -> Result<DamagedFiles> {
     let mut found = DamagedFiles::default();
     let mut known = HashSet::new();
@@ -464,31 +482,31 @@ impl Documents for FileDocuments {
         let query = query.clone();
         let page = self
             .locked(&query.job.clone(), Access::Existing, move |s| {
-                // The index picks the page (limit + 1, to know whether more follow); only those
-                // files are read. A damaged file is left out of the page (logged; `get` names
-                // it), and the page is filled from the tasks after it, so a cursor never skips
-                // a readable task and paging through a job (`delete_job`, `purge`) still works.
+                // The index picks the page (limit + 1 entries, to know whether more follow);
+                // only those files are read. A damaged file is an entry of the page too, named
+                // in `unreadable` at its index position (`listed_at`), so the cursor can point
+                // past it and paging through a job (`delete_job`, `purge`) still works. A file
+                // gone from under the index is left out, and the page filled from the entries
+                // after it.
                 let want = query.limit.saturating_add(1);
-                let mut tasks = Vec::new();
+                let mut listed = Vec::new();
                 let (mut asked, mut looked) = (want, 0);
                 loop {
-                    let ids = s.index.list(&query, asked);
-                    let exhausted = ids.len() < asked;
-                    for id in ids.into_iter().skip(looked) {
-                        if tasks.len() == want {
+                    let hits = s.index.list(&query, asked);
+                    let exhausted = hits.len() < asked;
+                    for at in hits.into_iter().skip(looked) {
+                        if listed.len() == want {
                             break;
                         }
                         looked += 1;
-                        if let Some(t) = readable(s, &id, "list")? {
-                            tasks.push(t);
-                        }
+                        listed.extend(listed_at(s, at)?);
                     }
-                    if tasks.len() == want || exhausted {
+                    if listed.len() == want || exhausted {
                         break;
                     }
                     asked = asked.saturating_mul(2);
                 }
-                Ok(TaskPage::from_sorted(tasks, query.limit))
+                Ok(TaskPage::from_listed(listed, query.limit))
             })
             .await?;
         Ok(page.unwrap_or(TaskPage {

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use tasktrack_core::{Status, Task, TaskId, TaskQuery, Timestamp};
+use tasktrack_core::{Cursor, Status, Task, TaskId, TaskQuery, Timestamp};
 
 /// What the index knows of one task: the fields claims, counts and listings order and filter by.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -212,9 +212,10 @@ impl JobIndex {
             .collect()
     }
 
-    /// Up to `limit` ids matching `query`'s filters and cursor, in the query's order, decided
-    /// from the index alone (the caller reads only those files).
-    pub fn list(&self, query: &TaskQuery, limit: usize) -> Vec<TaskId> {
+    /// The positions (`updated_at`, id) of up to `limit` tasks matching `query`'s filters and
+    /// cursor, in the query's order, decided from the index alone (the caller reads only those
+    /// files, and places one that does not decode at its position here).
+    pub fn list(&self, query: &TaskQuery, limit: usize) -> Vec<Cursor> {
         let mut hits: Vec<&Entry> = self
             .entries
             .values()
@@ -252,6 +253,12 @@ impl JobIndex {
             hits.truncate(limit);
         }
         hits.sort_by(order);
-        hits.into_iter().take(limit).map(|e| e.id.clone()).collect()
+        hits.into_iter()
+            .take(limit)
+            .map(|e| Cursor {
+                updated_at: e.updated_at,
+                id: e.id.clone(),
+            })
+            .collect()
     }
 }

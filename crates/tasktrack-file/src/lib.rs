@@ -90,7 +90,8 @@
 //! - Hand edits: reading with `cat`/`jq` is the point; editing a task file by hand is not
 //!   supported while the store is in use (delete `index.log` afterwards to re-index). A file that
 //!   does not parse, or has an unknown schema version, is an [`Error::Corrupt`] naming it; every
-//!   other task stays readable: `claim_next` and `list` skip it (logging it), and an index
+//!   other task stays readable: `claim_next` skips it (logging it), `list` names it in the
+//!   page's `unreadable` at its index position (`TaskPage::unreadable`), and an index
 //!   rebuild (a deleted or damaged `index.log`, a reboot) leaves it out, so it is no longer
 //!   counted until it is repaired and `index.log` deleted again. Deleting the job removes it.
 //!   Likewise `jobs` (and `purge` of all jobs) ignores entries of `jobs/` that are not

@@ -327,17 +327,19 @@ async fn after_a_power_loss_the_journal_restores_task_files_the_disk_lost() {
     );
 }
 
-/// Every page of `job`'s tasks, `limit` at a time, as ids.
-async fn list_all(store: &FileStore, job: &JobName, limit: usize) -> Vec<String> {
+/// Every page of `job`'s tasks, `limit` at a time: the ids of the tasks, and of the unreadable
+/// ones the pages name.
+async fn list_all(store: &FileStore, job: &JobName, limit: usize) -> (Vec<String>, Vec<String>) {
     let mut query = TaskQuery::new(job.clone()).with_limit(limit);
-    let mut ids = Vec::new();
+    let (mut ids, mut unreadable) = (Vec::new(), Vec::new());
     loop {
         let page = store.list(&query).await.unwrap();
-        assert!(page.tasks.len() <= limit);
+        assert!(page.tasks.len() + page.unreadable.len() <= limit);
         ids.extend(page.tasks.iter().map(|t| t.id.to_string()));
+        unreadable.extend(page.unreadable.iter().map(|u| u.id.to_string()));
         match page.next {
             Some(next) => query.after = Some(next),
-            None => return ids,
+            None => return (ids, unreadable),
         }
     }
 }
@@ -379,8 +381,9 @@ enum Rebuild {
 }
 
 /// One damaged task file (t1) and one file holding a task that does not belong at its path,
-/// then a rebuild: both are left out of the index, and every other task, counts, claims, lists
-/// and deleting the job all work; deleting the job removes the damaged files too.
+/// then a rebuild: both are left out of the index (so lists do not name them either), and every
+/// other task, counts, claims, lists and deleting the job all work; deleting the job removes
+/// the damaged files too.
 async fn a_rebuild_leaves_damaged_files_out(how: Rebuild) {
     let dir = tempfile::tempdir().unwrap();
     let (store, job) = setup(dir.path(), 6).await;
@@ -421,7 +424,12 @@ async fn a_rebuild_leaves_damaged_files_out(how: Rebuild) {
     assert!(counts.exists);
     assert_eq!((counts.known, counts.by_status.pending), (5, 5), "{how:?}");
     let healthy = ["t0", "t2", "t3", "t4", "t5"];
-    assert_eq!(list_all(&store, &job, 2).await, healthy, "{how:?}");
+    let listed = list_all(&store, &job, 2).await;
+    assert_eq!(
+        listed,
+        (healthy.map(String::from).to_vec(), vec![]),
+        "{how:?}"
+    );
     // Nothing overwrites the damaged file.
     let err = create_one(&store, &job, "t1").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{how:?}");
@@ -473,32 +481,36 @@ async fn a_damaged_file_named_by_an_unfinished_transaction_leaves_the_job_usable
     a_rebuild_leaves_damaged_files_out(Rebuild::Unfinished).await;
 }
 
-/// Files damaged while the index knows them: list pages skip them and stay full, with cursors
-/// that miss no readable task; purge and delete_job work; the job's deletion removes them.
+/// Files damaged while the index knows them: list pages name them in `unreadable` at their
+/// index position, once each, with cursors that miss no readable task; purge leaves them
+/// alone; delete_job removes them with the job.
 #[tokio::test]
-async fn damaged_files_the_index_knows_are_skipped_by_lists_and_removed_with_the_job() {
+async fn damaged_files_the_index_knows_are_named_by_lists_and_removed_with_the_job() {
     let dir = tempfile::tempdir().unwrap();
     let (store, job) = setup(dir.path(), 7).await;
     for id in ["t1", "t3", "t4"] {
         std::fs::write(task_file(dir.path(), "j", id), b"").unwrap();
     }
     for limit in [1, 2, 3, 100] {
-        assert_eq!(
-            list_all(&store, &job, limit).await,
-            ["t0", "t2", "t5", "t6"],
-            "limit {limit}"
-        );
+        let (tasks, unreadable) = list_all(&store, &job, limit).await;
+        assert_eq!(tasks, ["t0", "t2", "t5", "t6"], "limit {limit}");
+        assert_eq!(unreadable, ["t1", "t3", "t4"], "limit {limit}");
     }
     let first = store
         .list(&TaskQuery::new(job.clone()).with_limit(2))
         .await
         .unwrap();
-    assert_eq!(first.tasks.len(), 2, "a page is filled past a damaged task");
+    let ids: Vec<&str> = first.tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["t0"], "a damaged task takes its place in the page");
+    assert_eq!(first.unreadable.len(), 1, "{first:?}");
+    assert_eq!(first.unreadable[0].id.as_str(), "t1");
+    let t1 = task_file(dir.path(), "j", "t1").display().to_string();
+    assert!(first.unreadable[0].error.contains(&t1), "{first:?}");
     assert!(first.next.is_some());
 
     claim_and_succeed(&store, &job, 2).await;
     let purged = purge_succeeded(&store, Some(&job)).await;
-    assert_eq!(purged, 2);
+    assert_eq!(purged, 2, "the damaged three are left alone");
     assert_eq!(
         store.counts(&job).await.unwrap().known,
         5,
@@ -506,7 +518,11 @@ async fn damaged_files_the_index_knows_are_skipped_by_lists_and_removed_with_the
     );
 
     let deleted = store.delete_job(&job, now()).await.unwrap();
-    assert_eq!((deleted.tasks, deleted.job_removed), (2, true));
+    assert_eq!(
+        (deleted.tasks, deleted.job_removed),
+        (5, true),
+        "t5, t6 and the damaged three"
+    );
     assert_eq!(task_files(dir.path(), "j"), Vec::<String>::new());
     let counts = store.counts(&job).await.unwrap();
     assert_eq!((counts.exists, counts.known), (false, 0));
@@ -555,7 +571,11 @@ async fn stray_entries_and_damaged_job_records_do_not_stop_jobs_or_purge_of_all_
     }
     // b is left alone, and its record is named wherever it is needed.
     let b = JobName::new("b").unwrap();
-    assert_eq!(list_all(&store, &b, 10).await, ["t0", "t1"]);
+    let (tasks, unreadable) = list_all(&store, &b, 10).await;
+    assert_eq!(
+        (tasks, unreadable),
+        (vec!["t0".into(), "t1".into()], vec![])
+    );
     assert_corrupt_naming(store.get_job(&b).await, &b_record, "invalid JSON");
     assert_corrupt_naming(store.counts(&b).await, &b_record, "invalid JSON");
 }
@@ -588,18 +608,41 @@ async fn a_damaged_task_can_be_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(open(dir.path()).await);
     let h = testkit::Harness::new(store, "a_damaged_task_can_be_deleted", 1.0);
-    let root = dir.path().to_path_buf();
-    let damage = |key: TaskKey| {
+    testkit::damaged::a_damaged_task_can_be_deleted(h, damage_in(dir.path()))
+        .await
+        .unwrap();
+}
+
+/// The testkit's `damage` hand: writes invalid JSON over the task's file (under `root`), as a
+/// hand edit would, while the index still knows it.
+fn damage_in(root: &Path) -> impl Fn(TaskKey) -> std::future::Ready<()> {
+    let root = root.to_path_buf();
+    move |key: TaskKey| {
         let path = task_file(
             &root,
             &tasktrack_file::keys::encode(key.job.as_str()),
             &tasktrack_file::keys::encode(key.id.as_str()),
         );
-        async move { std::fs::write(path, b"{ this is not json").unwrap() }
-    };
-    testkit::damaged::a_damaged_task_can_be_deleted(h, damage)
-        .await
-        .unwrap();
+        std::fs::write(path, b"{ this is not json").unwrap();
+        std::future::ready(())
+    }
+}
+
+/// A list names a damaged task in its page's `unreadable`, at the place its index entry gives
+/// it, instead of hiding it (or, before, skipping it silently); `delete_job` removes it with the
+/// job (the testkit's case; DESIGN.md, "A damaged task record does not stop its job").
+#[tokio::test]
+async fn a_damaged_task_is_named_by_lists_not_hiding_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(open(dir.path()).await);
+    let name = "a_damaged_task_is_named_by_lists_not_hiding_the_others";
+    let h = testkit::Harness::new(store, name, 1.0);
+    testkit::damaged::a_damaged_task_is_named_by_lists_not_hiding_the_others(
+        h,
+        damage_in(dir.path()),
+    )
+    .await
+    .unwrap();
 }
 
 /// A damaged file a rebuild left out of the index can be deleted too: it goes directly (no

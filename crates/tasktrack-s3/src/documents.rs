@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tasktrack_core::cas::{Damaged, Documents, MAX_CAS_ATTEMPTS, Versioned};
 use tasktrack_core::{
-    Cursor, Error, ErrorKind, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey,
-    TaskPage, TaskQuery, Timestamp,
+    Cursor, Error, ErrorKind, Job, JobName, JobState, Listed, Result, Status, Task, TaskId,
+    TaskKey, TaskPage, TaskQuery, Timestamp, UnreadableTask,
 };
 
 /// How many object requests one operation keeps in flight (bulk create, list pages).
@@ -78,32 +78,30 @@ fn encode_json<T: serde::Serialize>(value: &T, what: &str) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| Error::backend(format!("encoding {what}: {e}")))
 }
 
-/// The page of `found` (tasks that match, in index order, each with its index position):
-/// the first `query.limit`, ordered by their own `(updated_at, id)`, and the cursor at the index
-/// position of the last of them when more were found.
-fn page_of(mut found: Vec<(i64, Task)>, query: &TaskQuery) -> TaskPage {
+/// The page of `found` (entries that match, in index order, each with its index position):
+/// the first `query.limit`, tasks and unreadable objects alike; the tasks ordered by their own
+/// `(updated_at, id)`, the unreadable ones named in index order; and the cursor at the index
+/// position of the last entry kept when more were found.
+fn page_of(mut found: Vec<(Cursor, Listed)>, query: &TaskQuery) -> TaskPage {
     let more = found.len() > query.limit;
     found.truncate(query.limit);
     let next = if more {
-        found.last().map(|(at, task)| Cursor {
-            updated_at: Timestamp::from_millis(*at),
-            id: task.id.clone(),
-        })
+        found.last().map(|(at, _)| at.clone())
     } else {
         None
     };
-    let mut tasks: Vec<Task> = found.into_iter().map(|(_, task)| task).collect();
+    let entries: Vec<Listed> = found.into_iter().map(|(_, entry)| entry).collect();
+    let kept = entries.len();
+    let mut page = TaskPage::from_listed(entries, kept);
     // A stale entry's task may have moved since (a newer `updated_at`); within the page the
     // tasks are in the query's order all the same.
-    tasks.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
+    page.tasks
+        .sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
     if query.newest_first {
-        tasks.reverse();
+        page.tasks.reverse();
     }
-    TaskPage {
-        tasks,
-        unreadable: Vec::new(),
-        next,
-    }
+    page.next = next;
+    page
 }
 
 /// A removal of every state of the incarnation `rev` belongs to (its creation time, any version),
@@ -262,6 +260,29 @@ impl S3Documents {
         let id = key.id.as_str();
         let entry = shards.get(shard_of(id)).and_then(|s| s.index.tasks.get(id));
         Ok(entry.map(|e| Update::Remove(id.to_owned(), whole_incarnation(e.rev()))))
+    }
+
+    /// The listing entry of task `key`, selected at index position `at`: its task as read now
+    /// (`None` if it is gone or no longer matches `query`, the index lagging it), or, when its
+    /// object does not decode, the task named as unreadable at `at`: its index entry, which
+    /// placed it and matched the query's filters, is all that can be read of it.
+    async fn listed_at(
+        &self,
+        query: &TaskQuery,
+        at: Cursor,
+        key: TaskKey,
+    ) -> Result<Option<(Cursor, Listed)>> {
+        match self.fetch(&key).await {
+            Ok(task) => Ok(task
+                .map(|t| t.value)
+                .filter(|t| query.matches(t))
+                .map(|t| (at, Listed::Task(t)))),
+            Err(e @ Error::Corrupt { .. }) => {
+                let unreadable = UnreadableTask::new(key.id, &e);
+                Ok(Some((at.clone(), Listed::Unreadable(at, unreadable))))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Writes `updates` into `job`'s index. A failure is logged, not returned: the task
@@ -617,8 +638,11 @@ impl Documents for S3Documents {
     /// some tasks read no longer match the query. The walk then goes on through the index after
     /// the last entry it consumed until it holds `limit + 1` tasks that match as they are now, or
     /// the index has no more hits: a page is short, and `next` is `None`, only at the real end.
-    /// The cursor is the index position of the page's last task (where the next page's walk
+    /// The cursor is the index position of the page's last entry (where the next page's walk
     /// starts), which is the task's own position unless its entry is stale.
+    ///
+    /// An object that does not decode is an entry of the page at its index position, named in
+    /// `unreadable` (see `S3Documents::listed_at`), instead of failing the page.
     async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
         let shards = self.fresh_index(&query.job).await?;
         let want = query.limit.saturating_add(1);
@@ -627,8 +651,8 @@ impl Documents for S3Documents {
             .after
             .as_ref()
             .map(|c| (c.updated_at.as_millis(), c.id.as_str().to_owned()));
-        // Tasks that match as read, in index order, each with its index position.
-        let mut found: Vec<(i64, Task)> = Vec::new();
+        // Entries that match as read, in index order, each with its index position.
+        let mut found: Vec<(Cursor, Listed)> = Vec::new();
         let mut batch = want;
         loop {
             let cursor = from.as_ref().map(|(at, id)| (*at, id.as_str()));
@@ -647,25 +671,22 @@ impl Documents for S3Documents {
                 break;
             };
             from = Some((last.0, last.1.to_owned()));
-            let keys: Vec<(i64, TaskKey)> = hits
+            let keys: Vec<(Cursor, TaskKey)> = hits
                 .iter()
                 .filter_map(|(at, id)| {
-                    TaskId::new(*id)
-                        .ok()
-                        .map(|id| (*at, TaskKey::new(query.job.clone(), id)))
+                    TaskId::new(*id).ok().map(|id| {
+                        let updated_at = Timestamp::from_millis(*at);
+                        let key = TaskKey::new(query.job.clone(), id.clone());
+                        (Cursor { updated_at, id }, key)
+                    })
                 })
                 .collect();
-            let tasks: Vec<(i64, Option<Versioned<Task>>)> = stream::iter(keys)
-                .map(|(at, key)| async move { Ok::<_, Error>((at, self.fetch(&key).await?)) })
+            let entries: Vec<Option<(Cursor, Listed)>> = stream::iter(keys)
+                .map(|(at, key)| self.listed_at(query, at, key))
                 .buffered(PARALLEL)
                 .try_collect()
                 .await?;
-            found.extend(
-                tasks
-                    .into_iter()
-                    .filter_map(|(at, task)| task.map(|t| (at, t.value)))
-                    .filter(|(_, task)| query.matches(task)),
-            );
+            found.extend(entries.into_iter().flatten());
             if found.len() >= want || exhausted {
                 break;
             }
