@@ -721,9 +721,14 @@ impl Documents for DynamoDocuments {
             true,
             1000,
             |it| {
-                *running
-                    .entry(item::decode::<Task>(&table, it)?.0.stage)
-                    .or_default() += 1;
+                let stage = match item::decode::<Task>(&table, it) {
+                    Ok((task, _)) => task.stage,
+                    // A damaged task still counts (and must not stop its job's counts): a
+                    // task in progress keeps its claim attributes, which name its stage.
+                    Err(e @ Error::Corrupt { .. }) => claim_stage(it, job).ok_or(e)?,
+                    Err(e) => return Err(e),
+                };
+                *running.entry(stage).or_default() += 1;
                 Ok(true)
             },
         )

@@ -192,12 +192,12 @@ pub struct TaskPage {
     pub tasks: Vec<Task>,
     /// The tasks of this page whose records do not decode (damaged by hand or by another tool),
     /// left out of `tasks` and named here, so that one damaged record neither fails nor hides
-    /// the rest of its job. Each is named on one page of a walk through the pages. A damaged
-    /// record is matched against the query's filters by what its store can still read of it
-    /// (the SQL columns, Redis's listing entry, the file store's index); where nothing places it
-    /// (an S3 object or a MongoDB document that does not parse at all), it is named on the
-    /// first page of every query of its job. See DESIGN.md, "A damaged task record does not stop
-    /// its job".
+    /// the rest of its job. Each is named on one page of a walk through the pages. A store
+    /// places a damaged record in the listing order, and matches it against the query's
+    /// filters, by what it can still read of it: the SQL columns, Redis's listing entry, the
+    /// file store's and S3's index entries, DynamoDB's list key, MongoDB's raw fields. Where
+    /// even that is damaged, the backend's page (docs/backends) says what it does. See
+    /// DESIGN.md, "A damaged task record does not stop its job".
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreadable: Vec<UnreadableTask>,
     /// Where the next page starts; `None` on the last page.

@@ -32,6 +32,12 @@ where
     let held = h.claim("held", "w").await?.lease;
     damage(h.key("held")).await;
     damage(h.key("idle")).await;
+    let counts = h.store.counts(&h.job).await?;
+    assert_eq!(
+        (counts.known, counts.by_status.in_progress),
+        (3, 1),
+        "damaged tasks still count: {counts:?}"
+    );
     let granted = h.claim_next("w", 10).await?;
     assert_eq!(
         granted
