@@ -41,7 +41,7 @@ impl Listing {
             },
             Err(other) => return Err(other),
         };
-        let (updated_at, _) = position(&entry);
+        let (updated_at, _) = entry.place();
         if beyond(query, updated_at) {
             return Ok(false);
         }
@@ -59,7 +59,7 @@ impl Listing {
     /// is at or before its `limit`-th.) Met on no page: one whose key sorts outside the query's
     /// time bounds, which Queries compare it by.
     pub(crate) fn page(mut self, query: &TaskQuery) -> TaskPage {
-        self.entries.sort_by(|a, b| position(a).cmp(&position(b)));
+        self.entries.sort_by(|a, b| a.place().cmp(&b.place()));
         if query.newest_first {
             self.entries.reverse();
         }
@@ -105,14 +105,6 @@ fn unreadable_item(it: &Item, error: Error) -> Result<(Place, UnreadableTask)> {
     Ok((place, UnreadableTask::new(id, &error)))
 }
 
-/// Where an entry sorts: `(updated_at, id)`.
-fn position(entry: &Listed) -> (Timestamp, &str) {
-    match entry {
-        Listed::Task(task) => (task.updated_at, task.id.as_str()),
-        Listed::Unreadable(at, _) => (at.updated_at, at.id.as_str()),
-    }
-}
-
 /// Whether an entry updated at `updated_at` is past the query's far time bound: nothing after
 /// it in its partition's order can match.
 fn beyond(query: &TaskQuery, updated_at: Timestamp) -> bool {
@@ -128,30 +120,12 @@ fn beyond(query: &TaskQuery, updated_at: Timestamp) -> bool {
 /// its key its id, and its claim attributes its stage ([`claim_stage`]; a finished task has
 /// none, and then a stage filter cannot tell, so it passes: better named than hidden).
 fn passes(query: &TaskQuery, entry: &Listed, it: &Item) -> bool {
-    let (at, unreadable) = match entry {
+    let at = match entry {
         Listed::Task(task) => return query.matches(task) && query.is_after_cursor(task),
-        Listed::Unreadable(at, unreadable) => (at, unreadable),
+        Listed::Unreadable(at, _) => at,
     };
     let stage = query.stage.as_ref().is_none_or(|wanted| {
         claim_stage(it, &query.job).is_none_or(|stage| stage.as_ref() == Some(wanted))
     });
-    let cursor = query.after.as_ref().is_none_or(|c| {
-        let (pos, cur) = (
-            (at.updated_at, at.id.as_str()),
-            (c.updated_at, c.id.as_str()),
-        );
-        if query.newest_first {
-            pos < cur
-        } else {
-            pos > cur
-        }
-    });
-    stage
-        && cursor
-        && query
-            .id_prefix
-            .as_ref()
-            .is_none_or(|p| unreadable.id.as_str().starts_with(p.as_str()))
-        && query.updated_after.is_none_or(|t| at.updated_at >= t)
-        && query.updated_before.is_none_or(|t| at.updated_at < t)
+    stage && query.admits_place(at)
 }

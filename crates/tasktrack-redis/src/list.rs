@@ -136,11 +136,11 @@ pub(crate) async fn list(docs: &RedisDocs, query: &TaskQuery) -> Result<TaskPage
         }
     }
     // A task written while we read may carry a newer updated_at than its index entry had.
-    found.sort_by(|a, b| place(a).cmp(&place(b)));
+    found.sort_by(|a, b| a.place().cmp(&b.place()));
     if query.newest_first {
         found.reverse();
     }
-    found.dedup_by(|a, b| place(a).1 == place(b).1);
+    found.dedup_by(|a, b| a.place().1 == b.place().1);
     Ok(TaskPage::from_listed(found, query.limit))
 }
 
@@ -193,12 +193,4 @@ fn member_place(member: &str, id: &str) -> Option<Cursor> {
         updated_at,
         id: TaskId::new(id).ok()?,
     })
-}
-
-/// An entry's place in the listing order: `(updated_at, id)`.
-fn place(entry: &Listed) -> (Timestamp, &str) {
-    match entry {
-        Listed::Task(task) => (task.updated_at, task.id.as_str()),
-        Listed::Unreadable(at, _) => (at.updated_at, at.id.as_str()),
-    }
 }

@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use tasktrack_core::{
-    Attempt, Backoff, Cursor, Error, Failure, Job, JobName, JobState, LeaseState, Listed, Result,
-    Status, Task, TaskId, TaskKey, Timestamp, UnreadableTask,
+    Attempt, Backoff, Error, Failure, Job, JobName, JobState, LeaseState, Listed, Result, Status,
+    Task, TaskId, TaskKey, Timestamp,
 };
 
 /// The task columns, in the order [`task_values`] binds and [`task_from_row`] reads them.
@@ -203,19 +203,10 @@ pub(crate) fn listed_from_row(db: &Db, row: &Row<'_>) -> Result<Listed> {
         Err(error @ Error::Corrupt { .. }) => error,
         Err(other) => return Err(other),
     };
-    let place = row
-        .get::<_, String>(1)
-        .ok()
-        .and_then(|id| TaskId::new(id).ok())
-        .zip(row.get::<_, i64>(24).ok());
-    let Some((id, updated_at)) = place else {
-        return Err(error);
-    };
-    let at = Cursor {
-        updated_at: Timestamp::from_millis(updated_at),
-        id: id.clone(),
-    };
-    Ok(Listed::Unreadable(at, UnreadableTask::new(id, &error)))
+    let place = row.get::<_, String>(1).ok().zip(row.get::<_, i64>(24).ok());
+    place
+        .and_then(|(id, ms)| Listed::unreadable_at(&id, Timestamp::from_millis(ms), &error))
+        .ok_or(error)
 }
 
 /// A task from a row selected with [`TASK_COLUMNS`].

@@ -4,7 +4,7 @@
 //! status and counts stay; repaired and retried, it is claimable again.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tasktrack_core::testkit::{Harness, damaged};
 use tasktrack_core::{
@@ -154,24 +154,38 @@ async fn a_row_whose_token_cannot_advance_is_set_aside() {
 /// invalid JSON written into the `data` column).
 #[tokio::test]
 async fn a_damaged_task_can_be_deleted() {
+    let (_dir, harness, hand) = shared_case("a_damaged_task_can_be_deleted").await;
+    damaged::a_damaged_task_can_be_deleted(harness, |key| damage_data(&hand, &key))
+        .await
+        .unwrap();
+}
+
+/// A list names a damaged row instead of failing (the shared case, with the same hand).
+#[tokio::test]
+async fn a_damaged_task_is_named_by_lists_not_hiding_the_others() {
+    let (_dir, harness, hand) = shared_case("a_damaged_task_is_named_by_lists").await;
+    damaged::a_damaged_task_is_named_by_lists_not_hiding_the_others(harness, |key| {
+        damage_data(&hand, &key)
+    })
+    .await
+    .unwrap();
+}
+
+/// A store on a fresh file for shared case `case`, and a connection of its own to damage rows
+/// with (the directory lives as long as the first value).
+async fn shared_case(case: &str) -> (tempfile::TempDir, Harness, Mutex<rusqlite::Connection>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
     let store = tasktrack_sqlite::open(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    let conn = std::sync::Mutex::new(rusqlite::Connection::open(&path).unwrap());
-    let harness = Harness::new(Arc::new(store), "a_damaged_task_can_be_deleted", 1.0);
-    damaged::a_damaged_task_can_be_deleted(harness, |key| damage_data(&conn, &key))
-        .await
-        .unwrap();
+    let hand = Mutex::new(rusqlite::Connection::open(&path).unwrap());
+    (dir, Harness::new(Arc::new(store), case, 1.0), hand)
 }
 
 /// The shared cases' hand: invalid JSON written into the task's `data` column.
-fn damage_data(
-    conn: &std::sync::Mutex<rusqlite::Connection>,
-    key: &TaskKey,
-) -> std::future::Ready<()> {
-    let changed = conn
+fn damage_data(hand: &Mutex<rusqlite::Connection>, key: &TaskKey) -> std::future::Ready<()> {
+    let changed = hand
         .lock()
         .unwrap()
         .execute(
@@ -181,21 +195,4 @@ fn damage_data(
         .unwrap();
     assert_eq!(changed, 1, "{key} damaged");
     std::future::ready(())
-}
-
-/// A list names a damaged row instead of failing (the shared case, with the same hand).
-#[tokio::test]
-async fn a_damaged_task_is_named_by_lists_not_hiding_the_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    let store = tasktrack_sqlite::open(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    let conn = std::sync::Mutex::new(rusqlite::Connection::open(&path).unwrap());
-    let harness = Harness::new(Arc::new(store), "a_damaged_task_is_named_by_lists", 1.0);
-    damaged::a_damaged_task_is_named_by_lists_not_hiding_the_others(harness, |key| {
-        damage_data(&conn, &key)
-    })
-    .await
-    .unwrap();
 }

@@ -93,20 +93,36 @@ impl TaskQuery {
                 .stage
                 .as_ref()
                 .is_none_or(|s| task.stage.as_ref() == Some(s))
-            && self
-                .id_prefix
-                .as_ref()
-                .is_none_or(|p| task.id.as_str().starts_with(p.as_str()))
-            && self.updated_after.is_none_or(|t| task.updated_at >= t)
-            && self.updated_before.is_none_or(|t| task.updated_at < t)
+            && self.matches_place(task.updated_at, &task.id)
     }
 
     /// Whether `task` comes after the cursor in this query's order.
     pub fn is_after_cursor(&self, task: &Task) -> bool {
+        self.is_after(task.updated_at, &task.id)
+    }
+
+    /// Whether a record at `at` passes what of this query reads only a place (the id prefix,
+    /// the time range and the cursor): for a damaged record, whose store reads its status and
+    /// stage, if at all, elsewhere ([`TaskPage::unreadable`]).
+    pub fn admits_place(&self, at: &Cursor) -> bool {
+        self.matches_place(at.updated_at, &at.id) && self.is_after(at.updated_at, &at.id)
+    }
+
+    /// The id prefix and time range filters.
+    fn matches_place(&self, updated_at: Timestamp, id: &TaskId) -> bool {
+        self.id_prefix
+            .as_ref()
+            .is_none_or(|p| id.as_str().starts_with(p.as_str()))
+            && self.updated_after.is_none_or(|t| updated_at >= t)
+            && self.updated_before.is_none_or(|t| updated_at < t)
+    }
+
+    /// Whether `(updated_at, id)` comes after the cursor in this query's order.
+    fn is_after(&self, updated_at: Timestamp, id: &TaskId) -> bool {
         match &self.after {
             None => true,
             Some(c) => {
-                let pos = (task.updated_at, task.id.as_str());
+                let pos = (updated_at, id.as_str());
                 let cur = (c.updated_at, c.id.as_str());
                 if self.newest_first {
                     pos < cur
@@ -235,6 +251,25 @@ pub enum Listed {
     Task(Task),
     /// A record that does not decode, at this position of the listing order.
     Unreadable(Cursor, UnreadableTask),
+}
+
+impl Listed {
+    /// A record that does not decode (`error`), at the place its plain `id` and `updated_at`
+    /// give (columns or fields that no damage to the rest reaches); `None` when `id` is no task
+    /// id.
+    pub fn unreadable_at(id: &str, updated_at: Timestamp, error: &Error) -> Option<Self> {
+        let id = TaskId::new(id).ok()?;
+        let unreadable = UnreadableTask::new(id.clone(), error);
+        Some(Listed::Unreadable(Cursor { updated_at, id }, unreadable))
+    }
+
+    /// Where the entry stands in the listing order: `(updated_at, id)`.
+    pub fn place(&self) -> (Timestamp, &str) {
+        match self {
+            Listed::Task(task) => (task.updated_at, task.id.as_str()),
+            Listed::Unreadable(at, _) => (at.updated_at, at.id.as_str()),
+        }
+    }
 }
 
 impl TaskPage {

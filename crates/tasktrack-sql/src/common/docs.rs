@@ -251,16 +251,10 @@ fn listed_one<D: Dialect>(s: &D, table: &str, row: &D::Row) -> Result<Listed> {
     };
     let place = D::read_text(row, "id")
         .ok()
-        .and_then(|id| TaskId::new(id).ok())
         .zip(D::read_int(row, "updated_at").ok());
-    let Some((id, updated_at)) = place else {
-        return Err(error);
-    };
-    let at = Cursor {
-        updated_at: Timestamp::from_millis(updated_at),
-        id: id.clone(),
-    };
-    Ok(Listed::Unreadable(at, UnreadableTask::new(id, &error)))
+    place
+        .and_then(|(id, ms)| Listed::unreadable_at(&id, Timestamp::from_millis(ms), &error))
+        .ok_or(error)
 }
 
 fn read_job<D: Dialect>(s: &D, row: &D::Row) -> Result<Job> {
