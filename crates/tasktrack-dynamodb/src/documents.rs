@@ -624,9 +624,9 @@ impl Documents for DynamoDocuments {
         self.write_task(old.value.key(), write, deltas).await
     }
 
-    /// A delete conditional on the item as just read ([`as_read`]: it has no record to
+    /// A delete conditional on the item as just read (`as_read`: it has no record to
     /// compare), moving the counters its readable attributes name
-    /// ([`DynamoDocuments::damaged_counter_move`]) in the same transaction. Its index entries
+    /// (`DynamoDocuments::damaged_counter_move`) in the same transaction. Its index entries
     /// are its own attributes (sparse GSIs) and go with it. A refused delete (the item changed
     /// in between) reads again: a task deleted meanwhile is `false`.
     async fn delete_damaged(&self, key: &TaskKey) -> Result<bool> {

@@ -439,7 +439,7 @@ impl Documents for FileDocuments {
     }
 
     /// Under the job lock, unbatched: a direct removal can fail after the journalled one is
-    /// staged, and a batch's failed operation must stage nothing (see [`Slot::batched`]).
+    /// staged, and a batch's failed operation must stage nothing (see `Slot::batched`).
     async fn delete_damaged(&self, key: &TaskKey) -> Result<bool> {
         let id = key.id.clone();
         let done = self
