@@ -764,13 +764,7 @@ async fn run_all_rides_out_a_claim_whose_answer_was_lost() {
 async fn an_output_nested_too_deep_is_recorded_as_an_unrecordable_failure() {
     let (store, clock, job) = setup();
     add(&store, &job, &clock, &["a", "b", "c"]).await;
-    let deep = || {
-        let mut v = json!(1);
-        for _ in 0..=lifecycle::MAX_JSON_DEPTH {
-            v = serde_json::Value::Array(vec![v]);
-        }
-        v
-    };
+    let deep = || tasktrack_core::testkit::nested_json(lifecycle::MAX_JSON_DEPTH + 1);
     let t = tracker(&store, &job, &clock);
     let a = t
         .run(&TaskId::new("a").unwrap(), |_| async move {

@@ -55,20 +55,8 @@ pub fn check_json_depth(value: &Value, what: impl FnOnce() -> String) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::nested_json as nested;
     use serde_json::json;
-
-    fn nested(depth: usize) -> Value {
-        let mut v = json!(1);
-        for i in 0..depth {
-            v = if i % 2 == 0 {
-                // Built by hand: `json!` would copy `v`, recursively, at every level.
-                serde_json::Value::Array(vec![v])
-            } else {
-                serde_json::Value::Object(serde_json::Map::from_iter([("k".to_string(), v)]))
-            };
-        }
-        v
-    }
 
     /// Takes `v` apart one level at a time: serde_json drops a value recursively, which would
     /// overflow the stack on the very deep values these tests build.

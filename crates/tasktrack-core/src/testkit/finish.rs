@@ -558,20 +558,6 @@ pub async fn data_checkpoints_persist_through_every_outcome(h: Harness) -> Resul
     Ok(())
 }
 
-/// `depth` levels of arrays and objects, alternating, around a number.
-fn nested(depth: usize) -> serde_json::Value {
-    let mut v = json!(1);
-    for i in 0..depth {
-        v = if i % 2 == 0 {
-            // Built by hand: `json!` would copy `v`, recursively, at every level.
-            serde_json::Value::Array(vec![v])
-        } else {
-            serde_json::Value::Object(serde_json::Map::from_iter([("k".to_string(), v)]))
-        };
-    }
-    v
-}
-
 /// User JSON nesting deeper than [`crate::lifecycle::MAX_JSON_DEPTH`] (which serde_json could
 /// write but, wrapped in a stored record, not read back) is refused as `InvalidInput` wherever it
 /// enters: task data (create), a data patch, an output (succeed, succeed_many, the hand-off), job
@@ -580,7 +566,7 @@ fn nested(depth: usize) -> serde_json::Value {
 /// limit is accepted and reads back equal, through `get` and `list`.
 pub async fn json_nested_past_the_depth_limit_is_refused_everywhere(h: Harness) -> Result<()> {
     let max = crate::lifecycle::MAX_JSON_DEPTH;
-    let (ok, deep) = (nested(max), nested(max + 1));
+    let (ok, deep) = (nested_json(max), nested_json(max + 1));
     let now = h.now();
 
     let too_deep = NewTask::new(tid("deep")).with_data(deep.clone());

@@ -163,6 +163,21 @@ pub fn assert_refused<T: std::fmt::Debug>(result: Result<T>, expected: &Refusal)
     }
 }
 
+/// `depth` levels of arrays and objects, alternating, around a number: JSON nested as deep as a
+/// depth limit case needs ([`crate::lifecycle::MAX_JSON_DEPTH`]).
+pub fn nested_json(depth: usize) -> serde_json::Value {
+    let mut v = serde_json::json!(1);
+    for i in 0..depth {
+        v = if i % 2 == 0 {
+            // Built by hand: `json!` would copy `v`, recursively, at every level.
+            serde_json::Value::Array(vec![v])
+        } else {
+            serde_json::Value::Object(serde_json::Map::from_iter([("k".to_string(), v)]))
+        };
+    }
+    v
+}
+
 /// The ids of a page's tasks, in its order.
 pub fn ids(page: &TaskPage) -> Vec<&str> {
     page.tasks.iter().map(|t| t.id.as_str()).collect()
