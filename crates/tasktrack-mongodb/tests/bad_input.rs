@@ -199,30 +199,20 @@ async fn many_unreadable_heads_do_not_hide_the_queue() {
 /// and a pending one that the case's claim sets aside. Then no document of either is left.
 #[tokio::test]
 async fn a_damaged_task_can_be_deleted() {
-    let Some((store, raw)) = scratch().await else {
+    let Some((h, raw)) = damaged_case("a_damaged_task_can_be_deleted").await else {
         return;
     };
-    let h = testkit::Harness::new(
-        std::sync::Arc::new(store),
-        "a_damaged_task_can_be_deleted",
-        1.0,
-    );
     let job = h.job.clone();
-    let damage = |key: TaskKey| {
-        let raw = raw.clone();
-        async move {
-            let update = doc! {"$set": {"attempts": "many"}};
-            raw_set(&raw, key.job.as_str(), key.id.as_str(), update).await;
-        }
-    };
+    let update = doc! {"$set": {"attempts": "many"}};
+    let damage = |key| damage_doc(raw.clone(), update.clone(), key);
     testkit::damaged::a_damaged_task_can_be_deleted(h, damage)
         .await
         .unwrap();
-    let left = raw
-        .count_documents(doc! {"job": job.as_str()})
-        .await
-        .unwrap();
-    assert_eq!(left, 2, "`other` and the new `held`");
+    assert_eq!(
+        documents_of(&raw, &job).await,
+        2,
+        "`other` and the new `held`"
+    );
 }
 
 /// A list goes past a damaged task and names it in the page (the shared case), damaged as
@@ -244,27 +234,37 @@ async fn a_task_whose_updated_at_is_no_time_is_named_once_by_lists() {
 /// Runs the shared listing case with `update` applied by hand as its damage, then checks that
 /// `delete_job` left no document of the job.
 async fn lists_name_tasks_damaged_by(update: Document) {
-    let Some((store, raw)) = scratch().await else {
+    let Some((h, raw)) = damaged_case("a_damaged_task_is_named_by_lists").await else {
         return;
     };
-    let h = testkit::Harness::new(
-        std::sync::Arc::new(store),
-        "a_damaged_task_is_named_by_lists",
-        1.0,
-    );
     let job = h.job.clone();
-    let damage = |key: TaskKey| {
-        let (raw, update) = (raw.clone(), update.clone());
-        async move { raw_set(&raw, key.job.as_str(), key.id.as_str(), update).await }
-    };
-    testkit::damaged::a_damaged_task_is_named_by_lists_not_hiding_the_others(h, damage)
+    testkit::damaged::a_damaged_task_is_named_by_lists_not_hiding_the_others(h, |key| {
+        damage_doc(raw.clone(), update.clone(), key)
+    })
+    .await
+    .unwrap();
+    assert_eq!(documents_of(&raw, &job).await, 0);
+}
+
+/// A scratch store for shared damaged-record case `case`, and its raw task collection.
+async fn damaged_case(case: &str) -> Option<(testkit::Harness, Collection<Document>)> {
+    let (store, raw) = scratch().await?;
+    Some((
+        testkit::Harness::new(std::sync::Arc::new(store), case, 1.0),
+        raw,
+    ))
+}
+
+/// The shared cases' hand: `update` applied by hand to task `key`'s document.
+async fn damage_doc(raw: Collection<Document>, update: Document, key: TaskKey) {
+    raw_set(&raw, key.job.as_str(), key.id.as_str(), update).await
+}
+
+/// How many task documents of `job` the collection holds.
+async fn documents_of(raw: &Collection<Document>, job: &JobName) -> u64 {
+    raw.count_documents(doc! {"job": job.as_str()})
         .await
-        .unwrap();
-    let left = raw
-        .count_documents(doc! {"job": job.as_str()})
-        .await
-        .unwrap();
-    assert_eq!(left, 0);
+        .unwrap()
 }
 
 /// A create with one task too large for a document is refused naming it, and writes nothing
