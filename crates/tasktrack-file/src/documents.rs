@@ -215,13 +215,12 @@ fn readable(s: &Session<'_>, id: &TaskId, during: &str) -> Result<Option<Task>> 
 
 /// The listing entry at index position `at`: its task, or, when its file is damaged, the task
 /// named as unreadable at that position (the index knows where it sorts and what it matched),
-/// so that a page neither fails nor silently leaves it out; logged too. `None` if the file is
-/// gone.
+/// so that a page neither fails nor silently leaves it out. `None` if the file is gone.
 fn listed_at(s: &Session<'_>, at: Cursor) -> Result<Option<Listed>> {
     match s.read_task(&at.id) {
         Ok(task) => Ok(task.map(Listed::Task)),
+        // Named in the page, which is the caller's to report (no log line besides).
         Err(e @ Error::Corrupt { .. }) => {
-            tracing::warn!(job = %s.paths.job, error = %e, "naming an unreadable task in a list page");
             let unreadable = UnreadableTask::new(at.id.clone(), &e);
             Ok(Some(Listed::Unreadable(at, unreadable)))
         }
