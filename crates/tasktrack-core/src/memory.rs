@@ -190,7 +190,7 @@ impl Documents for MemoryDocuments {
         Ok(query.paginate(tasks.unwrap_or_default()))
     }
 
-    async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {
+    async fn count_tasks(&self, job: &JobName) -> Result<Vec<CountRow>> {
         let state = self.lock();
         let mut counts: BTreeMap<(Option<String>, Status), u64> = BTreeMap::new();
         for t in state
@@ -203,7 +203,7 @@ impl Documents for MemoryDocuments {
         }
         Ok(counts
             .into_iter()
-            .map(|((stage, status), n)| (stage, status, n))
+            .map(|((stage, status), n)| (stage, Some(status), n))
             .collect())
     }
 

@@ -16,8 +16,8 @@ use aws_sdk_dynamodb::types::{
 use std::collections::{BTreeMap, HashMap};
 use tasktrack_core::cas::{Damaged, Documents, MAX_CAS_ATTEMPTS, Versioned};
 use tasktrack_core::{
-    Error, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey, TaskPage, TaskQuery,
-    Timestamp,
+    CountRow, Error, Job, JobName, JobState, Result, Status, Task, TaskId, TaskKey, TaskPage,
+    TaskQuery, Timestamp,
 };
 
 /// The attributes a damaged task item's delete compares: those every write of a task sets
@@ -706,7 +706,7 @@ impl Documents for DynamoDocuments {
         Ok(found.page(query))
     }
 
-    async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {
+    async fn count_tasks(&self, job: &JobName) -> Result<Vec<CountRow>> {
         let mut sums = self.counter_sums(job).await?;
         // `n:pending` counts open tasks (pending + in progress): split off those under a lease.
         let values = HashMap::from([(":p".to_owned(), s(item::list_pk(job, Status::InProgress)))]);
@@ -741,7 +741,7 @@ impl Documents for DynamoDocuments {
         Ok(sums
             .into_iter()
             .filter(|(_, v)| *v > 0)
-            .map(|((stage, status), v)| (stage, status, v as u64))
+            .map(|((stage, status), v)| (stage, Some(status), v as u64))
             .collect())
     }
 

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tasktrack_core::cas::{Documents, Versioned, task_revision};
 use tasktrack_core::{
-    Cursor, Error, Job, JobName, JobState, Listed, Result, Status, Task, TaskId, TaskKey, TaskPage,
-    TaskQuery, Timestamp, UnreadableTask,
+    CountRow, Cursor, Error, Job, JobName, JobState, Listed, Result, Task, TaskId, TaskKey,
+    TaskPage, TaskQuery, Timestamp, UnreadableTask,
 };
 
 /// The marker file that says a directory is a tasktrack store, and in which layout version.
@@ -515,7 +515,7 @@ impl Documents for FileDocuments {
         }))
     }
 
-    async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {
+    async fn count_tasks(&self, job: &JobName) -> Result<Vec<CountRow>> {
         let counts = self
             .locked(job, Access::Existing, |s| Ok(s.index.counts()))
             .await?;

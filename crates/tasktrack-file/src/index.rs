@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use tasktrack_core::{Cursor, Status, Task, TaskId, TaskQuery, Timestamp};
+use tasktrack_core::{CountRow, Cursor, Status, Task, TaskId, TaskQuery, Timestamp};
 
 /// What the index knows of one task: the fields claims, counts and listings order and filter by.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,11 +204,11 @@ impl JobIndex {
             .filter(move |(_, at, _)| *at <= now)
     }
 
-    /// `(stage, status, n)` rows for [`tasktrack_core::Counts::from_raw`].
-    pub fn counts(&self) -> Vec<(Option<String>, Status, u64)> {
+    /// The count rows for [`tasktrack_core::Counts::from_raw`].
+    pub fn counts(&self) -> Vec<CountRow> {
         self.counts
             .iter()
-            .map(|((stage, status), n)| (stage.clone(), *status, *n))
+            .map(|((stage, status), n)| (stage.clone(), Some(*status), *n))
             .collect()
     }
 

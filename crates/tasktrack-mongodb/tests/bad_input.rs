@@ -246,6 +246,21 @@ async fn lists_name_tasks_damaged_by(update: Document) {
     assert_eq!(documents_of(&raw, &job).await, 0);
 }
 
+/// A task whose `status` is edited by hand into one nobody knows is counted as unreadable (counts
+/// group what the documents hold), named by lists and deletable (the shared case).
+#[tokio::test]
+async fn a_task_whose_status_does_not_read_still_counts() {
+    let Some((h, raw)) = damaged_case("a_task_whose_status_does_not_read").await else {
+        return;
+    };
+    let update = doc! {"$set": {"status": "lost"}};
+    let damage = |key| damage_doc(raw.clone(), update.clone(), key);
+    let counts = testkit::damaged::a_task_whose_status_does_not_read_still_counts(h, damage)
+        .await
+        .unwrap();
+    assert_eq!(counts.unreadable, 1, "{counts:?}");
+}
+
 /// A scratch store for shared damaged-record case `case`, and its raw task collection.
 async fn damaged_case(case: &str) -> Option<(testkit::Harness, Collection<Document>)> {
     let (store, raw) = scratch().await?;

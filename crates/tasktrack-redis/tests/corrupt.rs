@@ -410,6 +410,29 @@ async fn a_task_damaged_in_its_status_is_deleted_with_its_listing_entry() {
     assert_eq!(testkit::ids(&page), ["tx"]);
 }
 
+/// A task whose `status` field is edited by hand into one nobody knows (the shared case): the
+/// counters still count it under the status a script last wrote, lists name it, and `delete`
+/// moves that counter (found through its listing entry), leaving counters equal to a recount.
+#[tokio::test]
+async fn a_task_whose_status_does_not_read_still_counts() {
+    let Some((scratch, store)) = scratch_store().await else {
+        return;
+    };
+    let h = testkit::Harness::new(store, "a_task_whose_status_does_not_read", 1.0);
+    let job = h.job.clone();
+    let prefix = scratch.0.prefix().to_string();
+    let damage = damage_by(&prefix, "status", "lost");
+    let counts = testkit::damaged::a_task_whose_status_does_not_read_still_counts(h, damage)
+        .await
+        .unwrap();
+    assert_eq!(
+        (counts.by_status.pending, counts.unreadable),
+        (2, 0),
+        "{counts:?}"
+    );
+    assert_nothing_names_a_deleted_task(&prefix, &job).await;
+}
+
 /// A hand-off whose completed task does not decode once written (its `data` edited by hand):
 /// the call answers `Corrupt`, and the task it granted is released, not left held by a lease
 /// its worker never heard of (which would expire as a failed attempt).

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tasktrack_core::cas::{Damaged, Documents, MAX_CAS_ATTEMPTS, Versioned};
 use tasktrack_core::{
-    Cursor, Error, ErrorKind, Job, JobName, JobState, Listed, Result, Status, Task, TaskId,
-    TaskKey, TaskPage, TaskQuery, Timestamp, UnreadableTask,
+    CountRow, Cursor, Error, ErrorKind, Job, JobName, JobState, Listed, Result, Status, Task,
+    TaskId, TaskKey, TaskPage, TaskQuery, Timestamp, UnreadableTask,
 };
 
 /// How many object requests one operation keeps in flight (bulk create, list pages).
@@ -697,7 +697,7 @@ impl Documents for S3Documents {
         Ok(page_of(found, query))
     }
 
-    async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {
+    async fn count_tasks(&self, job: &JobName) -> Result<Vec<CountRow>> {
         Ok(self
             .fresh_index(job)
             .await?

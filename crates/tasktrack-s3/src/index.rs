@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
-use tasktrack_core::{Cursor, Status, Task, TaskQuery, Timestamp};
+use tasktrack_core::{CountRow, Cursor, Status, Task, TaskQuery, Timestamp};
 
 /// One task in the index: `[status code, priority, claimable_at ms | null, version,
 /// updated_at ms, stage | null, created_at ms]` (an array keeps the object small). An entry
@@ -219,17 +219,16 @@ impl Index {
         found
     }
 
-    /// Number of tasks per `(stage, status)`.
-    pub fn counts(&self) -> Vec<(Option<String>, Status, u64)> {
+    /// Number of tasks per `(stage, status)`; an entry whose status code is unknown (an index
+    /// edited by hand) counts under no status.
+    pub fn counts(&self) -> Vec<CountRow> {
         let mut counts: BTreeMap<(Option<&str>, u8), u64> = BTreeMap::new();
         for e in self.tasks.values() {
             *counts.entry((e.stage(), e.0)).or_default() += 1;
         }
         counts
             .into_iter()
-            .filter_map(|((stage, code), n)| {
-                Status::from_code(code).map(|s| (stage.map(str::to_owned), s, n))
-            })
+            .map(|((stage, code), n)| (stage.map(str::to_owned), Status::from_code(code), n))
             .collect()
     }
 

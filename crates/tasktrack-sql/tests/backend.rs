@@ -1125,6 +1125,26 @@ async fn damaged_task_is_named_by_lists(dialect: &str, damage: &str) {
         .unwrap_or_else(|e| panic!("{damage}: {e}"));
 }
 
+/// A task whose `status` column is edited by hand into a code nobody knows is counted as
+/// unreadable (the counter triggers count whatever the column holds), named by lists and
+/// deletable (`testkit::damaged::a_task_whose_status_does_not_read_still_counts`).
+async fn a_task_whose_status_does_not_read_still_counts(dialect: &str) {
+    let Some(s) = store(dialect).await else {
+        return;
+    };
+    let h = testkit::Harness::new(s.guarded(), "a_task_whose_status_does_not_read", 1.0);
+    // The scratch namespace holds the harness's job alone, so its ids name its rows.
+    let damage_status = |k: TaskKey| {
+        let s = s.clone();
+        let sql = format!("UPDATE {{t}}task SET status = 99 WHERE id = '{}'", k.id);
+        async move { exec_scratch(&s, dialect, &sql).await }
+    };
+    let counts = testkit::damaged::a_task_whose_status_does_not_read_still_counts(h, damage_status)
+        .await
+        .unwrap();
+    assert_eq!(counts.unreadable, 1, "{counts:?}");
+}
+
 /// A damaged row among the hand-off's candidates does not cost the worker its success: the
 /// success is recorded and the claim goes on past the row; in a batched completion, a damaged
 /// row answers `Corrupt` for its own lease only.
@@ -1465,6 +1485,7 @@ on_both_dialects!(
     a_damaged_row_fails_only_its_own_lease,
     a_damaged_task_can_be_deleted,
     a_damaged_task_is_named_by_lists_not_hiding_the_others,
+    a_task_whose_status_does_not_read_still_counts,
     a_handoff_whose_row_does_not_read_back_releases_what_it_granted,
     concurrent_handoffs_pass_damaged_rows_by,
     a_row_finished_by_hand_does_not_block_claims,

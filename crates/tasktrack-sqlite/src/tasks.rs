@@ -425,12 +425,14 @@ pub(crate) async fn report(
 pub(crate) async fn delete(db: &Arc<Db>, key: &TaskKey, now: Timestamp) -> Result<()> {
     let key = key.clone();
     db.write(move |db, tx| {
+        let mut recount = false;
         match load_task(db, tx, &key) {
             Ok(Some(task)) => lifecycle::check_delete(&task, now)?,
             Ok(None) => return Err(Error::NotFound(format!("task {key}"))),
-            // A row nobody can read holds no lease anyone could honour: it goes as it is (the
-            // delete trigger moves its counter by its status column).
-            Err(Error::Corrupt { .. }) => {}
+            // A row nobody can read holds no lease anyone could honour: it goes as it is, and
+            // the delete trigger moves its counter by its status column, unless that column
+            // itself was edited into a status nobody knows.
+            Err(Error::Corrupt { .. }) => recount = !status_reads(db, tx, &key)?,
             Err(e) => return Err(e),
         }
         tx.execute(
@@ -438,9 +440,43 @@ pub(crate) async fn delete(db: &Arc<Db>, key: &TaskKey, now: Timestamp) -> Resul
             [key.job.as_str(), key.id.as_str()],
         )
         .map_err(|e| db.err(e))?;
+        if recount {
+            recount_job(db, tx, &key.job)?;
+        }
         Ok(())
     })
     .await
+}
+
+/// Whether the `status` column of `key`'s row names a status.
+fn status_reads(db: &Db, tx: &Transaction<'_>, key: &TaskKey) -> Result<bool> {
+    let status: String = tx
+        .query_row(
+            "SELECT status FROM tasktrack_task WHERE job = ?1 AND id = ?2",
+            [key.job.as_str(), key.id.as_str()],
+            |r| r.get(0),
+        )
+        .map_err(|e| db.err(e))?;
+    Ok(status.parse::<Status>().is_ok())
+}
+
+/// Rebuilds `job`'s counter rows from its task rows: a scan of the job, for the one case where
+/// the counters cannot follow a change (a row whose status was edited by hand is deleted: the
+/// counters still count it under the status the store last wrote, which the row no longer
+/// says). Rows whose status nobody knows are then counted as unreadable.
+fn recount_job(db: &Db, tx: &Transaction<'_>, job: &JobName) -> Result<()> {
+    tracing::warn!(%job, "sqlite: recounting job {job} after deleting a task whose status was edited by hand");
+    tx.execute("DELETE FROM tasktrack_count WHERE job = ?1", [job.as_str()])
+        .and_then(|_| {
+            tx.execute(
+                "INSERT INTO tasktrack_count (job, stage, status, n) \
+                 SELECT job, coalesce(stage, ''), status, count(*) FROM tasktrack_task \
+                 WHERE job = ?1 GROUP BY coalesce(stage, ''), status",
+                [job.as_str()],
+            )
+        })
+        .map_err(|e| db.err(e))?;
+    Ok(())
 }
 
 /// [`Store::purge`]: terminal tasks only ([`Purge::validate`]); a terminal task never holds a

@@ -171,6 +171,33 @@ async fn a_damaged_task_is_named_by_lists_not_hiding_the_others() {
     .unwrap();
 }
 
+/// A task whose status column is edited by hand into one nobody knows (the shared case): the
+/// counters, moved by the store, still count it under the status the store last wrote; lists
+/// name it; deleting it recounts the job, so the counts of the others stay exact.
+#[tokio::test]
+async fn a_task_whose_status_does_not_read_still_counts() {
+    let (_dir, harness, hand) = shared_case("a_task_whose_status_does_not_read").await;
+    let counts = damaged::a_task_whose_status_does_not_read_still_counts(harness, |key| {
+        let changed = hand
+            .lock()
+            .unwrap()
+            .execute(
+                "UPDATE tasktrack_task SET status = 'lost' WHERE job = ?1 AND id = ?2",
+                [key.job.as_str(), key.id.as_str()],
+            )
+            .unwrap();
+        assert_eq!(changed, 1, "{key} damaged");
+        std::future::ready(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (counts.by_status.pending, counts.unreadable),
+        (2, 0),
+        "{counts:?}"
+    );
+}
+
 /// A store on a fresh file for shared case `case`, and a connection of its own to damage rows
 /// with (the directory lives as long as the first value).
 async fn shared_case(case: &str) -> (tempfile::TempDir, Harness, Mutex<rusqlite::Connection>) {

@@ -107,7 +107,21 @@ fn render(all: &[Counts]) -> String {
             t.add_row(row("", stage, s, done));
         }
     }
-    t.to_string()
+    let mut out = t.to_string();
+    for c in all.iter().filter(|c| c.unreadable > 0) {
+        out.push_str(&unreadable_note(c));
+    }
+    out
+}
+
+/// The line under the table for a job whose counts hold tasks whose status does not read
+/// ([`Counts::unreadable`]): counted in no column, so the columns sum to less than the job.
+fn unreadable_note(c: &Counts) -> String {
+    format!(
+        "\n{}: {} task(s) whose status does not read (damaged records), in no column above: \
+         `tasktrack list {}` names them",
+        c.job, c.unreadable, c.job
+    )
 }
 
 fn row(job: &str, stage: &str, s: &StatusCounts, done: u64) -> Vec<String> {
@@ -115,4 +129,33 @@ fn row(job: &str, stage: &str, s: &StatusCounts, done: u64) -> Vec<String> {
     r.extend(Status::ALL.iter().map(|st| s.get(*st).to_string()));
     r.push(bar(done, s.total(), 24));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tasktrack::JobName;
+
+    /// Tasks whose status does not read are in no column, so a line under the table says how
+    /// many there are and how to find them; the JSON form carries them as `unreadable`.
+    #[test]
+    fn unreadable_statuses_get_a_line_under_the_table() {
+        let job = JobName::new("j").unwrap();
+        let rows = [(None, Some(Status::Pending), 2), (None, None, 1)];
+        let counts = Counts::from_raw(job.clone(), None, rows);
+        let shown = render(std::slice::from_ref(&counts));
+        assert!(
+            shown.ends_with(
+                "j: 1 task(s) whose status does not read (damaged records), in no column \
+                 above: `tasktrack list j` names them"
+            ),
+            "{shown}"
+        );
+        let doc = summary(&counts);
+        assert_eq!((&doc["unreadable"], &doc["total"]), (&json!(1), &json!(2)));
+
+        let clean = Counts::from_raw(job, None, [(None, Some(Status::Pending), 2)]);
+        assert!(!render(std::slice::from_ref(&clean)).contains("does not read"));
+        assert!(summary(&clean).get("unreadable").is_none());
+    }
 }

@@ -21,7 +21,7 @@ pub use damaged::Damaged;
 pub use ops::*;
 
 use crate::error::Result;
-use crate::model::{Job, JobName, JobState, Status, Task, TaskKey, TaskPage, TaskQuery};
+use crate::model::{CountRow, Job, JobName, JobState, Task, TaskKey, TaskPage, TaskQuery};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use std::fmt;
@@ -140,7 +140,7 @@ pub trait Documents: fmt::Debug + Send + Sync + 'static {
     async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage>;
 
     /// Number of tasks of `job` per `(stage, status)`.
-    async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>>;
+    async fn count_tasks(&self, job: &JobName) -> Result<Vec<CountRow>>;
 
     /// A job record and its revision, or `None`.
     async fn get_job(&self, job: &JobName) -> Result<Option<Versioned<Job>>>;

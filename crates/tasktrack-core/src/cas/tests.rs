@@ -4,7 +4,7 @@
 use super::*;
 use crate::error::Error;
 use crate::memory::MemoryDocuments;
-use crate::model::{NewTask, TaskId};
+use crate::model::{CountRow, NewTask, Status, TaskId};
 use crate::store::{ClaimNext, CreateMode};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -53,7 +53,7 @@ impl Documents for FailingWrite {
     async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
         self.inner.list_tasks(query).await
     }
-    async fn count_tasks(&self, job: &JobName) -> Result<Vec<(Option<String>, Status, u64)>> {
+    async fn count_tasks(&self, job: &JobName) -> Result<Vec<CountRow>> {
         self.inner.count_tasks(job).await
     }
     async fn get_job(&self, job: &JobName) -> Result<Option<Versioned<Job>>> {

@@ -15,7 +15,7 @@ pub use job::{
 };
 pub use key::{JobName, MAX_KEY_BYTES, TaskId, TaskKey, validate_key};
 pub use query::{
-    Counts, Cursor, DEFAULT_LIMIT, Listed, MAX_LIMIT, StatusCounts, TaskPage, TaskQuery,
+    CountRow, Counts, Cursor, DEFAULT_LIMIT, Listed, MAX_LIMIT, StatusCounts, TaskPage, TaskQuery,
     UnreadableTask,
 };
 pub use status::Status;

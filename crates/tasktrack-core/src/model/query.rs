@@ -357,31 +357,50 @@ pub struct Counts {
     pub exists: bool,
     /// The job's expected amount, if set.
     pub amount: Option<u64>,
-    /// Tasks that exist.
+    /// Tasks that exist, [`unreadable`](Self::unreadable) ones included.
     pub known: u64,
     /// Per status; `pending` includes `amount − known` when the amount is larger.
     pub by_status: StatusCounts,
     /// Per stage and status (pipelines only).
     pub by_stage: BTreeMap<String, StatusCounts>,
+    /// Tasks whose stored status no longer reads (a record edited by hand or by another tool):
+    /// counted in `known` but under no status, since nobody can tell which one they hold.
+    /// `list` names them (`TaskPage::unreadable`). Absent from the JSON form when zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unreadable: u64,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One of a store's raw counts: how many tasks of a stage (`None`: no stage) hold a status.
+/// The status is `None` for tasks whose stored status no longer reads, which [`Counts`]
+/// reports as [`unreadable`](Counts::unreadable).
+pub type CountRow = (Option<String>, Option<Status>, u64);
+
 impl Counts {
-    /// Builds the counts from raw `(stage, status, n)` rows and the job record, applying the
-    /// rule: `pending = max(0, amount − known) + tasks pending`.
+    /// Builds the counts from raw [`CountRow`]s and the job record, applying the rule:
+    /// `pending = max(0, amount − known) + tasks pending`.
     pub fn from_raw(
         job: JobName,
         record: Option<&Job>,
-        rows: impl IntoIterator<Item = (Option<String>, Status, u64)>,
+        rows: impl IntoIterator<Item = CountRow>,
     ) -> Counts {
         let mut by_status = StatusCounts::default();
         let mut by_stage: BTreeMap<String, StatusCounts> = BTreeMap::new();
+        let mut unreadable = 0u64;
         for (stage, status, n) in rows {
+            let Some(status) = status else {
+                unreadable = unreadable.saturating_add(n);
+                continue;
+            };
             by_status.add(status, n);
             if let Some(stage) = stage {
                 by_stage.entry(stage).or_default().add(status, n);
             }
         }
-        let known = by_status.total();
+        let known = by_status.total().saturating_add(unreadable);
         let amount = record.and_then(|j| j.amount);
         if let Some(amount) = amount {
             by_status.add(Status::Pending, amount.saturating_sub(known));
@@ -393,6 +412,7 @@ impl Counts {
             known,
             by_status,
             by_stage,
+            unreadable,
         }
     }
 
@@ -401,13 +421,60 @@ impl Counts {
         self.by_status.succeeded + self.by_status.exhausted + self.by_status.ignored
     }
 
-    /// Whether every task (and every expected one) is terminal.
+    /// Whether every task (and every expected one) is terminal. Never while a task's status
+    /// does not read: nobody can tell it is finished.
     pub fn all_terminal(&self) -> bool {
-        self.finished() == self.by_status.total()
+        self.unreadable == 0 && self.finished() == self.by_status.total()
     }
 
     /// Whether any task failed (waiting for a retry) or exhausted its attempts.
     pub fn has_failures(&self) -> bool {
         self.by_status.failed + self.by_status.exhausted > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job() -> JobName {
+        JobName::new("j").unwrap()
+    }
+
+    /// Tasks whose status does not read count in `known` and in no status, keep the job from
+    /// being all terminal, and appear in the JSON form only when there are some.
+    #[test]
+    fn unreadable_statuses_count_in_known_and_in_no_status() {
+        let rows = [
+            (None, Some(Status::Succeeded), 2),
+            (Some("s".to_string()), None, 1),
+        ];
+        let counts = Counts::from_raw(job(), None, rows);
+        assert_eq!((counts.known, counts.unreadable), (3, 1));
+        assert_eq!(counts.by_status.total(), 2);
+        assert!(counts.by_stage.is_empty(), "{counts:?}");
+        assert!(!counts.all_terminal());
+        assert_eq!(
+            serde_json::to_value(&counts).unwrap()["unreadable"],
+            json!(1)
+        );
+
+        let clean = Counts::from_raw(job(), None, [(None, Some(Status::Succeeded), 2)]);
+        assert!(clean.all_terminal());
+        let form = serde_json::to_value(&clean).unwrap();
+        assert!(form.get("unreadable").is_none(), "{form}");
+        let back: Counts = serde_json::from_value(form).unwrap();
+        assert_eq!(back, clean);
+    }
+
+    /// An expected amount pads `pending` by what is not known yet, unreadable tasks included.
+    #[test]
+    fn the_amount_pads_pending_by_the_tasks_not_known_yet() {
+        let mut record = Job::new(job(), crate::Timestamp::from_millis(0));
+        record.amount = Some(5);
+        let rows = [(None, Some(Status::Pending), 1), (None, None, 1)];
+        let counts = Counts::from_raw(job(), Some(&record), rows);
+        assert_eq!((counts.known, counts.by_status.pending), (2, 4));
     }
 }

@@ -11,7 +11,7 @@
 
 use super::{Harness, LEASE, assert_stale, ids};
 use crate::error::{Error, Result};
-use crate::model::{Status, TaskKey, TaskQuery, UnreadableTask};
+use crate::model::{Counts, Status, TaskKey, TaskQuery, UnreadableTask};
 use crate::store::Claim;
 use serde_json::json;
 use std::future::Future;
@@ -138,6 +138,69 @@ where
     assert!(matches!(read, Err(Error::NotFound(_))), "{read:?}");
     assert_eq!(h.store.counts(&h.job).await?.known, 0);
     Ok(())
+}
+
+/// A task whose stored status itself no longer reads (edited by hand into one nobody knows)
+/// does not stop its job's counts: they answer and count it in `known`. A store that counts what
+/// its records hold reports it as [`Counts::unreadable`](crate::Counts), under no status; one
+/// that keeps counters of its own counts it under the status it last wrote. Either way a list
+/// names it, a claim goes past it, and deleting it leaves the counts of the others exact.
+///
+/// Three tasks: `done` succeeded, `waiting` pending, `odd` pending until `damage` makes its
+/// stored status unreadable. Returns the counts read while `odd` was damaged, for the backend's
+/// own test to say which of the two ways it counts.
+pub async fn a_task_whose_status_does_not_read_still_counts<F, Fut>(
+    h: Harness,
+    damage: F,
+) -> Result<Counts>
+where
+    F: Fn(TaskKey) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    h.add(&["done", "waiting", "odd"]).await?;
+    let done = h.claim("done", "w").await?.lease;
+    h.store.succeed(&done, json!(null), h.now()).await?;
+    damage(h.key("odd")).await;
+
+    let damaged = h.store.counts(&h.job).await?;
+    let counts = &damaged;
+    assert_eq!(
+        (counts.known, counts.by_status.succeeded),
+        (3, 1),
+        "{counts:?}"
+    );
+    assert!(
+        matches!(
+            (counts.by_status.pending, counts.unreadable),
+            (1, 1) | (2, 0)
+        ),
+        "`odd` is unreadable or still pending: {counts:?}"
+    );
+    assert!(!counts.all_terminal(), "{counts:?}");
+    let (mut tasks, unreadable) = walk(&h, TaskQuery::new(h.job.clone())).await?;
+    tasks.sort();
+    assert_eq!(tasks, ["done", "waiting"]);
+    let named: Vec<&str> = unreadable.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(named, ["odd"], "the list names it");
+    let granted = h.claim_next("w", 10).await?;
+    let granted: Vec<&str> = granted.iter().map(|c| c.task.id.as_str()).collect();
+    assert_eq!(granted, ["waiting"], "a claim goes past it");
+
+    h.store.delete(&h.key("odd"), h.now()).await?;
+    let counts = h.store.counts(&h.job).await?;
+    let by_status = &counts.by_status;
+    assert_eq!(
+        (
+            counts.known,
+            counts.unreadable,
+            by_status.in_progress,
+            by_status.succeeded
+        ),
+        (2, 0, 1, 1),
+        "{counts:?}"
+    );
+    assert_eq!(by_status.total(), 2, "{counts:?}");
+    Ok(damaged)
 }
 
 /// Every page of `query`: the ids of the tasks, in order, and the unreadable records named.

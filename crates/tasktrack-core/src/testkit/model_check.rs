@@ -882,7 +882,10 @@ async fn run_sequence(
 /// after `ctx`: counts kept by counters or triggers must follow every transition, and a listing
 /// must follow every write.
 async fn counts_and_list_differ(h: &Harness, model: &Model, ctx: &str) -> Result<Option<String>> {
-    let rows = model.tasks.values().map(|t| (t.stage.clone(), t.status, 1));
+    let rows = model
+        .tasks
+        .values()
+        .map(|t| (t.stage.clone(), Some(t.status), 1));
     let want = Counts::from_raw(model.name.clone(), model.job.as_ref(), rows);
     let mut got = h.store.counts(&model.name).await?;
     // A stage whose counters went back to zero may or may not be listed.

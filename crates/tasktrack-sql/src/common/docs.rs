@@ -173,10 +173,7 @@ macro_rules! documents_over_dialect {
             async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
                 $crate::common::docs::list_tasks(self, query).await
             }
-            async fn count_tasks(
-                &self,
-                job: &JobName,
-            ) -> Result<Vec<(Option<String>, Status, u64)>> {
+            async fn count_tasks(&self, job: &JobName) -> Result<Vec<CountRow>> {
                 $crate::common::docs::count_tasks(self, job).await
             }
             async fn get_job(
@@ -423,17 +420,13 @@ pub(crate) async fn list_tasks<D: Dialect>(s: &D, query: &TaskQuery) -> Result<T
     Ok(TaskPage::from_listed(read_listed(s, &rows)?, query.limit))
 }
 
-pub(crate) async fn count_tasks<D: Dialect>(
-    s: &D,
-    job: &JobName,
-) -> Result<Vec<(Option<String>, Status, u64)>> {
+pub(crate) async fn count_tasks<D: Dialect>(s: &D, job: &JobName) -> Result<Vec<CountRow>> {
     let st = Stmt::stored(&s.queries().count_tasks).bind(job.as_str());
     let rows = s.fetch(true, &st).await?;
-    let table = format!("{}task_count", s.names());
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         let (key, code, n) = D::read_count(row).map_err(|e| s.err(&e))?;
-        out.push(count_entry(&table, &key, code, n)?);
+        out.push(count_entry(&key, code, n));
     }
     Ok(out)
 }
