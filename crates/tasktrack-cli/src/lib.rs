@@ -175,16 +175,16 @@ pub fn usage_message(e: &clap::Error) -> String {
     line
 }
 
-/// Logs go to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` overrides.
+/// Logs go to stderr: tasktrack's warnings by default, `-v` info, `-vv` debug; `RUST_LOG`
+/// overrides.
+///
+/// Other crates log only errors unless `-vv` (then their warnings too): what they warn about
+/// by default is noise to a person at a terminal, the AWS SDK's several-line notes that it
+/// found no instance metadata on a laptop before tasktrack's own one-line error says the
+/// credentials are missing, or sqlx's slow-statement notes.
 fn init_tracing(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        _ => "debug",
-    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| log_filter(verbose, quiet));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -197,4 +197,75 @@ fn init_tracing(verbose: u8, quiet: bool) {
         // lease held until it expired, and the command exited 1.
         .log_internal_errors(false)
         .try_init();
+}
+
+/// The log filter of `-q`, `-v` and `-vv` (see [`init_tracing`]).
+fn log_filter(verbose: u8, quiet: bool) -> tracing_subscriber::EnvFilter {
+    // A target directive matches every target it prefixes: `tasktrack` covers all our crates.
+    let directives = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "error,tasktrack=warn",
+        (false, 1) => "error,tasktrack=info",
+        _ => "warn,tasktrack=debug",
+    };
+    tracing_subscriber::EnvFilter::new(directives)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// Which of a few events pass the filter of `-q`/`-v`/`-vv`, as `level target` lines.
+    fn shown(verbose: u8, quiet: bool) -> Vec<String> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(move || Line(Arc::clone(&record)))
+            .without_time()
+            .with_ansi(false);
+        let subscriber = tracing_subscriber::registry()
+            .with(log_filter(verbose, quiet))
+            .with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "aws_config::imds::region", "no instance metadata");
+            tracing::error!(target: "sqlx::pool", "pool broke");
+            tracing::warn!(target: "tasktrack_sqlite::tasks", "set aside");
+            tracing::info!(target: "tasktrack_cli::run", "task done");
+            tracing::debug!(target: "tasktrack_core::tracker", "lease renewed");
+        });
+        let text = String::from_utf8(seen.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+
+    /// A writer that appends what the layer formats to a shared buffer.
+    struct Line(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Line {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Other crates' warnings show only under `-vv`; their errors always; ours by the level
+    /// `-q`/`-v`/`-vv` asks for.
+    #[test]
+    fn other_crates_warn_only_under_vv() {
+        let aws = "WARN aws_config::imds::region:";
+        let sqlx = "ERROR sqlx::pool:";
+        let ours = "WARN tasktrack_sqlite::tasks:";
+        let info = "INFO tasktrack_cli::run:";
+        let debug = "DEBUG tasktrack_core::tracker:";
+        assert_eq!(shown(0, true), [sqlx]);
+        assert_eq!(shown(0, false), [sqlx, ours]);
+        assert_eq!(shown(1, false), [sqlx, ours, info]);
+        assert_eq!(shown(2, false), [aws, sqlx, ours, info, debug]);
+    }
 }
