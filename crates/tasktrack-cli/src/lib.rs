@@ -217,12 +217,36 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use tracing_subscriber::layer::SubscriberExt;
 
+    /// A writer the crate's tests read back: clones share one buffer.
+    #[derive(Clone, Default)]
+    pub(crate) struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl Buf {
+        /// Everything written so far, as text.
+        pub(crate) fn text(&self) -> String {
+            let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    }
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut buf) = self.0.lock() {
+                buf.extend_from_slice(b);
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     /// Which of a few events pass the filter of `-q`/`-v`/`-vv`, as `level target` lines.
     fn shown(verbose: u8, quiet: bool) -> Vec<String> {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&seen);
+        let seen = Buf::default();
+        let record = seen.clone();
         let layer = tracing_subscriber::fmt::layer()
-            .with_writer(move || Line(Arc::clone(&record)))
+            .with_writer(move || record.clone())
             .without_time()
             .with_ansi(false);
         let subscriber = tracing_subscriber::registry()
@@ -235,23 +259,10 @@ mod tests {
             tracing::info!(target: "tasktrack_cli::run", "task done");
             tracing::debug!(target: "tasktrack_core::tracker", "lease renewed");
         });
-        let text = String::from_utf8(seen.lock().unwrap().clone()).unwrap();
-        text.lines()
+        seen.text()
+            .lines()
             .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
             .collect()
-    }
-
-    /// A writer that appends what the layer formats to a shared buffer.
-    struct Line(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Line {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
     }
 
     /// Other crates' warnings show only under `-vv`; their errors always; ours by the level

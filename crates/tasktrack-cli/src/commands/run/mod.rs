@@ -592,20 +592,6 @@ mod tests {
         drop(tx);
     }
 
-    /// A writer tests read back.
-    #[derive(Clone, Default)]
-    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn a_worker_that_panics_ends_the_run_as_tasktracks_own_trouble() {
         let shared = shared();
@@ -639,7 +625,7 @@ mod tests {
 
     #[tokio::test]
     async fn abandoning_the_leases_under_json_is_the_json_error_line() {
-        let err = Buf::default();
+        let err = crate::tests::Buf::default();
         let out = Output::new(
             true,
             true,
@@ -649,7 +635,7 @@ mod tests {
         );
         let shared = shared_with(Arc::new(tasktrack::MemoryStore::in_memory()), out);
         assert_eq!(abandon(&shared, Abandon::Signal), exit::INTERRUPTED);
-        let text = String::from_utf8(err.0.lock().unwrap().clone()).unwrap();
+        let text = err.text();
         assert_eq!(text.lines().count(), 1, "{text}");
         let line: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(line["error"]["kind"], "interrupted", "{line}");
