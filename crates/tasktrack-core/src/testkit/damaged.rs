@@ -6,8 +6,9 @@
 //! which only the backend's own tests have, and the memory store holds no encoded form; so they
 //! are not in [`conformance_tests!`](crate::conformance_tests). A backend's test calls each with a
 //! [`Harness`] and a `damage` function that makes the stored record of a task undecodable the way
-//! a hand edit would (for example invalid JSON in its data), leaving its status readable where
-//! the backend stores the status apart.
+//! a hand edit would: for the first two cases, for example invalid JSON in its data, leaving its
+//! status readable where the backend stores the status apart; for
+//! [`a_task_whose_status_does_not_read_still_counts`], that stored status itself.
 
 use super::{Harness, LEASE, assert_stale, ids};
 use crate::error::{Error, Result};
