@@ -20,7 +20,7 @@
 
 use crate::error::{Error, Result};
 use crate::lifecycle;
-use crate::model::{Backoff, Claimed, Failure, JobName, Lease, Outcome, Status, Task, TaskQuery};
+use crate::model::{Claimed, JobName, Lease, Outcome, Status, Task, TaskQuery};
 use crate::store::{Fail, Store};
 use crate::time::{Clock, Timestamp};
 use std::future::Future;
@@ -91,30 +91,24 @@ where
 }
 
 /// Records the attempt of `lease` whose outcome the store refused (`refusal`, an
-/// [`Error::InvalidInput`]: an output too large for it, say) as its failure
-/// ([`Failure::unrecordable`], not retried: the same outcome would be refused again), riding out
-/// an outage like any recording ([`ride_out`]; `warn` hears of each retry). Returns the task and
-/// the outcome recorded (found recorded, when an answer was lost). A refusal of that too is no
-/// fault of the caller's input but the store's: an [`Error::Backend`] naming the task, whose
-/// lease is left to expire.
+/// [`Error::InvalidInput`]: an output too large for it, say) as the failure `instead`
+/// ([`Fail::instead_of`]), riding out an outage like any recording ([`ride_out`]; `warn` hears
+/// of each retry). Returns the task and the outcome recorded (found recorded, when an answer
+/// was lost). A refusal of that too is no fault of the caller's input but the store's: an
+/// [`Error::Backend`] naming the task, whose lease is left to expire.
 pub async fn record_unrecordable(
     store: &dyn Store,
     clock: &dyn Clock,
     lease: &Lease,
     refusal: &Error,
-    backoff: Backoff,
+    instead: &Fail,
     warn: impl Fn(&Error),
 ) -> Result<(Task, Outcome)> {
-    let req = Fail {
-        error: Failure::unrecordable(refusal),
-        retryable: false,
-        backoff,
-    };
     let (recorded, _) = ride_out(
         store,
         clock,
         lease,
-        |_, now| store.fail(lease, &req, now),
+        |_, now| store.fail(lease, instead, now),
         warn,
     )
     .await;
@@ -154,7 +148,9 @@ pub async fn release(
 /// Renews `lease` every third of `lease_for` until aborted (it runs on a task of its own, so
 /// that a renewal the store does not answer keeps nothing else waiting), or until the lease is
 /// lost: fenced out, the holder's result will be rejected. `trouble` hears of each renewal that
-/// failed (to be retried at the next one) and of the loss ([`Error::StaleLease`], the last).
+/// failed (to be retried at the next one; one unanswered by the next is given up on, as
+/// [`Error::Unavailable`], so that a store call that hangs cannot stop the renewals) and of the
+/// loss ([`Error::StaleLease`], the last).
 pub async fn keep_alive(
     store: &dyn Store,
     clock: &dyn Clock,
@@ -168,7 +164,14 @@ pub async fn keep_alive(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match store.heartbeat(lease, lease_for, clock.now()).await {
+        let renewal = tokio::time::timeout(every, store.heartbeat(lease, lease_for, clock.now()));
+        let answer = renewal.await.unwrap_or_else(|_| {
+            Err(Error::Unavailable(format!(
+                "a renewal of the lease on {} got no answer within {every:?}",
+                lease.key
+            )))
+        });
+        match answer {
             Ok(_) => {}
             Err(e) => {
                 trouble(&e);

@@ -119,6 +119,40 @@ impl Fail {
         }
     }
 
+    /// The failure to record for an attempt whose outcome the store refused (`refusal`, an
+    /// [`Error::InvalidInput`]: an output or an error too large for
+    /// a DynamoDB item, say), kind `unrecordable` ([`Failure::unrecordable`]):
+    /// - for a refused success (`refused` is `None`), not retryable: running the task again
+    ///   would most likely produce the same;
+    /// - for a refused failure, as retryable as it was, its kind and the start of its message
+    ///   (at most [`Fail::KEPT_OF_REFUSED`] characters) kept as the detail.
+    pub fn instead_of(refused: Option<&Fail>, refusal: &crate::Error, backoff: Backoff) -> Self {
+        let error = Failure::unrecordable(refusal);
+        match refused {
+            None => Fail {
+                error,
+                retryable: false,
+                backoff,
+            },
+            Some(refused) => {
+                let message: String = refused
+                    .error
+                    .message
+                    .chars()
+                    .take(Self::KEPT_OF_REFUSED)
+                    .collect();
+                Fail {
+                    error: error.with_detail(format!("{}: {message}", refused.error.kind)),
+                    retryable: refused.retryable,
+                    backoff: refused.backoff,
+                }
+            }
+        }
+    }
+
+    /// How many characters of a refused failure's message [`Fail::instead_of`] keeps.
+    pub const KEPT_OF_REFUSED: usize = 1_000;
+
     /// What a store records when a claim's lease does not fit in the task's stored form (its
     /// document or item would outgrow the backend's size limit; `why` says how): kind
     /// `unrecordable`, not retryable, so the task is exhausted instead of being offered again at

@@ -16,8 +16,20 @@
 //! a tracker remembers the tasks its runs hold (shared by its clones) and `run` refuses one of
 //! them with [`Refusal::Locked`]. (`run_next` and `run_all` can still be granted a task a clone
 //! holds once that clone's lease has run out: the claim is a new attempt, which runs, and the
-//! clone's outcome is fenced out when it comes.)
-//! Every transition is logged with `tracing` (claim, heartbeat trouble, succeeded / failed).
+//! clone's outcome is fenced out when it comes; `run` of it is refused until both have ended.)
+//! Every transition is logged with `tracing`: the claim, heartbeat trouble, the outcome (a
+//! failure at `warn`, with its kind and message).
+//!
+//! A tracker runs on Tokio: its heartbeats, claims and releases are tasks of the current
+//! runtime, which needs time enabled (`#[tokio::main]`, or `Builder::enable_all`). Called
+//! outside a runtime, a run is [`Error::InvalidInput`] saying so.
+//!
+//! The caller's code that turns an attempt's result into what is recorded (the output's
+//! `Serialize`, the error's `Display` and `Debug`) runs under the same guard as the closure: a
+//! panic there is the attempt's failure too. A failure the store refuses (its message too large
+//! for the store, say) is recorded in its place as an `unrecordable` failure keeping the start
+//! of its message, as retryable as it was ([`Fail::instead_of`]); a refused output, as one that
+//! is not retried.
 //!
 //! Claiming and recording an outcome ride out a short store outage ([`crate::recovery`]): a
 //! transient error is retried for about 9 s, an outcome whose answer was lost after the commit
@@ -32,7 +44,7 @@ use crate::time::{Clock, SystemClock, Timestamp};
 use futures::FutureExt;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,8 +87,9 @@ pub struct Tracker {
     backoff: Backoff,
     stage: Option<String>,
     clock: Arc<dyn Clock>,
-    /// The tasks this tracker's runs hold right now, shared by its clones.
-    held: Arc<Mutex<HashSet<TaskKey>>>,
+    /// The tasks this tracker's runs hold right now, each with how many runs hold it, shared by
+    /// its clones (see [`Held`]).
+    held: Held,
 }
 
 impl Tracker {
@@ -92,7 +105,7 @@ impl Tracker {
             backoff: Backoff::default(),
             stage: None,
             clock: Arc::new(SystemClock),
-            held: Arc::default(),
+            held: Held::default(),
         }
     }
 
@@ -149,8 +162,9 @@ impl Tracker {
         T: Serialize,
         E: Into<anyhow::Error>,
     {
+        check_runtime()?;
         let key = TaskKey::new(self.job.clone(), id.clone());
-        let Some(mark) = self.hold(&key) else {
+        let Some(mark) = self.held.hold_if_free(&key) else {
             return Err(self.held_here(&key).await);
         };
         let claim = Claim::new(self.owner.clone(), self.lease_for);
@@ -160,7 +174,7 @@ impl Tracker {
                 vec![c.lease]
             })
             .await?;
-        self.execute(claimed, f, None, Some(mark))
+        self.execute(claimed, f, None, mark)
             .await
             .map(|(done, _)| done)
     }
@@ -173,10 +187,11 @@ impl Tracker {
         T: Serialize,
         E: Into<anyhow::Error>,
     {
+        check_runtime()?;
         let claimed = self.claim_next().await?;
         match claimed.into_iter().next() {
             Some(c) => {
-                let mark = self.hold(&c.lease.key);
+                let mark = self.held.hold(&c.lease.key);
                 self.execute(c, f, None, mark)
                     .await
                     .map(|(done, _)| Some(done))
@@ -201,12 +216,13 @@ impl Tracker {
         T: Serialize,
         E: Into<anyhow::Error>,
     {
+        check_runtime()?;
         let req = self.claim_request();
         let mut held = self.claim_next().await?;
         let mut ran = 0;
         while let Some(c) = held.pop() {
             ran += 1;
-            let mark = self.hold(&c.lease.key);
+            let mark = self.held.hold(&c.lease.key);
             held = match self.execute(c, &mut f, Some(&req), mark).await {
                 Ok((_, Some(next))) => next,
                 Ok((_, None)) => self.claim_next().await?,
@@ -229,22 +245,13 @@ impl Tracker {
         }
     }
 
-    /// Marks `key` as held by a run of this tracker until the returned guard drops; `None` if a
-    /// run already holds it.
-    fn hold(&self, key: &TaskKey) -> Option<HeldKey> {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.insert(key.clone()).then(|| HeldKey {
-            held: self.held.clone(),
-            key: key.clone(),
-        })
-    }
-
-    /// The refusal for a task a run of this tracker holds: locked by this very worker.
+    /// The refusal for a task a run of this tracker holds: locked by this very worker, until
+    /// its lease runs out (now, if the task cannot be read: it is locked all the same).
     async fn held_here(&self, key: &TaskKey) -> Error {
         let now = self.clock.now();
         let expires_at = match self.store.get(key).await {
             Ok(task) => task.lease.map_or(now, |l| l.expires_at),
-            Err(e) => return e,
+            Err(_) => now,
         };
         Error::Refused {
             key: key.to_string(),
@@ -303,7 +310,7 @@ impl Tracker {
         claimed: Claimed,
         f: F,
         then: Option<&ClaimNext>,
-        _mark: Option<HeldKey>,
+        _mark: HeldKey,
     ) -> Result<(Task, Option<Vec<Claimed>>)>
     where
         F: FnOnce(TaskContext) -> Fut,
@@ -321,6 +328,7 @@ impl Tracker {
                 lease.clone(),
                 self.lease_for,
             ));
+            let mut heartbeat = heartbeat;
             let mut release_guard = ReleaseOnDrop::new(self, &lease, heartbeat.abort_handle());
             let ctx = TaskContext {
                 task: claimed.task,
@@ -332,10 +340,16 @@ impl Tracker {
                 .catch_unwind()
                 .await;
             heartbeat.abort();
-            let recorded = self.record(&lease, result, then).await;
+            if let Some(Err(e)) = (&mut heartbeat).now_or_never()
+                && e.is_panic()
+            {
+                warn!(error = %e, "the heartbeat panicked: the lease was not renewed");
+            }
+            let verdict = self.verdict(result);
+            let recorded = self.record(&lease, verdict, then).await;
             release_guard.disarm();
             match &recorded {
-                Ok((task, _)) => info!(status = %task.status, "recorded"),
+                Ok((task, _)) => log_recorded(task),
                 Err(e) => warn!(error = %e, "could not record the outcome"),
             }
             recorded
@@ -349,15 +363,14 @@ impl Tracker {
     /// recorded, and the task a lost hand-off claimed is returned to be run next). When the
     /// store refuses the outcome (an output too large for the store, say:
     /// [`Error::InvalidInput`]), that is the attempt's failure, recorded as
-    /// [`Failure::unrecordable`] and not retried, rather than an error that would leave the
-    /// lease to expire and the same work to run again ([`Tracker::record_unrecordable`]).
-    async fn record<T: Serialize, E: Into<anyhow::Error>>(
+    /// [`Fail::instead_of`] says, rather than an error that would leave the lease to expire and
+    /// the same work to run again ([`Tracker::record_unrecordable`]).
+    async fn record(
         &self,
         lease: &Lease,
-        result: std::thread::Result<std::result::Result<T, E>>,
+        verdict: Verdict,
         then: Option<&ClaimNext>,
     ) -> Result<(Task, Option<Vec<Claimed>>)> {
-        let verdict = self.verdict(result);
         let (recorded, first_try_lost) = recovery::ride_out(
             self.store.as_ref(),
             self.clock.as_ref(),
@@ -371,7 +384,15 @@ impl Tracker {
             Ok(Recorded::Found(task, _)) => (*task, None),
             Err(refusal @ Error::InvalidInput(_)) => {
                 warn!(error = %refusal, "the store refused this attempt's outcome; recorded as its failure");
-                return Ok((self.record_unrecordable(lease, &refusal).await?, None));
+                let refused = match &verdict {
+                    Verdict::Fail(failure) => Some(failure),
+                    Verdict::Succeed(_) => None,
+                };
+                let instead = Fail::instead_of(refused, &refusal, self.backoff);
+                return Ok((
+                    self.record_unrecordable(lease, &refusal, &instead).await?,
+                    None,
+                ));
             }
             Err(e) => return Err(e),
         };
@@ -385,15 +406,20 @@ impl Tracker {
         Ok((task, next))
     }
 
-    /// Records the attempt whose outcome the store refused as its failure
+    /// Records the attempt whose outcome the store refused as its failure `instead`
     /// ([`recovery::record_unrecordable`]).
-    async fn record_unrecordable(&self, lease: &Lease, refusal: &Error) -> Result<Task> {
+    async fn record_unrecordable(
+        &self,
+        lease: &Lease,
+        refusal: &Error,
+        instead: &Fail,
+    ) -> Result<Task> {
         let recorded = recovery::record_unrecordable(
             self.store.as_ref(),
             self.clock.as_ref(),
             lease,
             refusal,
-            self.backoff,
+            instead,
             |e| warn!(error = %e, "could not record the failure yet; retrying"),
         )
         .await;
@@ -409,13 +435,10 @@ impl Tracker {
     async fn claimed_unawares(&self, done: Option<&TaskKey>, at: Timestamp) -> Vec<Claimed> {
         let (store, stage) = (self.store.as_ref(), self.stage.as_deref());
         match recovery::claimed_unawares(store, &self.job, stage, &self.owner, at).await {
-            Ok(found) => {
-                let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-                found
-                    .into_iter()
-                    .filter(|c| Some(&c.lease.key) == done || !held.contains(&c.lease.key))
-                    .collect()
-            }
+            Ok(found) => found
+                .into_iter()
+                .filter(|c| Some(&c.lease.key) == done || !self.held.is_held(&c.lease.key))
+                .collect(),
             Err(e) => {
                 warn!(error = %e, "could not look for a task the lost hand-off claimed; if it did, it runs again once its lease expires");
                 Vec::new()
@@ -423,8 +446,32 @@ impl Tracker {
         }
     }
 
-    /// What the attempt produced, as the store is to record it.
+    /// What the attempt produced, as the store is to record it. Turning it into that runs the
+    /// caller's code too (the output's `Serialize`, the error's `Display` and `Debug`): a panic
+    /// there is the attempt's failure like a panic of the closure, not one that escapes the run
+    /// (which would give the task back with the attempt uncounted, to be run again forever).
     fn verdict<T: Serialize, E: Into<anyhow::Error>>(
+        &self,
+        result: std::thread::Result<std::result::Result<T, E>>,
+    ) -> Verdict {
+        std::panic::catch_unwind(AssertUnwindSafe(|| self.judge(result))).unwrap_or_else(|panic| {
+            Verdict::Fail(Fail {
+                error: Failure::new(
+                    "panic",
+                    format!(
+                        "{} while turning the attempt's result into what is recorded (the \
+                         output's Serialize, or the error's Display or Debug)",
+                        panic_message(&panic)
+                    ),
+                ),
+                retryable: true,
+                backoff: self.backoff,
+            })
+        })
+    }
+
+    /// [`Tracker::verdict`], panics left to it.
+    fn judge<T: Serialize, E: Into<anyhow::Error>>(
         &self,
         result: std::thread::Result<std::result::Result<T, E>>,
     ) -> Verdict {
@@ -493,6 +540,16 @@ enum Verdict {
     Fail(Fail),
 }
 
+/// Logs a recorded outcome: a failure at `warn`, with its kind and message.
+fn log_recorded(task: &Task) {
+    match (&task.status, &task.error) {
+        (Status::Failed | Status::Exhausted, Some(error)) => warn!(
+            status = %task.status, kind = %error.kind, error = %error.message, "recorded"
+        ),
+        _ => info!(status = %task.status, "recorded"),
+    }
+}
+
 /// Runs a store call that grants leases (`claim`, `claim_next`, the hand-off) so that dropping
 /// the caller's future while the call is in flight strands nothing: the call runs on its own task
 /// to the end, and if the caller is gone by then, the leases it granted (`granted`) are released
@@ -509,13 +566,16 @@ where
     T: Send + 'static,
 {
     let (answer, answered) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        if let Err(Ok(unwanted)) = answer.send(call.await) {
-            for lease in granted(unwanted) {
-                give_back(store.clone(), clock.clone(), lease, "caller gone").await;
+    tokio::spawn(
+        async move {
+            if let Err(Ok(unwanted)) = answer.send(call.await) {
+                for lease in granted(unwanted) {
+                    give_back(store.clone(), clock.clone(), lease, "caller gone").await;
+                }
             }
         }
-    });
+        .in_current_span(),
+    );
     answered.await.unwrap_or_else(|_| {
         Err(Error::backend(
             "the store call ended without an answer (it panicked)",
@@ -537,18 +597,82 @@ async fn keep_alive(
     recovery::keep_alive(store.as_ref(), clock.as_ref(), &lease, lease_for, trouble).await;
 }
 
-/// Removes a task from its tracker's held set when the run that held it ends.
+/// The tasks a tracker's runs hold, shared by its clones: how many runs hold each.
+///
+/// Usually one. Two when a clone's run was granted a task by `run_next` or `run_all` after the
+/// lease of a slower clone's run on it had run out (the claim is a new attempt; the slower run's
+/// outcome will be fenced out): until both have ended, `run` of that task must still refuse, or
+/// it would be granted the live lease again (a claim by its holder is re-entrant) and run the
+/// task a second time at once.
+#[derive(Debug, Clone, Default)]
+struct Held(Arc<Mutex<HashMap<TaskKey, usize>>>);
+
+impl Held {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskKey, usize>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks `key` as held by one more run until the returned guard drops.
+    fn hold(&self, key: &TaskKey) -> HeldKey {
+        *self.lock().entry(key.clone()).or_default() += 1;
+        self.guard(key)
+    }
+
+    /// Marks `key` as held by a run until the returned guard drops; `None` if a run holds it.
+    fn hold_if_free(&self, key: &TaskKey) -> Option<HeldKey> {
+        let mut held = self.lock();
+        if held.contains_key(key) {
+            return None;
+        }
+        held.insert(key.clone(), 1);
+        drop(held);
+        Some(self.guard(key))
+    }
+
+    fn is_held(&self, key: &TaskKey) -> bool {
+        self.lock().contains_key(key)
+    }
+
+    fn guard(&self, key: &TaskKey) -> HeldKey {
+        HeldKey {
+            held: self.clone(),
+            key: key.clone(),
+        }
+    }
+}
+
+/// Takes one run's mark off its task when that run ends.
 #[derive(Debug)]
 struct HeldKey {
-    held: Arc<Mutex<HashSet<TaskKey>>>,
+    held: Held,
     key: TaskKey,
 }
 
 impl Drop for HeldKey {
     fn drop(&mut self) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.remove(&self.key);
+        let mut held = self.held.lock();
+        if let Some(runs) = held.get_mut(&self.key) {
+            *runs -= 1;
+            if *runs == 0 {
+                held.remove(&self.key);
+            }
+        }
     }
+}
+
+/// A tracker runs on Tokio: its claims, heartbeats and releases are tasks of the current
+/// runtime. Called from outside one, it says so instead of panicking.
+fn check_runtime() -> Result<()> {
+    tokio::runtime::Handle::try_current()
+        .map(drop)
+        .map_err(|_| {
+            Error::InvalidInput(
+                "a Tracker runs tasks on a Tokio runtime, and this call is outside one: call it \
+             from within a runtime built with time enabled (#[tokio::main], or \
+             Builder::enable_all)"
+                    .to_string(),
+            )
+        })
 }
 
 /// Stops the heartbeat when the run ends, however it ends, and releases the lease if the run is
@@ -598,7 +722,8 @@ impl Drop for ReleaseOnDrop {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        runtime.spawn(give_back(store, clock, lease, "cancelled"));
+        // In the run's span: a cancelled future is dropped inside it.
+        runtime.spawn(give_back(store, clock, lease, "cancelled").in_current_span());
     }
 }
 
@@ -609,6 +734,8 @@ async fn give_back(store: Arc<dyn Store>, clock: Arc<dyn Clock>, lease: Lease, w
     let retrying = |e: &Error| warn!(key = %lease.key, error = %e, "{why}; could not release the lease yet, retrying");
     match recovery::release(store.as_ref(), clock.as_ref(), &lease, retrying).await {
         Ok(()) => info!(key = %lease.key, "{why}; lease released"),
+        // Ended before (its outcome recorded, or taken over): nothing is left held.
+        Err(Error::StaleLease { .. }) => info!(key = %lease.key, "{why}; the lease had ended"),
         Err(e) => {
             warn!(key = %lease.key, error = %e, "{why}; could not release the lease; it runs out on its own");
         }

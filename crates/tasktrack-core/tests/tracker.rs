@@ -346,6 +346,10 @@ struct Faults {
     claim_answers_to_lose: usize,
     /// Every failure is refused as invalid input.
     refuse_failures: bool,
+    /// A failure whose message is longer than this is refused as invalid input.
+    refuse_failure_messages_over: Option<usize>,
+    /// The first heartbeat never answers.
+    hang_first_heartbeat: bool,
     /// How many failures find the store unreachable (nothing written).
     failures_unavailable: usize,
     /// How many releases find the store unreachable (nothing written).
@@ -449,7 +453,10 @@ tasktrack_core::store_impl! {
             "faulty"
         }
         async fn heartbeat(&self, lease: &Lease, lease_for: Duration, now: Timestamp) -> Result<Lease> {
-            self.heartbeats.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let sent = self.heartbeats.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if sent == 0 && self.faults.hang_first_heartbeat {
+                std::future::pending::<()>().await;
+            }
             self.inner.heartbeat(lease, lease_for, now).await
         }
         async fn release(&self, lease: &Lease, now: Timestamp) -> Result<Task> {
@@ -474,6 +481,9 @@ tasktrack_core::store_impl! {
         async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
             if self.faults.refuse_failures {
                 return Err(Error::invalid("failure refused by the test"));
+            }
+            if self.faults.refuse_failure_messages_over.is_some_and(|n| req.error.message.len() > n) {
+                return Err(Error::invalid("error message too large for this store"));
             }
             let tried = self.failures_tried.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             if tried < self.faults.failures_unavailable {
@@ -804,4 +814,173 @@ async fn an_output_nested_too_deep_is_recorded_as_an_unrecordable_failure() {
         (c.status, c.output),
         (Status::Succeeded, Some(json!({ "id": "c" })))
     );
+}
+
+/// A clone's `run_next` granted a task whose lease a slower clone's run let run out: the task is
+/// held by two runs of one worker. When the slower run ends (fenced out), `run` of that task is
+/// still refused while the other run goes on: granted the live lease again (a claim by its
+/// holder is re-entrant), it would run the task a second time at once.
+#[tokio::test(start_paused = true)]
+async fn a_task_two_runs_hold_stays_locked_until_both_end() {
+    let (store, clock, job) = setup();
+    add(&store, &job, &clock, &["a"]).await;
+    let slow = tracker(&store, &job, &clock);
+    let quick = slow.clone();
+    let id = TaskId::new("a").unwrap();
+    let gated = |started: tokio::sync::oneshot::Sender<()>,
+                 finish: tokio::sync::oneshot::Receiver<()>,
+                 output: &'static str| {
+        move |_: TaskContext| async move {
+            let _ = started.send(());
+            let _ = finish.await;
+            Ok::<_, std::io::Error>(output)
+        }
+    };
+    let (slow_started, slow_running) = tokio::sync::oneshot::channel();
+    let (slow_finish, slow_finishing) = tokio::sync::oneshot::channel();
+    let first = tokio::spawn({
+        let (slow, id) = (slow.clone(), id.clone());
+        let work = gated(slow_started, slow_finishing, "slow");
+        async move { slow.run(&id, work).await }
+    });
+    slow_running.await.unwrap();
+    // The slow run's lease lapses (its heartbeats are not answered in time, say).
+    clock.advance(Duration::from_secs(31));
+    let (quick_started, quick_running) = tokio::sync::oneshot::channel();
+    let (quick_finish, quick_finishing) = tokio::sync::oneshot::channel();
+    let second = tokio::spawn({
+        let quick = quick.clone();
+        let work = gated(quick_started, quick_finishing, "quick");
+        async move { quick.run_next(work).await }
+    });
+    quick_running.await.unwrap();
+    slow_finish.send(()).unwrap();
+    let fenced = first.await.unwrap().unwrap_err();
+    assert_eq!(fenced.kind(), ErrorKind::StaleLease, "{fenced}");
+
+    let refused = slow
+        .run(&id, |_| async { Ok::<_, std::io::Error>("third") })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused.refusal(), Some(Refusal::Locked { .. })),
+        "{refused}"
+    );
+    quick_finish.send(()).unwrap();
+    let done = second.await.unwrap().unwrap().unwrap();
+    assert_eq!(
+        (done.status, done.output),
+        (Status::Succeeded, Some(json!("quick")))
+    );
+}
+
+/// An output whose `Serialize` panics.
+struct PanicsWhenSerialized;
+
+impl serde::Serialize for PanicsWhenSerialized {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
+        panic!("no JSON for this")
+    }
+}
+
+/// A panic in the caller's code that turns the attempt's result into what is recorded (here the
+/// output's `Serialize`) is the attempt's failure, like a panic of the closure: it does not
+/// escape the run, which would give the task back with the attempt uncounted.
+#[tokio::test]
+async fn a_panic_while_turning_the_result_into_json_is_the_attempts_failure() {
+    let task = run_a(|_| async { Ok::<_, std::io::Error>(PanicsWhenSerialized) }).await;
+    assert_eq!((task.status, task.attempts), (Status::Failed, 1));
+    let error = task.error.unwrap();
+    assert_eq!(error.kind, "panic");
+    assert!(
+        error
+            .message
+            .starts_with("panicked: no JSON for this while turning"),
+        "{}",
+        error.message
+    );
+}
+
+/// Called outside a Tokio runtime, a run is an error saying what it needs, not a panic.
+#[test]
+fn a_run_outside_a_tokio_runtime_is_an_error() {
+    let (store, clock, job) = setup();
+    let t = tracker(&store, &job, &clock);
+    let id = TaskId::new("a").unwrap();
+    let ran = futures::executor::block_on(t.run(&id, |_| async { Ok::<_, std::io::Error>(()) }));
+    let e = ran.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("Tokio runtime"), "{e}");
+    let next = futures::executor::block_on(t.run_next(|_| async { Ok::<_, std::io::Error>(()) }));
+    assert_eq!(next.unwrap_err().kind(), ErrorKind::InvalidInput);
+}
+
+/// A failure the store refuses (its message too large for it) is recorded in its place as an
+/// `unrecordable` failure that keeps the start of the message and stays as retryable as it
+/// was: the task is retried, not exhausted, and what went wrong is not lost entirely.
+#[tokio::test]
+async fn a_refused_failure_keeps_the_start_of_its_message_and_its_retries() {
+    let (inner, clock, job) = setup();
+    add(&inner, &job, &clock, &["a"]).await;
+    let faults = Faults {
+        refuse_failure_messages_over: Some(2_000),
+        ..Faults::default()
+    };
+    let (_, t) = Faulty::tracker(&inner, faults, &job, &clock);
+    let long = format!("disk full: {}", "x".repeat(5_000));
+    let task = t
+        .run(&TaskId::new("a").unwrap(), |_| async move {
+            Err::<(), _>(std::io::Error::other(long))
+        })
+        .await
+        .unwrap();
+    assert_eq!((task.status, task.attempts), (Status::Failed, 1));
+    let error = task.error.unwrap();
+    assert_eq!(error.kind, "unrecordable");
+    assert!(
+        error.message.contains("error message too large"),
+        "{}",
+        error.message
+    );
+    let detail = error.detail.unwrap();
+    assert!(detail.starts_with("error: disk full: xxx"), "{detail}");
+    assert_eq!(
+        detail.chars().count(),
+        "error: ".len() + Fail::KEPT_OF_REFUSED,
+        "{detail}"
+    );
+}
+
+/// A renewal the store never answers is given up on at the next one, which renews the lease:
+/// one hung call does not stop the heartbeats.
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_that_never_answers_does_not_stop_the_next_ones() {
+    let (inner, clock, job) = setup();
+    add(&inner, &job, &clock, &["a"]).await;
+    let faults = Faults {
+        hang_first_heartbeat: true,
+        ..Faults::default()
+    };
+    let (faulty, t) = Faulty::tracker(&inner, faults, &job, &clock);
+    let task = t
+        .run(&TaskId::new("a").unwrap(), |_| {
+            let clock = clock.clone();
+            async move {
+                // 45 s of work under a 30 s lease: each 10 s the clock moves on with tokio's.
+                for _ in 0..9 {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    clock.advance(Duration::from_secs(5));
+                }
+                Ok::<_, std::io::Error>("done")
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        task.status,
+        Status::Succeeded,
+        "the lease was renewed in time"
+    );
+    let sent = faulty.heartbeats.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent >= 3, "renewals went on after the hung one: {sent}");
 }

@@ -500,7 +500,7 @@ async fn record_unrecordable(shared: &Shared, lease: &Lease, refusal: &Error) ->
         shared.clock.as_ref(),
         lease,
         refusal,
-        shared.backoff,
+        &Fail::instead_of(None, refusal, shared.backoff),
         |e| {
             shared.out.warn(format!(
                 "{}: could not record the failure yet, retrying: {e}",
