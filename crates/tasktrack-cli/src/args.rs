@@ -141,6 +141,9 @@ pub struct AddArgs {
     /// Start existing tasks afresh (pending, new data) instead of leaving them alone.
     #[arg(long)]
     pub replace: bool,
+    /// With --replace, also replace tasks a live lease holds (their workers are fenced out).
+    #[arg(long, requires = "replace")]
+    pub force: bool,
 }
 
 /// `run`

@@ -131,7 +131,8 @@ pub fn task_line(
     defaults: &NewTask,
 ) -> Result<Option<NewTask>> {
     let line = line.strip_suffix('\r').unwrap_or(line);
-    if line.is_empty() {
+    // A line of nothing but blanks is a gap in the list, not an id of spaces nobody would see.
+    if line.trim().is_empty() {
         return Ok(None);
     }
     let at = |e: Error| Error::invalid(format!("{source}:{lineno}: {}", strip_prefix(&e)));
@@ -259,6 +260,12 @@ mod tests {
         let t = task_line("a b\r", 1, "f", &defaults()).unwrap().unwrap();
         assert_eq!(t.id.as_str(), "a b");
         assert!(task_line("", 1, "f", &defaults()).unwrap().is_none());
+        for blank in ["   ", " \t\r", "\u{a0}"] {
+            let skipped = task_line(blank, 1, "f", &defaults()).unwrap();
+            assert!(skipped.is_none(), "{blank:?} is a gap, not an id");
+        }
+        let t = task_line(" padded ", 1, "f", &defaults()).unwrap().unwrap();
+        assert_eq!(t.id.as_str(), " padded ", "the whole line is the id");
         let t = task_line(
             r#"{"id":"x1","data":{"k":1},"priority":5}"#,
             2,

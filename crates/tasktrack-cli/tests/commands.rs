@@ -146,6 +146,7 @@ async fn invalid_input_is_one_line_exit_2_and_writes_nothing() {
         vec!["list", "j", "--status", "pending,bogus"],
         vec!["run", "j", "--lease", "0s", "--", "true"],
         vec!["job", "set", "j", "--lease", "0s"],
+        vec!["job", "set", "j", "--stages", "a,,b"],
         vec!["purge", "--older-than", "1d", "--status", "pending"],
         vec!["export", "j", "--format", "xml"],
     ];
@@ -1568,4 +1569,74 @@ async fn a_job_with_tasks_is_never_looked_up() {
     let r = tt(&s, &["list", "busy", "--status", "exhausted"]).await;
     assert_eq!(r.code, 1, "an empty answer asks: {}", r.err);
     assert!(r.err.contains("counts broken by the test"), "{}", r.err);
+}
+
+/// `add --replace` of a task a worker is running under a live lease is refused (exit 5, naming
+/// it, with a hint) and adds nothing: replacing it would fence the worker out while the task
+/// started afresh. `--force` replaces it; `--force` alone is a usage error.
+#[tokio::test]
+async fn add_replace_refuses_running_tasks_unless_forced() {
+    use tasktrack::{Claim, TaskKey, Timestamp};
+    let s = store();
+    assert_eq!(tt(&s, &["add", "j", "a", "b"]).await.code, 0);
+    let a = TaskKey::parse("j", "a").unwrap();
+    let hour = std::time::Duration::from_secs(3600);
+    let held = s
+        .claim(&a, &Claim::new("w", hour), Timestamp::now())
+        .await
+        .unwrap();
+
+    let r = tt(&s, &["add", "j", "a", "b", "--replace", "--data", "2"]).await;
+    assert_eq!(r.code, 5, "{}", r.err);
+    assert!(
+        r.err.contains("1 task(s) to replace are running") && r.err.contains("--force"),
+        "{}",
+        r.err
+    );
+    assert!(
+        r.err.contains("tasktrack: j/a: locked by w until"),
+        "{}",
+        r.err
+    );
+    let now_a = task(&s, "j", "a").await;
+    assert_eq!(
+        (&now_a["status"], &now_a["lease"]["token"]),
+        (&json!("in_progress"), &json!(held.lease.token)),
+        "a still runs under its lease"
+    );
+    assert_eq!(
+        task(&s, "j", "b").await["data"],
+        Value::Null,
+        "nothing added"
+    );
+    let r = tt(&s, &["--json", "add", "j", "a", "--replace"]).await;
+    assert_eq!(r.code, 5);
+    assert_eq!(r.error_json()["error"]["kind"], "refused", "{}", r.err);
+    assert_eq!(r.err.lines().count(), 1, "one JSON line: {}", r.err);
+
+    let r = tt(
+        &s,
+        &[
+            "--json",
+            "add",
+            "j",
+            "a",
+            "b",
+            "--replace",
+            "--force",
+            "--data",
+            "2",
+        ],
+    )
+    .await;
+    assert_eq!((r.code, &r.json()["replaced"]), (0, &json!(2)), "{}", r.err);
+    let a_now = task(&s, "j", "a").await;
+    assert_eq!(
+        (&a_now["status"], &a_now["data"]),
+        (&json!("pending"), &json!(2))
+    );
+    assert!(
+        Cli::try_parse_from(["tasktrack", "add", "j", "a", "--force"]).is_err(),
+        "--force needs --replace"
+    );
 }

@@ -10,7 +10,10 @@ use crate::parse;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::io::Read;
-use tasktrack::{CreateMode, Created, Error, NewTask, Result, TaskId};
+use tasktrack::{
+    CreateMode, Created, Error, JobName, NewTask, Refusal, Result, Status, TaskId, TaskKey,
+    TaskQuery,
+};
 
 /// Tasks per `create` call.
 pub const BATCH: usize = 1_000;
@@ -44,6 +47,9 @@ pub async fn add(ctx: &Ctx, args: AddArgs) -> Result<u8> {
     for task in &tasks {
         tasktrack::lifecycle::check_new_task(&job, task)?;
     }
+    if args.replace && !args.force {
+        refuse_to_replace_running(ctx, &job, &tasks).await?;
+    }
     let mode = if args.replace {
         CreateMode::Replace
     } else {
@@ -68,6 +74,48 @@ pub async fn add(ctx: &Ctx, args: AddArgs) -> Result<u8> {
         s
     })?;
     Ok(crate::exit::OK)
+}
+
+/// Refuses a `--replace` (before anything is written) that would take tasks from workers running
+/// them: a replaced task starts afresh and its holder is fenced out, its command's result
+/// rejected when it ends, while the task may already run again elsewhere. `--force` says that
+/// is meant. Checked against the job's tasks in progress when the command starts (a claim made
+/// after that is replaced all the same: the check spares the common mistake, re-adding an id
+/// file while a run works through it, without a lock).
+async fn refuse_to_replace_running(ctx: &Ctx, job: &JobName, tasks: &[NewTask]) -> Result<()> {
+    let adding: HashSet<&TaskId> = tasks.iter().map(|t| &t.id).collect();
+    let now = ctx.now();
+    let mut query = TaskQuery::new(job.clone()).with_statuses([Status::InProgress]);
+    query.limit = tasktrack::MAX_LIMIT;
+    let mut held = Vec::new();
+    loop {
+        let page = ctx.store.list(&query).await?;
+        held.extend(page.tasks.into_iter().filter(|t| {
+            adding.contains(&t.id) && t.lease.as_ref().is_some_and(|l| l.expires_at > now)
+        }));
+        match page.next {
+            Some(after) => query.after = Some(after),
+            None => break,
+        }
+    }
+    let Some(first) = held.first() else {
+        return Ok(());
+    };
+    let lease = first.lease.as_ref();
+    let reason = Refusal::Locked {
+        owner: lease.map(|l| l.owner.clone()).unwrap_or_default(),
+        expires_at: lease.map_or(now, |l| l.expires_at),
+    };
+    ctx.out.note(format!(
+        "tasktrack: {} task(s) to replace are running under a live lease (replacing one fences \
+         its worker out and starts it afresh while it still runs); nothing was added: wait for \
+         them, or add --force to replace them anyway",
+        held.len()
+    ));
+    Err(Error::Refused {
+        key: TaskKey::new(job.clone(), first.id.clone()).to_string(),
+        reason,
+    })
 }
 
 /// Every task from the arguments, then the file or stdin, de-duplicated (first one wins).

@@ -28,13 +28,15 @@ pub async fn job(ctx: &Ctx, cmd: JobCommand) -> Result<u8> {
 fn spec(args: &JobSetArgs) -> Result<JobSpec> {
     let stages = match &args.stages {
         None => None,
+        // `--stages ""`: no stages (not a pipeline).
+        Some(s) if s.trim().is_empty() => Some(Vec::new()),
         Some(s) => {
-            let stages: Vec<String> = s
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect();
+            let stages: Vec<String> = s.split(',').map(|s| s.trim().to_string()).collect();
+            if stages.iter().any(String::is_empty) {
+                return Err(Error::invalid(format!(
+                    "--stages {s:?} names an empty stage: give the names between commas"
+                )));
+            }
             for stage in &stages {
                 tasktrack::validate_key("stage", stage)?;
             }
@@ -137,7 +139,7 @@ pub async fn jobs(ctx: &Ctx, args: JobsArgs) -> Result<u8> {
             "job",
             "state",
             "total",
-            "done",
+            "succeeded",
             "failed",
             "exhausted",
             "running",

@@ -283,10 +283,13 @@ async fn on_signals(
     }
     shared.stop.send_replace(true);
     let running = shared.busy.load(std::sync::atomic::Ordering::SeqCst);
-    shared.out.warn(format!(
-        "interrupted: claiming no more tasks; {running} running command(s) get {} to finish (interrupt again to kill them now)",
-        humantime::format_duration(grace)
-    ));
+    shared.out.warn(match running {
+        0 => "interrupted: claiming no more tasks".to_string(),
+        _ => format!(
+            "interrupted: claiming no more tasks; {running} running command(s) get {} to finish (interrupt again to kill them now)",
+            humantime::format_duration(grace)
+        ),
+    });
     let again = tokio::select! {
         () = tokio::time::sleep(grace) => false,
         s = signals.next() => s,
@@ -442,7 +445,7 @@ fn summary(
     if s.advanced > 0 {
         row("advanced a stage", s.advanced.to_string());
     }
-    row("failed (will retry)", s.failed.to_string());
+    row("failed attempts", s.failed.to_string());
     row("exhausted", s.exhausted.to_string());
     if s.lost > 0 {
         row("lease lost (result rejected)", s.lost.to_string());
@@ -456,7 +459,7 @@ fn summary(
     row("elapsed", format!("{:.2?}", elapsed));
     row("rate", format!("{rate:.1} commands/s"));
     match interrupted {
-        Some(0) => row("interrupted", "yes: leases released".to_string()),
+        Some(0) => row("interrupted", "yes: no lease left held".to_string()),
         Some(n) => row(
             "interrupted",
             format!("yes: {n} lease(s) could not be released, held until they expire"),
@@ -650,13 +653,13 @@ mod tests {
     fn an_interrupted_summary_says_whether_every_lease_was_released() {
         let s = Snapshot::default();
         let table = |interrupted| summary("j", &s, Duration::ZERO, 0.0, interrupted, None);
-        assert!(table(Some(0)).contains("yes: leases released"));
+        assert!(table(Some(0)).contains("yes: no lease left held"));
         let text = table(Some(2));
         assert!(
             text.contains("yes: 2 lease(s) could not be released, held until they expire"),
             "{text}"
         );
-        assert!(!text.contains("leases released"), "{text}");
+        assert!(!text.contains("no lease left held"), "{text}");
         assert!(!table(None).contains("interrupted"));
     }
 }

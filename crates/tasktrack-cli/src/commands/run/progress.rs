@@ -1,5 +1,6 @@
 //! Progress while `run` works: an indicatif bar when stderr is a terminal, plain periodic lines
-//! otherwise (logs, CI), nothing under `-q`.
+//! otherwise (logs, CI), nothing under `-q` or `--json` (where stderr holds only warnings and
+//! errors).
 
 use super::worker::Shared;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
@@ -14,7 +15,7 @@ pub const PLAIN_EVERY: Duration = Duration::from_secs(5);
 /// Reports progress until aborted. `base` is how many of the job's tasks were finished when the
 /// run started, so the bar counts this run's work against what was left.
 pub async fn report(shared: Arc<Shared>, base_finished: u64) {
-    if shared.out.quiet {
+    if shared.out.quiet || shared.out.json {
         return;
     }
     let started = Instant::now();
