@@ -251,6 +251,74 @@ async fn a_cancelled_run_releases_its_lease() {
     assert_eq!((t.status, t.attempts, t.lease), (Status::Pending, 0, None));
 }
 
+/// The same for `run_next` and `run_all` cancelled while their closure runs: the task they
+/// claimed is pending again at once, the attempt not counted, and the id is free for `run`.
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_run_next_or_run_all_releases_its_lease() {
+    let (store, clock, job) = setup();
+    add(&store, &job, &clock, &["a", "b"]).await;
+    let t = tracker(&store, &job, &clock);
+    let next = tokio::time::timeout(Duration::from_secs(1), t.run_next(an_hour_of_work)).await;
+    assert!(next.is_err(), "run_next was cancelled");
+    let all = tokio::time::timeout(Duration::from_secs(1), t.run_all(an_hour_of_work)).await;
+    assert!(all.is_err(), "run_all was cancelled");
+    tokio::time::sleep(Duration::from_millis(10)).await; // let the release tasks run
+    for id in ["a", "b"] {
+        let task = store.get(&key(&job, id)).await.unwrap();
+        assert_eq!(
+            (task.status, task.attempts, task.lease),
+            (Status::Pending, 0, None),
+            "{id}"
+        );
+    }
+    let done = t
+        .run(&TaskId::new("a").unwrap(), |_| async {
+            Ok::<_, std::io::Error>("ran")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status,
+        Status::Succeeded,
+        "no mark of the cancelled runs is left"
+    );
+}
+
+/// `Tracker::for_job` takes the lease and backoff the job was given, and says when the job has
+/// no record.
+#[tokio::test]
+async fn for_job_takes_the_jobs_lease_and_backoff() {
+    let (store, clock, job) = setup();
+    let spec = JobSpec {
+        lease: Some(Duration::from_secs(90)),
+        backoff: Some(Backoff::NONE),
+        ..JobSpec::default()
+    };
+    store.put_job(&job, &spec, clock.now()).await.unwrap();
+    add(&store, &job, &clock, &["a"]).await;
+    let t = Tracker::for_job(store.clone(), job.clone())
+        .await
+        .unwrap()
+        .with_clock(Arc::new(clock.clone()));
+    let failed = t
+        .run(&TaskId::new("a").unwrap(), |ctx| async move {
+            assert_eq!(
+                ctx.lease.expires_at,
+                ctx.lease.acquired_at.plus(Duration::from_secs(90))
+            );
+            Err::<(), _>(std::io::Error::other("once"))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        failed.not_before,
+        Some(clock.now()),
+        "no backoff: {failed:?}"
+    );
+    let missing = Tracker::for_job(store, JobName::new("nope").unwrap()).await;
+    assert_eq!(missing.unwrap_err().kind(), ErrorKind::NotFound);
+}
+
 /// The release of a cancelled run rides out an outage as recording an outcome does
 /// (`recovery::release`): the task is not left held until its lease runs out.
 #[tokio::test(start_paused = true)]
