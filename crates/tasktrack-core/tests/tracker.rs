@@ -310,6 +310,12 @@ async fn for_job_takes_the_jobs_lease_and_backoff() {
         })
         .await
         .unwrap();
+    let error = failed.error.as_ref().unwrap();
+    assert_eq!(
+        (error.kind.as_str(), error.message.as_str()),
+        ("error", "once"),
+        "not the lease assertion's panic"
+    );
     assert_eq!(
         failed.not_before,
         Some(clock.now()),
