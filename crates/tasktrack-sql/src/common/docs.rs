@@ -211,7 +211,7 @@ pub(crate) fn read_tasks<D: Dialect>(s: &D, rows: &[D::Row]) -> Result<Vec<Task>
 
 /// The task `row` holds. A column that does not decode at all (MySQL: JSON text that does not
 /// parse) is `Corrupt` naming the row, as one that decodes into no task is.
-fn read_one<D: Dialect>(s: &D, table: &str, row: &D::Row) -> Result<Task> {
+pub(crate) fn read_one<D: Dialect>(s: &D, table: &str, row: &D::Row) -> Result<Task> {
     let e = match D::read_task(row) {
         Ok(raw) => return raw.into_task(table),
         Err(e) => e,

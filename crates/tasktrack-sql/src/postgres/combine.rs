@@ -232,9 +232,17 @@ impl PgStore {
                 (0, task) => drop(done.insert(ord, task)),
                 (_, Ok(task)) => drop(granted.insert(ord, task)),
                 // A granted row that does not decode: set aside, as a claim does; this
-                // hand-off then claims on its own below.
-                (_, Err(e)) if e.kind() == ErrorKind::Corrupt => self.set_aside(&row, &e).await?,
-                (_, Err(e)) => return Err(e),
+                // hand-off then claims on its own below. The statement has committed, so
+                // nothing here may fail the other hand-offs: a set-aside that fails is logged
+                // (the row stays granted, and comes back when that lease expires).
+                (_, Err(e)) if e.kind() == ErrorKind::Corrupt => {
+                    if let Err(failed) = self.set_aside(&row, &e).await {
+                        after_commit(BACKEND, "set-aside of a damaged row", job, 0, &failed);
+                    }
+                }
+                (_, Err(e)) => {
+                    after_commit(BACKEND, "read of a granted row", job, 0, &e);
+                }
             }
         }
         let mut answers = Vec::with_capacity(requests.len());
@@ -274,17 +282,14 @@ impl PgStore {
     }
 
     /// A row of `handoff_many.sql`: which hand-off it answers, its role, and the task, or why
-    /// it does not decode (`Corrupt`: a row edited by hand).
+    /// it does not decode (`Corrupt` naming the row: a row edited by hand). Only the first two
+    /// failing is the whole statement's error; a task that does not decode is its own row's.
     fn read_combined(&self, row: &PgRow) -> Result<(i64, i32, Result<Task>)> {
         let read = || -> std::result::Result<_, SqlError> {
-            Ok((
-                row.try_get("ord")?,
-                row.try_get("role")?,
-                super::rows::read_task(row)?,
-            ))
+            Ok((row.try_get("ord")?, row.try_get("role")?))
         };
-        let (ord, role, raw) = read().map_err(|e| self.err(&e))?;
-        Ok((ord, role, raw.into_task(&self.table())))
+        let (ord, role) = read().map_err(|e| self.err(&e))?;
+        Ok((ord, role, self.read_row(row)))
     }
 }
 

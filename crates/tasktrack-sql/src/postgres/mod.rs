@@ -195,11 +195,10 @@ impl PgStore {
         Ok(written)
     }
 
-    /// The task a returned row holds; `Corrupt` naming it if it does not decode.
-    fn read_row(&self, row: &PgRow) -> Result<Task> {
-        rows::read_task(row)
-            .map_err(|e| self.err(&e))
-            .and_then(|raw| raw.into_task(&self.table()))
+    /// The task a returned row holds; `Corrupt` naming it if it does not decode (a column the
+    /// driver cannot read included: jsonb holding a number serde_json cannot, say).
+    pub(crate) fn read_row(&self, row: &PgRow) -> Result<Task> {
+        crate::common::docs::read_one(self, &self.table(), row)
     }
 
     /// The key of a returned row, read whether or not the rest of it decodes.
@@ -306,9 +305,8 @@ impl PgStore {
         for row in rows {
             let read = row
                 .try_get::<bool, _>("granted")
-                .and_then(|granted| Ok((granted, rows::read_task(&row)?)))
                 .map_err(|e| self.err(&e))
-                .and_then(|(granted, raw)| Ok((granted, raw.into_task(&table)?)))
+                .and_then(|granted| Ok((granted, self.read_row(&row)?)))
                 .and_then(|(granted, task)| match granted {
                     true => Ok((true, task)),
                     // The statement leaves a row it cannot advance ungranted.
@@ -494,10 +492,7 @@ impl PgStore {
             .await
             .map_err(|e| self.err(&e))?;
         match row {
-            Some(row) => {
-                let raw = rows::read_task(&row).map_err(|e| self.err(&e))?;
-                Ok(Some(raw.into_task(&self.table())?))
-            }
+            Some(row) => Ok(Some(self.read_row(&row)?)),
             None => Ok(None),
         }
     }
