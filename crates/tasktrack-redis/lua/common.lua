@@ -47,6 +47,12 @@ local STATUSES = {
 -- instants are written into history that way (`iso`).
 local TS_MAX = 253402300799999
 
+-- The expiry of a lease of `lease_ms` taken or renewed at `now`: Timestamp::plus, which stops at
+-- TS_MAX (a later one would not pass `check` on the next write).
+local function expiry(now, lease_ms)
+  return math.min(now + lease_ms, TS_MAX)
+end
+
 -- Whether `v` is missing or not an integer Rust's `str::parse` accepts (digits after an optional
 -- sign: `tonumber` alone would take ' 5', '1e3', '0x10', 'inf'), so that a task that passes also
 -- decodes (src/codec.rs); unsigned (`bad_u`) or signed (`bad_s`). At most 15 characters: below
@@ -101,6 +107,13 @@ end
 -- An integer as decimal text. `tostring` formats Lua's doubles with '%.14g', which is slower and
 -- turns 15 digits and more into exponent notation.
 local function digits(n) return string.format('%d', n) end
+
+-- cas::task_revision of a task that passed `check`, `<version>@<created>`, from the numbers its
+-- fields hold (a hand edit may write `01` or `+1`, which read as 1: the revision Rust computed
+-- from the task it decoded).
+local function revision(f)
+  return digits(tonumber(f.version)) .. '@' .. digits(tonumber(f.created))
+end
 
 -- Task::claimable_at: pending/failed at not_before (or creation), in_progress at lease expiry,
 -- finished tasks never.
@@ -437,8 +450,14 @@ local function claim_head(owner, lease_ms, limit, now, stage)
         redis.call('ZREM', r, m)
       else
         local at = claimable_at(f)
-        if at == nil or at > now then
+        if at ~= nil and at > now then
           -- Promoted by a caller whose clock runs ahead of ours: not claimable at our `now`.
+          -- Back to the delayed set, where its time orders it, so that many such entries at
+          -- the head cannot hide the claimable ones behind them (skipping them would, past
+          -- the skip cap); the next caller whose `now` has reached it promotes it again.
+          redis.call('ZREM', r, m)
+          redis.call('ZADD', d, at, m)
+        elseif at == nil then
           skip = skip + 1
         else
           local old = prior(f)
@@ -474,7 +493,7 @@ local function claim_head(owner, lease_ms, limit, now, stage)
             f.owner = owner
             f.ltoken = f.token
             f.acq = digits(now)
-            f.exp = digits(now + lease_ms)
+            f.exp = digits(expiry(now, lease_ms))
             touch(f, now)
           end
           unindex(id, old, true)

@@ -3,9 +3,10 @@
 -- error reply naming the field if the stored task became corrupt since it was read.
 local id = ARGV[1]
 local old = load(id)
-if old == nil or tostring(old.version) .. '@' .. tostring(old.created) ~= ARGV[2] then return 0 end
+if old == nil then return 0 end
 local bad = check(old)
 if bad then return redis.error_reply(corrupt(id, old, bad)) end
+if revision(old) ~= ARGV[2] then return 0 end
 unindex(id, old)
 redis.call('DEL', tkey(id))
 return finish(1)

@@ -11,7 +11,7 @@ if bad then return redis.error_reply(corrupt(id, f, bad)) end
 if f.status ~= 'in_progress' or fence(f) ~= ARGV[2] then return 0 end
 local old = prior(f)
 local orig = snapshot(f)
-f.exp = digits(now + tonumber(ARGV[3]))
+f.exp = digits(expiry(now, tonumber(ARGV[3])))
 touch(f, now)
 unindex(id, old)
 index(id, f)

@@ -7,9 +7,10 @@
 -- A task claim_head set aside (`qx`) and repaired since comes back to its queue here.
 local id = ARGV[1]
 local old = load(id)
-if old == nil or tostring(old.version) .. '@' .. tostring(old.created) ~= ARGV[2] then return 0 end
+if old == nil then return 0 end
 local bad = check(old)
 if bad then return redis.error_reply(corrupt(id, old, bad)) end
+if revision(old) ~= ARGV[2] then return 0 end
 local f = {}
 for i = 3, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
 unindex(id, old)

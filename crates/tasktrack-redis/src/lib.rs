@@ -50,6 +50,7 @@
 //! | `P:{job}:d`, `P:{job}:d:<stage>` | zset | tasks claimable later, scored by the instant: retry backoff, `not_before`, and every live lease by its expiry |
 //! | `P:{job}:s:<status>` | zset, score 0 | member `<updated_at><id>`: the listing order, for keyset pagination |
 //! | `P:{job}:c` | hash | counters per `status` or `status:stage` |
+//! | `P:{job}:x` | zset | ids of damaged tasks claims set aside, scored by the instant |
 //! | `P:{%jobs}:rec`, `:ver`, `:state` | hash | job records (JSON), their versions, their states |
 //! | `P:{%jobs}:all`, `P:{%jobs}:st:<state>` | zset, score 0 | job names, all and per state |
 //!

@@ -230,7 +230,9 @@ impl RedisDocs {
 
     /// `succeed.lua` over a batch: one call per run of leases of the same job (at most
     /// [`SUCCEED_CHUNK`] each), all calls in flight at once on the multiplexed connection. Each
-    /// lease gets its own answer, in order; only a lost connection fails the whole batch.
+    /// lease gets its own answer, in order. A call that fails answers its own leases with its
+    /// error (the others' calls may have committed, and their answers are kept); only a lost
+    /// connection ([`Error::Unavailable`]: which calls landed is unknown) fails the whole batch.
     pub async fn succeed_many(
         &self,
         done: &[(Lease, Json)],
@@ -248,13 +250,24 @@ impl RedisDocs {
                 Err(e) => answers[slot] = Some(Err(e)),
             }
         }
-        let calls = entries
+        let chunks: Vec<&[Completion<'_>]> = entries
             .chunk_by(|a, b| a.lease.key.job == b.lease.key.job)
             .flat_map(|run| run.chunks(SUCCEED_CHUNK))
-            .map(|chunk| self.succeed_call(chunk, now));
-        for call in futures::future::try_join_all(calls).await? {
-            for (slot, answer) in call {
-                answers[slot] = Some(answer);
+            .collect();
+        let calls = chunks.iter().map(|chunk| self.succeed_call(chunk, now));
+        for (chunk, call) in chunks.iter().zip(futures::future::join_all(calls).await) {
+            match call {
+                Ok(call) => {
+                    for (slot, answer) in call {
+                        answers[slot] = Some(answer);
+                    }
+                }
+                Err(e @ Error::Unavailable(_)) => return Err(e),
+                Err(e) => {
+                    for entry in chunk.iter() {
+                        answers[entry.slot] = Some(Err(e.clone()));
+                    }
+                }
             }
         }
         Ok(answers

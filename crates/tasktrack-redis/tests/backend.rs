@@ -241,3 +241,70 @@ async fn succeed_and_claim_next_expires_lapsed_leases_as_claim_next_does() {
         (2, 1)
     );
 }
+
+/// A worker whose clock runs ahead promotes tasks that are not due yet at another worker's
+/// `now`. That worker's claims move each such entry back to the delayed set instead of skipping
+/// it: however many there are at the head of the queue, the claimable task behind them is
+/// found (it was not, past 100 of them).
+#[tokio::test]
+async fn entries_promoted_by_a_clock_ahead_do_not_hide_claimable_tasks() {
+    let Some((_scratch, store)) = scratch_store().await else {
+        return;
+    };
+    let job = JobName::new("skewed").unwrap();
+    let t0 = Timestamp::from_millis(1_800_000_000_000);
+    let later = t0.plus(std::time::Duration::from_secs(10));
+    let mut news: Vec<NewTask> = (0..150)
+        .map(|i| NewTask {
+            not_before: Some(later),
+            ..NewTask::new(TaskId::new(format!("hi{i:03}")).unwrap()).with_priority(5)
+        })
+        .collect();
+    news.push(NewTask::new(TaskId::new("lo").unwrap()));
+    create(&*store, &job, &news, t0).await;
+    let lease = std::time::Duration::from_secs(60);
+    let ahead = ClaimNext::new("ahead", lease);
+    let won = store
+        .claim_next(&job, &ahead, t0.plus(std::time::Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(won.len(), 1);
+    let behind = ClaimNext::new("behind", lease);
+    let on_time = t0.plus(std::time::Duration::from_secs(1));
+    let won = store.claim_next(&job, &behind, on_time).await.unwrap();
+    let ids: Vec<&str> = won.iter().map(|c| c.task.id.as_str()).collect();
+    assert_eq!(ids, ["lo"]);
+    // The entries moved back are claimable again once due.
+    let won = store
+        .claim_next(&job, &behind.clone().with_limit(500), later)
+        .await
+        .unwrap();
+    assert_eq!(won.len(), 149, "every other hi task, once due");
+}
+
+/// A lease taken or renewed near the last instant the store can write stops there
+/// (`Timestamp::plus`), so the task's next write still passes the scripts' check: its
+/// heartbeat and success are recorded, not refused as corrupt.
+#[tokio::test]
+async fn a_lease_near_the_end_of_time_stops_at_the_last_instant() {
+    let Some((_scratch, store)) = scratch_store().await else {
+        return;
+    };
+    let job = JobName::new("late").unwrap();
+    let now = Timestamp::MAX.minus(std::time::Duration::from_secs(1));
+    create(&*store, &job, &new_tasks(&["a"]), now).await;
+    let hour = std::time::Duration::from_secs(3600);
+    let won = store
+        .claim_next(&job, &ClaimNext::new("w", hour), now)
+        .await
+        .unwrap();
+    let lease = &won[0].lease;
+    assert_eq!(lease.expires_at, Timestamp::MAX);
+    let renewed = store.heartbeat(lease, hour, now).await.unwrap();
+    assert_eq!(renewed.expires_at, Timestamp::MAX);
+    let done = store
+        .succeed(lease, serde_json::json!("ok"), now)
+        .await
+        .unwrap();
+    assert_eq!(done.status, Status::Succeeded);
+}

@@ -680,3 +680,26 @@ async fn an_attempt_count_edited_into_another_spelling_is_recorded_as_a_number()
         assert_eq!((last.attempt, last.outcome), (1, outcome), "{id}");
     }
 }
+
+/// A number field edited by hand into another spelling of the same number (`01`, `+1`) still
+/// reads, and the compare-and-set writes compare it as that number: `retry` and `delete` of
+/// the task succeed instead of giving up as if every write conflicted.
+#[tokio::test]
+async fn a_version_spelled_differently_still_matches_its_writes() {
+    let Some((scratch, store)) = scratch_store().await else {
+        return;
+    };
+    let job = JobName::new("spelled").unwrap();
+    let now = Timestamp::from_millis(10_000);
+    create(&*store, &job, &new_tasks(&["a", "b"]), now).await;
+    let mut raw = Raw::new(scratch.0.prefix(), "spelled").await;
+    raw.hset("a", "version", "01").await;
+    raw.hset("b", "version", "+1").await;
+    let a = TaskKey::parse("spelled", "a").unwrap();
+    assert_eq!(store.get(&a).await.unwrap().version, 1);
+    let retried = store.retry(&a, &Retry::default(), now).await.unwrap();
+    assert_eq!(retried.version, 2);
+    let b = TaskKey::parse("spelled", "b").unwrap();
+    store.delete(&b, now).await.unwrap();
+    assert!(matches!(store.get(&b).await, Err(Error::NotFound(_))));
+}
