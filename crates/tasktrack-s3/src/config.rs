@@ -44,14 +44,27 @@ impl Config {
             .filter(|b| !b.is_empty())
             .ok_or_else(|| bad("no bucket"))?
             .to_owned();
-        let raw_prefix = percent_encoding::percent_decode_str(parsed.path())
+        // An endpoint is `?endpoint=`: a port or user on the bucket would be ignored.
+        if parsed.port().is_some() || !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(bad(
+                "a port or user after s3:// means nothing (give the server as ?endpoint=)",
+            ));
+        }
+        let decoded = percent_encoding::percent_decode_str(parsed.path())
             .decode_utf8()
-            .map_err(|_| bad("prefix is not UTF-8"))?
-            .trim_matches('/')
+            .map_err(|_| bad("prefix is not UTF-8"))?;
+        // Only the slashes around the prefix go: `s3://b//x` names an empty segment.
+        let raw_prefix = decoded.strip_prefix('/').unwrap_or(&decoded);
+        let raw_prefix = raw_prefix
+            .strip_suffix('/')
+            .unwrap_or(raw_prefix)
             .to_owned();
         if !raw_prefix.is_empty() {
             // Reject `..`, `//`, control characters: the prefix must name one place.
             Path::parse(&raw_prefix).map_err(|e| bad(&format!("prefix: {e}")))?;
+            if raw_prefix.starts_with('/') || raw_prefix.ends_with('/') {
+                return Err(bad("prefix has an empty segment"));
+            }
         }
         let mut config = Config {
             bucket,
@@ -171,6 +184,8 @@ mod tests {
         let p = Config::parse("s3://b/p?profile=ci").unwrap();
         assert_eq!(p.profile.as_deref(), Some("ci"));
         assert_eq!(Config::parse("s3://b").unwrap().prefix, "");
+        assert_eq!(Config::parse("s3://b/").unwrap().prefix, "");
+        assert_eq!(Config::parse("s3://b/p/").unwrap().prefix, "p");
     }
 
     #[test]
@@ -180,6 +195,9 @@ mod tests {
             "http://b/p",
             "s3://b/p?colour=red",
             "s3://b/a//c",
+            "s3://b//x",
+            "s3://b:9000/p",
+            "s3://user@b/p",
         ] {
             assert!(
                 matches!(Config::parse(url), Err(Error::InvalidInput(_))),

@@ -429,6 +429,7 @@ impl S3Documents {
                 },
             };
             let Some(current) = current else {
+                self.unreserve(&key);
                 repairs.push(Update::Remove(id.to_owned(), entry.rev()));
                 continue;
             };
@@ -440,6 +441,10 @@ impl S3Documents {
             let stage_ok = stage.is_none() || current.value.stage.as_deref() == stage;
             if current.value.is_claimable(now) && stage_ok {
                 found.push(current);
+            } else {
+                // Not this claim's to take (the index lagged): free for this process's other
+                // claims at once, not after the reservation runs out.
+                self.unreserve(&key);
             }
         }
         if !repairs.is_empty() {
