@@ -432,7 +432,12 @@ pub(crate) async fn delete(db: &Arc<Db>, key: &TaskKey, now: Timestamp) -> Resul
             // A row nobody can read holds no lease anyone could honour: it goes as it is, and
             // the delete trigger moves its counter by its status column, unless that column
             // itself was edited into a status nobody knows.
-            Err(Error::Corrupt { .. }) => recount = !status_reads(db, tx, &key)?,
+            Err(Error::Corrupt { .. }) => {
+                recount = !status_reads(db, tx, &key)?;
+                if recount {
+                    tracing::warn!(%key, "sqlite: recounting job {} after deleting {key}, whose status was edited by hand", key.job);
+                }
+            }
             Err(e) => return Err(e),
         }
         tx.execute(
@@ -460,12 +465,11 @@ fn status_reads(db: &Db, tx: &Transaction<'_>, key: &TaskKey) -> Result<bool> {
     Ok(status.parse::<Status>().is_ok())
 }
 
-/// Rebuilds `job`'s counter rows from its task rows: a scan of the job, for the one case where
-/// the counters cannot follow a change (a row whose status was edited by hand is deleted: the
-/// counters still count it under the status the store last wrote, which the row no longer
-/// says). Rows whose status nobody knows are then counted as unreadable.
+/// Rebuilds `job`'s counter rows from its task rows: a scan of the job, for where the counters
+/// cannot follow a change (a row whose status was edited by hand is deleted: the counters
+/// still count it under the status the store last wrote, which the row no longer says). Rows
+/// whose status nobody knows are then counted as unreadable.
 fn recount_job(db: &Db, tx: &Transaction<'_>, job: &JobName) -> Result<()> {
-    tracing::warn!(%job, "sqlite: recounting job {job} after deleting a task whose status was edited by hand");
     tx.execute("DELETE FROM tasktrack_count WHERE job = ?1", [job.as_str()])
         .and_then(|_| {
             tx.execute(
@@ -564,6 +568,11 @@ pub(crate) async fn delete_job(db: &Arc<Db>, job: &JobName, now: Timestamp) -> R
                     [name.as_str()],
                 )
                 .map_err(|e| db.err(e))?;
+            } else {
+                // The delete trigger moved each deleted row's counter by its status column; a
+                // row whose status was edited into one nobody knows had none to move. What is
+                // left is few rows (those under live leases): recount them.
+                recount_job(db, tx, &name)?;
             }
             Ok((kept as u64, removed, exists))
         })

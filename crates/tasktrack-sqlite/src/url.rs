@@ -103,9 +103,13 @@ impl SqliteUrl {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             match key {
                 "busy_timeout" => {
-                    parsed.busy_timeout = parse_duration(value).ok_or_else(|| {
+                    parsed.busy_timeout = parse_duration(value)
+                        .filter(|d| *d <= MAX_BUSY_TIMEOUT)
+                        .ok_or_else(|| {
                         Error::invalid(format!(
-                            "{url:?}: busy_timeout {value:?} is not a duration like 500ms or 5s"
+                            "{url:?}: busy_timeout {value:?} is not a duration like 500ms or \
+                                 5s, of at most {} ms (what SQLite can wait)",
+                            MAX_BUSY_TIMEOUT.as_millis()
                         ))
                     })?
                 }
@@ -130,6 +134,9 @@ impl SqliteUrl {
         Ok(parsed)
     }
 }
+
+/// The longest busy timeout SQLite takes: `i32::MAX` milliseconds (about 24.8 days).
+const MAX_BUSY_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
 /// `250ms`, `5s`, `2m`, or plain milliseconds.
 fn parse_duration(s: &str) -> Option<Duration> {
@@ -176,6 +183,7 @@ mod tests {
             "postgres://x",
             "sqlite://",
             "sqlite://x?busy_timeout=soon",
+            "sqlite://x?busy_timeout=3000000s",
             "sqlite://x?color=red",
             "sqlite://x?synchronous=off",
         ] {

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tasktrack_core::testkit::{Harness, damaged};
 use tasktrack_core::{
-    ClaimNext, Claimed, CreateMode, ErrorKind, JobName, NewTask, Retry, Status, Store, TaskId,
-    TaskKey, Timestamp,
+    Claim, ClaimNext, Claimed, CreateMode, ErrorKind, JobName, NewTask, Retry, Status, Store,
+    TaskId, TaskKey, Timestamp,
 };
 use tasktrack_sqlite::SqliteStore;
 
@@ -193,6 +193,36 @@ async fn a_task_whose_status_does_not_read_still_counts() {
     damaged::a_task_whose_status_does_not_read_still_counts(harness, damage, counted)
         .await
         .unwrap();
+}
+
+/// `delete_job` deleting a row whose status was edited into one nobody knows, while another task
+/// keeps the job under a live lease: the counts of what is left are exact (the delete trigger
+/// had no counter to move for that row; the job is recounted).
+#[tokio::test]
+async fn delete_job_recounts_what_it_leaves() {
+    let (_dir, store, job, conn) = three_tasks().await;
+    let a = TaskKey::new(job.clone(), TaskId::new("a").unwrap());
+    store
+        .claim(&a, &Claim::new("w", Duration::from_secs(30)), T)
+        .await
+        .unwrap();
+    conn.execute(
+        "UPDATE tasktrack_task SET status = 'lost' WHERE id = 'b'",
+        [],
+    )
+    .unwrap();
+    let deleted = store.delete_job(&job, T).await.unwrap();
+    assert_eq!((deleted.tasks, deleted.kept_leased), (2, 1), "{deleted:?}");
+    let counts = store.counts(&job).await.unwrap();
+    assert_eq!(
+        (
+            counts.known,
+            counts.by_status.in_progress,
+            counts.by_status.pending
+        ),
+        (1, 1, 0),
+        "{counts:?}"
+    );
 }
 
 /// A store on a fresh file for shared case `case`, and a connection of its own to damage rows

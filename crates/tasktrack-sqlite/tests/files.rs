@@ -228,3 +228,102 @@ async fn the_view_shows_stable_columns_with_readable_times() {
     assert_eq!((status.as_str(), code), ("pending", 0));
     assert_eq!(created, "2026-11-23T10:00:00.250Z");
 }
+
+/// An error that makes SQLite roll back the whole transaction by itself (here a foreign
+/// trigger's `RAISE(ROLLBACK)`; a full disk or an I/O error does the same) in the middle of a
+/// group-commit batch: every operation is answered as it ended up stored. The ones queued after
+/// it are not run at all (they were run outside any transaction, committed at once, and
+/// answered as failed: a claim answered `Err` whose lease was stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transaction_sqlite_rolls_back_itself_answers_every_operation_as_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = std::sync::Arc::new(tasktrack_sqlite::open(&url(&path)).await.unwrap());
+    let (job, now) = (JobName::new("j").unwrap(), Timestamp::from_millis(1_000));
+    let ids = ["t0", "t1", "poison", "t2", "t3"];
+    let tasks: Vec<NewTask> = ids
+        .iter()
+        .map(|id| NewTask::new(TaskId::new(*id).unwrap()))
+        .collect();
+    store
+        .create(&job, &tasks, CreateMode::SkipExisting, now)
+        .await
+        .unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE UPDATE ON tasktrack_task WHEN new.id = 'poison' \
+             BEGIN SELECT RAISE(ROLLBACK, 'poisoned'); END;",
+        )
+        .unwrap();
+    for round in 0..5 {
+        // A large create (one transaction: 1,000 tasks) keeps the writer busy, so that the
+        // claims queue into one batch.
+        let other = JobName::new(format!("busy{round}")).unwrap();
+        let big: Vec<NewTask> = (0..1_000)
+            .map(|i| {
+                NewTask::new(TaskId::new(format!("b{i}")).unwrap())
+                    .with_data(serde_json::json!("x".repeat(200)))
+            })
+            .collect();
+        let busy = {
+            let (store, other) = (store.clone(), other.clone());
+            tokio::spawn(async move {
+                store
+                    .create(&other, &big, CreateMode::SkipExisting, now)
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let claims = ids.map(|id| {
+            let (store, key) = (
+                store.clone(),
+                TaskKey::new(job.clone(), TaskId::new(id).unwrap()),
+            );
+            tokio::spawn(async move {
+                let claim = Claim::new(format!("w{round}"), Duration::from_secs(60));
+                store.claim(&key, &claim, now).await
+            })
+        });
+        // The create may share the poisoned batch: then it is answered as rolled back.
+        let created = busy.await.unwrap();
+        let known = store.counts(&other).await.unwrap().known;
+        assert_eq!(
+            known,
+            if created.is_ok() { 1_000 } else { 0 },
+            "{created:?}"
+        );
+        for (id, claim) in ids.iter().zip(claims) {
+            let answer = claim.await.unwrap();
+            let stored = store
+                .get(&TaskKey::new(job.clone(), TaskId::new(*id).unwrap()))
+                .await
+                .unwrap();
+            match answer {
+                Ok(c) => assert_eq!(
+                    (stored.status, stored.token),
+                    (Status::InProgress, c.lease.token),
+                    "{id}: granted and stored"
+                ),
+                Err(e) => {
+                    let held = stored.lease.as_ref().map(|l| l.owner.clone());
+                    assert_ne!(
+                        held.as_deref(),
+                        Some(format!("w{round}").as_str()),
+                        "{id}: answered {e} but stored under this round's lease"
+                    );
+                }
+            }
+        }
+        // Give every task back for the next round.
+        for id in ids {
+            let key = TaskKey::new(job.clone(), TaskId::new(id).unwrap());
+            if let Ok(task) = store.get(&key).await
+                && task.lease.is_some()
+            {
+                let lease = lifecycle::lease_of(&task);
+                store.release(&lease, now).await.unwrap();
+            }
+        }
+    }
+}
