@@ -571,7 +571,13 @@ impl Documents for FileDocuments {
                 // The directory, its lock file and journal stay: another process may be waiting
                 // on that very lock file, and a fresh one would not exclude it. The damaged task
                 // files no listing could return go with the job record (see `damaged_files`).
-                damaged_files(s)?.remove(s, vec![Change::DeleteJob])?;
+                let damaged = damaged_files(s)?;
+                if damaged.indexed.len() < s.index.len() {
+                    // A task that reads was created since the caller emptied the job (a
+                    // `create` racing `delete_job`): it keeps its job record.
+                    return Ok(false);
+                }
+                damaged.remove(s, vec![Change::DeleteJob])?;
                 Ok(true)
             })
             .await?;

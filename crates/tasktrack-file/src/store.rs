@@ -296,15 +296,22 @@ tasktrack_core::store_impl! {
                     let outcomes = self
                         .documents()
                         .batched(&job, move |s| Ok(succeed_each_locked(s, batch, now)))
-                        .await?;
+                        .await;
                     match outcomes {
-                        Some(outcomes) => {
+                        // This job's transaction failed: its leases answer that, and the other
+                        // jobs' answers, committed already, stand.
+                        Err(e) => {
+                            for (position, _) in leases {
+                                results[position] = Some(Err(e.clone()));
+                            }
+                        }
+                        Ok(Some(outcomes)) => {
                             for (position, outcome) in outcomes {
                                 results[position] = Some(outcome);
                             }
                         }
                         // The job has no directory: none of its tasks exists.
-                        None => {
+                        Ok(None) => {
                             for (position, lease) in leases {
                                 results[position] = Some(Err(stale(&lease)));
                             }

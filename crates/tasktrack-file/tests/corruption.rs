@@ -669,3 +669,32 @@ async fn a_damaged_file_the_index_left_out_can_be_deleted() {
     let counts = open(dir.path()).await.counts(&job).await.unwrap();
     assert_eq!((counts.known, counts.by_status.pending), (3, 3));
 }
+
+/// A batched completion over two jobs whose second job's transaction fails (its scratch
+/// directory replaced by a plain file, so nothing can be written there): the first job's
+/// successes, committed, are answered as such; only the second job's leases answer the error.
+#[tokio::test]
+async fn succeed_many_keeps_the_answers_of_jobs_that_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let mut done = Vec::new();
+    for name in ["j1", "j2"] {
+        let job = JobName::new(name).unwrap();
+        let task = [NewTask::new(TaskId::new("t").unwrap())];
+        store
+            .create(&job, &task, CreateMode::SkipExisting, now())
+            .await
+            .unwrap();
+        let req = ClaimNext::new("w", std::time::Duration::from_secs(60));
+        let won = store.claim_next(&job, &req, now()).await.unwrap();
+        done.push((won[0].lease.clone(), serde_json::json!(name)));
+    }
+    let scratch = dir.path().join("jobs").join("j2").join("scratch");
+    std::fs::remove_dir_all(&scratch).unwrap();
+    std::fs::write(&scratch, "not a directory").unwrap();
+    let answers = store.succeed_many(&done, now()).await.unwrap();
+    assert_eq!(answers[0].as_ref().unwrap().status, Status::Succeeded);
+    assert!(answers[1].is_err(), "{:?}", answers[1]);
+    let j1 = TaskKey::parse("j1", "t").unwrap();
+    assert_eq!(store.get(&j1).await.unwrap().status, Status::Succeeded);
+}

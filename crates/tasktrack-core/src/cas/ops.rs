@@ -664,6 +664,13 @@ pub async fn delete_job<D: Documents + ?Sized>(
         && let Some(record) = docs.get_job(name).await?
     {
         job_removed = docs.delete_job(&record).await?;
+        // A `create` that read the job record before it went may have added tasks since the
+        // listing above: they keep their job, as if it had run first. (A store that can check
+        // this under its own lock, the file store, refuses the record's delete instead.)
+        if job_removed && !docs.count_tasks(name).await?.is_empty() {
+            docs.insert_job(&record.value).await?;
+            job_removed = false;
+        }
     }
     Ok(Deleted {
         tasks,

@@ -10,12 +10,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Memory documents whose `fail_at`-th task replace (counting from 1) fails as a lost
-/// connection would, before writing anything.
+/// connection would, before writing anything; with `race_create`, a `create` of task `late`
+/// lands just before the first job record delete (a create racing `delete_job`).
 #[derive(Debug, Default)]
 struct FailingWrite {
     inner: MemoryDocuments,
     fail_at: usize,
     replaces: AtomicUsize,
+    race_create: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -66,6 +68,17 @@ impl Documents for FailingWrite {
         self.inner.replace_job(old, new).await
     }
     async fn delete_job(&self, old: &Versioned<Job>) -> Result<bool> {
+        if self.race_create.swap(false, Ordering::SeqCst) {
+            let late = [NewTask::new(id("late"))];
+            create(
+                &self.inner,
+                &old.value.name,
+                &late,
+                CreateMode::SkipExisting,
+                NOW,
+            )
+            .await?;
+        }
         self.inner.delete_job(old).await
     }
     async fn list_jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
@@ -181,4 +194,23 @@ async fn many_corrupt_heads_do_not_hide_the_queue() {
         .unwrap_or_else(|e| panic!("{e}"));
     let ids: Vec<&str> = won.iter().map(|c| c.task.id.as_str()).collect();
     assert_eq!(ids, ["healthy"]);
+}
+
+/// A `create` that lands between `delete_job`'s listing and its removal of the job record keeps
+/// its job: the record is put back, as if the create had run first and its task were kept.
+#[tokio::test]
+async fn a_create_racing_delete_job_keeps_its_job_record() {
+    let docs = with_tasks(&["a"], 0).await;
+    docs.race_create.store(true, Ordering::SeqCst);
+    let deleted = delete_job(&docs, &job(), NOW)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (deleted.tasks, deleted.job_removed),
+        (1, false),
+        "{deleted:?}"
+    );
+    let record = get_job(&docs, &job()).await;
+    assert!(record.is_ok(), "the job record is back: {record:?}");
+    assert_eq!(status(&docs, "late").await, Status::Pending);
 }
