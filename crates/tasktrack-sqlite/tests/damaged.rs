@@ -150,6 +150,26 @@ async fn a_row_whose_token_cannot_advance_is_set_aside() {
     assert_eq!(store.get(&a).await.unwrap().status, Status::Pending);
 }
 
+/// The same with a version one below the largest integer on a task whose lease expired: the
+/// claim would bump it twice (the dead attempt, then the grant), so the row is set aside too,
+/// instead of every claim of its job failing to write it.
+#[tokio::test]
+async fn an_expired_lease_whose_version_cannot_take_two_bumps_is_set_aside() {
+    let (_dir, store, job, conn) = three_tasks().await;
+    let a = TaskKey::new(job.clone(), TaskId::new("a").unwrap());
+    let lease = Duration::from_secs(30);
+    store.claim(&a, &Claim::new("w", lease), T).await.unwrap();
+    conn.execute(
+        "UPDATE tasktrack_task SET version = 9223372036854775806 WHERE id = 'a'",
+        [],
+    )
+    .unwrap();
+    let later = T.plus(lease).plus(Duration::from_secs(1));
+    let claim = ClaimNext::new("w2", lease).with_limit(3);
+    let won = store.claim_next(&job, &claim, later).await.unwrap();
+    assert_eq!(ids(&won), ["b", "c"]);
+}
+
 /// `delete` removes a damaged row whatever its lease says (the shared case, with SQLite's hand:
 /// invalid JSON written into the `data` column).
 #[tokio::test]

@@ -72,10 +72,12 @@ fn bumped(n: u64, what: &str, task: &Task) -> Result<u64> {
 
 /// Whether a claim can bump `task`'s token and version without passing `max`, the largest
 /// integer its store holds: `i64::MAX` where integers are signed (SQL, SQLite, MongoDB); at
-/// `u64::MAX` [`claim`] itself answers [`Error::Corrupt`]. Only a record edited by hand fails
-/// it, and claims set such a record aside as damaged instead of failing every claim of its job.
+/// `u64::MAX` [`claim`] itself answers [`Error::Corrupt`]. A claim of an expired lease bumps
+/// the version twice (the dead attempt, then the grant), the token once. Only a record edited
+/// by hand fails it, and claims set such a record aside as damaged instead of failing every
+/// claim of its job.
 pub fn claim_can_advance(task: &Task, max: u64) -> bool {
-    task.token < max && task.version < max
+    task.token < max && task.version < max.saturating_sub(1)
 }
 
 /// The longest lease: a century. Longer ones mean "never expires", which a lease cannot promise
