@@ -53,6 +53,20 @@ impl Settings {
                 "a dynamodb:// URL names a table only, not a path: {raw:?}"
             )));
         }
+        if url.port().is_some() || !url.username().is_empty() || url.password().is_some() {
+            return Err(Error::invalid(format!(
+                "a port or user after dynamodb:// means nothing (give the server as \
+                 ?endpoint=): {raw:?}"
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (key, value) in url.query_pairs() {
+            if value.is_empty() || !seen.insert(key.clone()) {
+                return Err(Error::invalid(format!(
+                    "dynamodb:// URL parameter {key:?} is empty or given twice: {raw:?}"
+                )));
+            }
+        }
         let mut settings = Settings {
             table,
             endpoint: None,
@@ -173,6 +187,10 @@ mod tests {
             "dynamodb://tasks?counter_shards=0",
             "dynamodb://tasks?item_limit=409601",
             "dynamodb://tasks?item_limit=1000",
+            "dynamodb://tasks:8000",
+            "dynamodb://user@tasks",
+            "dynamodb://tasks?region=",
+            "dynamodb://tasks?region=a&region=b",
             "s3://tasks",
         ] {
             let err = Settings::parse(bad).unwrap_err();
