@@ -65,16 +65,20 @@ pub fn parse(url: &str) -> Result<Config> {
     };
     check_name("database", &database, &bad)?;
 
-    let mut prefix = String::new();
+    let mut prefix = None;
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("prefix", value)) => {
-                prefix = decode(value);
+                if value.is_empty() || prefix.is_some() {
+                    return Err(bad("prefix= is empty or given twice"));
+                }
+                prefix = Some(decode(value));
             }
             _ => kept.push(pair),
         }
     }
+    let prefix = prefix.unwrap_or_default();
     if !prefix.is_empty() {
         check_name("prefix", &prefix, &bad)?;
     }
@@ -183,6 +187,8 @@ mod tests {
         for url in [
             "mongodb://h/a.b",
             "mongodb://h/?prefix=x.y",
+            "mongodb://h/?prefix=",
+            "mongodb://h/?prefix=a&prefix=b",
             "mongodb://h/?prefix=%24x",
             "mongodb:///db",
             "http://h",
