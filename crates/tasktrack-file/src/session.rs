@@ -485,8 +485,26 @@ impl Session<'_> {
             intents,
             journalled,
         )?;
+        // From here the change is in the journal as an open transaction, which the next access
+        // of the job settles by what the task files say (`journal::recover`): a failure part
+        // way through the renames leaves some of the change applied. So a failure no longer
+        // means "not applied": it is `Unavailable` (the outcome is unknown to the caller), for
+        // which the faces look for what they recorded or claimed, and retry what is not there,
+        // instead of a failure they would report as final while its leases stay granted.
+        self.apply(&writes, full, journalled).map_err(|e| {
+            Error::Unavailable(format!(
+                "{e} (the job's next access settles the change by its task files, {})",
+                self.paths.dir.display()
+            ))
+        })?;
+        self.compact();
+        Ok(())
+    }
+
+    /// Steps 2–4 of [`Session::flush`]: the files of a change whose intent is in the journal.
+    fn apply(&mut self, writes: &[Write], full: bool, journalled: bool) -> Result<()> {
         // 2. The new files, written into scratch files...
-        let scratch = self.write_scratch_files(&writes)?;
+        let scratch = self.write_scratch_files(writes)?;
         // ...and fsynced together where the journal does not stand in for them: the job record
         // always (rare, and not in the journal), the tasks too without a commit record.
         if full {
@@ -504,7 +522,7 @@ impl Session<'_> {
             fsio::sync_parallel(&files)?;
         }
         // 3. The renames (and removals), made durable by syncing their directories.
-        let (tasks_dir, job_dir) = self.replace_files(&writes, &scratch)?;
+        let (tasks_dir, job_dir) = self.replace_files(writes, &scratch)?;
         let mut dirs = Vec::new();
         if tasks_dir && !journalled {
             dirs.push(self.paths.tasks.as_path());
@@ -521,9 +539,7 @@ impl Session<'_> {
             self.index,
             vec![Record::Commit],
             false,
-        )?;
-        self.compact();
-        Ok(())
+        )
     }
 
     /// Rewrites a journal grown past its threshold as a snapshot, after a commit. A failure (a
