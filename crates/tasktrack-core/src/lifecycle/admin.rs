@@ -123,6 +123,13 @@ pub fn report(
         Status::Ignored => Some(Refusal::Ignored),
         _ => live_holder(&task, now),
     };
+    // The implicit claim follows the claim rule: a task whose expired lease was its last
+    // attempt is exhausted, not claimed again (`claim`, `expire`), so the report is refused as
+    // such a claim is. (No live lease is left here: `live_holder` refused that.)
+    let refusal = refusal.or_else(|| {
+        (task.status == Status::InProgress && task.attempts >= task.max_attempts)
+            .then_some(Refusal::Exhausted)
+    });
     if let Some(reason) = refusal {
         return Err(Error::Refused {
             key: key.to_string(),

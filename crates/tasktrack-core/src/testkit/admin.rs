@@ -284,6 +284,26 @@ pub async fn report_records_outcomes_without_a_claim(h: Harness) -> Result<()> {
             expires_at: h.now(),
         },
     );
+    // An implicit claim: the last attempt's expired lease exhausts the task, as a claim would,
+    // instead of granting an attempt past the limit.
+    let last = NewTask::new(TaskId::new("last")?).with_max_attempts(1);
+    h.store
+        .create(&h.job, &[last], CreateMode::SkipExisting, h.now())
+        .await?;
+    h.claim("last", "w").await?;
+    h.advance(LEASE);
+    for report in [&ok, &bad] {
+        assert_refused(
+            h.store.report(&h.key("last"), report, h.now()).await,
+            &Refusal::Exhausted,
+        );
+    }
+    let last = h.get("last").await?;
+    assert_eq!(
+        (last.status, last.attempts),
+        (Status::InProgress, 1),
+        "unchanged"
+    );
     let counts = h.store.counts(&h.job).await?;
     assert_eq!(
         (counts.by_status.succeeded, counts.by_status.failed),
