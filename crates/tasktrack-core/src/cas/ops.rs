@@ -290,11 +290,15 @@ async fn claim_into<D: Documents + ?Sized>(
     // head of the claim order: each round asks for twice that many more, to see past them in a
     // few rounds however many there are.
     let mut passed = 0;
-    for _round in 0..MAX_CAS_ATTEMPTS {
+    let mut lost_last = false;
+    for round in 0..MAX_CAS_ATTEMPTS {
+        if lost_last {
+            conflict_pause(round).await;
+        }
         let want = (req.limit - won.len()).saturating_add(passed);
         let candidates = docs.claimable(job, req.stage.as_deref(), now, want).await?;
         if candidates.is_empty() {
-            break;
+            return Ok(());
         }
         let (mut lost_any, mut passed_now) = (false, 0_usize);
         for candidate in &candidates {
@@ -312,11 +316,19 @@ async fn claim_into<D: Documents + ?Sized>(
             }
         }
         if !lost_any && candidates.len() < want {
-            break;
+            return Ok(());
         }
         passed = passed_now.saturating_mul(2);
+        lost_last = lost_any;
     }
-    Ok(())
+    // Every round lost its races: with nothing won, say so, rather than answer "nothing to
+    // claim" while claimable tasks wait (a worker would stop).
+    match (lost_last, won.is_empty()) {
+        (true, true) => Err(Error::Contention(format!(
+            "job {job}: every claim lost its race in {MAX_CAS_ATTEMPTS} rounds"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// What claiming `candidate` writes (the task, and the claim unless its expired lease exhausted

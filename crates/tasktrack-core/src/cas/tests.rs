@@ -18,6 +18,8 @@ struct FailingWrite {
     fail_at: usize,
     replaces: AtomicUsize,
     race_create: std::sync::atomic::AtomicBool,
+    /// Every task replace loses its race (another writer got there first).
+    always_lose: bool,
 }
 
 #[async_trait]
@@ -34,6 +36,9 @@ impl Documents for FailingWrite {
     async fn replace_task(&self, old: &Versioned<Task>, new: &Task) -> Result<bool> {
         if self.replaces.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
             return Err(Error::Unavailable("the write went nowhere".into()));
+        }
+        if self.always_lose {
+            return Ok(false);
         }
         self.inner.replace_task(old, new).await
     }
@@ -213,4 +218,14 @@ async fn a_create_racing_delete_job_keeps_its_job_record() {
     let record = get_job(&docs, &job()).await;
     assert!(record.is_ok(), "the job record is back: {record:?}");
     assert_eq!(status(&docs, "late").await, Status::Pending);
+}
+
+/// A `claim_next` whose every write loses its race, round after round, says so (`Contention`)
+/// instead of answering "nothing to claim" while the task waits: a worker would stop.
+#[tokio::test]
+async fn a_claim_that_loses_every_race_is_contention_not_an_empty_queue() {
+    let mut docs = with_tasks(&["a"], 0).await;
+    docs.always_lose = true;
+    let got = claim_next(&docs, &job(), &ClaimNext::new("w", LEASE), NOW).await;
+    assert!(matches!(got, Err(Error::Contention(_))), "{got:?}");
 }
