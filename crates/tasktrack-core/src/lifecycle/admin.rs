@@ -20,6 +20,18 @@ pub fn check_new_task(job: &JobName, new: &NewTask) -> Result<()> {
             new.id
         )));
     }
+    // A time the stores could not write back as RFC 3339 (past year 9999) would make the task
+    // a record nobody can read on every store that keeps JSON.
+    if let Some(at) = new.not_before
+        && Timestamp::parse(&at.to_rfc3339()).ok() != Some(at)
+    {
+        return Err(Error::invalid(format!(
+            "{job}/{}: not_before {} is out of range (at most {})",
+            new.id,
+            at.to_rfc3339(),
+            Timestamp::MAX.to_rfc3339()
+        )));
+    }
     super::check_json_depth(&new.data, || format!("task {job}/{}: data", new.id))
 }
 

@@ -152,6 +152,28 @@ pub async fn create_with_zero_max_attempts_is_rejected(h: Harness) -> Result<()>
     Ok(())
 }
 
+/// A `not_before` past the last instant the stores can write back (year 9999) is refused as
+/// invalid input, and nothing of its batch is written: stored, it would have made a record that
+/// no longer reads on every store that keeps JSON.
+pub async fn create_with_a_not_before_past_year_9999_is_rejected(h: Harness) -> Result<()> {
+    let mut late = NewTask::new(tid("late"));
+    late.not_before = Some(Timestamp::from_millis(i64::MAX));
+    let batch = [NewTask::new(tid("fine")), late];
+    let result = h
+        .store
+        .create(&h.job, &batch, CreateMode::SkipExisting, h.now())
+        .await;
+    assert!(matches!(result, Err(Error::InvalidInput(_))), "{result:?}");
+    assert!(matches!(h.get("fine").await, Err(Error::NotFound(_))));
+    let mut last = NewTask::new(tid("last"));
+    last.not_before = Some(Timestamp::MAX);
+    h.store
+        .create(&h.job, &[last], CreateMode::SkipExisting, h.now())
+        .await?;
+    assert_eq!(h.get("last").await?.not_before, Some(Timestamp::MAX));
+    Ok(())
+}
+
 /// Getting a task that does not exist is `NotFound`.
 pub async fn get_of_a_missing_task_is_not_found(h: Harness) -> Result<()> {
     let result = h.get("nope").await;

@@ -285,6 +285,7 @@ macro_rules! conformance_tests {
             create::create_counts_an_id_given_twice_once,
             create::create_replace_starts_afresh_and_fences_the_holder,
             create::create_with_zero_max_attempts_is_rejected,
+            create::create_with_a_not_before_past_year_9999_is_rejected,
             create::get_of_a_missing_task_is_not_found,
             create::stored_task_serializes_with_stable_status_codes,
             create::create_of_an_existing_task_changes_nothing_on_it,
