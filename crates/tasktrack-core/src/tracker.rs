@@ -322,13 +322,12 @@ impl Tracker {
         let span = info_span!("task", job = %lease.key.job, id = %lease.key.id, attempt = lease.attempt, worker = %self.owner);
         async move {
             info!(token = lease.token, expires_at = %lease.expires_at, "claimed");
-            let heartbeat = tokio::spawn(keep_alive(
+            let mut heartbeat = tokio::spawn(keep_alive(
                 self.store.clone(),
                 self.clock.clone(),
                 lease.clone(),
                 self.lease_for,
             ));
-            let mut heartbeat = heartbeat;
             let mut release_guard = ReleaseOnDrop::new(self, &lease, heartbeat.abort_handle());
             let ctx = TaskContext {
                 task: claimed.task,

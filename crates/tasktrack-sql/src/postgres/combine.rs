@@ -282,8 +282,8 @@ impl PgStore {
     }
 
     /// A row of `handoff_many.sql`: which hand-off it answers, its role, and the task, or why
-    /// it does not decode (`Corrupt` naming the row: a row edited by hand). Only the first two
-    /// failing is the whole statement's error; a task that does not decode is its own row's.
+    /// it does not decode (`Corrupt` naming the row: a row edited by hand). An unreadable `ord`
+    /// or `role` is the whole statement's error; a task that does not decode is its row's alone.
     fn read_combined(&self, row: &PgRow) -> Result<(i64, i32, Result<Task>)> {
         let read = || -> std::result::Result<_, SqlError> {
             Ok((row.try_get("ord")?, row.try_get("role")?))
