@@ -338,10 +338,6 @@ fn run_batch(db: &Db, conn: &mut Connection, batch: Vec<Op>) {
     let alone = batch.len() == 1;
     let mut broken = false;
     let mut answers = Vec::with_capacity(batch.len());
-    let unusable = Error::Backend(format!(
-        "sqlite {}: the transaction was rolled back by an earlier operation of the same batch",
-        db.location()
-    ));
     for op in batch {
         // SQLite rolls the whole transaction back by itself on some errors (a full disk, an I/O
         // error): what is left of the batch must not run, or its next SAVEPOINT would open a
@@ -349,6 +345,11 @@ fn run_batch(db: &Db, conn: &mut Connection, batch: Vec<Op>) {
         // while the operation is answered with the batch's failure.
         if broken || tx.is_autocommit() {
             broken = true;
+            let unusable = Error::Backend(format!(
+                "sqlite {}: the transaction was rolled back by an earlier operation of the \
+                 same batch",
+                db.location()
+            ));
             let (done, _) = op(db, Err(&unusable), false);
             answers.push(done);
             continue;
