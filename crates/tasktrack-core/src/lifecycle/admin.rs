@@ -139,8 +139,7 @@ pub fn report(
     // attempt is exhausted, not claimed again (`claim`, `expire`), so the report is refused as
     // such a claim is. (No live lease is left here: `live_holder` refused that.)
     let refusal = refusal.or_else(|| {
-        (task.status == Status::InProgress && task.attempts >= task.max_attempts)
-            .then_some(Refusal::Exhausted)
+        (task.status == Status::InProgress && task.attempts_spent()).then_some(Refusal::Exhausted)
     });
     if let Some(reason) = refusal {
         return Err(Error::Refused {

@@ -68,7 +68,7 @@ pub fn claim(task: &Task, req: &Claim, now: Timestamp) -> Result<ClaimDecision> 
 pub fn expire(task: &Task, now: Timestamp) -> Result<Task> {
     let mut t = task.clone();
     end_expired_lease(&mut t, now);
-    if t.attempts >= t.max_attempts {
+    if t.attempts_spent() {
         t.status = Status::Exhausted;
         t.finished_at = Some(now);
     } else {

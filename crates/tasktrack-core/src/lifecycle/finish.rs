@@ -92,7 +92,7 @@ pub fn fail(task: &Task, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Ta
     record(&mut t, Outcome::Failed, Some(req.error.clone()), now);
     t.lease = None;
     t.error = Some(req.error.clone());
-    if req.retryable && t.attempts < t.max_attempts {
+    if req.retryable && !t.attempts_spent() {
         t.status = Status::Failed;
         t.not_before = Some(now.plus(req.backoff.delay(&lease.key, t.attempts)));
     } else {

@@ -65,6 +65,12 @@ impl Task {
         TaskKey::new(self.job.clone(), self.id.clone())
     }
 
+    /// Whether its attempts reached `max_attempts`: an attempt that ends in failure (or whose
+    /// lease runs out) exhausts the task instead of leaving it to be retried.
+    pub fn attempts_spent(&self) -> bool {
+        self.attempts >= self.max_attempts
+    }
+
     /// Whether a lease is held and has not run out at `now` (live while `now < expires_at`).
     pub fn has_live_lease(&self, now: Timestamp) -> bool {
         self.status == Status::InProgress && self.lease.as_ref().is_some_and(|l| now < l.expires_at)
