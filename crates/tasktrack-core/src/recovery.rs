@@ -21,7 +21,7 @@
 use crate::error::{Error, Result};
 use crate::lifecycle;
 use crate::model::{Claimed, JobName, Lease, Outcome, Status, Task, TaskQuery};
-use crate::store::{Fail, Store};
+use crate::store::{Fail, Store, tasks_where};
 use crate::time::{Clock, Timestamp};
 use std::future::Future;
 use std::time::Duration;
@@ -221,25 +221,17 @@ pub async fn claimed_unawares(
 ) -> Result<Vec<Claimed>> {
     let mut query = TaskQuery::new(job.clone()).with_statuses([Status::InProgress]);
     query.stage = stage.map(str::to_string);
-    let mut found = Vec::new();
-    loop {
-        let page = store.list(&query).await?;
-        found.extend(
-            page.tasks
-                .into_iter()
-                .filter(|t| {
-                    t.lease
-                        .as_ref()
-                        .is_some_and(|l| l.owner == owner && l.acquired_at == at)
-                })
-                .map(|task| Claimed {
-                    lease: lifecycle::lease_of(&task),
-                    task,
-                }),
-        );
-        match page.next {
-            Some(after) => query.after = Some(after),
-            None => return Ok(found),
-        }
-    }
+    let ours = |t: &Task| {
+        t.lease
+            .as_ref()
+            .is_some_and(|l| l.owner == owner && l.acquired_at == at)
+    };
+    let found = tasks_where(store, query, ours).await?;
+    Ok(found
+        .into_iter()
+        .map(|task| Claimed {
+            lease: lifecycle::lease_of(&task),
+            task,
+        })
+        .collect())
 }

@@ -368,6 +368,25 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     async fn counts(&self, job: &JobName) -> Result<Counts>;
 }
 
+/// Every task `query` selects that `keep` keeps, read page after page from `query`'s cursor
+/// with `query.limit` tasks a page (a damaged record a page names is not a task, and is left
+/// out).
+pub async fn tasks_where(
+    store: &dyn Store,
+    mut query: TaskQuery,
+    keep: impl Fn(&Task) -> bool,
+) -> Result<Vec<Task>> {
+    let mut found = Vec::new();
+    loop {
+        let page = store.list(&query).await?;
+        found.extend(page.tasks.into_iter().filter(|t| keep(t)));
+        match page.next {
+            Some(after) => query.after = Some(after),
+            None => return Ok(found),
+        }
+    }
+}
+
 /// A store URL fit to print: the password, if any, replaced by `***`
 /// (`postgres://app:secret@db/x` becomes `postgres://app:***@db/x`), and so is the value of every
 /// query parameter whose name says it holds a secret (`password`, `secret` or `token` in it, as

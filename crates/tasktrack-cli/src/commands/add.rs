@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::io::Read;
 use tasktrack::{
-    CreateMode, Created, Error, JobName, NewTask, Refusal, Result, Status, TaskId, TaskKey,
+    CreateMode, Created, Error, JobName, NewTask, Refusal, Result, Status, Task, TaskId, TaskKey,
     TaskQuery,
 };
 
@@ -87,17 +87,8 @@ async fn refuse_to_replace_running(ctx: &Ctx, job: &JobName, tasks: &[NewTask]) 
     let now = ctx.now();
     let mut query = TaskQuery::new(job.clone()).with_statuses([Status::InProgress]);
     query.limit = tasktrack::MAX_LIMIT;
-    let mut held = Vec::new();
-    loop {
-        let page = ctx.store.list(&query).await?;
-        held.extend(page.tasks.into_iter().filter(|t| {
-            adding.contains(&t.id) && t.lease.as_ref().is_some_and(|l| l.expires_at > now)
-        }));
-        match page.next {
-            Some(after) => query.after = Some(after),
-            None => break,
-        }
-    }
+    let running = |t: &Task| adding.contains(&t.id) && t.has_live_lease(now);
+    let held = tasktrack::tasks_where(ctx.store.as_ref(), query, running).await?;
     let Some(first) = held.first() else {
         return Ok(());
     };
