@@ -209,16 +209,30 @@ pub(crate) fn listed_from_row(db: &Db, row: &Row<'_>) -> Result<Listed> {
         .ok_or(error)
 }
 
+/// The bytes of a text (or blob) column, whether or not they are UTF-8.
+fn raw_text<'r>(db: &Db, row: &'r Row<'_>, col: usize) -> Result<&'r [u8]> {
+    let value = row.get_ref(col).map_err(|e| db.err(e))?;
+    value.as_bytes().map_err(|e| db.err(e.into()))
+}
+
 /// A task from a row selected with [`TASK_COLUMNS`].
 pub(crate) fn task_from_row(db: &Db, row: &Row<'_>) -> Result<Task> {
-    let job: String = row.get(0).map_err(|e| db.err(e))?;
-    let id: String = row.get(1).map_err(|e| db.err(e))?;
-    let what = format!("task {job}/{id}");
+    let job = raw_text(db, row, 0)?;
+    let id = raw_text(db, row, 1)?;
+    let what = format!(
+        "task {}/{}",
+        String::from_utf8_lossy(job),
+        String::from_utf8_lossy(id)
+    );
     let c = Cols {
         row,
         db,
         what: &what,
     };
+    // Read as bytes first: a key edited by hand into bytes that are not UTF-8 is a damaged
+    // row (`Corrupt`, set aside by claims), not a failure of the store.
+    let job = String::from_utf8(job.to_vec()).map_err(|e| c.corrupt(0, e))?;
+    let id = String::from_utf8(id.to_vec()).map_err(|e| c.corrupt(1, e))?;
     let lease = match c.get::<Option<String>>(13)? {
         Some(owner) => Some(LeaseState {
             owner,

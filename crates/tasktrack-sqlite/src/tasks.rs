@@ -10,6 +10,7 @@ use crate::rows::{
     CountMoves, TASK_COLUMNS, ensure_job, insert_task, load_job, load_task, task_from_row,
     update_one, update_task,
 };
+use rusqlite::types::ValueRef;
 use rusqlite::{Transaction, params};
 use serde_json::Value;
 use std::sync::{Arc, LazyLock};
@@ -193,23 +194,51 @@ pub(crate) async fn claim(
     .await
 }
 
-/// Candidates in claim order, from the partial index that holds only claimable tasks:
-/// `claimable_at <= now` is [`Task::is_claimable`], `(priority DESC, claimable_at, id)` is the
-/// claim order of [`Store::claim_next`].
-static CANDIDATES: LazyLock<[String; 2]> = LazyLock::new(|| {
+/// Claim candidates come from the partial index that holds only claimable tasks, in claim order
+/// `(priority DESC, claimable_at, id)`; `claimable_at <= now` is [`Task::is_claimable`].
+///
+/// Within one priority the index is in `claimable_at` order, so the due tasks come first and a
+/// range stops at the first one not due. Across priorities it cannot: one ordered scan would
+/// walk every task waiting for a `not_before`, a backoff or a lease's expiry before it reached
+/// the next priority, and an idle claim walked all of them, under the write lock. So a claim
+/// walks priority by priority: one seek for the next priority present ([`NEXT_PRIORITY`]), one
+/// range for its due tasks ([`DUE_AT`]). After [`PRIORITY_SEEKS`] priorities it scans the rest
+/// in one ordered scan ([`DUE_BELOW`]), so a job of many distinct priorities costs no more than
+/// that scan.
+const PRIORITY_SEEKS: usize = 8;
+
+/// The highest priority among the job's claimable tasks, due or not: `[any, below ?2]`.
+const NEXT_PRIORITY: [&str; 2] = [
+    "SELECT priority FROM tasktrack_task INDEXED BY tasktrack_task_claim \
+     WHERE job = ?1 AND claimable_at IS NOT NULL ORDER BY priority DESC LIMIT 1",
+    "SELECT priority FROM tasktrack_task INDEXED BY tasktrack_task_claim \
+     WHERE job = ?1 AND claimable_at IS NOT NULL AND priority < ?2 ORDER BY priority DESC LIMIT 1",
+];
+
+/// The due tasks of priority `?2` in claim order, up to `?4`: `[any stage, stage ?5]`.
+static DUE_AT: LazyLock<[String; 2]> = LazyLock::new(|| due("priority = ?2", "claimable_at, id"));
+/// The due tasks below priority `?2`.
+static DUE_BELOW: LazyLock<[String; 2]> =
+    LazyLock::new(|| due("priority < ?2", "priority DESC, claimable_at, id"));
+/// The due tasks of any priority (`?2` is NULL): for a stored priority that is not a number.
+static DUE_ANY: LazyLock<[String; 2]> =
+    LazyLock::new(|| due("?2 IS NULL", "priority DESC, claimable_at, id"));
+
+fn due(priority: &str, order: &str) -> [String; 2] {
     let base = format!(
         "SELECT {TASK_COLUMNS} FROM tasktrack_task INDEXED BY tasktrack_task_claim \
-         WHERE job = ?1 AND claimable_at IS NOT NULL AND claimable_at <= ?2"
+         WHERE job = ?1 AND {priority} AND claimable_at IS NOT NULL AND claimable_at <= ?3"
     );
-    let order = "ORDER BY priority DESC, claimable_at, id LIMIT ?3";
     [
-        format!("{base} {order}"),
-        format!("{base} AND stage = ?4 {order}"),
+        format!("{base} ORDER BY {order} LIMIT ?4"),
+        format!("{base} AND stage = ?5 ORDER BY {order} LIMIT ?4"),
     ]
-});
+}
 
-/// Takes a damaged row out of the claim index (see [`set_aside`]).
-const SET_ASIDE: &str = "UPDATE tasktrack_task SET claimable_at = NULL WHERE job = ?1 AND id = ?2";
+/// Takes a damaged row out of the claim index (see [`set_aside`]). The id is bound as the bytes
+/// stored, cast back to text: a hand edit may have left bytes that are not UTF-8.
+const SET_ASIDE: &str =
+    "UPDATE tasktrack_task SET claimable_at = NULL WHERE job = ?1 AND id = CAST(?2 AS TEXT)";
 
 /// [`Store::claim_next`]: one transaction selects candidates from the claim index and applies
 /// [`lifecycle::claim`] to each. Under the write lock nobody else can take them meanwhile; a
@@ -311,6 +340,8 @@ fn claim_next_in(
     }
 }
 
+/// Up to `limit` due tasks in claim order (see [`PRIORITY_SEEKS`]), and how many rows were read,
+/// damaged ones included: those are set aside.
 fn candidates(
     db: &Db,
     tx: &Transaction<'_>,
@@ -319,30 +350,123 @@ fn candidates(
     now: Timestamp,
     limit: usize,
 ) -> Result<(Vec<Task>, usize)> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let sql = &CANDIDATES[usize::from(stage.is_some())];
-    let mut stmt = tx.prepare_cached(sql).map_err(|e| db.err(e))?;
-    let mut rows = match stage {
-        Some(s) => stmt.query(params![job.as_str(), now.as_millis(), limit, s]),
-        None => stmt.query(params![job.as_str(), now.as_millis(), limit]),
-    }
-    .map_err(|e| db.err(e))?;
-    let (mut out, mut damaged) = (Vec::new(), Vec::new());
-    while let Some(row) = rows.next().map_err(|e| db.err(e))? {
-        match task_from_row(db, row).and_then(|task| advanceable(db, task)) {
-            Ok(task) => out.push(task),
-            Err(e) if e.kind() == ErrorKind::Corrupt => {
-                damaged.push((row.get::<_, String>(1).map_err(|e| db.err(e))?, e));
+    let mut scan = Scan {
+        job,
+        stage,
+        now,
+        limit,
+        found: Vec::new(),
+        damaged: Vec::new(),
+    };
+    let mut below = None;
+    for _ in 0..PRIORITY_SEEKS {
+        match next_priority(db, tx, job, below)? {
+            Next::None => return scan.finish(db, tx),
+            Next::NotANumber => break,
+            Next::Priority(p) => {
+                scan.read(db, tx, &DUE_AT, Some(p))?;
+                if scan.is_full() {
+                    return scan.finish(db, tx);
+                }
+                below = Some(p);
             }
-            Err(e) => return Err(e),
         }
     }
-    drop(rows);
-    let read = out.len() + damaged.len();
-    for (id, error) in damaged {
-        set_aside(db, tx, job, &id, &error)?;
+    // Many priorities, or one that is not a number: one ordered scan of the rest.
+    let rest = if below.is_some() {
+        &*DUE_BELOW
+    } else {
+        &*DUE_ANY
+    };
+    scan.read(db, tx, rest, below)?;
+    scan.finish(db, tx)
+}
+
+/// What a claim's walk reads next.
+enum Next {
+    /// The highest priority left.
+    Priority(i64),
+    /// A stored priority that is not an integer (a hand edit): the walk scans in order from
+    /// there, which reads that row and sets it aside.
+    NotANumber,
+    /// No claimable task left.
+    None,
+}
+
+fn next_priority(db: &Db, tx: &Transaction<'_>, job: &JobName, below: Option<i64>) -> Result<Next> {
+    let mut stmt = tx
+        .prepare_cached(NEXT_PRIORITY[usize::from(below.is_some())])
+        .map_err(|e| db.err(e))?;
+    let mut rows = match below {
+        Some(p) => stmt.query(params![job.as_str(), p]),
+        None => stmt.query(params![job.as_str()]),
     }
-    Ok((out, read))
+    .map_err(|e| db.err(e))?;
+    let Some(row) = rows.next().map_err(|e| db.err(e))? else {
+        return Ok(Next::None);
+    };
+    Ok(match row.get_ref(0).map_err(|e| db.err(e))? {
+        ValueRef::Integer(p) => Next::Priority(p),
+        _ => Next::NotANumber,
+    })
+}
+
+/// A claim's walk of the index: the tasks found so far, and the damaged rows (raw id, error).
+struct Scan<'a> {
+    job: &'a JobName,
+    stage: Option<&'a str>,
+    now: Timestamp,
+    limit: usize,
+    found: Vec<Task>,
+    damaged: Vec<(Vec<u8>, Error)>,
+}
+
+impl Scan<'_> {
+    /// Sets the damaged rows aside; the tasks found and how many rows were read.
+    fn finish(self, db: &Db, tx: &Transaction<'_>) -> Result<(Vec<Task>, usize)> {
+        let read = self.found.len() + self.damaged.len();
+        for (id, error) in &self.damaged {
+            set_aside(db, tx, self.job, id, error)?;
+        }
+        Ok((self.found, read))
+    }
+
+    fn is_full(&self) -> bool {
+        self.found.len() + self.damaged.len() >= self.limit
+    }
+
+    /// Reads the rows of one of the `DUE_*` statements, up to what the walk still wants.
+    fn read(
+        &mut self,
+        db: &Db,
+        tx: &Transaction<'_>,
+        sql: &[String; 2],
+        priority: Option<i64>,
+    ) -> Result<()> {
+        let want = self.limit - self.found.len() - self.damaged.len();
+        let want = i64::try_from(want).unwrap_or(i64::MAX);
+        let (job, now) = (self.job.as_str(), self.now.as_millis());
+        let mut stmt = tx
+            .prepare_cached(&sql[usize::from(self.stage.is_some())])
+            .map_err(|e| db.err(e))?;
+        let mut rows = match self.stage {
+            Some(s) => stmt.query(params![job, priority, now, want, s]),
+            None => stmt.query(params![job, priority, now, want]),
+        }
+        .map_err(|e| db.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| db.err(e))? {
+            match task_from_row(db, row).and_then(|task| advanceable(db, task)) {
+                Ok(task) => self.found.push(task),
+                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    let id = row.get_ref(1).map_err(|e| db.err(e))?;
+                    let id = id.as_bytes().map_err(|e| db.err(e.into()))?.to_vec();
+                    self.damaged.push((id, e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `task`, unless a claim cannot write it: its token or version at SQLite's largest integer
@@ -362,8 +486,9 @@ fn advanceable(db: &Db, task: Task) -> Result<Task> {
 /// stop the job's claims: only `claimable_at` is cleared, so its status and counts stay and
 /// `get` still reports it as corrupt. Repaired by hand, a write of it through the store
 /// (`tasktrack retry`) sets `claimable_at` again.
-fn set_aside(db: &Db, tx: &Transaction<'_>, job: &JobName, id: &str, error: &Error) -> Result<()> {
-    tracing::warn!(%job, id, "sqlite: claims set aside damaged task {job}/{id}: {error}");
+fn set_aside(db: &Db, tx: &Transaction<'_>, job: &JobName, id: &[u8], error: &Error) -> Result<()> {
+    let shown = String::from_utf8_lossy(id);
+    tracing::warn!(%job, id = %shown, "sqlite: claims set aside damaged task {job}/{shown}: {error}");
     tx.prepare_cached(SET_ASIDE)
         .and_then(|mut stmt| stmt.execute(params![job.as_str(), id]))
         .map_err(|e| db.err(e))?;
@@ -583,4 +708,53 @@ pub(crate) async fn delete_job(db: &Arc<Db>, job: &JobName, now: Timestamp) -> R
     deleted.kept_leased = kept;
     deleted.job_removed = removed;
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests may unwrap
+    use super::*;
+    use crate::url::SqliteUrl;
+    use rusqlite::StatementStatus;
+
+    /// An idle claim (nothing due) over 3,000 tasks waiting at three priorities seeks each
+    /// priority instead of walking the waiting tasks: the virtual machine steps of all its
+    /// statements stay below one per waiting task: 118 steps, against 15,016 for the ordered scan
+    /// it replaced (`PRIORITY_SEEKS = 0`).
+    #[tokio::test]
+    async fn an_idle_claim_does_not_walk_the_waiting_tasks() {
+        let db = Db::open(SqliteUrl::parse("sqlite://:memory:").unwrap()).unwrap();
+        let job = JobName::new("j").unwrap();
+        let now = Timestamp::from_millis(1_800_000_000_000);
+        let later = now.plus(Duration::from_secs(60));
+        let waiting: Vec<NewTask> = (0..3_000)
+            .map(|i| NewTask {
+                not_before: Some(later),
+                ..NewTask::new(TaskId::new(format!("t{i}")).unwrap()).with_priority(i % 3)
+            })
+            .collect();
+        create(&db, &job, &waiting, CreateMode::SkipExisting, now)
+            .await
+            .unwrap();
+        let steps = db
+            .write(move |db, tx| {
+                let (found, read) = candidates(db, tx, &job, None, now, 1)?;
+                assert_eq!((found.len(), read), (0, 0));
+                let walk = [
+                    NEXT_PRIORITY[0],
+                    NEXT_PRIORITY[1],
+                    &DUE_AT[0],
+                    &DUE_BELOW[0],
+                ];
+                let mut steps = 0;
+                for sql in walk.into_iter().chain([DUE_ANY[0].as_str()]) {
+                    let stmt = tx.prepare_cached(sql).map_err(|e| db.err(e))?;
+                    steps += stmt.get_status(StatementStatus::VmStep);
+                }
+                Ok(steps)
+            })
+            .await
+            .unwrap();
+        assert!(steps < 3_000, "{steps} steps for an idle claim");
+    }
 }

@@ -150,6 +150,59 @@ async fn a_row_whose_token_cannot_advance_is_set_aside() {
     assert_eq!(store.get(&a).await.unwrap().status, Status::Pending);
 }
 
+/// A priority edited by hand into text sorts above every number in SQLite. The claim walk,
+/// which seeks priority by priority, meets it first: it scans from there in claim order, sets
+/// the row aside and claims the others.
+#[tokio::test]
+async fn a_row_whose_priority_is_text_is_set_aside() {
+    let (_dir, store, job, conn) = three_tasks().await;
+    conn.execute(
+        "UPDATE tasktrack_task SET priority = 'high' WHERE id = 'b'",
+        [],
+    )
+    .unwrap();
+    let claim = ClaimNext::new("w", Duration::from_secs(30));
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        order.extend(ids(&store.claim_next(&job, &claim, T).await.unwrap()));
+    }
+    assert_eq!(order, ["a", "c"]);
+    let b = TaskKey::new(job.clone(), TaskId::new("b").unwrap());
+    let err = store.get(&b).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("column priority"), "{err}");
+}
+
+/// An id edited by hand into bytes that are not UTF-8 is a damaged row: claims set it aside
+/// (they used to fail with a `Backend` error on every call), and a list fails with `Corrupt`
+/// naming the row and column, since no task id can stand for it.
+#[tokio::test]
+async fn a_row_whose_id_is_not_utf8_is_set_aside() {
+    let (_dir, store, job, conn) = three_tasks().await;
+    conn.execute(
+        "UPDATE tasktrack_task SET id = CAST(X'61FF' AS TEXT) WHERE id = 'a'",
+        [],
+    )
+    .unwrap();
+    let claim = ClaimNext::new("w", Duration::from_secs(30)).with_limit(3);
+    let won = store.claim_next(&job, &claim, T).await.unwrap();
+    assert_eq!(ids(&won), ["b", "c"]);
+    let aside: Option<i64> = conn
+        .query_row(
+            "SELECT claimable_at FROM tasktrack_task WHERE id = CAST(X'61FF' AS TEXT)",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(aside, None, "out of the claim index");
+    let err = store
+        .list(&tasktrack_core::TaskQuery::new(job.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("column id"), "{err}");
+}
+
 /// The same with a version one below the largest integer on a task whose lease expired: the
 /// claim would bump it twice (the dead attempt, then the grant), so the row is set aside too,
 /// instead of every claim of its job failing to write it.

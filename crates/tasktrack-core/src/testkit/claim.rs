@@ -200,6 +200,48 @@ pub async fn claim_next_takes_higher_priority_then_older_first(h: Harness) -> Re
     Ok(())
 }
 
+/// claim_next passes over the tasks not due yet of every priority: twelve priorities (more than
+/// a store may seek one by one before it scans), each with a task scheduled 20 s ahead and most
+/// with a due one, some only waiting. The due ones come in priority order, a batch stops at its
+/// limit, an idle claim finds nothing, and 20 s later (the first claims' leases still live) the
+/// waiting ones come in order.
+pub async fn claim_next_passes_waiting_tasks_of_every_priority(h: Harness) -> Result<()> {
+    let t0 = h.now();
+    let later = t0.plus(Duration::from_secs(20));
+    let priorities: Vec<i32> = (-5..7).rev().collect();
+    let mut tasks = Vec::new();
+    for &p in &priorities {
+        tasks.push(NewTask {
+            not_before: Some(later),
+            ..NewTask::new(tid(&format!("wait{p}"))).with_priority(p)
+        });
+        if p % 3 != 0 {
+            tasks.push(NewTask::new(tid(&format!("due{p}"))).with_priority(p));
+        }
+    }
+    h.store
+        .create(&h.job, &tasks, CreateMode::SkipExisting, t0)
+        .await?;
+    let ids = |claimed: Vec<Claimed>| -> Vec<String> {
+        claimed.iter().map(|c| c.task.id.to_string()).collect()
+    };
+    let due: Vec<String> = priorities
+        .iter()
+        .filter(|&&p| p % 3 != 0)
+        .map(|p| format!("due{p}"))
+        .collect();
+    assert_eq!(ids(h.claim_next("w", 3).await?), due[..3]);
+    assert_eq!(ids(h.claim_next("w", 100).await?), due[3..]);
+    assert!(
+        h.claim_next("w", 100).await?.is_empty(),
+        "nothing due: only waiting tasks and live leases"
+    );
+    h.clock.set(later);
+    let waiting: Vec<String> = priorities.iter().map(|p| format!("wait{p}")).collect();
+    assert_eq!(ids(h.claim_next("w", 100).await?), waiting);
+    Ok(())
+}
+
 /// A batch claim returns distinct tasks, each with its own lease, up to the limit.
 pub async fn claim_next_batch_returns_distinct_tasks(h: Harness) -> Result<()> {
     let ids: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();

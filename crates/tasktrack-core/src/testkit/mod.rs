@@ -297,6 +297,7 @@ macro_rules! conformance_tests {
             claim::claim_with_zero_or_endless_lease_is_rejected,
             claim::force_claim_bumps_the_token_and_fences_the_holder,
             claim::claim_next_takes_higher_priority_then_older_first,
+            claim::claim_next_passes_waiting_tasks_of_every_priority,
             claim::claim_next_batch_returns_distinct_tasks,
             claim::claim_next_skips_backoff_finished_and_live_tasks,
             claim::a_scheduled_task_is_claimable_from_its_not_before,
