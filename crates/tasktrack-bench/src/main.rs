@@ -10,7 +10,8 @@
 //!    time by hand-offs (`succeed_and_claim_next`: the success and the next claim in one call,
 //!    as `Tracker::run_all` and `tasktrack run` do), or with `--two-calls` by `claim_next(1)` then
 //!    `succeed`, or with `--batch B` > 1 by `claim_next(B)` then one `succeed_many` per batch;
-//! 3. times `counts(job)` on the full job;
+//! 3. times `counts(job)` on the full job, and with `--idle-claims` an idle `claim_next` over a
+//!    second job of `--tasks` tasks all scheduled a day ahead (what an idle worker's poll costs);
 //! 4. measures the backend's raw ceiling (see `ceiling/`): the cheapest single-row write loop the
 //!    same server can do with the same number of connections;
 //! 5. prints tasks/s, the ceiling in ops/s, and their ratio (a table, or `--json`).
@@ -56,6 +57,9 @@ struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also time an idle claim: `claim_next` on a second job of `--tasks` tasks, none due.
+    #[arg(long)]
+    idle_claims: bool,
     /// Delete the benchmark job afterwards.
     #[arg(long)]
     cleanup: bool,
@@ -85,6 +89,10 @@ async fn main() -> Result<()> {
     let drain = drain(&store, &job, args.workers, mode).await?;
     let ceiling_after = measure_ceiling(&args, half).await?;
     let counts_ms = time_counts(&store, &job).await?;
+    let idle_claim_ms = match args.idle_claims {
+        true => Some(time_idle_claims(&store, &job, &args).await?),
+        false => None,
+    };
     let ceiling = ceiling_before.into_iter().chain(ceiling_after).collect();
     if args.cleanup {
         store.delete_job(&job, Timestamp::now()).await?;
@@ -97,7 +105,8 @@ async fn main() -> Result<()> {
         drain,
         counts_ms,
         ceiling,
-    );
+    )
+    .with_idle_claim_ms(idle_claim_ms);
     result.print(args.json)
 }
 
@@ -113,10 +122,25 @@ async fn measure_ceiling(args: &Args, ops: usize) -> Result<Option<f64>> {
 
 /// Creates `n` tasks in chunks; returns tasks/s.
 async fn bulk_create(store: &Arc<dyn Store>, job: &JobName, n: usize) -> Result<f64> {
+    bulk_create_at(store, job, n, None).await
+}
+
+/// [`bulk_create`] of tasks not claimable before `not_before`.
+async fn bulk_create_at(
+    store: &Arc<dyn Store>,
+    job: &JobName,
+    n: usize,
+    not_before: Option<Timestamp>,
+) -> Result<f64> {
     let started = Instant::now();
     for chunk_start in (0..n).step_by(5_000) {
         let tasks = (chunk_start..n.min(chunk_start + 5_000))
-            .map(|i| Ok(NewTask::new(TaskId::new(format!("task-{i:08}"))?)))
+            .map(|i| {
+                Ok(NewTask {
+                    not_before,
+                    ..NewTask::new(TaskId::new(format!("task-{i:08}"))?)
+                })
+            })
             .collect::<tasktrack::Result<Vec<_>>>()?;
         store
             .create(job, &tasks, CreateMode::SkipExisting, Timestamp::now())
@@ -262,6 +286,33 @@ async fn worker(
     }
 }
 
+/// Median time of an idle `claim_next(1)` over 21 calls, in milliseconds: on a second job of
+/// `--tasks` tasks all scheduled a day ahead, so every call finds nothing due. The job is
+/// deleted afterwards.
+async fn time_idle_claims(store: &Arc<dyn Store>, job: &JobName, args: &Args) -> Result<f64> {
+    let waiting = JobName::new(format!("{job}-waiting"))?;
+    let tomorrow = Timestamp::now().plus(Duration::from_secs(86_400));
+    bulk_create_at(store, &waiting, args.tasks, Some(tomorrow)).await?;
+    let claim = ClaimNext::new("idle", Duration::from_secs(60));
+    let mut samples = Vec::new();
+    for _ in 0..21 {
+        let t = Instant::now();
+        let claimed = store.claim_next(&waiting, &claim, Timestamp::now()).await?;
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+        if !claimed.is_empty() {
+            bail!("an idle claim on {waiting} claimed {} tasks", claimed.len());
+        }
+    }
+    store.delete_job(&waiting, Timestamp::now()).await?;
+    Ok(median(samples))
+}
+
+/// The median of some samples (the upper one of an even count).
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// Median time of `counts(job)` over 21 calls, in milliseconds.
 async fn time_counts(store: &Arc<dyn Store>, job: &JobName) -> Result<f64> {
     let mut samples = Vec::new();
@@ -270,6 +321,5 @@ async fn time_counts(store: &Arc<dyn Store>, job: &JobName) -> Result<f64> {
         store.counts(job).await?;
         samples.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    samples.sort_by(f64::total_cmp);
-    Ok(samples[samples.len() / 2])
+    Ok(median(samples))
 }

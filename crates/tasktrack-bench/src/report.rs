@@ -28,6 +28,10 @@ pub struct Report {
     pub drain: Drain,
     /// Median counts(job) latency on the full job, ms.
     pub counts_ms: f64,
+    /// Median latency of an idle claim_next over `tasks` tasks none of which is due, ms
+    /// (`--idle-claims`; absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_claim_ms: Option<f64>,
     /// The backend's raw ceiling, ops/s (same workers, same run): the mean of `ceiling_runs`.
     pub ceiling_per_sec: Option<f64>,
     /// The ceiling measured just before and just after the drain, ops/s (empty with
@@ -62,9 +66,18 @@ impl Report {
             tasks_per_sec,
             drain,
             counts_ms,
+            idle_claim_ms: None,
             ceiling_per_sec: ceiling,
             ceiling_runs,
             ratio: ceiling.map(|c| tasks_per_sec / c),
+        }
+    }
+
+    /// Adds the idle-claim latency (`--idle-claims`).
+    pub fn with_idle_claim_ms(self, idle_claim_ms: Option<f64>) -> Self {
+        Report {
+            idle_claim_ms,
+            ..self
         }
     }
 
@@ -85,6 +98,7 @@ impl Report {
             "claim ms",
             "succeed ms",
             "counts ms",
+            "idle claim ms",
             "ceiling ops/s (before / after)",
             "ratio",
         ]);
@@ -105,6 +119,7 @@ impl Report {
             format!("{:.3}", self.drain.claim_ms),
             format!("{:.3}", self.drain.succeed_ms),
             format!("{:.3}", self.counts_ms),
+            opt(self.idle_claim_ms, 3),
             match (self.ceiling_per_sec, self.ceiling_runs.as_slice()) {
                 (Some(mean), [before, after]) => format!("{mean:.0} ({before:.0} / {after:.0})"),
                 (mean, _) => opt(mean, 0),
