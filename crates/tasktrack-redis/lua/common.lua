@@ -43,9 +43,10 @@ local STATUSES = {
   pending = true, in_progress = true, succeeded = true, failed = true, exhausted = true,
   ignored = true,
 }
--- The last instant RFC 3339 can write, 9999-12-31T23:59:59.999Z (Timestamp::MAX): a lease's
--- instants are written into history that way (`iso`).
-local TS_MAX = 253402300799999
+-- The first and last instants RFC 3339 can write, 0000-01-01T00:00:00.000Z and
+-- 9999-12-31T23:59:59.999Z (Timestamp::MAX): a lease's instants are written into history that
+-- way (`iso`). Instants before 1970 are negative milliseconds, as valid as any other.
+local TS_MIN, TS_MAX = -62167219200000, 253402300799999
 
 -- The expiry of a lease of `lease_ms` taken or renewed at `now`: Timestamp::plus, which stops at
 -- TS_MAX (a later one would not pass `check` on the next write).
@@ -60,9 +61,16 @@ end
 local function bad_u(v) return v == nil or #v > 15 or not find(v, '^%+?%d+$') end
 local function bad_s(v) return v == nil or #v > 15 or not find(v, '^[-+]?%d+$') end
 
+-- Whether `v` is not an instant `iso` writes so that it reads back: a signed integer (a `now`
+-- before 1970 is negative) from TS_MIN to TS_MAX.
+local function bad_instant(v)
+  return bad_s(v) or tonum(v) < TS_MIN or tonum(v) > TS_MAX
+end
+
 -- The first field of `f` the scripts cannot use, or nil: a known status; attempts,
 -- max_attempts (u32), priority (i32), token, version (u64), created, updated present and
--- integral; nb, started, finished, ltoken, acq, exp integral when present, and the lease's
+-- integral; nb, started, finished, ltoken, acq, exp integral when present (acq and exp signed,
+-- as a lease taken before 1970 has them, within what RFC 3339 writes), and the lease's
 -- ltoken, acq, exp present with its owner. Lua work on fields already loaded, no Redis command:
 -- about 2 µs per task. (`stages` is checked where it is read, in succeed_lease; the JSON texts
 -- data, output, error and history are passed through unparsed.)
@@ -88,9 +96,9 @@ local function check(f)
   v = f.ltoken
   if (lease or v ~= nil) and bad_u(v) then return 'ltoken' end
   v = f.acq
-  if (lease or v ~= nil) and (bad_u(v) or tonum(v) > TS_MAX) then return 'acq' end
+  if (lease or v ~= nil) and bad_instant(v) then return 'acq' end
   v = f.exp
-  if (lease or v ~= nil) and (bad_u(v) or tonum(v) > TS_MAX) then return 'exp' end
+  if (lease or v ~= nil) and bad_instant(v) then return 'exp' end
   return nil
 end
 

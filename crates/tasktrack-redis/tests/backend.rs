@@ -308,3 +308,49 @@ async fn a_lease_near_the_end_of_time_stops_at_the_last_instant() {
         .unwrap();
     assert_eq!(done.status, Status::Succeeded);
 }
+
+/// A `now` before 1970 is a negative number of milliseconds, which the other stores take like
+/// any instant: a lease taken then (by `claim_next`'s script or by a claim of one id, written
+/// from Rust) is renewed, failed, expired and completed, not refused as corrupt by the next
+/// script that reads its acquisition instant.
+#[tokio::test]
+async fn a_lease_taken_before_1970_is_renewed_expired_and_completed() {
+    let Some((_scratch, store)) = scratch_store().await else {
+        return;
+    };
+    let job = JobName::new("early").unwrap();
+    let now = Timestamp::from_millis(-86_400_000); // 1969-12-31
+    let minute = std::time::Duration::from_secs(60);
+    create(&*store, &job, &new_tasks(&["a", "b"]), now).await;
+    let req = ClaimNext::new("w", minute).with_limit(2);
+    let won = store.claim_next(&job, &req, now).await.unwrap();
+    assert_eq!(won.len(), 2);
+    let renewed = store.heartbeat(&won[0].lease, minute, now).await.unwrap();
+    let done = store.succeed(&renewed, serde_json::json!("ok"), now).await;
+    let done = done.unwrap();
+    assert_eq!(done.status, Status::Succeeded);
+    assert_eq!(done.history[0].started, now);
+    // The other lease lapses, still before 1970: the next claim expires it and grants it again.
+    let later = now.plus(minute * 2);
+    let again = store.claim_next(&job, &req, later).await.unwrap();
+    assert_eq!(again.len(), 1);
+    let regrant = &again[0];
+    assert_eq!(regrant.task.id, won[1].task.id);
+    assert_eq!(regrant.task.attempts, 2);
+    let failed = store
+        .fail(&regrant.lease, &Fail::new(Failure::new("k", "m")), later)
+        .await
+        .unwrap();
+    assert_eq!(failed.status, Status::Failed);
+    // A lease written from Rust (the compare-and-set path) reads back in the scripts too.
+    create(&*store, &job, &new_tasks(&["c"]), later).await;
+    let key = TaskKey::parse("early", "c").unwrap();
+    let mut held = store
+        .claim(&key, &Claim::new("w", minute), later)
+        .await
+        .unwrap()
+        .lease;
+    held = store.heartbeat(&held, minute, later).await.unwrap();
+    let done = store.succeed(&held, serde_json::json!(1), later).await;
+    assert_eq!(done.unwrap().status, Status::Succeeded);
+}
