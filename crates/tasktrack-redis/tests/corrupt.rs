@@ -410,6 +410,85 @@ async fn a_task_damaged_in_its_status_is_deleted_with_its_listing_entry() {
     assert_eq!(testkit::ids(&page), ["tx"]);
 }
 
+/// A task whose `status` was edited (into one nobody knows, or into another whose set does not
+/// hold it) but whose `updated` still reads: `delete` names its listing entry from `updated`
+/// in each listing set in turn, scanning none (a scan reads every entry of the job), and moves
+/// the counter of the status it was listed under.
+#[tokio::test]
+async fn a_task_damaged_in_its_status_alone_is_deleted_without_a_scan() {
+    let Some((scratch, store)) = scratch_store().await else {
+        return;
+    };
+    let job = JobName::new("named").unwrap();
+    let now = Timestamp::from_millis(10_000);
+    create(&*store, &job, &new_tasks(&["lost", "moved", "kept"]), now).await;
+    let mut raw = Raw::new(scratch.0.prefix(), "named").await;
+    raw.hset("lost", "status", "bogus").await;
+    raw.hset("moved", "status", "succeeded").await;
+    raw.hset("moved", "data", "{not json").await;
+    let commands = commands_during(scratch.0.prefix(), async {
+        for id in ["lost", "moved"] {
+            let key = TaskKey::parse("named", id).unwrap();
+            store.delete(&key, now).await.unwrap();
+        }
+    })
+    .await;
+    let named = |name: &str| {
+        let quoted = format!("\"{name}\"");
+        commands
+            .iter()
+            .filter(|c| c.to_ascii_lowercase().contains(&quoted))
+            .count()
+    };
+    // MONITOR shows the scripts' commands: both hashes were deleted by one.
+    assert_eq!(named("del"), 2, "{commands:#?}");
+    assert_eq!(named("zscan"), 0, "{commands:#?}");
+    assert_eq!(raw.counters().await, raw.recount().await);
+    let listed = raw.members("s:pending").await;
+    assert!(
+        listed.len() == 1 && listed[0].ends_with("kept"),
+        "{listed:?}"
+    );
+    let page = store.list(&TaskQuery::new(job)).await.unwrap();
+    assert_eq!(testkit::ids(&page), ["kept"]);
+}
+
+/// The commands the server ran on keys under `prefix` while `act` ran, as MONITOR prints them
+/// (commands run by scripts included).
+async fn commands_during(prefix: &str, act: impl Future<Output = ()>) -> Vec<String> {
+    use futures::StreamExt;
+    let client = redis::Client::open(common::url()).unwrap();
+    let mut lines = client
+        .get_async_monitor()
+        .await
+        .unwrap()
+        .into_on_message::<String>();
+    act.await;
+    // A command of our own marks the end: MONITOR prints commands in the order they ran.
+    let end = format!("{prefix}:end-of-commands");
+    let mut conn = connection().await;
+    let _: String = redis::cmd("ECHO")
+        .arg(&end)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next().await {
+            if line.contains(&end) {
+                break;
+            }
+            if line.contains(prefix) {
+                seen.push(line);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("MONITOR never showed the end marker");
+    seen
+}
+
 /// A task whose `status` field is edited by hand into one nobody knows (the shared case): the
 /// counters still count it under the status a script last wrote, lists name it, and `delete`
 /// moves that counter (found through its listing entry), leaving counters equal to a recount.
