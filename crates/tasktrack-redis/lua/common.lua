@@ -132,25 +132,42 @@ local function claimable_at(f)
   return nil
 end
 
+-- An instant as the 12 characters that place it in a member, in the same byte order as time
+-- (src/list.rs: `time12`, which reads them back): from 1970 on, 12 hex digits (up to
+-- 0xffffffffffff, past Timestamp::MAX); before 1970 (negative milliseconds), '-', which sorts
+-- before every digit, then 11 base-32 digits (0-9, a-v, in byte order) of ms + 2^46, so that
+-- earlier sorts first. Clamping every instant before 1970 to zero gave them one place, ordered
+-- by id: a listing's cursor then skipped tasks, and claims ignored their time. 2^46 ms before
+-- 1970 is before TS_MIN, the earliest instant a lease writes; earlier ones share its place.
 -- Memoized: the members one call writes mostly carry the same instant (its `now`).
-local hex12_ms, hex12_text
-local function hex12(ms)
-  if ms == hex12_ms then return hex12_text end
-  local clamped = ms
-  if clamped < 0 then clamped = 0 end
-  if clamped > 281474976710655 then clamped = 281474976710655 end
-  hex12_ms, hex12_text = ms, string.format('%012x', clamped)
-  return hex12_text
+local B32, BEFORE_1970 = '0123456789abcdefghijklmnopqrstuv', 70368744177664
+local time12_ms, time12_text
+local function time12(ms)
+  if ms == time12_ms then return time12_text end
+  local text
+  if ms >= 0 then
+    text = string.format('%012x', math.min(ms, 281474976710655))
+  else
+    local v, digits = math.max(ms + BEFORE_1970, 0), {}
+    for i = 11, 1, -1 do
+      local d = v % 32
+      digits[i] = string.sub(B32, d + 1, d + 1)
+      v = (v - d) / 32
+    end
+    text = '-' .. table.concat(digits)
+  end
+  time12_ms, time12_text = ms, text
+  return text
 end
 
 -- Claim-queue member: priority descending, then claimable_at, then id. All members of the ready
 -- set share score 0, so Redis orders them by these bytes (that is the claim order).
 local function qmember(f, id, at)
-  return string.format('%08x', 2147483647 - tonumber(f.priority)) .. hex12(at) .. id
+  return string.format('%08x', 2147483647 - tonumber(f.priority)) .. time12(at) .. id
 end
 
 -- Listing member: updated_at then id (TaskQuery order), in a lex-ordered set per status.
-local function lmember(f, id) return hex12(tonumber(f.updated)) .. id end
+local function lmember(f, id) return time12(tonumber(f.updated)) .. id end
 
 local function ctr(f)
   if f.stage then return f.status .. ':' .. f.stage end

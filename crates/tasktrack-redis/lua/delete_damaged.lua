@@ -8,8 +8,9 @@
 -- it, so the script cannot fail halfway (Redis would keep the writes made before the failure).
 local id = ARGV[1]
 
--- The glob pattern (ZSCAN MATCH) of a listing member of `id`: 12 hex digits, then the id with
--- the glob's special characters escaped, as a task id may hold any of them.
+-- The glob pattern (ZSCAN MATCH) of a listing member of `id`: the 12 characters of its time
+-- (`time12`), then the id with the glob's special characters escaped, as a task id may hold any
+-- of them.
 local listing_pattern = '????????????' .. string.gsub(id, '[%*%?%[%]\\]', '\\%0')
 
 -- Removes every member of the listing set of `status` that is an entry of `id`; whether there

@@ -1,6 +1,7 @@
 //! `list`: keyset pagination over per-status indexes.
 //!
-//! Each status of a job has a sorted set whose members are `<updated_at as 12 hex digits><id>`,
+//! Each status of a job has a sorted set whose members are `<updated_at as 12 characters><id>`
+//! ([`time12`]),
 //! all at score 0, so Redis keeps them in exactly the order [`TaskQuery`] pages in
 //! (`updated_at`, then `id`) and `ZRANGEBYLEX` starts right after a cursor, inside a time range,
 //! without an offset. A query over several statuses merges their sets; the stage and id-prefix
@@ -10,7 +11,7 @@
 //! [`TaskPage::unreadable`] at the place its listing member gives (`updated_at` and id, which
 //! the member holds apart from the hash), so it pages like any task. Its member already passed
 //! the status, time, id-prefix and cursor filters; the stage filter is matched against the
-//! hash's `stage` field as it reads. A member whose own place does not read (not 12 hex digits
+//! hash's `stage` field as it reads. A member whose own place does not read (not 12 characters
 //! as the scripts write them and a valid id, which only an edit of the listing set itself
 //! gives) fails the page as `Corrupt`.
 
@@ -20,9 +21,41 @@ use tasktrack_core::{
     Cursor, Error, Listed, Result, Status, TaskId, TaskPage, TaskQuery, Timestamp, UnreadableTask,
 };
 
-/// The listing member's time part (same encoding as `hex12` in `lua/common.lua`).
-fn hex12(t: Timestamp) -> String {
-    format!("{:012x}", t.as_millis().clamp(0, 0xffff_ffff_ffff))
+/// The digits of [`time12`] before 1970, in byte order.
+const BASE32: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+
+/// How far before 1970 [`time12`] places instants apart (2^46 ms, about 2230 years).
+const BEFORE_1970: i64 = 1 << 46;
+
+/// A member's time part, in the byte order of time (`time12` in `lua/common.lua`, which writes
+/// the members): from 1970 on, 12 hex digits; before, `-` (which sorts before every digit) and
+/// 11 base-32 digits of the milliseconds plus [`BEFORE_1970`].
+fn time12(t: Timestamp) -> String {
+    let ms = t.as_millis();
+    if ms >= 0 {
+        return format!("{:012x}", ms.min(0xffff_ffff_ffff));
+    }
+    let mut v = u64::try_from(ms.saturating_add(BEFORE_1970)).unwrap_or(0);
+    let mut digits = [b'0'; 11];
+    for d in digits.iter_mut().rev() {
+        *d = BASE32[usize::try_from(v % 32).unwrap_or(0)];
+        v /= 32;
+    }
+    let mut out = String::with_capacity(12);
+    out.push('-');
+    out.extend(digits.iter().map(|&d| char::from(d)));
+    out
+}
+
+/// The instant a member's 12 characters of time name, if they are exactly what [`time12`]
+/// writes for it (so that a cursor there is this very member again).
+fn parse_time12(digits: &str) -> Option<Timestamp> {
+    let ms = match digits.strip_prefix('-') {
+        Some(b32) => i64::from_str_radix(b32, 32).ok()? - BEFORE_1970,
+        None => i64::from_str_radix(digits, 16).ok()?,
+    };
+    let t = Timestamp::from_millis(ms);
+    (time12(t) == digits).then_some(t)
 }
 
 /// A lex bound: (payload, inclusive). `None` is the open end.
@@ -54,10 +87,10 @@ pub(crate) async fn list(docs: &RedisDocs, query: &TaskQuery) -> Result<TaskPage
     } else {
         query.statuses.clone()
     };
-    let mut lower: Bound = query.updated_after.map(|t| (hex12(t), true));
-    let mut upper: Bound = query.updated_before.map(|t| (hex12(t), false));
+    let mut lower: Bound = query.updated_after.map(|t| (time12(t), true));
+    let mut upper: Bound = query.updated_before.map(|t| (time12(t), false));
     if let Some(c) = &query.after {
-        let at = Some((format!("{}{}", hex12(c.updated_at), c.id), false));
+        let at = Some((format!("{}{}", time12(c.updated_at), c.id), false));
         if query.newest_first {
             upper = tighter(upper, at, false);
         } else {
@@ -179,18 +212,54 @@ fn listed(
     Ok(Some(Listed::Unreadable(at, unreadable)))
 }
 
-/// The place in the listing order a member names: its 12 hex digits of `updated_at` and its
-/// id; `None` when either does not read. The digits must be exactly what [`hex12`] writes (no
-/// sign, lower case), so that a cursor at this place is this very member again and the next
-/// page starts right after it.
+/// The place in the listing order a member names: its 12 characters of `updated_at` and its
+/// id; `None` when either does not read. The characters must be exactly what [`time12`] writes
+/// (lower case, no sign but its own), so that a cursor at this place is this very member again
+/// and the next page starts right after it.
 fn member_place(member: &str, id: &str) -> Option<Cursor> {
-    let digits = member.get(..12)?;
-    let updated_at = Timestamp::from_millis(i64::from_str_radix(digits, 16).ok()?);
-    if hex12(updated_at) != digits {
-        return None;
-    }
+    let updated_at = parse_time12(member.get(..12)?)?;
     Some(Cursor {
         updated_at,
         id: TaskId::new(id).ok()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time12_sorts_like_time_and_reads_back() {
+        let instants = [
+            -BEFORE_1970,
+            -62_167_219_200_000, // 0000-01-01, the earliest instant a lease writes
+            -86_400_000,
+            -20,
+            -1,
+            0,
+            1,
+            Timestamp::MAX.as_millis(),
+        ];
+        let texts: Vec<String> = instants
+            .iter()
+            .map(|&ms| time12(Timestamp::from_millis(ms)))
+            .collect();
+        for (ms, text) in instants.iter().zip(&texts) {
+            assert_eq!(text.len(), 12, "{text}");
+            assert_eq!(parse_time12(text), Some(Timestamp::from_millis(*ms)));
+        }
+        assert!(texts.windows(2).all(|w| w[0] < w[1]), "{texts:?}");
+        assert_eq!(time12(Timestamp::from_millis(-1)), "-01vvvvvvvvv");
+        assert_eq!(time12(Timestamp::from_millis(10_000)), "000000002710");
+        // Only what time12 writes reads: not a sign, upper case, a digit past base 32, nor
+        // base-32 digits that name an instant after 1970.
+        for other in [
+            "+00000002710",
+            "-01VVVVVVVVV",
+            "-0000000000w",
+            "-20000000000",
+        ] {
+            assert_eq!(parse_time12(other), None, "{other}");
+        }
+    }
 }

@@ -354,3 +354,45 @@ async fn a_lease_taken_before_1970_is_renewed_expired_and_completed() {
     let done = store.succeed(&held, serde_json::json!(1), later).await;
     assert_eq!(done.unwrap().status, Status::Succeeded);
 }
+
+/// Tasks last written before 1970 page in `(updated_at, id)` order like any others, in both
+/// orders: a walk one task per page meets each once (their listing entries used to share the
+/// time part of 1970, so a page's cursor skipped the tasks of a later negative time but a
+/// smaller id), and a time range before 1970 holds exactly its tasks. Claims take them oldest
+/// first.
+#[tokio::test]
+async fn tasks_written_before_1970_page_and_claim_in_time_order() {
+    let Some((_scratch, store)) = scratch_store().await else {
+        return;
+    };
+    let job = JobName::new("old").unwrap();
+    for (id, ms) in [("a", -10), ("b", -20), ("c", 5), ("d", -3_000_000_000_000)] {
+        create(&*store, &job, &new_tasks(&[id]), Timestamp::from_millis(ms)).await;
+    }
+    for (newest_first, expected) in [(false, ["d", "b", "a", "c"]), (true, ["c", "a", "b", "d"])] {
+        let mut query = TaskQuery::new(job.clone()).with_limit(1);
+        query.newest_first = newest_first;
+        let mut walked = Vec::new();
+        loop {
+            let page = store.list(&query).await.unwrap();
+            walked.extend(testkit::ids(&page).into_iter().map(str::to_string));
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(walked, expected, "newest_first: {newest_first}");
+    }
+    let mut range = TaskQuery::new(job.clone());
+    range.updated_after = Some(Timestamp::from_millis(-20));
+    range.updated_before = Some(Timestamp::from_millis(0));
+    let page = store.list(&range).await.unwrap();
+    assert_eq!(testkit::ids(&page), ["b", "a"]);
+    // Claims take them by their time too (their queue entries used to be ordered by id).
+    let req = ClaimNext::new("w", std::time::Duration::from_secs(60)).with_limit(4);
+    let won = store
+        .claim_next(&job, &req, Timestamp::from_millis(5))
+        .await;
+    let ids: Vec<String> = won.unwrap().iter().map(|c| c.task.id.to_string()).collect();
+    assert_eq!(ids, ["d", "b", "a", "c"]);
+}
