@@ -136,6 +136,8 @@ impl RedisDocs {
     }
 
     async fn write_job(&self, expected: &str, job: &Job) -> Result<bool> {
+        // Every job write stamps updated_at with its `now`, which the JSON holds as RFC 3339.
+        codec::check_now(job.updated_at)?;
         let json = serde_json::to_string(job)
             .map_err(|e| Error::backend(format!("cannot encode job: {e}")))?;
         let mut inv = self.scripts.job_write.prepare_invoke();

@@ -74,7 +74,8 @@
 //!   the PEM file named by `ca_file=` (a private CA); `client_cert_file=` and `client_key_file=`
 //!   present a client certificate to a server that requires one (mutual TLS).
 //! - Times are millisecond integers from the caller's clock; leases must be much longer than the
-//!   clock skew between workers. The server's clock (`TIME`) is never read.
+//!   clock skew between workers. The server's clock (`TIME`) is never read. A `now` outside
+//!   0000-01-01 to 9999-12-31 (what RFC 3339 writes) is refused as invalid input.
 //!
 //! # Testing
 //! `bash scripts/test -p tasktrack-redis` starts Redis on 127.0.0.1:6379 if it is down, then

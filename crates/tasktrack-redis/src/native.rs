@@ -97,6 +97,7 @@ impl RedisDocs {
         now: Timestamp,
     ) -> Result<Vec<Claimed>> {
         cas::check_claim_next(req)?;
+        codec::check_now(now)?;
         let mut inv = self.scripts.claim_next.prepare_invoke();
         inv.key(self.keys.job_base(job))
             .arg(&req.owner)
@@ -140,6 +141,7 @@ impl RedisDocs {
         now: Timestamp,
     ) -> Result<Handoff> {
         cas::check_claim_next(req)?;
+        codec::check_now(now)?;
         let output = encode_output(lease, &output)?;
         let job = &lease.key.job;
         let mut inv = self.scripts.succeed_claim_next.prepare_invoke();
@@ -202,6 +204,7 @@ impl RedisDocs {
         now: Timestamp,
     ) -> Result<Lease> {
         lifecycle::check_lease_length(lease_for)?;
+        codec::check_now(now)?;
         let mut inv = self.scripts.heartbeat.prepare_invoke();
         inv.key(self.keys.job_base(&lease.key.job))
             .arg(lease.key.id.as_str())
@@ -216,6 +219,7 @@ impl RedisDocs {
 
     /// `succeed.lua` for one lease.
     pub async fn succeed(&self, lease: &Lease, output: Json, now: Timestamp) -> Result<Task> {
+        codec::check_now(now)?;
         let entry = Completion {
             slot: 0,
             lease,
@@ -238,6 +242,8 @@ impl RedisDocs {
         done: &[(Lease, Json)],
         now: Timestamp,
     ) -> Result<Vec<Result<Task>>> {
+        // Every lease of the batch is completed at the same `now`: refused, it refuses them all.
+        codec::check_now(now)?;
         let mut answers: Vec<Option<Result<Task>>> = done.iter().map(|_| None).collect();
         let mut entries = Vec::with_capacity(done.len());
         for (slot, (lease, output)) in done.iter().enumerate() {
@@ -318,6 +324,7 @@ impl RedisDocs {
     /// `fail.lua`, with the retry instant computed here by [`tasktrack_core::Backoff::delay`];
     /// falls back to the compare-and-set path if the lease's attempt number is not the task's.
     pub async fn fail(&self, lease: &Lease, req: &Fail, now: Timestamp) -> Result<Task> {
+        codec::check_now(now)?;
         let error = serde_json::to_string(&req.error)
             .map_err(|e| Error::invalid(format!("bad error: {e}")))?;
         let retry_at = now.plus(req.backoff.delay(&lease.key, lease.attempt));
@@ -348,6 +355,7 @@ impl RedisDocs {
         now: Timestamp,
     ) -> Result<Created> {
         // Every task's input first: a refused create writes nothing, not even its job record.
+        codec::check_now(now)?;
         for new in tasks {
             lifecycle::check_new_task(job, new)?;
         }

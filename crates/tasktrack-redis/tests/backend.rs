@@ -396,3 +396,58 @@ async fn tasks_written_before_1970_page_and_claim_in_time_order() {
     let ids: Vec<String> = won.unwrap().iter().map(|c| c.task.id.to_string()).collect();
     assert_eq!(ids, ["d", "b", "a", "c"]);
 }
+
+/// A `now` outside what RFC 3339 writes (before 0000-01-01 or after 9999-12-31, the range the
+/// core allows a `not_before`) is refused as invalid input, writing nothing, by the scripted
+/// operations and by those written from Rust alike. It used to be written: the job record,
+/// whose JSON holds it as RFC 3339, no longer decoded (every command of the job failed
+/// `Corrupt`), and a lease taken then was refused as corrupt by the next script.
+#[tokio::test]
+async fn a_now_outside_what_rfc_3339_writes_is_refused_and_writes_nothing() {
+    let Some((_scratch, store)) = scratch_store().await else {
+        return;
+    };
+    let minute = std::time::Duration::from_secs(60);
+    let earliest = Timestamp::parse("0000-01-01T00:00:00.000Z").unwrap();
+    let bad = [
+        Timestamp::from_millis(Timestamp::MAX.as_millis() + 1),
+        Timestamp::from_millis(earliest.as_millis() - 1),
+        Timestamp::from_millis(i64::MIN),
+    ];
+    let job = JobName::new("ranged").unwrap();
+    let tasks = new_tasks(&["a", "b"]);
+    for now in bad {
+        let created = store.create(&job, &tasks, CreateMode::SkipExisting, now);
+        testkit::assert_invalid(created.await);
+        testkit::assert_invalid(store.put_job(&job, &JobSpec::default(), now).await);
+    }
+    assert!(!store.counts(&job).await.unwrap().exists);
+    let ok = Timestamp::from_millis(1_000);
+    create(&*store, &job, &tasks, ok).await;
+    let key = TaskKey::parse("ranged", "a").unwrap();
+    let other = TaskKey::parse("ranged", "b").unwrap();
+    let claim = Claim::new("w", minute);
+    let held = store.claim(&key, &claim, ok).await.unwrap();
+    let lease = &held.lease;
+    let req = ClaimNext::new("w", minute);
+    for now in bad {
+        testkit::assert_invalid(store.claim_next(&job, &req, now).await);
+        testkit::assert_invalid(store.claim(&other, &claim, now).await);
+        testkit::assert_invalid(store.heartbeat(lease, minute, now).await);
+        testkit::assert_invalid(store.succeed(lease, serde_json::json!(1), now).await);
+        let many = store
+            .succeed_many(&[(lease.clone(), serde_json::json!(1))], now)
+            .await;
+        testkit::assert_invalid(many);
+        let handoff = store.succeed_and_claim_next(lease, serde_json::json!(1), &req, now);
+        testkit::assert_invalid(handoff.await);
+        let failure = Fail::new(Failure::new("k", "m"));
+        testkit::assert_invalid(store.fail(lease, &failure, now).await);
+        testkit::assert_invalid(store.release(lease, now).await);
+        testkit::assert_invalid(store.put_job(&job, &JobSpec::default(), now).await);
+    }
+    assert_eq!(store.get(&key).await.unwrap(), held.task);
+    assert_eq!(store.get_job(&job).await.unwrap().version, 1);
+    let done = store.succeed(lease, serde_json::json!(1), ok).await;
+    assert_eq!(done.unwrap().status, Status::Succeeded);
+}
