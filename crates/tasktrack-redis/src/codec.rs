@@ -96,14 +96,58 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::backend(format!("cannot encode a task field: {e}")))
 }
 
+/// A task hash's fields as read, before they are decoded. Redis keeps any bytes, so a value
+/// written by another tool may not be UTF-8: it is kept (lossily) and named, so that decoding
+/// the task is `Corrupt` naming that field, as for any field that does not decode, while a
+/// listing still reads the others (its stage). Read as text in the reply itself, such a value
+/// failed the whole reply: every page of the job's listing, `get` and `delete` of the task as a
+/// backend error, and every claim that granted it, with the leases it granted to others.
+#[derive(Debug, Default)]
+pub(crate) struct Fields {
+    text: HashMap<String, String>,
+    /// The first field whose value is not UTF-8.
+    not_utf8: Option<String>,
+}
+
+impl Fields {
+    /// From `(field, value)` pairs as Redis gives them.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Self {
+        let mut fields = Fields::default();
+        for (name, value) in pairs {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            let value = String::from_utf8(value).unwrap_or_else(|e| {
+                fields.not_utf8.get_or_insert_with(|| name.clone());
+                String::from_utf8_lossy(e.as_bytes()).into_owned()
+            });
+            fields.text.insert(name, value);
+        }
+        fields
+    }
+
+    /// From a flat `[field, value, ...]` reply (what the scripts return).
+    pub fn from_flat(flat: Vec<Vec<u8>>) -> Self {
+        let mut it = flat.into_iter();
+        Self::from_pairs(std::iter::from_fn(|| Some((it.next()?, it.next()?))))
+    }
+
+    /// No field at all: the task does not exist.
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// A field's value (lossy if it is not UTF-8).
+    pub fn get(&self, name: &str) -> Option<&String> {
+        self.text.get(name)
+    }
+}
+
 /// A task from its hash fields; `location` (the key) names it in a [`Error::Corrupt`].
-pub(crate) fn decode(
-    job: &JobName,
-    id: &str,
-    fields: &HashMap<String, String>,
-    location: &str,
-) -> Result<Task> {
+pub(crate) fn decode(job: &JobName, id: &str, fields: &Fields, location: &str) -> Result<Task> {
     let bad = |what: &str| Error::corrupt(location, what);
+    if let Some(name) = &fields.not_utf8 {
+        return Err(bad(&format!("field {name} is not UTF-8 text")));
+    }
+    let fields = &fields.text;
     let text = |name: &str| {
         fields
             .get(name)
@@ -191,13 +235,13 @@ pub(crate) fn decode(
 }
 
 /// A task from a flat `[field, value, ...]` reply (what the scripts return).
-pub(crate) fn decode_flat(key: &TaskKey, flat: Vec<String>, location: &str) -> Result<Task> {
-    let mut fields = HashMap::with_capacity(flat.len() / 2);
-    let mut it = flat.into_iter();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        fields.insert(k, v);
-    }
-    decode(&key.job, key.id.as_str(), &fields, location)
+pub(crate) fn decode_flat(key: &TaskKey, flat: Vec<Vec<u8>>, location: &str) -> Result<Task> {
+    decode(
+        &key.job,
+        key.id.as_str(),
+        &Fields::from_flat(flat),
+        location,
+    )
 }
 
 #[cfg(test)]
@@ -265,11 +309,18 @@ mod tests {
                 error: None,
             });
         }
-        let fields: HashMap<String, String> = encode(&t)
+        let flat: Vec<Vec<u8>> = encode_args(&t)
             .unwrap()
             .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+            .map(String::into_bytes)
             .collect();
-        assert_eq!(decode(&t.job, t.id.as_str(), &fields, "k").unwrap(), t);
+        let key = t.key();
+        assert_eq!(decode_flat(&key, flat.clone(), "k").unwrap(), t);
+        // One value that is not UTF-8 makes the task corrupt, naming its field.
+        let mut bad = flat;
+        let at = bad.iter().position(|f| f == b"data").unwrap() + 1;
+        bad[at] = b"\"\xff\"".to_vec();
+        let err = decode_flat(&key, bad, "k").unwrap_err().to_string();
+        assert!(err.contains("field data is not UTF-8"), "{err}");
     }
 }

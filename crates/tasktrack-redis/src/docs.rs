@@ -2,7 +2,7 @@
 //! ([`tasktrack_core::cas`]) needs. Every write is one Lua script that checks the version and
 //! moves the task's indexes and counters in the same atomic step.
 
-use crate::codec;
+use crate::codec::{self, Fields};
 use crate::error;
 use crate::keys::Keys;
 use crate::scripts::Scripts;
@@ -60,7 +60,8 @@ impl RedisDocs {
     /// Reads one task hash.
     pub async fn load(&self, key: &TaskKey) -> Result<Option<Task>> {
         let hkey = self.keys.task(key);
-        let fields: HashMap<String, String> = self.query(redis::cmd("HGETALL").arg(&hkey)).await?;
+        let pairs: HashMap<Vec<u8>, Vec<u8>> = self.query(redis::cmd("HGETALL").arg(&hkey)).await?;
+        let fields = Fields::from_pairs(pairs);
         if fields.is_empty() {
             return Ok(None);
         }
@@ -81,11 +82,7 @@ impl RedisDocs {
     /// The fields of many task hashes of one job, in one round trip, one map per id in the
     /// same order (empty for a task that does not exist), undecoded: a listing decodes each on
     /// its own, so that one that does not decode is named rather than failing the others.
-    pub async fn read_hashes(
-        &self,
-        job: &JobName,
-        ids: &[impl AsRef<str>],
-    ) -> Result<Vec<HashMap<String, String>>> {
+    pub async fn read_hashes(&self, job: &JobName, ids: &[impl AsRef<str>]) -> Result<Vec<Fields>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -93,19 +90,16 @@ impl RedisDocs {
         for id in ids {
             pipe.cmd("HGETALL").arg(self.task_hash(job, id.as_ref()));
         }
-        pipe.query_async(&mut self.conn.clone())
+        let hashes: Vec<HashMap<Vec<u8>, Vec<u8>>> = pipe
+            .query_async(&mut self.conn.clone())
             .await
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        Ok(hashes.into_iter().map(Fields::from_pairs).collect())
     }
 
     /// Decodes the hash of task `id` of `job`; a hash that does not decode is `Corrupt` naming
     /// its key.
-    pub fn decode(
-        &self,
-        job: &JobName,
-        id: &str,
-        fields: &HashMap<String, String>,
-    ) -> Result<Task> {
+    pub fn decode(&self, job: &JobName, id: &str, fields: &Fields) -> Result<Task> {
         codec::decode(job, id, fields, &self.task_hash(job, id))
     }
 

@@ -15,8 +15,8 @@
 //! as the scripts write them and a valid id, which only an edit of the listing set itself
 //! gives) fails the page as `Corrupt`.
 
+use crate::codec::Fields;
 use crate::docs::RedisDocs;
-use std::collections::HashMap;
 use tasktrack_core::{
     Cursor, Error, Listed, Result, Status, TaskId, TaskPage, TaskQuery, Timestamp, UnreadableTask,
 };
@@ -185,7 +185,7 @@ fn listed(
     query: &TaskQuery,
     member: &str,
     id: &str,
-    fields: &HashMap<String, String>,
+    fields: &Fields,
 ) -> Result<Option<Listed>> {
     if fields.is_empty() {
         return Ok(None);

@@ -23,6 +23,10 @@ const CREATE_IN_FLIGHT: usize = 8;
 /// long (Redis runs nothing else meanwhile); bigger batches become several calls in flight.
 const SUCCEED_CHUNK: usize = 256;
 
+/// One task a claim script granted: its id and its fields, `[field, value, ...]`, as bytes (a
+/// value need not be UTF-8: see [`codec::Fields`]).
+type Granted = (Vec<u8>, Vec<Vec<u8>>);
+
 /// One lease of a `succeed_many` batch: its position in the batch and its output as JSON text.
 struct Completion<'a> {
     slot: usize,
@@ -77,7 +81,7 @@ impl RedisDocs {
                 }))
             }
             other => {
-                let flat: Vec<String> = redis::from_redis_value(other).map_err(|e| {
+                let flat: Vec<Vec<u8>> = redis::from_redis_value(other).map_err(|e| {
                     Error::backend(format!("unexpected script reply for {key}: {e}"))
                 })?;
                 Ok(Fenced::Written(Box::new(codec::decode_flat(
@@ -105,29 +109,46 @@ impl RedisDocs {
             .arg(req.limit)
             .arg(now.as_millis())
             .arg(req.stage.as_deref().unwrap_or(""));
-        let rows: Vec<(String, Vec<String>)> = self.eval(&inv).await?;
-        self.claimed(job, rows)
+        let rows: Vec<Granted> = self.eval(&inv).await?;
+        Ok(self.claimed(job, rows))
     }
 
     /// The tasks a claim script granted: `{id, fields...}` per task. A granted task that does
-    /// not decode (its JSON edited by hand: the scripts pass JSON through unparsed) is logged
-    /// and left out rather than failing the call, which would lose the other grants: its lease
-    /// runs out, each later grant of it counts an attempt, and at its last one the claim script
-    /// exhausts it, so it never blocks the job.
-    fn claimed(&self, job: &JobName, rows: Vec<(String, Vec<String>)>) -> Result<Vec<Claimed>> {
+    /// not decode (its JSON edited by hand: the scripts pass JSON through unparsed; a value or
+    /// its id not UTF-8, written by another tool) is logged and left out rather than failing
+    /// the call, which would lose the other grants: its lease runs out, each later grant of it
+    /// counts an attempt, and at its last one the claim script exhausts it, so it never blocks
+    /// the job.
+    fn claimed(&self, job: &JobName, rows: Vec<Granted>) -> Vec<Claimed> {
         let mut claimed = Vec::with_capacity(rows.len());
         for (id, flat) in rows {
-            let key = TaskKey::parse(job.as_str(), &id)?;
-            let decoded = codec::decode_flat(&key, flat, &self.keys.task(&key))
-                .and_then(|task| Ok((lease_of(&task)?, task)));
-            match decoded {
-                Ok((lease, task)) => claimed.push(Claimed { task, lease }),
+            match self.granted(job, &id, flat) {
+                Ok(c) => claimed.push(c),
                 Err(e) => {
-                    tracing::warn!(%key, error = %e, "granted task left out: it does not decode")
+                    let id = String::from_utf8_lossy(&id);
+                    tracing::warn!(%job, %id, error = %e, "granted task left out: it does not decode")
                 }
             }
         }
-        Ok(claimed)
+        claimed
+    }
+
+    /// One granted task from its id (bytes, as its queue entry holds it) and its fields.
+    fn granted(&self, job: &JobName, id: &[u8], flat: Vec<Vec<u8>>) -> Result<Claimed> {
+        let id = std::str::from_utf8(id).map_err(|_| {
+            let hash = format!(
+                "{}t:{}",
+                self.keys.job_base(job),
+                String::from_utf8_lossy(id)
+            );
+            Error::corrupt(hash, "its id is not UTF-8 text")
+        })?;
+        let key = TaskKey::parse(job.as_str(), id)?;
+        let task = codec::decode_flat(&key, flat, &self.keys.task(&key))?;
+        Ok(Claimed {
+            lease: lease_of(&task)?,
+            task,
+        })
     }
 
     /// `succeed_claim_next.lua`: the success and the next claims in one script, so one round
@@ -168,10 +189,10 @@ impl RedisDocs {
                 )));
             }
         };
-        let rows: Vec<(String, Vec<String>)> = redis::from_redis_value(rows).map_err(|e| {
+        let rows: Vec<Granted> = redis::from_redis_value(rows).map_err(|e| {
             Error::backend(format!("unexpected succeed_claim_next.lua claims: {e}"))
         })?;
-        let next = self.claimed(job, rows)?;
+        let next = self.claimed(job, rows);
         match self.fenced(&lease.key, done) {
             Ok(Fenced::Written(done)) => Ok(Handoff { done: *done, next }),
             Ok(_) => Err(Error::backend("succeed_claim_next.lua answered no task")),

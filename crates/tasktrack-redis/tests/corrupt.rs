@@ -778,3 +778,80 @@ async fn a_version_spelled_differently_still_matches_its_writes() {
     store.delete(&b, now).await.unwrap();
     assert!(matches!(store.get(&b).await, Err(Error::NotFound(_))));
 }
+
+/// A field whose value is not UTF-8 (written by another tool: Redis keeps any bytes) makes its
+/// task `Corrupt` naming the key and the field, like any field that does not decode, instead of
+/// a failed reply conversion that failed the whole call: `get` and `delete` of the task, every
+/// `list` page of its job, and every `claim_next` meeting it, which left the leases it had
+/// granted in the same call held by nobody. A queue entry whose id is not UTF-8 is left out of
+/// the claim's answer the same way.
+#[tokio::test]
+async fn a_field_that_is_not_utf8_makes_its_task_corrupt_not_its_job_unreadable() {
+    let Some((scratch, store)) = scratch_store().await else {
+        return;
+    };
+    let job = JobName::new("bytes").unwrap();
+    let now = Timestamp::from_millis(10_000);
+    let news: Vec<NewTask> = ["a", "b", "c", "d"]
+        .iter()
+        .zip([4, 3, 2, 1])
+        .map(|(id, p)| NewTask::new(TaskId::new(*id).unwrap()).with_priority(p))
+        .collect();
+    create(&*store, &job, &news, now).await;
+    let mut raw = Raw::new(scratch.0.prefix(), "bytes").await;
+    let not_utf8: &[u8] = b"\"\xff\"";
+    let b_key = raw.task_key("b");
+    let _: i64 = raw
+        .cmd(redis::cmd("HSET").arg(&b_key).arg("data").arg(not_utf8))
+        .await;
+    rename_task(&mut raw, "c", b"c\xff").await;
+
+    let b = TaskKey::parse("bytes", "b").unwrap();
+    match store.get(&b).await {
+        Err(Error::Corrupt { location, message }) => {
+            assert_eq!(location, b_key);
+            assert!(message.contains("field data"), "{message}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let page = store.list(&TaskQuery::new(job.clone())).await.unwrap();
+    let unreadable: Vec<&str> = page.unreadable.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(
+        (testkit::ids(&page), unreadable),
+        (vec!["a", "d"], vec!["b"])
+    );
+
+    let req = ClaimNext::new("w", Duration::from_secs(60)).with_limit(4);
+    let claimed = store.claim_next(&job, &req, now).await.unwrap();
+    assert_eq!(ids(&claimed), ["a", "d"], "the healthy grants are kept");
+
+    store.delete(&b, now).await.unwrap();
+    assert!(matches!(store.get(&b).await, Err(Error::NotFound(_))));
+    // What the claim granted stays counted in progress (the two left out until their leases
+    // run out, as a task whose JSON does not decode); `b` left with its counter.
+    let in_progress = BTreeMap::from([("in_progress".to_string(), 3)]);
+    assert_eq!(raw.counters().await, in_progress);
+}
+
+/// Moves task `id`'s hash, queue entry and `qm` to the id `to` (any bytes), behind the store's
+/// back.
+async fn rename_task(raw: &mut Raw, id: &str, to: &[u8]) {
+    let qm: Vec<u8> = raw
+        .cmd(redis::cmd("HGET").arg(raw.task_key(id)).arg("qm"))
+        .await;
+    let mut moved = qm[..20].to_vec();
+    moved.extend_from_slice(to);
+    let mut to_key = raw.task_key("").into_bytes();
+    to_key.extend_from_slice(to);
+    let _: () = raw
+        .cmd(redis::cmd("RENAME").arg(raw.task_key(id)).arg(&to_key))
+        .await;
+    let _: i64 = raw
+        .cmd(redis::cmd("HSET").arg(&to_key).arg("qm").arg(&moved))
+        .await;
+    let queue = format!("{}r", raw.base);
+    let _: i64 = raw.cmd(redis::cmd("ZREM").arg(&queue).arg(&qm)).await;
+    let _: i64 = raw
+        .cmd(redis::cmd("ZADD").arg(&queue).arg(0).arg(&moved))
+        .await;
+}
