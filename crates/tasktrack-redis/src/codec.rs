@@ -113,11 +113,14 @@ impl Fields {
     /// From `(field, value)` pairs as Redis gives them.
     pub fn from_pairs(pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Self {
         let mut fields = Fields::default();
+        let lossy =
+            |e: std::string::FromUtf8Error| String::from_utf8_lossy(e.as_bytes()).into_owned();
         for (name, value) in pairs {
-            let name = String::from_utf8_lossy(&name).into_owned();
+            // A name that is not UTF-8 is no field a task has: decoding ignores it.
+            let name = String::from_utf8(name).unwrap_or_else(lossy);
             let value = String::from_utf8(value).unwrap_or_else(|e| {
                 fields.not_utf8.get_or_insert_with(|| name.clone());
-                String::from_utf8_lossy(e.as_bytes()).into_owned()
+                lossy(e)
             });
             fields.text.insert(name, value);
         }
