@@ -39,7 +39,10 @@
 //! as existing, as the core's adapter does. Job records are conditional puts on their
 //! version. A refused write whose current item is exactly the record we wrote (returned by
 //! `ReturnValuesOnConditionCheckFailure=ALL_OLD`) is an SDK retry of our own landed write, and
-//! counts as done.
+//! counts as done. A delete that finds no item is never taken for our own (another writer's
+//! delete leaves the same nothing): a retry of our own landed transaction is answered with
+//! success by DynamoDB itself, through the idempotency token the SDK gives each
+//! `TransactWriteItems` for all its retries. So of two racing deletes, one is `NotFound`.
 //!
 //! # Layout
 //! Table `TABLE`, partition key `pk`, sort key `sk` (all strings), every record's JSON in `doc`:

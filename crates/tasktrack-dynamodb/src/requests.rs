@@ -51,17 +51,24 @@ pub(crate) fn same_doc(current: Option<&Item>, ours: &Item) -> bool {
 }
 
 /// Whether a cancelled transaction had in fact been applied by an earlier attempt (an SDK
-/// retry after a lost response): every conditional put found exactly our record, every
-/// conditional delete found nothing, and nothing else failed.
+/// retry after a lost response): every conditional put found exactly our record, and nothing
+/// else failed.
+///
+/// A delete that found no item is never taken for our own: nothing in an absent item tells
+/// our earlier attempt from another writer's delete, and taking it for ours answered two
+/// racing deletes both `Ok`. Our own retries need no such guess: the SDK gives every
+/// `TransactWriteItems` one idempotency token (`ClientRequestToken`) for all its attempts, and
+/// DynamoDB answers a retry of a transaction that landed with success (for 10 minutes), so
+/// the refusal only reaches us when another writer removed the item. (moto ignores the token;
+/// its responses are not lost in practice.)
 fn already_applied(items: &[TransactWriteItem], reasons: &[CancellationReason]) -> bool {
     items.len() == reasons.len()
         && items
             .iter()
             .zip(reasons)
-            .all(|(w, r)| match (r.code(), &w.put, &w.delete) {
-                (Some("None") | None, _, _) => w.put.is_none() && w.delete.is_none(),
-                (Some("ConditionalCheckFailed"), Some(put), _) => same_doc(r.item(), &put.item),
-                (Some("ConditionalCheckFailed"), None, Some(_)) => r.item().is_none(),
+            .all(|(w, r)| match (r.code(), &w.put) {
+                (Some("None") | None, _) => w.put.is_none() && w.delete.is_none(),
+                (Some("ConditionalCheckFailed"), Some(put)) => same_doc(r.item(), &put.item),
                 _ => false,
             })
 }
@@ -74,6 +81,8 @@ pub(crate) fn bump(c: &AtomicU64) {
 impl Transact for DynamoDocuments {
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Outcome> {
         bump(&self.stats.transact);
+        // No ClientRequestToken of our own: the SDK makes one per call, kept by all its retries,
+        // which is what lets DynamoDB answer a retry of a landed transaction (`already_applied`).
         match self
             .client
             .transact_write_items()
@@ -107,5 +116,78 @@ impl Transact for DynamoDocuments {
                 Err(sdk_error("TransactWriteItems", &self.endpoint, err))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, Update};
+
+    fn doc(text: &str) -> Item {
+        Item::from([(item::DOC.to_owned(), AttributeValue::S(text.into()))])
+    }
+
+    fn put(text: &str) -> TransactWriteItem {
+        let put = Put::builder()
+            .table_name("t")
+            .set_item(Some(doc(text)))
+            .build()
+            .unwrap();
+        TransactWriteItem::builder().put(put).build()
+    }
+
+    fn delete() -> TransactWriteItem {
+        let delete = Delete::builder()
+            .table_name("t")
+            .set_key(Some(doc("key")))
+            .build()
+            .unwrap();
+        TransactWriteItem::builder().delete(delete).build()
+    }
+
+    fn counter() -> TransactWriteItem {
+        let update = Update::builder()
+            .table_name("t.counters")
+            .set_key(Some(doc("key")))
+            .update_expression("ADD n :one")
+            .build()
+            .unwrap();
+        TransactWriteItem::builder().update(update).build()
+    }
+
+    fn refused(current: Option<Item>) -> CancellationReason {
+        CancellationReason::builder()
+            .code("ConditionalCheckFailed")
+            .set_item(current)
+            .build()
+    }
+
+    fn fine() -> CancellationReason {
+        CancellationReason::builder().code("None").build()
+    }
+
+    #[test]
+    fn a_put_that_found_exactly_our_record_was_ours() {
+        let items = [put("ours"), counter()];
+        assert!(already_applied(
+            &items,
+            &[refused(Some(doc("ours"))), fine()]
+        ));
+        assert!(!already_applied(
+            &items,
+            &[refused(Some(doc("theirs"))), fine()]
+        ));
+        assert!(!already_applied(&items, &[refused(None), fine()]));
+    }
+
+    /// Another writer's delete leaves what our own landed delete would: no item. Only the
+    /// idempotency token (DynamoDB's answer to the SDK's retry) may say it was ours.
+    #[test]
+    fn a_delete_that_found_no_item_was_not_ours() {
+        assert!(!already_applied(
+            &[delete(), counter()],
+            &[refused(None), fine()]
+        ));
     }
 }
