@@ -73,6 +73,18 @@ fn already_applied(items: &[TransactWriteItem], reasons: &[CancellationReason]) 
             })
 }
 
+/// The error of a transaction whose first attempt DynamoDB still had in progress after the
+/// SDK's retries (`TransactionInProgressException`: a retry carrying the same idempotency token
+/// came in before the first attempt finished). That attempt may yet commit, so its writes are
+/// not "changed" (a conflict, sent again under a new token): a delete that did land would then
+/// find no item and its caller be told `NotFound`. Its outcome is unknown, as after a timeout.
+fn still_in_progress(endpoint: &str) -> tasktrack_core::Error {
+    tasktrack_core::Error::Unavailable(format!(
+        "DynamoDB at {endpoint}: TransactWriteItems was still in progress after the SDK's \
+         retries (TransactionInProgressException); it may or may not have been written"
+    ))
+}
+
 pub(crate) fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
@@ -108,10 +120,7 @@ impl Transact for DynamoDocuments {
                     return Ok(Outcome::Invalid(message));
                 }
                 if let Some(E::TransactionInProgressException(_)) = err.as_service_error() {
-                    return Ok(Outcome::Cancelled(vec![Reason::new(
-                        "TransactionConflict",
-                        None,
-                    )]));
+                    return Err(still_in_progress(&self.endpoint));
                 }
                 Err(sdk_error("TransactWriteItems", &self.endpoint, err))
             }
