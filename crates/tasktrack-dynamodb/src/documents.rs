@@ -130,6 +130,8 @@ impl DynamoDocuments {
         key: &TaskKey,
         it: &Item,
     ) -> Result<Option<BTreeMap<String, i64>>> {
+        // The record alone (not `decode_task`): one whose list key was edited still says
+        // which counter cell holds it.
         if let Ok((task, _)) = item::decode::<Task>(&self.table, it)
             && task.key() == *key
         {
@@ -574,7 +576,7 @@ impl Documents for DynamoDocuments {
         let Some(it) = self.get_item(item::task_key(key)).await? else {
             return Ok(None);
         };
-        let (task, version) = item::decode::<Task>(&self.table, &it)?;
+        let (task, version) = item::decode_task(&self.table, &it)?;
         Ok(Some(Versioned::new(task, version)))
     }
 
@@ -677,7 +679,7 @@ impl Documents for DynamoDocuments {
             true,
             page,
             |it| {
-                match item::decode::<Task>(&table, it) {
+                match item::decode_task(&table, it) {
                     Ok((task, version)) => found.push(Versioned::new(task, version)),
                     Err(e) => self.skip_damaged(job, it, &e),
                 }
@@ -721,6 +723,7 @@ impl Documents for DynamoDocuments {
             true,
             1000,
             |it| {
+                // The record alone: an edited list key does not change the task's stage.
                 let stage = match item::decode::<Task>(&table, it) {
                     Ok((task, _)) => task.stage,
                     // A damaged task still counts (and must not stop its job's counts): a

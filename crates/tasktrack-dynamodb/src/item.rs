@@ -93,17 +93,33 @@ pub(crate) fn list_sk(updated_at: Timestamp, id: &str) -> String {
 }
 
 /// The `(updated_at, id)` a list-index sort key ([`list_sk`]) says, `None` if it does not read
-/// as one (an item edited by hand).
+/// as one (an item edited by hand). Only the very key [`list_sk`] writes for that place reads:
+/// another text (`+` before the digits, ...) would sort elsewhere than the place it names.
 pub(crate) fn parse_list_sk(lsk: &str) -> Option<Cursor> {
     let (millis, id) = lsk.split_once('|')?;
     if millis.len() != 20 {
         return None;
     }
     let shifted: u64 = millis.parse().ok()?;
-    Some(Cursor {
+    let place = Cursor {
         updated_at: Timestamp::from_millis((shifted ^ (1 << 63)) as i64),
         id: TaskId::new(id).ok()?,
-    })
+    };
+    (list_sk(place.updated_at, place.id.as_str()) == lsk).then_some(place)
+}
+
+/// A task item's record and version ([`decode`]); `Corrupt` also when its list sort key (`lsk`)
+/// is not the one its record gives (edited by hand): every write of the task compares that key
+/// (so none could match), and lists order and bound the task by it, not by its record.
+pub(crate) fn decode_task(table: &str, item: &Item) -> Result<(Task, String)> {
+    let (task, version) = decode::<Task>(table, item)?;
+    let lsk = item.get(LIST_SK).and_then(|v| v.as_s().ok());
+    let expected = list_sk(task.updated_at, task.id.as_str());
+    if lsk != Some(&expected) {
+        let message = format!("list key `lsk` is {lsk:?}, not {expected:?} as its record says");
+        return Err(Error::corrupt(location(table, item), message));
+    }
+    Ok((task, version))
 }
 
 /// Claim-index sort key: priority descending, then claimable-at, then id — the order of
@@ -301,6 +317,7 @@ mod tests {
             "x|a",
             "00000000000000000001a",
             "00000000000000000001|",
+            "+0000000000000000001|a",
         ] {
             assert!(parse_list_sk(bad).is_none(), "{bad:?}");
         }

@@ -4,7 +4,7 @@
 use crate::documents::claim_stage;
 use crate::item::{self, Item};
 use tasktrack_core::{
-    Cursor, Error, Listed, Result, Task, TaskId, TaskPage, TaskQuery, Timestamp, UnreadableTask,
+    Cursor, Error, Listed, Result, TaskId, TaskPage, TaskQuery, Timestamp, UnreadableTask,
 };
 
 /// The entries a `list` read from its list-index partitions (one per status), before they are
@@ -30,7 +30,7 @@ impl Listing {
     /// partition holds nothing more for the page. An item that does not decode is kept at its
     /// place (see [`unreadable_item`]); one whose id does not read fails the list (`Corrupt`).
     pub(crate) fn add(&mut self, query: &TaskQuery, table: &str, it: &Item) -> Result<bool> {
-        let entry = match item::decode::<Task>(table, it) {
+        let entry = match item::decode_task(table, it) {
             Ok((task, _)) => Listed::Task(task),
             Err(error @ Error::Corrupt { .. }) => match unreadable_item(it, error)? {
                 (Place::At(at), unreadable) => Listed::Unreadable(at, unreadable),

@@ -223,3 +223,42 @@ async fn a_damaged_finished_task_can_be_deleted_and_leaves_its_count() {
         "{counts:?}"
     );
 }
+
+/// A task item whose list sort key (`lsk`) alone was edited: its record reads, but every write
+/// of it compares that key (so none could match), and lists order and bound it by the edited
+/// text. It is damaged like one whose record does not read: lists name it once per walk and
+/// list the others, and `delete_job` removes it (the testkit's case).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_list_key_alone_was_edited_is_named_by_lists() {
+    named_by_lists(&[("lsk", "edited by hand")]).await;
+}
+
+/// The same task seen by `get` (`Corrupt`, naming the key), claims (they go past it) and
+/// `delete` (it removes it, and its count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_list_key_alone_was_edited_is_corrupt_and_claims_go_past_it() {
+    let Some(url) = common::fresh_url_or_skip("&counter_shards=1") else {
+        return;
+    };
+    let store = common::open_temporary(&url).await.unwrap();
+    let (client, _) = Settings::parse(&url).unwrap().client().await.unwrap();
+    let job = JobName::new("j").unwrap();
+    let t = common::now();
+    let tasks = common::new_tasks(&["a", "b"]);
+    store
+        .create(&job, &tasks, CreateMode::SkipExisting, t)
+        .await
+        .unwrap();
+    let a = common::key(&job, "a");
+    damage(client, store.table().to_owned(), a.clone(), &[("lsk", "x")]).await;
+
+    let err = store.get(&a).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("lsk"), "{err}");
+    let claim = ClaimNext::new("w", Duration::from_secs(30)).with_limit(2);
+    let claimed = store.claim_next(&job, &claim, t).await.unwrap();
+    assert_eq!(ids(&claimed), ["b"], "a is skipped");
+    store.delete(&a, t).await.unwrap();
+    assert_eq!(store.get(&a).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(store.counts(&job).await.unwrap().known, 1);
+}
