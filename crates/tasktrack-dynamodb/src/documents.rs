@@ -4,7 +4,7 @@ use crate::commit::{CountedWrite, Counters, GroupCommit};
 use crate::error::{build_error, content_refusal, refused_write, sdk_error};
 use crate::fit::{self, Fitted};
 use crate::item::{self, Item};
-use crate::listing::Listing;
+use crate::listing::{self, Listing};
 use crate::requests::{Requests, bump, same_doc};
 use crate::txn;
 use async_trait::async_trait;
@@ -508,6 +508,42 @@ impl DynamoDocuments {
         }
     }
 
+    /// The damaged items of one list-index partition whose list sort key sorts outside every
+    /// record's (below all of them, above all of them: [`item::records_range`]), into `found`
+    /// ([`Listing::add_swept`]): a time bound cannot be compared with such a key, so the first
+    /// page of a time-bounded walk names them. Two Queries of ranges that hold no task that
+    /// reads, so they read only such items (usually none).
+    async fn sweep_partition(
+        &self,
+        query: &TaskQuery,
+        status: Status,
+        found: &mut Listing,
+    ) -> Result<()> {
+        let (floor, ceiling) = item::records_range();
+        for (condition, bound) in [
+            ("lpk = :p AND lsk < :b", floor),
+            ("lpk = :p AND lsk >= :b", ceiling),
+        ] {
+            let values = HashMap::from([
+                (":p".to_owned(), s(item::list_pk(&query.job, status))),
+                (":b".to_owned(), s(bound)),
+            ]);
+            let table = self.table.clone();
+            self.query(
+                &self.table,
+                Some(item::LIST_INDEX),
+                condition,
+                values,
+                None,
+                true,
+                100,
+                |it| found.add_swept(query, &table, it).map(|()| true),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Up to `limit + 1` entries of one list-index partition that pass `query`, in its order,
     /// into `found`: tasks, and damaged items (see [`Listing::add`]).
     async fn list_partition(
@@ -693,8 +729,9 @@ impl Documents for DynamoDocuments {
     /// One Query per status partition of the list index, each stopping after `limit + 1`
     /// entries that pass, merged in the query's order. A task item that does not decode is an
     /// entry too, named in the page's `unreadable` at the place its list sort key gives it
-    /// (if that key does not read as a place, on the page whose key range holds it); see
-    /// `listing::Listing`.
+    /// (if that key does not read as a place, on the page whose key range holds it; under a
+    /// time bound, if it sorts outside every record's key, on the first page, found by
+    /// `DynamoDocuments::sweep_partition`); see `listing::Listing`.
     async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
         let statuses = if query.statuses.is_empty() {
             Status::ALL.to_vec()
@@ -704,6 +741,9 @@ impl Documents for DynamoDocuments {
         let mut found = Listing::default();
         for status in statuses {
             self.list_partition(query, status, &mut found).await?;
+            if listing::sweeps(query) {
+                self.sweep_partition(query, status, &mut found).await?;
+            }
         }
         Ok(found.page(query))
     }

@@ -108,6 +108,27 @@ pub(crate) fn parse_list_sk(lsk: &str) -> Option<Cursor> {
     (list_sk(place.updated_at, place.id.as_str()) == lsk).then_some(place)
 }
 
+/// The earliest instant a task record can hold, 0000-01-01T00:00:00Z (RFC 3339 writes 4-digit
+/// years; the latest is [`Timestamp::MAX`]).
+const EARLIEST_MILLIS: i64 = -62_167_219_200_000;
+
+/// Whether the list sort key `lsk` sorts outside the keys of every task record that reads
+/// ([`list_sk`] of an instant from [`EARLIEST_MILLIS`] to [`Timestamp::MAX`]): below all of
+/// them or above all of them. A key edited into such a text is found by a Query of that range
+/// alone, which holds no task that reads.
+pub(crate) fn outside_records(lsk: &str) -> bool {
+    let (floor, ceiling) = records_range();
+    lsk < floor.as_str() || lsk >= ceiling.as_str()
+}
+
+/// `[floor, ceiling)`: the range of list sort keys that holds every task record's (see
+/// [`outside_records`]).
+pub(crate) fn records_range() -> (String, String) {
+    let floor = sortable_millis(Timestamp::from_millis(EARLIEST_MILLIS));
+    let ceiling = sortable_millis(Timestamp::from_millis(Timestamp::MAX.as_millis() + 1));
+    (floor, ceiling)
+}
+
 /// A task item's record and version ([`decode`]); `Corrupt` also when its list sort key (`lsk`)
 /// is not the one its record gives (edited by hand): every write of the task compares that key
 /// (so none could match), and lists order and bound the task by it, not by its record.
@@ -321,6 +342,26 @@ mod tests {
         ] {
             assert!(parse_list_sk(bad).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_records_range_holds_the_list_key_of_every_instant_a_record_can_hold() {
+        let readable = |ms: i64| {
+            let t = Timestamp::from_millis(ms);
+            Timestamp::parse(&t.to_rfc3339()).is_ok_and(|back| back == t)
+        };
+        let (first, last) = (EARLIEST_MILLIS, Timestamp::MAX.as_millis());
+        assert!(readable(first) && readable(last));
+        assert!(!readable(first - 1) && !readable(last + 1));
+        for ms in [first, -1, 0, 1_800_000_000_000, last] {
+            let key = list_sk(Timestamp::from_millis(ms), "a");
+            assert!(!outside_records(&key), "{key}");
+        }
+        for key in ["", "!", "12345", "edited by hand", "9223309869635575807|a"] {
+            assert!(outside_records(key), "{key}");
+        }
+        let past = list_sk(Timestamp::from_millis(last + 1), "a");
+        assert!(outside_records(&past));
     }
 
     #[test]

@@ -63,7 +63,11 @@
 //! - `claim_stage` (`spk` = length-prefixed stage + job, `ck`): the same per pipeline stage.
 //! - `list` (`lpk` = status code + job, `lsk` = updated-at · id): a list by status is a Query
 //!   per status, our cursor `(updated_at, id)` becoming the key condition `lsk > cursor`; also
-//!   jobs by state (`lpk` = `j:<state>`).
+//!   jobs by state (`lpk` = `j:<state>`). A task item whose `lsk` is not the one its record
+//!   gives is damaged (`Corrupt`). The first page of a time-bounded list also Queries the two
+//!   `lsk` ranges outside every record's key, for damaged items whose key does not read as a
+//!   place: a time bound cannot be compared with it, so they are named there, not filtered
+//!   by how their text sorts.
 //!
 //! Job names and ids are stored verbatim (keys are compared whole, never by prefix), so jobs `a`
 //! and `a-b` share nothing, and no key can reach another job's records.

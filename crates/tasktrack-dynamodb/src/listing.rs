@@ -17,6 +17,24 @@ pub(crate) struct Listing {
     /// that key as it is: it still orders them in their partition's Query, which a cursor
     /// bounds (see [`Listing::page`]).
     unplaced: Vec<(String, UnreadableTask)>,
+    /// Damaged items whose list sort key does not read as a place and sorts outside every
+    /// record's, found by the sweep of a time-bounded first page ([`Listing::add_swept`]):
+    /// named on that page.
+    swept: Vec<UnreadableTask>,
+}
+
+/// Whether `query` bounds the update time: its Queries then compare list sort keys with the
+/// bound (and end at the far one), which a key that does not read as a place cannot be
+/// compared with.
+pub(crate) fn time_bounded(query: &TaskQuery) -> bool {
+    query.updated_after.is_some() || query.updated_before.is_some()
+}
+
+/// Whether `query`'s page sweeps the list-index ranges outside every record's key for damaged
+/// items ([`Listing::add_swept`]): the first page of a time-bounded walk, so that a walk names
+/// each of them once.
+pub(crate) fn sweeps(query: &TaskQuery) -> bool {
+    time_bounded(query) && query.after.is_none()
 }
 
 impl Listing {
@@ -35,7 +53,7 @@ impl Listing {
             Err(error @ Error::Corrupt { .. }) => match unreadable_item(it, error)? {
                 (Place::At(at), unreadable) => Listed::Unreadable(at, unreadable),
                 (Place::Raw(lsk), unreadable) => {
-                    self.unplaced.push((lsk, unreadable));
+                    self.add_unplaced(query, it, lsk, unreadable);
                     return Ok(true);
                 }
             },
@@ -49,6 +67,44 @@ impl Listing {
             self.entries.push(entry);
         }
         Ok(true)
+    }
+
+    /// Keeps `unreadable`, item `it` whose list sort key `lsk` does not read as a place, if it
+    /// passes what of `query` reads of it ([`passes_unplaced`]). Under a time bound, one whose
+    /// key sorts outside every record's is left to the sweep ([`Listing::add_swept`]): the
+    /// bound would otherwise keep or drop it by how its text happens to sort.
+    fn add_unplaced(
+        &mut self,
+        query: &TaskQuery,
+        it: &Item,
+        lsk: String,
+        unreadable: UnreadableTask,
+    ) {
+        if time_bounded(query) && item::outside_records(&lsk) {
+            return;
+        }
+        if passes_unplaced(query, &unreadable, it) {
+            self.unplaced.push((lsk, unreadable));
+        }
+    }
+
+    /// Adds item `it` of a list-index range that holds no record's key (the sweep of a
+    /// time-bounded first page, [`sweeps`]): a damaged item whose key does not read as a place
+    /// is named on this page if its id and stage pass, whatever the time bounds (they cannot
+    /// read its time: better named than hidden). Anything else there is placed by its key and
+    /// met by the page's Queries.
+    pub(crate) fn add_swept(&mut self, query: &TaskQuery, table: &str, it: &Item) -> Result<()> {
+        let error = match item::decode_task(table, it) {
+            Ok(_) => return Ok(()),
+            Err(error @ Error::Corrupt { .. }) => error,
+            Err(other) => return Err(other),
+        };
+        if let (Place::Raw(_), unreadable) = unreadable_item(it, error)?
+            && passes_unplaced(query, &unreadable, it)
+        {
+            self.swept.push(unreadable);
+        }
+        Ok(())
     }
 
     /// The page: the entries in the query's order, cut at its limit (tasks and damaged items
@@ -79,6 +135,7 @@ impl Listing {
                 .filter(|(lsk, _)| on_this_page(lsk))
                 .map(|(_, u)| u),
         );
+        page.unreadable.extend(self.swept);
         page
     }
 }
@@ -124,8 +181,22 @@ fn passes(query: &TaskQuery, entry: &Listed, it: &Item) -> bool {
         Listed::Task(task) => return query.matches(task) && query.is_after_cursor(task),
         Listed::Unreadable(at, _) => at,
     };
-    let stage = query.stage.as_ref().is_none_or(|wanted| {
+    stage_passes(query, it) && query.admits_place(at)
+}
+
+/// Whether a damaged item `it` whose list sort key does not read as a place passes `query` by
+/// what reads of it: its id (`unreadable`'s, its key) and its stage ([`stage_passes`]). Its
+/// time does not read, so time bounds cannot tell (see [`Listing::add_unplaced`]).
+fn passes_unplaced(query: &TaskQuery, unreadable: &UnreadableTask, it: &Item) -> bool {
+    let id = unreadable.id.as_str();
+    let prefix = query.id_prefix.as_ref();
+    prefix.is_none_or(|p| id.starts_with(p.as_str())) && stage_passes(query, it)
+}
+
+/// Whether a damaged item `it` passes `query`'s stage filter by its claim attributes
+/// ([`claim_stage`]; a finished task has none, and then the filter cannot tell, so it passes).
+fn stage_passes(query: &TaskQuery, it: &Item) -> bool {
+    query.stage.as_ref().is_none_or(|wanted| {
         claim_stage(it, &query.job).is_none_or(|stage| stage.as_ref() == Some(wanted))
-    });
-    stage && query.admits_place(at)
+    })
 }

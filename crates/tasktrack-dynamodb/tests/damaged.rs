@@ -9,7 +9,9 @@ mod common;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 use std::time::Duration;
-use tasktrack_core::{ClaimNext, Claimed, CreateMode, ErrorKind, JobName, Store, TaskId, TaskKey};
+use tasktrack_core::{
+    ClaimNext, Claimed, CreateMode, ErrorKind, JobName, Store, TaskId, TaskKey, TaskQuery,
+};
 use tasktrack_dynamodb::{DynamoStore, Settings};
 
 fn ids(claimed: &[Claimed]) -> Vec<String> {
@@ -261,4 +263,104 @@ async fn a_task_whose_list_key_alone_was_edited_is_corrupt_and_claims_go_past_it
     store.delete(&a, t).await.unwrap();
     assert_eq!(store.get(&a).await.unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(store.counts(&job).await.unwrap().known, 1);
+}
+
+/// A time filter cannot read the time of an item whose list sort key does not read as a
+/// place, so it names the item rather than hide it, however its text sorts against the bound
+/// (below every real key, above them): once per walk, in both orders, with either bound or
+/// both, its record damaged or not; the other tasks are filtered by their time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_key_that_does_not_read_is_named_under_time_filters() {
+    let Some(url) = common::fresh_url_or_skip("&counter_shards=1") else {
+        return;
+    };
+    let store = common::open_temporary(&url).await.unwrap();
+    let (client, _) = Settings::parse(&url).unwrap().client().await.unwrap();
+    let mut case = 0;
+    for lsk in ["edited by hand", "!", "12345"] {
+        for with_doc in [false, true] {
+            case += 1;
+            let job = JobName::new(format!("j{case}")).unwrap();
+            let mut edits = vec![("lsk", lsk)];
+            if with_doc {
+                edits.push(("doc", "{ damaged"));
+            }
+            timed_tasks(&store, &job).await;
+            let (table, c) = (store.table().to_owned(), common::key(&job, "c"));
+            damage(client.clone(), table, c, &edits).await;
+            for (query, expected) in time_filtered(&job) {
+                let (tasks, named) = walk(&store, query.clone()).await;
+                let what = format!("lsk {lsk:?}, doc damaged: {with_doc}, {query:?}");
+                assert_eq!(tasks, expected, "{what}");
+                assert_eq!(named, ["c"], "{what}: the damaged task is named once");
+            }
+            // Its id still reads, so an id prefix still filters it.
+            let query = TaskQuery {
+                id_prefix: Some("b".into()),
+                updated_before: Some(common::now().plus(Duration::from_secs(15))),
+                ..TaskQuery::new(job.clone())
+            };
+            let (tasks, named) = walk(&store, query).await;
+            assert_eq!((tasks, named), (vec!["b".to_owned()], vec![]), "{edits:?}");
+        }
+    }
+}
+
+/// `a` created at `now`, `b` and `c` 10 s later, `d` 20 s later.
+async fn timed_tasks(store: &DynamoStore, job: &JobName) {
+    for (ids, secs) in [(&["a"][..], 0), (&["b", "c"][..], 10), (&["d"][..], 20)] {
+        let at = common::now().plus(Duration::from_secs(secs));
+        store
+            .create(job, &common::new_tasks(ids), CreateMode::SkipExisting, at)
+            .await
+            .unwrap();
+    }
+}
+
+/// Time-filtered queries of [`timed_tasks`] (one task a page, so that walks take pages) and
+/// the tasks each lists, in order (`c` left out: it is the damaged one).
+fn time_filtered(job: &JobName) -> Vec<(TaskQuery, Vec<&'static str>)> {
+    let at = |secs| common::now().plus(Duration::from_secs(secs));
+    let base = TaskQuery::new(job.clone()).with_limit(1);
+    let after = TaskQuery {
+        updated_after: Some(at(5)),
+        ..base.clone()
+    };
+    let before = TaskQuery {
+        updated_before: Some(at(15)),
+        ..base.clone()
+    };
+    let between = TaskQuery {
+        updated_before: Some(at(15)),
+        ..after.clone()
+    };
+    let mut cases = vec![(after, vec!["b", "d"]), (before, vec!["a", "b"])];
+    cases.push((between, vec!["b"]));
+    let newest: Vec<_> = cases
+        .iter()
+        .map(|(q, tasks)| {
+            let q = TaskQuery {
+                newest_first: true,
+                ..q.clone()
+            };
+            (q, tasks.iter().rev().copied().collect())
+        })
+        .collect();
+    cases.extend(newest);
+    cases
+}
+
+/// Every page of `query`: the ids of the tasks, in order, and of the unreadable items named.
+async fn walk(store: &DynamoStore, mut query: TaskQuery) -> (Vec<String>, Vec<String>) {
+    let (mut tasks, mut named) = (Vec::new(), Vec::new());
+    for _ in 0..50 {
+        let page = store.list(&query).await.unwrap();
+        tasks.extend(page.tasks.iter().map(|t| t.id.to_string()));
+        named.extend(page.unreadable.iter().map(|u| u.id.to_string()));
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return (tasks, named),
+        }
+    }
+    panic!("{query:?}: the pages never end");
 }
