@@ -112,8 +112,10 @@ impl Listing {
     /// page's Queries start (`lsk` beyond the list sort key of `next`): each is named on the
     /// one page whose key range holds its key, as it is met there and on no other page. (A
     /// partition whose Query stopped at `limit + 1` entries read past that point, since `next`
-    /// is at or before its `limit`-th.) Met on no page: one whose key sorts outside the query's
-    /// time bounds, which Queries compare it by.
+    /// is at or before its `limit`-th.) Under a time bound, one whose key sorts outside every
+    /// record's was left to the sweep and is named on the walk's first page (`swept`); one
+    /// whose key sorts among records' is still compared with the bound by its text (nothing
+    /// cheaper can find it), and met on no page if that text sorts outside the bound.
     pub(crate) fn page(mut self, query: &TaskQuery) -> TaskPage {
         self.entries.sort_by(|a, b| a.place().cmp(&b.place()));
         if query.newest_first {
