@@ -307,21 +307,24 @@ async fn init_is_idempotent_and_versioned(dialect: &str) {
     let latest = if dialect == "postgres" {
         vec![1]
     } else {
-        vec![1, 2]
+        vec![1, 2, 3]
     };
     assert_eq!(schema_versions(&s, dialect).await, latest);
     if dialect == "mysql" {
         // MySQL DDL is not transactional: an init interrupted after a migration ran but before it
         // was recorded runs it again, which must succeed.
-        admin_exec(
-            &s.scratch.url,
-            "DELETE FROM tasktrack_schema_version WHERE version = 2",
-        )
-        .await
-        .unwrap();
-        assert_eq!(schema_versions(&s, dialect).await, vec![1]);
-        s.init().await.unwrap();
-        assert_eq!(schema_versions(&s, dialect).await, latest);
+        for version in [2, 3] {
+            admin_exec(
+                &s.scratch.url,
+                &format!("DELETE FROM tasktrack_schema_version WHERE version = {version}"),
+            )
+            .await
+            .unwrap();
+            let without: Vec<i32> = latest.iter().copied().filter(|v| *v != version).collect();
+            assert_eq!(schema_versions(&s, dialect).await, without);
+            s.init().await.unwrap();
+            assert_eq!(schema_versions(&s, dialect).await, latest);
+        }
     }
     let j = job();
     s.create(
@@ -1737,6 +1740,18 @@ async fn mysql_statements_use_the_indexes_they_were_written_for() {
             vec![&job[..], "'t00001'", &job, "'t00002'"],
             &["PRIMARY"],
         ),
+        (
+            "claimable",
+            include_str!("../queries/mysql/claimable.sql").to_string(),
+            vec![&job[..], &now, "4"],
+            &["task_claim"],
+        ),
+        (
+            "claimable_stage",
+            include_str!("../queries/mysql/claimable_stage.sql").to_string(),
+            vec![&job[..], "'stage'", &now, "4"],
+            &["task_claim_stage"],
+        ),
     ];
     let mut conn = my.pool().acquire().await.unwrap();
     for (name, sql, values, uses) in statements {
@@ -1805,6 +1820,137 @@ async fn mysql_statements_use_the_indexes_they_were_written_for() {
             );
         }
     }
+    // The plans above hold on servers without descending indexes (MariaDB 10.6 and 10.7 build
+    // `DESC` parts ascending) only if the claim indexes have none: claim order is read off them
+    // ascending (`neg_priority` is -priority, migration 3).
+    assert_eq!(
+        claim_index_parts(&mut conn).await,
+        ascending_claim_indexes()
+    );
+}
+
+/// The claim indexes of the connection's database as `(index, column, direction)` in index order
+/// (`A` ascending, `D` descending), read from information_schema.
+async fn claim_index_parts(conn: &mut sqlx::MySqlConnection) -> Vec<(String, String, String)> {
+    sqlx::query_as(
+        "SELECT INDEX_NAME, COLUMN_NAME, COLLATION FROM information_schema.STATISTICS \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'tasktrack_task' \
+         AND INDEX_NAME IN ('tasktrack_task_claim', 'tasktrack_task_claim_stage') \
+         ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap()
+}
+
+/// What [`claim_index_parts`] reads from a database at schema version 3 or later.
+fn ascending_claim_indexes() -> Vec<(String, String, String)> {
+    let claim = ["job", "claimable", "neg_priority", "claim_at", "id"];
+    let stage = [
+        "job",
+        "claimable",
+        "stage",
+        "neg_priority",
+        "claim_at",
+        "id",
+    ];
+    let parts = |index: &str, columns: &[&str]| -> Vec<(String, String, String)> {
+        columns
+            .iter()
+            .map(|c| (index.to_string(), c.to_string(), "A".to_string()))
+            .collect()
+    };
+    let mut all = parts("tasktrack_task_claim", &claim);
+    all.extend(parts("tasktrack_task_claim_stage", &stage));
+    all
+}
+
+/// A database left at schema version 2 (migrations 1 and 2 exactly as they were shipped, its
+/// claim indexes `priority DESC`) with tasks in it is upgraded by `init`: migration 3 adds
+/// `neg_priority` to the rows already there and rebuilds the claim indexes ascending, and the
+/// tasks are then claimed in claim order, highest priority (`i32::MAX`) to lowest (`i32::MIN`,
+/// whose negation does not fit an INT).
+#[tokio::test]
+async fn mysql_upgrades_a_version_2_database_to_ascending_claim_indexes() {
+    let scratch = match Scratch::mysql("up").await {
+        Ok(s) => s,
+        Err(e) if tasktrack_core::testkit::in_ci() => {
+            panic!("mysql unreachable under CI=true: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED mysql test: server unreachable ({e})");
+            return;
+        }
+    };
+    // Version 2 as `init` left it: the schema_version table (as MySqlStore::migrate_locked
+    // creates it), then the two migrations and their records.
+    let v2 = [
+        "CREATE TABLE tasktrack_schema_version (version INT PRIMARY KEY, name VARCHAR(200) NOT NULL)",
+        include_str!("../migrations/mysql/0001_tables.sql"),
+        include_str!("../migrations/mysql/0002_long_errors.sql"),
+        "INSERT INTO tasktrack_schema_version VALUES (1, 'tables'), (2, 'long_errors')",
+    ];
+    for sql in v2 {
+        admin_exec(&scratch.url, &sql.replace("{t}", "tasktrack_"))
+            .await
+            .unwrap();
+    }
+    let my = tasktrack_sql::MySqlStore::connect(&scratch.url)
+        .await
+        .unwrap();
+    let mut conn = my.pool().acquire().await.unwrap();
+    let descending = claim_index_parts(&mut conn).await;
+    assert!(
+        descending
+            .iter()
+            .any(|(_, c, d)| c == "priority" && d == "D"),
+        "not the version 2 schema: {descending:?}"
+    );
+    // Created at version 2 (creation does not read the claim order), one per priority.
+    let j = job();
+    let priorities = [0, i32::MIN, 7, i32::MAX, -7, 7];
+    let tasks: Vec<NewTask> = priorities
+        .iter()
+        .enumerate()
+        .map(|(i, p)| NewTask::new(TaskId::new(format!("t{i:05}")).unwrap()).with_priority(*p))
+        .collect();
+    my.create(&j, &tasks, CreateMode::SkipExisting, T0)
+        .await
+        .unwrap();
+    my.init().await.unwrap();
+    let versions: Vec<i32> =
+        sqlx::query_scalar("SELECT version FROM tasktrack_schema_version ORDER BY version")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(
+        claim_index_parts(&mut conn).await,
+        ascending_claim_indexes()
+    );
+    let negated: Vec<(i32, i64)> =
+        sqlx::query_as("SELECT priority, neg_priority FROM tasktrack_task ORDER BY id")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    let expected: Vec<(i32, i64)> = priorities.iter().map(|p| (*p, -i64::from(*p))).collect();
+    assert_eq!(negated, expected);
+    drop(conn);
+    let claimed = my
+        .claim_next(
+            &j,
+            &ClaimNext::new("w", LEASE).with_limit(priorities.len()),
+            T0,
+        )
+        .await
+        .unwrap();
+    let order: Vec<&str> = claimed.iter().map(|c| c.task.id.as_str()).collect();
+    // Highest priority first; equal priorities (t00002 and t00005, both 7) by id, as all were
+    // claimable since T0.
+    assert_eq!(
+        order,
+        ["t00003", "t00002", "t00005", "t00000", "t00004", "t00001"]
+    );
 }
 
 /// `sql` as a claim at a stage runs it: its `/*stage: … */` filter turned on.

@@ -3,8 +3,11 @@
 -- wait for each other. Step 2 applies lifecycle::claim to each row in Rust and writes them back
 -- with write_back (same transaction). A claim at a stage runs the same statement with its
 -- `/*stage: … */` filter uncommented (`at_stage`; the stage bound after the job).
+-- Claim order is priority descending, then claim_at, then id: `neg_priority` is -priority
+-- (migration 3), so every part of the order and of the index is ascending, which MariaDB 10.6
+-- and 10.7 (no descending indexes) read off the index as newer servers do.
 SELECT * FROM {t}task
 WHERE job = ? AND claimable = 1 /*stage: AND stage = ? */ AND claim_at <= ?
-ORDER BY priority DESC, claim_at, id
+ORDER BY neg_priority, claim_at, id
 LIMIT ?
 FOR UPDATE SKIP LOCKED

@@ -1,4 +1,5 @@
+-- claimable.sql at one stage: a range scan of {t}task_claim_stage.
 SELECT * FROM {t}task
 WHERE job = ? AND claimable = 1 AND stage = ? AND claim_at <= ?
-ORDER BY priority DESC, claim_at, id
+ORDER BY neg_priority, claim_at, id
 LIMIT ?

@@ -1,6 +1,7 @@
 -- succeed_and_claim_next, step 1 of one short transaction: lock the presented lease's row (by
 -- primary key) and, in the same statement, the first claimable rows of the job in claim order
--- exactly as claim_lock.sql does (SKIP LOCKED; a range scan of {t}task_claim). The second part
+-- exactly as claim_lock.sql does (SKIP LOCKED; a range scan of {t}task_claim; `neg_priority` is
+-- -priority, see there). The second part
 -- may return the lease's own row again (if its lease expired); the caller leaves that copy out.
 -- It is not excluded here: `AND id <> ?` made MariaDB 10.11 scan the job's primary-key range and
 -- filesort it (EXPLAIN: `key: PRIMARY, rows: 49593, Using filesort`) instead of the claim index's
@@ -15,6 +16,6 @@
 UNION ALL
 (SELECT * FROM {t}task
     WHERE job = ? AND claimable = 1 /*stage: AND stage = ? */ AND claim_at <= ?
-    ORDER BY priority DESC, claim_at, id
+    ORDER BY neg_priority, claim_at, id
     LIMIT ?
     FOR UPDATE SKIP LOCKED)

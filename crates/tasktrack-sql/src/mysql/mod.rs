@@ -70,7 +70,7 @@ dialect_queries! {
 }
 
 /// The versioned migrations, applied in order by `init` (`tasktrack init`).
-const MIGRATIONS: [Migration; 2] = [
+const MIGRATIONS: [Migration; 3] = [
     (
         1,
         "tables",
@@ -80,6 +80,11 @@ const MIGRATIONS: [Migration; 2] = [
         2,
         "long_errors",
         include_str!("../../migrations/mysql/0002_long_errors.sql"),
+    ),
+    (
+        3,
+        "claim_order_ascending",
+        include_str!("../../migrations/mysql/0003_claim_order_ascending.sql"),
     ),
 ];
 
