@@ -120,15 +120,6 @@ impl MySqlStore {
             .map_err(|e| map_error(BACKEND, &endpoint, &e).1)?;
         let _ = conn.close().await;
         let mariadb = version.to_ascii_lowercase().contains("mariadb");
-        if mariadb && ignores_descending_indexes(&version) {
-            tracing::warn!(
-                %version,
-                "mysql: MariaDB before 10.8 ignores DESC in index definitions, so claims sort \
-                 the claimable rows and lock each one they read: tasks are claimed correctly, \
-                 but workers take turns instead of claiming side by side. MariaDB 10.8 or later \
-                 claims in parallel."
-            );
-        }
         // READ COMMITTED: a claim's FOR UPDATE locks the rows it takes, not gaps between them.
         // The statement timeout is MariaDB's max_statement_time (seconds) or MySQL's
         // max_execution_time (milliseconds, SELECT only).
@@ -679,41 +670,6 @@ store_over_cas! {
                 .await
             })
             .await
-        }
-    }
-}
-
-/// Whether a MariaDB server (its `VERSION()`, `10.11.19-MariaDB-…`) predates 10.8, the first to
-/// honour `DESC` in an index definition: the claim index's `priority DESC` is then ascending,
-/// and a claim's `ORDER BY priority DESC` sorts instead of walking the index. Unknown text is
-/// not taken for an old server.
-fn ignores_descending_indexes(version: &str) -> bool {
-    let mut parts = version.split(['.', '-']).map(str::parse::<u32>);
-    match (parts.next(), parts.next()) {
-        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) < (10, 8),
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ignores_descending_indexes;
-
-    #[test]
-    fn mariadb_before_10_8_ignores_descending_indexes() {
-        for old in [
-            "10.6.21-MariaDB",
-            "10.7.8-MariaDB-1:10.7.8+maria~ubu2004-log",
-        ] {
-            assert!(ignores_descending_indexes(old), "{old}");
-        }
-        for new in [
-            "10.8.8-MariaDB",
-            "10.11.19-MariaDB-0+deb12u1",
-            "11.4.2-MariaDB",
-            "?",
-        ] {
-            assert!(!ignores_descending_indexes(new), "{new}");
         }
     }
 }
