@@ -1,8 +1,9 @@
 //! `mysql://` / `mariadb://` — the MySQL / MariaDB backend (MariaDB ≥ 10.6, MySQL 8).
 //!
 //! # Atomicity
-//! - `claim_next` is one short transaction (`READ COMMITTED`): lock the first claimable rows of
-//!   the claim index `FOR UPDATE SKIP LOCKED` (`queries/mysql/claim_lock.sql`), apply
+//! - `claim_next` is one short transaction (`READ COMMITTED`) per priority it reads: find the
+//!   highest priority with claimable rows (`next_priority.sql`, see `PriorityWalk`), lock its
+//!   first due rows `FOR UPDATE SKIP LOCKED` (`queries/mysql/claim_lock.sql`), apply
 //!   [`tasktrack_core::lifecycle::claim`] to each in Rust — the pure rule itself, expired leases
 //!   included — and write them back with one narrow `UPDATE … JOIN JSON_TABLE(?)` (only the
 //!   columns the rules changed; `write_back.rs`). MySQL has no `UPDATE … RETURNING`,
@@ -58,6 +59,8 @@ dialect_queries! {
     /// filled in once at open.
     Native in "mysql" {
         claim_lock,
+        claim_lock_after,
+        next_priority,
         handoff_lock,
         lock_keys,
         purge_batch,
@@ -65,6 +68,8 @@ dialect_queries! {
     }
     at_stage {
         claim_lock_stage <- claim_lock,
+        claim_lock_after_stage <- claim_lock_after,
+        next_priority_stage <- next_priority,
         handoff_lock_stage <- handoff_lock,
     }
 }
@@ -575,6 +580,109 @@ fn claim_rule(
     Ok((writes, won))
 }
 
+/// Priorities `claim_next` seeks one by one before it scans the rest in one ordered scan
+/// (`claim_lock_after.sql`), so that a job of many distinct priorities costs one scan, not one
+/// transaction per priority.
+const PRIORITY_SEEKS: usize = 8;
+
+/// Where `claim_next` is in its walk of the claim index, priority by priority: within one
+/// priority the index is in claim_at order, so a claim reads the due rows and stops at the first
+/// one not due (`claim_lock.sql`), instead of stepping over every waiting row of the job.
+#[derive(Debug)]
+struct PriorityWalk {
+    /// The `neg_priority` (-priority) of the last priority read through.
+    after: i64,
+    /// Priorities read through so far.
+    seeks: usize,
+}
+
+impl Default for PriorityWalk {
+    fn default() -> Self {
+        PriorityWalk {
+            after: i64::MIN,
+            seeks: 0,
+        }
+    }
+}
+
+impl PriorityWalk {
+    /// After a round that read fewer rows than it wanted at `level`: moves past that priority;
+    /// false when there is nothing further (the ordered scan of the rest ran dry).
+    fn passed(&mut self, level: Level) -> bool {
+        match level {
+            Level::At(neg_priority) => {
+                self.after = neg_priority;
+                self.seeks += 1;
+                true
+            }
+            Level::After(_) => false,
+        }
+    }
+}
+
+/// What one round of `claim_next` locks.
+#[derive(Debug, Clone, Copy)]
+enum Level {
+    /// The due rows of this `neg_priority` (`claim_lock.sql`).
+    At(i64),
+    /// The due rows of every `neg_priority` above this one, in claim order
+    /// (`claim_lock_after.sql`).
+    After(i64),
+}
+
+impl MySqlStore {
+    /// The next [`Level`] of the walk; `None` when the job has no claimable row left below it.
+    async fn next_level(
+        &self,
+        job: &JobName,
+        req: &ClaimNext,
+        walk: &PriorityWalk,
+    ) -> Result<Option<Level>> {
+        if walk.seeks >= PRIORITY_SEEKS {
+            return Ok(Some(Level::After(walk.after)));
+        }
+        let sql = match req.stage {
+            Some(_) => self.native.next_priority_stage.clone(),
+            None => self.native.next_priority.clone(),
+        };
+        let mut q = sqlx::query_scalar::<_, Option<i64>>(AssertSqlSafe(sql)).bind(job.as_str());
+        if let Some(stage) = &req.stage {
+            q = q.bind(stage.as_str());
+        }
+        let next = q
+            .bind(walk.after)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.err(&e))?;
+        Ok(next.map(Level::At))
+    }
+
+    /// The locking read of one round of `claim_next` at `level`, up to `want` rows.
+    fn claim_lock_query(
+        &self,
+        job: &JobName,
+        req: &ClaimNext,
+        level: Level,
+        now: Timestamp,
+        want: usize,
+    ) -> sqlx::query::Query<'static, MySql, sqlx::mysql::MySqlArguments> {
+        let n = &self.native;
+        let (sql, bound) = match (level, req.stage.is_some()) {
+            (Level::At(p), false) => (n.claim_lock.clone(), p),
+            (Level::At(p), true) => (n.claim_lock_stage.clone(), p),
+            (Level::After(p), false) => (n.claim_lock_after.clone(), p),
+            (Level::After(p), true) => (n.claim_lock_after_stage.clone(), p),
+        };
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(job.to_string());
+        if let Some(stage) = &req.stage {
+            q = q.bind(stage.clone());
+        }
+        q.bind(bound)
+            .bind(now.as_millis())
+            .bind(i64::try_from(want).unwrap_or(i64::MAX))
+    }
+}
+
 store_over_cas! {
     MySqlStore;
     native {
@@ -587,37 +695,30 @@ store_over_cas! {
             cas::check_claim_next(req)?;
             let one = Claim::new(req.owner.clone(), req.lease_for);
             let mut won: Vec<Claimed> = Vec::new();
+            let mut walk = PriorityWalk::default();
             for _round in 0..cas::MAX_CAS_ATTEMPTS {
                 let want = req.limit - won.len();
-                let want_i64 = i64::try_from(want).unwrap_or(i64::MAX);
-                let (sql, job_s, stage) = if req.stage.is_some() {
-                    (
-                        self.native.claim_lock_stage.clone(),
-                        job.to_string(),
-                        req.stage.clone(),
-                    )
-                } else {
-                    (self.native.claim_lock.clone(), job.to_string(), None)
+                let round = async {
+                    let Some(level) = self.next_level(job, req, &walk).await? else {
+                        return Ok(None);
+                    };
+                    let got = self
+                        .locked_batch(
+                            DamagedRows::SetAside,
+                            || self.claim_lock_query(job, req, level, now, want),
+                            |tasks, set_aside| {
+                                let seen = tasks.len() + set_aside;
+                                let (writes, got) = claim_rule(tasks, &one, now)?;
+                                Ok(Some((writes, (got, seen))))
+                            },
+                        )
+                        .await?;
+                    Ok(got.map(|(got, seen)| (got, seen, level)))
                 };
-                let got = self
-                    .locked_batch(
-                        DamagedRows::SetAside,
-                        || {
-                            let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(job_s.clone());
-                            if let Some(s) = &stage {
-                                q = q.bind(s.clone());
-                            }
-                            q.bind(now.as_millis()).bind(want_i64)
-                        },
-                        |tasks, set_aside| {
-                            let seen = tasks.len() + set_aside;
-                            let (writes, got) = claim_rule(tasks, &one, now)?;
-                            Ok(Some((writes, (got, seen))))
-                        },
-                    )
-                    .await;
-                let (got, seen) = match got {
-                    Ok(got) => got.unwrap_or_default(),
+                let (got, seen, level) = match round.await {
+                    Ok(Some(got)) => got,
+                    // Nothing claimable left.
+                    Ok(None) => break,
                     // Nothing granted: the error is the call's.
                     Err(e) if won.is_empty() => return Err(e),
                     // The leases of the rounds committed before are the caller's whatever
@@ -628,7 +729,10 @@ store_over_cas! {
                     }
                 };
                 won.extend(got);
-                if won.len() >= req.limit || seen < want {
+                if won.len() >= req.limit {
+                    break;
+                }
+                if seen < want && !walk.passed(level) {
                     break;
                 }
             }
