@@ -23,6 +23,10 @@ impl Timestamp {
     /// The Unix epoch.
     pub const EPOCH: Timestamp = Timestamp(0);
 
+    /// The first instant RFC 3339 can write, 0000-01-01T00:00:00.000Z (it writes four-digit
+    /// years): the earliest a store that keeps instants as RFC 3339 text can read back.
+    pub const MIN: Timestamp = Timestamp(-62_167_219_200_000);
+
     /// The last instant RFC 3339 can write, 9999-12-31T23:59:59.999Z: [`Timestamp::plus`] stops
     /// here, so a computed time (a very long lease, a capped backoff) always reads back.
     pub const MAX: Timestamp = Timestamp(253_402_300_799_999);
@@ -163,6 +167,7 @@ mod tests {
         let now = Timestamp::from_millis(1_795_000_000_123);
         assert_eq!(now.plus(Duration::MAX), Timestamp::MAX);
         assert_eq!(Timestamp::MAX.to_rfc3339(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(Timestamp::MIN.to_rfc3339(), "0000-01-01T00:00:00.000Z");
         let far = now.plus(Duration::from_secs(10_000 * 365 * 86_400));
         assert_eq!(Timestamp::parse(&far.to_rfc3339()).unwrap(), far);
         // An instant already past it (from_millis) is left where it is, never moved back.

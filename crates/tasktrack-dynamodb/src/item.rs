@@ -108,12 +108,8 @@ pub(crate) fn parse_list_sk(lsk: &str) -> Option<Cursor> {
     (list_sk(place.updated_at, place.id.as_str()) == lsk).then_some(place)
 }
 
-/// The earliest instant a task record can hold, 0000-01-01T00:00:00Z (RFC 3339 writes 4-digit
-/// years; the latest is [`Timestamp::MAX`]).
-const EARLIEST_MILLIS: i64 = -62_167_219_200_000;
-
 /// Whether the list sort key `lsk` sorts outside the keys of every task record that reads
-/// ([`list_sk`] of an instant from [`EARLIEST_MILLIS`] to [`Timestamp::MAX`]): below all of
+/// ([`list_sk`] of an instant from [`Timestamp::MIN`] to [`Timestamp::MAX`], the instants a record can hold): below all of
 /// them or above all of them. A key edited into such a text is found by a Query of that range
 /// alone, which holds no task that reads.
 pub(crate) fn outside_records(lsk: &str) -> bool {
@@ -124,7 +120,7 @@ pub(crate) fn outside_records(lsk: &str) -> bool {
 /// `[floor, ceiling)`: the range of list sort keys that holds every task record's (see
 /// [`outside_records`]).
 pub(crate) fn records_range() -> (String, String) {
-    let floor = sortable_millis(Timestamp::from_millis(EARLIEST_MILLIS));
+    let floor = sortable_millis(Timestamp::MIN);
     let ceiling = sortable_millis(Timestamp::from_millis(Timestamp::MAX.as_millis() + 1));
     (floor, ceiling)
 }
@@ -350,7 +346,7 @@ mod tests {
             let t = Timestamp::from_millis(ms);
             Timestamp::parse(&t.to_rfc3339()).is_ok_and(|back| back == t)
         };
-        let (first, last) = (EARLIEST_MILLIS, Timestamp::MAX.as_millis());
+        let (first, last) = (Timestamp::MIN.as_millis(), Timestamp::MAX.as_millis());
         assert!(readable(first) && readable(last));
         assert!(!readable(first - 1) && !readable(last + 1));
         for ms in [first, -1, 0, 1_800_000_000_000, last] {

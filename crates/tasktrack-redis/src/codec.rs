@@ -14,21 +14,19 @@ use tasktrack_core::{
     Attempt, Error, JobName, LeaseState, Result, Status, Task, TaskId, TaskKey, Timestamp,
 };
 
-/// The first instant RFC 3339 writes, 0000-01-01T00:00:00.000Z (`TS_MIN` in `lua/common.lua`).
-pub(crate) const EARLIEST: Timestamp = Timestamp::from_millis(-62_167_219_200_000);
-
-/// Refuses a `now` this store could not write back: before [`EARLIEST`] or after
+/// Refuses a `now` this store could not write back: before [`Timestamp::MIN`] (`TS_MIN` in `lua/common.lua`) or after
 /// [`Timestamp::MAX`], where RFC 3339 stops (the range the core allows a `not_before`). A job
 /// record holds its times as RFC 3339 text, and the scripts write a lease's instants into
 /// history so and refuse a lease outside that range: such a `now` was written, and left a job
 /// record that no longer decoded (every command of the job `Corrupt`) and leases that their
 /// next script refused as corrupt.
 pub(crate) fn check_now(now: Timestamp) -> Result<()> {
-    if (EARLIEST..=Timestamp::MAX).contains(&now) {
+    if (Timestamp::MIN..=Timestamp::MAX).contains(&now) {
         return Ok(());
     }
     Err(Error::invalid(format!(
-        "now {now} is out of range: this store writes instants from {EARLIEST} to {}",
+        "now {now} is out of range: this store writes instants from {} to {}",
+        Timestamp::MIN,
         Timestamp::MAX
     )))
 }
@@ -255,12 +253,12 @@ mod tests {
 
     #[test]
     fn now_is_taken_where_rfc_3339_writes_it() {
-        for ok in [EARLIEST, Timestamp::EPOCH, Timestamp::MAX] {
+        for ok in [Timestamp::MIN, Timestamp::EPOCH, Timestamp::MAX] {
             assert!(check_now(ok).is_ok(), "{ok:?}");
             assert_eq!(Timestamp::parse(&ok.to_rfc3339()).ok(), Some(ok));
         }
         for bad in [
-            EARLIEST.minus(Duration::from_millis(1)),
+            Timestamp::MIN.minus(Duration::from_millis(1)),
             Timestamp::from_millis(i64::MAX),
         ] {
             assert!(
